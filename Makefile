@@ -1,0 +1,67 @@
+# The two commands of the README are `make demo` and `make test`; each
+# installs what it needs (Debian packages), configures, builds and runs.
+#
+#   make demo        build and run the demo
+#   make test        format check, then the whole suite twice: a normal build
+#                    (build/) and an ASan+UBSan build (build-asan/), then the
+#                    concurrency tests under TSan (build-tsan/)
+#   make build       just build (build/)
+#   make install     cmake --install build (PREFIX=/usr/local)
+#   make format      reformat the sources with clang-format
+#   make clean
+
+JOBS   ?= $(shell nproc)
+PREFIX ?= /usr/local
+CTEST  := ctest --output-on-failure -j$(JOBS)
+
+# What building and testing needs on Debian 12.
+DEPS := gcc make cmake pkg-config libcmocka-dev clang-format python3 procps iproute2 util-linux
+
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find include src tools tests examples -name '*.[ch]')
+
+.PHONY: all deps build demo test test-normal test-asan test-tsan format format-check install clean
+
+all: build
+
+deps:
+	@scripts/deps.sh $(DEPS)
+
+build/CMakeCache.txt: | deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps build/CMakeCache.txt
+	cmake --build build -j$(JOBS)
+
+demo: build
+	@echo
+	./build/ferry_demo
+
+test: deps format-check test-normal test-asan test-tsan
+	@echo "make test: all suites passed"
+
+test-normal: build
+	cd build && $(CTEST)
+
+test-asan: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=address,undefined
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
+
+# TSan: the tests labelled "concurrency" (shared-memory synchronisation).
+test-tsan: deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=thread
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 $(CTEST) -L concurrency
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check: deps
+	@clang-format --dry-run --Werror $(SOURCES) && echo "format-check: ok"
+
+install: build
+	cmake --install build --prefix $(PREFIX)
+
+clean:
+	rm -rf build build-asan build-tsan

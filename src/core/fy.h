@@ -1,0 +1,68 @@
+/*
+ * fy.h - internal helpers shared by every part of the library.
+ *
+ * Three naming levels: ferry_* is public (include/ferry.h) and the only thing
+ * exported; fy_* is shared inside the library (declared here and in the
+ * other src/ headers); file-static functions are named after their module.
+ */
+#ifndef FY_H
+#define FY_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "ferry.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FY_CACHELINE 64
+#define FY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define FY_UNUSED(x) ((void)(x))
+
+/* --- errors (src/core/error.c) ------------------------------------------ */
+
+/* Records "what: description of err" as the thread's error detail and
+ * returns err, so a failure path reads `return fy_err(rc, "open %s", p);`. */
+int fy_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Same, from a failed system call: returns -errno. */
+int fy_syserr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Clears the thread's error detail (called on entry by public functions
+ * that may fail, so ferry_errdetail() never describes an older call). */
+void fy_err_clear(void);
+
+/* --- time (src/platform/linux/clock.c) ----------------------------------- */
+
+uint64_t fy_now_mono_ns(void);
+uint64_t fy_now_real_ns(void);
+
+/* Absolute CLOCK_MONOTONIC deadline for a timeout in ms (-1: UINT64_MAX). */
+uint64_t fy_deadline_ns(int timeout_ms);
+
+/* --- processes (src/platform/linux/proc.c) -------------------------------- */
+
+/* The start time of pid in clock ticks since boot (/proc/PID/stat field
+ * 22), or 0 when the process does not exist or is a zombie. */
+uint64_t fy_proc_starttime(pid_t pid);
+
+/* 1 if the process pid started at starttime still runs, else 0. A recycled
+ * pid has another start time, so it does not count as alive. */
+int fy_proc_alive(pid_t pid, uint64_t starttime);
+
+/* --- futex (src/platform/linux/futex.c) ---------------------------------- */
+
+/* Sleeps while *word == expected, until woken or the absolute monotonic
+ * deadline passes (UINT64_MAX: no deadline). Returns 0 when woken or when
+ * *word differed, FERRY_ETIMEDOUT, or FERRY_EINTR. Shared (not private)
+ * futexes: the word may live in memory mapped by several processes. */
+int fy_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
+
+/* Wakes up to n waiters on word. */
+void fy_futex_wake(_Atomic uint32_t *word, int n);
+
+#endif /* FY_H */

@@ -1,0 +1,102 @@
+/*
+ * common.h - helpers for ferry's tests: unique object names (so `ctest -j`
+ * is safe), child processes, and pipes used as "I am ready" signals so that
+ * no test sleeps in place of synchronisation.
+ */
+#ifndef FERRY_TEST_COMMON_H
+#define FERRY_TEST_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ferry.h"
+
+/* "t-<tag>-<pid>-<counter>": unique across processes and calls. */
+static inline const char *t_name(char *buf, size_t len, const char *tag)
+{
+    static unsigned counter;
+    snprintf(buf, len, "t-%s-%d-%u", tag, (int)getpid(), counter++);
+    return buf;
+}
+
+static inline void t_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "/dev/shm/ferry.%s", name);
+}
+
+static inline int t_exists(const char *name)
+{
+    char p[300];
+    struct stat st;
+    t_path(p, sizeof p, name);
+    return stat(p, &st) == 0;
+}
+
+/* Waits for pid and returns its exit code, or 128+signal. */
+static inline int t_wait(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0) {
+    }
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    return 128 + WTERMSIG(st);
+}
+
+/* A one-shot signal between processes: the writer says "ready" (or sends
+ * a byte), the reader blocks until it comes. */
+struct t_pipe {
+    int r, w;
+};
+
+static inline void t_pipe_open(struct t_pipe *p)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    p->r = fds[0];
+    p->w = fds[1];
+}
+
+static inline void t_pipe_send(struct t_pipe *p, char c)
+{
+    if (write(p->w, &c, 1) != 1)
+        _exit(99);
+}
+
+static inline char t_pipe_recv(struct t_pipe *p)
+{
+    char c = 0;
+    if (read(p->r, &c, 1) != 1)
+        return 0;
+    return c;
+}
+
+static inline void t_pipe_close(struct t_pipe *p)
+{
+    close(p->r);
+    close(p->w);
+}
+
+static inline uint64_t t_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * cli.h - what every `ferry` subcommand shares.
+ *
+ * Exit codes (CONVENTIONS.md): 0 success, 1 runtime failure, 2 usage error.
+ * Every failure prints one line on stderr: "ferry: <what>: <why>".
+ * stdout carries data only.
+ */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include "ferry.h"
+
+#define CLI_OK 0
+#define CLI_FAIL 1
+#define CLI_USAGE 2
+
+struct cli_cmd {
+    const char *name;
+    const char *summary; /* one line for `ferry --help` */
+    int (*run)(int argc, char **argv);
+};
+
+/* Prints "ferry: <fmt...>" on stderr and returns CLI_USAGE, with a hint to
+ * run `ferry CMD --help`. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "ferry: <fmt...>: <detail or strerror(err)>" and returns CLI_FAIL,
+ * or CLI_USAGE when err is a usage error (a bad name). */
+int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes s to f as a JSON string literal. */
+#include <stdio.h>
+void cli_json_str(FILE *f, const char *s);
+
+int cmd_ls(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * main.c - `ferry`: the command table and dispatch. Each subcommand lives in
+ * its own cmd_*.c and parses its own options (getopt_long), including
+ * --help.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct cli_cmd commands[] = {
+    {"ls", "list ferry objects on this machine (like ipcs)", cmd_ls},
+    {"rm", "remove ferry objects by name (like ipcrm)", cmd_rm},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ferry <command> [options]\n"
+               "       ferry <command> --help\n"
+               "       ferry --version\n\n"
+               "ferry: fast, reliable messaging between processes.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage error\n");
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("ferry: ", stderr);
+    if (cmd)
+        fprintf(stderr, "%s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, " (see 'ferry %s --help')\n", cmd);
+    else
+        fputs(" (see 'ferry --help')\n", stderr);
+    return CLI_USAGE;
+}
+
+int cli_fail(int err, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("ferry: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    const char *d = ferry_errdetail();
+    fprintf(stderr, ": %s\n", d[0] ? d : ferry_strerror(err));
+    return err == FERRY_EBADNAME ? CLI_USAGE : CLI_FAIL;
+}
+
+void cli_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
+        printf("ferry %s\n", ferry_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(cmd, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    return cli_usage(NULL, "unknown command '%s'", cmd);
+}
