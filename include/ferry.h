@@ -74,6 +74,11 @@ FERRY_API const char *ferry_version(void);
     XX(EOVERFLOW, -EOVERFLOW, "value too large")                                                   \
     XX(EIDRM, -EIDRM, "object was removed")                                                        \
     XX(ETIMEDOUT, -ETIMEDOUT, "timed out")                                                         \
+    XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                                          \
+    XX(ECONNRESET, -ECONNRESET, "the peer went away")                                              \
+    XX(EADDRINUSE, -EADDRINUSE, "address already in use")                                          \
+    XX(EMSGSIZE, -EMSGSIZE, "message too large")                                                   \
+    XX(EPROTO, -EPROTO, "protocol error")                                                          \
     XX(EOWNERDEAD, -EOWNERDEAD,                                                                    \
        "previous owner died; the lock is held, repair the protected state")                        \
     XX(ENOTRECOVERABLE, -ENOTRECOVERABLE,                                                          \
@@ -84,7 +89,12 @@ FERRY_API const char *ferry_version(void);
     XX(EVERSION, -4004, "ferry object has an unsupported layout version")                          \
     XX(ESIZE, -4005, "object size does not match the requested size")                              \
     XX(EKIND, -4006, "object is of another kind")                                                  \
-    XX(ECORRUPT, -4007, "shared state written by a peer is corrupt")
+    XX(ECORRUPT, -4007, "shared state written by a peer is corrupt")                               \
+    XX(EBADURL, -4008, "invalid address (expected shm://NAME)")                                    \
+    XX(EPEERTYPE, -4009, "peer has an incompatible socket type")                                   \
+    XX(ESTATE, -4010, "operation not valid in the socket's current state")                         \
+    XX(ECLOSED, -4011, "socket is closed")                                                         \
+    XX(ENOPEER, -4012, "no peer to send to")
 
 enum ferry_errno {
 #define FERRY_XX_(name, val, str) FERRY_##name = (val),
@@ -287,6 +297,145 @@ FERRY_API int ferry_mutex_unlock(ferry_mutex *m);
 
 /* Destroys an unlocked mutex. */
 FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
+
+/* ------------------------------------------------------------------------ */
+/* Messaging sockets                                                        */
+/* ------------------------------------------------------------------------ */
+/*
+ * Sockets with ZeroMQ's patterns. Each socket has a type; it connects to
+ * any number of peers of the compatible type (PAIR: exactly one):
+ *
+ *   PAIR <-> PAIR  one peer, both directions.
+ *   REQ  <-> REP   REQ sends a request, then must receive the reply before
+ *                  it sends again (FERRY_ESTATE otherwise). REP receives
+ *                  requests from all its peers fairly and sends each reply
+ *                  to the peer that asked. If a REQ's peer dies before
+ *                  replying, recv fails with FERRY_ECONNRESET and the REQ
+ *                  may send again; with FERRY_OPT_REQ_RESEND it resends the
+ *                  request to another peer instead (when there is one).
+ *   PUB  --> SUB   SUB subscribes to prefixes (FERRY_OPT_SUBSCRIBE; none:
+ *                  nothing arrives). The PUB filters: a message travels only
+ *                  to subscribers with a matching prefix. A slow subscriber
+ *                  never blocks the PUB: past its high-water mark its
+ *                  messages are dropped and counted (FERRY_OPT_DROPPED).
+ *   PUSH --> PULL  PUSH sends each message to one puller, round-robin over
+ *                  those with room; when every puller is full (or none is
+ *                  connected) it blocks: it never drops. PULL receives from
+ *                  all its pushers fairly.
+ *
+ * Messages have one or more parts: every part but the last is sent with
+ * FERRY_MORE, and a message arrives whole or not at all (a peer that dies
+ * in the middle of a message loses only that incomplete message).
+ *
+ * Addresses: "shm://NAME" (NAME as for objects: shared memory between
+ * processes of one host). The network transports follow.
+ *
+ * Threads: every call is thread-safe; send and recv on one socket may block
+ * in two threads at once. ferry_close() must not race with other calls on
+ * the same socket. A socket does not survive fork(): use it in the process
+ * that opened it.
+ */
+typedef struct ferry_socket ferry_socket;
+typedef struct ferry_msg ferry_msg;
+
+enum ferry_type {
+    FERRY_PAIR = 1,
+    FERRY_PUB = 2,
+    FERRY_SUB = 3,
+    FERRY_REQ = 4,
+    FERRY_REP = 5,
+    FERRY_PUSH = 6,
+    FERRY_PULL = 7
+};
+
+#define FERRY_DONTWAIT 0x1 /* send/recv: do not wait, FERRY_EAGAIN instead */
+#define FERRY_MORE 0x2     /* send: another part of this message follows   */
+
+/* Socket options (ferry_setopt / ferry_getopt). Integer options take an
+ * int64_t (ferry_setopt_int). Unless noted, they apply to connections made
+ * after they are set. */
+enum ferry_option {
+    FERRY_OPT_RCVTIMEO = 1,           /* recv timeout, ms; -1 forever (default)           */
+    FERRY_OPT_SNDTIMEO = 2,           /* send timeout, ms; -1 forever (default)           */
+    FERRY_OPT_SNDHWM = 3,             /* messages queued per peer, 0 = ring size only; 1000 */
+    FERRY_OPT_RCVHWM = 4,             /* ditto, receiving side; 1000                     */
+    FERRY_OPT_MAXMSGSIZE = 5,         /* largest message accepted, bytes; 256 MiB         */
+    FERRY_OPT_SUBSCRIBE = 6,          /* SUB: bytes, a prefix to receive (may be empty)   */
+    FERRY_OPT_UNSUBSCRIBE = 7,        /* SUB: bytes, undo one SUBSCRIBE of that prefix    */
+    FERRY_OPT_RING_SIZE = 8,          /* shm://: ring bytes per direction; 1 MiB          */
+    FERRY_OPT_SPIN = 9,               /* busy-poll this many microseconds before sleeping; 0 */
+    FERRY_OPT_RCVMORE = 10,           /* get: 1 if the last part received has more after it */
+    FERRY_OPT_TYPE = 11,              /* get: the socket type                             */
+    FERRY_OPT_DROPPED = 12,           /* get: PUB messages dropped at subscribers' HWM     */
+    FERRY_OPT_REQ_RESEND = 13,        /* REQ: 1 = resend to another peer if the peer dies */
+    FERRY_OPT_PEER_UID = 14,          /* shm:// listener: uid allowed to connect besides
+                                         root; -1 = any uid. Default: the socket's own uid */
+    FERRY_OPT_PEERS = 15,             /* get: connected peers now                          */
+    FERRY_OPT_RECONNECT_IVL = 16,     /* dialer: first retry after ms; 100   */
+    FERRY_OPT_RECONNECT_IVL_MAX = 17, /* dialer: retry interval cap, ms; 5000 */
+    FERRY_OPT_HANDSHAKE_IVL = 18      /* connection set-up timeout, ms; 5000   */
+};
+
+/* Opens a socket of the given type. */
+FERRY_API int ferry_socket_open(ferry_socket **s, int type);
+
+/* Closes the socket: its endpoints stop, its connections close (peers see
+ * it at once), in-place messages still held by the user stay valid until
+ * ferry_msg_free(). NULL is accepted. */
+FERRY_API int ferry_close(ferry_socket *s);
+
+/* Accepts connections at url ("shm://NAME"). FERRY_EADDRINUSE when a live
+ * socket already listens there; FERRY_EBADURL for a malformed url. */
+FERRY_API int ferry_listen(ferry_socket *s, const char *url);
+
+/* Connects to url. If nobody listens yet, returns 0 and keeps trying in the
+ * background (and reconnects whenever the connection is lost). Errors that
+ * retrying cannot fix are returned: FERRY_EBADURL, FERRY_EPEERTYPE,
+ * FERRY_EACCES (the listener refused this uid). May block for up to the
+ * handshake timeout. */
+FERRY_API int ferry_dial(ferry_socket *s, const char *url);
+
+/* Sends one part of a message (copying it). flags: FERRY_DONTWAIT,
+ * FERRY_MORE. Blocks while no peer can take it (up to SNDTIMEO:
+ * FERRY_ETIMEDOUT), except PUB, which never blocks. */
+FERRY_API int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags);
+
+/* Receives the next part into buf (copying it). *len is set to the part's
+ * full size; when that is larger than cap the part is truncated to cap
+ * bytes (ZeroMQ's rule): compare *len with cap. FERRY_OPT_RCVMORE tells
+ * whether more parts follow. Blocks up to RCVTIMEO unless FERRY_DONTWAIT. */
+FERRY_API int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, int flags);
+
+/* Zero-copy. ferry_msg_alloc() returns a buffer to fill; on shm:// it is
+ * room inside a peer's ring when the socket can tell which peer the next
+ * message goes to (PAIR, PUSH, REQ, a REP's reply), else ordinary memory.
+ * ferry_msg_send() sends it (ownership passes on success; on failure the
+ * message is still yours). ferry_msg_recv() returns the next part; on
+ * shm:// its data is read in place, in the ring, until ferry_msg_free().
+ * Multipart messages, and parts larger than half the ring, arrive in
+ * ordinary memory. At most one allocated, unsent message per socket at a
+ * time: a second ferry_msg_alloc() gets ordinary memory. */
+FERRY_API int ferry_msg_alloc(ferry_socket *s, ferry_msg **m, size_t size);
+FERRY_API int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags);
+FERRY_API int ferry_msg_recv(ferry_socket *s, ferry_msg **m, int flags);
+FERRY_API void *ferry_msg_data(ferry_msg *m);
+FERRY_API size_t ferry_msg_size(const ferry_msg *m);
+/* 1 if more parts of the same message follow this received part. */
+FERRY_API int ferry_msg_more(const ferry_msg *m);
+/* Shrinks an allocated message before sending (size <= allocated). */
+FERRY_API int ferry_msg_resize(ferry_msg *m, size_t size);
+FERRY_API void ferry_msg_free(ferry_msg *m);
+
+/* Options: see enum ferry_option. */
+FERRY_API int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len);
+FERRY_API int ferry_getopt(ferry_socket *s, int opt, void *val, size_t *len);
+FERRY_API int ferry_setopt_int(ferry_socket *s, int opt, int64_t val);
+FERRY_API int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val);
+
+/* A file descriptor for poll/epoll: it becomes readable when a message may
+ * be ready. Then call ferry_recv() with FERRY_DONTWAIT until FERRY_EAGAIN;
+ * only that re-arms it. Owned by the socket: do not close or read it. */
+FERRY_API int ferry_socket_fd(ferry_socket *s, int *fd);
 
 /* ------------------------------------------------------------------------ */
 /* Listing and removing objects (what `ferry ls` and `ferry rm` use)        */

@@ -1,0 +1,273 @@
+/*
+ * sock.h - the messaging socket core: sockets, pipes, and the two plug-in
+ * tables (protocols and transports).
+ *
+ * Threads and locks. Each socket has one mutex, `mtx`. Every user call
+ * takes it for short, non-blocking steps and never sleeps holding it: a
+ * call that must wait releases it and sleeps on the socket's wake word
+ * (fy_wake, below). Each socket also has one I/O thread (transport
+ * listeners, dialers, connection liveness) that takes `mtx` to add or
+ * retire pipes. So every public call on a socket is thread-safe, and a
+ * socket's send and recv may block in two threads at once.
+ *
+ * Pipes. A pipe is one connection to one peer, whatever the transport.
+ * The protocol decides which pipe a message goes to or comes from; the
+ * transport moves the bytes. Pipe ops are called with `mtx` held and never
+ * block: they return "not now" and the core waits.
+ */
+#ifndef FY_SOCK_H
+#define FY_SOCK_H
+
+#include "fy.h"
+
+#include <pthread.h>
+
+struct fy_pipe;
+struct fy_proto_ops;
+
+/* The wake block: one cache line of shared memory per socket, mapped by
+ * the socket and by every peer it is connected to over shm://. Anyone who
+ * makes progress possible for the socket (a peer that wrote a message or
+ * freed room, the I/O thread that added or lost a pipe) calls fy_wake().
+ * A waiter increments `sleepers`, re-checks its condition, and sleeps on
+ * `seq` as a futex; the waker bumps `seq` only when `sleepers` is non-zero,
+ * so a busy socket costs its peers no system call. */
+struct fy_wake {
+    char magic[8]; /* "FERRYWAK" */
+    uint32_t version;
+    int32_t owner_pid;
+    _Alignas(64) _Atomic uint32_t seq;
+    _Atomic uint32_t sleepers;
+    _Atomic uint32_t fd_armed; /* the socket's eventfd wants a write */
+};
+#define FY_WAKE_SIZE 4096u
+
+/* Wakes the socket that owns w. efd is that socket's eventfd (-1: none). */
+void fy_wake(struct fy_wake *w, int efd);
+
+/* A part of an outgoing message. */
+struct fy_part {
+    const void *data;
+    size_t len;
+};
+
+/* An outgoing message: all its parts (the core buffers the parts of a
+ * multipart message until the last one, so a message is sent whole). */
+struct fy_txmsg {
+    struct fy_part *parts;
+    size_t nparts;
+    size_t total;     /* bytes in all parts */
+    ferry_msg *claim; /* single-part zero-copy message, or NULL */
+};
+
+/* ferry_msg: one part of a message, owned by the user between recv and
+ * free (or alloc and send). */
+enum { FY_MSG_HEAP, FY_MSG_CLAIM, FY_MSG_INPLACE };
+struct ferry_msg {
+    void *data;
+    size_t size;
+    int kind;
+    int more;              /* received: more parts follow      */
+    struct fy_pipe *pipe;  /* CLAIM, INPLACE: holds a reference */
+    int64_t token;         /* INPLACE: ring release token       */
+    ferry_socket *sock;    /* CLAIM: the socket it was allocated on */
+    size_t cap;            /* CLAIM: room claimed               */
+};
+
+/* A received message: its parts, in order, delivered one per recv. */
+struct fy_rxmsg {
+    ferry_msg **parts;
+    size_t nparts, next;
+    struct fy_pipe *from;
+};
+
+/* Transport-side operations on a pipe. All are called with the socket's
+ * mtx held and must not block.
+ *  send     writes a whole message. 1 sent, 0 no room now, < 0 broken.
+ *  claim    room for one single-part message of size bytes, in place
+ *           (NULL: not possible now or not supported; the core copies).
+ *  commit   publishes a claimed message of size bytes (size <= claimed).
+ *  unclaim  forgets a claim that will not be sent.
+ *  recv     the next whole message: 1 and *m filled, 0 none yet, < 0
+ *           broken (FERRY_ECORRUPT, FERRY_ECONNRESET, FERRY_EMSGSIZE).
+ *           check: confirm "none" thoroughly (the caller will sleep).
+ *  release  gives back an in-place message's token.
+ *  send_cmd sends a control command (subscribe: 1, unsubscribe: 0).
+ *  writable 1 if a message of len bytes would fit now.
+ *  abort_tx a message was left half-written (timeout): tell the peer to
+ *           discard it.
+ *  close    the pipe leaves the socket: let the peer see it now (may run
+ *           while in-place messages still reference the pipe).
+ *  destroy  frees the pipe; called once, when the last reference goes,
+ *           without mtx. */
+struct fy_pipe_ops {
+    int (*send)(struct fy_pipe *p, const struct fy_txmsg *m);
+    void *(*claim)(struct fy_pipe *p, size_t size);
+    int (*commit)(struct fy_pipe *p, size_t size);
+    void (*unclaim)(struct fy_pipe *p);
+    int (*recv)(struct fy_pipe *p, struct fy_rxmsg *m, int check);
+    void (*release)(struct fy_pipe *p, int64_t token);
+    int (*send_cmd)(struct fy_pipe *p, int cmd, const void *data, size_t len);
+    int (*writable)(struct fy_pipe *p, size_t len);
+    void (*abort_tx)(struct fy_pipe *p);
+    void (*close)(struct fy_pipe *p);
+    void (*destroy)(struct fy_pipe *p);
+};
+
+/* A subscription prefix held by a PUB for one pipe. */
+struct fy_sub {
+    size_t len;
+    unsigned count; /* subscribed this many times */
+    unsigned char *data;
+};
+
+struct fy_pipe {
+    const struct fy_pipe_ops *ops;
+    ferry_socket *sock;
+    _Atomic int refs;
+    int dead;        /* the peer is gone: no more sends; recv drains */
+    int tx_partial;  /* a message is half-written: finish it here first */
+    int id;
+    int peer_pid;
+    unsigned peer_uid;
+    uint64_t dropped;           /* PUB: messages dropped at the HWM */
+    struct fy_sub *subs;        /* PUB: this subscriber's prefixes  */
+    size_t nsubs;
+    void *tran;                 /* transport state                  */
+    void *dialer;               /* the dialer that made it, if any  */
+};
+
+void fy_pipe_ref(struct fy_pipe *p);
+void fy_pipe_unref(struct fy_pipe *p);
+
+/* Protocol operations, called with mtx held; never block.
+ *  send  1 sent, 0 not now (the core waits and retries), < 0 error.
+ *  recv  1 and *m filled, 0 nothing now, < 0 error.
+ *  accept    before a connection is confirmed to the peer: 0 to accept,
+ *            < 0 to refuse it (a PAIR that has its peer). NULL: accept.
+ *  pipe_add  0 to accept the new pipe, < 0 to refuse it.
+ *  pipe_rm   the pipe is leaving the socket.
+ *  cmd   a control command arrived on a pipe (subscriptions). */
+struct fy_proto_ops {
+    int type;
+    const char *name;
+    int peer;            /* the compatible peer type */
+    int can_send, can_recv;
+    size_t state_size;
+    int (*init)(ferry_socket *s);
+    int (*send)(ferry_socket *s, const struct fy_txmsg *m);
+    int (*recv)(ferry_socket *s, struct fy_rxmsg *m, int check);
+    int (*accept)(ferry_socket *s);
+    int (*pipe_add)(ferry_socket *s, struct fy_pipe *p);
+    void (*pipe_rm)(ferry_socket *s, struct fy_pipe *p);
+    void (*cmd)(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len);
+    struct fy_pipe *(*next_pipe)(ferry_socket *s, size_t size); /* for zero-copy alloc */
+    void (*fini)(ferry_socket *s);
+};
+
+/* Helpers shared by the protocols (src/proto/common.c), mtx held. */
+
+/* Sends m to one pipe, round-robin from *cursor, skipping full ones.
+ * 1 sent (*out = the pipe), 0 all full or none. Broken pipes are removed. */
+int fy_rr_send(ferry_socket *s, const struct fy_txmsg *m, size_t *cursor, struct fy_pipe **out);
+
+/* Receives from the pipes fairly, round-robin from *cursor. 1 got (m->from
+ * set), 0 nothing. Pipes that are broken, or dead and drained, are
+ * removed. */
+int fy_fq_recv(ferry_socket *s, struct fy_rxmsg *m, size_t *cursor, int check);
+
+/* Sends a claimed message (m->claim) on its pipe. 1 sent, 0 no room,
+ * FERRY_ECONNRESET when its pipe is gone (the core then copies). */
+int fy_send_claim(ferry_socket *s, const struct fy_txmsg *m);
+
+/* 1 if p is one of s's live pipes. */
+int fy_pipe_live(ferry_socket *s, struct fy_pipe *p);
+
+/* 1 if p is one of s's pipes, live or draining. */
+int fy_pipe_in(ferry_socket *s, struct fy_pipe *p);
+
+/* Round-robin choice of a pipe with room for size bytes, or NULL. */
+struct fy_pipe *fy_rr_peek(ferry_socket *s, size_t cursor, size_t size);
+
+const struct fy_proto_ops *fy_proto_find(int type);
+const char *fy_type_name(int type);
+int fy_types_compatible(int a, int b);
+
+/* Transports. listen/dial are called from the user's thread without mtx;
+ * they may block for a bounded time (a handshake with a local peer).
+ * close_all stops every endpoint of the socket (called by ferry_close). */
+struct fy_tran_ops {
+    const char *scheme; /* "shm" */
+    int (*listen)(ferry_socket *s, const char *addr);
+    int (*dial)(ferry_socket *s, const char *addr);
+    void (*close_all)(ferry_socket *s);
+};
+
+struct fy_opts {
+    int rcvtimeo, sndtimeo;   /* ms, -1 forever */
+    int sndhwm, rcvhwm;       /* messages, 0 unlimited */
+    uint64_t maxmsgsize;      /* bytes */
+    uint64_t ring_size;       /* shm:// bytes per direction */
+    int spin_us;              /* busy-poll this long before sleeping */
+    int req_resend;           /* REQ: resend to another peer when the peer dies */
+    int64_t peer_uid;         /* shm:// allowed peer uid, -1 any; default: own uid */
+    int reconnect_ms, reconnect_max_ms;
+    int handshake_ms;
+};
+
+struct ferry_socket {
+    pthread_mutex_t mtx;
+    const struct fy_proto_ops *proto;
+    void *proto_state;
+    struct fy_opts opt;
+
+    struct fy_pipe **pipes; /* live and draining pipes */
+    size_t npipes, cap_pipes;
+    int next_pipe_id;
+
+    /* wake block (shared with shm:// peers) and the pollable fd */
+    int wake_fd;             /* memfd of the wake block */
+    struct fy_wake *wake;
+    int event_fd;            /* eventfd handed out by ferry_socket_fd */
+
+    /* multipart assembly of outgoing parts */
+    struct fy_part *tx_parts;
+    size_t tx_nparts, tx_cap;
+    unsigned char **tx_bufs;
+    size_t tx_total;
+    /* the message being received, part by part */
+    struct fy_rxmsg rx;
+    int rcvmore;
+
+    ferry_msg *claim; /* the outstanding zero-copy allocation, if any */
+
+    uint64_t dropped; /* PUB: total drops */
+    int closing;
+
+    void *shm_tran; /* shm:// transport state (listeners, dialers, I/O thread) */
+};
+
+/* Adds a connected pipe to the socket (takes mtx). Returns 0, or < 0 when
+ * the protocol refuses it (the caller then destroys it). */
+int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p);
+
+/* Marks a pipe dead (the peer went away); takes mtx; wakes waiters. The
+ * pipe leaves the socket once the protocol has drained it. */
+void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
+
+/* Removes a pipe from the socket (mtx held). */
+void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p);
+
+/* Wakes this socket's own waiters (mtx may be held). */
+void fy_sock_wake(ferry_socket *s);
+
+/* Frees a received message's parts; the socket's mtx must be held. */
+void fy_rxmsg_clear(struct fy_rxmsg *m);
+
+/* Heap message of size bytes. */
+ferry_msg *fy_msg_heap(size_t size);
+
+/* URL: splits "scheme://rest". Returns FERRY_EBADURL on malformed input. */
+int fy_url_split(const char *url, char *scheme, size_t slen, const char **rest);
+
+#endif /* FY_SOCK_H */

@@ -1,0 +1,830 @@
+/*
+ * socket.c - the socket core: open/close, options, the send and receive
+ * paths, and the one place where callers wait (sock_run).
+ *
+ * The protocols (src/proto/) decide where a message goes; the transports
+ * (src/transport/) move it. This file knows neither: it buffers the parts
+ * of a multipart message, hands whole messages to the protocol, and waits
+ * on the socket's wake word when the protocol says "not now".
+ */
+#include "sock.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+extern const struct fy_tran_ops fy_shm_tran;
+static const struct fy_tran_ops *const transports[] = {&fy_shm_tran};
+
+/* --- wake-ups ------------------------------------------------------------ */
+
+void fy_wake(struct fy_wake *w, int efd)
+{
+    /* Pairs with the waiter's seq_cst increment of sleepers before its
+     * last check: either it sees our progress, or we see it sleeping. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0) {
+        atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
+        fy_futex_wake(&w->seq, INT_MAX);
+    }
+    if (efd >= 0 && atomic_load_explicit(&w->fd_armed, memory_order_relaxed) &&
+        atomic_exchange_explicit(&w->fd_armed, 0, memory_order_acq_rel)) {
+        uint64_t one = 1;
+        ssize_t n = write(efd, &one, sizeof one);
+        FY_UNUSED(n); /* EAGAIN: the counter is already non-zero */
+    }
+}
+
+/* Wakes the socket's sleeping callers. The pollable fd is not signalled:
+ * it promises a message, and only peers writing data signal it. */
+void fy_sock_wake(ferry_socket *s) { fy_wake(s->wake, -1); }
+
+/* --- pipes ----------------------------------------------------------------- */
+
+void fy_pipe_ref(struct fy_pipe *p) { atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed); }
+
+void fy_pipe_unref(struct fy_pipe *p)
+{
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
+        for (size_t i = 0; i < p->nsubs; i++)
+            free(p->subs[i].data);
+        free(p->subs);
+        p->ops->destroy(p);
+    }
+}
+
+int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p)
+{
+    pthread_mutex_lock(&s->mtx);
+    int rc = 0;
+    if (s->closing)
+        rc = FERRY_ECLOSED;
+    if (rc == 0 && s->npipes == s->cap_pipes) {
+        size_t cap = s->cap_pipes ? s->cap_pipes * 2 : 8;
+        struct fy_pipe **v = realloc(s->pipes, cap * sizeof *v);
+        if (v == NULL)
+            rc = FERRY_ENOMEM;
+        else {
+            s->pipes = v;
+            s->cap_pipes = cap;
+        }
+    }
+    if (rc == 0 && s->proto->pipe_add)
+        rc = s->proto->pipe_add(s, p);
+    if (rc == 0) {
+        p->sock = s;
+        p->id = ++s->next_pipe_id;
+        s->pipes[s->npipes++] = p;
+        fy_pipe_ref(p);
+        fy_sock_wake(s);
+    }
+    pthread_mutex_unlock(&s->mtx);
+    return rc;
+}
+
+void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
+{
+    for (size_t i = 0; i < s->npipes; i++) {
+        if (s->pipes[i] != p)
+            continue;
+        memmove(&s->pipes[i], &s->pipes[i + 1], (s->npipes - i - 1) * sizeof *s->pipes);
+        s->npipes--;
+        p->dead = 1;
+        p->ops->close(p);
+        if (s->proto->pipe_rm)
+            s->proto->pipe_rm(s, p);
+        fy_pipe_unref(p);
+        fy_sock_wake(s);
+        return;
+    }
+}
+
+void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p)
+{
+    pthread_mutex_lock(&s->mtx);
+    p->dead = 1;
+    /* A socket that receives keeps the pipe until it has taken what the
+     * peer committed before it died; the others let it go now. */
+    if (!s->proto->can_recv)
+        fy_sock_remove_pipe(s, p);
+    fy_sock_wake(s);
+    pthread_mutex_unlock(&s->mtx);
+}
+
+/* --- messages -------------------------------------------------------------- */
+
+ferry_msg *fy_msg_heap(size_t size)
+{
+    ferry_msg *m = malloc(sizeof *m + (size ? size : 1));
+    if (m == NULL)
+        return NULL;
+    memset(m, 0, sizeof *m);
+    m->data = m + 1;
+    m->size = size;
+    m->kind = FY_MSG_HEAP;
+    return m;
+}
+
+/* Gives back what a message holds in a pipe. locked: the caller holds the
+ * socket's mtx. */
+static void msg_release(ferry_msg *m, int locked)
+{
+    struct fy_pipe *p = m->pipe;
+    if (p == NULL)
+        return;
+    ferry_socket *s = locked ? NULL : p->sock;
+    if (s)
+        pthread_mutex_lock(&s->mtx);
+    if (m->kind == FY_MSG_INPLACE)
+        p->ops->release(p, m->token);
+    if (s)
+        pthread_mutex_unlock(&s->mtx);
+    fy_pipe_unref(p);
+    m->pipe = NULL;
+}
+
+static void msg_free(ferry_msg *m, int locked)
+{
+    if (m == NULL)
+        return;
+    if (m->kind == FY_MSG_CLAIM && m->sock) {
+        ferry_socket *s = m->sock;
+        if (!locked)
+            pthread_mutex_lock(&s->mtx);
+        if (s->claim == m)
+            s->claim = NULL;
+        /* nothing was published: the room is simply not used */
+        m->pipe->ops->unclaim(m->pipe);
+        if (!locked)
+            pthread_mutex_unlock(&s->mtx);
+        fy_pipe_unref(m->pipe);
+        m->pipe = NULL;
+    }
+    msg_release(m, locked);
+    free(m);
+}
+
+void ferry_msg_free(ferry_msg *m) { msg_free(m, 0); }
+
+void fy_rxmsg_clear(struct fy_rxmsg *m)
+{
+    for (size_t i = m->next; i < m->nparts; i++)
+        msg_free(m->parts[i], 1);
+    free(m->parts);
+    memset(m, 0, sizeof *m);
+}
+
+void *ferry_msg_data(ferry_msg *m) { return m ? m->data : NULL; }
+size_t ferry_msg_size(const ferry_msg *m) { return m ? m->size : 0; }
+int ferry_msg_more(const ferry_msg *m) { return m ? m->more : 0; }
+
+int ferry_msg_resize(ferry_msg *m, size_t size)
+{
+    if (m == NULL)
+        return FERRY_EINVAL;
+    if (m->kind == FY_MSG_INPLACE || size > (m->kind == FY_MSG_CLAIM ? m->cap : m->size))
+        return fy_err(FERRY_EINVAL, "msg resize: %zu bytes do not fit", size);
+    m->size = size;
+    return 0;
+}
+
+/* --- URLs ------------------------------------------------------------------ */
+
+int fy_url_split(const char *url, char *scheme, size_t slen, const char **rest)
+{
+    if (url == NULL)
+        return fy_err(FERRY_EBADURL, "(null) url");
+    const char *p = strstr(url, "://");
+    if (p == NULL || p == url || (size_t)(p - url) >= slen)
+        return fy_err(FERRY_EBADURL, "'%.200s'", url);
+    memcpy(scheme, url, (size_t)(p - url));
+    scheme[p - url] = '\0';
+    *rest = p + 3;
+    return 0;
+}
+
+static const struct fy_tran_ops *tran_find(const char *url, const char **rest)
+{
+    char scheme[16];
+    if (fy_url_split(url, scheme, sizeof scheme, rest) != 0)
+        return NULL;
+    for (size_t i = 0; i < FY_ARRAY_LEN(transports); i++)
+        if (strcmp(transports[i]->scheme, scheme) == 0)
+            return transports[i];
+    fy_err(FERRY_EBADURL, "'%.200s': unknown transport '%s'", url, scheme);
+    return NULL;
+}
+
+/* --- open and close -------------------------------------------------------- */
+
+static int sock_wake_create(ferry_socket *s)
+{
+    s->wake_fd = memfd_create("ferry-wake", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (s->wake_fd < 0)
+        return fy_syserr("memfd_create");
+    if (ftruncate(s->wake_fd, FY_WAKE_SIZE) != 0 ||
+        fcntl(s->wake_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+        return fy_syserr("wake block");
+    s->wake = mmap(NULL, FY_WAKE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, s->wake_fd, 0);
+    if (s->wake == MAP_FAILED) {
+        s->wake = NULL;
+        return fy_syserr("mmap wake block");
+    }
+    memcpy(s->wake->magic, "FERRYWAK", 8);
+    s->wake->version = 1;
+    s->wake->owner_pid = (int32_t)getpid();
+    s->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->event_fd < 0)
+        return fy_syserr("eventfd");
+    return 0;
+}
+
+int ferry_socket_open(ferry_socket **out, int type)
+{
+    fy_err_clear();
+    if (out == NULL)
+        return FERRY_EINVAL;
+    *out = NULL;
+    const struct fy_proto_ops *proto = fy_proto_find(type);
+    if (proto == NULL)
+        return fy_err(FERRY_EINVAL, "socket open: unknown type %d", type);
+    ferry_socket *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return fy_err(FERRY_ENOMEM, "socket open");
+    s->wake_fd = s->event_fd = -1;
+    pthread_mutex_init(&s->mtx, NULL);
+    s->proto = proto;
+    s->opt = (struct fy_opts){.rcvtimeo = -1,
+                              .sndtimeo = -1,
+                              .sndhwm = 1000,
+                              .rcvhwm = 1000,
+                              .maxmsgsize = 256u << 20,
+                              .ring_size = 1u << 20,
+                              .spin_us = 0,
+                              .peer_uid = (int64_t)getuid(),
+                              .reconnect_ms = 100,
+                              .reconnect_max_ms = 5000,
+                              .handshake_ms = 5000};
+    int rc = sock_wake_create(s);
+    if (rc == 0 && proto->state_size) {
+        s->proto_state = calloc(1, proto->state_size);
+        if (s->proto_state == NULL)
+            rc = fy_err(FERRY_ENOMEM, "socket open");
+    }
+    if (rc == 0 && proto->init)
+        rc = proto->init(s);
+    if (rc != 0) {
+        ferry_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static void tx_reset(ferry_socket *s)
+{
+    for (size_t i = 0; i < s->tx_nparts; i++)
+        free(s->tx_bufs[i]);
+    s->tx_nparts = 0;
+    s->tx_total = 0;
+}
+
+int ferry_close(ferry_socket *s)
+{
+    if (s == NULL)
+        return 0;
+    pthread_mutex_lock(&s->mtx);
+    s->closing = 1;
+    pthread_mutex_unlock(&s->mtx);
+    for (size_t i = 0; i < FY_ARRAY_LEN(transports); i++)
+        transports[i]->close_all(s);
+    pthread_mutex_lock(&s->mtx);
+    fy_rxmsg_clear(&s->rx);
+    while (s->npipes > 0) {
+        struct fy_pipe *p = s->pipes[s->npipes - 1];
+        p->dead = 1;
+        fy_sock_remove_pipe(s, p);
+    }
+    if (s->claim) {
+        s->claim->sock = NULL; /* the user still owns it; free() works */
+        s->claim = NULL;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (s->proto->fini)
+        s->proto->fini(s);
+    tx_reset(s);
+    free(s->tx_parts);
+    free(s->tx_bufs);
+    free(s->pipes);
+    free(s->proto_state);
+    if (s->wake)
+        munmap(s->wake, FY_WAKE_SIZE);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    if (s->event_fd >= 0)
+        close(s->event_fd);
+    pthread_mutex_destroy(&s->mtx);
+    free(s);
+    return 0;
+}
+
+int ferry_listen(ferry_socket *s, const char *url)
+{
+    fy_err_clear();
+    if (s == NULL)
+        return FERRY_EINVAL;
+    const char *rest;
+    const struct fy_tran_ops *t = tran_find(url, &rest);
+    if (t == NULL)
+        return FERRY_EBADURL;
+    return t->listen(s, rest);
+}
+
+int ferry_dial(ferry_socket *s, const char *url)
+{
+    fy_err_clear();
+    if (s == NULL)
+        return FERRY_EINVAL;
+    const char *rest;
+    const struct fy_tran_ops *t = tran_find(url, &rest);
+    if (t == NULL)
+        return FERRY_EBADURL;
+    return t->dial(s, rest);
+}
+
+/* --- waiting --------------------------------------------------------------- */
+
+typedef int (*sock_step_fn)(ferry_socket *s, void *arg, int check);
+
+/* Runs step until it returns non-zero, sleeping on the wake word between
+ * tries. step runs with mtx held. timeout_ms: -1 forever; nowait: one try
+ * only. Returns step's result (> 0 success, < 0 error), FERRY_EAGAIN or
+ * FERRY_ETIMEDOUT. */
+static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_ms, int nowait)
+{
+    struct fy_wake *w = s->wake;
+    uint64_t deadline = 0;
+    int rc;
+    pthread_mutex_lock(&s->mtx);
+    rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
+    pthread_mutex_unlock(&s->mtx);
+    if (rc != 0 || nowait)
+        return rc != 0 ? rc : FERRY_EAGAIN;
+    if (timeout_ms == 0)
+        return FERRY_EAGAIN;
+    deadline = fy_deadline_ns(timeout_ms);
+    if (s->opt.spin_us > 0) {
+        uint64_t spin_end = fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u;
+        do {
+            for (int i = 0; i < 64; i++)
+                __builtin_ia32_pause();
+            pthread_mutex_lock(&s->mtx);
+            rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
+            pthread_mutex_unlock(&s->mtx);
+            if (rc != 0)
+                return rc;
+        } while (fy_now_mono_ns() < spin_end);
+    }
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
+        atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        pthread_mutex_lock(&s->mtx);
+        rc = s->closing ? FERRY_ECLOSED : step(s, arg, 1);
+        pthread_mutex_unlock(&s->mtx);
+        if (rc == 0)
+            rc = fy_futex_wait(&w->seq, seq, deadline);
+        else
+            rc = rc > 0 ? INT_MAX : rc;
+        atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
+        if (rc == INT_MAX)
+            return 1;
+        if (rc == FERRY_ETIMEDOUT) {
+            pthread_mutex_lock(&s->mtx);
+            rc = s->closing ? FERRY_ECLOSED : step(s, arg, 1);
+            pthread_mutex_unlock(&s->mtx);
+            return rc != 0 ? rc : FERRY_ETIMEDOUT;
+        }
+        if (rc < 0 && rc != FERRY_EINTR)
+            return rc;
+    }
+}
+
+/* --- send ------------------------------------------------------------------ */
+
+static int send_step(ferry_socket *s, void *arg, int check)
+{
+    FY_UNUSED(check);
+    return s->proto->send(s, arg);
+}
+
+static int tx_append(ferry_socket *s, const void *buf, size_t len)
+{
+    if (s->tx_nparts == s->tx_cap) {
+        size_t cap = s->tx_cap ? s->tx_cap * 2 : 4;
+        struct fy_part *p = realloc(s->tx_parts, cap * sizeof *p);
+        if (p == NULL)
+            return FERRY_ENOMEM;
+        s->tx_parts = p;
+        unsigned char **b = realloc(s->tx_bufs, cap * sizeof *b);
+        if (b == NULL)
+            return FERRY_ENOMEM;
+        s->tx_bufs = b;
+        s->tx_cap = cap;
+    }
+    unsigned char *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return FERRY_ENOMEM;
+    if (len)
+        memcpy(copy, buf, len);
+    s->tx_bufs[s->tx_nparts] = copy;
+    s->tx_parts[s->tx_nparts].data = copy;
+    s->tx_parts[s->tx_nparts].len = len;
+    s->tx_nparts++;
+    s->tx_total += len;
+    return 0;
+}
+
+static int sock_send_msg(ferry_socket *s, struct fy_txmsg *m, int flags)
+{
+    int rc = sock_run(s, send_step, m, s->opt.sndtimeo, flags & FERRY_DONTWAIT);
+    if (rc > 0)
+        return 0;
+    /* Gave up with a message half-written into a pipe (one larger than
+     * the free room, streamed): the peer must discard that part. */
+    pthread_mutex_lock(&s->mtx);
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i]->tx_partial)
+            s->pipes[i]->ops->abort_tx(s->pipes[i]);
+    pthread_mutex_unlock(&s->mtx);
+    if (rc == FERRY_ETIMEDOUT)
+        return fy_err(rc, "send: no peer took the message in time");
+    return rc;
+}
+
+int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
+{
+    if (s == NULL || (buf == NULL && len > 0))
+        return FERRY_EINVAL;
+    fy_err_clear();
+    if (!s->proto->can_send)
+        return fy_err(FERRY_ENOTSUP, "send on a %s socket", s->proto->name);
+    if (s->claim)
+        return fy_err(FERRY_ESTATE, "send: an allocated message is still unsent");
+    if (s->tx_total + len > s->opt.maxmsgsize || s->tx_total + len < len) {
+        tx_reset(s);
+        return fy_err(FERRY_EMSGSIZE, "send: message over %llu bytes (FERRY_OPT_MAXMSGSIZE)",
+                      (unsigned long long)s->opt.maxmsgsize);
+    }
+    if (flags & FERRY_MORE) {
+        pthread_mutex_lock(&s->mtx);
+        int rc = tx_append(s, buf, len);
+        pthread_mutex_unlock(&s->mtx);
+        return rc;
+    }
+    struct fy_part one = {buf, len};
+    struct fy_txmsg m = {.parts = &one, .nparts = 1, .total = len};
+    if (s->tx_nparts > 0) {
+        int rc = tx_append(s, buf, len);
+        if (rc != 0)
+            return rc;
+        m.parts = s->tx_parts;
+        m.nparts = s->tx_nparts;
+        m.total = s->tx_total;
+    }
+    int rc = sock_send_msg(s, &m, flags);
+    if (s->tx_nparts > 0) {
+        if (rc == 0)
+            tx_reset(s);
+        else { /* the last part was not sent: forget its copy, keep the rest */
+            s->tx_nparts--;
+            s->tx_total -= len;
+            free(s->tx_bufs[s->tx_nparts]);
+        }
+    }
+    return rc;
+}
+
+int ferry_msg_alloc(ferry_socket *s, ferry_msg **out, size_t size)
+{
+    if (s == NULL || out == NULL)
+        return FERRY_EINVAL;
+    *out = NULL;
+    if (size > s->opt.maxmsgsize)
+        return fy_err(FERRY_EMSGSIZE, "msg alloc: %zu bytes over FERRY_OPT_MAXMSGSIZE", size);
+    ferry_msg *m = NULL;
+    pthread_mutex_lock(&s->mtx);
+    if (s->claim == NULL && s->tx_nparts == 0 && s->proto->can_send) {
+        struct fy_pipe *p = NULL;
+        extern struct fy_pipe *fy_proto_next_pipe(ferry_socket * s, size_t size);
+        p = fy_proto_next_pipe(s, size);
+        void *buf = p && p->ops->claim ? p->ops->claim(p, size) : NULL;
+        if (buf != NULL && (m = malloc(sizeof *m)) != NULL) {
+            memset(m, 0, sizeof *m);
+            m->data = buf;
+            m->size = m->cap = size;
+            m->kind = FY_MSG_CLAIM;
+            m->pipe = p;
+            m->sock = s;
+            fy_pipe_ref(p);
+            s->claim = m;
+        }
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (m == NULL && (m = fy_msg_heap(size)) == NULL)
+        return FERRY_ENOMEM;
+    *out = m;
+    return 0;
+}
+
+int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
+{
+    if (s == NULL || m == NULL || m->kind == FY_MSG_INPLACE)
+        return FERRY_EINVAL;
+    fy_err_clear();
+    if (m->kind == FY_MSG_CLAIM && m->sock == s && !(flags & FERRY_MORE) && s->tx_nparts == 0) {
+        struct fy_part one = {m->data, m->size};
+        struct fy_txmsg tx = {.parts = &one, .nparts = 1, .total = m->size, .claim = m};
+        int rc = sock_send_msg(s, &tx, flags);
+        if (rc == 0) {
+            pthread_mutex_lock(&s->mtx);
+            s->claim = NULL;
+            pthread_mutex_unlock(&s->mtx);
+            fy_pipe_unref(m->pipe);
+            free(m);
+        }
+        return rc;
+    }
+    if (m->kind == FY_MSG_CLAIM) {
+        /* Sent as a part of a multipart message, or the claim's pipe is
+         * gone: copy it out and forget the claim. */
+        ferry_msg *h = fy_msg_heap(m->size);
+        if (h == NULL)
+            return FERRY_ENOMEM;
+        memcpy(h->data, m->data, m->size);
+        int rc;
+        pthread_mutex_lock(&s->mtx);
+        if (s->claim == m) {
+            s->claim = NULL;
+            m->pipe->ops->unclaim(m->pipe);
+        }
+        pthread_mutex_unlock(&s->mtx);
+        rc = ferry_send(s, h->data, h->size, flags);
+        free(h);
+        if (rc == 0) {
+            m->sock = NULL;
+            ferry_msg_free(m);
+        }
+        return rc;
+    }
+    int rc = ferry_send(s, m->data, m->size, flags);
+    if (rc == 0)
+        ferry_msg_free(m);
+    return rc;
+}
+
+/* --- receive --------------------------------------------------------------- */
+
+static int recv_step(ferry_socket *s, void *arg, int check)
+{
+    FY_UNUSED(arg);
+    if (s->rx.next < s->rx.nparts)
+        return 1;
+    fy_rxmsg_clear(&s->rx);
+    return s->proto->recv(s, &s->rx, check);
+}
+
+/* Gets the next part into *out (ownership to the caller). */
+static int sock_recv_part(ferry_socket *s, ferry_msg **out, int flags)
+{
+    if (!s->proto->can_recv)
+        return fy_err(FERRY_ENOTSUP, "recv on a %s socket", s->proto->name);
+    int nowait = flags & FERRY_DONTWAIT;
+    int rc = sock_run(s, recv_step, NULL, s->opt.rcvtimeo, nowait);
+    if (rc == FERRY_EAGAIN && nowait) {
+        /* Arm the pollable fd: clear it, ask peers to write it on the next
+         * message, then look once more so no message slips between. */
+        uint64_t v;
+        ssize_t n = read(s->event_fd, &v, sizeof v);
+        FY_UNUSED(n);
+        atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
+        pthread_mutex_lock(&s->mtx);
+        rc = s->closing ? FERRY_ECLOSED : recv_step(s, NULL, 1);
+        pthread_mutex_unlock(&s->mtx);
+        if (rc == 0)
+            return FERRY_EAGAIN;
+    }
+    if (rc <= 0)
+        return rc;
+    pthread_mutex_lock(&s->mtx);
+    ferry_msg *m = s->rx.parts[s->rx.next++];
+    m->more = s->rx.next < s->rx.nparts;
+    s->rcvmore = m->more;
+    if (!m->more)
+        fy_rxmsg_clear(&s->rx);
+    pthread_mutex_unlock(&s->mtx);
+    *out = m;
+    return 0;
+}
+
+int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, int flags)
+{
+    if (s == NULL || (buf == NULL && cap > 0))
+        return FERRY_EINVAL;
+    fy_err_clear();
+    ferry_msg *m;
+    int rc = sock_recv_part(s, &m, flags);
+    if (rc != 0)
+        return rc;
+    size_t n = m->size < cap ? m->size : cap;
+    if (n)
+        memcpy(buf, m->data, n);
+    if (len)
+        *len = m->size;
+    ferry_msg_free(m);
+    return 0;
+}
+
+int ferry_msg_recv(ferry_socket *s, ferry_msg **m, int flags)
+{
+    if (s == NULL || m == NULL)
+        return FERRY_EINVAL;
+    fy_err_clear();
+    *m = NULL;
+    return sock_recv_part(s, m, flags);
+}
+
+int ferry_socket_fd(ferry_socket *s, int *fd)
+{
+    if (s == NULL || fd == NULL)
+        return FERRY_EINVAL;
+    if (!s->proto->can_recv)
+        return fy_err(FERRY_ENOTSUP, "socket fd: a %s socket does not receive", s->proto->name);
+    *fd = s->event_fd;
+    return 0;
+}
+
+/* --- options --------------------------------------------------------------- */
+
+static int opt_int(const void *val, size_t len, int64_t *out)
+{
+    if (val == NULL)
+        return FERRY_EINVAL;
+    if (len == sizeof(int64_t))
+        memcpy(out, val, sizeof(int64_t));
+    else if (len == sizeof(int))
+        *out = *(const int *)val;
+    else
+        return FERRY_EINVAL;
+    return 0;
+}
+
+extern int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len);
+
+int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
+{
+    if (s == NULL)
+        return FERRY_EINVAL;
+    fy_err_clear();
+    if (opt == FERRY_OPT_SUBSCRIBE || opt == FERRY_OPT_UNSUBSCRIBE) {
+        if (s->proto->type != FERRY_SUB)
+            return fy_err(FERRY_ENOTSUP, "subscribe on a %s socket", s->proto->name);
+        if (val == NULL && len > 0)
+            return FERRY_EINVAL;
+        return fy_sub_setopt(s, opt == FERRY_OPT_SUBSCRIBE, val, len);
+    }
+    int64_t v;
+    if (opt_int(val, len, &v) != 0)
+        return fy_err(FERRY_EINVAL, "setopt %d: integer option needs an int or int64_t", opt);
+    int rc = 0;
+    pthread_mutex_lock(&s->mtx);
+    struct fy_opts *o = &s->opt;
+    switch (opt) {
+    case FERRY_OPT_RCVTIMEO:
+    case FERRY_OPT_SNDTIMEO:
+        if (v < -1 || v > INT_MAX)
+            rc = FERRY_EINVAL;
+        else if (opt == FERRY_OPT_RCVTIMEO)
+            o->rcvtimeo = (int)v;
+        else
+            o->sndtimeo = (int)v;
+        break;
+    case FERRY_OPT_SNDHWM:
+    case FERRY_OPT_RCVHWM:
+        if (v < 0 || v > INT_MAX)
+            rc = FERRY_EINVAL;
+        else if (opt == FERRY_OPT_SNDHWM)
+            o->sndhwm = (int)v;
+        else
+            o->rcvhwm = (int)v;
+        break;
+    case FERRY_OPT_MAXMSGSIZE:
+        if (v <= 0)
+            rc = FERRY_EINVAL;
+        else
+            o->maxmsgsize = (uint64_t)v;
+        break;
+    case FERRY_OPT_RING_SIZE:
+        if (v < 4096 || v > (256 << 20))
+            rc = FERRY_EINVAL;
+        else
+            o->ring_size = ((uint64_t)v + 63u) & ~(uint64_t)63u;
+        break;
+    case FERRY_OPT_SPIN:
+        if (v < 0 || v > 10000000)
+            rc = FERRY_EINVAL;
+        else
+            o->spin_us = (int)v;
+        break;
+    case FERRY_OPT_REQ_RESEND:
+        o->req_resend = v != 0;
+        break;
+    case FERRY_OPT_PEER_UID:
+        if (v < -1 || v > UINT32_MAX)
+            rc = FERRY_EINVAL;
+        else
+            o->peer_uid = v;
+        break;
+    case FERRY_OPT_RECONNECT_IVL:
+    case FERRY_OPT_RECONNECT_IVL_MAX:
+    case FERRY_OPT_HANDSHAKE_IVL:
+        if (v < 1 || v > INT_MAX)
+            rc = FERRY_EINVAL;
+        else if (opt == FERRY_OPT_RECONNECT_IVL)
+            o->reconnect_ms = (int)v;
+        else if (opt == FERRY_OPT_RECONNECT_IVL_MAX)
+            o->reconnect_max_ms = (int)v;
+        else
+            o->handshake_ms = (int)v;
+        break;
+    default:
+        rc = FERRY_ENOTSUP;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (rc != 0)
+        return fy_err(rc, "setopt %d = %lld", opt, (long long)v);
+    return 0;
+}
+
+int ferry_setopt_int(ferry_socket *s, int opt, int64_t val)
+{
+    return ferry_setopt(s, opt, &val, sizeof val);
+}
+
+int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
+{
+    if (s == NULL || val == NULL)
+        return FERRY_EINVAL;
+    pthread_mutex_lock(&s->mtx);
+    int rc = 0;
+    const struct fy_opts *o = &s->opt;
+    switch (opt) {
+    case FERRY_OPT_RCVTIMEO: *val = o->rcvtimeo; break;
+    case FERRY_OPT_SNDTIMEO: *val = o->sndtimeo; break;
+    case FERRY_OPT_SNDHWM: *val = o->sndhwm; break;
+    case FERRY_OPT_RCVHWM: *val = o->rcvhwm; break;
+    case FERRY_OPT_MAXMSGSIZE: *val = (int64_t)o->maxmsgsize; break;
+    case FERRY_OPT_RING_SIZE: *val = (int64_t)o->ring_size; break;
+    case FERRY_OPT_SPIN: *val = o->spin_us; break;
+    case FERRY_OPT_RCVMORE: *val = s->rcvmore; break;
+    case FERRY_OPT_TYPE: *val = s->proto->type; break;
+    case FERRY_OPT_DROPPED: *val = (int64_t)s->dropped; break;
+    case FERRY_OPT_REQ_RESEND: *val = o->req_resend; break;
+    case FERRY_OPT_PEER_UID: *val = o->peer_uid; break;
+    case FERRY_OPT_RECONNECT_IVL: *val = o->reconnect_ms; break;
+    case FERRY_OPT_RECONNECT_IVL_MAX: *val = o->reconnect_max_ms; break;
+    case FERRY_OPT_HANDSHAKE_IVL: *val = o->handshake_ms; break;
+    case FERRY_OPT_PEERS: {
+        int64_t n = 0;
+        for (size_t i = 0; i < s->npipes; i++)
+            n += !s->pipes[i]->dead;
+        *val = n;
+        break;
+    }
+    default:
+        rc = FERRY_ENOTSUP;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    return rc;
+}
+
+int ferry_getopt(ferry_socket *s, int opt, void *val, size_t *len)
+{
+    if (len == NULL || val == NULL || *len < sizeof(int))
+        return FERRY_EINVAL;
+    int64_t v;
+    int rc = ferry_getopt_int(s, opt, &v);
+    if (rc != 0)
+        return rc;
+    if (*len >= sizeof(int64_t)) {
+        memcpy(val, &v, sizeof v);
+        *len = sizeof v;
+    } else {
+        *(int *)val = (int)v;
+        *len = sizeof(int);
+    }
+    return 0;
+}

@@ -1,0 +1,178 @@
+/*
+ * pubsub.c - PUB and SUB.
+ *
+ * Subscriptions travel from SUB to PUB as control commands, and the PUB
+ * filters: a message is written only to the subscribers one of whose
+ * prefixes matches its first part. A subscriber whose queue is full gets
+ * nothing: the message is dropped for it and counted, and the PUB goes on
+ * (it never blocks). Subscribing the same prefix twice needs two
+ * unsubscribes, as in ZeroMQ. The SUB filters again on receipt, which costs
+ * little and keeps it correct with publishers that do not filter.
+ *
+ * Prefixes are kept in a plain array and matched linearly: fine for tens of
+ * prefixes per subscriber; a trie is the next step if that ever matters.
+ */
+#include "../core/sock.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct sub_state {
+    size_t cursor;
+    struct fy_sub *subs;
+    size_t nsubs;
+};
+
+/* Adds (sub=1) or removes one count of a prefix. Returns 1 when the set of
+ * distinct prefixes changed. */
+static int subs_update(struct fy_sub **subs, size_t *n, int sub, const void *data, size_t len)
+{
+    for (size_t i = 0; i < *n; i++) {
+        struct fy_sub *e = &(*subs)[i];
+        if (e->len != len || (len && memcmp(e->data, data, len) != 0))
+            continue;
+        if (sub) {
+            e->count++;
+            return 0;
+        }
+        if (--e->count > 0)
+            return 0;
+        free(e->data);
+        (*subs)[i] = (*subs)[--*n];
+        return 1;
+    }
+    if (!sub)
+        return 0;
+    struct fy_sub *v = realloc(*subs, (*n + 1) * sizeof *v);
+    if (v == NULL)
+        return FERRY_ENOMEM;
+    *subs = v;
+    unsigned char *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return FERRY_ENOMEM;
+    if (len)
+        memcpy(copy, data, len);
+    v[*n] = (struct fy_sub){.len = len, .count = 1, .data = copy};
+    ++*n;
+    return 1;
+}
+
+static int subs_match(const struct fy_sub *subs, size_t n, const void *data, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (subs[i].len <= len && (subs[i].len == 0 || memcmp(subs[i].data, data, subs[i].len) == 0))
+            return 1;
+    return 0;
+}
+
+/* --- PUB ------------------------------------------------------------------- */
+
+static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
+{
+    FY_UNUSED(s);
+    subs_update(&p->subs, &p->nsubs, cmd == 1, data, len);
+}
+
+static int pub_send(ferry_socket *s, const struct fy_txmsg *m)
+{
+    /* Take in the subscriptions that arrived since the last message. A
+     * pipe carries nothing else towards a PUB: data would be a protocol
+     * violation and is discarded. */
+    for (size_t i = 0; i < s->npipes; i++) {
+        struct fy_rxmsg junk = {0};
+        struct fy_pipe *p = s->pipes[i];
+        while (p->ops->recv(p, &junk, 0) == 1)
+            fy_rxmsg_clear(&junk);
+    }
+    const void *first = m->nparts ? m->parts[0].data : "";
+    size_t flen = m->nparts ? m->parts[0].len : 0;
+    for (size_t i = 0; i < s->npipes; i++) {
+        struct fy_pipe *p = s->pipes[i];
+        if (p->dead || !subs_match(p->subs, p->nsubs, first, flen))
+            continue;
+        int rc = p->ops->send(p, m);
+        if (rc == 0) {
+            p->dropped++;
+            s->dropped++;
+        } else if (rc < 0) {
+            fy_sock_remove_pipe(s, p);
+            i--;
+        }
+    }
+    return 1;
+}
+
+const struct fy_proto_ops fy_pub_ops = {
+    .type = FERRY_PUB,
+    .name = "pub",
+    .peer = FERRY_SUB,
+    .can_send = 1,
+    .send = pub_send,
+    .cmd = pub_cmd,
+};
+
+/* --- SUB ------------------------------------------------------------------- */
+
+static int sub_add(ferry_socket *s, struct fy_pipe *p)
+{
+    struct sub_state *st = s->proto_state;
+    for (size_t i = 0; i < st->nsubs; i++) {
+        int rc = p->ops->send_cmd(p, 1, st->subs[i].data, st->subs[i].len);
+        if (rc <= 0)
+            return rc < 0 ? rc : fy_err(FERRY_ENOSPC, "sub: subscriptions do not fit the ring");
+    }
+    return 0;
+}
+
+int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len);
+int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len)
+{
+    pthread_mutex_lock(&s->mtx);
+    struct sub_state *st = s->proto_state;
+    int rc = subs_update(&st->subs, &st->nsubs, subscribe, data, len);
+    int err = 0;
+    if (rc == 1) {
+        for (size_t i = 0; i < s->npipes; i++) {
+            struct fy_pipe *p = s->pipes[i];
+            if (!p->dead && p->ops->send_cmd(p, subscribe, data, len) <= 0)
+                err = fy_err(FERRY_ENOSPC, "sub: could not pass the subscription to a peer");
+        }
+    }
+    pthread_mutex_unlock(&s->mtx);
+    return rc < 0 ? rc : err;
+}
+
+static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
+{
+    struct sub_state *st = s->proto_state;
+    for (;;) {
+        int rc = fy_fq_recv(s, m, &st->cursor, check);
+        if (rc != 1)
+            return rc;
+        ferry_msg *first = m->parts[0];
+        if (subs_match(st->subs, st->nsubs, first->data, first->size))
+            return 1;
+        fy_rxmsg_clear(m);
+    }
+}
+
+static void sub_fini(ferry_socket *s)
+{
+    struct sub_state *st = s->proto_state;
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->nsubs; i++)
+        free(st->subs[i].data);
+    free(st->subs);
+}
+
+const struct fy_proto_ops fy_sub_ops = {
+    .type = FERRY_SUB,
+    .name = "sub",
+    .peer = FERRY_PUB,
+    .can_recv = 1,
+    .state_size = sizeof(struct sub_state),
+    .recv = sub_recv,
+    .pipe_add = sub_add,
+    .fini = sub_fini,
+};

@@ -1,0 +1,171 @@
+/*
+ * ring.h - the single-producer/single-consumer message ring of shm://.
+ *
+ * One ring carries one direction of one connection. It lives in a memfd
+ * shared by exactly the two peers, sealed against shrinking, so neither can
+ * make the other's mapping fault. Layout of a ring (offsets from its start):
+ *
+ *   0      line 0   struct fy_ring_shared.info: capacity (informative only;
+ *                   each side uses the capacity agreed at handshake)
+ *   64     line 1   head: consumer position (bytes, monotonic), and the
+ *                   number of messages consumed. Written only by the reader.
+ *   128    line 2   tail: producer position and messages produced. Written
+ *                   only by the writer; the reader reads it only before
+ *                   sleeping and to validate (never on the fast path).
+ *   192    data     capacity bytes (a multiple of 64)
+ *
+ * Each index has a cache line to itself, so the reader's stores to head do
+ * not evict the writer's line and the other way round. The writer keeps a
+ * private copy of head and re-reads the shared one only when the ring looks
+ * full (Aeron's cached head).
+ *
+ * Records, 8-byte aligned, never split across the end of the data area:
+ *
+ *   u32 len_flags   payload length (low 28 bits) | flags (high 4 bits)
+ *   u32 tag         (uint32_t)(position >> 3) ^ FY_RING_TAG_SALT: the
+ *                   position this record was written at, so a record left
+ *                   over from the previous lap is never taken for a new
+ *                   one (the salt keeps zeroed memory from matching)
+ *   payload         len bytes, then padding to 8
+ *
+ * The writer fills the payload first and then stores the 8-byte header with
+ * one release store: the reader polls the header at its position with one
+ * acquire load, so a small message and its header arrive in the same cache
+ * line and the reader needs no separate index on the fast path. At the end
+ * of the data area the writer puts a PAD record covering the rest, and the
+ * next record starts at offset 0.
+ *
+ * Nothing in the shared area is trusted by the side that reads it: the
+ * reader checks every header (length within the data area, known flags,
+ * PAD reaching exactly the end); the writer checks that head lies in
+ * [tail - capacity, tail]. A violation returns FERRY_ECORRUPT and the
+ * connection is dropped. A garbage header whose tag does not match is
+ * indistinguishable from "not yet written" until the reader consults tail:
+ * fy_ring_peek() does so before reporting "empty" to a caller about to
+ * sleep, so a scribbled ring cannot make the reader wait forever.
+ */
+#ifndef FY_RING_H
+#define FY_RING_H
+
+#include "../../core/fy.h"
+
+#define FY_RING_HDR 192u
+#define FY_RING_REC_HDR 8u
+#define FY_RING_LEN_MASK 0x0fffffffu
+#define FY_RING_F_MORE 0x10000000u /* another part of the same message follows */
+#define FY_RING_F_CONT 0x20000000u /* this part continues in the next record   */
+#define FY_RING_F_CMD 0x40000000u  /* a control record (subscriptions)         */
+#define FY_RING_F_PAD 0x80000000u  /* padding to the end of the data area      */
+#define FY_RING_TAG_SALT 0x9e3779b9u
+#define FY_RING_MIN 4096u
+#define FY_RING_MAX (256u << 20)
+
+struct fy_ring_shared {
+    _Alignas(64) uint64_t capacity;
+    uint64_t pad0[7];
+    _Alignas(64) _Atomic uint64_t head;
+    _Atomic uint64_t consumed;
+    uint64_t pad1[6];
+    _Alignas(64) _Atomic uint64_t tail;
+    _Atomic uint64_t produced;
+    uint64_t pad2[6];
+    /* data follows at FY_RING_HDR */
+};
+_Static_assert(sizeof(struct fy_ring_shared) == FY_RING_HDR, "ring header is 3 lines");
+
+/* The writer's private view. */
+struct fy_ring_writer {
+    struct fy_ring_shared *sh;
+    unsigned char *data;
+    uint64_t cap;
+    uint64_t tail;        /* next write position                     */
+    uint64_t head_cache;  /* last head seen                          */
+    uint64_t produced;
+    uint64_t claim_pos;   /* position of an outstanding claim, or ~0 */
+    uint64_t claim_size;
+};
+
+/* The reader's private view. Records received in place may be released
+ * out of order; head advances over the released prefix. The queue holds
+ * consumed-but-unreleased records; adjacent released ones are merged. */
+#define FY_RING_QUEUE 128
+#define FY_RING_INPLACE_MAX 60 /* in-place records outstanding at most; with
+                                  copies between them the queue needs at most
+                                  2 * 60 + 1 entries */
+struct fy_ring_reader {
+    struct fy_ring_shared *sh;
+    const unsigned char *data;
+    uint64_t cap;
+    uint64_t pos;      /* next record to read            */
+    uint64_t head;     /* released prefix (published)   */
+    uint64_t consumed;
+    struct {
+        uint64_t end;
+        uint32_t msgs;
+        int released;
+    } q[FY_RING_QUEUE];
+    uint64_t q_first; /* sequence number of q's first entry */
+    unsigned q_count;
+    unsigned inplace; /* outstanding in-place records */
+};
+
+/* Bytes a ring of capacity cap occupies, header included. */
+static inline size_t fy_ring_bytes(uint64_t cap) { return FY_RING_HDR + (size_t)cap; }
+
+/* Largest payload one record can carry in a ring of capacity cap. */
+static inline uint64_t fy_ring_max_record(uint64_t cap)
+{
+    uint64_t m = cap / 2 - FY_RING_REC_HDR;
+    return m > FY_RING_LEN_MASK ? FY_RING_LEN_MASK : m;
+}
+
+/* Lays out a fresh ring in zeroed memory. */
+void fy_ring_format(void *mem, uint64_t cap);
+
+void fy_ring_writer_init(struct fy_ring_writer *w, void *mem, uint64_t cap);
+void fy_ring_reader_init(struct fy_ring_reader *r, void *mem, uint64_t cap);
+
+/* Claims room for a record of len payload bytes (len <= max record).
+ * Returns a pointer to write the payload at, NULL when the ring is full
+ * (the caller may wait and retry), and sets *err to FERRY_ECORRUPT when the
+ * reader's head is impossible. Nothing is visible to the reader until
+ * fy_ring_commit(); fy_ring_abort() forgets the claim. */
+void *fy_ring_claim(struct fy_ring_writer *w, uint64_t len, int *err);
+void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags);
+void fy_ring_abort(struct fy_ring_writer *w);
+
+/* Free bytes as the writer last knew them (refreshes the cached head). */
+uint64_t fy_ring_free(struct fy_ring_writer *w);
+
+/* A record seen by the reader. */
+struct fy_ring_rec {
+    const void *data;
+    uint32_t len;
+    uint32_t flags;
+    uint64_t end; /* position after the record */
+};
+
+/* Looks at the next record without consuming it. Returns 1 and fills *rec,
+ * 0 when there is none, FERRY_ECORRUPT when the ring holds garbage. With
+ * check_tail, "none" is confirmed against the writer's tail (use it before
+ * sleeping; it touches the writer's cache line). */
+int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_tail);
+
+/* Consumes the peeked record. In place (inplace=1): the data stays valid
+ * until fy_ring_release(r, returned id); returns -1 (nothing consumed) when
+ * too many in-place records are outstanding: copy instead. Copying
+ * (inplace=0): the caller has copied the data already; the record is
+ * released at once and 0 is returned. msgs is the number of messages the
+ * record completes (0 for a non-final part). Returns 1 in *moved when head
+ * moved (the writer may be waiting for room). */
+int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, int inplace,
+                     uint32_t msgs, int *moved);
+
+/* Releases an in-place record. Returns 1 when head moved, else 0. */
+int fy_ring_release(struct fy_ring_reader *r, int64_t id);
+
+/* Messages and bytes waiting in the ring, from the shared indices (for
+ * `ferry ls`; approximate while the ring is in use). */
+uint64_t fy_ring_fill_bytes(const struct fy_ring_shared *sh);
+
+#endif /* FY_RING_H */

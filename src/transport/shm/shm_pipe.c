@@ -1,0 +1,407 @@
+/*
+ * shm_pipe.c - the data path of shm://: a pipe is two rings (ring.h) in a
+ * memfd shared by the two peers, plus the peer's wake block.
+ *
+ * Sending writes each part as one record (FERRY_MORE parts carry
+ * FY_RING_F_MORE); a part larger than a record can hold is cut into
+ * FY_RING_F_CONT records. A message that fits in the room free now is
+ * written at once, whole; a larger one is streamed across several calls
+ * (tx_partial), and a sender that gives up half-way writes an ABORT
+ * command so the reader drops the incomplete message. The reader delivers
+ * single-record messages in place (zero-copy) and assembles the others in
+ * ordinary memory, handing a message over only when its last record is in:
+ * a message arrives whole or not at all.
+ */
+#include "shm_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ALIGN8(x) (((x) + 7u) & ~(uint64_t)7u)
+
+/* Bytes a part of len bytes takes in the ring, worst case (with a pad). */
+static uint64_t part_cost(const struct shm_pipe *sp, uint64_t len)
+{
+    uint64_t max = sp->max_rec;
+    uint64_t recs = len / max + 1;
+    return recs * ALIGN8(FY_RING_REC_HDR + max) + FY_RING_REC_HDR;
+}
+
+/* 1 when the peer has closed its socket (gracefully). */
+static int peer_closed(const struct shm_pipe *sp)
+{
+    const struct shm_conn_hdr *h = sp->map;
+    return atomic_load_explicit(&((struct shm_conn_hdr *)h)->closed[!sp->side],
+                                memory_order_relaxed) != 0;
+}
+
+static void shm_wake_peer(struct shm_pipe *sp)
+{
+    fy_wake(sp->peer_wake, sp->peer_efd);
+}
+
+/* Writes whatever fits of one record chunk; returns 1 written, 0 no room,
+ * < 0 corrupt. */
+static int put_record(struct shm_pipe *sp, const void *data, uint64_t len, uint32_t flags)
+{
+    int err;
+    void *dst = fy_ring_claim(&sp->w, len, &err);
+    if (dst == NULL)
+        return err ? err : 0;
+    if (len)
+        memcpy(dst, data, len);
+    fy_ring_commit(&sp->w, flags);
+    return 1;
+}
+
+/* Continues writing m from sp->tx_part/tx_off. 1 done, 0 room ran out. */
+static int shm_write_from(struct shm_pipe *sp, const struct fy_txmsg *m)
+{
+    while (sp->tx_part < m->nparts) {
+        const struct fy_part *pt = &m->parts[sp->tx_part];
+        uint64_t left = pt->len - sp->tx_off;
+        uint64_t chunk = left > sp->max_rec ? sp->max_rec : left;
+        uint32_t flags = 0;
+        if (chunk < left)
+            flags |= FY_RING_F_CONT;
+        else if (sp->tx_part + 1 < m->nparts)
+            flags |= FY_RING_F_MORE;
+        int rc = put_record(sp, (const char *)pt->data + sp->tx_off, chunk, flags);
+        if (rc <= 0)
+            return rc;
+        sp->tx_off += chunk;
+        if (sp->tx_off == pt->len) {
+            sp->tx_part++;
+            sp->tx_off = 0;
+        }
+    }
+    return 1;
+}
+
+/* Pending ABORT from an earlier half-written message goes first. */
+static int shm_flush_abort(struct shm_pipe *sp)
+{
+    if (!sp->abort_pending)
+        return 1;
+    unsigned char cmd = SHM_CMD_ABORT;
+    int rc = put_record(sp, &cmd, 1, FY_RING_F_CMD);
+    if (rc == 1)
+        sp->abort_pending = 0;
+    return rc;
+}
+
+static int shm_hwm_full(struct shm_pipe *sp)
+{
+    if (sp->hwm == 0)
+        return 0;
+    uint64_t consumed = atomic_load_explicit(&sp->w.sh->consumed, memory_order_relaxed);
+    return sp->w.produced - consumed >= sp->hwm && consumed <= sp->w.produced;
+}
+
+static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (p->dead || peer_closed(sp))
+        return FERRY_ECONNRESET;
+    if (sp->w.claim_pos != UINT64_MAX)
+        return 0; /* a zero-copy allocation is outstanding on this ring */
+    if (m->total > sp->peer_maxmsg)
+        return FERRY_EMSGSIZE;
+    int rc = shm_flush_abort(sp);
+    if (rc <= 0)
+        return rc;
+    if (!p->tx_partial) {
+        if (shm_hwm_full(sp))
+            return 0;
+        uint64_t cost = 0;
+        for (size_t i = 0; i < m->nparts; i++)
+            cost += part_cost(sp, m->parts[i].len);
+        /* Fits now: write it whole. Larger than the ring: stream it. */
+        if (cost <= sp->w.cap && fy_ring_free(&sp->w) < cost)
+            return 0;
+        sp->tx_part = 0;
+        sp->tx_off = 0;
+    }
+    rc = shm_write_from(sp, m);
+    if (rc < 0)
+        return rc;
+    p->tx_partial = rc == 0;
+    if (rc == 0 && sp->tx_part == 0 && sp->tx_off == 0)
+        p->tx_partial = 0; /* nothing written yet: may still go elsewhere */
+    if (sp->tx_part > 0 || sp->tx_off > 0 || rc == 1)
+        shm_wake_peer(sp);
+    return rc;
+}
+
+static void shm_abort_tx(struct fy_pipe *p)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    p->tx_partial = 0;
+    sp->abort_pending = 1;
+    if (shm_flush_abort(sp) == 1)
+        shm_wake_peer(sp);
+}
+
+static int shm_writable(struct fy_pipe *p, size_t len)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (p->dead || p->tx_partial || sp->abort_pending || sp->w.claim_pos != UINT64_MAX ||
+        peer_closed(sp))
+        return 0;
+    if (len > sp->max_rec || len > sp->peer_maxmsg || shm_hwm_full(sp))
+        return 0;
+    return fy_ring_free(&sp->w) >= part_cost(sp, len);
+}
+
+static void *shm_claim(struct fy_pipe *p, size_t size)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (!shm_writable(p, size))
+        return NULL;
+    int err;
+    return fy_ring_claim(&sp->w, size, &err);
+}
+
+static int shm_commit(struct fy_pipe *p, size_t size)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (p->dead) {
+        fy_ring_abort(&sp->w);
+        return FERRY_ECONNRESET;
+    }
+    sp->w.claim_size = size;
+    fy_ring_commit(&sp->w, 0);
+    shm_wake_peer(sp);
+    return 1;
+}
+
+static void shm_unclaim(struct fy_pipe *p)
+{
+    fy_ring_abort(&((struct shm_pipe *)p)->w);
+}
+
+/* --- receiving ------------------------------------------------------------- */
+
+static void rx_partial_drop(struct shm_pipe *sp)
+{
+    fy_rxmsg_clear(&sp->partial);
+    free(sp->cur);
+    sp->cur = NULL;
+    sp->cur_len = sp->cur_cap = 0;
+    sp->partial_total = 0;
+}
+
+static int rx_push_part(struct fy_rxmsg *m, ferry_msg *part)
+{
+    ferry_msg **v = realloc(m->parts, (m->nparts + 1) * sizeof *v);
+    if (v == NULL)
+        return FERRY_ENOMEM;
+    m->parts = v;
+    m->parts[m->nparts++] = part;
+    return 0;
+}
+
+/* Appends a record to the part being assembled. */
+static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
+{
+    sp->partial_total += rec->len;
+    if (sp->partial_total > sp->own_maxmsg)
+        return FERRY_EMSGSIZE;
+    if (sp->cur_len + rec->len > sp->cur_cap) {
+        size_t cap = sp->cur_cap ? sp->cur_cap : 256;
+        while (cap < sp->cur_len + rec->len)
+            cap *= 2;
+        unsigned char *b = realloc(sp->cur, cap);
+        if (b == NULL)
+            return FERRY_ENOMEM;
+        sp->cur = b;
+        sp->cur_cap = cap;
+    }
+    memcpy(sp->cur + sp->cur_len, rec->data, rec->len);
+    sp->cur_len += rec->len;
+    if (rec->flags & FY_RING_F_CONT)
+        return 0;
+    ferry_msg *part = fy_msg_heap(sp->cur_len);
+    if (part == NULL)
+        return FERRY_ENOMEM;
+    memcpy(part->data, sp->cur, sp->cur_len);
+    sp->cur_len = 0;
+    return rx_push_part(&sp->partial, part);
+}
+
+static void rx_command(struct shm_pipe *sp, const struct fy_ring_rec *rec)
+{
+    const unsigned char *d = rec->data;
+    if (rec->len < 1)
+        return;
+    if (d[0] == SHM_CMD_ABORT) {
+        rx_partial_drop(sp);
+        return;
+    }
+    ferry_socket *s = sp->base.sock;
+    if ((d[0] == SHM_CMD_SUB || d[0] == SHM_CMD_UNSUB) && s && s->proto->cmd)
+        s->proto->cmd(s, &sp->base, d[0] == SHM_CMD_SUB, d + 1, rec->len - 1u);
+}
+
+static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    struct fy_ring_rec rec;
+    int moved_any = 0, rc;
+    for (;;) {
+        rc = fy_ring_peek(&sp->r, &rec, check);
+        if (rc <= 0)
+            break;
+        int moved = 0;
+        if (rec.flags & FY_RING_F_CMD) {
+            rx_command(sp, &rec);
+            fy_ring_take(&sp->r, &rec, 0, 0, &moved);
+            moved_any |= moved;
+            continue;
+        }
+        int single = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT)) &&
+                     sp->partial.nparts == 0 && sp->cur_len == 0;
+        if (single) {
+            if (rec.len > sp->own_maxmsg) {
+                rc = FERRY_EMSGSIZE;
+                break;
+            }
+            ferry_msg *msg = malloc(sizeof *msg);
+            if (msg == NULL) {
+                rc = FERRY_ENOMEM;
+                break;
+            }
+            memset(msg, 0, sizeof *msg);
+            int64_t tok = fy_ring_take(&sp->r, &rec, 1, 1, &moved);
+            if (tok >= 0) { /* in place: the ring keeps the bytes */
+                msg->kind = FY_MSG_INPLACE;
+                msg->data = (void *)rec.data;
+                msg->size = rec.len;
+                msg->pipe = p;
+                msg->token = tok;
+                fy_pipe_ref(p);
+            } else { /* too many outstanding in place: copy */
+                free(msg);
+                msg = fy_msg_heap(rec.len);
+                if (msg == NULL) {
+                    rc = FERRY_ENOMEM;
+                    break;
+                }
+                memcpy(msg->data, rec.data, rec.len);
+                fy_ring_take(&sp->r, &rec, 0, 1, &moved);
+            }
+            moved_any |= moved;
+            memset(m, 0, sizeof *m);
+            if (rx_push_part(m, msg) != 0) {
+                ferry_msg_free(msg);
+                rc = FERRY_ENOMEM;
+                break;
+            }
+            rc = 1;
+            break;
+        }
+        rc = rx_append(sp, &rec);
+        if (rc < 0)
+            break;
+        int last = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT));
+        fy_ring_take(&sp->r, &rec, 0, last, &moved);
+        moved_any |= moved;
+        if (last) {
+            *m = sp->partial;
+            memset(&sp->partial, 0, sizeof sp->partial);
+            sp->partial_total = 0;
+            rc = 1;
+            break;
+        }
+    }
+    if (moved_any)
+        shm_wake_peer(sp); /* the writer may be waiting for room */
+    if (rc < 0) {
+        if (rc == FERRY_ECORRUPT)
+            fy_err(rc, "shm pipe %d (peer pid %d): ring", p->id, p->peer_pid);
+        else if (rc == FERRY_EMSGSIZE)
+            fy_err(rc, "shm pipe %d (peer pid %d): message over FERRY_OPT_MAXMSGSIZE", p->id,
+                   p->peer_pid);
+        sp->errors++;
+        return rc;
+    }
+    if (rc == 0 && p->dead) {
+        /* The peer is gone and everything it committed has been taken;
+         * an incomplete message it left is dropped. */
+        if (check && fy_ring_peek(&sp->r, &rec, 1) == 0) {
+            rx_partial_drop(sp);
+            return FERRY_ECONNRESET;
+        }
+    }
+    return rc;
+}
+
+static void shm_release(struct fy_pipe *p, int64_t token)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (fy_ring_release(&sp->r, token) && !p->dead)
+        shm_wake_peer(sp);
+}
+
+static int shm_send_cmd(struct fy_pipe *p, int cmd, const void *data, size_t len)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (p->dead)
+        return FERRY_ECONNRESET;
+    if (len + 1 > sp->max_rec || sp->w.claim_pos != UINT64_MAX)
+        return FERRY_EMSGSIZE;
+    int err;
+    unsigned char *dst = fy_ring_claim(&sp->w, len + 1, &err);
+    if (dst == NULL)
+        return err ? err : 0;
+    dst[0] = cmd ? SHM_CMD_SUB : SHM_CMD_UNSUB;
+    if (len)
+        memcpy(dst + 1, data, len);
+    fy_ring_commit(&sp->w, FY_RING_F_CMD);
+    shm_wake_peer(sp);
+    return 1;
+}
+
+static void shm_close(struct fy_pipe *p)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    struct shm_conn_hdr *h = sp->map;
+    if (h != NULL)
+        atomic_store_explicit(&h->closed[sp->side], 1, memory_order_relaxed);
+    /* The peer sees EOF now, even while in-place messages keep the
+     * mapping alive here. */
+    if (sp->ctl_fd >= 0)
+        shutdown(sp->ctl_fd, SHUT_RDWR);
+}
+
+static void shm_destroy(struct fy_pipe *p)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    rx_partial_drop(sp);
+    if (sp->map)
+        munmap(sp->map, sp->map_len);
+    if (sp->peer_wake)
+        munmap(sp->peer_wake, FY_WAKE_SIZE);
+    if (sp->peer_efd >= 0)
+        close(sp->peer_efd);
+    if (sp->ctl_fd >= 0)
+        close(sp->ctl_fd);
+    free(sp);
+}
+
+const struct fy_pipe_ops fy_shm_pipe_ops = {
+    .send = shm_send,
+    .claim = shm_claim,
+    .commit = shm_commit,
+    .unclaim = shm_unclaim,
+    .recv = shm_recv,
+    .release = shm_release,
+    .send_cmd = shm_send_cmd,
+    .writable = shm_writable,
+    .abort_tx = shm_abort_tx,
+    .close = shm_close,
+    .destroy = shm_destroy,
+};

@@ -1,0 +1,811 @@
+/* test_socket.c - messaging sockets over shm://, across processes: every
+ * pattern, multipart, timeouts, HWM, zero-copy, the pollable fd, refusals. */
+#include "../common.h"
+
+#include <poll.h>
+
+#define CHILD_CHECK(cond, code)                                                                    \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "child %d: %s failed at line %d: %s\n", (int)getpid(), #cond,         \
+                    __LINE__, ferry_errdetail());                                                  \
+            _exit(code);                                                                           \
+        }                                                                                          \
+    } while (0)
+
+static const char *url(char *buf, size_t len, const char *tag)
+{
+    char n[64];
+    t_name(n, sizeof n, tag);
+    snprintf(buf, len, "shm://%s", n);
+    return buf;
+}
+
+static ferry_socket *sock(int type)
+{
+    ferry_socket *s;
+    assert_int_equal(ferry_socket_open(&s, type), 0);
+    assert_int_equal(ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000), 0);
+    assert_int_equal(ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000), 0);
+    return s;
+}
+
+static ferry_socket *child_sock(int type, const char *u, int dial)
+{
+    ferry_socket *s;
+    CHILD_CHECK(ferry_socket_open(&s, type) == 0, 90);
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
+    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000);
+    CHILD_CHECK((dial ? ferry_dial(s, u) : ferry_listen(s, u)) == 0, 91);
+    return s;
+}
+
+static void test_bad_args(void **state)
+{
+    (void)state;
+    ferry_socket *s;
+    assert_int_equal(ferry_socket_open(&s, 99), FERRY_EINVAL);
+    s = sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(s, "nope"), FERRY_EBADURL);
+    assert_int_equal(ferry_listen(s, "tcpx://a"), FERRY_EBADURL);
+    assert_int_equal(ferry_listen(s, "shm://bad/name"), FERRY_EBADURL);
+    assert_int_equal(ferry_listen(s, "shm://"), FERRY_EBADURL);
+    assert_int_equal(ferry_dial(s, "shm://..x"), FERRY_EBADURL);
+    assert_int_equal(ferry_dial(s, NULL), FERRY_EBADURL);
+    assert_int_equal(ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 100), FERRY_EINVAL);
+    assert_int_equal(ferry_setopt_int(s, FERRY_OPT_SUBSCRIBE, 1), FERRY_ENOTSUP);
+    assert_int_equal(ferry_setopt_int(s, 12345, 1), FERRY_ENOTSUP);
+    int64_t v;
+    assert_int_equal(ferry_getopt_int(s, FERRY_OPT_TYPE, &v), 0);
+    assert_int_equal(v, FERRY_PAIR);
+    ferry_close(s);
+    s = sock(FERRY_PULL);
+    assert_int_equal(ferry_send(s, "x", 1, 0), FERRY_ENOTSUP);
+    ferry_close(s);
+    s = sock(FERRY_PUSH);
+    char b[4];
+    size_t n;
+    assert_int_equal(ferry_recv(s, b, 4, &n, 0), FERRY_ENOTSUP);
+    assert_int_equal(ferry_close(NULL), 0);
+    ferry_close(s);
+}
+
+static void test_listen_conflict(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "busy");
+    ferry_socket *a = sock(FERRY_PULL), *b = sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(a, u), 0);
+    assert_int_equal(ferry_listen(b, u), FERRY_EADDRINUSE);
+    ferry_close(a); /* the name is free at once: nothing left behind */
+    assert_int_equal(ferry_listen(b, u), 0);
+    ferry_close(b);
+}
+
+/* PAIR, both directions, sizes around the record and ring limits. */
+static void test_pair_sizes(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 7, 8, 255, 256, 4096, 65536, 300000, 3u << 20};
+    char u[96];
+    url(u, sizeof u, "pair");
+    ferry_socket *s = sock(FERRY_PAIR);
+    assert_int_equal(ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 1 << 20), 0);
+    assert_int_equal(ferry_listen(s, u), 0);
+    pid_t pid = fork();
+    if (pid == 0) { /* echo every message back */
+        ferry_socket *c = child_sock(FERRY_PAIR, u, 1);
+        unsigned char *buf = malloc(4u << 20);
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n;
+            CHILD_CHECK(ferry_recv(c, buf, 4u << 20, &n, 0) == 0, 1);
+            CHILD_CHECK(n == sizes[i], 2);
+            CHILD_CHECK(ferry_send(c, buf, n, 0) == 0, 3);
+        }
+        ferry_close(c);
+        _exit(0);
+    }
+    unsigned char *out = malloc(4u << 20), *in = malloc(4u << 20);
+    for (size_t i = 0; i < 4u << 20; i++)
+        out[i] = (unsigned char)(i * 131 + 7);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = 0;
+        assert_int_equal(ferry_send(s, out, sizes[i], 0), 0);
+        assert_int_equal(ferry_recv(s, in, 4u << 20, &n, 0), 0);
+        assert_int_equal(n, sizes[i]);
+        if (n > 0)
+            assert_memory_equal(in, out, n);
+    }
+    assert_int_equal(t_wait(pid), 0);
+    free(out);
+    free(in);
+    ferry_close(s);
+}
+
+/* A second PAIR peer is refused while the first is connected. */
+static void test_pair_one_peer(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "pair1");
+    ferry_socket *s = sock(FERRY_PAIR), *a = sock(FERRY_PAIR), *b = sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(s, u), 0);
+    assert_int_equal(ferry_dial(a, u), 0);
+    assert_int_equal(ferry_send(a, "first", 5, 0), 0);
+    char buf[16];
+    size_t n;
+    assert_int_equal(ferry_recv(s, buf, sizeof buf, &n, 0), 0);
+    assert_int_equal(ferry_dial(b, u), FERRY_EADDRINUSE);
+    assert_non_null(strstr(ferry_errdetail(), "already has a peer"));
+    ferry_close(a);
+    ferry_close(b);
+    ferry_close(s);
+}
+
+static void test_incompatible_type(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "types");
+    ferry_socket *s = sock(FERRY_REP), *c = sock(FERRY_PUSH);
+    assert_int_equal(ferry_listen(s, u), 0);
+    assert_int_equal(ferry_dial(c, u), FERRY_EPEERTYPE);
+    assert_non_null(strstr(ferry_errdetail(), "push"));
+    ferry_close(c);
+    c = sock(FERRY_REQ);
+    assert_int_equal(ferry_dial(c, u), 0);
+    ferry_close(c);
+    ferry_close(s);
+}
+
+/* REP serves several REQ processes and routes each reply to its asker. */
+static void test_reqrep_routing(void **state)
+{
+    (void)state;
+    enum { N = 3, ROUNDS = 2000 };
+    char u[96];
+    url(u, sizeof u, "rr");
+    ferry_socket *s = sock(FERRY_REP);
+    assert_int_equal(ferry_listen(s, u), 0);
+    pid_t pids[N];
+    for (int k = 0; k < N; k++) {
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            ferry_socket *c = child_sock(FERRY_REQ, u, 1);
+            for (int i = 0; i < ROUNDS; i++) {
+                char req[32], rep[64];
+                size_t n;
+                int len = snprintf(req, sizeof req, "%d:%d", k, i);
+                CHILD_CHECK(ferry_send(c, req, (size_t)len, 0) == 0, 1);
+                CHILD_CHECK(ferry_send(c, req, 1, 0) == FERRY_ESTATE, 2);
+                CHILD_CHECK(ferry_recv(c, rep, sizeof rep, &n, 0) == 0, 3);
+                CHILD_CHECK(n == (size_t)len + 3 && memcmp(rep, "re:", 3) == 0 &&
+                                memcmp(rep + 3, req, (size_t)len) == 0,
+                            4);
+            }
+            ferry_close(c);
+            _exit(0);
+        }
+    }
+    char buf[64], rep[80];
+    size_t n;
+    assert_int_equal(ferry_send(s, "x", 1, 0), FERRY_ESTATE);
+    for (int i = 0; i < N * ROUNDS; i++) {
+        assert_int_equal(ferry_recv(s, buf, sizeof buf, &n, 0), 0);
+        memcpy(rep, "re:", 3);
+        memcpy(rep + 3, buf, n);
+        assert_int_equal(ferry_send(s, rep, n + 3, 0), 0);
+    }
+    for (int k = 0; k < N; k++)
+        assert_int_equal(t_wait(pids[k]), 0);
+    ferry_close(s);
+}
+
+/* A REP dies with the request: REQ's recv fails with ECONNRESET; with
+ * REQ_RESEND the request goes to the other REP instead. */
+static void test_req_peer_dies(void **state)
+{
+    (void)state;
+    for (int resend = 0; resend < 2; resend++) {
+        char u1[96], u2[96];
+        url(u1, sizeof u1, "reqdie");
+        url(u2, sizeof u2, "reqok");
+        struct t_pipe got;
+        t_pipe_open(&got);
+        pid_t dier = fork();
+        if (dier == 0) { /* receives one request, says so, never replies */
+            ferry_socket *r = child_sock(FERRY_REP, u1, 0);
+            char b[16];
+            size_t n;
+            t_pipe_send(&got, 'L');
+            CHILD_CHECK(ferry_recv(r, b, sizeof b, &n, 0) == 0, 1);
+            t_pipe_send(&got, 'r');
+            for (;;)
+                pause();
+        }
+        assert_int_equal(t_pipe_recv(&got), 'L');
+        ferry_socket *c = sock(FERRY_REQ);
+        assert_int_equal(ferry_setopt_int(c, FERRY_OPT_REQ_RESEND, resend), 0);
+        assert_int_equal(ferry_dial(c, u1), 0);
+        /* the dialer retries until the listener is up; send waits for it */
+        assert_int_equal(ferry_send(c, "ping", 4, 0), 0);
+        assert_int_equal(t_pipe_recv(&got), 'r');
+        pid_t okpid = -1;
+        if (resend) { /* a second REP in another process */
+            okpid = fork();
+            if (okpid == 0) {
+                ferry_socket *ok = child_sock(FERRY_REP, u2, 0);
+                char b[16];
+                size_t n;
+                t_pipe_send(&got, 'L');
+                CHILD_CHECK(ferry_recv(ok, b, sizeof b, &n, 0) == 0, 1);
+                CHILD_CHECK(n == 4 && memcmp(b, "ping", 4) == 0, 2);
+                CHILD_CHECK(ferry_send(ok, "pong", 4, 0) == 0, 3);
+                ferry_close(ok);
+                _exit(0);
+            }
+            assert_int_equal(t_pipe_recv(&got), 'L');
+            assert_int_equal(ferry_dial(c, u2), 0);
+        }
+        kill(dier, SIGKILL);
+        assert_int_equal(t_wait(dier), 128 + SIGKILL);
+        char b[16];
+        size_t n;
+        if (!resend) {
+            assert_int_equal(ferry_recv(c, b, sizeof b, &n, 0), FERRY_ECONNRESET);
+        } else {
+            assert_int_equal(ferry_recv(c, b, sizeof b, &n, 0), 0);
+            assert_int_equal(n, 4);
+            assert_memory_equal(b, "pong", 4);
+            assert_int_equal(t_wait(okpid), 0);
+        }
+        /* either way the REQ may send again */
+        assert_int_equal(ferry_recv(c, b, sizeof b, &n, FERRY_DONTWAIT), FERRY_ESTATE);
+        ferry_close(c);
+        t_pipe_close(&got);
+    }
+}
+
+/* Subscribes and waits until the publisher's "sync" messages arrive, so
+ * that the subscription is known to be in place. */
+static void sub_sync(ferry_socket *sub)
+{
+    char b[64];
+    size_t n;
+    CHILD_CHECK(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "sync", 4) == 0, 80);
+    for (;;) {
+        CHILD_CHECK(ferry_recv(sub, b, sizeof b, &n, 0) == 0, 81);
+        if (n >= 4 && memcmp(b, "sync", 4) == 0)
+            break;
+    }
+    CHILD_CHECK(ferry_setopt(sub, FERRY_OPT_UNSUBSCRIBE, "sync", 4) == 0, 82);
+}
+
+/* The publisher sends "sync" until every subscriber has said (through the
+ * pipe) that it got one. */
+static void pub_sync(ferry_socket *pub, struct t_pipe *ready, int subscribers)
+{
+    int seen = 0;
+    uint64_t give_up = t_now_ms() + 10000;
+    while (seen < subscribers) {
+        assert_true(t_now_ms() < give_up);
+        assert_int_equal(ferry_send(pub, "sync", 4, 0), 0);
+        struct pollfd pfd = {.fd = ready->r, .events = POLLIN};
+        if (poll(&pfd, 1, 2) == 1 && t_pipe_recv(ready) == 's')
+            seen++;
+    }
+}
+
+static void test_pubsub_filter(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "pubsub");
+    ferry_socket *pub = sock(FERRY_PUB);
+    /* no HWM: this test checks filtering, so nothing may be dropped */
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0), 0);
+    assert_int_equal(ferry_listen(pub, u), 0);
+    struct t_pipe ready;
+    t_pipe_open(&ready);
+    const char *prefixes[2] = {"a", "b"};
+    pid_t pids[2];
+    for (int k = 0; k < 2; k++) {
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            ferry_socket *sub;
+            CHILD_CHECK(ferry_socket_open(&sub, FERRY_SUB) == 0, 90);
+            ferry_setopt_int(sub, FERRY_OPT_RCVTIMEO, 10000);
+            ferry_setopt_int(sub, FERRY_OPT_RCVHWM, 0);
+            CHILD_CHECK(ferry_dial(sub, u) == 0, 91);
+            CHILD_CHECK(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, prefixes[k], 1) == 0, 1);
+            sub_sync(sub);
+            t_pipe_send(&ready, 's');
+            int got = 0;
+            for (;;) {
+                char b[64];
+                size_t n;
+                CHILD_CHECK(ferry_recv(sub, b, sizeof b, &n, 0) == 0, 2);
+                if (n == 4 && memcmp(b + 1, "end", 3) == 0)
+                    break;
+                if (memcmp(b, "sync", 4) == 0)
+                    continue; /* sent before the unsubscribe took effect */
+                CHILD_CHECK(b[0] == prefixes[k][0], 3);
+                got++;
+            }
+            _exit(got == 1000 ? 0 : 4);
+        }
+    }
+    pub_sync(pub, &ready, 2);
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(ferry_send(pub, "a-msg", 5, 0), 0);
+        assert_int_equal(ferry_send(pub, "b-msg", 5, 0), 0);
+        assert_int_equal(ferry_send(pub, "c-msg", 5, 0), 0); /* nobody */
+    }
+    assert_int_equal(ferry_send(pub, "aend", 4, 0), 0);
+    assert_int_equal(ferry_send(pub, "bend", 4, 0), 0);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(t_wait(pids[k]), 0);
+    int64_t dropped;
+    assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
+    assert_int_equal(dropped, 0);
+    ferry_close(pub);
+    t_pipe_close(&ready);
+}
+
+/* The PUB filters on its side: a subscriber that never reads is not sent
+ * the messages it did not subscribe to, so its queue never fills and
+ * nothing is dropped; messages it did subscribe to are dropped past the
+ * HWM and counted, and the PUB never blocks. */
+static void test_pub_filters_and_drops(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "pubhwm");
+    ferry_socket *pub = sock(FERRY_PUB);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 10), 0);
+    assert_int_equal(ferry_listen(pub, u), 0);
+    struct t_pipe ready, go;
+    t_pipe_open(&ready);
+    t_pipe_open(&go);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ferry_socket *sub = child_sock(FERRY_SUB, u, 1);
+        CHILD_CHECK(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "yes", 3) == 0, 1);
+        sub_sync(sub);
+        t_pipe_send(&ready, 's');
+        t_pipe_recv(&go); /* read only when told */
+        char b[64];
+        size_t n;
+        int got = 0;
+        while (ferry_recv(sub, b, sizeof b, &n, FERRY_DONTWAIT) == 0)
+            if (memcmp(b, "yes", 3) == 0)
+                got++;
+        _exit(got == 10 ? 0 : 1);
+    }
+    pub_sync(pub, &ready, 1);
+    int64_t base;
+    ferry_getopt_int(pub, FERRY_OPT_DROPPED, &base); /* extra syncs */
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(ferry_send(pub, "no-thanks", 9, FERRY_DONTWAIT), 0);
+    int64_t dropped;
+    assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
+    assert_int_equal(dropped, base); /* filtered at the publisher */
+    /* the syncs already queued may count against the HWM: drain them
+     * first by letting the child read everything at the end */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(ferry_send(pub, "yes", 3, 0), 0);
+    assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
+    assert_true(dropped - base >= 90);
+    t_pipe_send(&go, 'g');
+    int rc = t_wait(pid);
+    /* exactly HWM messages were queued; some may be syncs */
+    assert_true(rc == 0 || rc == 1);
+    ferry_close(pub);
+    t_pipe_close(&ready);
+    t_pipe_close(&go);
+}
+
+/* PUSH load-balances over pullers; PULL fair-queues over pushers, and each
+ * pusher's messages arrive in order, none lost or duplicated. */
+static void test_pipeline(void **state)
+{
+    (void)state;
+    enum { N = 3, COUNT = 20000 };
+    char u[96];
+    url(u, sizeof u, "pipe");
+    ferry_socket *pull = sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    pid_t pids[N];
+    for (int k = 0; k < N; k++) {
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            ferry_socket *push = child_sock(FERRY_PUSH, u, 1);
+            for (uint32_t i = 0; i < COUNT; i++) {
+                uint32_t msg[2] = {(uint32_t)k, i};
+                CHILD_CHECK(ferry_send(push, msg, sizeof msg, 0) == 0, 1);
+            }
+            ferry_close(push);
+            _exit(0);
+        }
+    }
+    uint32_t next[N] = {0};
+    for (int i = 0; i < N * COUNT; i++) {
+        uint32_t msg[2];
+        size_t n;
+        assert_int_equal(ferry_recv(pull, msg, sizeof msg, &n, 0), 0);
+        assert_int_equal(n, sizeof msg);
+        assert_true(msg[0] < N);
+        assert_int_equal(msg[1], next[msg[0]]);
+        next[msg[0]]++;
+    }
+    for (int k = 0; k < N; k++)
+        assert_int_equal(t_wait(pids[k]), 0);
+    ferry_close(pull);
+
+    /* one PUSH, two PULLs: round-robin */
+    url(u, sizeof u, "lb");
+    ferry_socket *push = sock(FERRY_PUSH);
+    assert_int_equal(ferry_listen(push, u), 0);
+    struct t_pipe res, up;
+    t_pipe_open(&res);
+    t_pipe_open(&up);
+    for (int k = 0; k < 2; k++) {
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            ferry_socket *p = child_sock(FERRY_PULL, u, 1);
+            t_pipe_send(&up, 'u');
+            uint32_t v, last = 0, got = 0;
+            size_t n;
+            for (;;) {
+                CHILD_CHECK(ferry_recv(p, &v, sizeof v, &n, 0) == 0, 1);
+                if (v == UINT32_MAX)
+                    break;
+                CHILD_CHECK(got == 0 || v > last, 2);
+                last = v;
+                got++;
+            }
+            /* round-robin, skipping a full puller: each gets at least the HWM */
+            char c = got >= 1000 ? 'y' : 'n';
+            t_pipe_send(&res, c);
+            _exit(0);
+        }
+    }
+    t_pipe_recv(&up);
+    t_pipe_recv(&up);
+    int64_t peers = 0;
+    while (peers < 2) /* dialers connected: wait for both pipes */
+        assert_int_equal(ferry_getopt_int(push, FERRY_OPT_PEERS, &peers), 0) ;
+    for (uint32_t i = 0; i < 4000; i++)
+        assert_int_equal(ferry_send(push, &i, sizeof i, 0), 0);
+    /* PUSH skips a full puller, so the end markers may land anywhere:
+     * send them until both pullers have reported */
+    uint32_t end = UINT32_MAX;
+    for (int reported = 0; reported < 2;) {
+        assert_int_equal(ferry_send(push, &end, sizeof end, 0), 0);
+        struct pollfd pfd = {.fd = res.r, .events = POLLIN};
+        if (poll(&pfd, 1, 2) == 1) {
+            assert_int_equal(t_pipe_recv(&res), 'y');
+            reported++;
+        }
+    }
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(t_wait(pids[k]), 0);
+    ferry_close(push);
+    t_pipe_close(&res);
+    t_pipe_close(&up);
+}
+
+/* PUSH blocks at the HWM and never drops; timeouts and DONTWAIT. */
+static void test_push_hwm_blocks(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "hwm");
+    ferry_socket *push = sock(FERRY_PUSH);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_SNDHWM, 5), 0);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_SNDTIMEO, 50), 0);
+    /* no peer at all: EAGAIN / timeout */
+    assert_int_equal(ferry_send(push, "x", 1, FERRY_DONTWAIT), FERRY_EAGAIN);
+    assert_int_equal(ferry_send(push, "x", 1, 0), FERRY_ETIMEDOUT);
+    assert_int_equal(ferry_listen(push, u), 0);
+    struct t_pipe up, go;
+    t_pipe_open(&up);
+    t_pipe_open(&go);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ferry_socket *p = child_sock(FERRY_PULL, u, 1);
+        t_pipe_send(&up, 'u');
+        t_pipe_recv(&go);
+        uint32_t v;
+        size_t n;
+        for (uint32_t i = 0; i < 6; i++) {
+            CHILD_CHECK(ferry_recv(p, &v, sizeof v, &n, 0) == 0, 1);
+            CHILD_CHECK(v == i, 2);
+        }
+        _exit(0);
+    }
+    t_pipe_recv(&up);
+    int64_t peers = 0;
+    while (peers < 1)
+        ferry_getopt_int(push, FERRY_OPT_PEERS, &peers);
+    for (uint32_t i = 0; i < 5; i++)
+        assert_int_equal(ferry_send(push, &i, sizeof i, 0), 0);
+    uint32_t five = 5;
+    assert_int_equal(ferry_send(push, &five, sizeof five, FERRY_DONTWAIT), FERRY_EAGAIN);
+    assert_int_equal(ferry_send(push, &five, sizeof five, 0), FERRY_ETIMEDOUT);
+    t_pipe_send(&go, 'g');
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_SNDTIMEO, 10000), 0);
+    assert_int_equal(ferry_send(push, &five, sizeof five, 0), 0); /* unblocks */
+    assert_int_equal(t_wait(pid), 0);
+    ferry_close(push);
+    t_pipe_close(&up);
+    t_pipe_close(&go);
+}
+
+static void test_recv_timeouts(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "tmo");
+    ferry_socket *pull = sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    char b[8];
+    size_t n;
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 30), 0);
+    uint64_t t0 = t_now_ms();
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, 0), FERRY_ETIMEDOUT);
+    assert_true(t_now_ms() - t0 >= 29);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 0), 0);
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, 0), FERRY_EAGAIN);
+    ferry_close(pull);
+}
+
+/* Parts arrive together, in order, with RCVMORE; and a message whose
+ * sender dies half-way never arrives in part. */
+static void test_multipart(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "multi");
+    ferry_socket *pull = sock(FERRY_PULL);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RING_SIZE, 65536), 0);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    struct t_pipe p;
+    t_pipe_open(&p);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ferry_socket *push;
+        CHILD_CHECK(ferry_socket_open(&push, FERRY_PUSH) == 0, 90);
+        ferry_setopt_int(push, FERRY_OPT_RING_SIZE, 65536);
+        ferry_setopt_int(push, FERRY_OPT_SNDTIMEO, 10000);
+        CHILD_CHECK(ferry_dial(push, u) == 0, 91);
+        CHILD_CHECK(ferry_send(push, "a", 1, FERRY_MORE) == 0, 1);
+        CHILD_CHECK(ferry_send(push, "", 0, FERRY_MORE) == 0, 2);
+        CHILD_CHECK(ferry_send(push, "ccc", 3, 0) == 0, 3);
+        /* then a large 3-part message that cannot fit the 64 KiB ring: the
+         * sender streams it and is killed while blocked half-way */
+        static char big[200000];
+        CHILD_CHECK(ferry_send(push, big, sizeof big, FERRY_MORE) == 0, 4);
+        CHILD_CHECK(ferry_send(push, big, sizeof big, FERRY_MORE) == 0, 5);
+        t_pipe_send(&p, 'b');
+        int rc = ferry_send(push, big, sizeof big, 0); /* blocks: nobody reads */
+        fprintf(stderr, "child: final send returned %s: %s\n", ferry_err_name(rc), ferry_errdetail());
+        _exit(6);
+    }
+    char b[16];
+    size_t n;
+    int64_t more;
+    const char *want[] = {"a", "", "ccc"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ferry_recv(pull, b, sizeof b, &n, 0), 0);
+        assert_int_equal(n, strlen(want[i]));
+        assert_memory_equal(b, want[i], n);
+        assert_int_equal(ferry_getopt_int(pull, FERRY_OPT_RCVMORE, &more), 0);
+        assert_int_equal(more, i < 2);
+    }
+    assert_int_equal(t_pipe_recv(&p), 'b');
+    kill(pid, SIGKILL);
+    assert_int_equal(t_wait(pid), 128 + SIGKILL);
+    /* nothing of the incomplete message is delivered */
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 100), 0);
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, 0), FERRY_ETIMEDOUT);
+    t_pipe_close(&p);
+    ferry_close(pull);
+}
+
+/* The pollable fd: readable when a message is ready, quiet after EAGAIN. */
+static void test_socket_fd(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "fd");
+    ferry_socket *pull = sock(FERRY_PULL), *push = sock(FERRY_PUSH);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    assert_int_equal(ferry_dial(push, u), 0);
+    int fd;
+    assert_int_equal(ferry_socket_fd(pull, &fd), 0);
+    char b[8];
+    size_t n;
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    pid_t pid = fork();
+    if (pid == 0) { /* a message from another process */
+        ferry_socket *c = child_sock(FERRY_PUSH, u, 1);
+        CHILD_CHECK(ferry_send(c, "hi", 2, 0) == 0, 1);
+        ferry_close(c);
+        _exit(0);
+    }
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, FERRY_DONTWAIT), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    assert_int_equal(t_wait(pid), 0);
+    /* and from this process's own dialer */
+    assert_int_equal(ferry_send(push, "yo", 2, 0), 0);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, FERRY_DONTWAIT), 0);
+    ferry_close(push);
+    ferry_close(pull);
+}
+
+/* Zero-copy both ways: allocate in the ring, receive in place, hold many
+ * in-place messages and free them out of order. */
+static void test_zero_copy(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "zc");
+    ferry_socket *a = sock(FERRY_PAIR), *b = sock(FERRY_PAIR);
+    ferry_msg *m;
+    assert_int_equal(ferry_msg_alloc(a, &m, 100), 0); /* no peer: heap */
+    ferry_msg_free(m);
+    assert_int_equal(ferry_setopt_int(a, FERRY_OPT_RING_SIZE, 65536), 0);
+    assert_int_equal(ferry_listen(b, u), 0);
+    assert_int_equal(ferry_dial(a, u), 0);
+    enum { HOLD = 20, ROUNDS = 200 };
+    for (int r = 0; r < ROUNDS; r++) {
+        ferry_msg *held[HOLD];
+        for (int i = 0; i < HOLD; i++) {
+            assert_int_equal(ferry_msg_alloc(a, &m, 1000), 0);
+            assert_int_equal(ferry_msg_size(m), 1000);
+            memset(ferry_msg_data(m), 'a' + i, 1000);
+            assert_int_equal(ferry_msg_resize(m, 500 + (size_t)i), 0);
+            assert_int_equal(ferry_send(a, "x", 1, 0), FERRY_ESTATE); /* alloc pending */
+            assert_int_equal(ferry_msg_send(a, m, 0), 0);
+        }
+        for (int i = 0; i < HOLD; i++) {
+            assert_int_equal(ferry_msg_recv(b, &held[i], 0), 0);
+            assert_int_equal(ferry_msg_size(held[i]), 500 + (size_t)i);
+            assert_int_equal(((char *)ferry_msg_data(held[i]))[499], 'a' + i);
+            assert_int_equal(ferry_msg_more(held[i]), 0);
+        }
+        for (int i = HOLD - 1; i >= 0; i -= 2) /* free out of order */
+            ferry_msg_free(held[i]);
+        for (int i = 0; i < HOLD; i += 2)
+            ferry_msg_free(held[i]);
+    }
+    /* an unsent allocation can be dropped; the socket goes on */
+    assert_int_equal(ferry_msg_alloc(a, &m, 10), 0);
+    ferry_msg_free(m);
+    assert_int_equal(ferry_send(a, "ok", 2, 0), 0);
+    assert_int_equal(ferry_msg_recv(b, &m, 0), 0);
+    assert_memory_equal(ferry_msg_data(m), "ok", 2);
+    ferry_close(a); /* an in-place message outlives its socket's peer */
+    assert_memory_equal(ferry_msg_data(m), "ok", 2);
+    ferry_msg_free(m);
+    ferry_close(b);
+}
+
+/* MAXMSGSIZE: the sender learns the receiver's limit at connect. */
+static void test_max_msg_size(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "max");
+    ferry_socket *pull = sock(FERRY_PULL), *push = sock(FERRY_PUSH);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_MAXMSGSIZE, 1000), 0);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    assert_int_equal(ferry_dial(push, u), 0);
+    static char big[2000];
+    assert_int_equal(ferry_send(push, big, sizeof big, 0), FERRY_EMSGSIZE);
+    assert_int_equal(ferry_send(push, big, 1000, 0), 0);
+    size_t n;
+    assert_int_equal(ferry_recv(pull, big, sizeof big, &n, 0), 0);
+    assert_int_equal(n, 1000);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_MAXMSGSIZE, 10), 0);
+    assert_int_equal(ferry_send(push, big, 11, 0), FERRY_EMSGSIZE);
+    ferry_close(push);
+    ferry_close(pull);
+}
+
+/* Dial first, listen later; and reconnect after the listener restarts. */
+static void test_dial_before_listen(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "late");
+    ferry_socket *push = sock(FERRY_PUSH);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL, 5), 0);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL_MAX, 20), 0);
+    assert_int_equal(ferry_dial(push, u), 0);
+    for (int round = 0; round < 2; round++) {
+        ferry_socket *pull = sock(FERRY_PULL);
+        assert_int_equal(ferry_listen(pull, u), 0);
+        assert_int_equal(ferry_send(push, "x", 1, 0), 0); /* waits for the connection */
+        char b[4];
+        size_t n;
+        assert_int_equal(ferry_recv(pull, b, sizeof b, &n, 0), 0);
+        ferry_close(pull);
+    }
+    ferry_close(push);
+}
+
+/* A peer of another uid is refused unless the listener allows it. */
+static void test_other_uid(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char u[96];
+    url(u, sizeof u, "uid");
+    ferry_socket *pull = sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    for (int allow = 0; allow < 2; allow++) {
+        if (allow)
+            assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_PEER_UID, 65534), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (setgid(65534) != 0 || setuid(65534) != 0)
+                _exit(90);
+            ferry_socket *c;
+            CHILD_CHECK(ferry_socket_open(&c, FERRY_PUSH) == 0, 91);
+            int rc = ferry_dial(c, u);
+            if (!allow) {
+                CHILD_CHECK(rc == FERRY_EACCES, 1);
+                CHILD_CHECK(strstr(ferry_errdetail(), "uid 65534") != NULL, 2);
+                _exit(0);
+            }
+            CHILD_CHECK(rc == 0, 3);
+            CHILD_CHECK(ferry_send(c, "nobody", 6, 0) == 0, 4);
+            ferry_close(c);
+            _exit(0);
+        }
+        assert_int_equal(t_wait(pid), 0);
+    }
+    char b[8];
+    size_t n;
+    assert_int_equal(ferry_recv(pull, b, sizeof b, &n, 0), 0);
+    assert_memory_equal(b, "nobody", 6);
+    ferry_close(pull);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_listen_conflict),
+        cmocka_unit_test(test_pair_sizes),
+        cmocka_unit_test(test_pair_one_peer),
+        cmocka_unit_test(test_incompatible_type),
+        cmocka_unit_test(test_reqrep_routing),
+        cmocka_unit_test(test_req_peer_dies),
+        cmocka_unit_test(test_pubsub_filter),
+        cmocka_unit_test(test_pub_filters_and_drops),
+        cmocka_unit_test(test_pipeline),
+        cmocka_unit_test(test_push_hwm_blocks),
+        cmocka_unit_test(test_recv_timeouts),
+        cmocka_unit_test(test_multipart),
+        cmocka_unit_test(test_socket_fd),
+        cmocka_unit_test(test_zero_copy),
+        cmocka_unit_test(test_max_msg_size),
+        cmocka_unit_test(test_dial_before_listen),
+        cmocka_unit_test(test_other_uid),
+    };
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
