@@ -373,7 +373,9 @@ enum ferry_option {
     FERRY_OPT_PEERS = 15,             /* get: connected peers now                          */
     FERRY_OPT_RECONNECT_IVL = 16,     /* dialer: first retry after ms; 100   */
     FERRY_OPT_RECONNECT_IVL_MAX = 17, /* dialer: retry interval cap, ms; 5000 */
-    FERRY_OPT_HANDSHAKE_IVL = 18      /* connection set-up timeout, ms; 5000   */
+    FERRY_OPT_HANDSHAKE_IVL = 18,     /* connection set-up timeout, ms; 5000   */
+    FERRY_OPT_ERRORS = 19             /* get: connections dropped for bad input
+                                         (corrupt ring, oversized message)    */
 };
 
 /* Opens a socket of the given type. */

@@ -67,11 +67,11 @@ struct ferry_msg {
     void *data;
     size_t size;
     int kind;
-    int more;              /* received: more parts follow      */
-    struct fy_pipe *pipe;  /* CLAIM, INPLACE: holds a reference */
-    int64_t token;         /* INPLACE: ring release token       */
-    ferry_socket *sock;    /* CLAIM: the socket it was allocated on */
-    size_t cap;            /* CLAIM: room claimed               */
+    int more;             /* received: more parts follow      */
+    struct fy_pipe *pipe; /* CLAIM, INPLACE: holds a reference */
+    int64_t token;        /* INPLACE: ring release token       */
+    ferry_socket *sock;   /* CLAIM: the socket it was allocated on */
+    size_t cap;           /* CLAIM: room claimed               */
 };
 
 /* A received message: its parts, in order, delivered one per recv. */
@@ -125,16 +125,16 @@ struct fy_pipe {
     const struct fy_pipe_ops *ops;
     ferry_socket *sock;
     _Atomic int refs;
-    int dead;        /* the peer is gone: no more sends; recv drains */
-    int tx_partial;  /* a message is half-written: finish it here first */
+    int dead;       /* the peer is gone: no more sends; recv drains */
+    int tx_partial; /* a message is half-written: finish it here first */
     int id;
     int peer_pid;
     unsigned peer_uid;
-    uint64_t dropped;           /* PUB: messages dropped at the HWM */
-    struct fy_sub *subs;        /* PUB: this subscriber's prefixes  */
+    uint64_t dropped;    /* PUB: messages dropped at the HWM */
+    struct fy_sub *subs; /* PUB: this subscriber's prefixes  */
     size_t nsubs;
-    void *tran;                 /* transport state                  */
-    void *dialer;               /* the dialer that made it, if any  */
+    void *tran;   /* transport state                  */
+    void *dialer; /* the dialer that made it, if any  */
 };
 
 void fy_pipe_ref(struct fy_pipe *p);
@@ -151,7 +151,7 @@ void fy_pipe_unref(struct fy_pipe *p);
 struct fy_proto_ops {
     int type;
     const char *name;
-    int peer;            /* the compatible peer type */
+    int peer; /* the compatible peer type */
     int can_send, can_recv;
     size_t state_size;
     int (*init)(ferry_socket *s);
@@ -204,13 +204,13 @@ struct fy_tran_ops {
 };
 
 struct fy_opts {
-    int rcvtimeo, sndtimeo;   /* ms, -1 forever */
-    int sndhwm, rcvhwm;       /* messages, 0 unlimited */
-    uint64_t maxmsgsize;      /* bytes */
-    uint64_t ring_size;       /* shm:// bytes per direction */
-    int spin_us;              /* busy-poll this long before sleeping */
-    int req_resend;           /* REQ: resend to another peer when the peer dies */
-    int64_t peer_uid;         /* shm:// allowed peer uid, -1 any; default: own uid */
+    int rcvtimeo, sndtimeo; /* ms, -1 forever */
+    int sndhwm, rcvhwm;     /* messages, 0 unlimited */
+    uint64_t maxmsgsize;    /* bytes */
+    uint64_t ring_size;     /* shm:// bytes per direction */
+    int spin_us;            /* busy-poll this long before sleeping */
+    int req_resend;         /* REQ: resend to another peer when the peer dies */
+    int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */
     int reconnect_ms, reconnect_max_ms;
     int handshake_ms;
 };
@@ -226,9 +226,9 @@ struct ferry_socket {
     int next_pipe_id;
 
     /* wake block (shared with shm:// peers) and the pollable fd */
-    int wake_fd;             /* memfd of the wake block */
+    int wake_fd; /* memfd of the wake block */
     struct fy_wake *wake;
-    int event_fd;            /* eventfd handed out by ferry_socket_fd */
+    int event_fd; /* eventfd handed out by ferry_socket_fd */
 
     /* multipart assembly of outgoing parts */
     struct fy_part *tx_parts;
@@ -242,6 +242,7 @@ struct ferry_socket {
     ferry_msg *claim; /* the outstanding zero-copy allocation, if any */
 
     uint64_t dropped; /* PUB: total drops */
+    uint64_t errors;  /* pipes dropped for bad input */
     int closing;
 
     void *shm_tran; /* shm:// transport state (listeners, dialers, I/O thread) */

@@ -45,7 +45,10 @@ void fy_sock_wake(ferry_socket *s) { fy_wake(s->wake, -1); }
 
 /* --- pipes ----------------------------------------------------------------- */
 
-void fy_pipe_ref(struct fy_pipe *p) { atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed); }
+void fy_pipe_ref(struct fy_pipe *p)
+{
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
 
 void fy_pipe_unref(struct fy_pipe *p)
 {
@@ -782,21 +785,54 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
     int rc = 0;
     const struct fy_opts *o = &s->opt;
     switch (opt) {
-    case FERRY_OPT_RCVTIMEO: *val = o->rcvtimeo; break;
-    case FERRY_OPT_SNDTIMEO: *val = o->sndtimeo; break;
-    case FERRY_OPT_SNDHWM: *val = o->sndhwm; break;
-    case FERRY_OPT_RCVHWM: *val = o->rcvhwm; break;
-    case FERRY_OPT_MAXMSGSIZE: *val = (int64_t)o->maxmsgsize; break;
-    case FERRY_OPT_RING_SIZE: *val = (int64_t)o->ring_size; break;
-    case FERRY_OPT_SPIN: *val = o->spin_us; break;
-    case FERRY_OPT_RCVMORE: *val = s->rcvmore; break;
-    case FERRY_OPT_TYPE: *val = s->proto->type; break;
-    case FERRY_OPT_DROPPED: *val = (int64_t)s->dropped; break;
-    case FERRY_OPT_REQ_RESEND: *val = o->req_resend; break;
-    case FERRY_OPT_PEER_UID: *val = o->peer_uid; break;
-    case FERRY_OPT_RECONNECT_IVL: *val = o->reconnect_ms; break;
-    case FERRY_OPT_RECONNECT_IVL_MAX: *val = o->reconnect_max_ms; break;
-    case FERRY_OPT_HANDSHAKE_IVL: *val = o->handshake_ms; break;
+    case FERRY_OPT_RCVTIMEO:
+        *val = o->rcvtimeo;
+        break;
+    case FERRY_OPT_SNDTIMEO:
+        *val = o->sndtimeo;
+        break;
+    case FERRY_OPT_SNDHWM:
+        *val = o->sndhwm;
+        break;
+    case FERRY_OPT_RCVHWM:
+        *val = o->rcvhwm;
+        break;
+    case FERRY_OPT_MAXMSGSIZE:
+        *val = (int64_t)o->maxmsgsize;
+        break;
+    case FERRY_OPT_RING_SIZE:
+        *val = (int64_t)o->ring_size;
+        break;
+    case FERRY_OPT_SPIN:
+        *val = o->spin_us;
+        break;
+    case FERRY_OPT_RCVMORE:
+        *val = s->rcvmore;
+        break;
+    case FERRY_OPT_TYPE:
+        *val = s->proto->type;
+        break;
+    case FERRY_OPT_DROPPED:
+        *val = (int64_t)s->dropped;
+        break;
+    case FERRY_OPT_ERRORS:
+        *val = (int64_t)s->errors;
+        break;
+    case FERRY_OPT_REQ_RESEND:
+        *val = o->req_resend;
+        break;
+    case FERRY_OPT_PEER_UID:
+        *val = o->peer_uid;
+        break;
+    case FERRY_OPT_RECONNECT_IVL:
+        *val = o->reconnect_ms;
+        break;
+    case FERRY_OPT_RECONNECT_IVL_MAX:
+        *val = o->reconnect_max_ms;
+        break;
+    case FERRY_OPT_HANDSHAKE_IVL:
+        *val = o->handshake_ms;
+        break;
     case FERRY_OPT_PEERS: {
         int64_t n = 0;
         for (size_t i = 0; i < s->npipes; i++)

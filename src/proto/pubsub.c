@@ -60,7 +60,8 @@ static int subs_update(struct fy_sub **subs, size_t *n, int sub, const void *dat
 static int subs_match(const struct fy_sub *subs, size_t n, const void *data, size_t len)
 {
     for (size_t i = 0; i < n; i++)
-        if (subs[i].len <= len && (subs[i].len == 0 || memcmp(subs[i].data, data, subs[i].len) == 0))
+        if (subs[i].len <= len &&
+            (subs[i].len == 0 || memcmp(subs[i].data, data, subs[i].len) == 0))
             return 1;
     return 0;
 }

@@ -176,7 +176,8 @@ static int rep_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
 static struct fy_pipe *rep_next(ferry_socket *s, size_t size)
 {
     struct rep_state *st = s->proto_state;
-    if (!st->replying || !fy_pipe_live(s, st->source) || !st->source->ops->writable(st->source, size))
+    if (!st->replying || !fy_pipe_live(s, st->source) ||
+        !st->source->ops->writable(st->source, size))
         return NULL;
     return st->source;
 }

@@ -7,7 +7,7 @@
 #define CHILD_CHECK(cond, code)                                                                    \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "child %d: %s failed at line %d: %s\n", (int)getpid(), #cond,         \
+            fprintf(stderr, "child %d: %s failed at line %d: %s\n", (int)getpid(), #cond,          \
                     __LINE__, ferry_errdetail());                                                  \
             _exit(code);                                                                           \
         }                                                                                          \
@@ -475,7 +475,7 @@ static void test_pipeline(void **state)
     t_pipe_recv(&up);
     int64_t peers = 0;
     while (peers < 2) /* dialers connected: wait for both pipes */
-        assert_int_equal(ferry_getopt_int(push, FERRY_OPT_PEERS, &peers), 0) ;
+        assert_int_equal(ferry_getopt_int(push, FERRY_OPT_PEERS, &peers), 0);
     for (uint32_t i = 0; i < 4000; i++)
         assert_int_equal(ferry_send(push, &i, sizeof i, 0), 0);
     /* PUSH skips a full puller, so the end markers may land anywhere:
@@ -591,7 +591,8 @@ static void test_multipart(void **state)
         CHILD_CHECK(ferry_send(push, big, sizeof big, FERRY_MORE) == 0, 5);
         t_pipe_send(&p, 'b');
         int rc = ferry_send(push, big, sizeof big, 0); /* blocks: nobody reads */
-        fprintf(stderr, "child: final send returned %s: %s\n", ferry_err_name(rc), ferry_errdetail());
+        fprintf(stderr, "child: final send returned %s: %s\n", ferry_err_name(rc),
+                ferry_errdetail());
         _exit(6);
     }
     char b[16];

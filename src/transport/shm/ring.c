@@ -20,10 +20,7 @@ static inline _Atomic uint64_t *rec_word(unsigned char *data, uint64_t off)
     return (_Atomic uint64_t *)(void *)(data + off);
 }
 
-static inline uint32_t ring_tag(uint64_t pos)
-{
-    return (uint32_t)(pos >> 3) ^ FY_RING_TAG_SALT;
-}
+static inline uint32_t ring_tag(uint64_t pos) { return (uint32_t)(pos >> 3) ^ FY_RING_TAG_SALT; }
 
 static inline uint64_t make_hdr(uint32_t len_flags, uint64_t pos)
 {
@@ -65,11 +62,11 @@ static int ring_load_head(struct fy_ring_writer *w)
     return 0;
 }
 
-uint64_t fy_ring_free(struct fy_ring_writer *w)
+int fy_ring_free(struct fy_ring_writer *w, uint64_t *free)
 {
-    if (ring_load_head(w) != 0)
-        return 0;
-    return w->cap - (w->tail - w->head_cache);
+    int rc = ring_load_head(w);
+    *free = rc == 0 ? w->cap - (w->tail - w->head_cache) : 0;
+    return rc;
 }
 
 void *fy_ring_claim(struct fy_ring_writer *w, uint64_t len, int *err)
@@ -92,10 +89,10 @@ void *fy_ring_claim(struct fy_ring_writer *w, uint64_t len, int *err)
     if (need > to_end) {
         /* Pad to the end; the record starts at offset 0. The pad is
          * published now: the reader may skip it before the commit. */
-        atomic_store_explicit(rec_word(w->data, off),
-                              make_hdr(FY_RING_F_PAD | (uint32_t)(to_end - FY_RING_REC_HDR),
-                                       w->tail),
-                              memory_order_release);
+        atomic_store_explicit(
+            rec_word(w->data, off),
+            make_hdr(FY_RING_F_PAD | (uint32_t)(to_end - FY_RING_REC_HDR), w->tail),
+            memory_order_release);
         w->tail += to_end;
         off = 0;
     }
@@ -125,8 +122,8 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
 {
     for (;;) {
         uint64_t off = r->pos % r->cap;
-        uint64_t word = atomic_load_explicit(rec_word((unsigned char *)r->data, off),
-                                             memory_order_acquire);
+        uint64_t word =
+            atomic_load_explicit(rec_word((unsigned char *)r->data, off), memory_order_acquire);
         if ((uint32_t)(word >> 32) != ring_tag(r->pos)) {
             if (!check_tail)
                 return 0;
@@ -135,8 +132,8 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
             uint64_t t = atomic_load_explicit(&r->sh->tail, memory_order_acquire);
             if (t <= r->pos)
                 return 0;
-            word = atomic_load_explicit(rec_word((unsigned char *)r->data, off),
-                                        memory_order_acquire);
+            word =
+                atomic_load_explicit(rec_word((unsigned char *)r->data, off), memory_order_acquire);
             if ((uint32_t)(word >> 32) != ring_tag(r->pos))
                 return FERRY_ECORRUPT;
         }

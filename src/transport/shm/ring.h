@@ -78,10 +78,10 @@ struct fy_ring_writer {
     struct fy_ring_shared *sh;
     unsigned char *data;
     uint64_t cap;
-    uint64_t tail;        /* next write position                     */
-    uint64_t head_cache;  /* last head seen                          */
+    uint64_t tail;       /* next write position                     */
+    uint64_t head_cache; /* last head seen                          */
     uint64_t produced;
-    uint64_t claim_pos;   /* position of an outstanding claim, or ~0 */
+    uint64_t claim_pos; /* position of an outstanding claim, or ~0 */
     uint64_t claim_size;
 };
 
@@ -89,15 +89,16 @@ struct fy_ring_writer {
  * out of order; head advances over the released prefix. The queue holds
  * consumed-but-unreleased records; adjacent released ones are merged. */
 #define FY_RING_QUEUE 128
-#define FY_RING_INPLACE_MAX 60 /* in-place records outstanding at most; with
-                                  copies between them the queue needs at most
-                                  2 * 60 + 1 entries */
+#define FY_RING_INPLACE_MAX                                                                        \
+    60 /* in-place records outstanding at most; with                                               \
+          copies between them the queue needs at most                                              \
+          2 * 60 + 1 entries */
 struct fy_ring_reader {
     struct fy_ring_shared *sh;
     const unsigned char *data;
     uint64_t cap;
-    uint64_t pos;      /* next record to read            */
-    uint64_t head;     /* released prefix (published)   */
+    uint64_t pos;  /* next record to read            */
+    uint64_t head; /* released prefix (published)   */
     uint64_t consumed;
     struct {
         uint64_t end;
@@ -134,8 +135,9 @@ void *fy_ring_claim(struct fy_ring_writer *w, uint64_t len, int *err);
 void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags);
 void fy_ring_abort(struct fy_ring_writer *w);
 
-/* Free bytes as the writer last knew them (refreshes the cached head). */
-uint64_t fy_ring_free(struct fy_ring_writer *w);
+/* Free bytes (refreshes the cached head) into *free; FERRY_ECORRUPT when
+ * the reader's head is impossible. */
+int fy_ring_free(struct fy_ring_writer *w, uint64_t *free);
 
 /* A record seen by the reader. */
 struct fy_ring_rec {

@@ -129,8 +129,8 @@ static int ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
         char buf[CMSG_SPACE(sizeof(int) * 8)];
         struct cmsghdr align;
     } u;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                        .msg_controllen = sizeof u.buf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
     *nfds = 0;
     ssize_t n;
     do
@@ -676,21 +676,21 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     sp->base.peer_pid = pd->pid;
     sp->base.peer_uid = pd->uid;
     pipe_rings(sp, s, cap, 0, c->maxmsgsize, c->rcvhwm);
-    struct shm_ctl ack;
-    ctl_init(&ack, SHM_OP_ACK, s);
-    if (ctl_send(fd, &ack, NULL, 0) != 0) {
-        sp->base.ops->destroy(&sp->base);
-        return FERRY_ECONNRESET;
-    }
     sp->ctl_fd = fd;
     pd->ev.fd = -1; /* the pipe owns the control socket now */
+    /* Join the socket before the ACK: once the dialer has it, it may send
+     * at once, and its message must find the pipe in place. */
     rc = tran_adopt(t, sp);
     if (rc != 0) {
-        /* refused by the protocol (a PAIR that has its peer): the peer
-         * already saw ACK, it sees the close at once */
+        refuse(fd, s, rc, "%s", ferry_errdetail());
         fy_pipe_unref(&sp->base);
+        return rc;
     }
-    return rc;
+    struct shm_ctl ack;
+    ctl_init(&ack, SHM_OP_ACK, s);
+    if (ctl_send(fd, &ack, NULL, 0) != 0)
+        shutdown(fd, SHUT_RDWR); /* the dialer is gone: the watch sees it */
+    return 0;
 }
 
 static void pending_free(struct shm_tran *t, struct shm_pending *pd)

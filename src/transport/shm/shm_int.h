@@ -112,7 +112,8 @@ struct shm_pipe {
     size_t cur_len, cur_cap;
     uint64_t partial_total;
     uint64_t errors;
-    int side; /* 0: dialer, 1: listener */
+    unsigned empty_polls;
+    int side;                  /* 0: dialer, 1: listener */
     struct shm_ev ev;          /* liveness watch in the I/O thread */
     struct shm_dialer *dialer; /* reconnects when this pipe dies  */
 };

@@ -22,12 +22,21 @@
 
 #define ALIGN8(x) (((x) + 7u) & ~(uint64_t)7u)
 
-/* Bytes a part of len bytes takes in the ring, worst case (with a pad). */
-static uint64_t part_cost(const struct shm_pipe *sp, uint64_t len)
+/* Ring bytes needed to write the records of len bytes starting at ring
+ * position pos (pads at the wrap included); advances *pos. */
+static uint64_t part_cost(const struct shm_pipe *sp, uint64_t len, uint64_t *pos)
 {
-    uint64_t max = sp->max_rec;
-    uint64_t recs = len / max + 1;
-    return recs * ALIGN8(FY_RING_REC_HDR + max) + FY_RING_REC_HDR;
+    uint64_t cap = sp->w.cap, total = 0;
+    do {
+        uint64_t chunk = len > sp->max_rec ? sp->max_rec : len;
+        uint64_t need = ALIGN8(FY_RING_REC_HDR + chunk);
+        uint64_t to_end = cap - *pos % cap;
+        uint64_t c = need <= to_end ? need : to_end + need;
+        total += c;
+        *pos += c;
+        len -= chunk;
+    } while (len > 0);
+    return total;
 }
 
 /* 1 when the peer has closed its socket (gracefully). */
@@ -38,10 +47,7 @@ static int peer_closed(const struct shm_pipe *sp)
                                 memory_order_relaxed) != 0;
 }
 
-static void shm_wake_peer(struct shm_pipe *sp)
-{
-    fy_wake(sp->peer_wake, sp->peer_efd);
-}
+static void shm_wake_peer(struct shm_pipe *sp) { fy_wake(sp->peer_wake, sp->peer_efd); }
 
 /* Writes whatever fits of one record chunk; returns 1 written, 0 no room,
  * < 0 corrupt. */
@@ -116,11 +122,16 @@ static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
     if (!p->tx_partial) {
         if (shm_hwm_full(sp))
             return 0;
-        uint64_t cost = 0;
+        uint64_t cost = 0, pos = sp->w.tail;
+        if (sp->abort_pending)
+            cost += part_cost(sp, 1, &pos);
         for (size_t i = 0; i < m->nparts; i++)
-            cost += part_cost(sp, m->parts[i].len);
+            cost += part_cost(sp, m->parts[i].len, &pos);
         /* Fits now: write it whole. Larger than the ring: stream it. */
-        if (cost <= sp->w.cap && fy_ring_free(&sp->w) < cost)
+        uint64_t room;
+        if ((rc = fy_ring_free(&sp->w, &room)) != 0)
+            return fy_err(rc, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
+        if (cost <= sp->w.cap && room < cost)
             return 0;
         sp->tx_part = 0;
         sp->tx_off = 0;
@@ -153,7 +164,8 @@ static int shm_writable(struct fy_pipe *p, size_t len)
         return 0;
     if (len > sp->max_rec || len > sp->peer_maxmsg || shm_hwm_full(sp))
         return 0;
-    return fy_ring_free(&sp->w) >= part_cost(sp, len);
+    uint64_t pos = sp->w.tail, room;
+    return fy_ring_free(&sp->w, &room) == 0 && room >= part_cost(sp, len, &pos);
 }
 
 static void *shm_claim(struct fy_pipe *p, size_t size)
@@ -178,10 +190,7 @@ static int shm_commit(struct fy_pipe *p, size_t size)
     return 1;
 }
 
-static void shm_unclaim(struct fy_pipe *p)
-{
-    fy_ring_abort(&((struct shm_pipe *)p)->w);
-}
+static void shm_unclaim(struct fy_pipe *p) { fy_ring_abort(&((struct shm_pipe *)p)->w); }
 
 /* --- receiving ------------------------------------------------------------- */
 
@@ -251,10 +260,16 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
     struct shm_pipe *sp = (struct shm_pipe *)p;
     struct fy_ring_rec rec;
     int moved_any = 0, rc;
+    /* A busy socket never sleeps, so "nothing here" is also confirmed
+     * against the writer's tail now and then: garbage cannot hide behind
+     * a mismatched tag for long. */
+    if (!check && (++sp->empty_polls & 63) == 0)
+        check = 1;
     for (;;) {
         rc = fy_ring_peek(&sp->r, &rec, check);
         if (rc <= 0)
             break;
+        sp->empty_polls = 0;
         int moved = 0;
         if (rec.flags & FY_RING_F_CMD) {
             rx_command(sp, &rec);
@@ -262,8 +277,8 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             moved_any |= moved;
             continue;
         }
-        int single = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT)) &&
-                     sp->partial.nparts == 0 && sp->cur_len == 0;
+        int single = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT)) && sp->partial.nparts == 0 &&
+                     sp->cur_len == 0;
         if (single) {
             if (rec.len > sp->own_maxmsg) {
                 rc = FERRY_EMSGSIZE;
