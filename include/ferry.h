@@ -434,6 +434,11 @@ FERRY_API int ferry_getopt(ferry_socket *s, int opt, void *val, size_t *len);
 FERRY_API int ferry_setopt_int(ferry_socket *s, int opt, int64_t val);
 FERRY_API int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val);
 
+/* Waits until the socket has at least count peers (for a PUB: count peers
+ * that have subscribed to something), at most timeout_ms (-1: forever).
+ * 0, or FERRY_ETIMEDOUT. */
+FERRY_API int ferry_wait_peers(ferry_socket *s, int count, int timeout_ms);
+
 /* A file descriptor for poll/epoll: it becomes readable when a message may
  * be ready. Then call ferry_recv() with FERRY_DONTWAIT until FERRY_EAGAIN;
  * only that re-arms it. Owned by the socket: do not close or read it. */
@@ -446,7 +451,9 @@ FERRY_API int ferry_socket_fd(ferry_socket *s, int *fd);
 typedef enum ferry_kind {
     FERRY_KIND_UNKNOWN = 0, /* a ferry.* name whose header could not be read */
     FERRY_KIND_REGION = 1,
-    FERRY_KIND_SEM = 2
+    FERRY_KIND_SEM = 2,
+    FERRY_KIND_ENDPOINT = 3 /* a live shm:// listener (no file: a Unix socket in
+                               the abstract namespace, gone with its process) */
 } ferry_kind;
 
 typedef struct ferry_objinfo {
@@ -461,10 +468,15 @@ typedef struct ferry_objinfo {
     unsigned uid;        /* owner                                      */
     int sem_value;       /* semaphores: current value, -1 unknown      */
     int sem_undo;        /* semaphores: 1 for the undo kind            */
+    int peers;           /* endpoints: connected peers                 */
+    uint64_t fill;       /* endpoints: bytes queued in all its rings   */
+    uint64_t ring_size;  /* endpoints: ring bytes per direction (first peer) */
     int error;           /* 0, or why the header could not be read     */
 } ferry_objinfo;
 
-/* Calls fn once for each ferry object on the machine, in name order. fn
+/* Calls fn once for each ferry object on the machine, in name order
+ * (regions and semaphores, then live shm:// endpoints, whose name is the
+ * URL "shm://NAME"). fn
  * returns 0 to go on, anything else to stop (that value is returned).
  * Objects that cannot be read (permissions, damage) are still reported,
  * with kind FERRY_KIND_UNKNOWN and error set. */

@@ -660,6 +660,38 @@ int ferry_msg_recv(ferry_socket *s, ferry_msg **m, int flags)
     return sock_recv_part(s, m, flags);
 }
 
+static int peers_step(ferry_socket *s, void *arg, int check)
+{
+    FY_UNUSED(check);
+    int want = *(int *)arg, have = 0;
+    for (size_t i = 0; i < s->npipes; i++) {
+        struct fy_pipe *p = s->pipes[i];
+        if (p->dead)
+            continue;
+        if (s->proto->type == FERRY_PUB) {
+            /* take in subscriptions: a PUB's peer counts once it has one */
+            struct fy_rxmsg junk = {0};
+            while (p->ops->recv(p, &junk, 0) == 1)
+                fy_rxmsg_clear(&junk);
+            if (p->nsubs == 0)
+                continue;
+        }
+        have++;
+    }
+    return have >= want;
+}
+
+int ferry_wait_peers(ferry_socket *s, int count, int timeout_ms)
+{
+    if (s == NULL || count < 0)
+        return FERRY_EINVAL;
+    fy_err_clear();
+    int rc = sock_run(s, peers_step, &count, timeout_ms, 0);
+    if (rc == FERRY_EAGAIN || rc == FERRY_ETIMEDOUT)
+        return fy_err(FERRY_ETIMEDOUT, "waiting for %d peer%s", count, count == 1 ? "" : "s");
+    return rc > 0 ? 0 : rc;
+}
+
 int ferry_socket_fd(ferry_socket *s, int *fd)
 {
     if (s == NULL || fd == NULL)

@@ -24,8 +24,8 @@ printf 'not a ferry object' > /dev/shm/ferry.$f
 
 expect 0 "ls" -- "$ferry" ls
 contains out "KIND"
-contains out "region  $r"
-contains out "sem     $s"
+contains out "region   $r"
+contains out "sem      $s"
 contains out "value=3"
 contains out "value=1 undo"
 grep -E "^region +$r +4096 +0600 +[a-z0-9]+ +$p1 +yes +1 " "$T/out" >/dev/null \

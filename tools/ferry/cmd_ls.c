@@ -10,9 +10,12 @@
 static const char ls_help[] =
     "usage: ferry ls [--json] [--stale]\n"
     "\n"
-    "List the ferry objects on this machine (files /dev/shm/ferry.*): kind,\n"
-    "name, size, mode, owner, creator pid, whether that creator still runs,\n"
-    "how many processes have it mapped now, and when it was created.\n"
+    "List the ferry objects on this machine: regions and semaphores (files\n"
+    "/dev/shm/ferry.*) with kind, name, size, mode, owner, creator pid, whether\n"
+    "that creator still runs, how many processes map it and when it was made;\n"
+    "then every live shm:// endpoint (kind 'endpoint', name 'shm://NAME') with\n"
+    "the listener's pid, its ring size (SIZE), its connected peers and the\n"
+    "bytes queued in their rings.\n"
     "\n"
     "  --json    print one JSON object: {\"ferry_version\", \"schema\", \"objects\": [...]}\n"
     "  --stale   only objects whose creator is dead and that nobody maps\n"
@@ -21,7 +24,8 @@ static const char ls_help[] =
     "Columns: ALIVE is yes/no for the creator (pid and start time must match,\n"
     "so a recycled pid is not taken for the creator); ATTACHED counts processes\n"
     "mapping the object that this user may inspect. Objects that cannot be\n"
-    "read are listed with kind '?' and the reason.\n";
+    "read are listed with kind '?' and the reason. An endpoint has no file: it\n"
+    "vanishes with its process, so an endpoint listed is always live.\n";
 
 struct ls_state {
     int json;
@@ -36,6 +40,8 @@ static const char *kind_name(ferry_kind k)
         return "region";
     case FERRY_KIND_SEM:
         return "sem";
+    case FERRY_KIND_ENDPOINT:
+        return "endpoint";
     default:
         return "?";
     }
@@ -74,6 +80,9 @@ static int ls_one(const ferry_objinfo *o, void *arg)
         if (o->kind == FERRY_KIND_SEM)
             printf(", \"sem_value\": %d, \"sem_undo\": %s", o->sem_value,
                    o->sem_undo ? "true" : "false");
+        if (o->kind == FERRY_KIND_ENDPOINT)
+            printf(", \"peers\": %d, \"queued_bytes\": %llu, \"ring_size\": %llu", o->peers,
+                   (unsigned long long)o->fill, (unsigned long long)o->ring_size);
         if (o->error) {
             printf(", \"error\": ");
             cli_json_str(stdout, ferry_strerror(o->error));
@@ -81,23 +90,31 @@ static int ls_one(const ferry_objinfo *o, void *arg)
         printf("}");
     } else {
         if (st->count == 0)
-            printf("%-7s %-24s %10s %5s %-8s %7s %5s %8s %-19s %s\n", "KIND", "NAME", "SIZE",
+            printf("%-8s %-24s %10s %5s %-8s %7s %5s %8s %-19s %s\n", "KIND", "NAME", "SIZE",
                    "MODE", "OWNER", "PID", "ALIVE", "ATTACHED", "CREATED", "INFO");
         char info[96] = "";
         if (o->error)
             snprintf(info, sizeof info, "%s", ferry_strerror(o->error));
         else if (o->kind == FERRY_KIND_SEM)
             snprintf(info, sizeof info, "value=%d%s", o->sem_value, o->sem_undo ? " undo" : "");
+        else if (o->kind == FERRY_KIND_ENDPOINT)
+            snprintf(info, sizeof info, "peers=%d queued=%llu", o->peers,
+                     (unsigned long long)o->fill);
         char size[24] = "-", pid[16] = "-", att[16] = "?";
         if (o->kind == FERRY_KIND_REGION)
             snprintf(size, sizeof size, "%llu", (unsigned long long)o->size);
+        if (o->kind == FERRY_KIND_ENDPOINT && o->ring_size)
+            snprintf(size, sizeof size, "%llu", (unsigned long long)o->ring_size);
         if (!o->error)
             snprintf(pid, sizeof pid, "%d", o->creator_pid);
         if (o->attached >= 0)
             snprintf(att, sizeof att, "%d", o->attached);
-        printf("%-7s %-24s %10s %5.4o %-8s %7s %5s %8s %-19s %s\n", kind_name(o->kind), o->name,
-               size, o->mode, owner, pid, o->error ? "?" : (o->creator_alive ? "yes" : "no"), att,
-               created, info);
+        char mode[8] = "-";
+        if (o->kind != FERRY_KIND_ENDPOINT)
+            snprintf(mode, sizeof mode, "%04o", o->mode);
+        printf("%-8s %-24s %10s %5s %-8s %7s %5s %8s %-19s %s\n", kind_name(o->kind), o->name, size,
+               mode, owner, pid, o->error ? "?" : (o->creator_alive ? "yes" : "no"), att, created,
+               info);
     }
     st->count++;
     return 0;

@@ -12,6 +12,9 @@
 static const struct cli_cmd commands[] = {
     {"ls", "list ferry objects on this machine (like ipcs)", cmd_ls},
     {"rm", "remove ferry objects by name (like ipcrm)", cmd_rm},
+    {"send", "send messages: ferry send --connect URL --type push|pub|req|pair MSG...", cmd_send},
+    {"recv", "receive and print messages: ferry recv --bind URL --type pull|sub|rep|pair",
+     cmd_recv},
 };
 
 static void usage(FILE *f)
@@ -21,7 +24,7 @@ static void usage(FILE *f)
                "       ferry --version\n\n"
                "ferry: fast, reliable messaging between processes.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage error\n");
 }
 
