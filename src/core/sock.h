@@ -42,7 +42,9 @@ struct fy_wake {
 };
 #define FY_WAKE_SIZE 4096u
 
-/* Wakes the socket that owns w. efd is that socket's eventfd (-1: none). */
+/* Wakes the socket that owns w. efd is the write end of that socket's
+ * pollable fd (-1: none); it is written with MSG_DONTWAIT, so a peer that
+ * shares it cannot make the write block. */
 void fy_wake(struct fy_wake *w, int efd);
 
 /* A part of an outgoing message. */
@@ -58,6 +60,8 @@ struct fy_txmsg {
     size_t nparts;
     size_t total;     /* bytes in all parts */
     ferry_msg *claim; /* single-part zero-copy message, or NULL */
+    int whole;        /* write it only if it fits now, whole (PUB: never
+                         stream, never leave half a message behind) */
 };
 
 /* ferry_msg: one part of a message, owned by the user between recv and
@@ -76,9 +80,10 @@ struct ferry_msg {
 
 /* A received message: its parts, in order, delivered one per recv. */
 struct fy_rxmsg {
-    ferry_msg **parts;
+    ferry_msg **parts; /* &one for a single part, else heap */
     size_t nparts, next;
     struct fy_pipe *from;
+    ferry_msg *one;
 };
 
 /* Transport-side operations on a pipe. All are called with the socket's
@@ -217,6 +222,7 @@ struct fy_opts {
 
 struct ferry_socket {
     pthread_mutex_t mtx;
+    _Atomic int refs; /* the user's, plus one per in-place message */
     const struct fy_proto_ops *proto;
     void *proto_state;
     struct fy_opts opt;
@@ -228,7 +234,8 @@ struct ferry_socket {
     /* wake block (shared with shm:// peers) and the pollable fd */
     int wake_fd; /* memfd of the wake block */
     struct fy_wake *wake;
-    int event_fd; /* eventfd handed out by ferry_socket_fd */
+    int event_fd;  /* read end handed out by ferry_socket_fd          */
+    int event_wfd; /* write end: a datagram means "a message may be ready"; peers get a copy */
 
     /* multipart assembly of outgoing parts */
     struct fy_part *tx_parts;
@@ -240,6 +247,8 @@ struct ferry_socket {
     int rcvmore;
 
     ferry_msg *claim; /* the outstanding zero-copy allocation, if any */
+    ferry_msg *spare; /* recycled message structs (mtx), a short free list */
+    int nspare;
 
     uint64_t dropped; /* PUB: total drops */
     uint64_t errors;  /* pipes dropped for bad input */
@@ -259,6 +268,9 @@ void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
 /* Removes a pipe from the socket (mtx held). */
 void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p);
 
+/* Drops a reference; the last one frees the socket's memory. */
+void fy_sock_unref(ferry_socket *s);
+
 /* Wakes this socket's own waiters (mtx may be held). */
 void fy_sock_wake(ferry_socket *s);
 
@@ -267,6 +279,10 @@ void fy_rxmsg_clear(struct fy_rxmsg *m);
 
 /* Heap message of size bytes. */
 ferry_msg *fy_msg_heap(size_t size);
+
+/* A zeroed message struct without data (for in-place messages), from the
+ * socket's free list when it has one; mtx held. */
+ferry_msg *fy_msg_struct(ferry_socket *s);
 
 /* URL: splits "scheme://rest". Returns FERRY_EBADURL on malformed input. */
 int fy_url_split(const char *url, char *scheme, size_t slen, const char **rest);

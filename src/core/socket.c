@@ -13,7 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -33,9 +33,8 @@ void fy_wake(struct fy_wake *w, int efd)
     }
     if (efd >= 0 && atomic_load_explicit(&w->fd_armed, memory_order_relaxed) &&
         atomic_exchange_explicit(&w->fd_armed, 0, memory_order_acq_rel)) {
-        uint64_t one = 1;
-        ssize_t n = write(efd, &one, sizeof one);
-        FY_UNUSED(n); /* EAGAIN: the counter is already non-zero */
+        ssize_t n = send(efd, "m", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        FY_UNUSED(n); /* EAGAIN: the fd is readable already */
     }
 }
 
@@ -132,28 +131,65 @@ ferry_msg *fy_msg_heap(size_t size)
     return m;
 }
 
-/* Gives back what a message holds in a pipe. locked: the caller holds the
- * socket's mtx. */
-static void msg_release(ferry_msg *m, int locked)
+/* Drops the pipe reference of a message that holds no ring space. */
+static void msg_release(ferry_msg *m)
 {
-    struct fy_pipe *p = m->pipe;
-    if (p == NULL)
-        return;
-    ferry_socket *s = locked ? NULL : p->sock;
-    if (s)
-        pthread_mutex_lock(&s->mtx);
-    if (m->kind == FY_MSG_INPLACE)
-        p->ops->release(p, m->token);
-    if (s)
-        pthread_mutex_unlock(&s->mtx);
-    fy_pipe_unref(p);
+    if (m->pipe != NULL)
+        fy_pipe_unref(m->pipe);
     m->pipe = NULL;
+}
+
+#define SPARE_MAX 64
+
+ferry_msg *fy_msg_struct(ferry_socket *s)
+{
+    ferry_msg *m = s ? s->spare : NULL;
+    if (m != NULL) {
+        s->spare = (ferry_msg *)m->data; /* the next one is kept in data */
+        s->nspare--;
+    } else {
+        m = malloc(sizeof *m);
+        if (m == NULL)
+            return NULL;
+    }
+    memset(m, 0, sizeof *m);
+    return m;
+}
+
+/* Keeps an in-place message's struct for reuse; mtx held. */
+static int msg_recycle(ferry_socket *s, ferry_msg *m)
+{
+    if (s == NULL || s->closing || s->nspare >= SPARE_MAX)
+        return 0;
+    m->pipe = NULL;
+    m->data = s->spare;
+    s->spare = m;
+    s->nspare++;
+    return 1;
 }
 
 static void msg_free(ferry_msg *m, int locked)
 {
     if (m == NULL)
         return;
+    if (m->kind == FY_MSG_INPLACE && m->pipe != NULL) {
+        /* the fast path of a zero-copy receive: one hold of the lock. The
+         * message holds a reference on its socket, which stays valid even
+         * after ferry_close() until the last such message is freed. */
+        struct fy_pipe *p = m->pipe;
+        ferry_socket *s = m->sock;
+        if (!locked)
+            pthread_mutex_lock(&s->mtx);
+        p->ops->release(p, m->token);
+        int kept = msg_recycle(s, m);
+        if (!locked)
+            pthread_mutex_unlock(&s->mtx);
+        fy_pipe_unref(p);
+        if (!kept)
+            free(m);
+        fy_sock_unref(s);
+        return;
+    }
     if (m->kind == FY_MSG_CLAIM && m->sock) {
         ferry_socket *s = m->sock;
         if (!locked)
@@ -167,7 +203,7 @@ static void msg_free(ferry_msg *m, int locked)
         fy_pipe_unref(m->pipe);
         m->pipe = NULL;
     }
-    msg_release(m, locked);
+    msg_release(m);
     free(m);
 }
 
@@ -177,7 +213,8 @@ void fy_rxmsg_clear(struct fy_rxmsg *m)
 {
     for (size_t i = m->next; i < m->nparts; i++)
         msg_free(m->parts[i], 1);
-    free(m->parts);
+    if (m->parts != &m->one)
+        free(m->parts);
     memset(m, 0, sizeof *m);
 }
 
@@ -224,6 +261,19 @@ static const struct fy_tran_ops *tran_find(const char *url, const char **rest)
 
 /* --- open and close -------------------------------------------------------- */
 
+void fy_sock_unref(ferry_socket *s)
+{
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    while (s->spare) {
+        ferry_msg *m = s->spare;
+        s->spare = m->data;
+        free(m);
+    }
+    pthread_mutex_destroy(&s->mtx);
+    free(s);
+}
+
 static int sock_wake_create(ferry_socket *s)
 {
     s->wake_fd = memfd_create("ferry-wake", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -240,9 +290,14 @@ static int sock_wake_create(ferry_socket *s)
     memcpy(s->wake->magic, "FERRYWAK", 8);
     s->wake->version = 1;
     s->wake->owner_pid = (int32_t)getpid();
-    s->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->event_fd < 0)
-        return fy_syserr("eventfd");
+    /* The pollable fd: a datagram socket pair rather than an eventfd,
+     * because peers get the write end, and only send(MSG_DONTWAIT) is
+     * non-blocking per call whatever a peer does to the shared file. */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        return fy_syserr("socketpair");
+    s->event_fd = sv[0];
+    s->event_wfd = sv[1];
     return 0;
 }
 
@@ -258,7 +313,8 @@ int ferry_socket_open(ferry_socket **out, int type)
     ferry_socket *s = calloc(1, sizeof *s);
     if (s == NULL)
         return fy_err(FERRY_ENOMEM, "socket open");
-    s->wake_fd = s->event_fd = -1;
+    s->wake_fd = s->event_fd = s->event_wfd = -1;
+    atomic_store(&s->refs, 1); /* the user's; in-place messages add theirs */
     pthread_mutex_init(&s->mtx, NULL);
     s->proto = proto;
     s->opt = (struct fy_opts){.rcvtimeo = -1,
@@ -330,8 +386,9 @@ int ferry_close(ferry_socket *s)
         close(s->wake_fd);
     if (s->event_fd >= 0)
         close(s->event_fd);
-    pthread_mutex_destroy(&s->mtx);
-    free(s);
+    if (s->event_wfd >= 0)
+        close(s->event_wfd);
+    fy_sock_unref(s);
     return 0;
 }
 
@@ -382,15 +439,16 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
     deadline = fy_deadline_ns(timeout_ms);
     if (s->opt.spin_us > 0) {
         uint64_t spin_end = fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u;
-        do {
-            for (int i = 0; i < 64; i++)
-                __builtin_ia32_pause();
+        for (unsigned i = 1;; i++) {
+            __builtin_ia32_pause();
             pthread_mutex_lock(&s->mtx);
             rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
             pthread_mutex_unlock(&s->mtx);
             if (rc != 0)
                 return rc;
-        } while (fy_now_mono_ns() < spin_end);
+            if ((i & 127) == 0 && fy_now_mono_ns() >= spin_end)
+                break;
+        }
     }
     for (;;) {
         uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
@@ -398,10 +456,17 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
         pthread_mutex_lock(&s->mtx);
         rc = s->closing ? FERRY_ECLOSED : step(s, arg, 1);
         pthread_mutex_unlock(&s->mtx);
-        if (rc == 0)
-            rc = fy_futex_wait(&w->seq, seq, deadline);
-        else
+        if (rc == 0) {
+            /* Sleep at most a second at a time: the wake block is shared
+             * with peers, and one that scribbles over it could otherwise
+             * keep us asleep. A re-check a second costs nothing. */
+            uint64_t watchdog = fy_now_mono_ns() + 1000000000u;
+            rc = fy_futex_wait(&w->seq, seq, deadline < watchdog ? deadline : watchdog);
+            if (rc == FERRY_ETIMEDOUT && deadline > watchdog)
+                rc = 0;
+        } else {
             rc = rc > 0 ? INT_MAX : rc;
+        }
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         if (rc == INT_MAX)
             return 1;
@@ -591,46 +656,61 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
 
 /* --- receive --------------------------------------------------------------- */
 
+/* What a receive wants: the next part handed over (out), or copied into
+ * buf and released at once, all under one hold of the lock. */
+struct recv_req {
+    ferry_msg **out;
+    void *buf;
+    size_t cap, *len;
+};
+
 static int recv_step(ferry_socket *s, void *arg, int check)
 {
-    FY_UNUSED(arg);
-    if (s->rx.next < s->rx.nparts)
-        return 1;
-    fy_rxmsg_clear(&s->rx);
-    return s->proto->recv(s, &s->rx, check);
-}
-
-/* Gets the next part into *out (ownership to the caller). */
-static int sock_recv_part(ferry_socket *s, ferry_msg **out, int flags)
-{
-    if (!s->proto->can_recv)
-        return fy_err(FERRY_ENOTSUP, "recv on a %s socket", s->proto->name);
-    int nowait = flags & FERRY_DONTWAIT;
-    int rc = sock_run(s, recv_step, NULL, s->opt.rcvtimeo, nowait);
-    if (rc == FERRY_EAGAIN && nowait) {
-        /* Arm the pollable fd: clear it, ask peers to write it on the next
-         * message, then look once more so no message slips between. */
-        uint64_t v;
-        ssize_t n = read(s->event_fd, &v, sizeof v);
-        FY_UNUSED(n);
-        atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
-        pthread_mutex_lock(&s->mtx);
-        rc = s->closing ? FERRY_ECLOSED : recv_step(s, NULL, 1);
-        pthread_mutex_unlock(&s->mtx);
-        if (rc == 0)
-            return FERRY_EAGAIN;
+    struct recv_req *rq = arg;
+    if (s->rx.next >= s->rx.nparts) {
+        fy_rxmsg_clear(&s->rx);
+        int rc = s->proto->recv(s, &s->rx, check);
+        if (rc <= 0)
+            return rc;
     }
-    if (rc <= 0)
-        return rc;
-    pthread_mutex_lock(&s->mtx);
     ferry_msg *m = s->rx.parts[s->rx.next++];
     m->more = s->rx.next < s->rx.nparts;
     s->rcvmore = m->more;
     if (!m->more)
         fy_rxmsg_clear(&s->rx);
-    pthread_mutex_unlock(&s->mtx);
-    *out = m;
-    return 0;
+    if (rq->out != NULL) {
+        *rq->out = m;
+    } else {
+        size_t n = m->size < rq->cap ? m->size : rq->cap;
+        if (n)
+            memcpy(rq->buf, m->data, n);
+        if (rq->len)
+            *rq->len = m->size;
+        msg_free(m, 1);
+    }
+    return 1;
+}
+
+static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
+{
+    if (!s->proto->can_recv)
+        return fy_err(FERRY_ENOTSUP, "recv on a %s socket", s->proto->name);
+    int nowait = flags & FERRY_DONTWAIT;
+    int rc = sock_run(s, recv_step, rq, s->opt.rcvtimeo, nowait);
+    if (rc == FERRY_EAGAIN && nowait) {
+        /* Arm the pollable fd: clear it, ask peers to write it on the next
+         * message, then look once more so no message slips between. */
+        char drain[64];
+        while (recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0) {
+        }
+        atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
+        pthread_mutex_lock(&s->mtx);
+        rc = s->closing ? FERRY_ECLOSED : recv_step(s, rq, 1);
+        pthread_mutex_unlock(&s->mtx);
+        if (rc == 0)
+            return FERRY_EAGAIN;
+    }
+    return rc > 0 ? 0 : rc;
 }
 
 int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, int flags)
@@ -638,17 +718,8 @@ int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, int flags)
     if (s == NULL || (buf == NULL && cap > 0))
         return FERRY_EINVAL;
     fy_err_clear();
-    ferry_msg *m;
-    int rc = sock_recv_part(s, &m, flags);
-    if (rc != 0)
-        return rc;
-    size_t n = m->size < cap ? m->size : cap;
-    if (n)
-        memcpy(buf, m->data, n);
-    if (len)
-        *len = m->size;
-    ferry_msg_free(m);
-    return 0;
+    struct recv_req rq = {.buf = buf, .cap = cap, .len = len};
+    return sock_recv_part(s, &rq, flags);
 }
 
 int ferry_msg_recv(ferry_socket *s, ferry_msg **m, int flags)
@@ -657,7 +728,8 @@ int ferry_msg_recv(ferry_socket *s, ferry_msg **m, int flags)
         return FERRY_EINVAL;
     fy_err_clear();
     *m = NULL;
-    return sock_recv_part(s, m, flags);
+    struct recv_req rq = {.out = m};
+    return sock_recv_part(s, &rq, flags);
 }
 
 static int peers_step(ferry_socket *s, void *arg, int check)

@@ -177,7 +177,8 @@ static int endpoints_list(int (*fn)(const ferry_objinfo *, void *), void *arg)
             n++;
     }
     fclose(f);
-    qsort(names, n, sizeof *names, ep_cmp);
+    if (n > 1)
+        qsort(names, n, sizeof *names, ep_cmp);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         if (rc == 0) {
@@ -222,7 +223,8 @@ int ferry_objects_list(int (*fn)(const ferry_objinfo *, void *), void *arg)
     closedir(d);
     if (rc == 0) {
         obj_count_attached(v, n);
-        qsort(v, n, sizeof *v, obj_cmp);
+        if (n > 1)
+            qsort(v, n, sizeof *v, obj_cmp);
         for (size_t i = 0; i < n && rc == 0; i++)
             rc = fn(&v[i].info, arg);
     }

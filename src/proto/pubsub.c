@@ -74,17 +74,27 @@ static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *dat
     subs_update(&p->subs, &p->nsubs, cmd == 1, data, len);
 }
 
-static int pub_send(ferry_socket *s, const struct fy_txmsg *m)
+static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
 {
+    const struct fy_txmsg *m = m0;
     /* Take in the subscriptions that arrived since the last message. A
      * pipe carries nothing else towards a PUB: data would be a protocol
      * violation and is discarded. */
     for (size_t i = 0; i < s->npipes; i++) {
         struct fy_rxmsg junk = {0};
         struct fy_pipe *p = s->pipes[i];
-        while (p->ops->recv(p, &junk, 0) == 1)
+        int rc;
+        while ((rc = p->ops->recv(p, &junk, 0)) == 1)
             fy_rxmsg_clear(&junk);
+        if (rc < 0) { /* garbage from a subscriber: drop it */
+            s->errors++;
+            fy_sock_remove_pipe(s, p);
+            i--;
+        }
     }
+    struct fy_txmsg whole = *m;
+    whole.whole = 1;
+    m = &whole;
     const void *first = m->nparts ? m->parts[0].data : "";
     size_t flen = m->nparts ? m->parts[0].len : 0;
     for (size_t i = 0; i < s->npipes; i++) {

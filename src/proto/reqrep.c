@@ -67,6 +67,11 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
     struct req_state *st = s->proto_state;
     if (st->waiting)
         return fy_err(FERRY_ESTATE, "req send: the reply to the previous request is due");
+    /* A REQ reads only its target's pipe: other dead pipes hold nothing it
+     * wants (late replies are discarded, as in ZeroMQ), so let them go. */
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i]->dead)
+            fy_sock_remove_pipe(s, s->pipes[i--]);
     struct fy_pipe *p = NULL;
     int rc;
     if (m->claim) {

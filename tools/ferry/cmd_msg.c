@@ -81,8 +81,8 @@ static int parse_type(const char *s)
     static const struct {
         const char *name;
         int type;
-    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB},   {"sub", FERRY_SUB},
-                 {"req", FERRY_REQ},   {"rep", FERRY_REP},   {"push", FERRY_PUSH},
+    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB}, {"sub", FERRY_SUB},
+                 {"req", FERRY_REQ},   {"rep", FERRY_REP}, {"push", FERRY_PUSH},
                  {"pull", FERRY_PULL}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strcmp(s, types[i].name) == 0)

@@ -15,6 +15,8 @@ static const struct cli_cmd commands[] = {
     {"send", "send messages: ferry send --connect URL --type push|pub|req|pair MSG...", cmd_send},
     {"recv", "receive and print messages: ferry recv --bind URL --type pull|sub|rep|pair",
      cmd_recv},
+    {"bench", "measure ferry against the machine's limits: ferry bench [SUITE...] [--quick]",
+     cmd_bench},
 };
 
 static void usage(FILE *f)

@@ -105,6 +105,15 @@ void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags)
 {
     uint64_t pos = w->claim_pos;
     uint64_t len = w->claim_size;
+    uint64_t next = pos + ALIGN8(FY_RING_REC_HDR + len);
+    /* Clear the header slot of the next record if it is free room: it may
+     * hold payload bytes of the previous lap, which must never pass for a
+     * record (a relayed payload could forge one). The release store of
+     * this record's header below orders the clearing before it. */
+    if (next - w->head_cache >= w->cap)
+        ring_load_head(w);
+    if (next - w->head_cache < w->cap)
+        atomic_store_explicit(rec_word(w->data, next % w->cap), 0, memory_order_relaxed);
     atomic_store_explicit(rec_word(w->data, pos % w->cap),
                           make_hdr((uint32_t)len | (flags & ~FY_RING_LEN_MASK), pos),
                           memory_order_release);
@@ -142,15 +151,13 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
         uint32_t flags = lf & ~FY_RING_LEN_MASK;
         uint64_t to_end = r->cap - off;
         if (flags & FY_RING_F_PAD) {
-            if (flags != FY_RING_F_PAD || (uint64_t)len + FY_RING_REC_HDR != to_end)
+            /* a writer pads only to the end, never a whole lap from 0 */
+            if (flags != FY_RING_F_PAD || (uint64_t)len + FY_RING_REC_HDR != to_end || off == 0)
                 return FERRY_ECORRUPT;
             /* A pad needs no release ordering of its own: it is part of
              * the released prefix as soon as the next record is. */
             if (r->q_count == 0) {
-                /* publish at once: a writer that aborted its claim after
-                 * the pad may be waiting for exactly this room */
-                r->head += to_end;
-                atomic_store_explicit(&r->sh->head, r->head, memory_order_release);
+                r->head += to_end; /* published with what follows, or on empty */
             } else {
                 unsigned last = (unsigned)((r->q_first + r->q_count - 1) % FY_RING_QUEUE);
                 r->q[last].end += to_end; /* released together with it */
@@ -170,10 +177,38 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
     }
 }
 
-/* Moves head over the released prefix of the queue and publishes it. */
+/* Publishes head (and the message count) to the writer. */
+static void ring_publish(struct fy_ring_reader *r)
+{
+    r->published = r->head;
+    atomic_store_explicit(&r->sh->consumed, r->consumed, memory_order_relaxed);
+    atomic_store_explicit(&r->sh->head, r->head, memory_order_release);
+}
+
+/* Publishing head on every record would make the reader write a line the
+ * writer may read, and (through the wake-up check) cost a fence per
+ * message. So head is published once an eighth of the ring has been freed,
+ * and whenever the reader finds the ring empty (fy_ring_flush): a writer
+ * waiting for room then always gets it. */
+static int ring_maybe_publish(struct fy_ring_reader *r)
+{
+    if (r->head - r->published < r->cap / 8)
+        return 0;
+    ring_publish(r);
+    return 1;
+}
+
+int fy_ring_flush(struct fy_ring_reader *r)
+{
+    if (r->head == r->published)
+        return 0;
+    ring_publish(r);
+    return 1;
+}
+
+/* Moves head over the released prefix of the queue. */
 static int ring_advance(struct fy_ring_reader *r)
 {
-    int moved = 0;
     while (r->q_count > 0) {
         unsigned i = (unsigned)(r->q_first % FY_RING_QUEUE);
         if (!r->q[i].released)
@@ -182,33 +217,24 @@ static int ring_advance(struct fy_ring_reader *r)
         r->consumed += r->q[i].msgs;
         r->q_first++;
         r->q_count--;
-        moved = 1;
     }
-    if (r->q_count == 0 && r->head != r->pos) {
-        /* pads read after the last record */
-        r->head = r->pos;
-        moved = 1;
-    }
-    if (moved) {
-        atomic_store_explicit(&r->sh->consumed, r->consumed, memory_order_relaxed);
-        atomic_store_explicit(&r->sh->head, r->head, memory_order_release);
-    }
-    return moved;
+    if (r->q_count == 0)
+        r->head = r->pos; /* pads read after the last record */
+    return ring_maybe_publish(r);
 }
 
 int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, int inplace,
                      uint32_t msgs, int *moved)
 {
     *moved = 0;
-    if (inplace && (r->inplace >= FY_RING_INPLACE_MAX || r->q_count >= FY_RING_QUEUE))
+    /* Two entries stay free for copies, which may each need one. */
+    if (inplace && (r->inplace >= FY_RING_INPLACE_MAX || r->q_count + 2 > FY_RING_QUEUE))
         return -1;
     r->pos = rec->end;
     if (!inplace && r->q_count == 0) {
         r->head = rec->end;
         r->consumed += msgs;
-        atomic_store_explicit(&r->sh->consumed, r->consumed, memory_order_relaxed);
-        atomic_store_explicit(&r->sh->head, r->head, memory_order_release);
-        *moved = 1;
+        *moved = ring_maybe_publish(r);
         return 0;
     }
     unsigned last = (unsigned)((r->q_first + r->q_count - 1) % FY_RING_QUEUE);
@@ -217,8 +243,9 @@ int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, in
         r->q[last].msgs += msgs;
         return 0;
     }
-    /* A copy-take behind an outstanding in-place record needs an entry; the
-     * in-place limit keeps one free. */
+    /* A copy-take behind an outstanding in-place record needs an entry. */
+    if (r->q_count >= FY_RING_QUEUE)
+        return -2; /* full: nothing taken; the caller waits for releases */
     uint64_t seq = r->q_first + r->q_count;
     unsigned i = (unsigned)(seq % FY_RING_QUEUE);
     r->q[i].end = rec->end;
@@ -228,6 +255,14 @@ int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, in
     if (inplace)
         r->inplace++;
     return inplace ? (int64_t)seq : 0;
+}
+
+int fy_ring_can_take(const struct fy_ring_reader *r)
+{
+    if (r->q_count < FY_RING_QUEUE)
+        return 1;
+    unsigned last = (unsigned)((r->q_first + r->q_count - 1) % FY_RING_QUEUE);
+    return r->q[last].released;
 }
 
 int fy_ring_release(struct fy_ring_reader *r, int64_t id)

@@ -97,8 +97,9 @@ struct fy_ring_reader {
     struct fy_ring_shared *sh;
     const unsigned char *data;
     uint64_t cap;
-    uint64_t pos;  /* next record to read            */
-    uint64_t head; /* released prefix (published)   */
+    uint64_t pos;       /* next record to read            */
+    uint64_t head;      /* released prefix               */
+    uint64_t published; /* head as the writer last saw it */
     uint64_t consumed;
     struct {
         uint64_t end;
@@ -163,7 +164,15 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
 int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, int inplace,
                      uint32_t msgs, int *moved);
 
-/* Releases an in-place record. Returns 1 when head moved, else 0. */
+/* Publishes a head the writer has not seen yet; 1 if it did (the writer
+ * may want a wake-up). Call when the ring is found empty. */
+int fy_ring_flush(struct fy_ring_reader *r);
+
+/* 0 when a copying take would find no queue entry (too many in-place
+ * records held, interleaved with copies): wait for releases. */
+int fy_ring_can_take(const struct fy_ring_reader *r);
+
+/* Releases an in-place record. Returns 1 when head was published. */
 int fy_ring_release(struct fy_ring_reader *r, int64_t id);
 
 /* Messages and bytes waiting in the ring, from the shared indices (for

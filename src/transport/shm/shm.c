@@ -7,7 +7,7 @@
  * version, operation, sizes), the descriptors passed with them (the
  * connection memfd must have exactly the agreed size and be sealed against
  * shrinking, so the peer cannot make our mapping fault; the wake block
- * likewise; the eventfd must be a non-blocking eventfd), and the peer's
+ * likewise; the wake-up fd must be a datagram socket), and the peer's
  * uid (SO_PEERCRED). A refused peer is told why in a REFUSE message.
  *
  * Lock order: the transport lock `lk`, then the socket's `mtx`.
@@ -119,6 +119,8 @@ static int ctl_send(int fd, const struct shm_ctl *c, const int *fds, int nfds)
     return 0;
 }
 
+static void close_fds(int *fds, int n);
+
 /* Receives one control message and up to 4 descriptors (closing any
  * excess). Returns 0, FERRY_ECONNRESET on EOF, FERRY_EPROTO for a malformed
  * message, or -errno. */
@@ -151,8 +153,11 @@ static int ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
                 close(f);
         }
     }
-    if (n == 0)
+    if (n == 0) {
+        close_fds(fds, *nfds);
+        *nfds = 0;
         return FERRY_ECONNRESET;
+    }
     if (n != (ssize_t)sizeof *c || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
         memcmp(c->magic, "FERRYCTL", 8) != 0 || c->version != 1) {
         for (int i = 0; i < *nfds; i++)
@@ -200,16 +205,15 @@ static int check_sealed_memfd(int fd, size_t size)
     return 0;
 }
 
-static int check_eventfd(int fd)
+/* The peer's wake-up fd must be a datagram socket: we only ever send()
+ * to it with MSG_DONTWAIT, which cannot block whatever the peer does. */
+static int check_event_sock(int fd)
 {
-    char path[64], link[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(path, link, sizeof link - 1);
-    if (n <= 0)
-        return FERRY_EPROTO;
-    link[n] = '\0';
-    int fl = fcntl(fd, F_GETFL);
-    if (strcmp(link, "anon_inode:[eventfd]") != 0 || fl < 0 || !(fl & O_NONBLOCK))
+    struct stat st;
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM)
         return FERRY_EPROTO;
     return 0;
 }
@@ -339,7 +343,8 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     struct shm_pipe *sp = pipe_new();
     if (sp == NULL)
         return FERRY_ENOMEM;
-    sp->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    /* non-blocking: a listener with a full backlog must not stall us */
+    sp->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (sp->ctl_fd < 0) {
         rc = fy_syserr("shm://%s: socket", name);
         goto fail;
@@ -376,7 +381,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     }
     sp->peer_wake = map_wake(fds[0]);
     close(fds[0]);
-    if (sp->peer_wake == NULL || check_eventfd(fds[1]) != 0) {
+    if (sp->peer_wake == NULL || check_event_sock(fds[1]) != 0) {
         close(fds[1]);
         rc = fy_err(FERRY_EPROTO, "shm://%s: listener sent bad descriptors", name);
         goto fail;
@@ -414,7 +419,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
 
     ctl_init(&c, SHM_OP_HELLO, s);
     c.ring_size = cap;
-    int out_fds[3] = {memfd, s->wake_fd, s->event_fd};
+    int out_fds[3] = {memfd, s->wake_fd, s->event_wfd};
     if ((rc = ctl_send(sp->ctl_fd, &c, out_fds, 3)) != 0) {
         fy_err(rc, "shm://%s: send hello", name);
         goto fail;
@@ -579,7 +584,7 @@ static void on_accept(struct shm_tran *t, struct shm_listener *l)
         }
         struct shm_ctl c;
         ctl_init(&c, SHM_OP_WELCOME, s);
-        int out_fds[2] = {s->wake_fd, s->event_fd};
+        int out_fds[2] = {s->wake_fd, s->event_wfd};
         struct shm_pending *pd = calloc(1, sizeof *pd);
         if (pd == NULL || ctl_send(fd, &c, out_fds, 2) != 0) {
             free(pd);
@@ -664,7 +669,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     }
     if (rc == 0 && (sp->peer_wake = map_wake(fds[1])) == NULL)
         rc = FERRY_EPROTO;
-    if (rc == 0 && check_eventfd(fds[2]) != 0)
+    if (rc == 0 && check_event_sock(fds[2]) != 0)
         rc = FERRY_EPROTO;
     if (rc != 0) {
         refuse(fd, s, rc, "bad connection memory or descriptors");

@@ -102,6 +102,7 @@ struct shm_pipe {
     int peer_efd;
     uint64_t peer_maxmsg, own_maxmsg;
     uint64_t hwm;
+    uint64_t consumed_cache; /* the reader's message count, last seen */
     /* sending: progress through a streamed message */
     size_t tx_part;
     uint64_t tx_off;

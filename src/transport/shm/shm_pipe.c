@@ -99,12 +99,17 @@ static int shm_flush_abort(struct shm_pipe *sp)
     return rc;
 }
 
+/* The HWM in messages: checked against a cached copy of the reader's
+ * count, refreshed only when the cache says full (as the ring's head). */
 static int shm_hwm_full(struct shm_pipe *sp)
 {
-    if (sp->hwm == 0)
+    if (sp->hwm == 0 || sp->w.produced - sp->consumed_cache < sp->hwm)
         return 0;
-    uint64_t consumed = atomic_load_explicit(&sp->w.sh->consumed, memory_order_relaxed);
-    return sp->w.produced - consumed >= sp->hwm && consumed <= sp->w.produced;
+    uint64_t c = atomic_load_explicit(&sp->w.sh->consumed, memory_order_relaxed);
+    if (c > sp->w.produced) /* impossible: a scribbled count blocks nothing */
+        c = sp->w.produced;
+    sp->consumed_cache = c > sp->consumed_cache ? c : sp->consumed_cache;
+    return sp->w.produced - sp->consumed_cache >= sp->hwm;
 }
 
 static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
@@ -119,6 +124,17 @@ static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
     int rc = shm_flush_abort(sp);
     if (rc <= 0)
         return rc;
+    if (!p->tx_partial && m->nparts == 1 && m->parts[0].len <= sp->max_rec) {
+        /* the common case: one record, claimed against the cached head */
+        if (shm_hwm_full(sp))
+            return 0;
+        rc = put_record(sp, m->parts[0].data, m->parts[0].len, 0);
+        if (rc == 1)
+            shm_wake_peer(sp);
+        else if (rc < 0)
+            fy_err(rc, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
+        return rc;
+    }
     if (!p->tx_partial) {
         if (shm_hwm_full(sp))
             return 0;
@@ -131,7 +147,7 @@ static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
         uint64_t room;
         if ((rc = fy_ring_free(&sp->w, &room)) != 0)
             return fy_err(rc, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
-        if (cost <= sp->w.cap && room < cost)
+        if ((cost <= sp->w.cap || m->whole) && room < cost)
             return 0;
         sp->tx_part = 0;
         sp->tx_off = 0;
@@ -263,9 +279,13 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
     /* A busy socket never sleeps, so "nothing here" is also confirmed
      * against the writer's tail now and then: garbage cannot hide behind
      * a mismatched tag for long. */
-    if (!check && (++sp->empty_polls & 63) == 0)
+    if (!check && (++sp->empty_polls & 1023) == 0)
         check = 1;
     for (;;) {
+        if (!fy_ring_can_take(&sp->r)) {
+            rc = 0; /* the user holds many in-place messages: free some */
+            break;
+        }
         rc = fy_ring_peek(&sp->r, &rec, check);
         if (rc <= 0)
             break;
@@ -284,12 +304,11 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
                 rc = FERRY_EMSGSIZE;
                 break;
             }
-            ferry_msg *msg = malloc(sizeof *msg);
+            ferry_msg *msg = fy_msg_struct(p->sock);
             if (msg == NULL) {
                 rc = FERRY_ENOMEM;
                 break;
             }
-            memset(msg, 0, sizeof *msg);
             int64_t tok = fy_ring_take(&sp->r, &rec, 1, 1, &moved);
             if (tok >= 0) { /* in place: the ring keeps the bytes */
                 msg->kind = FY_MSG_INPLACE;
@@ -297,9 +316,11 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
                 msg->size = rec.len;
                 msg->pipe = p;
                 msg->token = tok;
+                msg->sock = p->sock;
                 fy_pipe_ref(p);
-            } else { /* too many outstanding in place: copy */
-                free(msg);
+                atomic_fetch_add_explicit(&p->sock->refs, 1, memory_order_relaxed);
+            } else {       /* too many outstanding in place: copy */
+                free(msg); /* (from the spare list or malloc: both plain heap) */
                 msg = fy_msg_heap(rec.len);
                 if (msg == NULL) {
                     rc = FERRY_ENOMEM;
@@ -310,11 +331,9 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             }
             moved_any |= moved;
             memset(m, 0, sizeof *m);
-            if (rx_push_part(m, msg) != 0) {
-                ferry_msg_free(msg);
-                rc = FERRY_ENOMEM;
-                break;
-            }
+            m->one = msg;
+            m->parts = &m->one;
+            m->nparts = 1;
             rc = 1;
             break;
         }
@@ -332,6 +351,8 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             break;
         }
     }
+    if (rc == 0 && fy_ring_flush(&sp->r))
+        moved_any = 1; /* empty: let the writer see all the room */
     if (moved_any)
         shm_wake_peer(sp); /* the writer may be waiting for room */
     if (rc < 0) {

@@ -1,0 +1,701 @@
+/*
+ * cmd_bench.c - `ferry bench`: ferry's speed beside the machine's limits,
+ * measured in the same run so that the machine's noise cancels out.
+ *
+ * Every latency figure comes from a log-linear histogram of every sample
+ * (about 3% resolution), never from averages; every figure is the median
+ * of several repetitions, reported with its spread ((max - min) / median).
+ * The two processes of a measurement are pinned to two different CPUs when
+ * the machine has two or more.
+ *
+ * Suites:
+ *   limit  two-process cache-line ping-pong (the floor for any shared-memory
+ *          latency) and memcpy bandwidth (the ceiling for copying)
+ *   raw    Unix stream socket ping-pong (the kernel's IPC, for comparison)
+ *   shm    ferry over shm://: REQ/REP round trip with a busy-polling and
+ *          with a sleeping receiver; PUSH/PULL throughput by message size,
+ *          copying and zero-copy
+ */
+#include "cli.h"
+
+#include <getopt.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char bench_help[] =
+    "usage: ferry bench [SUITE...] [--quick] [--json FILE] [--size LIST] [--reps N]\n"
+    "\n"
+    "Measure ferry against the machine's limits, in one run. SUITEs: limit, raw,\n"
+    "shm (default: all). Prints a table: each ferry figure with its ratio to the\n"
+    "limit and to the raw kernel IPC measured in the same run.\n"
+    "\n"
+    "  --quick        fewer samples and repetitions (about 15 s)\n"
+    "  --json FILE    also write the results as JSON ('-' for stdout)\n"
+    "  --size LIST    PUSH/PULL message sizes in bytes, comma-separated\n"
+    "                 (default 64,4096,65536)\n"
+    "  --reps N       repetitions per figure (default 5, quick 3)\n"
+    "  -h, --help\n"
+    "\n"
+    "Latency is measured per round trip with CLOCK_MONOTONIC and kept in a\n"
+    "histogram; one-way latency is the round trip / 2. Each figure is the\n"
+    "median of the repetitions; 'spread' is (max - min) / median. Processes are\n"
+    "pinned to CPUs 0 and 1 when there are two or more.\n";
+
+/* --- timing and histograms ------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define HIST_SUB 32
+#define HIST_BUCKETS (64 + 40 * HIST_SUB)
+
+struct hist {
+    uint64_t n, max;
+    uint64_t b[HIST_BUCKETS];
+};
+
+static unsigned hist_index(uint64_t v)
+{
+    if (v < 64)
+        return (unsigned)v;
+    unsigned e = 63u - (unsigned)__builtin_clzll(v) - 5u; /* v >> e in [32, 64) */
+    unsigned i = 64 + (e - 1) * HIST_SUB + (unsigned)((v >> e) - 32);
+    return i < HIST_BUCKETS ? i : HIST_BUCKETS - 1;
+}
+
+static uint64_t hist_value(unsigned i)
+{
+    if (i < 64)
+        return i;
+    unsigned e = (i - 64) / HIST_SUB + 1, sub = (i - 64) % HIST_SUB + 32;
+    return ((uint64_t)sub << e) + ((uint64_t)1 << e) / 2; /* bucket middle */
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+    h->b[hist_index(v)]++;
+    h->n++;
+    if (v > h->max)
+        h->max = v;
+}
+
+static double hist_pct(const struct hist *h, double p)
+{
+    uint64_t want = (uint64_t)(p * (double)h->n), seen = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->b[i];
+        if (seen > want)
+            return (double)hist_value(i);
+    }
+    return (double)h->max;
+}
+
+/* --- results ------------------------------------------------------------------ */
+
+struct result {
+    const char *system, *transport, *pattern, *metric, *latency, *wait, *label;
+    size_t size;
+    double value, p50, p99, p999, max, spread;
+    int reps;
+};
+
+static struct result results[64];
+static int nresults;
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) and spread (max - min) / median. */
+static double median(double *v, int n, double *spread)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    double m = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    *spread = m > 0 ? (v[n - 1] - v[0]) / m : 0;
+    return m;
+}
+
+static struct result *add_result(void)
+{
+    struct result *r = &results[nresults++];
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+/* --- processes ----------------------------------------------------------------- */
+
+static int ncpus;
+
+static void pin(int cpu)
+{
+    if (ncpus < 2)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu % ncpus, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+static pid_t spawn(void (*fn)(void *), void *arg)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        pin(1);
+        fn(arg);
+        _exit(0);
+    }
+    return pid;
+}
+
+static int reap(pid_t pid)
+{
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void progress(const char *what)
+{
+    if (isatty(2))
+        fprintf(stderr, "\r  %-60s", what);
+}
+
+/* --- limit: cache-line ping-pong, memcpy ------------------------------------------ */
+
+struct cl_shared {
+    _Alignas(64) volatile uint64_t ping;
+    _Alignas(64) volatile uint64_t pong;
+};
+
+static long g_iters;
+static struct cl_shared *g_cl;
+
+static void cl_child(void *arg)
+{
+    (void)arg;
+    for (long i = 1; i <= g_iters; i++) {
+        while (__atomic_load_n(&g_cl->ping, __ATOMIC_ACQUIRE) != (uint64_t)i)
+            __builtin_ia32_pause();
+        __atomic_store_n(&g_cl->pong, (uint64_t)i, __ATOMIC_RELEASE);
+    }
+}
+
+static void cl_once(struct hist *h)
+{
+    g_cl = mmap(NULL, sizeof *g_cl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset((void *)g_cl, 0, sizeof *g_cl);
+    pid_t pid = spawn(cl_child, NULL);
+    for (long i = 1; i <= g_iters; i++) {
+        uint64_t t0 = now_ns();
+        __atomic_store_n(&g_cl->ping, (uint64_t)i, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&g_cl->pong, __ATOMIC_ACQUIRE) != (uint64_t)i)
+            __builtin_ia32_pause();
+        if (i > g_iters / 10)
+            hist_add(h, now_ns() - t0);
+    }
+    reap(pid);
+    munmap((void *)g_cl, sizeof *g_cl);
+}
+
+/* Runs a latency measurement reps times and records the medians. */
+static void latency(struct result *r, int reps, void (*once)(struct hist *))
+{
+    double p50[16], p99[16], p999[16], mx[16];
+    for (int k = 0; k < reps; k++) {
+        struct hist *h = calloc(1, sizeof *h);
+        once(h);
+        p50[k] = hist_pct(h, 0.50);
+        p99[k] = hist_pct(h, 0.99);
+        p999[k] = hist_pct(h, 0.999);
+        mx[k] = (double)h->max;
+        free(h);
+    }
+    double sp;
+    r->p50 = median(p50, reps, &r->spread);
+    r->p99 = median(p99, reps, &sp);
+    r->p999 = median(p999, reps, &sp);
+    r->max = median(mx, reps, &sp);
+    r->reps = reps;
+    r->metric = "latency_ns";
+    r->latency = "round_trip";
+}
+
+static void memcpy_bw(struct result *r, int reps, int quick)
+{
+    size_t len = 64u << 20;
+    char *a = malloc(len), *b = malloc(len);
+    memset(a, 1, len);
+    memset(b, 2, len);
+    double v[16];
+    int rounds = quick ? 4 : 10;
+    for (int k = 0; k < reps; k++) {
+        uint64_t t0 = now_ns();
+        for (int i = 0; i < rounds; i++) {
+            memcpy(i % 2 ? a : b, i % 2 ? b : a, len);
+            __asm__ volatile("" ::"r"(a), "r"(b) : "memory");
+        }
+        v[k] = (double)len * rounds / ((double)(now_ns() - t0) / 1e9);
+    }
+    r->value = median(v, reps, &r->spread);
+    r->reps = reps;
+    r->metric = "bytes_per_s";
+    free(a);
+    free(b);
+}
+
+/* --- raw: Unix stream socket ping-pong --------------------------------------------- */
+
+static int g_sv[2];
+static size_t g_size = 64;
+
+static void unix_child(void *arg)
+{
+    (void)arg;
+    char buf[65536];
+    close(g_sv[0]);
+    for (long i = 0; i < g_iters; i++) {
+        size_t got = 0;
+        while (got < g_size) {
+            ssize_t n = read(g_sv[1], buf + got, g_size - got);
+            if (n <= 0)
+                _exit(1);
+            got += (size_t)n;
+        }
+        if (write(g_sv[1], buf, g_size) != (ssize_t)g_size)
+            _exit(1);
+    }
+}
+
+static void unix_once(struct hist *h)
+{
+    socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv);
+    pid_t pid = spawn(unix_child, NULL);
+    close(g_sv[1]);
+    char buf[65536];
+    memset(buf, 7, sizeof buf);
+    for (long i = 0; i < g_iters; i++) {
+        uint64_t t0 = now_ns();
+        if (write(g_sv[0], buf, g_size) != (ssize_t)g_size)
+            break;
+        size_t got = 0;
+        while (got < g_size) {
+            ssize_t n = read(g_sv[0], buf + got, g_size - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        if (i > g_iters / 10)
+            hist_add(h, now_ns() - t0);
+    }
+    close(g_sv[0]);
+    reap(pid);
+}
+
+/* --- shm: ferry REQ/REP and PUSH/PULL -------------------------------------------------- */
+
+static char g_url[128];
+static int g_spin_us;
+static int g_pipe[2];
+static int g_zero_copy;
+
+static ferry_socket *open_or_die(int type, int spin)
+{
+    ferry_socket *s;
+    if (ferry_socket_open(&s, type) != 0) {
+        fprintf(stderr, "ferry: bench: %s\n", ferry_errdetail());
+        _exit(1);
+    }
+    ferry_setopt_int(s, FERRY_OPT_SPIN, spin);
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 30000);
+    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 30000);
+    ferry_setopt_int(s, FERRY_OPT_SNDHWM, 0);
+    ferry_setopt_int(s, FERRY_OPT_RCVHWM, 0);
+    ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
+    return s;
+}
+
+static void rep_child(void *arg)
+{
+    (void)arg;
+    ferry_socket *s = open_or_die(FERRY_REP, g_spin_us);
+    if (ferry_listen(s, g_url) != 0)
+        _exit(2);
+    char one = 'L';
+    if (write(g_pipe[1], &one, 1) != 1)
+        _exit(3);
+    char buf[65536];
+    size_t n;
+    for (long i = 0; i < g_iters; i++) {
+        if (ferry_recv(s, buf, sizeof buf, &n, 0) != 0 || ferry_send(s, buf, n, 0) != 0)
+            _exit(4);
+    }
+    ferry_close(s);
+}
+
+static void reqrep_once(struct hist *h)
+{
+    static unsigned seq;
+    snprintf(g_url, sizeof g_url, "shm://bench-rr-%d-%u", (int)getpid(), seq++);
+    if (pipe(g_pipe) != 0)
+        return;
+    pid_t pid = spawn(rep_child, NULL);
+    char c;
+    if (read(g_pipe[0], &c, 1) != 1)
+        return;
+    ferry_socket *s = open_or_die(FERRY_REQ, g_spin_us);
+    ferry_dial(s, g_url);
+    char buf[65536];
+    memset(buf, 7, g_size);
+    size_t n;
+    for (long i = 0; i < g_iters; i++) {
+        uint64_t t0 = now_ns();
+        if (ferry_send(s, buf, g_size, 0) != 0 || ferry_recv(s, buf, sizeof buf, &n, 0) != 0)
+            break;
+        if (i > g_iters / 10)
+            hist_add(h, now_ns() - t0);
+    }
+    ferry_close(s);
+    reap(pid);
+    close(g_pipe[0]);
+    close(g_pipe[1]);
+}
+
+static void pull_child(void *arg)
+{
+    (void)arg;
+    ferry_socket *s = open_or_die(FERRY_PULL, g_spin_us);
+    if (ferry_listen(s, g_url) != 0)
+        _exit(2);
+    char one = 'L';
+    if (write(g_pipe[1], &one, 1) != 1)
+        _exit(3);
+    volatile unsigned char sink = 0;
+    for (long i = 0; i < g_iters; i++) {
+        ferry_msg *m;
+        if (ferry_msg_recv(s, &m, 0) != 0)
+            _exit(4);
+        sink ^= *(unsigned char *)ferry_msg_data(m); /* read in place */
+        ferry_msg_free(m);
+    }
+    (void)sink;
+    if (write(g_pipe[1], &one, 1) != 1)
+        _exit(5);
+    ferry_close(s);
+}
+
+static double pushpull_once(void)
+{
+    static unsigned seq;
+    snprintf(g_url, sizeof g_url, "shm://bench-pp-%d-%u", (int)getpid(), seq++);
+    if (pipe(g_pipe) != 0)
+        return 0;
+    pid_t pid = spawn(pull_child, NULL);
+    char c;
+    if (read(g_pipe[0], &c, 1) != 1)
+        return 0;
+    ferry_socket *s = open_or_die(FERRY_PUSH, g_spin_us);
+    ferry_dial(s, g_url);
+    ferry_wait_peers(s, 1, 30000);
+    unsigned char *buf = malloc(g_size);
+    memset(buf, 7, g_size);
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < g_iters; i++) {
+        if (g_zero_copy) {
+            ferry_msg *m;
+            if (ferry_msg_alloc(s, &m, g_size) != 0)
+                break;
+            /* a producer that writes its data in place: here only a header */
+            memcpy(ferry_msg_data(m), &i, g_size < sizeof i ? g_size : sizeof i);
+            if (ferry_msg_send(s, m, 0) != 0)
+                break;
+        } else if (ferry_send(s, buf, g_size, 0) != 0) {
+            break;
+        }
+    }
+    if (read(g_pipe[0], &c, 1) != 1) /* the puller has them all */
+        c = 0;
+    double secs = (double)(now_ns() - t0) / 1e9;
+    ferry_close(s);
+    reap(pid);
+    free(buf);
+    close(g_pipe[0]);
+    close(g_pipe[1]);
+    return (double)g_iters / secs;
+}
+
+static void throughput(struct result *r, int reps)
+{
+    double v[16];
+    for (int k = 0; k < reps; k++)
+        v[k] = pushpull_once();
+    r->value = median(v, reps, &r->spread);
+    r->reps = reps;
+    r->metric = "msgs_per_s";
+}
+
+/* --- report ------------------------------------------------------------------------ */
+
+static const struct result *find(const char *system, const char *pattern, const char *wait)
+{
+    for (int i = 0; i < nresults; i++)
+        if (strcmp(results[i].system, system) == 0 && strcmp(results[i].pattern, pattern) == 0 &&
+            (wait == NULL || (results[i].wait && strcmp(results[i].wait, wait) == 0)))
+            return &results[i];
+    return NULL;
+}
+
+static void machine(FILE *f)
+{
+    char model[256] = "unknown", line[512];
+    FILE *c = fopen("/proc/cpuinfo", "r");
+    while (c && fgets(line, sizeof line, c))
+        if (strncmp(line, "model name", 10) == 0) {
+            char *p = strchr(line, ':');
+            if (p) {
+                snprintf(model, sizeof model, "%s", p + 2);
+                model[strcspn(model, "\n")] = 0;
+            }
+            break;
+        }
+    if (c)
+        fclose(c);
+    struct utsname u;
+    uname(&u);
+    fprintf(f, "{\"cpu\": ");
+    cli_json_str(f, model);
+    fprintf(f, ", \"cores\": %d, \"kernel\": ", ncpus);
+    cli_json_str(f, u.release);
+    fprintf(f, ", \"pinned\": %s}", ncpus >= 2 ? "true" : "false");
+}
+
+static void write_json(FILE *f)
+{
+    fprintf(f, "{\"ferry_version\": \"%s\", \"schema\": 1, \"machine\": ", ferry_version());
+    machine(f);
+    fprintf(f, ",\n \"results\": [");
+    for (int i = 0; i < nresults; i++) {
+        const struct result *r = &results[i];
+        fprintf(f, "%s\n  {\"system\": \"%s\", \"transport\": \"%s\", \"pattern\": \"%s\", "
+                   "\"size\": %zu, \"metric\": \"%s\", \"reps\": %d, \"spread\": %.4f",
+                i ? "," : "", r->system, r->transport, r->pattern, r->size, r->metric, r->reps,
+                r->spread);
+        if (strcmp(r->metric, "latency_ns") == 0)
+            fprintf(f, ", \"latency\": \"%s\", \"p50\": %.1f, \"p99\": %.1f, \"p999\": %.1f, "
+                       "\"max\": %.1f",
+                    r->latency, r->p50, r->p99, r->p999, r->max);
+        else
+            fprintf(f, ", \"value\": %.1f", r->value);
+        if (r->wait)
+            fprintf(f, ", \"wait\": \"%s\"", r->wait);
+        if (r->label)
+            fprintf(f, ", \"label\": \"%s\"", r->label);
+        if (strcmp(r->metric, "msgs_per_s") == 0)
+            fprintf(f, ", \"bytes_per_s\": %.1f", r->value * (double)r->size);
+        fprintf(f, "}");
+    }
+    fprintf(f, "\n]}\n");
+}
+
+static void print_table(void)
+{
+    const struct result *cl = find("limit", "pingpong", NULL);
+    const struct result *mc = find("limit", "memcpy", NULL);
+    const struct result *ux = find("raw", "pingpong", NULL);
+    printf("%-44s %10s %10s %10s %10s %7s  %s\n", "measurement", "p50", "p99", "p99.9", "max",
+           "spread", "ratio");
+    for (int i = 0; i < nresults; i++) {
+        const struct result *r = &results[i];
+        char ratio[96] = "";
+        if (strcmp(r->metric, "latency_ns") == 0) {
+            if (strcmp(r->system, "ferry") == 0 && cl)
+                snprintf(ratio, sizeof ratio, "one-way %.0f ns = %.2fx limit", r->p50 / 2,
+                         r->p50 / cl->p50);
+            if (strcmp(r->system, "ferry") == 0 && ux)
+                snprintf(ratio + strlen(ratio), sizeof ratio - strlen(ratio), ", %.2fx unix",
+                         r->p50 / ux->p50);
+            printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %s\n", r->label, r->p50,
+                   r->p99, r->p999, r->max, r->spread * 100, ratio);
+        } else {
+            double bps = strcmp(r->metric, "bytes_per_s") == 0 ? r->value
+                                                                : r->value * (double)r->size;
+            if (strcmp(r->system, "ferry") == 0 && mc)
+                snprintf(ratio, sizeof ratio, "%.2fx memcpy", bps / mc->value);
+            if (strcmp(r->metric, "msgs_per_s") == 0)
+                printf("%-44s %8.2fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label,
+                       r->value / 1e6, bps / 1e9, "", r->spread * 100, ratio);
+            else
+                printf("%-44s %8.2f GB/s %31s %6.0f%%  %s\n", r->label, bps / 1e9, "",
+                       r->spread * 100, ratio);
+        }
+    }
+}
+
+static int want(char **suites, int n, const char *s)
+{
+    if (n == 0)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (strcmp(suites[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    enum { O_QUICK = 1000, O_JSON, O_SIZE, O_REPS };
+    static const struct option opts[] = {{"quick", no_argument, 0, O_QUICK},
+                                         {"json", required_argument, 0, O_JSON},
+                                         {"size", required_argument, 0, O_SIZE},
+                                         {"reps", required_argument, 0, O_REPS},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int quick = 0, reps = 0, c;
+    const char *json = NULL;
+    size_t sizes[8] = {64, 4096, 65536};
+    int nsizes = 3;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_QUICK:
+            quick = 1;
+            break;
+        case O_JSON:
+            json = optarg;
+            break;
+        case O_REPS:
+            reps = atoi(optarg);
+            if (reps < 1 || reps > 15)
+                return cli_usage("bench", "--reps takes 1 to 15");
+            break;
+        case O_SIZE: {
+            nsizes = 0;
+            char *dup = strdup(optarg), *save = NULL;
+            for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                char *end;
+                unsigned long v = strtoul(t, &end, 10);
+                if (*end || v == 0 || v > (16u << 20) || nsizes == 8) {
+                    free(dup);
+                    return cli_usage("bench", "bad --size '%s' (1..16777216, up to 8)", optarg);
+                }
+                sizes[nsizes++] = v;
+            }
+            free(dup);
+            if (nsizes == 0)
+                return cli_usage("bench", "empty --size");
+            break;
+        }
+        case 'h':
+            fputs(bench_help, stdout);
+            return CLI_OK;
+        case ':':
+            return cli_usage("bench", "option '%s' needs a value", argv[optind - 1]);
+        default:
+            return cli_usage("bench", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm"))
+            return cli_usage("bench", "unknown suite '%s' (limit, raw, shm)", argv[i]);
+    char **suites = argv + optind;
+    int nsuites = argc - optind;
+    if (reps == 0)
+        reps = quick ? 3 : 5;
+    long lat_iters = quick ? 20000 : 100000, sleep_iters = quick ? 5000 : 20000;
+    ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    pin(0);
+
+    if (want(suites, nsuites, "limit")) {
+        progress("limit: cache-line ping-pong");
+        g_iters = lat_iters * 5;
+        struct result *r = add_result();
+        *r = (struct result){.system = "limit", .transport = "shm", .pattern = "pingpong",
+                             .size = 8, .label = "limit: cache-line ping-pong (2 processes)"};
+        latency(r, reps, cl_once);
+        progress("limit: memcpy");
+        r = add_result();
+        *r = (struct result){.system = "limit", .transport = "memory", .pattern = "memcpy",
+                             .size = 64u << 20, .label = "limit: memcpy 64 MiB"};
+        memcpy_bw(r, reps, quick);
+    }
+    if (want(suites, nsuites, "raw")) {
+        progress("raw: unix socket ping-pong");
+        g_iters = lat_iters;
+        g_size = 64;
+        struct result *r = add_result();
+        *r = (struct result){.system = "raw", .transport = "unix", .pattern = "pingpong",
+                             .size = 64, .label = "raw: unix stream socket ping-pong 64 B"};
+        latency(r, reps, unix_once);
+    }
+    if (want(suites, nsuites, "shm")) {
+        static const struct {
+            int spin;
+            const char *wait, *label;
+        } waits[] = {{1000000, "spin", "ferry shm: REQ/REP 64 B, busy-polling"},
+                     {0, "sleep", "ferry shm: REQ/REP 64 B, sleeping receiver"}};
+        for (int w = 0; w < 2; w++) {
+            progress(waits[w].label);
+            g_spin_us = waits[w].spin;
+            g_iters = w == 0 ? lat_iters : sleep_iters;
+            g_size = 64;
+            struct result *r = add_result();
+            *r = (struct result){.system = "ferry", .transport = "shm", .pattern = "reqrep",
+                                 .size = 64, .wait = waits[w].wait, .label = waits[w].label};
+            latency(r, reps, reqrep_once);
+        }
+        static char labels[2][8][80];
+        for (int zc = 0; zc < 2; zc++) {
+            for (int i = 0; i < nsizes; i++) {
+                g_size = sizes[i];
+                g_zero_copy = zc;
+                g_spin_us = 1000000;
+                uint64_t total = quick ? (256u << 20) : (1024u << 20);
+                g_iters = (long)(total / sizes[i]);
+                if (g_iters > (quick ? 2000000 : 10000000))
+                    g_iters = quick ? 2000000 : 10000000;
+                if (g_iters < 2000)
+                    g_iters = 2000;
+                snprintf(labels[zc][i], sizeof labels[zc][i], "ferry shm: PUSH/PULL %zu B%s",
+                         sizes[i], zc ? ", zero-copy" : "");
+                progress(labels[zc][i]);
+                struct result *r = add_result();
+                *r = (struct result){.system = "ferry", .transport = "shm",
+                                     .pattern = zc ? "pushpull_zerocopy" : "pushpull",
+                                     .size = sizes[i], .wait = "spin", .label = labels[zc][i]};
+                throughput(r, reps);
+            }
+        }
+    }
+    if (isatty(2))
+        fprintf(stderr, "\r%70s\r", "");
+    printf("ferry %s bench: %d CPUs%s, median of %d repetitions\n", ferry_version(), ncpus,
+           ncpus >= 2 ? ", processes pinned to CPUs 0 and 1" : "", reps);
+    print_table();
+    if (json) {
+        FILE *f = strcmp(json, "-") == 0 ? stdout : fopen(json, "w");
+        if (f == NULL) {
+            fprintf(stderr, "ferry: bench: cannot write %s: %s\n", json, strerror(errno));
+            return CLI_FAIL;
+        }
+        write_json(f);
+        if (f != stdout)
+            fclose(f);
+    }
+    return CLI_OK;
+}
