@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -175,6 +176,161 @@ static int phase(void (*worker)(struct shared *, ferry_sem *, int),
     return failed;
 }
 
+/* --- messaging over shm:// ------------------------------------------------ */
+
+static ferry_socket *open_sock(int type)
+{
+    ferry_socket *s;
+    if (ferry_socket_open(&s, type) != 0) {
+        die("socket");
+        _exit(1);
+    }
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
+    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000);
+    return s;
+}
+
+/* A REQ client: asks `n` questions, checks each answer is its own. */
+static void req_client(const char *url, int id, int n, int ready_fd)
+{
+    ferry_socket *s = open_sock(FERRY_REQ);
+    if (ferry_dial(s, url) != 0)
+        _exit(1);
+    for (int i = 0; i < n; i++) {
+        char q[32], a[64];
+        size_t len;
+        int ql = snprintf(q, sizeof q, "client %d question %d", id, i);
+        if (ferry_send(s, q, (size_t)ql, 0) != 0 || ferry_recv(s, a, sizeof a, &len, 0) != 0)
+            _exit(2);
+        if (len != (size_t)ql + 7 || memcmp(a + 7, q, (size_t)ql) != 0)
+            _exit(3); /* not the answer to this client's question */
+        if (ready_fd >= 0 && i == 0 && write(ready_fd, "q", 1) != 1)
+            _exit(4);
+    }
+    ferry_close(s);
+    _exit(0);
+}
+
+static int messaging_demo(void)
+{
+    char url[64];
+    int bad = 0;
+    snprintf(url, sizeof url, "shm://demo.%d.rep", (int)getpid());
+    say("\n4. REQ/REP over %s: one REP serves three REQ processes through\n"
+        "   shared-memory rings; a fourth REQ is SIGKILLed mid-conversation.\n",
+        url);
+    ferry_socket *rep = open_sock(FERRY_REP);
+    if (ferry_listen(rep, url) != 0)
+        return die("listen");
+    int fds[2];
+    if (pipe(fds) != 0)
+        return 1;
+    pid_t clients[4];
+    for (int k = 0; k < 3; k++)
+        if ((clients[k] = fork()) == 0)
+            req_client(url, k, 1000, -1);
+    if ((clients[3] = fork()) == 0)
+        req_client(url, 3, 1000000, fds[1]);
+    int served = 0, killed = 0, finished = 0, ok = 0;
+    char q[64], a[80];
+    size_t len;
+    ferry_setopt_int(rep, FERRY_OPT_RCVTIMEO, 20); /* to look around now and then */
+    while (finished < 3) {
+        if (!killed) {
+            char c;
+            struct timeval tv = {0, 0};
+            fd_set rf;
+            FD_ZERO(&rf);
+            FD_SET(fds[0], &rf);
+            if (select(fds[0] + 1, &rf, NULL, NULL, &tv) == 1 && read(fds[0], &c, 1) == 1) {
+                kill(clients[3], SIGKILL);
+                killed = 1;
+                say("  killed REQ client %d (SIGKILL) while it was talking to us\n",
+                    (int)clients[3]);
+            }
+        }
+        for (int k = 0; k < 3; k++) {
+            int st;
+            if (clients[k] > 0 && waitpid(clients[k], &st, WNOHANG) == clients[k]) {
+                finished++;
+                ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+                clients[k] = -1;
+            }
+        }
+        int rc = ferry_recv(rep, q, sizeof q, &len, 0);
+        if (rc == FERRY_ETIMEDOUT)
+            continue;
+        if (rc != 0)
+            break;
+        memcpy(a, "answer ", 7);
+        memcpy(a + 7, q, len);
+        if (ferry_send(rep, a, len + 7, 0) != 0)
+            break;
+        served++;
+    }
+    reap(clients[3]);
+    int64_t dropped;
+    ferry_getopt_int(rep, FERRY_OPT_DROPPED, &dropped);
+    say("  served %d requests; %d of the 3 clients got their own 1000 answers\n", served, ok);
+    say("  (replies with nobody left to take them: %lld)\n", (long long)dropped);
+    bad += ok != 3 || !killed;
+    ferry_close(rep);
+    close(fds[0]);
+    close(fds[1]);
+
+    snprintf(url, sizeof url, "shm://demo.%d.pub", (int)getpid());
+    say("\n5. PUB/SUB over %s: two subscribers with different prefixes; the\n"
+        "   publisher filters, so each ring carries only what its reader wants.\n",
+        url);
+    ferry_socket *pub = open_sock(FERRY_PUB);
+    ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0);
+    if (ferry_listen(pub, url) != 0)
+        return die("listen");
+    const char *prefixes[2] = {"temp.", "load."};
+    pid_t subs[2];
+    for (int k = 0; k < 2; k++) {
+        if ((subs[k] = fork()) == 0) {
+            ferry_socket *s = open_sock(FERRY_SUB);
+            ferry_setopt_int(s, FERRY_OPT_RCVHWM, 0);
+            ferry_setopt(s, FERRY_OPT_SUBSCRIBE, prefixes[k], strlen(prefixes[k]));
+            ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "end", 3);
+            if (ferry_dial(s, url) != 0)
+                _exit(1);
+            char m[64];
+            size_t n;
+            int got = 0, other = 0;
+            while (ferry_recv(s, m, sizeof m, &n, 0) == 0) {
+                if (n >= 3 && memcmp(m, "end", 3) == 0)
+                    break;
+                if (memcmp(m, prefixes[k], 5) == 0)
+                    got++;
+                else
+                    other++;
+            }
+            say("  subscriber %d (%s*): %d messages, %d of other topics\n", (int)getpid(),
+                prefixes[k], got, other);
+            _exit(got == 1000 && other == 0 ? 0 : 1);
+        }
+    }
+    /* the publisher waits until both subscribers have subscribed */
+    if (ferry_wait_peers(pub, 2, 10000) != 0)
+        return die("wait for subscribers");
+    for (int i = 0; i < 1000; i++) {
+        char m[32];
+        int n = snprintf(m, sizeof m, "temp.room%d %d", i % 4, 20 + i % 5);
+        ferry_send(pub, m, (size_t)n, 0);
+        n = snprintf(m, sizeof m, "load.cpu%d %d", i % 2, i % 100);
+        ferry_send(pub, m, (size_t)n, 0);
+        n = snprintf(m, sizeof m, "misc.%d", i);
+        ferry_send(pub, m, (size_t)n, 0); /* nobody subscribed: filtered out */
+    }
+    ferry_send(pub, "end", 3, 0);
+    for (int k = 0; k < 2; k++)
+        bad += reap(subs[k]) != 0;
+    ferry_close(pub);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     quiet = argc > 1 && strcmp(argv[1], "--quiet") == 0;
@@ -216,7 +372,9 @@ int main(int argc, char **argv)
         sh->mutex_a == want && sh->mutex_b == want && sh->repairs == 1 ? "consistent" : "WRONG");
     bad += !(sh->mutex_a == want && sh->mutex_b == want && sh->repairs == 1);
 
-    say("\n3. Clean up: the objects as `ferry ls` shows them, then removed.\n");
+    bad += messaging_demo();
+
+    say("\n6. Clean up: the objects as `ferry ls` shows them, then removed.\n");
     ferry_objects_list(list_one, prefix);
     ferry_sem_close(sem);
     ferry_shm_close(shm);

@@ -492,13 +492,15 @@ static void write_json(FILE *f)
     fprintf(f, ",\n \"results\": [");
     for (int i = 0; i < nresults; i++) {
         const struct result *r = &results[i];
-        fprintf(f, "%s\n  {\"system\": \"%s\", \"transport\": \"%s\", \"pattern\": \"%s\", "
-                   "\"size\": %zu, \"metric\": \"%s\", \"reps\": %d, \"spread\": %.4f",
+        fprintf(f,
+                "%s\n  {\"system\": \"%s\", \"transport\": \"%s\", \"pattern\": \"%s\", "
+                "\"size\": %zu, \"metric\": \"%s\", \"reps\": %d, \"spread\": %.4f",
                 i ? "," : "", r->system, r->transport, r->pattern, r->size, r->metric, r->reps,
                 r->spread);
         if (strcmp(r->metric, "latency_ns") == 0)
-            fprintf(f, ", \"latency\": \"%s\", \"p50\": %.1f, \"p99\": %.1f, \"p999\": %.1f, "
-                       "\"max\": %.1f",
+            fprintf(f,
+                    ", \"latency\": \"%s\", \"p50\": %.1f, \"p99\": %.1f, \"p999\": %.1f, "
+                    "\"max\": %.1f",
                     r->latency, r->p50, r->p99, r->p999, r->max);
         else
             fprintf(f, ", \"value\": %.1f", r->value);
@@ -530,16 +532,16 @@ static void print_table(void)
             if (strcmp(r->system, "ferry") == 0 && ux)
                 snprintf(ratio + strlen(ratio), sizeof ratio - strlen(ratio), ", %.2fx unix",
                          r->p50 / ux->p50);
-            printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %s\n", r->label, r->p50,
-                   r->p99, r->p999, r->max, r->spread * 100, ratio);
+            printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %s\n", r->label, r->p50, r->p99,
+                   r->p999, r->max, r->spread * 100, ratio);
         } else {
-            double bps = strcmp(r->metric, "bytes_per_s") == 0 ? r->value
-                                                                : r->value * (double)r->size;
+            double bps =
+                strcmp(r->metric, "bytes_per_s") == 0 ? r->value : r->value * (double)r->size;
             if (strcmp(r->system, "ferry") == 0 && mc)
                 snprintf(ratio, sizeof ratio, "%.2fx memcpy", bps / mc->value);
             if (strcmp(r->metric, "msgs_per_s") == 0)
-                printf("%-44s %8.2fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label,
-                       r->value / 1e6, bps / 1e9, "", r->spread * 100, ratio);
+                printf("%-44s %8.2fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
+                       bps / 1e9, "", r->spread * 100, ratio);
             else
                 printf("%-44s %8.2f GB/s %31s %6.0f%%  %s\n", r->label, bps / 1e9, "",
                        r->spread * 100, ratio);
@@ -560,12 +562,10 @@ static int want(char **suites, int n, const char *s)
 int cmd_bench(int argc, char **argv)
 {
     enum { O_QUICK = 1000, O_JSON, O_SIZE, O_REPS };
-    static const struct option opts[] = {{"quick", no_argument, 0, O_QUICK},
-                                         {"json", required_argument, 0, O_JSON},
-                                         {"size", required_argument, 0, O_SIZE},
-                                         {"reps", required_argument, 0, O_REPS},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"quick", no_argument, 0, O_QUICK},     {"json", required_argument, 0, O_JSON},
+        {"size", required_argument, 0, O_SIZE}, {"reps", required_argument, 0, O_REPS},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int quick = 0, reps = 0, c;
     const char *json = NULL;
     size_t sizes[8] = {64, 4096, 65536};
@@ -625,13 +625,19 @@ int cmd_bench(int argc, char **argv)
         progress("limit: cache-line ping-pong");
         g_iters = lat_iters * 5;
         struct result *r = add_result();
-        *r = (struct result){.system = "limit", .transport = "shm", .pattern = "pingpong",
-                             .size = 8, .label = "limit: cache-line ping-pong (2 processes)"};
+        *r = (struct result){.system = "limit",
+                             .transport = "shm",
+                             .pattern = "pingpong",
+                             .size = 8,
+                             .label = "limit: cache-line ping-pong (2 processes)"};
         latency(r, reps, cl_once);
         progress("limit: memcpy");
         r = add_result();
-        *r = (struct result){.system = "limit", .transport = "memory", .pattern = "memcpy",
-                             .size = 64u << 20, .label = "limit: memcpy 64 MiB"};
+        *r = (struct result){.system = "limit",
+                             .transport = "memory",
+                             .pattern = "memcpy",
+                             .size = 64u << 20,
+                             .label = "limit: memcpy 64 MiB"};
         memcpy_bw(r, reps, quick);
     }
     if (want(suites, nsuites, "raw")) {
@@ -639,8 +645,11 @@ int cmd_bench(int argc, char **argv)
         g_iters = lat_iters;
         g_size = 64;
         struct result *r = add_result();
-        *r = (struct result){.system = "raw", .transport = "unix", .pattern = "pingpong",
-                             .size = 64, .label = "raw: unix stream socket ping-pong 64 B"};
+        *r = (struct result){.system = "raw",
+                             .transport = "unix",
+                             .pattern = "pingpong",
+                             .size = 64,
+                             .label = "raw: unix stream socket ping-pong 64 B"};
         latency(r, reps, unix_once);
     }
     if (want(suites, nsuites, "shm")) {
@@ -655,8 +664,12 @@ int cmd_bench(int argc, char **argv)
             g_iters = w == 0 ? lat_iters : sleep_iters;
             g_size = 64;
             struct result *r = add_result();
-            *r = (struct result){.system = "ferry", .transport = "shm", .pattern = "reqrep",
-                                 .size = 64, .wait = waits[w].wait, .label = waits[w].label};
+            *r = (struct result){.system = "ferry",
+                                 .transport = "shm",
+                                 .pattern = "reqrep",
+                                 .size = 64,
+                                 .wait = waits[w].wait,
+                                 .label = waits[w].label};
             latency(r, reps, reqrep_once);
         }
         static char labels[2][8][80];
@@ -675,9 +688,12 @@ int cmd_bench(int argc, char **argv)
                          sizes[i], zc ? ", zero-copy" : "");
                 progress(labels[zc][i]);
                 struct result *r = add_result();
-                *r = (struct result){.system = "ferry", .transport = "shm",
+                *r = (struct result){.system = "ferry",
+                                     .transport = "shm",
                                      .pattern = zc ? "pushpull_zerocopy" : "pushpull",
-                                     .size = sizes[i], .wait = "spin", .label = labels[zc][i]};
+                                     .size = sizes[i],
+                                     .wait = "spin",
+                                     .label = labels[zc][i]};
                 throughput(r, reps);
             }
         }

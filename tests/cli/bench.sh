@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `ferry bench --quick` runs and writes well-formed JSON. A smoke test:
+# it checks that the run works, never a speed threshold.
+. "$(dirname "$0")/lib.sh"
+ferry=$1
+expect 0 "bench --help" -- "$ferry" bench --help
+contains out "usage: ferry bench"
+expect 2 "unknown suite" -- "$ferry" bench nosuch
+one_line_error "unknown suite"
+expect 2 "bad size" -- "$ferry" bench --size 0
+expect 0 "bench --quick" -- "$ferry" bench --quick --reps 1 --json "$T/b.json"
+contains out "limit: cache-line ping-pong"
+contains out "ferry shm: REQ/REP 64 B, busy-polling"
+python3 - "$T/b.json" <<'PY' && pass "JSON is well formed and complete" || fail "JSON content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == 1 and d["ferry_version"]
+m = d["machine"]; assert m["cores"] >= 1 and m["cpu"] and m["kernel"]
+rs = d["results"]
+systems = {r["system"] for r in rs}
+assert {"limit", "raw", "ferry"} <= systems, systems
+for r in rs:
+    for k in ("system", "transport", "pattern", "size", "metric", "reps", "spread"):
+        assert k in r, (k, r)
+    if r["metric"] == "latency_ns":
+        assert r["latency"] in ("one_way", "round_trip")
+        assert 0 < r["p50"] <= r["p99"] <= r["p999"] <= r["max"] * 1.05, r
+    else:
+        assert r["value"] > 0, r
+    if r["system"] == "ferry" and r["transport"] == "shm":
+        assert r["wait"] in ("spin", "sleep"), r
+PY
+finish

@@ -1,0 +1,164 @@
+/* test_socket_threads.c - sockets used from several threads at once, run
+ * under TSan by `make test` (label "concurrency"): the socket lock, the I/O
+ * thread, pipe references and the wake-ups. */
+#include "../common.h"
+
+#include <pthread.h>
+
+enum { COUNT = 50000 };
+
+static char g_url[96];
+
+struct job {
+    ferry_socket *s;
+    int send;
+    long done;
+    int rc;
+};
+
+static void *worker(void *arg)
+{
+    struct job *j = arg;
+    for (long i = 0; i < COUNT; i++) {
+        uint32_t v = (uint32_t)i;
+        size_t n;
+        int rc = j->send ? ferry_send(j->s, &v, sizeof v, 0)
+                         : ferry_recv(j->s, &v, sizeof v, &n, 0);
+        if (rc != 0) {
+            j->rc = rc;
+            return NULL;
+        }
+        if (!j->send && v != (uint32_t)i) { /* PAIR keeps order */
+            j->rc = -1;
+            return NULL;
+        }
+        j->done++;
+    }
+    return NULL;
+}
+
+/* PAIR full duplex: each socket sends in one thread and receives in
+ * another, all four at once. */
+static void test_pair_duplex(void **state)
+{
+    (void)state;
+    snprintf(g_url, sizeof g_url, "shm://t-thr-pair-%d", (int)getpid());
+    ferry_socket *a, *b;
+    assert_int_equal(ferry_socket_open(&a, FERRY_PAIR), 0);
+    assert_int_equal(ferry_socket_open(&b, FERRY_PAIR), 0);
+    assert_int_equal(ferry_setopt_int(a, FERRY_OPT_RING_SIZE, 8192), 0);
+    assert_int_equal(ferry_listen(a, g_url), 0);
+    assert_int_equal(ferry_dial(b, g_url), 0);
+    struct job jobs[4] = {{a, 1, 0, 0}, {b, 0, 0, 0}, {b, 1, 0, 0}, {a, 0, 0, 0}};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, worker, &jobs[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(jobs[i].rc, 0);
+        assert_int_equal(jobs[i].done, COUNT);
+    }
+    ferry_close(b);
+    ferry_close(a);
+}
+
+struct counter {
+    ferry_socket *s;
+    long got;
+    int rc;
+    long limit;
+    pthread_mutex_t *mu;
+    long *total;
+};
+
+static void *pull_worker(void *arg)
+{
+    struct counter *c = arg;
+    for (;;) {
+        pthread_mutex_lock(c->mu);
+        int enough = *c->total >= c->limit;
+        pthread_mutex_unlock(c->mu);
+        if (enough)
+            return NULL;
+        uint32_t v;
+        size_t n;
+        int rc = ferry_recv(c->s, &v, sizeof v, &n, 0);
+        if (rc == FERRY_ETIMEDOUT)
+            continue;
+        if (rc != 0) {
+            c->rc = rc;
+            return NULL;
+        }
+        pthread_mutex_lock(c->mu);
+        (*c->total)++;
+        pthread_mutex_unlock(c->mu);
+        c->got++;
+    }
+}
+
+/* Two PUSH sockets in two threads, one PULL drained by two threads. */
+static void test_pull_two_readers(void **state)
+{
+    (void)state;
+    snprintf(g_url, sizeof g_url, "shm://t-thr-pull-%d", (int)getpid());
+    ferry_socket *pull, *p1, *p2;
+    assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 100), 0);
+    assert_int_equal(ferry_listen(pull, g_url), 0);
+    assert_int_equal(ferry_socket_open(&p1, FERRY_PUSH), 0);
+    assert_int_equal(ferry_socket_open(&p2, FERRY_PUSH), 0);
+    assert_int_equal(ferry_dial(p1, g_url), 0);
+    assert_int_equal(ferry_dial(p2, g_url), 0);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    long total = 0;
+    struct counter c[2] = {{pull, 0, 0, 2L * COUNT, &mu, &total},
+                           {pull, 0, 0, 2L * COUNT, &mu, &total}};
+    struct job senders[2] = {{p1, 1, 0, 0}, {p2, 1, 0, 0}};
+    pthread_t t[4];
+    pthread_create(&t[0], NULL, pull_worker, &c[0]);
+    pthread_create(&t[1], NULL, pull_worker, &c[1]);
+    pthread_create(&t[2], NULL, worker, &senders[0]);
+    pthread_create(&t[3], NULL, worker, &senders[1]);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(senders[0].rc, 0);
+    assert_int_equal(senders[1].rc, 0);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[0].got + c[1].got, 2L * COUNT);
+    ferry_close(p1);
+    ferry_close(p2);
+    ferry_close(pull);
+}
+
+/* Sockets opened, connected and closed while their I/O threads work. */
+static void test_open_close_churn(void **state)
+{
+    (void)state;
+    snprintf(g_url, sizeof g_url, "shm://t-thr-churn-%d", (int)getpid());
+    ferry_socket *pull;
+    assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_listen(pull, g_url), 0);
+    for (int i = 0; i < 200; i++) {
+        ferry_socket *p;
+        assert_int_equal(ferry_socket_open(&p, FERRY_PUSH), 0);
+        assert_int_equal(ferry_dial(p, g_url), 0);
+        assert_int_equal(ferry_send(p, "x", 1, 0), 0);
+        ferry_msg *m;
+        assert_int_equal(ferry_msg_recv(pull, &m, 0), 0);
+        ferry_close(p); /* the in-place message outlives its sender */
+        assert_int_equal(ferry_msg_size(m), 1);
+        ferry_msg_free(m);
+    }
+    ferry_close(pull);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pair_duplex),
+        cmocka_unit_test(test_pull_two_readers),
+        cmocka_unit_test(test_open_close_churn),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
