@@ -22,8 +22,8 @@ static void *worker(void *arg)
     for (long i = 0; i < COUNT; i++) {
         uint32_t v = (uint32_t)i;
         size_t n;
-        int rc = j->send ? ferry_send(j->s, &v, sizeof v, 0)
-                         : ferry_recv(j->s, &v, sizeof v, &n, 0);
+        int rc =
+            j->send ? ferry_send(j->s, &v, sizeof v, 0) : ferry_recv(j->s, &v, sizeof v, &n, 0);
         if (rc != 0) {
             j->rc = rc;
             return NULL;

@@ -5,8 +5,11 @@
  * shared by exactly the two peers, sealed against shrinking, so neither can
  * make the other's mapping fault. Layout of a ring (offsets from its start):
  *
- *   0      line 0   struct fy_ring_shared.info: capacity (informative only;
- *                   each side uses the capacity agreed at handshake)
+ *   0      line 0   capacity (informative only: each side uses the capacity
+ *                   agreed at handshake); want_room, set by a writer that
+ *                   found no room and may sleep, cleared by the reader that
+ *                   then wakes it (so a reader freeing room costs a wake-up
+ *                   only when somebody waits for it)
  *   64     line 1   head: consumer position (bytes, monotonic), and the
  *                   number of messages consumed. Written only by the reader.
  *   128    line 2   tail: producer position and messages produced. Written
@@ -62,7 +65,9 @@
 
 struct fy_ring_shared {
     _Alignas(64) uint64_t capacity;
-    uint64_t pad0[7];
+    _Atomic uint32_t want_room; /* the writer waits for room: wake it */
+    uint32_t pad_w;
+    uint64_t pad0[6];
     _Alignas(64) _Atomic uint64_t head;
     _Atomic uint64_t consumed;
     uint64_t pad1[6];

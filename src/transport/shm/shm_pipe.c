@@ -49,6 +49,23 @@ static int peer_closed(const struct shm_pipe *sp)
 
 static void shm_wake_peer(struct shm_pipe *sp) { fy_wake(sp->peer_wake, sp->peer_efd); }
 
+/* The writer found no room (ring or HWM) and may go to sleep: ask the
+ * reader to wake it when it publishes room. seq_cst: pairs with the
+ * reader's fence between publishing head and reading this flag. */
+static void want_room(struct shm_pipe *sp)
+{
+    atomic_store_explicit(&sp->w.sh->want_room, 1, memory_order_seq_cst);
+}
+
+/* After the reader published head: wakes the writer if it asked. */
+static void room_published(struct shm_pipe *sp)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&sp->r.sh->want_room, memory_order_relaxed) &&
+        atomic_exchange_explicit(&sp->r.sh->want_room, 0, memory_order_acq_rel))
+        fy_wake(sp->peer_wake, -1);
+}
+
 /* Writes whatever fits of one record chunk; returns 1 written, 0 no room,
  * < 0 corrupt. */
 static int put_record(struct shm_pipe *sp, const void *data, uint64_t len, uint32_t flags)
@@ -122,22 +139,31 @@ static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
     if (m->total > sp->peer_maxmsg)
         return FERRY_EMSGSIZE;
     int rc = shm_flush_abort(sp);
-    if (rc <= 0)
+    if (rc <= 0) {
+        if (rc == 0)
+            want_room(sp);
         return rc;
+    }
     if (!p->tx_partial && m->nparts == 1 && m->parts[0].len <= sp->max_rec) {
         /* the common case: one record, claimed against the cached head */
-        if (shm_hwm_full(sp))
+        if (shm_hwm_full(sp)) {
+            want_room(sp);
             return 0;
+        }
         rc = put_record(sp, m->parts[0].data, m->parts[0].len, 0);
         if (rc == 1)
             shm_wake_peer(sp);
-        else if (rc < 0)
+        else if (rc == 0)
+            want_room(sp);
+        else
             fy_err(rc, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
         return rc;
     }
     if (!p->tx_partial) {
-        if (shm_hwm_full(sp))
+        if (shm_hwm_full(sp)) {
+            want_room(sp);
             return 0;
+        }
         uint64_t cost = 0, pos = sp->w.tail;
         if (sp->abort_pending)
             cost += part_cost(sp, 1, &pos);
@@ -147,14 +173,19 @@ static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
         uint64_t room;
         if ((rc = fy_ring_free(&sp->w, &room)) != 0)
             return fy_err(rc, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
-        if ((cost <= sp->w.cap || m->whole) && room < cost)
+        if ((cost <= sp->w.cap || m->whole) && room < cost) {
+            if (!m->whole)
+                want_room(sp);
             return 0;
+        }
         sp->tx_part = 0;
         sp->tx_off = 0;
     }
     rc = shm_write_from(sp, m);
     if (rc < 0)
         return rc;
+    if (rc == 0)
+        want_room(sp);
     p->tx_partial = rc == 0;
     if (rc == 0 && sp->tx_part == 0 && sp->tx_off == 0)
         p->tx_partial = 0; /* nothing written yet: may still go elsewhere */
@@ -354,7 +385,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
     if (rc == 0 && fy_ring_flush(&sp->r))
         moved_any = 1; /* empty: let the writer see all the room */
     if (moved_any)
-        shm_wake_peer(sp); /* the writer may be waiting for room */
+        room_published(sp); /* wakes the writer if it waits for room */
     if (rc < 0) {
         if (rc == FERRY_ECORRUPT)
             fy_err(rc, "shm pipe %d (peer pid %d): ring", p->id, p->peer_pid);
@@ -379,7 +410,7 @@ static void shm_release(struct fy_pipe *p, int64_t token)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
     if (fy_ring_release(&sp->r, token) && !p->dead)
-        shm_wake_peer(sp);
+        room_published(sp);
 }
 
 static int shm_send_cmd(struct fy_pipe *p, int cmd, const void *data, size_t len)
