@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The C example in README.md compiles and runs as printed there.
+# The C examples in README.md compile and run as printed there.
 . "$(dirname "$0")/lib.sh"
 src=$1 lib=$2 ferry=$3
-awk '/^```c$/{on=1; next} /^```$/{if(on) exit} on' "$src/README.md" > "$T/example.c"
-[ -s "$T/example.c" ] && pass "README has a C example" || fail "no C example in README"
-expect 0 "README example compiles" -- cc -std=c11 -Wall -Wextra -Werror -I"$src/include" \
-  -o "$T/example" "$T/example.c" "$lib" -pthread
+awk -v dir="$T" '/^```c$/{on=1; n++; next} /^```$/{on=0} on{print > (dir "/example" n ".c")}' "$src/README.md"
+[ -s "$T/example1.c" ] && [ -s "$T/example2.c" ] && pass "README has two C examples" \
+  || fail "C examples missing from README"
+for i in 1 2; do
+  expect 0 "README example $i compiles" -- cc -std=c11 -Wall -Wextra -Werror -I"$src/include" \
+    -o "$T/example$i" "$T/example$i.c" "$lib" -pthread
+done
 "$ferry" rm hello.counter 2>/dev/null
-expect 0 "README example runs" -- "$T/example"
+expect 0 "README example 1 runs" -- "$T/example1"
 contains out "run 1"
 "$ferry" rm hello.counter
+expect 0 "README example 2 runs" -- "$T/example2"
+contains out "hello"
 finish

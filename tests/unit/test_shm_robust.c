@@ -284,8 +284,8 @@ static struct shm_pipe *own_pipe(ferry_socket *s, int after_id)
     struct shm_pipe *found = NULL;
     pthread_mutex_lock(&s->mtx);
     for (size_t i = 0; i < s->npipes; i++)
-        if (s->pipes[i]->peer_pid == getpid() && !s->pipes[i]->dead &&
-            s->pipes[i]->id > after_id && (!found || s->pipes[i]->id > found->base.id))
+        if (s->pipes[i]->peer_pid == getpid() && !s->pipes[i]->dead && s->pipes[i]->id > after_id &&
+            (!found || s->pipes[i]->id > found->base.id))
             found = (struct shm_pipe *)s->pipes[i];
     pthread_mutex_unlock(&s->mtx);
     return found;
