@@ -23,6 +23,16 @@
 #define FY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define FY_UNUSED(x) ((void)(x))
 
+/* A hint to the CPU inside a busy-wait loop. */
+static inline void fy_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 /* --- errors (src/core/error.c) ------------------------------------------ */
 
 /* Records "what: description of err" as the thread's error detail and

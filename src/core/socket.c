@@ -113,7 +113,9 @@ void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p)
      * peer committed before it died; the others let it go now. */
     if (!s->proto->can_recv)
         fy_sock_remove_pipe(s, p);
-    fy_sock_wake(s);
+    /* also the pollable fd: a REQ waiting in poll() for a reply must come
+     * back to recv() to learn that its peer died */
+    fy_wake(s->wake, s->event_wfd);
     pthread_mutex_unlock(&s->mtx);
 }
 
@@ -392,7 +394,7 @@ int ferry_close(ferry_socket *s)
     return 0;
 }
 
-int ferry_listen(ferry_socket *s, const char *url)
+static int sock_endpoint(ferry_socket *s, const char *url, int dial)
 {
     fy_err_clear();
     if (s == NULL)
@@ -401,20 +403,12 @@ int ferry_listen(ferry_socket *s, const char *url)
     const struct fy_tran_ops *t = tran_find(url, &rest);
     if (t == NULL)
         return FERRY_EBADURL;
-    return t->listen(s, rest);
+    return dial ? t->dial(s, rest) : t->listen(s, rest);
 }
 
-int ferry_dial(ferry_socket *s, const char *url)
-{
-    fy_err_clear();
-    if (s == NULL)
-        return FERRY_EINVAL;
-    const char *rest;
-    const struct fy_tran_ops *t = tran_find(url, &rest);
-    if (t == NULL)
-        return FERRY_EBADURL;
-    return t->dial(s, rest);
-}
+int ferry_listen(ferry_socket *s, const char *url) { return sock_endpoint(s, url, 0); }
+
+int ferry_dial(ferry_socket *s, const char *url) { return sock_endpoint(s, url, 1); }
 
 /* --- waiting --------------------------------------------------------------- */
 
@@ -440,7 +434,7 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
     if (s->opt.spin_us > 0) {
         uint64_t spin_end = fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u;
         for (unsigned i = 1;; i++) {
-            __builtin_ia32_pause();
+            fy_cpu_relax();
             pthread_mutex_lock(&s->mtx);
             rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
             pthread_mutex_unlock(&s->mtx);

@@ -653,6 +653,44 @@ static void test_socket_fd(void **state)
     ferry_close(pull);
 }
 
+/* A REQ that waits for its reply in poll() hears of the peer's death. */
+static void test_socket_fd_peer_death(void **state)
+{
+    (void)state;
+    char u[96];
+    url(u, sizeof u, "fddeath");
+    struct t_pipe got;
+    t_pipe_open(&got);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ferry_socket *r = child_sock(FERRY_REP, u, 0);
+        char b[8];
+        size_t n;
+        t_pipe_send(&got, 'L');
+        CHILD_CHECK(ferry_recv(r, b, sizeof b, &n, 0) == 0, 1);
+        t_pipe_send(&got, 'r');
+        for (;;)
+            pause();
+    }
+    assert_int_equal(t_pipe_recv(&got), 'L');
+    ferry_socket *req = sock(FERRY_REQ);
+    assert_int_equal(ferry_dial(req, u), 0);
+    assert_int_equal(ferry_send(req, "q", 1, 0), 0);
+    assert_int_equal(t_pipe_recv(&got), 'r');
+    int fd;
+    char b[8];
+    size_t n;
+    assert_int_equal(ferry_socket_fd(req, &fd), 0);
+    assert_int_equal(ferry_recv(req, b, sizeof b, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+    kill(pid, SIGKILL);
+    assert_int_equal(t_wait(pid), 128 + SIGKILL);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(ferry_recv(req, b, sizeof b, &n, FERRY_DONTWAIT), FERRY_ECONNRESET);
+    ferry_close(req);
+    t_pipe_close(&got);
+}
+
 /* Zero-copy both ways: allocate in the ring, receive in place, hold many
  * in-place messages and free them out of order. */
 static void test_zero_copy(void **state)
@@ -801,6 +839,7 @@ int main(void)
         cmocka_unit_test(test_recv_timeouts),
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_socket_fd),
+        cmocka_unit_test(test_socket_fd_peer_death),
         cmocka_unit_test(test_zero_copy),
         cmocka_unit_test(test_max_msg_size),
         cmocka_unit_test(test_dial_before_listen),

@@ -184,6 +184,15 @@ struct cl_shared {
     _Alignas(64) volatile uint64_t pong;
 };
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 static long g_iters;
 static struct cl_shared *g_cl;
 
@@ -192,7 +201,7 @@ static void cl_child(void *arg)
     (void)arg;
     for (long i = 1; i <= g_iters; i++) {
         while (__atomic_load_n(&g_cl->ping, __ATOMIC_ACQUIRE) != (uint64_t)i)
-            __builtin_ia32_pause();
+            cpu_relax();
         __atomic_store_n(&g_cl->pong, (uint64_t)i, __ATOMIC_RELEASE);
     }
 }
@@ -206,7 +215,7 @@ static void cl_once(struct hist *h)
         uint64_t t0 = now_ns();
         __atomic_store_n(&g_cl->ping, (uint64_t)i, __ATOMIC_RELEASE);
         while (__atomic_load_n(&g_cl->pong, __ATOMIC_ACQUIRE) != (uint64_t)i)
-            __builtin_ia32_pause();
+            cpu_relax();
         if (i > g_iters / 10)
             hist_add(h, now_ns() - t0);
     }

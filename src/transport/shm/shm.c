@@ -218,6 +218,13 @@ static int check_event_sock(int fd)
     return 0;
 }
 
+/* Peers we talk to: root, our own uid, and FERRY_OPT_PEER_UID (-1: any). */
+static int uid_allowed(const ferry_socket *s, uid_t uid)
+{
+    int64_t allowed = s->opt.peer_uid;
+    return allowed < 0 || uid == 0 || uid == getuid() || uid == (uid_t)allowed;
+}
+
 static struct fy_wake *map_wake(int fd)
 {
     if (check_sealed_memfd(fd, FY_WAKE_SIZE) != 0)
@@ -356,6 +363,15 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
         fy_err(rc, "shm://%s: connect", name);
         goto fail;
     }
+    /* The listener must be trusted too: an abstract name can be taken by
+     * anyone, so a listener of a foreign uid could be squatting it. */
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    if (getsockopt(sp->ctl_fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || !uid_allowed(s, cr.uid)) {
+        rc = fy_err(FERRY_EACCES, "shm://%s: the listener runs as uid %u (see FERRY_OPT_PEER_UID)",
+                    name, (unsigned)cr.uid);
+        goto fail;
+    }
     /* WELCOME or REFUSE */
     if ((rc = wait_readable(sp->ctl_fd, deadline)) != 0 ||
         (rc = ctl_recv(sp->ctl_fd, &c, fds, &nfds)) != 0) {
@@ -470,12 +486,21 @@ static void dialer_schedule(struct shm_tran *t, struct shm_dialer *d)
     d->backoff_ms = d->backoff_ms * 2 > max ? max : d->backoff_ms * 2;
 }
 
+/* What listen and dial do first: check the name, start the transport. */
+static struct shm_tran *shm_prologue(ferry_socket *s, const char *name, int *rc)
+{
+    *rc = ferry_name_check(name);
+    if (*rc != 0) {
+        *rc = fy_err(FERRY_EBADURL, "shm://%.200s: bad name", name);
+        return NULL;
+    }
+    return tran_get(s, rc);
+}
+
 static int shm_dial(ferry_socket *s, const char *name)
 {
-    int rc = ferry_name_check(name);
-    if (rc != 0)
-        return fy_err(FERRY_EBADURL, "shm://%.200s: bad name", name);
-    struct shm_tran *t = tran_get(s, &rc);
+    int rc;
+    struct shm_tran *t = shm_prologue(s, name, &rc);
     if (t == NULL)
         return rc;
     struct shm_pipe *sp = NULL;
@@ -512,10 +537,8 @@ static int shm_dial(ferry_socket *s, const char *name)
 
 static int shm_listen(ferry_socket *s, const char *name)
 {
-    int rc = ferry_name_check(name);
-    if (rc != 0)
-        return fy_err(FERRY_EBADURL, "shm://%.200s: bad name", name);
-    struct shm_tran *t = tran_get(s, &rc);
+    int rc;
+    struct shm_tran *t = shm_prologue(s, name, &rc);
     if (t == NULL)
         return rc;
     struct shm_listener *l = calloc(1, sizeof *l);
@@ -574,11 +597,10 @@ static void on_accept(struct shm_tran *t, struct shm_listener *l)
             close(fd);
             continue;
         }
-        int64_t allowed = s->opt.peer_uid;
-        if (allowed >= 0 && cr.uid != 0 && cr.uid != (uid_t)allowed && cr.uid != getuid()) {
+        if (!uid_allowed(s, cr.uid)) {
             refuse(fd, s, FERRY_EACCES,
                    "uid %u may not connect (allowed: %lld and root; see FERRY_OPT_PEER_UID)",
-                   (unsigned)cr.uid, (long long)allowed);
+                   (unsigned)cr.uid, (long long)s->opt.peer_uid);
             close(fd);
             continue;
         }
