@@ -47,6 +47,12 @@ static inline int t_exists(const char *name)
     return stat(p, &st) == 0;
 }
 
+#include <sys/prctl.h>
+
+/* In a child: die when the test process dies, so that a failed test leaves
+ * no process running behind it. */
+static inline void t_die_with_parent(void) { prctl(PR_SET_PDEATHSIG, SIGKILL); }
+
 /* Waits for pid and returns its exit code, or 128+signal. */
 static inline int t_wait(pid_t pid)
 {

@@ -86,6 +86,7 @@ static int check(const unsigned char *buf, size_t n, struct hdr *out)
 /* Sends forever: sizes vary, some multipart, some larger than the ring. */
 static void pusher(const char *u, uint32_t id)
 {
+    t_die_with_parent();
     ferry_socket *s;
     CHILD_CHECK(ferry_socket_open(&s, FERRY_PUSH) == 0, 90);
     ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 65536);
@@ -212,6 +213,7 @@ static void test_kill_loop_rep(void **state)
     t_pipe_open(&prog);
     pid_t steady = fork();
     if (steady == 0) {
+        t_die_with_parent();
         ferry_socket *req;
         CHILD_CHECK(ferry_socket_open(&req, FERRY_REQ) == 0, 90);
         ferry_setopt_int(req, FERRY_OPT_RCVTIMEO, 10000);
@@ -230,6 +232,7 @@ static void test_kill_loop_rep(void **state)
     for (int k = 0; k < KILLS; k++) {
         pid_t victim = fork();
         if (victim == 0) {
+            t_die_with_parent();
             ferry_socket *req;
             CHILD_CHECK(ferry_socket_open(&req, FERRY_REQ) == 0, 90);
             CHILD_CHECK(ferry_dial(req, u) == 0, 91);

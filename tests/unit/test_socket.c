@@ -32,6 +32,7 @@ static ferry_socket *sock(int type)
 
 static ferry_socket *child_sock(int type, const char *u, int dial)
 {
+    t_die_with_parent();
     ferry_socket *s;
     CHILD_CHECK(ferry_socket_open(&s, type) == 0, 90);
     ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
