@@ -14,7 +14,9 @@
  *   raw    Unix stream socket ping-pong (the kernel's IPC, for comparison)
  *   shm    ferry over shm://: REQ/REP round trip with a busy-polling and
  *          with a sleeping receiver; PUSH/PULL throughput by message size,
- *          copying and zero-copy
+ *          copying (ferry_send in, ferry_recv out: two copies) and zero-copy
+ *          (the producer writes a header in the ring, the consumer reads a
+ *          byte in place)
  */
 #include "cli.h"
 
@@ -24,6 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
@@ -246,21 +251,25 @@ static void latency(struct result *r, int reps, void (*once)(struct hist *))
     r->latency = "round_trip";
 }
 
-static void memcpy_bw(struct result *r, int reps, int quick)
+/* memcpy of blocks of `block` bytes, walking through a `span`-byte source
+ * and destination (64 MiB: DRAM; 4 MiB: about what a ring keeps hot). */
+static void memcpy_bw(struct result *r, int reps, int quick, size_t block, size_t span)
 {
-    size_t len = 64u << 20;
-    char *a = malloc(len), *b = malloc(len);
-    memset(a, 1, len);
-    memset(b, 2, len);
+    char *a = malloc(span), *b = malloc(span);
+    memset(a, 1, span);
+    memset(b, 2, span);
     double v[16];
-    int rounds = quick ? 4 : 10;
+    uint64_t total = quick ? (256u << 20) : (1024u << 20);
     for (int k = 0; k < reps; k++) {
-        uint64_t t0 = now_ns();
-        for (int i = 0; i < rounds; i++) {
-            memcpy(i % 2 ? a : b, i % 2 ? b : a, len);
+        uint64_t t0 = now_ns(), done = 0;
+        size_t off = 0;
+        while (done < total) {
+            memcpy(b + off, a + off, block);
             __asm__ volatile("" ::"r"(a), "r"(b) : "memory");
+            off = off + block >= span ? 0 : off + block;
+            done += block;
         }
-        v[k] = (double)len * rounds / ((double)(now_ns() - t0) / 1e9);
+        v[k] = (double)done / ((double)(now_ns() - t0) / 1e9);
     }
     r->value = median(v, reps, &r->spread);
     r->reps = reps;
@@ -269,52 +278,136 @@ static void memcpy_bw(struct result *r, int reps, int quick)
     free(b);
 }
 
-/* --- raw: Unix stream socket ping-pong --------------------------------------------- */
+/* --- raw: kernel IPC ping-pong -----------------------------------------------------
+ *
+ * Each raw transport gives the parent an fd pair (parent reads rd[0] and
+ * writes wr[0]; the child reads rd[1] and writes wr[1]); the child echoes
+ * g_size bytes. */
 
-static int g_sv[2];
+enum { RAW_UNIX, RAW_PIPE, RAW_TCP, RAW_EVENTFD };
+static int g_raw;
 static size_t g_size = 64;
+static int g_rd[2], g_wr[2];
+static volatile char *g_evshm; /* eventfd kind: the message lives here */
 
-static void unix_child(void *arg)
+static int full_read(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static void raw_child(void *arg)
 {
     (void)arg;
     char buf[65536];
-    close(g_sv[0]);
     for (long i = 0; i < g_iters; i++) {
-        size_t got = 0;
-        while (got < g_size) {
-            ssize_t n = read(g_sv[1], buf + got, g_size - got);
-            if (n <= 0)
+        if (g_raw == RAW_EVENTFD) {
+            uint64_t v;
+            if (read(g_rd[1], &v, sizeof v) != sizeof v)
                 _exit(1);
-            got += (size_t)n;
+            memcpy(buf, (const char *)g_evshm, g_size);   /* take the message */
+            memcpy((char *)g_evshm + 65536, buf, g_size); /* answer in place */
+            if (write(g_wr[1], &v, sizeof v) != sizeof v)
+                _exit(1);
+            continue;
         }
-        if (write(g_sv[1], buf, g_size) != (ssize_t)g_size)
+        if (full_read(g_rd[1], buf, g_size) != 0 || write(g_wr[1], buf, g_size) != (ssize_t)g_size)
             _exit(1);
     }
 }
 
-static void unix_once(struct hist *h)
+/* Sets up the fds for one measurement; returns 0 or -1. */
+static int raw_setup(void)
 {
-    socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv);
-    pid_t pid = spawn(unix_child, NULL);
-    close(g_sv[1]);
+    int a[2], b[2];
+    switch (g_raw) {
+    case RAW_UNIX:
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, a) != 0)
+            return -1;
+        g_rd[0] = g_wr[0] = a[0];
+        g_rd[1] = g_wr[1] = a[1];
+        return 0;
+    case RAW_PIPE: /* parent writes p2c, reads c2p */
+        if (pipe(a) != 0 || pipe(b) != 0)
+            return -1;
+        g_wr[0] = a[1];
+        g_rd[1] = a[0];
+        g_wr[1] = b[1];
+        g_rd[0] = b[0];
+        return 0;
+    case RAW_EVENTFD: {
+        int e1 = eventfd(0, EFD_CLOEXEC), e2 = eventfd(0, EFD_CLOEXEC);
+        if (e1 < 0 || e2 < 0)
+            return -1;
+        g_wr[0] = g_rd[1] = e1;
+        g_wr[1] = g_rd[0] = e2;
+        g_evshm = mmap(NULL, 2 * 65536, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return g_evshm == MAP_FAILED ? -1 : 0;
+    }
+    default: { /* TCP over loopback, TCP_NODELAY both ways */
+        int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof sa;
+        if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(l, 1) != 0 ||
+            getsockname(l, (struct sockaddr *)&sa, &sl) != 0)
+            return -1;
+        int c = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c, (struct sockaddr *)&sa, sizeof sa) != 0)
+            return -1;
+        int srv = accept(l, NULL, NULL);
+        close(l);
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(srv, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        g_rd[0] = g_wr[0] = c;
+        g_rd[1] = g_wr[1] = srv;
+        return 0;
+    }
+    }
+}
+
+static void raw_close(int side)
+{
+    close(g_rd[side]);
+    if (g_wr[side] != g_rd[side])
+        close(g_wr[side]);
+}
+
+static void raw_once(struct hist *h)
+{
+    if (raw_setup() != 0)
+        return;
+    pid_t pid = spawn(raw_child, NULL);
+    if (g_raw != RAW_EVENTFD && g_raw != RAW_PIPE)
+        raw_close(1);
     char buf[65536];
     memset(buf, 7, sizeof buf);
     for (long i = 0; i < g_iters; i++) {
         uint64_t t0 = now_ns();
-        if (write(g_sv[0], buf, g_size) != (ssize_t)g_size)
-            break;
-        size_t got = 0;
-        while (got < g_size) {
-            ssize_t n = read(g_sv[0], buf + got, g_size - got);
-            if (n <= 0)
+        if (g_raw == RAW_EVENTFD) {
+            uint64_t v = 1;
+            memcpy((char *)g_evshm, buf, g_size);
+            if (write(g_wr[0], &v, sizeof v) != sizeof v || read(g_rd[0], &v, sizeof v) != sizeof v)
                 break;
-            got += (size_t)n;
+            memcpy(buf, (const char *)g_evshm + 65536, g_size);
+        } else if (write(g_wr[0], buf, g_size) != (ssize_t)g_size ||
+                   full_read(g_rd[0], buf, g_size) != 0) {
+            break;
         }
         if (i > g_iters / 10)
             hist_add(h, now_ns() - t0);
     }
-    close(g_sv[0]);
+    raw_close(0);
     reap(pid);
+    if (g_raw == RAW_EVENTFD || g_raw == RAW_PIPE)
+        raw_close(1);
+    if (g_raw == RAW_EVENTFD)
+        munmap((void *)g_evshm, 2 * 65536);
 }
 
 /* --- shm: ferry REQ/REP and PUSH/PULL -------------------------------------------------- */
@@ -396,13 +489,21 @@ static void pull_child(void *arg)
     if (write(g_pipe[1], &one, 1) != 1)
         _exit(3);
     volatile unsigned char sink = 0;
+    unsigned char *buf = malloc(g_size ? g_size : 1);
     for (long i = 0; i < g_iters; i++) {
+        if (!g_zero_copy) { /* copying: the message is copied out */
+            size_t n;
+            if (ferry_recv(s, buf, g_size, &n, 0) != 0)
+                _exit(4);
+            continue;
+        }
         ferry_msg *m;
         if (ferry_msg_recv(s, &m, 0) != 0)
             _exit(4);
         sink ^= *(unsigned char *)ferry_msg_data(m); /* read in place */
         ferry_msg_free(m);
     }
+    free(buf);
     (void)sink;
     if (write(g_pipe[1], &one, 1) != 1)
         _exit(5);
@@ -528,7 +629,7 @@ static void print_table(void)
 {
     const struct result *cl = find("limit", "pingpong", NULL);
     const struct result *mc = find("limit", "memcpy", NULL);
-    const struct result *ux = find("raw", "pingpong", NULL);
+    const struct result *ux = find("raw", "pingpong", NULL); /* the first: unix */
     printf("%-44s %10s %10s %10s %10s %7s  %s\n", "measurement", "p50", "p99", "p99.9", "max",
            "spread", "ratio");
     for (int i = 0; i < nresults; i++) {
@@ -546,8 +647,14 @@ static void print_table(void)
         } else {
             double bps =
                 strcmp(r->metric, "bytes_per_s") == 0 ? r->value : r->value * (double)r->size;
-            if (strcmp(r->system, "ferry") == 0 && mc)
-                snprintf(ratio, sizeof ratio, "%.2fx memcpy", bps / mc->value);
+            const struct result *same = NULL;
+            for (int k = 0; k < nresults; k++)
+                if (strcmp(results[k].pattern, "memcpy") == 0 && results[k].size == r->size)
+                    same = &results[k];
+            if (strcmp(r->system, "ferry") == 0 && same)
+                snprintf(ratio, sizeof ratio, "%.2fx memcpy of %zu B", bps / same->value, r->size);
+            else if (strcmp(r->system, "ferry") == 0 && mc)
+                snprintf(ratio, sizeof ratio, "%.2fx memcpy (DRAM)", bps / mc->value);
             if (strcmp(r->metric, "msgs_per_s") == 0)
                 printf("%-44s %8.2fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
                        bps / 1e9, "", r->spread * 100, ratio);
@@ -646,20 +753,45 @@ int cmd_bench(int argc, char **argv)
                              .transport = "memory",
                              .pattern = "memcpy",
                              .size = 64u << 20,
-                             .label = "limit: memcpy 64 MiB"};
-        memcpy_bw(r, reps, quick);
+                             .label = "limit: memcpy 64 MiB blocks (DRAM)"};
+        memcpy_bw(r, reps, quick, 64u << 20, 64u << 20);
+        static char mlabels[8][80];
+        for (int i = 0; i < nsizes; i++) {
+            snprintf(mlabels[i], sizeof mlabels[i], "limit: memcpy %zu B blocks, 4 MiB span",
+                     sizes[i]);
+            progress(mlabels[i]);
+            r = add_result();
+            *r = (struct result){.system = "limit",
+                                 .transport = "memory",
+                                 .pattern = "memcpy",
+                                 .size = sizes[i],
+                                 .label = mlabels[i]};
+            memcpy_bw(r, reps, quick, sizes[i], sizes[i] > (4u << 20) ? sizes[i] : 4u << 20);
+        }
     }
     if (want(suites, nsuites, "raw")) {
-        progress("raw: unix socket ping-pong");
-        g_iters = lat_iters;
-        g_size = 64;
-        struct result *r = add_result();
-        *r = (struct result){.system = "raw",
-                             .transport = "unix",
-                             .pattern = "pingpong",
-                             .size = 64,
-                             .label = "raw: unix stream socket ping-pong 64 B"};
-        latency(r, reps, unix_once);
+        static const struct {
+            int kind;
+            const char *transport, *label;
+        } raws[] = {
+            {RAW_UNIX, "unix", "raw: unix stream socket ping-pong 64 B"},
+            {RAW_PIPE, "pipe", "raw: pipe ping-pong 64 B"},
+            {RAW_TCP, "tcp", "raw: tcp loopback ping-pong 64 B (NODELAY)"},
+            {RAW_EVENTFD, "eventfd", "raw: eventfd-signalled shm ping-pong 64 B"},
+        };
+        for (size_t k = 0; k < sizeof raws / sizeof raws[0]; k++) {
+            progress(raws[k].label);
+            g_iters = lat_iters / 5;
+            g_size = 64;
+            g_raw = raws[k].kind;
+            struct result *r = add_result();
+            *r = (struct result){.system = "raw",
+                                 .transport = raws[k].transport,
+                                 .pattern = "pingpong",
+                                 .size = 64,
+                                 .label = raws[k].label};
+            latency(r, reps, raw_once);
+        }
     }
     if (want(suites, nsuites, "shm")) {
         static const struct {
