@@ -235,7 +235,7 @@ static int messaging_demo(void)
     char q[64], a[80];
     size_t len;
     ferry_setopt_int(rep, FERRY_OPT_RCVTIMEO, 20); /* to look around now and then */
-    while (finished < 3) {
+    while (finished < 3 || !killed) {              /* client 3 is killed once it talks */
         if (!killed) {
             char c;
             struct timeval tv = {0, 0};

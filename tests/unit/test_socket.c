@@ -692,6 +692,53 @@ static void test_socket_fd_peer_death(void **state)
     t_pipe_close(&got);
 }
 
+/* A reader that holds in-place messages while the writer hits its HWM,
+ * frees them and then only polls its fd: the writer must be woken and the
+ * fd must fire (no message lost, no hang). */
+static void test_hold_then_poll(void **state)
+{
+    (void)state;
+    enum { COUNT = 600, HWM = 50 };
+    char u[96];
+    url(u, sizeof u, "hold");
+    ferry_socket *pull = sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        ferry_socket *p;
+        t_die_with_parent();
+        CHILD_CHECK(ferry_socket_open(&p, FERRY_PUSH) == 0, 90);
+        ferry_setopt_int(p, FERRY_OPT_SNDHWM, HWM);
+        ferry_setopt_int(p, FERRY_OPT_SNDTIMEO, 20000);
+        CHILD_CHECK(ferry_dial(p, u) == 0, 91);
+        for (uint32_t i = 0; i < COUNT; i++)
+            CHILD_CHECK(ferry_send(p, &i, sizeof i, 0) == 0, 1);
+        ferry_close(p);
+        _exit(0);
+    }
+    int fd;
+    assert_int_equal(ferry_socket_fd(pull, &fd), 0);
+    uint32_t next = 0;
+    while (next < COUNT) {
+        ferry_msg *held[COUNT];
+        int n = 0, rc;
+        while ((rc = ferry_msg_recv(pull, &held[n], FERRY_DONTWAIT)) == 0) {
+            assert_int_equal(*(uint32_t *)ferry_msg_data(held[n]), next);
+            next++;
+            n++;
+        }
+        assert_int_equal(rc, FERRY_EAGAIN);
+        for (int i = 0; i < n; i++)
+            ferry_msg_free(held[i]);
+        if (next == COUNT)
+            break;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&pfd, 1, 10000), 1); /* no hang */
+    }
+    assert_int_equal(t_wait(pid), 0);
+    ferry_close(pull);
+}
+
 /* Zero-copy both ways: allocate in the ring, receive in place, hold many
  * in-place messages and free them out of order. */
 static void test_zero_copy(void **state)
@@ -841,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_socket_fd),
         cmocka_unit_test(test_socket_fd_peer_death),
+        cmocka_unit_test(test_hold_then_poll),
         cmocka_unit_test(test_zero_copy),
         cmocka_unit_test(test_max_msg_size),
         cmocka_unit_test(test_dial_before_listen),

@@ -50,6 +50,7 @@ void fy_ring_reader_init(struct fy_ring_reader *r, void *mem, uint64_t cap)
     r->sh = mem;
     r->data = (const unsigned char *)mem + FY_RING_HDR;
     r->cap = cap;
+    r->publish_msgs = UINT64_MAX;
 }
 
 /* Refreshes the cached head; FERRY_ECORRUPT when it is impossible. */
@@ -181,6 +182,7 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
 static void ring_publish(struct fy_ring_reader *r)
 {
     r->published = r->head;
+    r->published_msgs = r->consumed;
     atomic_store_explicit(&r->sh->consumed, r->consumed, memory_order_relaxed);
     atomic_store_explicit(&r->sh->head, r->head, memory_order_release);
 }
@@ -192,7 +194,9 @@ static void ring_publish(struct fy_ring_reader *r)
  * waiting for room then always gets it. */
 static int ring_maybe_publish(struct fy_ring_reader *r)
 {
-    if (r->head - r->published < r->cap / 8)
+    /* also every publish_msgs messages (half the HWM), so a writer held by
+     * its message HWM does not wait for a whole eighth of the ring */
+    if (r->head - r->published < r->cap / 8 && r->consumed - r->published_msgs < r->publish_msgs)
         return 0;
     ring_publish(r);
     return 1;
@@ -200,6 +204,8 @@ static int ring_maybe_publish(struct fy_ring_reader *r)
 
 int fy_ring_flush(struct fy_ring_reader *r)
 {
+    if (r->q_count > 0)
+        r->flush_pending = 1; /* held records: publish again when released */
     if (r->head == r->published)
         return 0;
     ring_publish(r);
@@ -218,8 +224,18 @@ static int ring_advance(struct fy_ring_reader *r)
         r->q_first++;
         r->q_count--;
     }
-    if (r->q_count == 0)
+    if (r->q_count == 0) {
         r->head = r->pos; /* pads read after the last record */
+        /* The reader found the ring empty while it still held records in
+         * place: the writer may be waiting for exactly the room they hold,
+         * and this reader may never receive again (it polls its fd, which
+         * only the writer would signal). Now that all are released,
+         * publish as the empty ring would have. */
+        if (r->flush_pending) {
+            r->flush_pending = 0;
+            return fy_ring_flush(r);
+        }
+    }
     return ring_maybe_publish(r);
 }
 

@@ -102,9 +102,12 @@ struct fy_ring_reader {
     struct fy_ring_shared *sh;
     const unsigned char *data;
     uint64_t cap;
-    uint64_t pos;       /* next record to read            */
-    uint64_t head;      /* released prefix               */
-    uint64_t published; /* head as the writer last saw it */
+    uint64_t pos;            /* next record to read            */
+    uint64_t head;           /* released prefix               */
+    uint64_t published;      /* head as the writer last saw it */
+    uint64_t published_msgs; /* consumed as the writer last saw it */
+    uint64_t publish_msgs;   /* publish at least every this many messages */
+    int flush_pending;       /* found empty while holding records in place */
     uint64_t consumed;
     struct {
         uint64_t end;

@@ -89,6 +89,7 @@ static void ctl_init(struct shm_ctl *c, int op, ferry_socket *s)
         c->ring_size = s->opt.ring_size;
         c->maxmsgsize = s->opt.maxmsgsize;
         c->rcvhwm = (uint32_t)s->opt.rcvhwm;
+        c->sndhwm = (uint32_t)s->opt.sndhwm;
     }
 }
 
@@ -250,8 +251,13 @@ static struct shm_pipe *pipe_new(void)
 
 /* Sets up both ring views once the connection memory is mapped.
  * dialer: writes the first ring, reads the second. */
+static uint64_t hwm_min(uint64_t a, uint64_t b)
+{
+    return a == 0 ? b : b == 0 ? a : (a < b ? a : b);
+}
+
 static void pipe_rings(struct shm_pipe *sp, ferry_socket *s, uint64_t cap, int dialer,
-                       uint64_t peer_maxmsg, uint32_t peer_rcvhwm)
+                       uint64_t peer_maxmsg, uint32_t peer_rcvhwm, uint32_t peer_sndhwm)
 {
     unsigned char *base = sp->map;
     void *d2l = base + SHM_CONN_HDR, *l2d = base + SHM_CONN_HDR + fy_ring_bytes(cap);
@@ -261,8 +267,11 @@ static void pipe_rings(struct shm_pipe *sp, ferry_socket *s, uint64_t cap, int d
     sp->max_rec = fy_ring_max_record(cap);
     sp->own_maxmsg = s->opt.maxmsgsize;
     sp->peer_maxmsg = peer_maxmsg ? peer_maxmsg : UINT64_MAX;
-    uint64_t a = (uint64_t)s->opt.sndhwm, b = peer_rcvhwm;
-    sp->hwm = a == 0 ? b : b == 0 ? a : (a < b ? a : b);
+    sp->hwm = hwm_min((uint64_t)s->opt.sndhwm, peer_rcvhwm);
+    /* The reader publishes its message count at least every half of the
+     * HWM its writer works under, so a writer held by the HWM moves on. */
+    uint64_t in_hwm = hwm_min(peer_sndhwm, (uint64_t)s->opt.rcvhwm);
+    sp->r.publish_msgs = in_hwm ? (in_hwm + 1) / 2 : UINT64_MAX;
 }
 
 /* --- the transport state of a socket ----------------------------------------- */
@@ -409,7 +418,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
         cap = c.ring_size;
     cap = (cap + 63u) & ~(uint64_t)63u;
     uint64_t peer_maxmsg = c.maxmsgsize;
-    uint32_t peer_hwm = c.rcvhwm;
+    uint32_t peer_hwm = c.rcvhwm, peer_snd = c.sndhwm;
 
     /* The connection memory: made, formatted and sealed by the dialer. */
     sp->map_len = SHM_CONN_HDR + 2 * fy_ring_bytes(cap);
@@ -431,7 +440,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     h->ring_cap = cap;
     fy_ring_format((char *)sp->map + SHM_CONN_HDR, cap);
     fy_ring_format((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), cap);
-    pipe_rings(sp, s, cap, 1, peer_maxmsg, peer_hwm);
+    pipe_rings(sp, s, cap, 1, peer_maxmsg, peer_hwm, peer_snd);
 
     ctl_init(&c, SHM_OP_HELLO, s);
     c.ring_size = cap;
@@ -702,7 +711,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     fds[2] = -1;
     sp->base.peer_pid = pd->pid;
     sp->base.peer_uid = pd->uid;
-    pipe_rings(sp, s, cap, 0, c->maxmsgsize, c->rcvhwm);
+    pipe_rings(sp, s, cap, 0, c->maxmsgsize, c->rcvhwm, c->sndhwm);
     sp->ctl_fd = fd;
     pd->ev.fd = -1; /* the pipe owns the control socket now */
     /* Join the socket before the ACK: once the dialer has it, it may send

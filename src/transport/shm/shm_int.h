@@ -67,6 +67,7 @@ struct shm_ctl {
     uint64_t ring_size;
     uint64_t maxmsgsize;
     uint32_t rcvhwm;
+    uint32_t sndhwm;
     int32_t err;
     char text[160];
     /* STAT_REP */
@@ -107,6 +108,8 @@ struct shm_pipe {
     size_t tx_part;
     uint64_t tx_off;
     int abort_pending;
+    int no_room; /* the last send attempt found no room            */
+    int asked;   /* we set want_room in the ring and wait for room */
     /* receiving: the message being assembled */
     struct fy_rxmsg partial;
     unsigned char *cur;

@@ -49,20 +49,19 @@ static int peer_closed(const struct shm_pipe *sp)
 
 static void shm_wake_peer(struct shm_pipe *sp) { fy_wake(sp->peer_wake, sp->peer_efd); }
 
-/* The writer found no room (ring or HWM) and may go to sleep: ask the
- * reader to wake it when it publishes room. seq_cst: pairs with the
- * reader's fence between publishing head and reading this flag. */
-static void want_room(struct shm_pipe *sp)
-{
-    atomic_store_explicit(&sp->w.sh->want_room, 1, memory_order_seq_cst);
-}
+/* The writer found no room (ring or HWM): remember to ask the reader for
+ * a wake-up (shm_send announces it, then looks once more). */
+static void want_room(struct shm_pipe *sp) { sp->no_room = 1; }
 
-/* After the reader published head: wakes the writer if it asked. */
+/* After the reader published head: wakes the writer if it asked. The
+ * fence orders the head store before the flag load; the writer orders its
+ * flag store before its last look at head the same way (shm_send). The
+ * flag stays set until the writer's send succeeds, so every publication
+ * while it waits wakes it. */
 static void room_published(struct shm_pipe *sp)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&sp->r.sh->want_room, memory_order_relaxed) &&
-        atomic_exchange_explicit(&sp->r.sh->want_room, 0, memory_order_acq_rel))
+    if (atomic_load_explicit(&sp->r.sh->want_room, memory_order_relaxed))
         fy_wake(sp->peer_wake, -1);
 }
 
@@ -129,7 +128,34 @@ static int shm_hwm_full(struct shm_pipe *sp)
     return sp->w.produced - sp->consumed_cache >= sp->hwm;
 }
 
+static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m);
+
 static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    sp->no_room = 0;
+    int rc = shm_send_try(p, m);
+    /* Only a caller about to sleep (its socket counts a sleeper: the core's
+     * last check before the futex wait) needs the reader to wake it; a
+     * spinning one just tries again. */
+    if (rc == 0 && sp->no_room && p->sock &&
+        atomic_load_explicit(&p->sock->wake->sleepers, memory_order_relaxed) != 0) {
+        /* Announce that we wait for room, then look again: a reader that
+         * published room before it could see the flag is seen here. */
+        atomic_store_explicit(&sp->w.sh->want_room, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_seq_cst);
+        sp->asked = 1;
+        sp->no_room = 0;
+        rc = shm_send_try(p, m);
+    }
+    if (rc == 1 && sp->asked) {
+        atomic_store_explicit(&sp->w.sh->want_room, 0, memory_order_relaxed);
+        sp->asked = 0;
+    }
+    return rc;
+}
+
+static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
     if (p->dead || peer_closed(sp))
