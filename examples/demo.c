@@ -219,9 +219,6 @@ static int messaging_demo(void)
     say("\n4. REQ/REP over %s: one REP serves three REQ processes through\n"
         "   shared-memory rings; a fourth REQ is SIGKILLed mid-conversation.\n",
         url);
-    ferry_socket *rep = open_sock(FERRY_REP);
-    if (ferry_listen(rep, url) != 0)
-        return die("listen");
     int fds[2];
     if (pipe(fds) != 0)
         return 1;
@@ -231,6 +228,12 @@ static int messaging_demo(void)
             req_client(url, k, 1000, -1);
     if ((clients[3] = fork()) == 0)
         req_client(url, 3, 1000000, fds[1]);
+    /* The clients were forked first: a process should fork before it starts
+     * threads (a socket has an I/O thread), and they dial before anyone
+     * listens: ferry_dial keeps trying until the REP is there. */
+    ferry_socket *rep = open_sock(FERRY_REP);
+    if (ferry_listen(rep, url) != 0)
+        return die("listen");
     int served = 0, killed = 0, finished = 0, ok = 0;
     char q[64], a[80];
     size_t len;
@@ -282,10 +285,6 @@ static int messaging_demo(void)
     say("\n5. PUB/SUB over %s: two subscribers with different prefixes; the\n"
         "   publisher filters, so each ring carries only what its reader wants.\n",
         url);
-    ferry_socket *pub = open_sock(FERRY_PUB);
-    ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0);
-    if (ferry_listen(pub, url) != 0)
-        return die("listen");
     const char *prefixes[2] = {"temp.", "load."};
     pid_t subs[2];
     for (int k = 0; k < 2; k++) {
@@ -312,6 +311,10 @@ static int messaging_demo(void)
             _exit(got == 1000 && other == 0 ? 0 : 1);
         }
     }
+    ferry_socket *pub = open_sock(FERRY_PUB); /* after the forks, as above */
+    ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0);
+    if (ferry_listen(pub, url) != 0)
+        return die("listen");
     /* the publisher waits until both subscribers have subscribed */
     if (ferry_wait_peers(pub, 2, 10000) != 0)
         return die("wait for subscribers");

@@ -332,8 +332,9 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *
  * Threads: every call is thread-safe; send and recv on one socket may block
  * in two threads at once. ferry_close() must not race with other calls on
- * the same socket. A socket does not survive fork(): use it in the process
- * that opened it.
+ * the same socket; the parts of one multipart message must come from one
+ * thread. A socket does not survive fork(): use it in the process that
+ * opened it, and fork before opening sockets (each has an I/O thread).
  */
 typedef struct ferry_socket ferry_socket;
 typedef struct ferry_msg ferry_msg;
