@@ -167,9 +167,7 @@ static void test_reqrep_routing(void **state)
     enum { N = 3, ROUNDS = 2000 };
     char u[96];
     url(u, sizeof u, "rr");
-    ferry_socket *s = sock(FERRY_REP);
-    assert_int_equal(ferry_listen(s, u), 0);
-    pid_t pids[N];
+    pid_t pids[N]; /* forked before this process has a socket (and its thread) */
     for (int k = 0; k < N; k++) {
         pids[k] = fork();
         if (pids[k] == 0) {
@@ -189,6 +187,8 @@ static void test_reqrep_routing(void **state)
             _exit(0);
         }
     }
+    ferry_socket *s = sock(FERRY_REP); /* the children dial until it listens */
+    assert_int_equal(ferry_listen(s, u), 0);
     char buf[64], rep[80];
     size_t n;
     assert_int_equal(ferry_send(s, "x", 1, 0), FERRY_ESTATE);
@@ -303,10 +303,6 @@ static void test_pubsub_filter(void **state)
     (void)state;
     char u[96];
     url(u, sizeof u, "pubsub");
-    ferry_socket *pub = sock(FERRY_PUB);
-    /* no HWM: this test checks filtering, so nothing may be dropped */
-    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0), 0);
-    assert_int_equal(ferry_listen(pub, u), 0);
     struct t_pipe ready;
     t_pipe_open(&ready);
     const char *prefixes[2] = {"a", "b"};
@@ -337,6 +333,10 @@ static void test_pubsub_filter(void **state)
             _exit(got == 1000 ? 0 : 4);
         }
     }
+    ferry_socket *pub = sock(FERRY_PUB); /* after the forks */
+    /* no HWM: this test checks filtering, so nothing may be dropped */
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0), 0);
+    assert_int_equal(ferry_listen(pub, u), 0);
     pub_sync(pub, &ready, 2);
     for (int i = 0; i < 1000; i++) {
         assert_int_equal(ferry_send(pub, "a-msg", 5, 0), 0);
@@ -415,9 +415,7 @@ static void test_pipeline(void **state)
     enum { N = 3, COUNT = 20000 };
     char u[96];
     url(u, sizeof u, "pipe");
-    ferry_socket *pull = sock(FERRY_PULL);
-    assert_int_equal(ferry_listen(pull, u), 0);
-    pid_t pids[N];
+    pid_t pids[N]; /* forked first; they dial until the PULL listens */
     for (int k = 0; k < N; k++) {
         pids[k] = fork();
         if (pids[k] == 0) {
@@ -430,6 +428,8 @@ static void test_pipeline(void **state)
             _exit(0);
         }
     }
+    ferry_socket *pull = sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(pull, u), 0);
     uint32_t next[N] = {0};
     for (int i = 0; i < N * COUNT; i++) {
         uint32_t msg[2];
@@ -446,8 +446,6 @@ static void test_pipeline(void **state)
 
     /* one PUSH, two PULLs: round-robin */
     url(u, sizeof u, "lb");
-    ferry_socket *push = sock(FERRY_PUSH);
-    assert_int_equal(ferry_listen(push, u), 0);
     struct t_pipe res, up;
     t_pipe_open(&res);
     t_pipe_open(&up);
@@ -472,6 +470,8 @@ static void test_pipeline(void **state)
             _exit(0);
         }
     }
+    ferry_socket *push = sock(FERRY_PUSH); /* after the forks */
+    assert_int_equal(ferry_listen(push, u), 0);
     t_pipe_recv(&up);
     t_pipe_recv(&up);
     int64_t peers = 0;
@@ -527,9 +527,7 @@ static void test_push_hwm_blocks(void **state)
         _exit(0);
     }
     t_pipe_recv(&up);
-    int64_t peers = 0;
-    while (peers < 1)
-        ferry_getopt_int(push, FERRY_OPT_PEERS, &peers);
+    assert_int_equal(ferry_wait_peers(push, 1, 10000), 0);
     for (uint32_t i = 0; i < 5; i++)
         assert_int_equal(ferry_send(push, &i, sizeof i, 0), 0);
     uint32_t five = 5;
