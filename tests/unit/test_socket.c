@@ -474,9 +474,7 @@ static void test_pipeline(void **state)
     assert_int_equal(ferry_listen(push, u), 0);
     t_pipe_recv(&up);
     t_pipe_recv(&up);
-    int64_t peers = 0;
-    while (peers < 2) /* dialers connected: wait for both pipes */
-        assert_int_equal(ferry_getopt_int(push, FERRY_OPT_PEERS, &peers), 0);
+    assert_int_equal(ferry_wait_peers(push, 2, 10000), 0); /* both pullers connected */
     for (uint32_t i = 0; i < 4000; i++)
         assert_int_equal(ferry_send(push, &i, sizeof i, 0), 0);
     /* PUSH skips a full puller, so the end markers may land anywhere:
