@@ -205,20 +205,13 @@ static int open_socket(struct msg_opts *o, ferry_socket **out)
         ferry_setopt(s, FERRY_OPT_SUBSCRIBE, o->subs[i], strlen(o->subs[i]));
     if (o->type == FERRY_SUB && o->nsubs == 0)
         ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
-    for (int i = 0; i < o->nbind; i++) {
-        rc = ferry_listen(s, o->bind[i]);
+    for (int i = 0; i < o->nbind + o->nconnect; i++) {
+        int dial = i >= o->nbind;
+        const char *url = dial ? o->connect[i - o->nbind] : o->bind[i];
+        rc = dial ? ferry_dial(s, url) : ferry_listen(s, url);
         if (rc != 0) {
             int code = rc == FERRY_EBADURL ? CLI_USAGE : CLI_FAIL;
-            cli_fail(rc, "%s: listen %s", o->cmd, o->bind[i]);
-            ferry_close(s);
-            return code;
-        }
-    }
-    for (int i = 0; i < o->nconnect; i++) {
-        rc = ferry_dial(s, o->connect[i]);
-        if (rc != 0) {
-            int code = rc == FERRY_EBADURL ? CLI_USAGE : CLI_FAIL;
-            cli_fail(rc, "%s: connect %s", o->cmd, o->connect[i]);
+            cli_fail(rc, "%s: %s %s", o->cmd, dial ? "connect" : "listen", url);
             ferry_close(s);
             return code;
         }
