@@ -17,11 +17,78 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A subscription command that did not fit its pipe's ring yet. */
+struct sub_pending {
+    struct fy_pipe *p; /* holds a reference */
+    int cmd;
+    size_t len;
+    unsigned char *data;
+};
+
 struct sub_state {
     size_t cursor;
     struct fy_sub *subs;
     size_t nsubs;
+    struct sub_pending *pend; /* in order; retried before each receive */
+    size_t npend;
 };
+
+static void pend_drop(struct sub_state *st, size_t i)
+{
+    fy_pipe_unref(st->pend[i].p);
+    free(st->pend[i].data);
+    memmove(&st->pend[i], &st->pend[i + 1], (st->npend - i - 1) * sizeof *st->pend);
+    st->npend--;
+}
+
+/* Sends what is pending, in order per pipe; mtx held. */
+static void sub_flush(ferry_socket *s, struct sub_state *st)
+{
+    for (size_t i = 0; i < st->npend;) {
+        struct sub_pending *e = &st->pend[i];
+        int blocked = 0;
+        for (size_t j = 0; j < i; j++) /* an earlier one for this pipe waits */
+            blocked |= st->pend[j].p == e->p;
+        if (blocked) {
+            i++;
+            continue;
+        }
+        int rc = fy_pipe_live(s, e->p) ? e->p->ops->send_cmd(e->p, e->cmd, e->data, e->len)
+                                       : FERRY_ECONNRESET;
+        if (rc == 0)
+            i++;
+        else
+            pend_drop(st, i); /* sent, or the pipe is gone */
+    }
+}
+
+/* Sends a command, or queues it behind earlier ones (the ring to the PUB
+ * may be full when the PUB has not sent for a while). mtx held. */
+static int sub_send(ferry_socket *s, struct sub_state *st, struct fy_pipe *p, int cmd,
+                    const void *data, size_t len)
+{
+    int queued = 0;
+    for (size_t j = 0; j < st->npend; j++)
+        queued |= st->pend[j].p == p;
+    int rc = queued ? 0 : p->ops->send_cmd(p, cmd, data, len);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    struct sub_pending *v = realloc(st->pend, (st->npend + 1) * sizeof *v);
+    unsigned char *copy = malloc(len ? len : 1);
+    if (v == NULL || copy == NULL) {
+        free(copy);
+        if (v)
+            st->pend = v;
+        return FERRY_ENOMEM;
+    }
+    st->pend = v;
+    if (len)
+        memcpy(copy, data, len);
+    fy_pipe_ref(p);
+    st->pend[st->npend++] = (struct sub_pending){p, cmd, len, copy};
+    FY_UNUSED(s);
+    return 0;
+}
 
 /* Adds (sub=1) or removes one count of a prefix. Returns 1 when the set of
  * distinct prefixes changed. */
@@ -128,9 +195,9 @@ static int sub_add(ferry_socket *s, struct fy_pipe *p)
 {
     struct sub_state *st = s->proto_state;
     for (size_t i = 0; i < st->nsubs; i++) {
-        int rc = p->ops->send_cmd(p, 1, st->subs[i].data, st->subs[i].len);
-        if (rc <= 0)
-            return rc < 0 ? rc : fy_err(FERRY_ENOSPC, "sub: subscriptions do not fit the ring");
+        int rc = sub_send(s, st, p, 1, st->subs[i].data, st->subs[i].len);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -141,21 +208,23 @@ int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len)
     pthread_mutex_lock(&s->mtx);
     struct sub_state *st = s->proto_state;
     int rc = subs_update(&st->subs, &st->nsubs, subscribe, data, len);
-    int err = 0;
     if (rc == 1) {
+        sub_flush(s, st);
         for (size_t i = 0; i < s->npipes; i++) {
             struct fy_pipe *p = s->pipes[i];
-            if (!p->dead && p->ops->send_cmd(p, subscribe, data, len) <= 0)
-                err = fy_err(FERRY_ENOSPC, "sub: could not pass the subscription to a peer");
+            if (!p->dead)
+                sub_send(s, st, p, subscribe, data, len); /* queued if no room */
         }
     }
     pthread_mutex_unlock(&s->mtx);
-    return rc < 0 ? rc : err;
+    return rc < 0 ? rc : 0;
 }
 
 static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
 {
     struct sub_state *st = s->proto_state;
+    if (st->npend)
+        sub_flush(s, st);
     for (;;) {
         int rc = fy_fq_recv(s, m, &st->cursor, check);
         if (rc != 1)
@@ -175,6 +244,9 @@ static void sub_fini(ferry_socket *s)
     for (size_t i = 0; i < st->nsubs; i++)
         free(st->subs[i].data);
     free(st->subs);
+    while (st->npend)
+        pend_drop(st, st->npend - 1);
+    free(st->pend);
 }
 
 const struct fy_proto_ops fy_sub_ops = {

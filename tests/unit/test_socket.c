@@ -354,6 +354,56 @@ static void test_pubsub_filter(void **state)
     t_pipe_close(&ready);
 }
 
+/* More subscriptions than the SUB-to-PUB ring holds: they queue and all
+ * arrive as the PUB takes them in. */
+static void test_many_subscriptions(void **state)
+{
+    (void)state;
+    enum { NSUBS = 300 };
+    char u[96];
+    url(u, sizeof u, "manysubs");
+    struct t_pipe done;
+    t_pipe_open(&done);
+    pid_t pid = fork(); /* before this process has a socket */
+    if (pid == 0) {
+        t_die_with_parent();
+        ferry_socket *sub;
+        CHILD_CHECK(ferry_socket_open(&sub, FERRY_SUB) == 0, 90);
+        ferry_setopt_int(sub, FERRY_OPT_RING_SIZE, 4096);
+        ferry_setopt_int(sub, FERRY_OPT_RCVTIMEO, 20000);
+        char pfx[48];
+        for (int i = 0; i < NSUBS; i++) {
+            int n = snprintf(pfx, sizeof pfx, "prefix-%03d-%-28s", i, "x");
+            CHILD_CHECK(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, pfx, (size_t)n) == 0, 1);
+        }
+        CHILD_CHECK(ferry_dial(sub, u) == 0, 2);
+        char b[128];
+        size_t n;
+        CHILD_CHECK(ferry_recv(sub, b, sizeof b, &n, 0) == 0, 3);
+        CHILD_CHECK(memcmp(b, "prefix-299-", 11) == 0, 4);
+        t_pipe_send(&done, 'd');
+        ferry_close(sub);
+        _exit(0);
+    }
+    ferry_socket *pub = sock(FERRY_PUB);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_RING_SIZE, 4096), 0);
+    assert_int_equal(ferry_listen(pub, u), 0);
+    char msg[64];
+    int n = snprintf(msg, sizeof msg, "prefix-299-%-28s!", "x");
+    uint64_t give_up = t_now_ms() + 20000;
+    for (;;) {
+        assert_true(t_now_ms() < give_up);
+        assert_int_equal(ferry_send(pub, msg, (size_t)n, 0), 0); /* takes in subscriptions */
+        struct pollfd pfd = {.fd = done.r, .events = POLLIN};
+        if (poll(&pfd, 1, 2) == 1)
+            break;
+    }
+    assert_int_equal(t_pipe_recv(&done), 'd');
+    assert_int_equal(t_wait(pid), 0);
+    ferry_close(pub);
+    t_pipe_close(&done);
+}
+
 /* The PUB filters on its side: a subscriber that never reads is not sent
  * the messages it did not subscribe to, so its queue never fills and
  * nothing is dropped; messages it did subscribe to are dropped past the
@@ -878,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_req_peer_dies),
         cmocka_unit_test(test_pubsub_filter),
         cmocka_unit_test(test_pub_filters_and_drops),
+        cmocka_unit_test(test_many_subscriptions),
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_push_hwm_blocks),
         cmocka_unit_test(test_recv_timeouts),

@@ -129,30 +129,38 @@ static int shm_hwm_full(struct shm_pipe *sp)
 }
 
 static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m);
+static int shm_send_cmd_try(struct fy_pipe *p, int cmd, const void *data, size_t len);
 
-static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
+/* Runs a write attempt (a message, or a command when m is NULL); when it
+ * finds no room and the caller is about to sleep (its socket counts a
+ * sleeper: the core's last check before the futex wait), announces
+ * want_room, fences, and tries once more: a reader that published room
+ * before it could see the flag is seen here. A spinning caller just tries
+ * again later and costs the reader nothing. */
+static int shm_write(struct fy_pipe *p, const struct fy_txmsg *m, int cmd, const void *data,
+                     size_t len)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
     sp->no_room = 0;
-    int rc = shm_send_try(p, m);
-    /* Only a caller about to sleep (its socket counts a sleeper: the core's
-     * last check before the futex wait) needs the reader to wake it; a
-     * spinning one just tries again. */
+    int rc = m ? shm_send_try(p, m) : shm_send_cmd_try(p, cmd, data, len);
     if (rc == 0 && sp->no_room && p->sock &&
         atomic_load_explicit(&p->sock->wake->sleepers, memory_order_relaxed) != 0) {
-        /* Announce that we wait for room, then look again: a reader that
-         * published room before it could see the flag is seen here. */
         atomic_store_explicit(&sp->w.sh->want_room, 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
         sp->asked = 1;
         sp->no_room = 0;
-        rc = shm_send_try(p, m);
+        rc = m ? shm_send_try(p, m) : shm_send_cmd_try(p, cmd, data, len);
     }
     if (rc == 1 && sp->asked) {
         atomic_store_explicit(&sp->w.sh->want_room, 0, memory_order_relaxed);
         sp->asked = 0;
     }
     return rc;
+}
+
+static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
+{
+    return shm_write(p, m, 0, NULL, 0);
 }
 
 static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
@@ -441,15 +449,27 @@ static void shm_release(struct fy_pipe *p, int64_t token)
 
 static int shm_send_cmd(struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
+    return shm_write(p, NULL, cmd, data, len);
+}
+
+static int shm_send_cmd_try(struct fy_pipe *p, int cmd, const void *data, size_t len)
+{
     struct shm_pipe *sp = (struct shm_pipe *)p;
     if (p->dead)
         return FERRY_ECONNRESET;
-    if (len + 1 > sp->max_rec || sp->w.claim_pos != UINT64_MAX)
+    if (len + 1 > sp->max_rec)
         return FERRY_EMSGSIZE;
+    if (sp->w.claim_pos != UINT64_MAX || shm_flush_abort(sp) != 1) {
+        want_room(sp);
+        return 0;
+    }
     int err;
     unsigned char *dst = fy_ring_claim(&sp->w, len + 1, &err);
-    if (dst == NULL)
+    if (dst == NULL) {
+        if (err == 0)
+            want_room(sp);
         return err ? err : 0;
+    }
     dst[0] = cmd ? SHM_CMD_SUB : SHM_CMD_UNSUB;
     if (len)
         memcpy(dst + 1, data, len);
