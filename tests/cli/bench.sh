@@ -29,5 +29,7 @@ for r in rs:
         assert r["value"] > 0, r
     if r["system"] == "ferry" and r["transport"] == "shm":
         assert r["wait"] in ("spin", "sleep"), r
+    if r["pattern"] == "pubsub":
+        assert r["subscribers"] in (1, 4, 16) and 0 <= r["dropped_ratio"] <= 1, r
 PY
 finish

@@ -114,7 +114,8 @@ struct result {
     const char *system, *transport, *pattern, *metric, *latency, *wait, *label;
     size_t size;
     double value, p50, p99, p999, max, spread;
-    int reps;
+    double dropped; /* PUB/SUB: fraction of deliveries dropped */
+    int reps, subscribers;
 };
 
 static struct result results[64];
@@ -560,6 +561,103 @@ static void throughput(struct result *r, int reps)
     r->metric = "msgs_per_s";
 }
 
+/* PUB/SUB fan-out: one PUB sends g_iters 64-byte messages as fast as it
+ * can (it never blocks) to n SUBs in other processes; each SUB reports how
+ * many it got and over how long. Rate is per subscriber; drops are what
+ * the PUB skipped for a full subscriber (SNDHWM 1000). */
+struct fan_report {
+    long got;
+    uint64_t ns;
+};
+
+static void fanout_sub(int ready_fd, int res_fd)
+{
+    ferry_socket *s;
+    if (ferry_socket_open(&s, FERRY_SUB) != 0)
+        _exit(1);
+    ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 300);
+    ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
+    ferry_dial(s, g_url);
+    if (write(ready_fd, "r", 1) != 1)
+        _exit(2);
+    char buf[128];
+    size_t n;
+    struct fan_report rep = {0, 0};
+    uint64_t first = 0, last = 0;
+    for (;;) {
+        int rc = ferry_recv(s, buf, sizeof buf, &n, 0);
+        if (rc == FERRY_ETIMEDOUT && rep.got > 0)
+            break;
+        if (rc != 0)
+            continue;
+        last = now_ns();
+        if (rep.got++ == 0)
+            first = last;
+    }
+    rep.ns = last - first;
+    if (write(res_fd, &rep, sizeof rep) != sizeof rep)
+        _exit(3);
+    ferry_close(s);
+}
+
+static void fanout(struct result *r, int reps, int nsubs)
+{
+    double rate[16], drop[16];
+    for (int k = 0; k < reps; k++) {
+        static unsigned seq;
+        snprintf(g_url, sizeof g_url, "shm://bench-ps-%d-%u", (int)getpid(), seq++);
+        int ready[2], res[2];
+        if (pipe(ready) != 0 || pipe(res) != 0)
+            return;
+        pid_t pids[16];
+        fflush(stdout);
+        for (int i = 0; i < nsubs; i++) { /* forked before the PUB exists */
+            if ((pids[i] = fork()) == 0) {
+                pin(1 + i % (ncpus > 1 ? ncpus - 1 : 1));
+                fanout_sub(ready[1], res[1]);
+                _exit(0);
+            }
+        }
+        char c;
+        for (int i = 0; i < nsubs; i++)
+            if (read(ready[0], &c, 1) != 1)
+                return;
+        ferry_socket *pub = open_or_die(FERRY_PUB, 0);
+        ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 1000);
+        ferry_listen(pub, g_url);
+        ferry_wait_peers(pub, nsubs, 30000);
+        char msg[64];
+        memset(msg, 'm', sizeof msg);
+        for (long i = 0; i < g_iters; i++)
+            ferry_send(pub, msg, sizeof msg, 0);
+        double rates[16], total = 0;
+        for (int i = 0; i < nsubs; i++) {
+            struct fan_report rep = {0, 1};
+            if (read(res[0], &rep, sizeof rep) != sizeof rep)
+                rep.got = 0;
+            rates[i] = rep.ns ? (double)rep.got / ((double)rep.ns / 1e9) : 0;
+            total += (double)rep.got;
+        }
+        double sp;
+        rate[k] = median(rates, nsubs, &sp);
+        drop[k] = 1.0 - total / ((double)g_iters * nsubs);
+        ferry_close(pub);
+        for (int i = 0; i < nsubs; i++)
+            reap(pids[i]);
+        close(ready[0]);
+        close(ready[1]);
+        close(res[0]);
+        close(res[1]);
+    }
+    double sp;
+    r->value = median(rate, reps, &r->spread);
+    r->dropped = median(drop, reps, &sp);
+    r->reps = reps;
+    r->metric = "msgs_per_s";
+    r->subscribers = nsubs;
+}
+
 /* --- report ------------------------------------------------------------------------ */
 
 static const struct result *find(const char *system, const char *pattern, const char *wait)
@@ -618,6 +716,9 @@ static void write_json(FILE *f)
             fprintf(f, ", \"wait\": \"%s\"", r->wait);
         if (r->label)
             fprintf(f, ", \"label\": \"%s\"", r->label);
+        if (r->subscribers)
+            fprintf(f, ", \"subscribers\": %d, \"per\": \"subscriber\", \"dropped_ratio\": %.4f",
+                    r->subscribers, r->dropped);
         if (strcmp(r->metric, "msgs_per_s") == 0)
             fprintf(f, ", \"bytes_per_s\": %.1f", r->value * (double)r->size);
         fprintf(f, "}");
@@ -655,6 +756,8 @@ static void print_table(void)
                 snprintf(ratio, sizeof ratio, "%.2fx memcpy of %zu B", bps / same->value, r->size);
             else if (strcmp(r->system, "ferry") == 0 && mc)
                 snprintf(ratio, sizeof ratio, "%.2fx memcpy (DRAM)", bps / mc->value);
+            if (r->subscribers)
+                snprintf(ratio, sizeof ratio, "per subscriber; %.1f%% dropped", r->dropped * 100);
             if (strcmp(r->metric, "msgs_per_s") == 0)
                 printf("%-44s %8.2fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
                        bps / 1e9, "", r->spread * 100, ratio);
@@ -812,6 +915,22 @@ int cmd_bench(int argc, char **argv)
                                  .wait = waits[w].wait,
                                  .label = waits[w].label};
             latency(r, reps, reqrep_once);
+        }
+        static const int fans[] = {1, 4, 16};
+        static char flabels[3][80];
+        for (int i = 0; i < 3; i++) {
+            snprintf(flabels[i], sizeof flabels[i], "ferry shm: PUB/SUB 64 B to %d subscriber%s",
+                     fans[i], fans[i] > 1 ? "s" : "");
+            progress(flabels[i]);
+            g_iters = quick ? 200000 : 1000000;
+            struct result *r = add_result();
+            *r = (struct result){.system = "ferry",
+                                 .transport = "shm",
+                                 .pattern = "pubsub",
+                                 .size = 64,
+                                 .wait = "sleep",
+                                 .label = flabels[i]};
+            fanout(r, reps > 3 ? 3 : reps, fans[i]);
         }
         static char labels[2][8][80];
         for (int zc = 0; zc < 2; zc++) {
