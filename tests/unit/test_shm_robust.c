@@ -5,6 +5,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "transport/shm/shm_int.h"
 
@@ -501,13 +504,133 @@ static void test_garbage_head(void **state)
     ferry_close(pull);
 }
 
+/* A raw client on the listener's socket: garbage, a half handshake, a
+ * HELLO with bad descriptors. Each is refused or dropped; a real peer is
+ * served throughout. */
+static int raw_connect(const char *name)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ferry/shm/%s", name);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa,
+                             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)),
+                     0);
+    return fd;
+}
+
+/* Reads one control message (closing any descriptors); returns its size,
+ * 0 on EOF. Bounded by a 10 s poll. */
+static ssize_t raw_read(int fd, struct shm_ctl *c)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, 10000) != 1)
+        return -1;
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    ssize_t n = recvmsg(fd, &mh, 0);
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int f;
+            memcpy(&f, CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof f);
+            close(f);
+        }
+    }
+    return n;
+}
+
+static void test_garbage_handshake(void **state)
+{
+    (void)state;
+    char n[64], u[96];
+    t_name(n, sizeof n, "badhello");
+    snprintf(u, sizeof u, "shm://%s", n);
+    pid_t healthy = fork(); /* before any thread */
+    if (healthy == 0)
+        pusher(u, 0);
+    ferry_socket *pull;
+    assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 10000), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_HANDSHAKE_IVL, 200), 0);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    static unsigned char buf[sizeof(struct hdr) + 200000];
+    struct hdr h = {0, 0, 0};
+    uint32_t next = 0;
+    struct shm_ctl c;
+
+    /* 1. garbage instead of HELLO: dropped */
+    int fd = raw_connect(n);
+    assert_true(raw_read(fd, &c) > 0);
+    assert_int_equal(c.op, SHM_OP_WELCOME);
+    unsigned char junk[300];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)(i * 37 + 1);
+    assert_int_equal(send(fd, junk, sizeof junk, 0), (ssize_t)sizeof junk);
+    ssize_t r = raw_read(fd, &c);
+    assert_true(r == 0 || (r > 0 && c.op == SHM_OP_REFUSE));
+    close(fd);
+
+    /* 2. a HELLO whose descriptors are not what they claim: refused */
+    fd = raw_connect(n);
+    assert_true(raw_read(fd, &c) > 0);
+    struct shm_ctl hello;
+    memset(&hello, 0, sizeof hello);
+    memcpy(hello.magic, "FERRYCTL", 8);
+    hello.version = 1;
+    hello.op = SHM_OP_HELLO;
+    hello.type = FERRY_PUSH;
+    hello.ring_size = 65536;
+    int devnull = open("/dev/null", O_RDWR), fds[3] = {devnull, devnull, devnull};
+    union {
+        char b[CMSG_SPACE(sizeof fds)];
+        struct cmsghdr align;
+    } cu;
+    memset(&cu, 0, sizeof cu);
+    struct iovec iov = {.iov_base = &hello, .iov_len = sizeof hello};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cu.b, .msg_controllen = sizeof cu.b};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(cm), fds, sizeof fds);
+    assert_int_equal(sendmsg(fd, &mh, 0), (ssize_t)sizeof hello);
+    close(devnull);
+    assert_true(raw_read(fd, &c) > 0);
+    assert_int_equal(c.op, SHM_OP_REFUSE);
+    assert_int_equal(c.err, FERRY_EPROTO);
+    close(fd);
+
+    /* 3. half a handshake, then silence: dropped after HANDSHAKE_IVL */
+    fd = raw_connect(n);
+    assert_true(raw_read(fd, &c) > 0);
+    assert_int_equal(raw_read(fd, &c), 0); /* EOF: the listener gave up on us */
+    close(fd);
+
+    /* the real peer was served all along, in order */
+    for (int i = 0; i < 200; i++) {
+        size_t got = recv_msg(pull, buf, sizeof buf);
+        assert_true(check(buf, got, &h));
+        assert_int_equal(h.seq, next);
+        next++;
+    }
+    kill(healthy, SIGKILL);
+    t_wait(healthy);
+    ferry_close(pull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kill_loop_pull),
-        cmocka_unit_test(test_kill_loop_rep),
-        cmocka_unit_test(test_garbage_over_ring),
-        cmocka_unit_test(test_garbage_head),
+        cmocka_unit_test(test_kill_loop_pull),    cmocka_unit_test(test_kill_loop_rep),
+        cmocka_unit_test(test_garbage_over_ring), cmocka_unit_test(test_garbage_head),
+        cmocka_unit_test(test_garbage_handshake),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
