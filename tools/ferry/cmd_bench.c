@@ -877,10 +877,12 @@ int cmd_bench(int argc, char **argv)
             int kind;
             const char *transport, *label;
         } raws[] = {
-            {RAW_UNIX, "unix", "raw: unix stream socket ping-pong 64 B"},
+            /* transports named by URL scheme (CONVENTIONS.md): a Unix socket is
+             * what ipc:// uses, eventfd-signalled shared memory is shm */
+            {RAW_UNIX, "ipc", "raw: unix stream socket ping-pong 64 B"},
             {RAW_PIPE, "pipe", "raw: pipe ping-pong 64 B"},
             {RAW_TCP, "tcp", "raw: tcp loopback ping-pong 64 B (NODELAY)"},
-            {RAW_EVENTFD, "eventfd", "raw: eventfd-signalled shm ping-pong 64 B"},
+            {RAW_EVENTFD, "shm", "raw: eventfd-signalled shm ping-pong 64 B"},
         };
         for (size_t k = 0; k < sizeof raws / sizeof raws[0]; k++) {
             progress(raws[k].label);
@@ -890,7 +892,8 @@ int cmd_bench(int argc, char **argv)
             struct result *r = add_result();
             *r = (struct result){.system = "raw",
                                  .transport = raws[k].transport,
-                                 .pattern = "pingpong",
+                                 .pattern =
+                                     raws[k].kind == RAW_EVENTFD ? "pingpong_eventfd" : "pingpong",
                                  .size = 64,
                                  .label = raws[k].label};
             latency(r, reps, raw_once);
