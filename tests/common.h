@@ -34,6 +34,25 @@ static inline const char *t_name(char *buf, size_t len, const char *tag)
     return buf;
 }
 
+/* "shm://t-<tag>-<pid>-<counter>": a unique endpoint. */
+static inline const char *t_url(char *buf, size_t len, const char *tag)
+{
+    char n[64];
+    t_name(n, sizeof n, tag);
+    snprintf(buf, len, "shm://%s", n);
+    return buf;
+}
+
+/* In a child process: exit with code (and say why on stderr) unless cond. */
+#define CHILD_CHECK(cond, code)                                                                    \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "child %d: %s failed at line %d: %s\n", (int)getpid(), #cond,          \
+                    __LINE__, ferry_errdetail());                                                  \
+            _exit(code);                                                                           \
+        }                                                                                          \
+    } while (0)
+
 static inline void t_path(char *buf, size_t len, const char *name)
 {
     snprintf(buf, len, "/dev/shm/ferry.%s", name);

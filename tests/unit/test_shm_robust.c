@@ -11,20 +11,6 @@
 
 #include "transport/shm/shm_int.h"
 
-#define CHILD_CHECK(cond, code)                                                                    \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            _exit(code);                                                                           \
-    } while (0)
-
-static const char *url(char *buf, size_t len, const char *tag)
-{
-    char n[64];
-    t_name(n, sizeof n, tag);
-    snprintf(buf, len, "shm://%s", n);
-    return buf;
-}
-
 static int count_fds(void)
 {
     int n = 0;
@@ -150,7 +136,7 @@ static void test_kill_loop_pull(void **state)
     (void)state;
     enum { KILLS = 100 };
     char u[96];
-    url(u, sizeof u, "kill");
+    t_url(u, sizeof u, "kill");
     int shm_before = count_dev_shm();
     static struct prefork kids[KILLS + 1];
     for (int k = 0; k <= KILLS; k++) {
@@ -250,7 +236,7 @@ static void test_kill_loop_rep(void **state)
     (void)state;
     enum { KILLS = 50 };
     char u[96];
-    url(u, sizeof u, "killrep");
+    t_url(u, sizeof u, "killrep");
     struct t_pipe prog;
     t_pipe_open(&prog);
     static struct prefork kids[KILLS + 1];
@@ -397,7 +383,7 @@ static void test_garbage_over_ring(void **state)
     (void)state;
     enum { ROUNDS = 60 };
     char u[96];
-    url(u, sizeof u, "garbage");
+    t_url(u, sizeof u, "garbage");
     pid_t healthy = fork(); /* before any thread; it dials until we listen */
     if (healthy == 0)
         pusher(u, 0);
@@ -467,7 +453,7 @@ static void test_garbage_head(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "badhead");
+    t_url(u, sizeof u, "badhead");
     ferry_socket *pull, *push;
     assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
     assert_int_equal(ferry_socket_open(&push, FERRY_PUSH), 0);

@@ -4,23 +4,6 @@
 
 #include <poll.h>
 
-#define CHILD_CHECK(cond, code)                                                                    \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "child %d: %s failed at line %d: %s\n", (int)getpid(), #cond,          \
-                    __LINE__, ferry_errdetail());                                                  \
-            _exit(code);                                                                           \
-        }                                                                                          \
-    } while (0)
-
-static const char *url(char *buf, size_t len, const char *tag)
-{
-    char n[64];
-    t_name(n, sizeof n, tag);
-    snprintf(buf, len, "shm://%s", n);
-    return buf;
-}
-
 static ferry_socket *sock(int type)
 {
     ferry_socket *s;
@@ -75,7 +58,7 @@ static void test_listen_conflict(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "busy");
+    t_url(u, sizeof u, "busy");
     ferry_socket *a = sock(FERRY_PULL), *b = sock(FERRY_PULL);
     assert_int_equal(ferry_listen(a, u), 0);
     assert_int_equal(ferry_listen(b, u), FERRY_EADDRINUSE);
@@ -90,7 +73,7 @@ static void test_pair_sizes(void **state)
     (void)state;
     static const size_t sizes[] = {0, 1, 7, 8, 255, 256, 4096, 65536, 300000, 3u << 20};
     char u[96];
-    url(u, sizeof u, "pair");
+    t_url(u, sizeof u, "pair");
     ferry_socket *s = sock(FERRY_PAIR);
     assert_int_equal(ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 1 << 20), 0);
     assert_int_equal(ferry_listen(s, u), 0);
@@ -129,7 +112,7 @@ static void test_pair_one_peer(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "pair1");
+    t_url(u, sizeof u, "pair1");
     ferry_socket *s = sock(FERRY_PAIR), *a = sock(FERRY_PAIR), *b = sock(FERRY_PAIR);
     assert_int_equal(ferry_listen(s, u), 0);
     assert_int_equal(ferry_dial(a, u), 0);
@@ -148,7 +131,7 @@ static void test_incompatible_type(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "types");
+    t_url(u, sizeof u, "types");
     ferry_socket *s = sock(FERRY_REP), *c = sock(FERRY_PUSH);
     assert_int_equal(ferry_listen(s, u), 0);
     assert_int_equal(ferry_dial(c, u), FERRY_EPEERTYPE);
@@ -166,7 +149,7 @@ static void test_reqrep_routing(void **state)
     (void)state;
     enum { N = 3, ROUNDS = 2000 };
     char u[96];
-    url(u, sizeof u, "rr");
+    t_url(u, sizeof u, "rr");
     pid_t pids[N]; /* forked before this process has a socket (and its thread) */
     for (int k = 0; k < N; k++) {
         pids[k] = fork();
@@ -210,8 +193,8 @@ static void test_req_peer_dies(void **state)
     (void)state;
     for (int resend = 0; resend < 2; resend++) {
         char u1[96], u2[96];
-        url(u1, sizeof u1, "reqdie");
-        url(u2, sizeof u2, "reqok");
+        t_url(u1, sizeof u1, "reqdie");
+        t_url(u2, sizeof u2, "reqok");
         struct t_pipe got;
         t_pipe_open(&got);
         pid_t dier = fork();
@@ -302,7 +285,7 @@ static void test_pubsub_filter(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "pubsub");
+    t_url(u, sizeof u, "pubsub");
     struct t_pipe ready;
     t_pipe_open(&ready);
     const char *prefixes[2] = {"a", "b"};
@@ -361,7 +344,7 @@ static void test_many_subscriptions(void **state)
     (void)state;
     enum { NSUBS = 300 };
     char u[96];
-    url(u, sizeof u, "manysubs");
+    t_url(u, sizeof u, "manysubs");
     struct t_pipe done;
     t_pipe_open(&done);
     pid_t pid = fork(); /* before this process has a socket */
@@ -412,7 +395,7 @@ static void test_pub_filters_and_drops(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "pubhwm");
+    t_url(u, sizeof u, "pubhwm");
     ferry_socket *pub = sock(FERRY_PUB);
     assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 10), 0);
     assert_int_equal(ferry_listen(pub, u), 0);
@@ -464,7 +447,7 @@ static void test_pipeline(void **state)
     (void)state;
     enum { N = 3, COUNT = 20000 };
     char u[96];
-    url(u, sizeof u, "pipe");
+    t_url(u, sizeof u, "pipe");
     pid_t pids[N]; /* forked first; they dial until the PULL listens */
     for (int k = 0; k < N; k++) {
         pids[k] = fork();
@@ -495,7 +478,7 @@ static void test_pipeline(void **state)
     ferry_close(pull);
 
     /* one PUSH, two PULLs: round-robin */
-    url(u, sizeof u, "lb");
+    t_url(u, sizeof u, "lb");
     struct t_pipe res, up;
     t_pipe_open(&res);
     t_pipe_open(&up);
@@ -550,7 +533,7 @@ static void test_push_hwm_blocks(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "hwm");
+    t_url(u, sizeof u, "hwm");
     ferry_socket *push = sock(FERRY_PUSH);
     assert_int_equal(ferry_setopt_int(push, FERRY_OPT_SNDHWM, 5), 0);
     assert_int_equal(ferry_setopt_int(push, FERRY_OPT_SNDTIMEO, 50), 0);
@@ -594,7 +577,7 @@ static void test_recv_timeouts(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "tmo");
+    t_url(u, sizeof u, "tmo");
     ferry_socket *pull = sock(FERRY_PULL);
     assert_int_equal(ferry_listen(pull, u), 0);
     char b[8];
@@ -615,7 +598,7 @@ static void test_multipart(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "multi");
+    t_url(u, sizeof u, "multi");
     ferry_socket *pull = sock(FERRY_PULL);
     assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RING_SIZE, 65536), 0);
     assert_int_equal(ferry_listen(pull, u), 0);
@@ -668,7 +651,7 @@ static void test_socket_fd(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "fd");
+    t_url(u, sizeof u, "fd");
     ferry_socket *pull = sock(FERRY_PULL), *push = sock(FERRY_PUSH);
     assert_int_equal(ferry_listen(pull, u), 0);
     assert_int_equal(ferry_dial(push, u), 0);
@@ -705,7 +688,7 @@ static void test_socket_fd_peer_death(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "fddeath");
+    t_url(u, sizeof u, "fddeath");
     struct t_pipe got;
     t_pipe_open(&got);
     pid_t pid = fork();
@@ -746,7 +729,7 @@ static void test_hold_then_poll(void **state)
     (void)state;
     enum { COUNT = 600, HWM = 50 };
     char u[96];
-    url(u, sizeof u, "hold");
+    t_url(u, sizeof u, "hold");
     ferry_socket *pull = sock(FERRY_PULL);
     assert_int_equal(ferry_listen(pull, u), 0);
     pid_t pid = fork();
@@ -791,7 +774,7 @@ static void test_zero_copy(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "zc");
+    t_url(u, sizeof u, "zc");
     ferry_socket *a = sock(FERRY_PAIR), *b = sock(FERRY_PAIR);
     ferry_msg *m;
     assert_int_equal(ferry_msg_alloc(a, &m, 100), 0); /* no peer: heap */
@@ -838,7 +821,7 @@ static void test_max_msg_size(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "max");
+    t_url(u, sizeof u, "max");
     ferry_socket *pull = sock(FERRY_PULL), *push = sock(FERRY_PUSH);
     assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_MAXMSGSIZE, 1000), 0);
     assert_int_equal(ferry_listen(pull, u), 0);
@@ -860,7 +843,7 @@ static void test_dial_before_listen(void **state)
 {
     (void)state;
     char u[96];
-    url(u, sizeof u, "late");
+    t_url(u, sizeof u, "late");
     ferry_socket *push = sock(FERRY_PUSH);
     assert_int_equal(ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL, 5), 0);
     assert_int_equal(ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL_MAX, 20), 0);
@@ -884,7 +867,7 @@ static void test_other_uid(void **state)
     if (geteuid() != 0)
         skip();
     char u[96];
-    url(u, sizeof u, "uid");
+    t_url(u, sizeof u, "uid");
     ferry_socket *pull = sock(FERRY_PULL);
     assert_int_equal(ferry_listen(pull, u), 0);
     for (int allow = 0; allow < 2; allow++) {

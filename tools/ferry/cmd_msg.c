@@ -220,6 +220,13 @@ static int open_socket(struct msg_opts *o, ferry_socket **out)
     return -1;
 }
 
+static void msg_opts_free(struct msg_opts *o)
+{
+    free(o->bind);
+    free(o->connect);
+    free(o->subs);
+}
+
 static void print_part(const unsigned char *d, size_t n, int raw)
 {
     if (raw) {
@@ -325,9 +332,7 @@ int cmd_recv(int argc, char **argv)
     }
     ferry_close(s);
 out:
-    free(o.bind);
-    free(o.connect);
-    free(o.subs);
+    msg_opts_free(&o);
     return rc;
 }
 
@@ -390,8 +395,6 @@ int cmd_send(int argc, char **argv)
 done:
     ferry_close(s);
 out:
-    free(o.bind);
-    free(o.connect);
-    free(o.subs);
+    msg_opts_free(&o);
     return rc;
 }
