@@ -375,8 +375,16 @@ enum ferry_option {
     FERRY_OPT_RECONNECT_IVL = 16,     /* dialer: first retry after ms; 100   */
     FERRY_OPT_RECONNECT_IVL_MAX = 17, /* dialer: retry interval cap, ms; 5000 */
     FERRY_OPT_HANDSHAKE_IVL = 18,     /* connection set-up timeout, ms; 5000   */
-    FERRY_OPT_ERRORS = 19             /* get: connections dropped for bad input
+    FERRY_OPT_ERRORS = 19,            /* get: connections dropped for bad input
                                          (corrupt ring, oversized message)    */
+    FERRY_OPT_LINGER = 20,            /* tcp/ipc close: ms to flush queued messages and
+                                         await the peer's FIN; -1 forever, 0 none; 1000 */
+    FERRY_OPT_HEARTBEAT_IVL = 21,     /* tcp/ipc: send a ZMTP PING every ms; 0 off (default) */
+    FERRY_OPT_HEARTBEAT_TIMEOUT = 22, /* tcp/ipc: drop a connection silent this long after a
+                                         PING, ms; -1 = HEARTBEAT_IVL (default)          */
+    FERRY_OPT_HEARTBEAT_TTL = 23,     /* tcp/ipc: ms the peer may wait for our traffic
+                                         before dropping us (sent in PINGs); 0 none       */
+    FERRY_OPT_BACKLOG = 24            /* tcp/ipc: listen() backlog; 128                    */
 };
 
 /* Opens a socket of the given type. */
@@ -387,15 +395,43 @@ FERRY_API int ferry_socket_open(ferry_socket **s, int type);
  * ferry_msg_free(). NULL is accepted. */
 FERRY_API int ferry_close(ferry_socket *s);
 
-/* Accepts connections at url ("shm://NAME"). FERRY_EADDRINUSE when a live
- * socket already listens there; FERRY_EBADURL for a malformed url. */
+/* Accepts connections at url. FERRY_EADDRINUSE when a live socket already
+ * listens there; FERRY_EBADURL for a malformed url. URLs:
+ *   shm://NAME           shared-memory rings (this host)
+ *   ipc:///path/x.sock   Unix stream socket speaking ZMTP 3.1; a stale
+ *                        socket file whose owner died is replaced, a live
+ *                        one refused. ipc://@name: Linux abstract socket.
+ *   tcp://HOST:PORT      TCP speaking ZMTP 3.1 (any ZeroMQ peer): HOST is
+ *                        an address or name, * for every IPv4 interface,
+ *                        [::1] for IPv6; PORT * (or 0) picks a free one,
+ *                        readable back with ferry_socket_addr(). */
 FERRY_API int ferry_listen(ferry_socket *s, const char *url);
 
+/* The last endpoint this socket listens on, as a URL with the port
+ * resolved ("tcp://127.0.0.1:40123"). FERRY_ENOSPC if len is too small
+ * (the text is truncated), FERRY_ESTATE if it does not listen. */
+FERRY_API int ferry_socket_addr(ferry_socket *s, char *buf, size_t len);
+
+/* Why the socket's last connection was dropped ("accepted connection 3
+ * dropped: not ZMTP: bad signature"), or "" if none was. Drops for bad
+ * input are also counted in FERRY_OPT_ERRORS; with FERRY_DEBUG set in the
+ * environment each is logged to stderr. */
+FERRY_API int ferry_socket_drop_reason(ferry_socket *s, char *buf, size_t len);
+
 /* Connects to url. If nobody listens yet, returns 0 and keeps trying in the
- * background (and reconnects whenever the connection is lost). Errors that
+ * background (and reconnects whenever the connection is lost), with
+ * exponential backoff from RECONNECT_IVL to RECONNECT_IVL_MAX. Errors that
  * retrying cannot fix are returned: FERRY_EBADURL, FERRY_EPEERTYPE,
- * FERRY_EACCES (the listener refused this uid). May block for up to the
- * handshake timeout. */
+ * FERRY_EACCES (the listener refused this uid). On shm:// it may block for
+ * up to the handshake timeout; on tcp:// and ipc:// it never blocks (host
+ * names are resolved with getaddrinfo, here and before each reconnect).
+ *
+ * tcp:// and ipc:// follow ZeroMQ: the connection's queue exists from this
+ * call on, so messages sent before the peer is reached wait in it (up to
+ * SNDHWM) and leave once the handshake is done. When a live connection
+ * breaks, what is lost is what was queued for it and not yet written, plus
+ * what the kernel had taken but the peer had not read; the socket then
+ * redials with a fresh queue. */
 FERRY_API int ferry_dial(ferry_socket *s, const char *url);
 
 /* Sends one part of a message (copying it). flags: FERRY_DONTWAIT,

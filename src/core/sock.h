@@ -131,6 +131,8 @@ struct fy_pipe {
     ferry_socket *sock;
     _Atomic int refs;
     int dead;       /* the peer is gone: no more sends; recv drains */
+    int pending;    /* no peer yet (a tcp/ipc dialer before its handshake):
+                       sends queue in it, but it counts as no peer */
     int tx_partial; /* a message is half-written: finish it here first */
     int id;
     int peer_pid;
@@ -218,6 +220,11 @@ struct fy_opts {
     int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */
     int reconnect_ms, reconnect_max_ms;
     int handshake_ms;
+    int linger_ms;         /* tcp/ipc close: flush and await FIN; -1 forever */
+    int heartbeat_ivl;     /* tcp/ipc: PING every ms, 0 off */
+    int heartbeat_timeout; /* ms without traffic after a PING; -1: = ivl */
+    int heartbeat_ttl;     /* ms, sent in PINGs: the peer's timeout for us */
+    int backlog;           /* tcp/ipc listen() backlog */
 };
 
 struct ferry_socket {
@@ -254,16 +261,21 @@ struct ferry_socket {
     uint64_t errors;  /* pipes dropped for bad input */
     int closing;
 
-    void *shm_tran; /* shm:// transport state (listeners, dialers, I/O thread) */
+    void *shm_tran;        /* shm:// transport state (listeners, dialers, I/O thread) */
+    void *stream_tran;     /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
+    char endpoint[160];    /* the last endpoint bound, ports resolved */
+    char drop_reason[200]; /* why the last connection was dropped */
 };
 
 /* Adds a connected pipe to the socket (takes mtx). Returns 0, or < 0 when
  * the protocol refuses it (the caller then destroys it). */
 int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p);
+int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
 
 /* Marks a pipe dead (the peer went away); takes mtx; wakes waiters. The
  * pipe leaves the socket once the protocol has drained it. */
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
+void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
 
 /* Removes a pipe from the socket (mtx held). */
 void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p);

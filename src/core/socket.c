@@ -17,8 +17,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-extern const struct fy_tran_ops fy_shm_tran;
-static const struct fy_tran_ops *const transports[] = {&fy_shm_tran};
+extern const struct fy_tran_ops fy_shm_tran, fy_tcp_tran, fy_ipc_tran;
+static const struct fy_tran_ops *const transports[] = {&fy_shm_tran, &fy_tcp_tran, &fy_ipc_tran};
 
 /* --- wake-ups ------------------------------------------------------------ */
 
@@ -62,6 +62,13 @@ void fy_pipe_unref(struct fy_pipe *p)
 int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p)
 {
     pthread_mutex_lock(&s->mtx);
+    int rc = fy_sock_add_pipe_locked(s, p);
+    pthread_mutex_unlock(&s->mtx);
+    return rc;
+}
+
+int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
+{
     int rc = 0;
     if (s->closing)
         rc = FERRY_ECLOSED;
@@ -84,7 +91,6 @@ int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p)
         fy_pipe_ref(p);
         fy_sock_wake(s);
     }
-    pthread_mutex_unlock(&s->mtx);
     return rc;
 }
 
@@ -108,6 +114,12 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p)
 {
     pthread_mutex_lock(&s->mtx);
+    fy_sock_pipe_dead_locked(s, p);
+    pthread_mutex_unlock(&s->mtx);
+}
+
+void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p)
+{
     p->dead = 1;
     /* A socket that receives keeps the pipe until it has taken what the
      * peer committed before it died; the others let it go now. */
@@ -116,7 +128,6 @@ void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p)
     /* also the pollable fd: a REQ waiting in poll() for a reply must come
      * back to recv() to learn that its peer died */
     fy_wake(s->wake, s->event_wfd);
-    pthread_mutex_unlock(&s->mtx);
 }
 
 /* --- messages -------------------------------------------------------------- */
@@ -329,7 +340,12 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .peer_uid = (int64_t)getuid(),
                               .reconnect_ms = 100,
                               .reconnect_max_ms = 5000,
-                              .handshake_ms = 5000};
+                              .handshake_ms = 5000,
+                              .linger_ms = 1000,
+                              .heartbeat_ivl = 0,
+                              .heartbeat_timeout = -1,
+                              .heartbeat_ttl = 0,
+                              .backlog = 128};
     int rc = sock_wake_create(s);
     if (rc == 0 && proto->state_size) {
         s->proto_state = calloc(1, proto->state_size);
@@ -732,7 +748,7 @@ static int peers_step(ferry_socket *s, void *arg, int check)
     int want = *(int *)arg, have = 0;
     for (size_t i = 0; i < s->npipes; i++) {
         struct fy_pipe *p = s->pipes[i];
-        if (p->dead)
+        if (p->dead || p->pending)
             continue;
         if (s->proto->type == FERRY_PUB) {
             /* take in subscriptions: a PUB's peer counts once it has one */
@@ -756,6 +772,41 @@ int ferry_wait_peers(ferry_socket *s, int count, int timeout_ms)
     if (rc == FERRY_EAGAIN || rc == FERRY_ETIMEDOUT)
         return fy_err(FERRY_ETIMEDOUT, "waiting for %d peer%s", count, count == 1 ? "" : "s");
     return rc > 0 ? 0 : rc;
+}
+
+static int copy_text(ferry_socket *s, const char *text, char *buf, size_t len)
+{
+    if (buf == NULL || len == 0)
+        return FERRY_EINVAL;
+    size_t n = strlen(text);
+    int rc = n < len ? 0 : FERRY_ENOSPC;
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    FY_UNUSED(s);
+    return rc;
+}
+
+int ferry_socket_addr(ferry_socket *s, char *buf, size_t len)
+{
+    if (s == NULL)
+        return FERRY_EINVAL;
+    pthread_mutex_lock(&s->mtx);
+    int rc = s->endpoint[0] ? copy_text(s, s->endpoint, buf, len)
+                            : fy_err(FERRY_ESTATE, "socket addr: not listening");
+    pthread_mutex_unlock(&s->mtx);
+    return rc;
+}
+
+int ferry_socket_drop_reason(ferry_socket *s, char *buf, size_t len)
+{
+    if (s == NULL)
+        return FERRY_EINVAL;
+    pthread_mutex_lock(&s->mtx);
+    int rc = copy_text(s, s->drop_reason, buf, len);
+    pthread_mutex_unlock(&s->mtx);
+    return rc;
 }
 
 int ferry_socket_fd(ferry_socket *s, int *fd)
@@ -861,6 +912,30 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         else
             o->handshake_ms = (int)v;
         break;
+    case FERRY_OPT_LINGER:
+    case FERRY_OPT_HEARTBEAT_TIMEOUT:
+        if (v < -1 || v > INT_MAX)
+            rc = FERRY_EINVAL;
+        else if (opt == FERRY_OPT_LINGER)
+            o->linger_ms = (int)v;
+        else
+            o->heartbeat_timeout = (int)v;
+        break;
+    case FERRY_OPT_HEARTBEAT_IVL:
+    case FERRY_OPT_HEARTBEAT_TTL:
+        if (v < 0 || v > INT_MAX)
+            rc = FERRY_EINVAL;
+        else if (opt == FERRY_OPT_HEARTBEAT_IVL)
+            o->heartbeat_ivl = (int)v;
+        else
+            o->heartbeat_ttl = (int)v;
+        break;
+    case FERRY_OPT_BACKLOG:
+        if (v < 1 || v > 65535)
+            rc = FERRY_EINVAL;
+        else
+            o->backlog = (int)v;
+        break;
     default:
         rc = FERRY_ENOTSUP;
     }
@@ -931,10 +1006,25 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
     case FERRY_OPT_HANDSHAKE_IVL:
         *val = o->handshake_ms;
         break;
+    case FERRY_OPT_LINGER:
+        *val = o->linger_ms;
+        break;
+    case FERRY_OPT_HEARTBEAT_IVL:
+        *val = o->heartbeat_ivl;
+        break;
+    case FERRY_OPT_HEARTBEAT_TIMEOUT:
+        *val = o->heartbeat_timeout;
+        break;
+    case FERRY_OPT_HEARTBEAT_TTL:
+        *val = o->heartbeat_ttl;
+        break;
+    case FERRY_OPT_BACKLOG:
+        *val = o->backlog;
+        break;
     case FERRY_OPT_PEERS: {
         int64_t n = 0;
         for (size_t i = 0; i < s->npipes; i++)
-            n += !s->pipes[i]->dead;
+            n += !s->pipes[i]->dead && !s->pipes[i]->pending;
         *val = n;
         break;
     }

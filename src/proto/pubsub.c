@@ -138,6 +138,13 @@ static int subs_match(const struct fy_sub *subs, size_t n, const void *data, siz
 static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
     FY_UNUSED(s);
+    /* Per subscriber, a set: a repeated SUBSCRIBE adds nothing and one
+     * CANCEL removes the prefix. ferry's SUB sends only changes of its set;
+     * libzmq's SUB sends every subscribe but one cancel, and libzmq's PUB
+     * keeps a set too (zmtp.md 4.4). */
+    for (size_t i = 0; cmd == 1 && i < p->nsubs; i++)
+        if (p->subs[i].len == len && (len == 0 || memcmp(p->subs[i].data, data, len) == 0))
+            return;
     subs_update(&p->subs, &p->nsubs, cmd == 1, data, len);
 }
 
