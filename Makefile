@@ -15,11 +15,12 @@ PREFIX ?= /usr/local
 CTEST  := ctest --output-on-failure -j$(JOBS)
 
 # What building and testing needs on Debian 12.
-DEPS := gcc make cmake pkg-config libcmocka-dev clang-format python3 procps iproute2 util-linux
+DEPS := gcc make cmake pkg-config libcmocka-dev clang-format python3 procps iproute2 util-linux \
+        python3-zmq libzmq3-dev clang
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find include src tools tests examples -name '*.[ch]')
 
-.PHONY: all deps build demo test test-normal test-asan test-tsan format format-check install clean
+.PHONY: all deps build demo test test-normal test-asan test-tsan test-fuzz fuzz format format-check install clean
 
 all: build
 
@@ -36,8 +37,17 @@ demo: build
 	@echo
 	./build/ferry_demo
 
-test: deps format-check test-normal test-asan test-tsan
+test: deps format-check test-normal test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
+
+# The ZMTP decoder under libFuzzer: briefly here, longer with `make fuzz`
+# (FUZZ_SECONDS, default 600).
+FUZZ_SECONDS ?= 600
+test-fuzz: deps
+	fuzz/run.sh 20
+
+fuzz: deps
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 test-normal: build
 	cd build && $(CTEST)
@@ -64,4 +74,4 @@ install: build
 	cmake --install build --prefix $(PREFIX)
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

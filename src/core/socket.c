@@ -914,7 +914,7 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         break;
     case FERRY_OPT_LINGER:
     case FERRY_OPT_HEARTBEAT_TIMEOUT:
-        if (v < -1 || v > INT_MAX)
+        if (v < -1 || v > INT_MAX || (opt == FERRY_OPT_HEARTBEAT_TIMEOUT && v == 0))
             rc = FERRY_EINVAL;
         else if (opt == FERRY_OPT_LINGER)
             o->linger_ms = (int)v;

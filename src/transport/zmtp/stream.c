@@ -66,6 +66,7 @@ struct st_dialer {
     struct st_addr addr; /* tcp: re-resolved before each attempt */
     char rest[256];      /* the URL after the scheme */
     int ipc;
+    int numeric;          /* the host is an address: never resolved again */
     struct st_pipe *pipe; /* current pipe: pending or connected (a reference) */
     int backoff_ms;
     uint64_t retry_at; /* monotonic ns; 0: not waiting */
@@ -136,8 +137,10 @@ struct st_pipe {
     uint64_t last_rx, next_ping, ping_sent, ttl_ns;
     uint64_t linger_deadline;
     int shut_wr;
-    int werr;      /* a write failed with this errno; the I/O thread tears down */
-    int lingering; /* the socket closes: deliver what is queued, then FIN */
+    int werr;        /* a write failed with this errno; the I/O thread tears down */
+    int lingering;   /* the socket closes: deliver what is queued, then FIN */
+    int removed;     /* the protocol let the pipe go: the I/O thread closes it */
+    size_t rx_bytes; /* queued input, part overhead included */
 };
 
 struct st_tran {
@@ -150,14 +153,28 @@ struct st_tran {
     int stop;
     int closing;
     struct st_listener *listeners;
+    struct st_listener *dead_listeners; /* closed; freed after the thread ends */
     struct st_dialer *dialers;
     struct st_pipe *conns;  /* every pipe with (or waiting for) a connection */
     struct st_pipe **grave; /* closed: references dropped after the batch */
     size_t ngrave, cap_grave;
     int nlinger;
+    int any_removed;     /* some pipe has `removed` set */
     uint64_t next_timer; /* run the timers no later than this */
     unsigned char scratch[64 * 1024];
 };
+
+/* Limits on what one peer can make us hold. Input waiting for the user is
+ * bounded by RCVHWM messages and by ST_RX_BYTES (or one maximum-size
+ * message, if larger): past either, reading stops and TCP's flow control
+ * holds the peer back. Each part is charged ST_PART_COST on top of its
+ * bytes, so a flood of empty frames costs what it costs us. */
+#define ST_MAX_PARTS 65536
+#define ST_PART_COST 64u
+#define ST_RX_BYTES (64u << 20)
+#define ST_CMD_MAX (64u << 10)   /* a command (READY...) before the handshake ends */
+#define ST_TX_BACKLOG (1u << 20) /* no PONG while this much output waits */
+#define ST_MAX_SUBS 4096         /* prefixes per subscriber */
 
 static const struct fy_pipe_ops st_pipe_ops;
 static void *st_thread(void *arg);
@@ -216,9 +233,9 @@ static int peer_ok(int type, const unsigned char *v, size_t n)
         int type;
         const char *peers[3];
     } table[] = {
-        {FERRY_REQ, {"REP", "ROUTER"}},  {FERRY_REP, {"REQ", "DEALER"}},
-        {FERRY_PUB, {"SUB", "XSUB"}},    {FERRY_SUB, {"PUB", "XPUB"}},
-        {FERRY_PUSH, {"PULL"}},          {FERRY_PULL, {"PUSH"}},
+        {FERRY_REQ, {"REP", "ROUTER"}}, {FERRY_REP, {"REQ", "DEALER"}},
+        {FERRY_PUB, {"SUB", "XSUB"}},   {FERRY_SUB, {"PUB", "XPUB"}},
+        {FERRY_PUSH, {"PULL"}},         {FERRY_PULL, {"PUSH"}},
         {FERRY_PAIR, {"PAIR"}},
     };
     for (size_t i = 0; i < FY_ARRAY_LEN(table); i++) {
@@ -328,7 +345,7 @@ static void tx_frame(struct st_pipe *p, int flags, const void *data, size_t len)
     tx_put(p, data, len);
 }
 
-static int mark_push(struct st_pipe *p, uint64_t end)
+static int mark_reserve(struct st_pipe *p)
 {
     if (p->mk_n == p->mk_cap) {
         size_t cap = p->mk_cap ? p->mk_cap * 2 : 16;
@@ -342,8 +359,12 @@ static int mark_push(struct st_pipe *p, uint64_t end)
         p->mk_cap = cap;
         p->mk_head = 0;
     }
-    p->marks[(p->mk_head + p->mk_n++) % p->mk_cap] = end;
     return 0;
+}
+
+static void mark_push(struct st_pipe *p, uint64_t end)
+{
+    p->marks[(p->mk_head + p->mk_n++) % p->mk_cap] = end;
 }
 
 /* Forgets the marks of messages written out; 1 if any went. */
@@ -495,6 +516,7 @@ static void sock_note(ferry_socket *s, int bad, const char *what)
     size_t n = strlen(what) < sizeof s->drop_reason ? strlen(what) : sizeof s->drop_reason - 1;
     memcpy(s->drop_reason, what, n);
     s->drop_reason[n] = '\0';
+    fy_sock_wake(s); /* a caller may be waiting to see it (FERRY_OPT_ERRORS) */
     if (getenv("FERRY_DEBUG") != NULL)
         fprintf(stderr, "ferry[%d]: %s\n", (int)getpid(), what);
 }
@@ -522,11 +544,11 @@ static void conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    snprintf(line, sizeof line, "%s connection %d dropped: %s",
-             p->d ? "dialed" : "accepted", p->base.id, why);
+    snprintf(line, sizeof line, "%s connection %d dropped: %s", p->d ? "dialed" : "accepted",
+             p->base.id, why);
     int was_active = p->state >= C_ACTIVE;
     struct st_dialer *d = p->d;
-    int retry = d != NULL && !was_active && (!t->closing || p->lingering);
+    int retry = d != NULL && !was_active && !p->removed && (!t->closing || p->lingering);
     conn_close_fd(p);
     if (!t->closing)
         sock_note(s, bad, line);
@@ -545,6 +567,7 @@ static void conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
         fy_sock_pipe_dead_locked(s, &p->base);
     if (d != NULL) {
         d->pipe = NULL;
+        d->retry_at = 0;
         p->d = NULL;
         if (!t->closing) {
             struct st_pipe *np = pipe_new(t);
@@ -569,10 +592,7 @@ static void conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
 static void conn_start(struct st_pipe *p)
 {
     ferry_socket *s = p->t->s;
-    unsigned char *h = p->hs;
-    p->hs_len = zmtp_greeting(h);
-    p->hs_len += zmtp_ready(h + p->hs_len, sizeof p->hs - p->hs_len, wire_type(s->proto->type),
-                            s->proto->type == FERRY_REQ);
+    p->hs_len = zmtp_greeting(p->hs); /* READY follows once the peer's greeting is in */
     p->hs_off = 0;
     p->state = C_HANDSHAKE;
     p->hs_deadline = fy_now_mono_ns() + (uint64_t)s->opt.handshake_ms * 1000000u;
@@ -602,8 +622,10 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         body[0] = (unsigned char)(sizeof reason - 1);
         memcpy(body + 1, reason, sizeof reason - 1);
         size_t n = zmtp_command(err, sizeof err, "ERROR", body, sizeof reason);
-        ssize_t w = send(p->fd, err, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        FY_UNUSED(w);
+        if (p->hs_off == p->hs_len) { /* never into the middle of our READY */
+            ssize_t w = send(p->fd, err, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            FY_UNUSED(w);
+        }
         conn_broken(p, 1, "peer socket type %s cannot talk to %s", got, wire_type(s->proto->type));
         return FERRY_EPEERTYPE;
     }
@@ -617,6 +639,7 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     }
     p->base.pending = 0;
     p->state = C_ACTIVE;
+    p->dec.max_frame = s->opt.maxmsgsize > ST_CMD_MAX ? s->opt.maxmsgsize : ST_CMD_MAX;
     uint64_t now = fy_now_mono_ns();
     p->last_rx = now;
     if (s->opt.heartbeat_ivl > 0) {
@@ -627,7 +650,7 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         p->d->backoff_ms = s->opt.reconnect_ms;
     if (p->lingering)
         p->state = C_LINGER; /* connected while closing: deliver, then FIN */
-    while (p->subq) { /* subscriptions made before the peer was known */
+    while (p->subq) {        /* subscriptions made before the peer was known */
         struct st_subq *q = p->subq;
         p->subq = q->next;
         tx_subscription(p, q->cmd, q->data, q->len);
@@ -658,14 +681,44 @@ static void dec_free(void *ctx, void *handle)
     ferry_msg_free(handle);
 }
 
+/* The peer's greeting is in: now our READY. Sending it only now (not with
+ * the greeting) gives the peer's READY a head start: libzmq checks our
+ * READY as soon as it arrives and, on a type mismatch, closes before its
+ * own READY is written, and then we could not tell why we were dropped. */
 static int dec_greeting(void *ctx, int minor)
 {
     struct st_pipe *p = ctx;
+    ferry_socket *s = p->t->s;
     p->peer_minor = minor;
+    size_t n = zmtp_ready(p->hs + p->hs_len, sizeof p->hs - p->hs_len, wire_type(s->proto->type),
+                          s->proto->type == FERRY_REQ);
+    if (n == 0)
+        return FERRY_EINVAL;
+    p->hs_len += n;
+    conn_flush(p);
     return 0;
 }
 
-#define ST_MAX_PARTS 65536
+/* A subscriber's SUBSCRIBE or CANCEL, in either ZMTP form. */
+static void pub_subscription(struct st_pipe *p, int sub, const unsigned char *data, size_t len)
+{
+    ferry_socket *s = p->t->s;
+    if (s->proto->cmd == NULL)
+        return;
+    if (sub && p->base.nsubs >= ST_MAX_SUBS) {
+        sock_note(s, 1, "subscriber past the prefix limit: subscription ignored");
+        return;
+    }
+    s->proto->cmd(s, &p->base, sub, data, len);
+    fy_sock_wake(s); /* ferry_wait_peers counts a PUB's peer once it subscribed */
+}
+
+static int rx_full(const struct st_pipe *p)
+{
+    const ferry_socket *s = p->t->s;
+    uint64_t cap = s->opt.maxmsgsize > ST_RX_BYTES ? s->opt.maxmsgsize : ST_RX_BYTES;
+    return (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm) || p->rx_bytes >= cap;
+}
 
 /* A whole message arrived: apply the pattern's envelope rules and queue it. */
 static int deliver(struct st_pipe *p)
@@ -679,8 +732,8 @@ static int deliver(struct st_pipe *p)
          * not for a publisher and is dropped, as libzmq's PUB does. */
         ferry_msg *f = parts[0];
         const unsigned char *b = f->data;
-        if (f->size >= 1 && (b[0] == 1 || b[0] == 0) && s->proto->cmd)
-            s->proto->cmd(s, &p->base, b[0], b + 1, f->size - 1);
+        if (f->size >= 1 && (b[0] == 1 || b[0] == 0))
+            pub_subscription(p, b[0], b + 1, f->size - 1);
         asm_clear(p);
         return 0;
     }
@@ -730,13 +783,15 @@ static int deliver(struct st_pipe *p)
     }
     p->asm_n = 0;
     p->asm_total = 0;
+    for (size_t i = 0; i < r->nparts; i++)
+        p->rx_bytes += r->parts[i]->size + ST_PART_COST;
     if (p->rx_tail)
         p->rx_tail->next = r;
     else
         p->rx_head = r;
     p->rx_tail = r;
     p->rx_n++;
-    if (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm)
+    if (rx_full(p))
         p->rx_paused = 1;
     return 1;
 }
@@ -770,13 +825,15 @@ static int on_command(struct st_pipe *p, const unsigned char *body, size_t len)
         if (p->ttl_ns)
             timer_at(p->t, p->last_rx + p->ttl_ns);
         size_t ctx = dlen - 2 > 16 ? 16 : dlen - 2;
-        if (tx_command(p, "PONG", data + 2, ctx) == 0 && p->tx_off + 0 < p->tx_len)
+        /* a peer that PINGs and never reads gets no more PONGs once our
+         * output backs up: any of our traffic proves life anyway */
+        if (p->tx_len - p->tx_off < ST_TX_BACKLOG && tx_command(p, "PONG", data + 2, ctx) == 0)
             conn_flush(p);
         return 0;
     }
     if (zmtp_cmd_is(name, nlen, "SUBSCRIBE") || zmtp_cmd_is(name, nlen, "CANCEL")) {
-        if (s->proto->type == FERRY_PUB && s->proto->cmd)
-            s->proto->cmd(s, &p->base, name[0] == 'S', data, dlen);
+        if (s->proto->type == FERRY_PUB)
+            pub_subscription(p, name[0] == 'S', data, dlen);
         return 0;
     }
     if (zmtp_cmd_is(name, nlen, "ERROR")) {
@@ -795,6 +852,10 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
         int rc = on_command(p, body, (size_t)size);
         ferry_msg_free(m);
         return rc < 0 ? rc : 0;
+    }
+    if (p->state == C_LINGER) { /* connected while closing: input is dropped */
+        ferry_msg_free(m);
+        return 0;
     }
     if (p->state != C_ACTIVE) {
         ferry_msg_free(m);
@@ -835,13 +896,17 @@ static const struct zmtp_dec_ops st_dec_ops = {
 
 /* Reads and decodes what the kernel has, up to a budget (fairness between
  * connections: level-triggered epoll brings us back for the rest). */
-static void conn_read(struct st_pipe *p)
+static void conn_read(struct st_pipe *p, uint32_t events)
 {
     struct st_tran *t = p->t;
     ferry_socket *s = t->s;
     size_t budget = 1u << 20;
     size_t before = p->rx_n;
-    while (p->fd >= 0 && (!p->rx_paused || p->state == C_LINGER) && budget > 0) {
+    /* A hang-up or error is reported even while reading is paused: then
+     * read on regardless (the kernel holds a bounded amount) to reach the
+     * end, or epoll would report it again and again. */
+    int hup = (events & (EPOLLHUP | EPOLLERR)) != 0;
+    while (p->fd >= 0 && (!p->rx_paused || hup || p->state == C_LINGER) && budget > 0) {
         size_t room;
         unsigned char *dst = zmtp_dec_room(&p->dec, &room);
         int direct = dst != NULL && room >= sizeof t->scratch / 2;
@@ -871,11 +936,12 @@ static void conn_read(struct st_pipe *p)
         p->last_rx = fy_now_mono_ns();
         if (p->state == C_LINGER)
             continue; /* closing: the peer's data is read only to reach its FIN */
-        int rc = direct ? zmtp_dec_filled(&p->dec, (size_t)n)
-                        : zmtp_dec_feed(&p->dec, dst, (size_t)n);
+        int rc =
+            direct ? zmtp_dec_filled(&p->dec, (size_t)n) : zmtp_dec_feed(&p->dec, dst, (size_t)n);
         if (rc < 0) {
             if (p->state != C_CLOSED && p->state != C_IDLE)
-                conn_broken(p, rc != FERRY_ENOMEM, "%s", p->dec.why ? p->dec.why : ferry_strerror(rc));
+                conn_broken(p, rc != FERRY_ENOMEM, "%s",
+                            p->dec.why ? p->dec.why : ferry_strerror(rc));
             break;
         }
     }
@@ -899,7 +965,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     for (size_t i = 0; i < p->nenv; i++)
         need += p->env[i]->size;
     int was_empty = p->tx_off == p->tx_len;
-    if (tx_reserve(p, need) != 0)
+    if (tx_reserve(p, need) != 0 || mark_reserve(p) != 0)
         return FERRY_ENOMEM;
     if (type == FERRY_REQ)
         tx_frame(p, ZMTP_MORE, NULL, 0);
@@ -912,8 +978,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
         tx_frame(p, 0, NULL, 0);
     for (size_t i = 0; i < m->nparts; i++)
         tx_frame(p, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
-    if (mark_push(p, p->tx_base + p->tx_len) != 0)
-        return FERRY_ENOMEM; /* the frames stay; only the HWM count misses one */
+    mark_push(p, p->tx_base + p->tx_len); /* room reserved above */
     if (was_empty && p->state == C_ACTIVE)
         conn_flush(p);
     else if (p->state == C_ACTIVE)
@@ -964,7 +1029,11 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
         p->nenv = r->nenv;
     }
     free(r);
-    if (p->rx_paused && (s->opt.rcvhwm == 0 || p->rx_n < (size_t)s->opt.rcvhwm)) {
+    for (size_t i = 0; i < m->nparts; i++) {
+        size_t c = m->parts[i]->size + ST_PART_COST;
+        p->rx_bytes -= c < p->rx_bytes ? c : p->rx_bytes;
+    }
+    if (p->rx_paused && !rx_full(p)) {
         p->rx_paused = 0;
         conn_interest(p);
     }
@@ -1018,6 +1087,14 @@ static void st_close(struct fy_pipe *bp)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
     p->in_sock = 0; /* the socket let it go; the transport still owns its fd */
+    if (p->state != C_CLOSED && !p->t->closing) {
+        /* Let go while its connection lives (the protocol dropped it after
+         * an error): the I/O thread closes it, and a dialer redials. Not
+         * here: the protocol is walking its pipes. */
+        p->removed = 1;
+        p->t->any_removed = 1;
+        tran_poke(p->t);
+    }
 }
 
 static void st_destroy(struct fy_pipe *bp)
@@ -1071,7 +1148,7 @@ static struct st_pipe *pipe_new(struct st_tran *t)
     p->t = t;
     p->fd = -1;
     p->subq_tail = &p->subq;
-    zmtp_dec_init(&p->dec, &st_dec_ops, p, t->s->opt.maxmsgsize);
+    zmtp_dec_init(&p->dec, &st_dec_ops, p, ST_CMD_MAX);
     return p;
 }
 
@@ -1081,9 +1158,9 @@ static struct st_tran *tran_get(ferry_socket *s, int *err)
 {
     /* mtx held */
     struct st_tran *t = s->stream_tran;
-    if (t != NULL)
+    if (t != NULL && !t->closing && !s->closing)
         return t;
-    if (s->closing) {
+    if (t != NULL || s->closing) {
         *err = FERRY_ECLOSED;
         return NULL;
     }
@@ -1133,10 +1210,11 @@ static int ipc_take_path(const struct st_addr *a, const char *path)
         return 0;
     if (!S_ISSOCK(st.st_mode))
         return fy_err(FERRY_EADDRINUSE, "ipc://%s: exists and is not a socket", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return fy_syserr("socket");
-    int live = connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0;
+    /* non-blocking: a live listener with a full backlog says EAGAIN */
+    int live = connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 || errno == EAGAIN;
     int err = errno;
     close(fd);
     if (live)
@@ -1162,8 +1240,7 @@ static int stream_listen(ferry_socket *s, const char *rest, int ipc)
     int one = 1;
     if (!ipc)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&a.ss, a.len) != 0 ||
-        listen(fd, s->opt.backlog) != 0) {
+    if (bind(fd, (const struct sockaddr *)&a.ss, a.len) != 0 || listen(fd, s->opt.backlog) != 0) {
         rc = fy_syserr("%s://%s: bind/listen", ipc ? "ipc" : "tcp", rest);
         close(fd);
         return rc;
@@ -1244,8 +1321,7 @@ static void on_accept(struct st_tran *t, struct st_listener *l)
         p->events = EPOLLIN;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &p->ev};
         if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-            close(fd);
-            st_destroy(&p->base);
+            st_destroy(&p->base); /* closes fd */
             continue;
         }
         p->next = t->conns;
@@ -1272,18 +1348,28 @@ static void dialer_schedule(struct st_dialer *d, int first)
     timer_at(t, d->retry_at);
 }
 
-/* One connection attempt (I/O thread or ferry_dial, mtx held). */
-static void dialer_try(struct st_tran *t, struct st_dialer *d)
+/* One connection attempt (I/O thread or ferry_dial, mtx held). A host
+ * name is resolved again before each retry (its address may change), with
+ * mtx released: a slow resolver must not stall the socket. The dialer
+ * itself lives until the I/O thread has ended, so d stays valid. */
+static void dialer_try(struct st_tran *t, struct st_dialer *d, int resolve)
 {
-    struct st_pipe *p = d->pipe;
     d->retry_at = 0;
-    if (p == NULL || p->state != C_IDLE)
+    if (d->pipe == NULL || d->pipe->state != C_IDLE)
         return;
-    if (!d->ipc) {
+    if (resolve && !d->ipc && !d->numeric) {
         struct st_addr a;
-        if (st_tcp_addr(d->rest, 0, &a) == 0)
+        char rest[sizeof d->rest];
+        memcpy(rest, d->rest, sizeof rest);
+        pthread_mutex_unlock(&t->s->mtx);
+        int rc = st_tcp_addr(rest, 0, &a);
+        pthread_mutex_lock(&t->s->mtx);
+        if (rc == 0)
             d->addr = a; /* else: keep the last good address */
+        if (d->pipe == NULL || d->pipe->state != C_IDLE || (t->closing && !d->pipe->lingering))
+            return;
     }
+    struct st_pipe *p = d->pipe;
     int fd = socket(d->addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         dialer_schedule(d, 0);
@@ -1299,7 +1385,7 @@ static void dialer_try(struct st_tran *t, struct st_dialer *d)
     p->fd = fd;
     p->state = C_CONNECTING;
     p->events = EPOLLOUT;
-    zmtp_dec_init(&p->dec, &st_dec_ops, p, t->s->opt.maxmsgsize);
+    zmtp_dec_init(&p->dec, &st_dec_ops, p, ST_CMD_MAX);
     struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = &p->ev};
     if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         close(fd);
@@ -1341,6 +1427,7 @@ static int stream_dial(ferry_socket *s, const char *rest, int ipc)
     }
     snprintf(d->rest, sizeof d->rest, "%s", rest);
     d->ipc = ipc;
+    d->numeric = !ipc && st_is_numeric(rest);
     pthread_mutex_lock(&s->mtx);
     struct st_tran *t = tran_get(s, &rc);
     struct st_pipe *p = t ? pipe_new(t) : NULL;
@@ -1364,7 +1451,7 @@ static int stream_dial(ferry_socket *s, const char *rest, int ipc)
         d->backoff_ms = s->opt.reconnect_ms;
         d->next = t->dialers;
         t->dialers = d;
-        dialer_try(t, d);
+        dialer_try(t, d, 0);
         tran_poke(t);
     } else {
         free(d);
@@ -1399,6 +1486,8 @@ static uint64_t run_timers(struct st_tran *t, uint64_t now)
         } else if (p->state == C_ACTIVE) {
             if (p->ping_sent && p->last_rx >= p->ping_sent)
                 p->ping_sent = 0; /* anything heard counts as an answer */
+            if (p->rx_paused)     /* we are the one not reading: the peer's answers wait */
+                p->ping_sent = 0, p->last_rx = now;
             if (p->ping_sent && now >= p->ping_sent + hb_to) {
                 conn_broken(p, 0, "heartbeat: no answer within %llu ms",
                             (unsigned long long)(hb_to / 1000000u));
@@ -1441,8 +1530,11 @@ static uint64_t run_timers(struct st_tran *t, uint64_t now)
         }
     }
     for (struct st_dialer *d = t->dialers; d; d = d->next) {
-        if (d->retry_at && now >= d->retry_at && (!t->closing || (d->pipe && d->pipe->lingering)))
-            dialer_try(t, d);
+        int wanted = d->pipe != NULL && (!t->closing || d->pipe->lingering);
+        if (!wanted)
+            d->retry_at = 0;
+        if (d->retry_at && now >= d->retry_at)
+            dialer_try(t, d, 1);
         if (d->retry_at)
             next = min_nz(next, d->retry_at);
     }
@@ -1464,7 +1556,7 @@ static void on_conn_event(struct st_pipe *p, uint32_t events)
         return;
     }
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        conn_read(p);
+        conn_read(p, events);
     if ((events & (EPOLLOUT | EPOLLERR)) && p->fd >= 0)
         conn_flush(p);
 }
@@ -1482,9 +1574,19 @@ static void *st_thread(void *arg)
             t->next_timer = min_nz(t->next_timer, run_timers(t, now));
         }
         int timeout = -1;
-        if (t->next_timer != UINT64_MAX) {
+        if (t->next_timer <= now) {
+            timeout = 0;
+        } else if (t->next_timer != UINT64_MAX) {
             uint64_t ms = (t->next_timer - now + 999999u) / 1000000u;
             timeout = ms > INT_MAX ? INT_MAX : (int)ms;
+        }
+        if (t->any_removed) {
+            t->any_removed = 0;
+            for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
+                nx = p->next;
+                if (p->removed)
+                    conn_broken(p, 0, "released by the socket");
+            }
         }
         while (t->ngrave > 0)
             fy_pipe_unref(&t->grave[--t->ngrave]->base);
@@ -1498,7 +1600,7 @@ static void *st_thread(void *arg)
                 ssize_t r = read(t->cmd_fd, &v, sizeof v);
                 FY_UNUSED(r);
             } else if (ev->kind == EV_LISTENER) {
-                if (!t->closing)
+                if (!t->closing) /* else it may be on the dead list: not touched */
                     on_accept(t, (struct st_listener *)ev);
             } else {
                 on_conn_event(pipe_of(ev), evs[i].events);
@@ -1526,10 +1628,11 @@ static void stream_close_all(ferry_socket *s)
         epoll_ctl(t->epfd, EPOLL_CTL_DEL, l->fd, NULL);
         close(l->fd);
         struct stat st;
-        if (l->unlink_path && stat(l->path, &st) == 0 && st.st_dev == l->dev &&
-            st.st_ino == l->ino)
+        if (l->unlink_path && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
             unlink(l->path);
-        free(l);
+        /* an event for it may sit in the I/O thread's current batch */
+        l->next = t->dead_listeners;
+        t->dead_listeners = l;
     }
     /* Linger: connections that carried messages flush what is queued,
      * send FIN, and wait for the peer's FIN, so that close() finds no
@@ -1564,8 +1667,8 @@ static void stream_close_all(ferry_socket *s)
         uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
         pthread_mutex_unlock(&s->mtx);
-        fy_futex_wait(&w->seq, seq, deadline == UINT64_MAX ? fy_now_mono_ns() + 1000000000u
-                                                           : deadline);
+        fy_futex_wait(&w->seq, seq,
+                      deadline == UINT64_MAX ? fy_now_mono_ns() + 1000000000u : deadline);
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         pthread_mutex_lock(&s->mtx);
         if (deadline != UINT64_MAX && fy_now_mono_ns() >= deadline)
@@ -1577,6 +1680,13 @@ static void stream_close_all(ferry_socket *s)
     if (t->started)
         pthread_join(t->thr, NULL);
     pthread_mutex_lock(&s->mtx);
+    while (t->dialers) { /* first: their pipes may be freed just below */
+        struct st_dialer *d = t->dialers;
+        t->dialers = d->next;
+        if (d->pipe)
+            d->pipe->d = NULL;
+        free(d);
+    }
     while (t->conns) { /* what is left: close now (linger over, or none) */
         struct st_pipe *p = t->conns;
         t->conns = p->next;
@@ -1586,12 +1696,10 @@ static void stream_close_all(ferry_socket *s)
     }
     while (t->ngrave > 0)
         fy_pipe_unref(&t->grave[--t->ngrave]->base);
-    while (t->dialers) {
-        struct st_dialer *d = t->dialers;
-        t->dialers = d->next;
-        if (d->pipe)
-            d->pipe->d = NULL;
-        free(d);
+    while (t->dead_listeners) {
+        struct st_listener *l = t->dead_listeners;
+        t->dead_listeners = l->next;
+        free(l);
     }
     s->stream_tran = NULL;
     pthread_mutex_unlock(&s->mtx);

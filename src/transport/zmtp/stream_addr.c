@@ -133,3 +133,16 @@ void st_addr_url(const struct st_addr *a, char *buf, size_t len)
             snprintf(buf, len, "ipc://%s", sun->sun_path);
     }
 }
+
+int st_is_numeric(const char *rest)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *end = rest[0] == '[' ? strchr(rest, ']') : strrchr(rest, ':');
+    const char *start = rest[0] == '[' ? rest + 1 : rest;
+    if (end == NULL || (size_t)(end - start) >= sizeof host)
+        return 0;
+    memcpy(host, start, (size_t)(end - start));
+    host[end - start] = '\0';
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}

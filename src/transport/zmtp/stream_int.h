@@ -26,6 +26,10 @@ int st_tcp_addr(const char *rest, int bind, struct st_addr *out);
  * socket (as libzmq spells it: no trailing NUL in the address). */
 int st_ipc_addr(const char *rest, struct st_addr *out);
 
+/* 1 if the host in a tcp:// address is a literal IPv4 or IPv6 address
+ * (nothing to resolve again on reconnect). */
+int st_is_numeric(const char *rest);
+
 /* Formats an address back as a URL ("tcp://127.0.0.1:40123"). */
 void st_addr_url(const struct st_addr *a, char *buf, size_t len);
 

@@ -39,11 +39,10 @@ size_t zmtp_frame_hdr(unsigned char out[ZMTP_HDR_MAX], int flags, uint64_t size)
     return 9;
 }
 
-size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void *data,
-                    size_t len)
+size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void *data, size_t len)
 {
     size_t nlen = strlen(name);
-    if (nlen == 0 || nlen > 255)
+    if (nlen == 0 || nlen > 255 || len > SIZE_MAX - 512)
         return 0;
     uint64_t body = 1 + nlen + len;
     unsigned char hdr[ZMTP_HDR_MAX];
@@ -82,8 +81,8 @@ size_t zmtp_ready(unsigned char *out, size_t cap, const char *type, int with_ide
     return zmtp_command(out, cap, "READY", meta, n);
 }
 
-int zmtp_cmd_split(const unsigned char *body, size_t len, const unsigned char **name,
-                   size_t *nlen, const unsigned char **data, size_t *dlen)
+int zmtp_cmd_split(const unsigned char *body, size_t len, const unsigned char **name, size_t *nlen,
+                   const unsigned char **data, size_t *dlen)
 {
     if (len < 1 || body[0] == 0 || (size_t)body[0] > len - 1)
         return -1;
@@ -115,8 +114,8 @@ static int same_nocase(const unsigned char *a, size_t alen, const char *b)
     return 1;
 }
 
-int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop,
-                   const unsigned char **val, size_t *vlen)
+int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop, const unsigned char **val,
+                   size_t *vlen)
 {
     int found = 0;
     size_t i = 0;
@@ -171,7 +170,7 @@ static int greeting_check(struct zmtp_dec *d)
         return dec_fail(d, FERRY_EPROTO, "not ZMTP 3: bad signature end (ZMTP 1.0?)");
     if (d->have >= 11 && g[10] < 3)
         return dec_fail(d, FERRY_EPROTO, "ZMTP version before 3.0 is not supported");
-    if (d->have >= 32 && memcmp(g + 12, mechanism_null, sizeof mechanism_null) != 0)
+    if (d->have > 12 && memcmp(g + 12, mechanism_null, (d->have < 32 ? d->have : 32) - 12) != 0)
         return dec_fail(d, FERRY_EPROTO, "unsupported security mechanism (only NULL)");
     return 0;
 }

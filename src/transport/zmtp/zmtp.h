@@ -44,8 +44,7 @@ size_t zmtp_frame_hdr(unsigned char out[ZMTP_HDR_MAX], int flags, uint64_t size)
 
 /* Writes a command frame (header and body) "name" + data into out (cap
  * bytes). Returns its length, or 0 when it does not fit. */
-size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void *data,
-                    size_t len);
+size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void *data, size_t len);
 
 /* Writes a READY command frame announcing socket type `type` ("REQ",
  * "PUSH", ...); with_identity adds an empty Identity property (libzmq's
@@ -53,8 +52,8 @@ size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void
 size_t zmtp_ready(unsigned char *out, size_t cap, const char *type, int with_identity);
 
 /* Splits a command body into its name and data. 0, or -1 when malformed. */
-int zmtp_cmd_split(const unsigned char *body, size_t len, const unsigned char **name,
-                   size_t *nlen, const unsigned char **data, size_t *dlen);
+int zmtp_cmd_split(const unsigned char *body, size_t len, const unsigned char **name, size_t *nlen,
+                   const unsigned char **data, size_t *dlen);
 
 /* 1 if the command name is `want` (exact, case-sensitive as in libzmq). */
 int zmtp_cmd_is(const unsigned char *name, size_t nlen, const char *want);
@@ -62,8 +61,8 @@ int zmtp_cmd_is(const unsigned char *name, size_t nlen, const char *want);
 /* Walks READY properties (data after the name). Finds `prop` (compared
  * without regard to case, as RFC 37 says). Returns 1 found (*val, *vlen
  * set), 0 absent, -1 malformed (truncated, or trailing bytes). */
-int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop,
-                   const unsigned char **val, size_t *vlen);
+int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop, const unsigned char **val,
+                   size_t *vlen);
 
 /* --- the decoder ------------------------------------------------------------ */
 

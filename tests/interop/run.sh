@@ -1,0 +1,235 @@
+#!/bin/bash
+# run.sh - the ZMTP interoperability suite: ferry against pyzmq and against
+# libzmq in C, every pattern, tcp:// and ipc://, each side binding in turn.
+#
+#   run.sh FERRY_PEER ZMQ_PEER ZPEER_PY [quick]
+#
+# FERRY_PEER and ZMQ_PEER are tests/interop/peer.c built against ferry and
+# against libzmq; ZPEER_PY is tests/interop/zpeer.py (run with
+# /usr/bin/python3, where Debian's python3-zmq lives). Each case starts the
+# binding side, reads the endpoint it prints (the port it got), starts the
+# connecting side, and requires both to exit 0 (a publisher, which runs
+# until stopped, is stopped once its subscriber is satisfied).
+set -u
+FP=$1
+ZP=$2
+PY="/usr/bin/python3 $3"
+MODE=${4:-full}
+SEQ=100000
+IMPLS="pyzmq libzmq"
+if [ "$MODE" = quick ]; then # under sanitizers: the slowness says nothing
+    SEQ=10000
+    IMPLS=libzmq
+fi
+TMP=$(mktemp -d /tmp/ferry-interop.XXXXXX)
+pids=()
+MAIN=$BASHPID
+cleanup() {
+    [ "$BASHPID" = "$MAIN" ] || return 0 # subshells ($(...), watchdogs) inherit the trap
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+failed=0
+cases=0
+n=0
+
+# start CMD...: runs it in the background with stdout on a fifo we keep
+# open; sets $spid and $sfd
+start() {
+    n=$((n + 1))
+    local fifo=$TMP/out.$n
+    mkfifo "$fifo"
+    "$@" >"$fifo" 2>"$TMP/err.$n" &
+    spid=$!
+    pids+=("$spid")
+    exec {sfd}<"$fifo"
+    serr=$TMP/err.$n
+}
+
+# endpoint: the ENDPOINT line of the last started binder
+endpoint() {
+    local line
+    if ! read -r -t 20 line <&"$sfd"; then
+        echo ""
+        return
+    fi
+    echo "${line#ENDPOINT }"
+}
+
+# waitfor PID SECONDS: the exit status, or 124 when it had to be killed
+# after SECONDS. The watchdog's output goes to /dev/null so that it never
+# holds ctest's output pipe, and it is killed with its sleep when done.
+waitfor() {
+    local pid=$1 secs=$2
+    (
+        sleep "$secs"
+        kill -9 "$pid"
+    ) >/dev/null 2>&1 &
+    local wd=$!
+    wait "$pid" 2>/dev/null
+    local rc=$?
+    pkill -9 -P "$wd" 2>/dev/null
+    kill -9 "$wd" 2>/dev/null
+    wait "$wd" 2>/dev/null
+    [ $rc -eq 137 ] && rc=124
+    return $rc
+}
+
+T0=$(date +%s%N)
+report() { # name rc errfile...
+    local name=$1 rc=$2
+    shift 2
+    cases=$((cases + 1))
+    local t1
+    t1=$(date +%s%N)
+    local ms=$(((t1 - T0) / 1000000))
+    T0=$t1
+    if [ "$rc" -eq 0 ]; then
+        echo "ok    $name (${ms} ms)"
+    else
+        echo "FAIL  $name (exit $rc)"
+        for f in "$@"; do sed 's/^/      /' "$f"; done
+        failed=$((failed + 1))
+    fi
+}
+
+# one_case NAME BINDER_CMD CONNECTOR_CMD URL INFINITE [COUNT]
+# INFINITE: "binder" or "connector" if that side runs until stopped.
+one_case() {
+    local name=$1 bcmd=$2 ccmd=$3 url=$4 inf=$5 count=${6:-}
+    start $bcmd bind "$url" $count
+    local bpid=$spid bfd=$sfd berr=$serr
+    local ep
+    ep=$(endpoint)
+    if [ -z "$ep" ]; then
+        report "$name" 99 "$berr"
+        kill -9 $bpid 2>/dev/null
+        exec {bfd}<&-
+        return
+    fi
+    start $ccmd connect "$ep" $count
+    local cpid=$spid cfd=$sfd cerr=$serr
+    local brc=0 crc=0
+    case $inf in
+    binder)
+        waitfor $cpid 90
+        crc=$?
+        kill -9 $bpid 2>/dev/null
+        wait $bpid 2>/dev/null
+        ;;
+    connector)
+        waitfor $bpid 90
+        brc=$?
+        kill -9 $cpid 2>/dev/null
+        wait $cpid 2>/dev/null
+        ;;
+    *)
+        waitfor $cpid 90
+        crc=$?
+        waitfor $bpid 30
+        brc=$?
+        ;;
+    esac
+    exec {bfd}<&- {cfd}<&-
+    report "$name" $((brc > crc ? brc : crc)) "$berr" "$cerr"
+}
+
+# pattern_cases IMPL_NAME IMPL_CMD TRANSPORT URL
+pattern_cases() {
+    local impl=$1 z=$2 tr=$3 url=$4
+    # ferry role | zmq role | which one runs forever | extra args
+    local spec
+    for spec in "rep req - " "req rep - " "pair-echo pair-req - " "pair-req pair-echo - " \
+        "push pull - $SEQ" "pull push - $SEQ" "pub sub ferry " "sub pub zmq "; do
+        set -- $spec
+        local fr=$1 zr=$2 inf=$3 count=${4:-}
+        # ferry binds
+        local which=-
+        [ "$inf" = ferry ] && which=binder
+        [ "$inf" = zmq ] && which=connector
+        one_case "$tr ferry $fr (bind) <-> $impl $zr (connect)" "$FP $fr" "$z $zr" \
+            "$url" "$which" $count
+        # zmq binds
+        which=-
+        [ "$inf" = ferry ] && which=connector
+        [ "$inf" = zmq ] && which=binder
+        one_case "$tr $impl $zr (bind) <-> ferry $fr (connect)" "$z $zr" "$FP $fr" \
+            "$url" "$which" $count
+    done
+}
+
+# A zmq REP serves 50 requests and SIGKILLs itself; a new one binds the
+# same address; ferry's REQ (dialing) must get every reply: it sees the
+# connection die, resends, and its dialer reconnects.
+reconnect_case() {
+    local tr=$1 url=$2
+    start $PY rep-die bind "$url" 50
+    local r1=$spid r1fd=$sfd r1err=$serr
+    [ -n "$(endpoint)" ] || { report "$tr reconnect" 99 "$r1err"; return; }
+    start $FP req-retry connect "$url" 200
+    local f=$spid ffd=$sfd ferr=$serr
+    wait $r1 2>/dev/null # it kills itself after 50 replies
+    start $PY rep bind "$url" 1000
+    local r2=$spid r2fd=$sfd r2err=$serr
+    endpoint >/dev/null
+    waitfor $f 60
+    local rc=$?
+    kill -9 $r2 2>/dev/null
+    wait $r2 2>/dev/null
+    exec {r1fd}<&- {ffd}<&- {r2fd}<&-
+    report "$tr pyzmq REP killed with SIGKILL and restarted <-> ferry REQ reconnects" $rc \
+        "$ferr" "$r2err"
+}
+
+# A zmq peer of an incompatible type: refused, counted, never a peer.
+refusal_case() {
+    local tr=$1 url=$2
+    start env PEER_TYPE=5 $FP refused bind "$url"
+    local f=$spid ffd=$sfd ferr=$serr
+    local ep
+    ep=$(endpoint)
+    start env ZPEER_TYPE=PUSH $PY sender connect "$ep" 20000
+    local z=$spid zfd=$sfd
+    waitfor $f 20
+    local rc=$?
+    kill -9 $z 2>/dev/null
+    wait $z 2>/dev/null
+    exec {ffd}<&- {zfd}<&-
+    report "$tr ferry REP (bind) refuses a pyzmq PUSH" $rc "$ferr"
+
+    start env ZPEER_TYPE=REP $PY sender bind "$url" 20000
+    z=$spid
+    zfd=$sfd
+    ep=$(endpoint)
+    start env PEER_TYPE=6 $FP refused connect "$ep"
+    f=$spid
+    ffd=$sfd
+    ferr=$serr
+    waitfor $f 20
+    rc=$?
+    kill -9 $z 2>/dev/null
+    wait $z 2>/dev/null
+    exec {ffd}<&- {zfd}<&-
+    report "$tr ferry PUSH (connect) refuses a pyzmq REP" $rc "$ferr"
+}
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+for tr in tcp ipc; do
+    if [ $tr = tcp ]; then url="tcp://127.0.0.1:*"; else url="ipc://$TMP/sock"; fi
+    for impl in $IMPLS; do
+        if [ $impl = pyzmq ]; then z="$PY"; else z="$ZP"; fi
+        pattern_cases $impl "$z" $tr "$url"
+    done
+done
+
+reconnect_case tcp "tcp://127.0.0.1:$(free_port)"
+reconnect_case ipc "ipc://$TMP/reconnect.sock"
+refusal_case tcp "tcp://127.0.0.1:*"
+refusal_case ipc "ipc://$TMP/refuse.sock"
+
+echo "$cases cases, $failed failed"
+[ $failed -eq 0 ]

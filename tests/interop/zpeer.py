@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""zpeer.py - the pyzmq side of the interoperability tests.
+
+Plays the same roles as tests/interop/peer.c (see its header), with
+Debian's python3-zmq (libzmq 4.3.4 underneath):
+
+    zpeer.py ROLE bind|connect URL [COUNT]
+
+Extra roles: rep-die K (serve K requests, then SIGKILL itself: the test of
+ferry's reconnect), and any role with the socket type forced by
+ZPEER_TYPE (an incompatible peer for the refusal tests: it just sends).
+"""
+import os
+import signal
+import struct
+import sys
+import time
+
+import zmq
+
+BIG = 10 << 20
+
+
+def pattern(length, seed):
+    return bytes(((i * 7 + seed) & 0xFF) for i in range(length)) if length < 4096 else \
+        bytes(((i * 7 + seed) & 0xFF) for i in range(256)) * (length // 256) + \
+        bytes(((i * 7 + seed) & 0xFF) for i in range(length % 256))
+
+
+def vector():
+    v = [[b"hello"], [b"a", b"bb", b"ccc"], [b""]]
+    specs = [[255], [256], [255, 256, 0], [BIG]]
+    for n, lens in enumerate(specs, start=3):
+        v.append([pattern(length, n * 16 + i) for i, length in enumerate(lens)])
+    return v
+
+
+TYPES = {"rep": zmq.REP, "req": zmq.REQ, "pair-echo": zmq.PAIR, "pair-req": zmq.PAIR,
+         "push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
+         "rep-die": zmq.REP, "sender": zmq.PUSH}
+
+
+def fail(why):
+    sys.stderr.write("zpeer[%d]: %s\n" % (os.getpid(), why))
+    sys.exit(1)
+
+
+def main():
+    role, mode, url = sys.argv[1], sys.argv[2], sys.argv[3]
+    count = int(sys.argv[4]) if len(sys.argv) > 4 else -1
+    vec = vector()
+    ctx = zmq.Context()
+    stype = TYPES[role]
+    if os.environ.get("ZPEER_TYPE"):
+        stype = getattr(zmq, os.environ["ZPEER_TYPE"])
+    s = ctx.socket(stype)
+    s.RCVTIMEO = 10000
+    s.SNDTIMEO = 10000
+    s.LINGER = 2000
+    if mode == "bind":
+        s.bind(url)
+        print("ENDPOINT", s.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
+    else:
+        s.connect(url)
+    rc = 0
+    if role in ("rep", "pair-echo"):
+        for _ in range(count if count >= 0 else len(vec)):
+            s.send_multipart(s.recv_multipart())
+    elif role == "rep-die":
+        for _ in range(count):
+            s.send_multipart(s.recv_multipart())
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif role in ("req", "pair-req"):
+        for i, m in enumerate(vec):
+            s.send_multipart(m)
+            if s.recv_multipart() != m:
+                fail("reply %d differs from the request" % i)
+    elif role == "push":
+        for m in vec:
+            s.send_multipart(m)
+        for k in range(max(count, 0)):
+            s.send(b"seq" + struct.pack(">Q", k))
+    elif role == "pull":
+        for i, m in enumerate(vec):
+            if s.recv_multipart() != m:
+                fail("message %d differs" % i)
+        for k in range(max(count, 0)):
+            if s.recv() != b"seq" + struct.pack(">Q", k):
+                fail("sequence message %d wrong (lost, duplicated or reordered)" % k)
+    elif role == "pub":
+        for _ in range(3000):
+            for i, m in enumerate(vec):
+                s.send_multipart([b"A" + bytes([i])] + m)
+                s.send(b"B-noise")
+            time.sleep(0.01)  # pacing only
+    elif role == "sub":
+        s.subscribe(b"A")
+        seen = set()
+        while len(seen) < len(vec):
+            m = s.recv_multipart()
+            if len(m[0]) != 2 or m[0][:1] != b"A" or m[0][1] >= len(vec):
+                fail("unexpected message (filter broken?)")
+            i = m[0][1]
+            if m[1:] != vec[i]:
+                fail("published message %d differs" % i)
+            seen.add(i)
+    elif role == "sender":
+        # an incompatible peer: it may never get through; send and linger
+        try:
+            s.send(b"must not arrive", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # no peer to take it (Again), or a REP that may not send first
+        time.sleep(count / 1000.0 if count > 0 else 2.0)  # stay connected for the check
+    s.close()
+    ctx.term()
+    return rc
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except zmq.Again:
+        fail("timed out")
