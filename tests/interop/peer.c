@@ -122,8 +122,15 @@ static void die(const char *what, int rc)
 #ifdef USE_ZMQ
 typedef void sock_t;
 static void *ctx;
-enum { T_PAIR = ZMQ_PAIR, T_PUB = ZMQ_PUB, T_SUB = ZMQ_SUB, T_REQ = ZMQ_REQ, T_REP = ZMQ_REP,
-       T_PUSH = ZMQ_PUSH, T_PULL = ZMQ_PULL };
+enum {
+    T_PAIR = ZMQ_PAIR,
+    T_PUB = ZMQ_PUB,
+    T_SUB = ZMQ_SUB,
+    T_REQ = ZMQ_REQ,
+    T_REP = ZMQ_REP,
+    T_PUSH = ZMQ_PUSH,
+    T_PULL = ZMQ_PULL
+};
 
 static sock_t *p_open(int type)
 {
@@ -199,8 +206,15 @@ static void p_close(sock_t *s)
 }
 #else
 typedef ferry_socket sock_t;
-enum { T_PAIR = FERRY_PAIR, T_PUB = FERRY_PUB, T_SUB = FERRY_SUB, T_REQ = FERRY_REQ,
-       T_REP = FERRY_REP, T_PUSH = FERRY_PUSH, T_PULL = FERRY_PULL };
+enum {
+    T_PAIR = FERRY_PAIR,
+    T_PUB = FERRY_PUB,
+    T_SUB = FERRY_SUB,
+    T_REQ = FERRY_REQ,
+    T_REP = FERRY_REP,
+    T_PUSH = FERRY_PUSH,
+    T_PULL = FERRY_PULL
+};
 
 static sock_t *p_open(int type)
 {
@@ -219,8 +233,8 @@ static void p_endpoint(sock_t *s, int bind, const char *url)
 {
     int rc = bind ? ferry_listen(s, url) : ferry_dial(s, url);
     if (rc != 0) {
-        fprintf(stderr, "peer: %s %s: %s (%s)\n", bind ? "listen" : "dial", url,
-                ferry_strerror(rc), ferry_errdetail());
+        fprintf(stderr, "peer: %s %s: %s (%s)\n", bind ? "listen" : "dial", url, ferry_strerror(rc),
+                ferry_errdetail());
         exit(2);
     }
     if (bind) {
@@ -357,7 +371,8 @@ static int role_pull(sock_t *s, long count)
             die("pull: recv seq", rc);
         put_seq(want, (uint64_t)k);
         if (m.n != 1 || m.p[0].len != sizeof want || memcmp(m.p[0].data, want, sizeof want)) {
-            fprintf(stderr, "peer: sequence message %ld wrong (lost, duplicated or reordered)\n", k);
+            fprintf(stderr, "peer: sequence message %ld wrong (lost, duplicated or reordered)\n",
+                    k);
             return 1;
         }
         msg_free(&m);
@@ -439,7 +454,8 @@ static int role_req_retry(sock_t *s, long count)
             }
             if (rc != 0)
                 die("req-retry: recv", rc);
-            int ok = r.n == 1 && r.p[0].len == strlen(want) && !memcmp(r.p[0].data, want, r.p[0].len);
+            int ok =
+                r.n == 1 && r.p[0].len == strlen(want) && !memcmp(r.p[0].data, want, r.p[0].len);
             msg_free(&r);
             if (!ok) {
                 fprintf(stderr, "peer: wrong reply to request %ld\n", k);
@@ -486,9 +502,9 @@ static int type_of(const char *role)
     static const struct {
         const char *role;
         int type;
-    } t[] = {{"rep", T_REP},         {"req", T_REQ},       {"pair-echo", T_PAIR},
-             {"pair-req", T_PAIR},   {"push", T_PUSH},     {"pull", T_PULL},
-             {"pub", T_PUB},         {"sub", T_SUB},       {"req-retry", T_REQ}};
+    } t[] = {{"rep", T_REP},       {"req", T_REQ},   {"pair-echo", T_PAIR},
+             {"pair-req", T_PAIR}, {"push", T_PUSH}, {"pull", T_PULL},
+             {"pub", T_PUB},       {"sub", T_SUB},   {"req-retry", T_REQ}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].role, role) == 0)
             return t[i].type;

@@ -639,7 +639,10 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     }
     p->base.pending = 0;
     p->state = C_ACTIVE;
-    p->dec.max_frame = s->opt.maxmsgsize > ST_CMD_MAX ? s->opt.maxmsgsize : ST_CMD_MAX;
+    /* the handshake is over: messages up to MAXMSGSIZE; commands too (a
+     * SUBSCRIBE carries a prefix), but never below ST_CMD_MAX */
+    p->dec.max_frame = s->opt.maxmsgsize;
+    p->dec.max_cmd = s->opt.maxmsgsize > ST_CMD_MAX ? s->opt.maxmsgsize : ST_CMD_MAX;
     uint64_t now = fy_now_mono_ns();
     p->last_rx = now;
     if (s->opt.heartbeat_ivl > 0) {

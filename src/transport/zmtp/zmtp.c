@@ -148,6 +148,7 @@ void zmtp_dec_init(struct zmtp_dec *d, const struct zmtp_dec_ops *ops, void *ctx
     d->ops = ops;
     d->ctx = ctx;
     d->max_frame = max_frame;
+    d->max_cmd = max_frame;
     d->state = ZMTP_DEC_GREETING;
     d->need = ZMTP_GREETING_SIZE;
 }
@@ -189,7 +190,7 @@ static int frame_start(struct zmtp_dec *d)
     }
     if ((d->flags & ZMTP_COMMAND) && (d->flags & ZMTP_MORE))
         return dec_fail(d, FERRY_EPROTO, "command frame with MORE set");
-    if (d->size > d->max_frame)
+    if (d->size > ((d->flags & ZMTP_COMMAND) ? d->max_cmd : d->max_frame))
         return dec_fail(d, FERRY_EMSGSIZE, "frame larger than the maximum message size");
     d->handle = d->ops->alloc(d->ctx, d->size, &d->body);
     if (d->handle == NULL)

@@ -88,7 +88,8 @@ enum { ZMTP_DEC_GREETING, ZMTP_DEC_HDR, ZMTP_DEC_BODY, ZMTP_DEC_FAILED };
 struct zmtp_dec {
     const struct zmtp_dec_ops *ops;
     void *ctx;
-    uint64_t max_frame; /* larger bodies are refused (FERRY_EMSGSIZE) */
+    uint64_t max_frame; /* larger message bodies are refused (FERRY_EMSGSIZE) */
+    uint64_t max_cmd;   /* the same for command bodies (zmtp_dec_init: = max_frame) */
     int state;
     unsigned char buf[ZMTP_GREETING_SIZE]; /* greeting, or a frame header */
     size_t have, need;

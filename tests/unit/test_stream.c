@@ -1,0 +1,574 @@
+/*
+ * test_stream.c - the tcp:// and ipc:// transports, ferry to ferry and
+ * against raw sockets that play a broken or hostile peer: addresses
+ * (free port, IPv6, host names, stale and live ipc paths), queueing before
+ * the connection exists, bad input dropped while a good peer is served,
+ * 1,000 idle connections, heartbeats, and linger (nothing lost at close,
+ * the closer ends in TIME_WAIT).
+ *
+ * Waiting is always for an event: a message, a closed socket seen by
+ * poll(), a counter that ferry_wait_peers() wakes us to re-read.
+ */
+#include "../common.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+static const unsigned char greeting[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 1,
+                                           'N',  'U', 'L', 'L'};
+
+/* A READY command frame for socket type `type` (e.g. "PUSH"). */
+static size_t ready_frame(unsigned char *out, const char *type)
+{
+    size_t tl = strlen(type);
+    size_t body = 6 + 1 + 11 + 4 + tl;
+    out[0] = 0x04;
+    out[1] = (unsigned char)body;
+    memcpy(out + 2, "\x05READY\x0bSocket-Type", 18);
+    out[20] = out[21] = out[22] = 0;
+    out[23] = (unsigned char)tl;
+    memcpy(out + 24, type, tl);
+    return 2 + body;
+}
+
+static int port_of(ferry_socket *s)
+{
+    char ep[128];
+    assert_int_equal(ferry_socket_addr(s, ep, sizeof ep), 0);
+    const char *c = strrchr(ep, ':');
+    assert_non_null(c);
+    return atoi(c + 1);
+}
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const void *b, size_t n)
+{
+    assert_int_equal(send(fd, b, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Reads exactly n bytes (within ms), or fails. */
+static void raw_read(int fd, void *buf, size_t n, int ms)
+{
+    size_t got = 0;
+    while (got < n) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, ms), 1);
+        ssize_t r = recv(fd, (char *)buf + got, n - got, 0);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+}
+
+/* 1 if the peer closed fd within ms (EOF or reset), after discarding any
+ * data it sent first. */
+static int raw_closed(int fd, int ms)
+{
+    char junk[4096];
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, ms) != 1)
+            return 0;
+        ssize_t r = recv(fd, junk, sizeof junk, 0);
+        if (r <= 0)
+            return 1;
+    }
+}
+
+/* A raw peer that completes the handshake as `type`; the greeting and
+ * READY of ferry are read and checked. */
+static int raw_peer(int port, const char *type, const char *expect_type)
+{
+    int fd = raw_connect(port);
+    unsigned char b[64];
+    raw_send(fd, greeting, sizeof greeting);
+    unsigned char g[64];
+    raw_read(fd, g, 64, 5000);
+    assert_int_equal(g[0], 0xff);
+    assert_int_equal(g[10], 3);
+    assert_memory_equal(g + 12, "NULL", 4);
+    size_t n = ready_frame(b, type);
+    raw_send(fd, b, n);
+    unsigned char hdr[2];
+    raw_read(fd, hdr, 2, 5000);
+    assert_int_equal(hdr[0], 0x04);
+    unsigned char body[256];
+    raw_read(fd, body, hdr[1], 5000);
+    assert_memory_equal(body, "\x05READY", 6);
+    assert_non_null(memmem(body, hdr[1], expect_type, strlen(expect_type)));
+    return fd;
+}
+
+static ferry_socket *open_sock(int type)
+{
+    ferry_socket *s;
+    assert_int_equal(ferry_socket_open(&s, type), 0);
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
+    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000);
+    return s;
+}
+
+static void roundtrip(ferry_socket *a, ferry_socket *b)
+{
+    char buf[16];
+    size_t len;
+    assert_int_equal(ferry_send(a, "ping", 4, 0), 0);
+    assert_int_equal(ferry_recv(b, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "ping", 4);
+    assert_int_equal(ferry_send(b, "pong", 4, 0), 0);
+    assert_int_equal(ferry_recv(a, buf, sizeof buf, &len, 0), 0);
+    assert_memory_equal(buf, "pong", 4);
+}
+
+/* --- addresses ---------------------------------------------------------------- */
+
+static void test_tcp_free_port_and_names(void **state)
+{
+    (void)state;
+    ferry_socket *l = open_sock(FERRY_PAIR), *d = open_sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(l, "tcp://127.0.0.1:*"), 0);
+    char ep[128], url[160];
+    assert_int_equal(ferry_socket_addr(l, ep, sizeof ep), 0);
+    assert_true(strncmp(ep, "tcp://127.0.0.1:", 16) == 0);
+    int port = port_of(l);
+    assert_true(port > 0 && port < 65536);
+    /* a host name, resolved with getaddrinfo */
+    snprintf(url, sizeof url, "tcp://localhost:%d", port);
+    assert_int_equal(ferry_dial(d, url), 0);
+    roundtrip(d, l);
+    ferry_close(d);
+    ferry_close(l);
+
+    /* every interface, then IPv6 loopback if the machine has it */
+    l = open_sock(FERRY_PAIR);
+    d = open_sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(l, "tcp://*:*"), 0);
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port_of(l));
+    assert_int_equal(ferry_dial(d, url), 0);
+    roundtrip(d, l);
+    ferry_close(d);
+    ferry_close(l);
+    l = open_sock(FERRY_PAIR);
+    int rc = ferry_listen(l, "tcp://[::1]:*");
+    if (rc == 0) {
+        d = open_sock(FERRY_PAIR);
+        assert_int_equal(ferry_socket_addr(l, ep, sizeof ep), 0);
+        assert_true(strncmp(ep, "tcp://[::1]:", 12) == 0);
+        assert_int_equal(ferry_dial(d, ep), 0);
+        roundtrip(d, l);
+        ferry_close(d);
+    } else {
+        fprintf(stderr, "note: no IPv6 loopback here (%s): [::1] not tested\n",
+                ferry_strerror(rc));
+    }
+    ferry_close(l);
+
+    /* malformed URLs are refused before any system call */
+    l = open_sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(l, "tcp://127.0.0.1"), FERRY_EBADURL);
+    assert_int_equal(ferry_listen(l, "tcp://127.0.0.1:99999"), FERRY_EBADURL);
+    assert_int_equal(ferry_dial(l, "tcp://127.0.0.1:*"), FERRY_EBADURL);
+    assert_int_equal(ferry_dial(l, "tcp://[::1:5"), FERRY_EBADURL);
+    assert_int_equal(ferry_dial(l, "tcp://no-such-host.invalid:5"), FERRY_EBADURL);
+    char longpath[300];
+    memset(longpath, 'a', sizeof longpath);
+    memcpy(longpath, "ipc:///", 7);
+    longpath[sizeof longpath - 1] = '\0';
+    assert_int_equal(ferry_listen(l, longpath), FERRY_EBADURL);
+    assert_int_equal(ferry_listen(l, "ipc://"), FERRY_EBADURL);
+    ferry_close(l);
+}
+
+static void test_ipc_stale_live_and_foreign_paths(void **state)
+{
+    (void)state;
+    char path[64], url[160];
+    snprintf(path, sizeof path, "/tmp/ferry-test-%d.sock", (int)getpid());
+    snprintf(url, sizeof url, "ipc://%s", path);
+    unlink(path);
+    /* a stale socket file: bound by someone who is gone */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    close(fd);
+    ferry_socket *l = open_sock(FERRY_PAIR), *l2 = open_sock(FERRY_PAIR),
+                 *d = open_sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(l, url), 0); /* replaced */
+    assert_int_equal(ferry_listen(l2, url), FERRY_EADDRINUSE); /* a live one is not */
+    assert_int_equal(ferry_dial(d, url), 0);
+    roundtrip(d, l);
+    ferry_close(d);
+    ferry_close(l);
+    struct stat st;
+    assert_int_equal(stat(path, &st), -1); /* removed at close */
+    /* not a socket: never touched */
+    FILE *f = fopen(path, "w");
+    fputs("precious", f);
+    fclose(f);
+    assert_int_equal(ferry_listen(l2, url), FERRY_EADDRINUSE);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 8);
+    unlink(path);
+    /* abstract names work too */
+    char abs[64];
+    snprintf(abs, sizeof abs, "ipc://@ferry-test-%d", (int)getpid());
+    l = open_sock(FERRY_PAIR);
+    d = open_sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(l, abs), 0);
+    assert_int_equal(ferry_dial(d, abs), 0);
+    roundtrip(d, l);
+    ferry_close(d);
+    ferry_close(l);
+    ferry_close(l2);
+}
+
+/* --- queueing before the connection, and reconnecting ----------------------------- */
+
+static void test_queue_before_connect(void **state)
+{
+    (void)state;
+    /* find a free port, then dial it before anyone listens */
+    ferry_socket *probe = open_sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(probe, "tcp://127.0.0.1:*"), 0);
+    int port = port_of(probe);
+    ferry_close(probe);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    ferry_socket *push = open_sock(FERRY_PUSH), *pull = open_sock(FERRY_PULL);
+    ferry_setopt_int(push, FERRY_OPT_SNDHWM, 3);
+    ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL, 20);
+    ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL_MAX, 50);
+    assert_int_equal(ferry_dial(push, url), 0);
+    int64_t peers = -1;
+    ferry_getopt_int(push, FERRY_OPT_PEERS, &peers);
+    assert_int_equal(peers, 0); /* a queue, not a peer */
+    for (int i = 0; i < 3; i++) /* queued up to the HWM, then no room */
+        assert_int_equal(ferry_send(push, &i, sizeof i, FERRY_DONTWAIT), 0);
+    int x = 3;
+    assert_int_equal(ferry_send(push, &x, sizeof x, FERRY_DONTWAIT), FERRY_EAGAIN);
+    assert_int_equal(ferry_listen(pull, url), 0);
+    for (int i = 0; i < 3; i++) {
+        int v = -1;
+        size_t len;
+        assert_int_equal(ferry_recv(pull, &v, sizeof v, &len, 0), 0);
+        assert_int_equal(v, i);
+    }
+    assert_int_equal(ferry_wait_peers(push, 1, 5000), 0);
+    /* the listener goes away and comes back: the dialer reconnects */
+    ferry_close(pull);
+    pull = open_sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(pull, url), 0);
+    assert_int_equal(ferry_wait_peers(pull, 1, 5000), 0);
+    x = 42;
+    assert_int_equal(ferry_send(push, &x, sizeof x, 0), 0);
+    int v = 0;
+    size_t len;
+    assert_int_equal(ferry_recv(pull, &v, sizeof v, &len, 0), 0);
+    assert_int_equal(v, 42);
+    ferry_close(push);
+    ferry_close(pull);
+}
+
+/* --- bad input ------------------------------------------------------------------- */
+
+static void test_bad_peers_dropped_good_one_served(void **state)
+{
+    (void)state;
+    ferry_socket *pull = open_sock(FERRY_PULL), *push = open_sock(FERRY_PUSH);
+    ferry_setopt_int(pull, FERRY_OPT_MAXMSGSIZE, 1024);
+    ferry_setopt_int(pull, FERRY_OPT_HANDSHAKE_IVL, 300);
+    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
+    int port = port_of(pull);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    assert_int_equal(ferry_dial(push, url), 0);
+    int seq = 0, next = 0;
+    char why[256];
+    /* A good peer sends while each bad one is dealt with. */
+#define PUMP()                                                                                     \
+    do {                                                                                           \
+        for (int k = 0; k < 50; k++, seq++)                                                        \
+            assert_int_equal(ferry_send(push, &seq, sizeof seq, 0), 0);                            \
+    } while (0)
+    PUMP();
+    /* 1. not ZMTP at all */
+    int fd = raw_connect(port);
+    raw_send(fd, "GET / HTTP/1.1\r\n\r\n", 18);
+    assert_true(raw_closed(fd, 5000));
+    close(fd);
+    ferry_socket_drop_reason(pull, why, sizeof why);
+    assert_non_null(strstr(why, "not ZMTP"));
+    PUMP();
+    /* 2. a mechanism we do not speak */
+    fd = raw_connect(port);
+    unsigned char g[64];
+    memcpy(g, greeting, 64);
+    memcpy(g + 12, "PLAIN", 5);
+    raw_send(fd, g, 64);
+    assert_true(raw_closed(fd, 5000));
+    close(fd);
+    ferry_socket_drop_reason(pull, why, sizeof why);
+    assert_non_null(strstr(why, "mechanism"));
+    PUMP();
+    /* 3. a frame over MAXMSGSIZE after a good handshake */
+    fd = raw_peer(port, "PUSH", "PULL");
+    unsigned char big[9] = {0x02, 0, 0, 0, 0, 0, 0, 0x08, 0x00}; /* 2048 bytes */
+    raw_send(fd, big, sizeof big);
+    assert_true(raw_closed(fd, 5000));
+    close(fd);
+    ferry_socket_drop_reason(pull, why, sizeof why);
+    assert_non_null(strstr(why, "maximum"));
+    PUMP();
+    /* 4. half a greeting, then silence: dropped after HANDSHAKE_IVL */
+    fd = raw_connect(port);
+    raw_send(fd, greeting, 20);
+    assert_true(raw_closed(fd, 5000));
+    close(fd);
+    ferry_socket_drop_reason(pull, why, sizeof why);
+    assert_non_null(strstr(why, "handshake timed out"));
+    /* 5. the wrong socket type: an ERROR command, then closed */
+    fd = raw_connect(port);
+    raw_send(fd, greeting, 64);
+    unsigned char r[64];
+    raw_send(fd, r, ready_frame(r, "PULL"));
+    unsigned char in[256];
+    size_t got = 0;
+    for (;;) { /* read until EOF; the ERROR must be in what came */
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        ssize_t k = recv(fd, in + got, sizeof in - got, 0);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(fd);
+    assert_non_null(memmem(in, got, "\x05" "ERROR", 6));
+    PUMP();
+    int64_t errors = 0;
+    ferry_getopt_int(pull, FERRY_OPT_ERRORS, &errors);
+    assert_int_equal(errors, 5);
+    /* every message of the good peer, in order */
+    for (; next < seq; next++) {
+        int v = -1;
+        size_t len;
+        assert_int_equal(ferry_recv(pull, &v, sizeof v, &len, 0), 0);
+        assert_int_equal(v, next);
+    }
+    ferry_close(push);
+    ferry_close(pull);
+}
+
+/* --- 1,000 idle connections ------------------------------------------------------ */
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+static void test_thousand_idle_connections(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2200 && rl.rlim_max >= 2200) {
+        rl.rlim_cur = 2200;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2200) {
+        fprintf(stderr, "note: RLIMIT_NOFILE %lu < 2200: test skipped\n",
+                (unsigned long)rl.rlim_cur);
+        skip();
+    }
+    enum { N = 1000 };
+    ferry_socket *pull = open_sock(FERRY_PULL);
+    ferry_setopt_int(pull, FERRY_OPT_BACKLOG, 1024);
+    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
+    int port = port_of(pull);
+    static int fds[N];
+    /* warm up: one connection and message, so first-use allocations are
+     * not charged to the thousand */
+    fds[0] = raw_peer(port, "PUSH", "PULL");
+    assert_int_equal(ferry_wait_peers(pull, 1, 5000), 0);
+    long before = rss_kib();
+    for (int i = 1; i < N; i++)
+        fds[i] = raw_peer(port, "PUSH", "PULL");
+    assert_int_equal(ferry_wait_peers(pull, N, 20000), 0);
+    long after = rss_kib();
+    long per = (after - before) * 1024 / (N - 1);
+    fprintf(stderr, "note: %d idle connections: %ld bytes of RSS each\n", N, per);
+    assert_true(per < 8192); /* no per-connection buffers while idle */
+    /* and it still serves: a message on the last one, then on the first */
+    raw_send(fds[N - 1], "\x00\x05hello", 7);
+    raw_send(fds[0], "\x00\x03" "bye", 5);
+    char buf[16];
+    size_t len;
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(ferry_recv(pull, buf + 5, sizeof buf - 5, &len, 0), 0);
+    assert_true(memcmp(buf, "hello", 5) == 0 || memcmp(buf, "bye", 3) == 0);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    ferry_close(pull);
+}
+
+/* --- heartbeats ------------------------------------------------------------------- */
+
+static void test_heartbeats(void **state)
+{
+    (void)state;
+    ferry_socket *pair = open_sock(FERRY_PAIR);
+    ferry_setopt_int(pair, FERRY_OPT_HEARTBEAT_IVL, 100);
+    ferry_setopt_int(pair, FERRY_OPT_HEARTBEAT_TIMEOUT, 300);
+    assert_int_equal(ferry_listen(pair, "tcp://127.0.0.1:*"), 0);
+    int port = port_of(pair);
+    /* 1. ferry answers our PING with a PONG echoing the context */
+    int fd = raw_peer(port, "PAIR", "PAIR");
+    raw_send(fd, "\x04\x09\x04PING\x00\x00" "ab", 11);
+    unsigned char f[64];
+    for (;;) { /* skip ferry's own PINGs */
+        raw_read(fd, f, 2, 5000);
+        raw_read(fd, f + 2, f[1], 5000);
+        if (memcmp(f + 2, "\x04PONG", 5) == 0)
+            break;
+        assert_memory_equal(f + 2, "\x04PING", 5);
+    }
+    assert_int_equal(f[1], 7);
+    assert_memory_equal(f + 7, "ab", 2);
+    /* 2. a peer that stops answering (a half-open connection looks the
+     * same from here) is dropped after HEARTBEAT_TIMEOUT */
+    assert_true(raw_closed(fd, 5000));
+    close(fd);
+    char why[256];
+    ferry_socket_drop_reason(pair, why, sizeof why);
+    assert_non_null(strstr(why, "heartbeat"));
+    ferry_close(pair);
+
+    /* 3. our TTL: a peer that asked for 300 ms and then went silent */
+    pair = open_sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(pair, "tcp://127.0.0.1:*"), 0);
+    fd = raw_peer(port_of(pair), "PAIR", "PAIR");
+    raw_send(fd, "\x04\x07\x04PING\x00\x03", 9); /* TTL 3 deciseconds */
+    assert_true(raw_closed(fd, 5000));
+    close(fd);
+    ferry_socket_drop_reason(pair, why, sizeof why);
+    assert_non_null(strstr(why, "TTL"));
+    int64_t errors = -1;
+    ferry_getopt_int(pair, FERRY_OPT_ERRORS, &errors);
+    assert_int_equal(errors, 0); /* silence is not bad input */
+    ferry_close(pair);
+}
+
+/* --- linger: the four-way teardown done right -------------------------------------- */
+
+/* Counts TIME_WAIT sockets whose remote port is `port` (/proc/net/tcp). */
+static int time_wait_to(int port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    char line[512];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned lp, rp, st;
+        if (sscanf(line, " %*d: %*8x:%x %*8x:%x %x", &lp, &rp, &st) == 3 && st == 0x06 &&
+            (int)rp == port)
+            n++;
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+struct drain {
+    ferry_socket *s;
+    int n, ok;
+};
+
+static void *drain_main(void *arg)
+{
+    struct drain *d = arg;
+    static unsigned char buf[2048];
+    for (int i = 0; i < d->n; i++) {
+        size_t len;
+        int v = -1;
+        if (ferry_recv(d->s, buf, sizeof buf, &len, 0) != 0)
+            return NULL;
+        memcpy(&v, buf, sizeof v);
+        if (v != i)
+            return NULL;
+    }
+    d->ok = 1;
+    return NULL;
+}
+
+static void test_linger_delivers_then_fin(void **state)
+{
+    (void)state;
+    enum { N = 20000, SZ = 1024 };
+    ferry_socket *pull = open_sock(FERRY_PULL), *push = open_sock(FERRY_PUSH);
+    /* a slow receiver: most of the 20 MB is still in the pusher's queue
+     * and the kernel buffers when the pusher closes */
+    ferry_setopt_int(pull, FERRY_OPT_RCVHWM, 100);
+    ferry_setopt_int(push, FERRY_OPT_SNDHWM, N);
+    ferry_setopt_int(push, FERRY_OPT_LINGER, 30000);
+    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
+    int port = port_of(pull);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    assert_int_equal(ferry_dial(push, url), 0);
+    static unsigned char buf[SZ];
+    for (int i = 0; i < N; i++) {
+        memcpy(buf, &i, sizeof i);
+        assert_int_equal(ferry_send(push, buf, SZ, 0), 0);
+    }
+    int tw_before = time_wait_to(port);
+    struct drain d = {pull, N, 0};
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, drain_main, &d), 0);
+    /* close at once: it flushes the queue, sends FIN, and returns when
+     * the receiver has read up to that FIN and answered with its own */
+    assert_int_equal(ferry_close(push), 0);
+    pthread_join(thr, NULL);
+    assert_true(d.ok); /* all 20,000, in order: nothing lost at close */
+    /* the active closer (the pusher) holds TIME_WAIT, the receiver not */
+    assert_true(time_wait_to(port) >= tw_before + 1);
+    ferry_close(pull);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tcp_free_port_and_names),
+        cmocka_unit_test(test_ipc_stale_live_and_foreign_paths),
+        cmocka_unit_test(test_queue_before_connect),
+        cmocka_unit_test(test_bad_peers_dropped_good_one_served),
+        cmocka_unit_test(test_thousand_idle_connections),
+        cmocka_unit_test(test_heartbeats),
+        cmocka_unit_test(test_linger_delivers_then_fin),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
