@@ -105,6 +105,29 @@ wait_listed $u-term
 kill -TERM $tp; wait $tp; rc=$?
 [ $rc = 0 ] && pass "recv exits 0 on SIGTERM" || fail "recv exit $rc on SIGTERM"
 
+# tcp:// and ipc:// (ZMTP 3.1): the same commands, the same behaviour
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+printf 'a\nb\n' | "$ferry" send --connect tcp://127.0.0.1:$port --type push - >/dev/null 2>"$T/tcp.err" &
+sp=$!
+expect 0 "recv pull over tcp" -- "$ferry" recv --bind tcp://127.0.0.1:$port --type pull -n 2 --timeout 10000
+printf 'a\nb\n' | diff - "$T/out" >/dev/null && pass "tcp: pull got both, in order" || { fail "tcp pull"; cat "$T/out"; }
+wait $sp && pass "tcp: send exited 0" || { fail "tcp send"; cat "$T/tcp.err"; }
+"$ferry" recv --bind "ipc://$T/rr.sock" --type rep --reply OK -n 1 >"$T/rep.out" 2>&1 &
+rp=$!
+expect 0 "send req over ipc" -- "$ferry" send --connect "ipc://$T/rr.sock" --type req hi --timeout 10000
+contains out OK
+wait $rp
+port=$(free_port)
+"$ferry" recv --connect tcp://127.0.0.1:$port --type sub --subscribe a -n 1 --timeout 10000 >"$T/sub.out" 2>&1 &
+subp=$!
+expect 0 "send pub over tcp" -- "$ferry" send --bind tcp://127.0.0.1:$port --type pub b1 a1 --timeout 10000
+wait $subp && grep -qx a1 "$T/sub.out" && pass "tcp: sub got a1 only" || { fail "tcp sub"; cat "$T/sub.out"; }
+expect 1 "recv on a free port names it, then times out" -- "$ferry" recv --bind "tcp://127.0.0.1:*" --type pull --timeout 100
+contains err "listening at tcp://127.0.0.1:"
+expect 2 "a tcp url without a port" -- "$ferry" send --connect tcp://127.0.0.1 --type push x
+one_line_error "tcp url without a port"
+
 for cmd in send recv; do
   expect 0 "$cmd --help" -- "$ferry" $cmd --help
   contains out "usage: ferry $cmd"

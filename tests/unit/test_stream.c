@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-static const unsigned char greeting[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 1,
-                                           'N',  'U', 'L', 'L'};
+static const unsigned char greeting[64] = {0xff, 0,    0, 0, 0,   0,   0,   0,
+                                           1,    0x7f, 3, 1, 'N', 'U', 'L', 'L'};
 
 /* A READY command frame for socket type `type` (e.g. "PUSH"). */
 static size_t ready_frame(unsigned char *out, const char *type)
@@ -174,8 +174,7 @@ static void test_tcp_free_port_and_names(void **state)
         roundtrip(d, l);
         ferry_close(d);
     } else {
-        fprintf(stderr, "note: no IPv6 loopback here (%s): [::1] not tested\n",
-                ferry_strerror(rc));
+        fprintf(stderr, "note: no IPv6 loopback here (%s): [::1] not tested\n", ferry_strerror(rc));
     }
     ferry_close(l);
 
@@ -210,7 +209,7 @@ static void test_ipc_stale_live_and_foreign_paths(void **state)
     close(fd);
     ferry_socket *l = open_sock(FERRY_PAIR), *l2 = open_sock(FERRY_PAIR),
                  *d = open_sock(FERRY_PAIR);
-    assert_int_equal(ferry_listen(l, url), 0); /* replaced */
+    assert_int_equal(ferry_listen(l, url), 0);                 /* replaced */
     assert_int_equal(ferry_listen(l2, url), FERRY_EADDRINUSE); /* a live one is not */
     assert_int_equal(ferry_dial(d, url), 0);
     roundtrip(d, l);
@@ -359,7 +358,10 @@ static void test_bad_peers_dropped_good_one_served(void **state)
         got += (size_t)k;
     }
     close(fd);
-    assert_non_null(memmem(in, got, "\x05" "ERROR", 6));
+    assert_non_null(memmem(in, got,
+                           "\x05"
+                           "ERROR",
+                           6));
     PUMP();
     int64_t errors = 0;
     ferry_getopt_int(pull, FERRY_OPT_ERRORS, &errors);
@@ -425,7 +427,10 @@ static void test_thousand_idle_connections(void **state)
     assert_true(per < 8192); /* no per-connection buffers while idle */
     /* and it still serves: a message on the last one, then on the first */
     raw_send(fds[N - 1], "\x00\x05hello", 7);
-    raw_send(fds[0], "\x00\x03" "bye", 5);
+    raw_send(fds[0],
+             "\x00\x03"
+             "bye",
+             5);
     char buf[16];
     size_t len;
     assert_int_equal(ferry_recv(pull, buf, sizeof buf, &len, 0), 0);
@@ -448,7 +453,10 @@ static void test_heartbeats(void **state)
     int port = port_of(pair);
     /* 1. ferry answers our PING with a PONG echoing the context */
     int fd = raw_peer(port, "PAIR", "PAIR");
-    raw_send(fd, "\x04\x09\x04PING\x00\x00" "ab", 11);
+    raw_send(fd,
+             "\x04\x09\x04PING\x00\x00"
+             "ab",
+             11);
     unsigned char f[64];
     for (;;) { /* skip ferry's own PINGs */
         raw_read(fd, f, 2, 5000);

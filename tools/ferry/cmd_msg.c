@@ -29,7 +29,8 @@ static const char send_help[] =
     "\n"
     "A pub waits for a subscriber that has subscribed to something (with\n"
     "--bind or --connect), then sends; a pub never blocks on a slow subscriber.\n"
-    "URLs: shm://NAME.\n";
+    "URLs: shm://NAME, ipc:///path (or ipc://@name),\n"
+    "tcp://HOST:PORT (ZMTP 3.1: any ZeroMQ peer can be the other side).\n";
 
 static const char recv_help[] =
     "usage: ferry recv (--bind URL | --connect URL)... --type TYPE [options]\n"
@@ -51,7 +52,8 @@ static const char recv_help[] =
     "\n"
     "Line format: the parts of a message are separated by one space; bytes\n"
     "that are not printable (and backslash) are written as \\xNN, so every\n"
-    "message is exactly one line. URLs: shm://NAME.\n";
+    "message is exactly one line. URLs: shm://NAME, ipc:///path (or ipc://@name),\n"
+    "tcp://HOST:PORT (ZMTP 3.1: any ZeroMQ peer can be the other side).\n";
 
 struct msg_opts {
     const char *cmd;
@@ -215,6 +217,10 @@ static int open_socket(struct msg_opts *o, ferry_socket **out)
             ferry_close(s);
             return code;
         }
+        char ep[160];
+        if (!dial && (strstr(url, ":*") || strstr(url, ":0")) &&
+            ferry_socket_addr(s, ep, sizeof ep) == 0) /* say which port it got */
+            fprintf(stderr, "ferry %s: listening at %s\n", o->cmd, ep);
     }
     *out = s;
     return -1;
