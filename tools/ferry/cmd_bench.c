@@ -20,6 +20,7 @@
  */
 #include "cli.h"
 
+#include <dlfcn.h>
 #include <getopt.h>
 #include <sched.h>
 #include <stdint.h>
@@ -40,8 +41,9 @@ static const char bench_help[] =
     "usage: ferry bench [SUITE...] [--quick] [--json FILE] [--size LIST] [--reps N]\n"
     "\n"
     "Measure ferry against the machine's limits, in one run. SUITEs: limit, raw,\n"
-    "shm (default: all). Prints a table: each ferry figure with its ratio to the\n"
-    "limit and to the raw kernel IPC measured in the same run.\n"
+    "shm, tcp, ipc (default: all). Prints a table: each ferry figure with its\n"
+    "ratio to the limit and to the raw kernel IPC measured in the same run; on\n"
+    "tcp and ipc also to libzmq (loaded with dlopen when libzmq5 is installed).\n"
     "\n"
     "  --quick        fewer samples and repetitions (about 15 s)\n"
     "  --json FILE    also write the results as JSON ('-' for stdout)\n"
@@ -118,7 +120,7 @@ struct result {
     int reps, subscribers;
 };
 
-static struct result results[64];
+static struct result results[128];
 static int nresults;
 
 static int cmp_d(const void *a, const void *b)
@@ -658,6 +660,274 @@ static void fanout(struct result *r, int reps, int nsubs)
     r->subscribers = nsubs;
 }
 
+/* --- tcp/ipc: ferry and libzmq behind one small interface -------------------------- */
+
+/* A messaging library as the tcp/ipc suites use it. libzmq is loaded with
+ * dlopen() when it is installed (libzmq5): the ferry tool never links it,
+ * and without it the libzmq rows are simply absent. */
+struct backend {
+    const char *name;
+    void *(*open)(int type); /* FERRY_REQ... */
+    int (*listen)(void *s, const char *url, char *ep, size_t len);
+    int (*dial)(void *s, const char *url);
+    int (*send)(void *s, const void *b, size_t n);
+    int (*recv)(void *s, void *b, size_t cap);
+    void (*close)(void *s);
+};
+
+static void *fb_open(int type)
+{
+    ferry_socket *s = open_or_die(type, 0);
+    ferry_setopt_int(s, FERRY_OPT_SNDHWM, 1000); /* libzmq's default, on both */
+    ferry_setopt_int(s, FERRY_OPT_RCVHWM, 1000);
+    return s;
+}
+static int fb_listen(void *s, const char *url, char *ep, size_t len)
+{
+    return ferry_listen(s, url) || ferry_socket_addr(s, ep, len);
+}
+static int fb_dial(void *s, const char *url) { return ferry_dial(s, url); }
+static int fb_send(void *s, const void *b, size_t n) { return ferry_send(s, b, n, 0); }
+static int fb_recv(void *s, void *b, size_t cap)
+{
+    size_t n;
+    return ferry_recv(s, b, cap, &n, 0);
+}
+static void fb_close(void *s) { ferry_close(s); }
+static const struct backend ferry_be = {"ferry", fb_open, fb_listen, fb_dial,
+                                        fb_send, fb_recv, fb_close};
+
+/* libzmq's ABI (zmq.h, stable since 4.0): the few calls and constants used */
+static struct {
+    void *lib, *ctx;
+    void *(*ctx_new)(void);
+    int (*ctx_term)(void *);
+    void *(*socket)(void *, int);
+    int (*close)(void *);
+    int (*bind)(void *, const char *);
+    int (*connect)(void *, const char *);
+    int (*send)(void *, const void *, size_t, int);
+    int (*recv)(void *, void *, size_t, int);
+    int (*setsockopt)(void *, int, const void *, size_t);
+    int (*getsockopt)(void *, int, void *, size_t *);
+} zq;
+enum {
+    ZQ_REQ = 3,
+    ZQ_REP = 4,
+    ZQ_PULL = 7,
+    ZQ_PUSH = 8,
+    ZQ_LINGER = 17,
+    ZQ_SNDHWM = 23,
+    ZQ_RCVHWM = 24,
+    ZQ_LAST_ENDPOINT = 32
+};
+
+static int zq_load(void)
+{
+    if (zq.lib)
+        return 1;
+    zq.lib = dlopen("libzmq.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (zq.lib == NULL)
+        return 0;
+    *(void **)&zq.ctx_new = dlsym(zq.lib, "zmq_ctx_new");
+    *(void **)&zq.ctx_term = dlsym(zq.lib, "zmq_ctx_term");
+    *(void **)&zq.socket = dlsym(zq.lib, "zmq_socket");
+    *(void **)&zq.close = dlsym(zq.lib, "zmq_close");
+    *(void **)&zq.bind = dlsym(zq.lib, "zmq_bind");
+    *(void **)&zq.connect = dlsym(zq.lib, "zmq_connect");
+    *(void **)&zq.send = dlsym(zq.lib, "zmq_send");
+    *(void **)&zq.recv = dlsym(zq.lib, "zmq_recv");
+    *(void **)&zq.setsockopt = dlsym(zq.lib, "zmq_setsockopt");
+    *(void **)&zq.getsockopt = dlsym(zq.lib, "zmq_getsockopt");
+    if (!zq.ctx_new || !zq.ctx_term || !zq.socket || !zq.close || !zq.bind || !zq.connect ||
+        !zq.send || !zq.recv || !zq.setsockopt || !zq.getsockopt) {
+        dlclose(zq.lib);
+        zq.lib = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+static void *zb_open(int type)
+{
+    int t = type == FERRY_REQ    ? ZQ_REQ
+            : type == FERRY_REP  ? ZQ_REP
+            : type == FERRY_PUSH ? ZQ_PUSH
+                                 : ZQ_PULL;
+    if (zq.ctx == NULL)
+        zq.ctx = zq.ctx_new();
+    void *s = zq.socket(zq.ctx, t);
+    int hwm = 1000, linger = 0;
+    zq.setsockopt(s, ZQ_SNDHWM, &hwm, sizeof hwm);
+    zq.setsockopt(s, ZQ_RCVHWM, &hwm, sizeof hwm);
+    zq.setsockopt(s, ZQ_LINGER, &linger, sizeof linger);
+    return s;
+}
+static int zb_listen(void *s, const char *url, char *ep, size_t len)
+{
+    return zq.bind(s, url) || zq.getsockopt(s, ZQ_LAST_ENDPOINT, ep, &len);
+}
+static int zb_dial(void *s, const char *url) { return zq.connect(s, url); }
+static int zb_send(void *s, const void *b, size_t n) { return zq.send(s, b, n, 0) < 0; }
+static int zb_recv(void *s, void *b, size_t cap) { return zq.recv(s, b, cap, 0) < 0; }
+static void zb_close(void *s)
+{
+    zq.close(s);
+    zq.ctx_term(zq.ctx);
+    zq.ctx = NULL;
+}
+static const struct backend zmq_be = {"libzmq", zb_open, zb_listen, zb_dial,
+                                      zb_send,  zb_recv, zb_close};
+
+static const struct backend *g_be;
+static const char *g_tr; /* "tcp" or "ipc" */
+static char g_ep[256];
+
+/* The listening side (a child): binds, hands its endpoint to the parent
+ * through the pipe, then echoes (REP) or drains (PULL). */
+static void net_child(void *arg)
+{
+    int type = *(int *)arg;
+    void *s = g_be->open(type);
+    char url[128], ep[256] = "";
+    if (strcmp(g_tr, "tcp") == 0)
+        snprintf(url, sizeof url, "tcp://127.0.0.1:*");
+    else
+        snprintf(url, sizeof url, "ipc:///tmp/ferry-bench-%d.sock", (int)getpid());
+    if (g_be->listen(s, url, ep, sizeof ep) != 0)
+        _exit(2);
+    if (write(g_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+        _exit(3);
+    char *buf = malloc(65536);
+    for (long i = 0; i < g_iters; i++) {
+        if (g_be->recv(s, buf, 65536) != 0)
+            _exit(4);
+        if (type == FERRY_REP && g_be->send(s, buf, g_size) != 0)
+            _exit(4);
+    }
+    char one = 'D';
+    if (type == FERRY_PULL && write(g_pipe[1], &one, 1) != 1)
+        _exit(5);
+    free(buf);
+    g_be->close(s);
+    if (strcmp(g_tr, "ipc") == 0)
+        unlink(url + 6);
+}
+
+static void *net_connect(int child_type, pid_t *pid)
+{
+    static int ct;
+    ct = child_type;
+    if (pipe(g_pipe) != 0)
+        return NULL;
+    *pid = spawn(net_child, &ct);
+    if (full_read(g_pipe[0], g_ep, sizeof g_ep) != 0)
+        return NULL;
+    void *s = g_be->open(child_type == FERRY_REP ? FERRY_REQ : FERRY_PUSH);
+    if (g_be->dial(s, g_ep) != 0)
+        return NULL;
+    return s;
+}
+
+static void net_reqrep_once(struct hist *h)
+{
+    pid_t pid;
+    void *s = net_connect(FERRY_REP, &pid);
+    if (s == NULL)
+        return;
+    char buf[65536];
+    memset(buf, 7, g_size);
+    for (long i = 0; i < g_iters; i++) {
+        uint64_t t0 = now_ns();
+        if (g_be->send(s, buf, g_size) != 0 || g_be->recv(s, buf, sizeof buf) != 0)
+            break;
+        if (i > g_iters / 10)
+            hist_add(h, now_ns() - t0);
+    }
+    g_be->close(s);
+    reap(pid);
+    close(g_pipe[0]);
+    close(g_pipe[1]);
+}
+
+static double net_pushpull_once(void)
+{
+    pid_t pid;
+    void *s = net_connect(FERRY_PULL, &pid);
+    if (s == NULL)
+        return 0;
+    unsigned char *buf = malloc(g_size);
+    memset(buf, 7, g_size);
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < g_iters; i++)
+        if (g_be->send(s, buf, g_size) != 0)
+            break;
+    char c;
+    if (read(g_pipe[0], &c, 1) != 1) /* the puller has them all */
+        c = 0;
+    double secs = (double)(now_ns() - t0) / 1e9;
+    g_be->close(s);
+    reap(pid);
+    free(buf);
+    close(g_pipe[0]);
+    close(g_pipe[1]);
+    return (double)g_iters / secs;
+}
+
+static void net_throughput(struct result *r, int reps)
+{
+    double v[16];
+    for (int k = 0; k < reps; k++)
+        v[k] = net_pushpull_once();
+    r->value = median(v, reps, &r->spread);
+    r->reps = reps;
+    r->metric = "msgs_per_s";
+}
+
+/* One transport: ferry and libzmq, REQ/REP round trip and PUSH/PULL 64 B. */
+static void net_suite(const char *tr, int quick, int reps, long lat_iters, const size_t *sizes,
+                      int nsizes)
+{
+    static char labels[2][2][10][80];
+    static const char *sysname[2] = {"ferry", "libzmq"};
+    int t = strcmp(tr, "tcp") == 0 ? 0 : 1;
+    for (int b = 0; b < 2; b++) {
+        if (b == 1 && !zq_load())
+            break;
+        g_be = b == 0 ? &ferry_be : &zmq_be;
+        g_tr = tr;
+        snprintf(labels[t][b][0], 80, "%s %s: REQ/REP 64 B round trip", sysname[b], tr);
+        progress(labels[t][b][0]);
+        g_iters = lat_iters / 5;
+        g_size = 64;
+        struct result *r = add_result();
+        *r = (struct result){.system = sysname[b],
+                             .transport = tr,
+                             .pattern = "reqrep",
+                             .size = 64,
+                             .label = labels[t][b][0]};
+        latency(r, reps, net_reqrep_once);
+        for (int i = 0; i < nsizes && i < 8; i++) {
+            g_size = sizes[i];
+            uint64_t total = quick ? (64u << 20) : (256u << 20);
+            g_iters = (long)(total / sizes[i]);
+            if (g_iters > (quick ? 500000 : 2000000))
+                g_iters = quick ? 500000 : 2000000;
+            if (g_iters < 1000)
+                g_iters = 1000;
+            snprintf(labels[t][b][1 + i], 80, "%s %s: PUSH/PULL %zu B", sysname[b], tr, sizes[i]);
+            progress(labels[t][b][1 + i]);
+            r = add_result();
+            *r = (struct result){.system = sysname[b],
+                                 .transport = tr,
+                                 .pattern = "pushpull",
+                                 .size = sizes[i],
+                                 .label = labels[t][b][1 + i]};
+            net_throughput(r, reps);
+        }
+    }
+}
+
 /* --- report ------------------------------------------------------------------------ */
 
 static const struct result *find(const char *system, const char *pattern, const char *wait)
@@ -736,6 +1006,34 @@ static void print_table(void)
     for (int i = 0; i < nresults; i++) {
         const struct result *r = &results[i];
         char ratio[96] = "";
+        int net = strcmp(r->transport, "tcp") == 0 || strcmp(r->transport, "ipc") == 0;
+        if (strcmp(r->metric, "latency_ns") == 0 && net && strcmp(r->system, "raw") != 0) {
+            /* tcp/ipc: against the raw socket ping-pong of the same transport */
+            const struct result *raw = NULL;
+            for (int k = 0; k < nresults; k++)
+                if (strcmp(results[k].system, "raw") == 0 &&
+                    strcmp(results[k].transport, r->transport) == 0)
+                    raw = &results[k];
+            if (raw)
+                snprintf(ratio, sizeof ratio, "%.2fx raw %s ping-pong", r->p50 / raw->p50,
+                         r->transport);
+            printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %s\n", r->label, r->p50, r->p99,
+                   r->p999, r->max, r->spread * 100, ratio);
+            continue;
+        }
+        if (strcmp(r->metric, "msgs_per_s") == 0 && net) {
+            const struct result *z = NULL;
+            for (int k = 0; k < nresults; k++)
+                if (strcmp(results[k].system, "libzmq") == 0 &&
+                    strcmp(results[k].transport, r->transport) == 0 &&
+                    strcmp(results[k].pattern, r->pattern) == 0 && results[k].size == r->size)
+                    z = &results[k];
+            if (z && strcmp(r->system, "ferry") == 0)
+                snprintf(ratio, sizeof ratio, "%.2fx libzmq", r->value / z->value);
+            printf("%-44s %8.2fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
+                   r->value * (double)r->size / 1e9, "", r->spread * 100, ratio);
+            continue;
+        }
         if (strcmp(r->metric, "latency_ns") == 0) {
             if (strcmp(r->system, "ferry") == 0 && cl)
                 snprintf(ratio, sizeof ratio, "one-way %.0f ns = %.2fx limit", r->p50 / 2,
@@ -830,8 +1128,9 @@ int cmd_bench(int argc, char **argv)
         }
     }
     for (int i = optind; i < argc; i++)
-        if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm"))
-            return cli_usage("bench", "unknown suite '%s' (limit, raw, shm)", argv[i]);
+        if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm") &&
+            strcmp(argv[i], "tcp") && strcmp(argv[i], "ipc"))
+            return cli_usage("bench", "unknown suite '%s' (limit, raw, shm, tcp, ipc)", argv[i]);
     char **suites = argv + optind;
     int nsuites = argc - optind;
     if (reps == 0)
@@ -961,6 +1260,11 @@ int cmd_bench(int argc, char **argv)
             }
         }
     }
+    static const size_t net_sizes[] = {64, 1024, 65536};
+    if (want(suites, nsuites, "tcp"))
+        net_suite("tcp", quick, reps, lat_iters, net_sizes, quick ? 1 : 3);
+    if (want(suites, nsuites, "ipc"))
+        net_suite("ipc", quick, reps, lat_iters, net_sizes, quick ? 1 : 3);
     if (isatty(2))
         fprintf(stderr, "\r%70s\r", "");
     printf("ferry %s bench: %d CPUs%s, median of %d repetitions\n", ferry_version(), ncpus,

@@ -83,10 +83,11 @@ enum {
     C_CLOSED
 };
 
-/* A received message waiting for the user. */
+/* A received message waiting for the user, in a ring of them per pipe (no
+ * allocation per message beyond the message itself). */
 struct st_rx {
-    struct st_rx *next;
-    ferry_msg **parts;
+    ferry_msg *one;    /* a single part (parts == NULL) */
+    ferry_msg **parts; /* several parts */
     size_t nparts;
     ferry_msg **env; /* REP: the envelope (routing frames and delimiter) */
     size_t nenv;
@@ -120,7 +121,8 @@ struct st_pipe {
     ferry_msg **asm_parts; /* the message being assembled */
     size_t asm_n, asm_cap;
     uint64_t asm_total;
-    struct st_rx *rx_head, *rx_tail;
+    struct st_rx *rxq; /* ring: rx_n entries from rx_first */
+    size_t rx_first, rx_cap;
     size_t rx_n;
     int rx_paused;
     ferry_msg **env; /* REP: envelope of the request being answered */
@@ -137,10 +139,11 @@ struct st_pipe {
     uint64_t last_rx, next_ping, ping_sent, ttl_ns;
     uint64_t linger_deadline;
     int shut_wr;
-    int werr;        /* a write failed with this errno; the I/O thread tears down */
-    int lingering;   /* the socket closes: deliver what is queued, then FIN */
-    int removed;     /* the protocol let the pipe go: the I/O thread closes it */
-    size_t rx_bytes; /* queued input, part overhead included */
+    int werr;            /* a write failed with this errno; the I/O thread tears down */
+    int lingering;       /* the socket closes: deliver what is queued, then FIN */
+    int removed;         /* the protocol let the pipe go: the I/O thread closes it */
+    size_t rx_bytes;     /* queued input, part overhead included */
+    uint64_t last_write; /* when a send last wrote (or queued) */
 };
 
 struct st_tran {
@@ -175,6 +178,7 @@ struct st_tran {
 #define ST_CMD_MAX (64u << 10)   /* a command (READY...) before the handshake ends */
 #define ST_TX_BACKLOG (1u << 20) /* no PONG while this much output waits */
 #define ST_MAX_SUBS 4096         /* prefixes per subscriber */
+#define ST_BURST_NS 10000u       /* sends closer than this are batched */
 
 static const struct fy_pipe_ops st_pipe_ops;
 static void *st_thread(void *arg);
@@ -272,13 +276,34 @@ static void conn_interest(struct st_pipe *p)
 
 static void rx_free(struct st_rx *r)
 {
-    for (size_t i = 0; i < r->nparts; i++)
+    if (r->parts == NULL)
+        ferry_msg_free(r->one);
+    for (size_t i = 0; r->parts && i < r->nparts; i++)
         ferry_msg_free(r->parts[i]);
     for (size_t i = 0; i < r->nenv; i++)
         ferry_msg_free(r->env[i]);
     free(r->parts);
     free(r->env);
-    free(r);
+}
+
+/* The next free slot of the input ring, or NULL (out of memory). */
+static struct st_rx *rx_slot(struct st_pipe *p)
+{
+    if (p->rx_n == p->rx_cap) {
+        size_t cap = p->rx_cap ? p->rx_cap * 2 : 16;
+        struct st_rx *v = malloc(cap * sizeof *v);
+        if (v == NULL)
+            return NULL;
+        for (size_t i = 0; i < p->rx_n; i++)
+            v[i] = p->rxq[(p->rx_first + i) % p->rx_cap];
+        free(p->rxq);
+        p->rxq = v;
+        p->rx_cap = cap;
+        p->rx_first = 0;
+    }
+    struct st_rx *r = &p->rxq[(p->rx_first + p->rx_n) % p->rx_cap];
+    memset(r, 0, sizeof *r);
+    return r;
 }
 
 static void env_clear(struct st_pipe *p)
@@ -761,21 +786,22 @@ static int deliver(struct st_pipe *p)
         }
         skip++; /* the delimiter belongs to the envelope */
     }
-    struct st_rx *r = calloc(1, sizeof *r);
+    struct st_rx *r = rx_slot(p);
     if (r == NULL)
         return FERRY_ENOMEM;
     r->nparts = n - skip;
-    r->parts = malloc(r->nparts * sizeof *r->parts);
-    if (r->parts == NULL) {
-        free(r);
-        return FERRY_ENOMEM;
+    if (r->nparts == 1) {
+        r->one = parts[skip];
+    } else {
+        r->parts = malloc(r->nparts * sizeof *r->parts);
+        if (r->parts == NULL)
+            return FERRY_ENOMEM;
+        memcpy(r->parts, parts + skip, r->nparts * sizeof *parts);
     }
-    memcpy(r->parts, parts + skip, r->nparts * sizeof *parts);
     if (type == FERRY_REP) {
         r->env = malloc(skip * sizeof *r->env);
         if (r->env == NULL) {
             free(r->parts);
-            free(r);
             return FERRY_ENOMEM;
         }
         memcpy(r->env, parts, skip * sizeof *parts);
@@ -786,13 +812,8 @@ static int deliver(struct st_pipe *p)
     }
     p->asm_n = 0;
     p->asm_total = 0;
-    for (size_t i = 0; i < r->nparts; i++)
-        p->rx_bytes += r->parts[i]->size + ST_PART_COST;
-    if (p->rx_tail)
-        p->rx_tail->next = r;
-    else
-        p->rx_head = r;
-    p->rx_tail = r;
+    for (size_t i = 0; i < n - skip; i++)
+        p->rx_bytes += parts[skip + i]->size + ST_PART_COST;
     p->rx_n++;
     if (rx_full(p))
         p->rx_paused = 1;
@@ -982,10 +1003,21 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     for (size_t i = 0; i < m->nparts; i++)
         tx_frame(p, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
     mark_push(p, p->tx_base + p->tx_len); /* room reserved above */
-    if (was_empty && p->state == C_ACTIVE)
+    if (p->state != C_ACTIVE)
+        return 1;
+    /* Write at once when the output was idle: a request or a reply leaves
+     * with no thread switch. But a send that follows the last direct write
+     * within ST_BURST_NS is part of a burst: leave it to the I/O thread,
+     * which then writes everything queued meanwhile in one call (one
+     * system call per message would cap a stream at a tenth of its rate). */
+    uint64_t now = fy_now_mono_ns();
+    if (was_empty && now - p->last_write >= ST_BURST_NS) {
+        p->last_write = now;
         conn_flush(p);
-    else if (p->state == C_ACTIVE)
+    } else {
+        p->last_write = now;
         conn_interest(p);
+    }
     return 1;
 }
 
@@ -1010,18 +1042,15 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
     FY_UNUSED(check);
     struct st_pipe *p = (struct st_pipe *)bp;
     ferry_socket *s = p->t->s;
-    struct st_rx *r = p->rx_head;
-    if (r == NULL)
+    if (p->rx_n == 0)
         return p->state == C_CLOSED ? FERRY_ECONNRESET : 0;
-    p->rx_head = r->next;
-    if (p->rx_head == NULL)
-        p->rx_tail = NULL;
+    struct st_rx *r = &p->rxq[p->rx_first];
+    p->rx_first = (p->rx_first + 1) % p->rx_cap;
     p->rx_n--;
     memset(m, 0, sizeof *m);
-    if (r->nparts == 1) {
-        m->one = r->parts[0];
+    if (r->parts == NULL) {
+        m->one = r->one;
         m->parts = &m->one;
-        free(r->parts);
     } else {
         m->parts = r->parts;
     }
@@ -1031,7 +1060,6 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
         p->env = r->env;
         p->nenv = r->nenv;
     }
-    free(r);
     for (size_t i = 0; i < m->nparts; i++) {
         size_t c = m->parts[i]->size + ST_PART_COST;
         p->rx_bytes -= c < p->rx_bytes ? c : p->rx_bytes;
@@ -1108,11 +1136,9 @@ static void st_destroy(struct fy_pipe *bp)
     zmtp_dec_fini(&p->dec);
     asm_clear(p);
     free(p->asm_parts);
-    while (p->rx_head) {
-        struct st_rx *r = p->rx_head;
-        p->rx_head = r->next;
-        rx_free(r);
-    }
+    for (size_t i = 0; i < p->rx_n; i++)
+        rx_free(&p->rxq[(p->rx_first + i) % p->rx_cap]);
+    free(p->rxq);
     env_clear(p);
     while (p->subq) {
         struct st_subq *q = p->subq;
