@@ -689,6 +689,90 @@ static void test_killed_pushers(void **state)
     assert_int_equal(count_fds(), base);
 }
 
+/* --- subscriptions in both ZMTP forms ---------------------------------------------- */
+
+/* A ZMTP 3.0 peer (greeting minor 0) subscribes with a data frame 0x01 +
+ * prefix; a 3.1 peer with a SUBSCRIBE command; ferry's PUB filters on both.
+ * And ferry's SUB speaks to each in its own form. */
+static void test_subscription_forms(void **state)
+{
+    (void)state;
+    for (int minor = 0; minor <= 1; minor++) {
+        ferry_socket *pub = open_sock(FERRY_PUB);
+        assert_int_equal(ferry_listen(pub, "tcp://127.0.0.1:*"), 0);
+        int fd = raw_connect(port_of(pub));
+        unsigned char g[64];
+        memcpy(g, greeting, 64);
+        g[11] = (unsigned char)minor;
+        raw_send(fd, g, 64);
+        unsigned char b[64];
+        raw_send(fd, b, ready_frame(b, "SUB"));
+        if (minor == 0)
+            raw_send(fd,
+                     "\x00\x03\x01"
+                     "ab",
+                     5);
+        else
+            raw_send(fd, "\x04\x0c\x09SUBSCRIBEab", 14);
+        assert_int_equal(ferry_wait_peers(pub, 1, 5000), 0); /* subscribed */
+        assert_int_equal(ferry_send(pub, "zz-not-for-you", 14, 0), 0);
+        assert_int_equal(ferry_send(pub, "abX", 3, 0), 0);
+        unsigned char in[128];
+        raw_read(fd, in, 64, 5000); /* greeting */
+        raw_read(fd, in, 2, 5000);  /* READY */
+        raw_read(fd, in + 2, in[1], 5000);
+        raw_read(fd, in, 5, 5000); /* the one message it asked for */
+        assert_memory_equal(in,
+                            "\x00\x03"
+                            "abX",
+                            5);
+        close(fd);
+        ferry_close(pub);
+
+        /* ferry's SUB towards a raw PUB of each version */
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t al = sizeof a;
+        assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+        assert_int_equal(listen(l, 1), 0);
+        getsockname(l, (struct sockaddr *)&a, &al);
+        ferry_socket *sub = open_sock(FERRY_SUB);
+        ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "xy", 2);
+        char url[64];
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+        assert_int_equal(ferry_dial(sub, url), 0);
+        int c = accept(l, NULL, NULL);
+        raw_send(c, g, 64);
+        raw_send(c, b, ready_frame(b, "PUB"));
+        raw_read(c, in, 64, 5000);
+        raw_read(c, in, 2, 5000);
+        raw_read(c, in + 2, in[1], 5000);
+        if (minor == 0) {
+            raw_read(c, in, 5, 5000);
+            assert_memory_equal(in,
+                                "\x00\x03\x01"
+                                "xy",
+                                5);
+        } else {
+            raw_read(c, in, 14, 5000);
+            assert_memory_equal(in, "\x04\x0c\x09SUBSCRIBExy", 14);
+        }
+        raw_send(c,
+                 "\x00\x03"
+                 "xyz",
+                 5);
+        char m[8];
+        size_t len;
+        assert_int_equal(ferry_recv(sub, m, sizeof m, &len, 0), 0);
+        assert_int_equal(len, 3);
+        assert_memory_equal(m, "xyz", 3);
+        close(c);
+        close(l);
+        ferry_close(sub);
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -701,6 +785,7 @@ int main(void)
         cmocka_unit_test(test_heartbeats),
         cmocka_unit_test(test_linger_delivers_then_fin),
         cmocka_unit_test(test_killed_pushers),
+        cmocka_unit_test(test_subscription_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
