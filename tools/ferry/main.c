@@ -17,6 +17,8 @@ static const struct cli_cmd commands[] = {
      cmd_recv},
     {"bench", "measure ferry against the machine's limits: ferry bench [SUITE...] [--quick]",
      cmd_bench},
+    {"trace", "show a TCP connection's set-up and teardown: ferry trace [--scenario NAME]",
+     cmd_trace},
 };
 
 static void usage(FILE *f)
