@@ -551,7 +551,8 @@ static void keep_ours(void)
         uint16_t p = 0;
         if (e->type == TEV_SEGMENT && e->dir == 0 && strstr(e->flags, "SYN"))
             p = e->sport;
-        else if (e->type == TEV_STATE && e->lane == LANE_CLIENT && strcmp(e->source, "tcp_info") == 0)
+        else if (e->type == TEV_STATE && e->lane == LANE_CLIENT &&
+                 strcmp(e->source, "tcp_info") == 0)
             p = e->lport;
         if (p && np < 32)
             ports[np++] = p;
@@ -765,8 +766,9 @@ static void steps(void)
             e->step = 5;
         else if (e->type == TEV_RETURN && e->lane == LANE_SERVER && !strcmp(e->call, "accept"))
             e->step = 6;
-        else if (e->type == TEV_ENTER && (!strcmp(e->call, "close") || !strcmp(e->call, "shutdown")) &&
-                 e->fd >= 0 && e->lane != LANE_WIRE) {
+        else if (e->type == TEV_ENTER &&
+                 (!strcmp(e->call, "close") || !strcmp(e->call, "shutdown")) && e->fd >= 0 &&
+                 e->lane != LANE_WIRE) {
             int lis = 0;
             for (int k = 0; k < nl[e->lane]; k++)
                 lis |= listeners[e->lane][k] == e->fd;
@@ -807,7 +809,10 @@ static void steps(void)
 
 /* --- output ----------------------------------------------------------------------- */
 
-static const char *lane_name(int l) { return l == LANE_CLIENT ? "client" : l == LANE_SERVER ? "server" : "wire"; }
+static const char *lane_name(int l)
+{
+    return l == LANE_CLIENT ? "client" : l == LANE_SERVER ? "server" : "wire";
+}
 static const char *type_name(int t)
 {
     static const char *n[] = {"call_enter", "call_return", "segment", "state", "note"};
@@ -835,10 +840,11 @@ static void json_event(FILE *f, const struct tev *e, int64_t t0)
         fprintf(f,
                 ", \"dir\": \"%s\", \"flags\": \"%s\", \"seq\": %u, \"ack\": %u, \"len\": %u, "
                 "\"win\": %u, \"sport\": %u, \"dport\": %u",
-                e->dir ? "s2c" : "c2s", e->flags, e->seq, e->ack, e->len, e->win, e->sport, e->dport);
+                e->dir ? "s2c" : "c2s", e->flags, e->seq, e->ack, e->len, e->win, e->sport,
+                e->dport);
     } else if (e->type == TEV_STATE) {
-        fprintf(f, ", \"state\": \"%s\", \"source\": \"%s\", \"lport\": %u, \"rport\": %u", e->state,
-                e->source, e->lport, e->rport);
+        fprintf(f, ", \"state\": \"%s\", \"source\": \"%s\", \"lport\": %u, \"rport\": %u",
+                e->state, e->source, e->lport, e->rport);
     } else {
         fprintf(f, ", \"note\": ");
         cli_json_str(f, e->note);
@@ -853,10 +859,11 @@ static void describe(const struct tev *e, char *buf, size_t len)
     else if (e->type == TEV_ENTER)
         snprintf(buf, len, "%s() ...", e->call);
     else if (e->type == TEV_RETURN && e->ret < 0)
-        snprintf(buf, len, "... %s() = -1 %s", e->call, e->err == ECONNREFUSED ? "ECONNREFUSED"
-                                                     : e->err == ECONNRESET ? "ECONNRESET"
-                                                     : e->err == EINPROGRESS ? "EINPROGRESS"
-                                                                             : strerror(e->err));
+        snprintf(buf, len, "... %s() = -1 %s", e->call,
+                 e->err == ECONNREFUSED  ? "ECONNREFUSED"
+                 : e->err == ECONNRESET  ? "ECONNRESET"
+                 : e->err == EINPROGRESS ? "EINPROGRESS"
+                                         : strerror(e->err));
     else if (e->type == TEV_RETURN)
         snprintf(buf, len, "... %s() = %ld", e->call, e->ret);
     else if (e->type == TEV_STATE)
@@ -868,8 +875,16 @@ static void describe(const struct tev *e, char *buf, size_t len)
 static void print_diagram(int64_t t0)
 {
     printf("%10s %4s  %-28s %-34s %s\n", "t (us)", "step", "client", "wire", "server");
+    char shown[2][2][16] = {{"", ""}, {"", ""}}; /* last state per lane, observed/implied */
     for (size_t i = 0; i < nev; i++) {
         const struct tev *e = &evs[i];
+        if (e->type == TEV_STATE && e->lane != LANE_WIRE) {
+            /* the same state seen again (by another source): one row is enough */
+            char *last = shown[e->lane][strcmp(e->source, "segments") == 0];
+            if (strcmp(last, e->state) == 0)
+                continue;
+            snprintf(last, 16, "%s", e->state);
+        }
         char step[8] = "", left[64] = "", mid[64] = "", right[64] = "";
         if (e->step)
             snprintf(step, sizeof step, "%d", e->step);
@@ -923,16 +938,18 @@ static int write_svg(const char *path, int64_t t0, const char *title)
     svg_text(f, 500, 20, "middle", "black", title);
     svg_text(f, xc, 45, "middle", "black", "client");
     svg_text(f, xs, 45, "middle", "black", "server");
-    fprintf(f, "<line x1=\"%.0f\" y1=\"52\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#888\"/>\n", xc, xc, h - 20);
-    fprintf(f, "<line x1=\"%.0f\" y1=\"52\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#888\"/>\n", xs, xs, h - 20);
+    fprintf(f, "<line x1=\"%.0f\" y1=\"52\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#888\"/>\n", xc, xc,
+            h - 20);
+    fprintf(f, "<line x1=\"%.0f\" y1=\"52\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#888\"/>\n", xs, xs,
+            h - 20);
     fprintf(f, "<defs><marker id=\"a\" markerWidth=\"8\" markerHeight=\"8\" refX=\"8\" refY=\"4\" "
                "orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\" fill=\"#c33\"/></marker></defs>\n");
     for (size_t i = 0; i < nev; i++) {
         const struct tev *e = &evs[i];
         double y = top + row * (double)i;
         char t[32], d[96];
-        snprintf(t, sizeof t, "%.1f us%s%.0d", (double)(e->t_ns - t0) / 1000.0, e->step ? "  #" : "",
-                 e->step);
+        snprintf(t, sizeof t, "%.1f us%s%.0d", (double)(e->t_ns - t0) / 1000.0,
+                 e->step ? "  #" : "", e->step);
         svg_text(f, 10, y, "start", "#666", t);
         if (e->type == TEV_SEGMENT) {
             char lab[64];
@@ -1102,12 +1119,15 @@ static const char *const scenarios[] = {"normal",     "server-close",       "ref
 int cmd_trace(int argc, char **argv)
 {
     enum { O_JSON = 1000, O_SVG, O_PCAP };
-    static const struct option opts[] = {
-        {"scenario", required_argument, 0, 's'}, {"json", no_argument, 0, O_JSON},
-        {"svg", required_argument, 0, O_SVG},    {"pcap", required_argument, 0, O_PCAP},
-        {"port", required_argument, 0, 'p'},     {"count", required_argument, 0, 'n'},
-        {"iface", required_argument, 0, 'i'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"scenario", required_argument, 0, 's'},
+                                         {"json", no_argument, 0, O_JSON},
+                                         {"svg", required_argument, 0, O_SVG},
+                                         {"pcap", required_argument, 0, O_PCAP},
+                                         {"port", required_argument, 0, 'p'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"iface", required_argument, 0, 'i'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *scen = "normal", *svg = NULL, *pcap_file = NULL, *iface = "lo";
     int json = 0, port = 0, count = 0, c;
     opterr = 0;
@@ -1165,8 +1185,9 @@ int cmd_trace(int argc, char **argv)
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
         known |= strcmp(scenarios[i], scen) == 0;
     if (!known)
-        return cli_usage("trace", "unknown scenario '%s' (normal, server-close, refused, abort, "
-                                  "half-close, simultaneous-close, backlog)",
+        return cli_usage("trace",
+                         "unknown scenario '%s' (normal, server-close, refused, abort, "
+                         "half-close, simultaneous-close, backlog)",
                          scen);
     g_scen = scen;
     g_barrier = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1203,9 +1224,10 @@ int cmd_trace(int argc, char **argv)
         e.t_ns = nev ? evs[nev - 1].t_ns : 0;
         e.type = TEV_NOTE;
         e.lane = LANE_WIRE;
-        snprintf(e.note, sizeof e.note, crossed ? "the two FINs crossed on the wire"
-                                                : "the FINs did not cross this time (one "
-                                                  "was acknowledged before the other left)");
+        snprintf(e.note, sizeof e.note,
+                 crossed ? "the two FINs crossed on the wire"
+                         : "the FINs did not cross this time (one "
+                           "was acknowledged before the other left)");
         ev_add(&e);
     }
     if (json) {

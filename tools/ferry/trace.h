@@ -30,7 +30,7 @@ struct tev {
     uint16_t sport, dport;
     /* states */
     char state[16];
-    char source[12]; /* "tcp_info", "sock_diag", "segments" */
+    char source[12];       /* "tcp_info", "sock_diag", "segments" */
     uint16_t lport, rport; /* the socket the state belongs to */
     char note[96];
 };
@@ -49,8 +49,8 @@ struct capture *cap_open(const char *iface, int port, const char *pcap_file, cha
 /* Delivers the packets captured so far (at most max_ms of waiting for the
  * first): fn gets each segment as a TEV_SEGMENT event (dir set from
  * port_server: a segment from that port is server to client). */
-void cap_poll(struct capture *c, int max_ms, int port_server, void (*fn)(const struct tev *, void *),
-              void *arg);
+void cap_poll(struct capture *c, int max_ms, int port_server,
+              void (*fn)(const struct tev *, void *), void *arg);
 
 void cap_close(struct capture *c);
 

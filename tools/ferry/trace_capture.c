@@ -46,8 +46,10 @@ struct capture *cap_open(const char *iface, int port, const char *pcap_file, cha
     int rc = pcap_activate(p);
     if (rc < 0) {
         if (rc == PCAP_ERROR_PERM_DENIED)
-            snprintf(why, whylen, "no permission to capture packets on %s (needs CAP_NET_RAW: "
-                     "run as root, or setcap cap_net_raw+ep on ferry)", iface);
+            snprintf(why, whylen,
+                     "no permission to capture packets on %s (needs CAP_NET_RAW: "
+                     "run as root, or setcap cap_net_raw+ep on ferry)",
+                     iface);
         else
             snprintf(why, whylen, "cannot capture on %s: %s", iface, pcap_geterr(p));
         pcap_close(p);
@@ -172,8 +174,8 @@ static void on_packet(unsigned char *user, const struct pcap_pkthdr *h, const un
     c->fn(&e, c->arg);
 }
 
-void cap_poll(struct capture *c, int max_ms, int port_server, void (*fn)(const struct tev *, void *),
-              void *arg)
+void cap_poll(struct capture *c, int max_ms, int port_server,
+              void (*fn)(const struct tev *, void *), void *arg)
 {
     c->fn = fn;
     c->arg = arg;
@@ -209,9 +211,8 @@ void cap_close(struct capture *c)
 const char *tcp_state_name(int st)
 {
     static const char *const names[] = {
-        "?",          "ESTABLISHED", "SYN_SENT", "SYN_RECV",   "FIN_WAIT1", "FIN_WAIT2",
-        "TIME_WAIT",  "CLOSE",       "CLOSE_WAIT", "LAST_ACK", "LISTEN",    "CLOSING",
-        "NEW_SYN_RECV"};
+        "?",     "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",
+        "CLOSE", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "NEW_SYN_RECV"};
     if (st < 0 || st >= (int)(sizeof names / sizeof names[0]))
         return "?";
     return names[st];
