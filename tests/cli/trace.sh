@@ -62,6 +62,9 @@ tp=$!
 for _ in $(seq 1 200000); do grep -q watching "$T/port.err" && break; done  # said once it captures
 "$ferry" recv --bind tcp://127.0.0.1:$port --type pull -n 1 --timeout 10000 >/dev/null &
 rp=$!
+# connect only once it listens (an earlier SYN would be refused, and that
+# attempt would count as the one connection)
+for _ in $(seq 1 20000); do ss -Hltn "sport = :$port" | grep -q . && break; done
 "$ferry" send --connect tcp://127.0.0.1:$port --type push hello --timeout 10000 >/dev/null
 wait $rp
 wait $tp && pass "--port -n 1 ended after one connection" || fail "--port exit"
