@@ -16,11 +16,11 @@ CTEST  := ctest --output-on-failure -j$(JOBS)
 
 # What building and testing needs on Debian 12.
 DEPS := gcc make cmake pkg-config libcmocka-dev clang-format python3 procps iproute2 util-linux \
-        python3-zmq libzmq3-dev clang libpcap-dev tshark
+        python3-zmq libzmq3-dev libnng-dev clang libpcap-dev tshark
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find include src tools tests examples -name '*.[ch]')
 
-.PHONY: all deps build demo test test-normal test-asan test-tsan test-fuzz fuzz format format-check install clean
+.PHONY: all deps build demo test test-normal test-asan test-tsan test-fuzz fuzz bench format format-check install clean
 
 all: build
 
@@ -48,6 +48,12 @@ test-fuzz: deps
 
 fuzz: deps
 	fuzz/run.sh $(FUZZ_SECONDS)
+
+# The full benchmark, with its peers: libzmq and nng are installed here (the
+# bench loads them with dlopen; neither the library nor the tool links them).
+bench: deps build
+	@scripts/deps.sh libzmq3-dev libnng-dev
+	./build/ferry bench --json build/bench.json --plot build/bench.svg
 
 test-normal: build
 	cd build && $(CTEST)

@@ -8,7 +8,7 @@ contains out "usage: ferry bench"
 expect 2 "unknown suite" -- "$ferry" bench nosuch
 one_line_error "unknown suite"
 expect 2 "bad size" -- "$ferry" bench --size 0
-expect 0 "bench --quick" -- "$ferry" bench --quick --reps 1 --json "$T/b.json"
+expect 0 "bench --quick" -- "$ferry" bench --quick --reps 1 --json "$T/b.json" --plot "$T/b.svg"
 contains out "limit: cache-line ping-pong"
 contains out "ferry shm: REQ/REP 64 B, busy-polling"
 python3 - "$T/b.json" <<'PY' && pass "JSON is well formed and complete" || fail "JSON content"
@@ -31,5 +31,20 @@ for r in rs:
         assert r["wait"] in ("spin", "sleep"), r
     if r["pattern"] == "pubsub":
         assert r["subscribers"] in (1, 4, 16) and 0 <= r["dropped_ratio"] <= 1, r
+    assert r["system"] in ("ferry", "raw", "limit", "libzmq", "nng"), r
+    assert r["metric"] in ("latency_ns", "msgs_per_s", "bytes_per_s"), r
+    if r["metric"] == "msgs_per_s":
+        assert abs(r["bytes_per_s"] - r["value"] * r["size"]) <= 1 + 1e-4 * r["bytes_per_s"], r
+have = {(r["system"], r["transport"], r["pattern"]) for r in rs}
+for t in ("ipc", "tcp"):  # ferry on both socket transports, with its peers when installed
+    assert ("ferry", t, "reqrep") in have and ("ferry", t, "pushpull") in have, t
+import ctypes.util
+if ctypes.util.find_library("zmq"):
+    assert ("libzmq", "tcp", "pushpull") in have and ("libzmq", "inproc", "reqrep") in have
+if ctypes.util.find_library("nng"):
+    assert ("nng", "ipc", "reqrep") in have
+assert ("raw", "tcp", "stream") in have and ("raw", "pipe", "stream") in have
 PY
+python3 -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); assert d.getElementsByTagName('polyline')" "$T/b.svg" \
+  && pass "--plot wrote an SVG with throughput lines" || fail "--plot SVG"
 finish

@@ -22,6 +22,8 @@
 
 #include <dlfcn.h>
 #include <getopt.h>
+#include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,17 +40,28 @@
 #include <unistd.h>
 
 static const char bench_help[] =
-    "usage: ferry bench [SUITE...] [--quick] [--json FILE] [--size LIST] [--reps N]\n"
+    "usage: ferry bench [SUITE...] [--quick] [--json FILE] [--plot FILE.svg] [--size LIST]\n"
+    "                   [--reps N]\n"
     "\n"
-    "Measure ferry against the machine's limits, in one run. SUITEs: limit, raw,\n"
-    "shm, tcp, ipc (default: all). Prints a table: each ferry figure with its\n"
-    "ratio to the limit and to the raw kernel IPC measured in the same run; on\n"
-    "tcp and ipc also to libzmq (loaded with dlopen when libzmq5 is installed).\n"
+    "Measure ferry against the machine's limits, raw kernel IPC and its peers, in\n"
+    "one run. SUITEs (default: all):\n"
+    "  limit   cache-line ping-pong between two processes, memcpy bandwidth\n"
+    "  raw     pipe, Unix socket, TCP loopback (NODELAY), eventfd-signalled shared\n"
+    "          memory: ping-pong latency; pipe, Unix socket, TCP: streaming\n"
+    "  shm     ferry shm://: REQ/REP busy-polling and sleeping, PUB/SUB fan-out to\n"
+    "          1, 4, 16 subscribers, PUSH/PULL copying and zero-copy by size\n"
+    "  ipc, tcp  ferry, libzmq and nng: REQ/REP round trip, PUSH/PULL by size\n"
+    "  inproc  libzmq's in-process transport (for reference: ferry has shm://)\n"
+    "libzmq (libzmq5) and nng (libnng1) are loaded with dlopen when installed\n"
+    "(`make bench` installs them); ferry never links them. The table gives each\n"
+    "ferry figure's ratio to the limit, to the raw socket of its transport and\n"
+    "to the best peer on the same transport.\n"
     "\n"
-    "  --quick        fewer samples and repetitions (about 15 s)\n"
+    "  --quick        fewer samples, sizes 64 B and 64 KiB (under 20 s)\n"
     "  --json FILE    also write the results as JSON ('-' for stdout)\n"
-    "  --size LIST    PUSH/PULL message sizes in bytes, comma-separated\n"
-    "                 (default 64,4096,65536)\n"
+    "  --plot FILE    also draw latency percentiles and throughput by size (SVG)\n"
+    "  --size LIST    message sizes in bytes, comma-separated\n"
+    "                 (default 64,1024,65536,1048576)\n"
     "  --reps N       repetitions per figure (default 5, quick 3)\n"
     "  -h, --help\n"
     "\n"
@@ -120,7 +133,7 @@ struct result {
     int reps, subscribers;
 };
 
-static struct result results[128];
+static struct result results[256];
 static int nresults;
 
 static int cmp_d(const void *a, const void *b)
@@ -411,6 +424,51 @@ static void raw_once(struct hist *h)
         raw_close(1);
     if (g_raw == RAW_EVENTFD)
         munmap((void *)g_evshm, 2 * 65536);
+}
+
+/* Streaming: the parent writes g_iters messages of g_size bytes, the child
+ * reads them all (each message read whole) and answers one byte. */
+static void raw_stream_child(void *arg)
+{
+    (void)arg;
+    char *buf = malloc(g_size);
+    for (long i = 0; i < g_iters; i++)
+        if (full_read(g_rd[1], buf, g_size) != 0)
+            _exit(1);
+    if (write(g_wr[1], "k", 1) != 1)
+        _exit(1);
+    free(buf);
+}
+
+static double raw_stream_once(void)
+{
+    if (raw_setup() != 0)
+        return 0;
+    pid_t pid = spawn(raw_stream_child, NULL);
+    if (g_raw != RAW_PIPE)
+        raw_close(1);
+    char *buf = malloc(g_size);
+    memset(buf, 7, g_size);
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < g_iters; i++) {
+        size_t off = 0;
+        while (off < g_size) {
+            ssize_t n = write(g_wr[0], buf + off, g_size - off);
+            if (n <= 0)
+                break;
+            off += (size_t)n;
+        }
+    }
+    char c;
+    if (read(g_rd[0], &c, 1) != 1)
+        c = 0;
+    double secs = (double)(now_ns() - t0) / 1e9;
+    raw_close(0);
+    reap(pid);
+    if (g_raw == RAW_PIPE)
+        raw_close(1);
+    free(buf);
+    return (double)g_iters / secs;
 }
 
 /* --- shm: ferry REQ/REP and PUSH/PULL -------------------------------------------------- */
@@ -770,17 +828,121 @@ static int zb_listen(void *s, const char *url, char *ep, size_t len)
 static int zb_dial(void *s, const char *url) { return zq.connect(s, url); }
 static int zb_send(void *s, const void *b, size_t n) { return zq.send(s, b, n, 0) < 0; }
 static int zb_recv(void *s, void *b, size_t cap) { return zq.recv(s, b, cap, 0) < 0; }
+static int zq_inproc; /* both sockets in one process share the context */
 static void zb_close(void *s)
 {
     zq.close(s);
-    zq.ctx_term(zq.ctx);
-    zq.ctx = NULL;
+    if (!zq_inproc) {
+        zq.ctx_term(zq.ctx);
+        zq.ctx = NULL;
+    }
 }
 static const struct backend zmq_be = {"libzmq", zb_open, zb_listen, zb_dial,
                                       zb_send,  zb_recv, zb_close};
 
+/* nng 1.x's ABI (nng.h): a socket and a listener are 32-bit ids passed by
+ * value; the protocols open with nng_<proto>0_open. */
+typedef struct {
+    uint32_t id;
+} nn_sock;
+typedef struct {
+    uint32_t id;
+} nn_listener;
+static struct {
+    void *lib;
+    int (*req_open)(nn_sock *), (*rep_open)(nn_sock *), (*push_open)(nn_sock *),
+        (*pull_open)(nn_sock *);
+    int (*listen)(nn_sock, const char *, nn_listener *, int);
+    int (*dial)(nn_sock, const char *, void *, int);
+    int (*send)(nn_sock, void *, size_t, int);
+    int (*recv)(nn_sock, void *, size_t *, int);
+    int (*close)(nn_sock);
+    int (*set_int)(nn_sock, const char *, int);
+    int (*listener_get_int)(nn_listener, const char *, int *);
+    void (*fini)(void);
+} nn;
+
+static int nn_load(void)
+{
+    if (nn.lib)
+        return 1;
+    nn.lib = dlopen("libnng.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (nn.lib == NULL)
+        return 0;
+    *(void **)&nn.req_open = dlsym(nn.lib, "nng_req0_open");
+    *(void **)&nn.rep_open = dlsym(nn.lib, "nng_rep0_open");
+    *(void **)&nn.push_open = dlsym(nn.lib, "nng_push0_open");
+    *(void **)&nn.pull_open = dlsym(nn.lib, "nng_pull0_open");
+    *(void **)&nn.listen = dlsym(nn.lib, "nng_listen");
+    *(void **)&nn.dial = dlsym(nn.lib, "nng_dial");
+    *(void **)&nn.send = dlsym(nn.lib, "nng_send");
+    *(void **)&nn.recv = dlsym(nn.lib, "nng_recv");
+    *(void **)&nn.close = dlsym(nn.lib, "nng_close");
+    *(void **)&nn.set_int = dlsym(nn.lib, "nng_socket_set_int");
+    *(void **)&nn.listener_get_int = dlsym(nn.lib, "nng_listener_get_int");
+    *(void **)&nn.fini = dlsym(nn.lib, "nng_fini");
+    if (!nn.req_open || !nn.rep_open || !nn.push_open || !nn.pull_open || !nn.listen || !nn.dial ||
+        !nn.send || !nn.recv || !nn.close || !nn.set_int || !nn.listener_get_int || !nn.fini) {
+        dlclose(nn.lib);
+        nn.lib = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+static void *nb_open(int type)
+{
+    nn_sock *s = calloc(1, sizeof *s);
+    int rc = type == FERRY_REQ    ? nn.req_open(s)
+             : type == FERRY_REP  ? nn.rep_open(s)
+             : type == FERRY_PUSH ? nn.push_open(s)
+                                  : nn.pull_open(s);
+    if (rc != 0)
+        _exit(2);
+    nn.set_int(*s, "send-buffer", 1000); /* queue depth, in messages, as the others */
+    nn.set_int(*s, "recv-buffer", 1000);
+    return s;
+}
+static int nb_listen(void *s, const char *url, char *ep, size_t len)
+{
+    char u[160];
+    snprintf(u, sizeof u, "%s", url);
+    char *star = strstr(u, ":*");
+    if (star)
+        strcpy(star, ":0");
+    nn_listener l;
+    if (nn.listen(*(nn_sock *)s, u, &l, 0) != 0)
+        return -1;
+    int port = 0;
+    if (star && nn.listener_get_int(l, "tcp-bound-port", &port) == 0)
+        snprintf(ep, len, "tcp://127.0.0.1:%d", port);
+    else
+        snprintf(ep, len, "%s", u);
+    return 0;
+}
+static int nb_dial(void *s, const char *url) { return nn.dial(*(nn_sock *)s, url, NULL, 0); }
+static int nb_send(void *s, const void *b, size_t n)
+{
+    return nn.send(*(nn_sock *)s, (void *)b, n, 0);
+}
+static int nb_recv(void *s, void *b, size_t cap)
+{
+    size_t n = cap;
+    return nn.recv(*(nn_sock *)s, b, &n, 0);
+}
+static void nb_close(void *s)
+{
+    nn.close(*(nn_sock *)s);
+    free(s);
+    /* nng's threads do not survive fork(): end them, so that the next
+     * measurement's child starts nng afresh */
+    nn.fini();
+}
+static const struct backend nng_be = {"nng",   nb_open, nb_listen, nb_dial,
+                                      nb_send, nb_recv, nb_close};
+
 static const struct backend *g_be;
-static const char *g_tr; /* "tcp" or "ipc" */
+static const char *g_tr; /* "tcp", "ipc" or "inproc" */
 static char g_ep[256];
 
 /* The listening side (a child): binds, hands its endpoint to the parent
@@ -790,10 +952,13 @@ static void net_child(void *arg)
     int type = *(int *)arg;
     void *s = g_be->open(type);
     char url[128], ep[256] = "";
+    static unsigned seq;
     if (strcmp(g_tr, "tcp") == 0)
         snprintf(url, sizeof url, "tcp://127.0.0.1:*");
+    else if (strcmp(g_tr, "inproc") == 0)
+        snprintf(url, sizeof url, "inproc://bench-%u", seq++);
     else
-        snprintf(url, sizeof url, "ipc:///tmp/ferry-bench-%d.sock", (int)getpid());
+        snprintf(url, sizeof url, "ipc:///tmp/ferry-bench-%d-%u.sock", (int)getpid(), seq++);
     if (g_be->listen(s, url, ep, sizeof ep) != 0)
         _exit(2);
     if (write(g_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
@@ -814,15 +979,113 @@ static void net_child(void *arg)
         unlink(url + 6);
 }
 
+/* inproc: the listening side is a thread of this process, not a child */
+static pthread_t g_thr;
+static void *net_thread(void *arg)
+{
+    pin(1);
+    net_child(arg);
+    pin(0);
+    return NULL;
+}
+
+/* nng refuses to run in a child forked after the parent used it ("not
+ * fork-reentrant safe"), so its listening side is one process forked
+ * before this process first touches nng, serving one job after another. */
+struct nn_job {
+    int type;
+    long iters;
+    size_t size;
+    char tr[8];
+};
+static int nn_cmd[2] = {-1, -1}, nn_out[2] = {-1, -1};
+static pid_t nn_server;
+
+static void net_child(void *arg);
+
+static void nn_server_main(void *arg)
+{
+    (void)arg;
+    close(nn_cmd[1]);
+    close(nn_out[0]);
+    struct nn_job j;
+    static char tr[8];
+    while (full_read(nn_cmd[0], (char *)&j, sizeof j) == 0) {
+        memcpy(tr, j.tr, sizeof tr);
+        g_tr = tr;
+        g_iters = j.iters;
+        g_size = j.size;
+        g_be = &nng_be;
+        g_pipe[1] = nn_out[1];
+        net_child(&j.type);
+    }
+}
+
+static void nn_server_start(void)
+{
+    if (nn_server > 0 || pipe(nn_cmd) != 0 || pipe(nn_out) != 0)
+        return;
+    nn_server = spawn(nn_server_main, NULL);
+    close(nn_cmd[0]);
+    close(nn_out[1]);
+}
+
+static void nn_server_stop(void)
+{
+    if (nn_server <= 0)
+        return;
+    close(nn_cmd[1]);
+    close(nn_out[0]);
+    reap(nn_server);
+    nn_server = 0;
+}
+
+static void net_reap(pid_t pid)
+{
+    if (pid == -2) /* the nng server: nothing to reap per job */
+        return;
+    if (pid > 0) {
+        reap(pid);
+        return;
+    }
+    pthread_join(g_thr, NULL);
+    if (zq_inproc && zq.ctx) {
+        zq.ctx_term(zq.ctx);
+        zq.ctx = NULL;
+    }
+}
+
 static void *net_connect(int child_type, pid_t *pid)
 {
     static int ct;
     ct = child_type;
     if (pipe(g_pipe) != 0)
         return NULL;
-    *pid = spawn(net_child, &ct);
-    if (full_read(g_pipe[0], g_ep, sizeof g_ep) != 0)
+    if (g_be == &nng_be) {
+        close(g_pipe[0]);
+        close(g_pipe[1]);
+        g_pipe[0] = dup(nn_out[0]);
+        g_pipe[1] = -1;
+        *pid = -2;
+        struct nn_job j = {.type = ct, .iters = g_iters, .size = g_size};
+        snprintf(j.tr, sizeof j.tr, "%s", g_tr);
+        if (write(nn_cmd[1], &j, sizeof j) != (ssize_t)sizeof j)
+            return NULL;
+    } else if (strcmp(g_tr, "inproc") == 0) {
+        *pid = -1;
+        if (pthread_create(&g_thr, NULL, net_thread, &ct) != 0)
+            return NULL;
+    } else {
+        *pid = spawn(net_child, &ct);
+        /* only the child writes: if it dies, our reads see end of file */
+        close(g_pipe[1]);
+        g_pipe[1] = -1;
+    }
+    if (full_read(g_pipe[0], g_ep, sizeof g_ep) != 0) {
+        fprintf(stderr, "ferry: bench: %s %s: the listening side failed\n", g_be->name, g_tr);
+        net_reap(*pid);
         return NULL;
+    }
     void *s = g_be->open(child_type == FERRY_REP ? FERRY_REQ : FERRY_PUSH);
     if (g_be->dial(s, g_ep) != 0)
         return NULL;
@@ -845,7 +1108,7 @@ static void net_reqrep_once(struct hist *h)
             hist_add(h, now_ns() - t0);
     }
     g_be->close(s);
-    reap(pid);
+    net_reap(pid);
     close(g_pipe[0]);
     close(g_pipe[1]);
 }
@@ -867,16 +1130,30 @@ static double net_pushpull_once(void)
         c = 0;
     double secs = (double)(now_ns() - t0) / 1e9;
     g_be->close(s);
-    reap(pid);
+    net_reap(pid);
     free(buf);
     close(g_pipe[0]);
     close(g_pipe[1]);
     return (double)g_iters / secs;
 }
 
+/* Sizes a throughput run by time, not by count: a short pilot gives the
+ * rate, and each repetition then lasts about `budget` seconds (between
+ * 200 messages and the cap), so a slow peer does not stretch the run. */
+static long g_budget_ms = 500;
+static void size_by_time(double (*once)(void), long cap)
+{
+    long pilot = cap < 2000 ? cap : 2000;
+    g_iters = pilot;
+    double rate = once();
+    double want = rate * (double)g_budget_ms / 1000.0;
+    g_iters = want > (double)cap ? cap : want < 200 ? 200 : (long)want;
+}
+
 static void net_throughput(struct result *r, int reps)
 {
     double v[16];
+    size_by_time(net_pushpull_once, g_iters);
     for (int k = 0; k < reps; k++)
         v[k] = net_pushpull_once();
     r->value = median(v, reps, &r->spread);
@@ -884,21 +1161,29 @@ static void net_throughput(struct result *r, int reps)
     r->metric = "msgs_per_s";
 }
 
-/* One transport: ferry and libzmq, REQ/REP round trip and PUSH/PULL 64 B. */
+/* One transport: ferry and the peers that speak it (libzmq, nng; loaded
+ * when installed), REQ/REP round trip and PUSH/PULL by message size. */
 static void net_suite(const char *tr, int quick, int reps, long lat_iters, const size_t *sizes,
                       int nsizes)
 {
-    static char labels[2][2][10][80];
-    static const char *sysname[2] = {"ferry", "libzmq"};
-    int t = strcmp(tr, "tcp") == 0 ? 0 : 1;
-    for (int b = 0; b < 2; b++) {
+    static char labels[3][3][10][80];
+    static const char *sysname[3] = {"ferry", "libzmq", "nng"};
+    int t = strcmp(tr, "tcp") == 0 ? 0 : strcmp(tr, "ipc") == 0 ? 1 : 2;
+    for (int b = 0; b < 3; b++) {
+        if (b == 0 && t == 2)
+            continue; /* ferry has no inproc:// (shm:// is its in-host transport) */
         if (b == 1 && !zq_load())
-            break;
-        g_be = b == 0 ? &ferry_be : &zmq_be;
+            continue;
+        if (b == 2 && (t == 2 || !nn_load()))
+            continue;
+        if (b == 2)
+            nn_server_start();
+        g_be = b == 0 ? &ferry_be : b == 1 ? &zmq_be : &nng_be;
         g_tr = tr;
+        zq_inproc = t == 2;
         snprintf(labels[t][b][0], 80, "%s %s: REQ/REP 64 B round trip", sysname[b], tr);
         progress(labels[t][b][0]);
-        g_iters = lat_iters / 5;
+        g_iters = lat_iters / 10;
         g_size = 64;
         struct result *r = add_result();
         *r = (struct result){.system = sysname[b],
@@ -911,10 +1196,10 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
             g_size = sizes[i];
             uint64_t total = quick ? (64u << 20) : (256u << 20);
             g_iters = (long)(total / sizes[i]);
-            if (g_iters > (quick ? 500000 : 2000000))
-                g_iters = quick ? 500000 : 2000000;
-            if (g_iters < 1000)
-                g_iters = 1000;
+            if (g_iters > (quick ? 300000 : 2000000))
+                g_iters = quick ? 300000 : 2000000;
+            if (g_iters < 200)
+                g_iters = 200;
             snprintf(labels[t][b][1 + i], 80, "%s %s: PUSH/PULL %zu B", sysname[b], tr, sizes[i]);
             progress(labels[t][b][1 + i]);
             r = add_result();
@@ -926,6 +1211,7 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
             net_throughput(r, reps);
         }
     }
+    zq_inproc = 0;
 }
 
 /* --- report ------------------------------------------------------------------------ */
@@ -996,6 +1282,24 @@ static void write_json(FILE *f)
     fprintf(f, "\n]}\n");
 }
 
+/* The best peer (libzmq, nng) figure on the same transport, pattern and
+ * size: the lowest p50 for a latency, the highest rate for a throughput. */
+static const struct result *best_peer(const struct result *r)
+{
+    const struct result *best = NULL;
+    int lat = strcmp(r->metric, "latency_ns") == 0;
+    for (int k = 0; k < nresults; k++) {
+        const struct result *q = &results[k];
+        if ((strcmp(q->system, "libzmq") && strcmp(q->system, "nng")) ||
+            strcmp(q->transport, r->transport) || strcmp(q->pattern, r->pattern) ||
+            q->size != r->size || strcmp(q->metric, r->metric) || (lat ? q->p50 : q->value) <= 0)
+            continue;
+        if (best == NULL || (lat ? q->p50 < best->p50 : q->value > best->value))
+            best = q;
+    }
+    return best;
+}
+
 static void print_table(void)
 {
     const struct result *cl = find("limit", "pingpong", NULL);
@@ -1006,31 +1310,34 @@ static void print_table(void)
     for (int i = 0; i < nresults; i++) {
         const struct result *r = &results[i];
         char ratio[96] = "";
-        int net = strcmp(r->transport, "tcp") == 0 || strcmp(r->transport, "ipc") == 0;
+        int net = strcmp(r->transport, "tcp") == 0 || strcmp(r->transport, "ipc") == 0 ||
+                  strcmp(r->transport, "inproc") == 0;
+        int ferry = strcmp(r->system, "ferry") == 0;
         if (strcmp(r->metric, "latency_ns") == 0 && net && strcmp(r->system, "raw") != 0) {
-            /* tcp/ipc: against the raw socket ping-pong of the same transport */
-            const struct result *raw = NULL;
+            /* tcp/ipc: against the raw socket ping-pong of the same transport,
+             * and (ferry) against the best peer on it */
+            const struct result *raw = NULL, *best = best_peer(r);
             for (int k = 0; k < nresults; k++)
                 if (strcmp(results[k].system, "raw") == 0 &&
-                    strcmp(results[k].transport, r->transport) == 0)
+                    strcmp(results[k].transport, r->transport) == 0 &&
+                    strcmp(results[k].metric, "latency_ns") == 0)
                     raw = &results[k];
             if (raw)
                 snprintf(ratio, sizeof ratio, "%.2fx raw %s ping-pong", r->p50 / raw->p50,
                          r->transport);
+            if (ferry && best)
+                snprintf(ratio + strlen(ratio), sizeof ratio - strlen(ratio), "%s%.2fx %s",
+                         raw ? ", " : "", r->p50 / best->p50, best->system);
             printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %s\n", r->label, r->p50, r->p99,
                    r->p999, r->max, r->spread * 100, ratio);
             continue;
         }
-        if (strcmp(r->metric, "msgs_per_s") == 0 && net) {
-            const struct result *z = NULL;
-            for (int k = 0; k < nresults; k++)
-                if (strcmp(results[k].system, "libzmq") == 0 &&
-                    strcmp(results[k].transport, r->transport) == 0 &&
-                    strcmp(results[k].pattern, r->pattern) == 0 && results[k].size == r->size)
-                    z = &results[k];
-            if (z && strcmp(r->system, "ferry") == 0)
-                snprintf(ratio, sizeof ratio, "%.2fx libzmq", r->value / z->value);
-            printf("%-44s %8.2fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
+        if (strcmp(r->metric, "msgs_per_s") == 0 && (net || strcmp(r->system, "raw") == 0)) {
+            const struct result *best = ferry ? best_peer(r) : NULL;
+            if (best)
+                snprintf(ratio, sizeof ratio, "%.2fx best peer (%s)", r->value / best->value,
+                         best->system);
+            printf("%-44s %8.3fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
                    r->value * (double)r->size / 1e9, "", r->spread * 100, ratio);
             continue;
         }
@@ -1050,7 +1357,16 @@ static void print_table(void)
             for (int k = 0; k < nresults; k++)
                 if (strcmp(results[k].pattern, "memcpy") == 0 && results[k].size == r->size)
                     same = &results[k];
-            if (strcmp(r->system, "ferry") == 0 && same)
+            const struct result *copying = NULL; /* zero-copy: against copying, same size */
+            for (int k = 0; k < nresults; k++)
+                if (!strcmp(r->pattern, "pushpull_zerocopy") &&
+                    !strcmp(results[k].pattern, "pushpull") && results[k].size == r->size &&
+                    !strcmp(results[k].system, "ferry") && !strcmp(results[k].transport, "shm"))
+                    copying = &results[k];
+            if (copying)
+                snprintf(ratio, sizeof ratio, "%.2fx copying (data written/read in place)",
+                         r->value / copying->value);
+            else if (strcmp(r->system, "ferry") == 0 && same)
                 snprintf(ratio, sizeof ratio, "%.2fx memcpy of %zu B", bps / same->value, r->size);
             else if (strcmp(r->system, "ferry") == 0 && mc)
                 snprintf(ratio, sizeof ratio, "%.2fx memcpy (DRAM)", bps / mc->value);
@@ -1066,6 +1382,155 @@ static void print_table(void)
     }
 }
 
+/* --- --plot: an SVG of the latency percentiles and of throughput by size --------------- */
+
+static void svg_esc(FILE *f, const char *t)
+{
+    for (; *t; t++)
+        if (*t == '<')
+            fputs("&lt;", f);
+        else if (*t == '&')
+            fputs("&amp;", f);
+        else
+            fputc(*t, f);
+}
+
+static const char *series_color(int i)
+{
+    static const char *c[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                              "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"};
+    return c[i % 10];
+}
+
+static double lg(double v) { return v > 0 ? log10(v) : 0; }
+
+/* Left: every latency row as p50, p99 and p99.9 on a log scale. Right:
+ * messages per second against message size (both log), one line per
+ * system and transport (PUSH/PULL, raw streaming). */
+static int write_plot(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int nlat = 0;
+    for (int i = 0; i < nresults; i++)
+        nlat += strcmp(results[i].metric, "latency_ns") == 0;
+    double W = 1300, H = 90 + 22.0 * (nlat > 16 ? nlat : 16);
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" "
+            "fill=\"white\"/>\n",
+            W, H);
+    fprintf(f,
+            "<text x=\"10\" y=\"18\" font-size=\"14\">ferry %s bench: round-trip latency "
+            "(p50 bar, p99 and p99.9 ticks; log scale)</text>\n",
+            ferry_version());
+    /* latency panel: x from 100 ns to 10 ms, log */
+    double x0 = 330, x1 = 640, lo = 2, hi = 7;
+    for (int d = 2; d <= 7; d++) {
+        double x = x0 + (x1 - x0) * (d - lo) / (hi - lo);
+        fprintf(f, "<line x1=\"%.0f\" y1=\"30\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#ddd\"/>\n", x, x,
+                H - 30);
+        static const char *lab[] = {"", "", "100 ns", "1 us", "10 us", "100 us", "1 ms", "10 ms"};
+        fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", x, H - 15,
+                lab[d]);
+    }
+    int row = 0;
+    for (int i = 0; i < nresults; i++) {
+        const struct result *r = &results[i];
+        if (strcmp(r->metric, "latency_ns") != 0)
+            continue;
+        double y = 45 + 22.0 * row++;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">", x0 - 6, y + 4);
+        svg_esc(f, r->label);
+        fputs("</text>\n", f);
+        double xp50 = x0 + (x1 - x0) * (lg(r->p50) - lo) / (hi - lo);
+        const char *col = strcmp(r->system, "ferry") == 0 ? "#1f77b4"
+                          : strcmp(r->system, "raw") == 0 || strcmp(r->system, "limit") == 0
+                              ? "#999"
+                              : "#d62728";
+        fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.1f\" height=\"12\" fill=\"%s\"/>\n", x0,
+                y - 6, xp50 > x0 ? xp50 - x0 : 1, col);
+        double ticks[2] = {r->p99, r->p999};
+        for (int k = 0; k < 2; k++) {
+            double x = x0 + (x1 - x0) * (lg(ticks[k]) - lo) / (hi - lo);
+            fprintf(f,
+                    "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"black\" "
+                    "stroke-width=\"%d\"/>\n",
+                    x, y - 7, x, y + 7, k ? 1 : 2);
+        }
+    }
+    /* throughput panel: x = size 32 B .. 2 MiB (log2), y = msg/s 1e3 .. 1e8 (log) */
+    double px0 = 760, px1 = 1270, py0 = H - 40, py1 = 50;
+    fprintf(f,
+            "<text x=\"%.0f\" y=\"38\" font-size=\"13\">messages/s by message size "
+            "(PUSH/PULL; raw: streaming)</text>\n",
+            px0);
+    for (int e = 3; e <= 8; e++) {
+        double y = py0 + (py1 - py0) * (e - 3) / 5.0;
+        fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#ddd\"/>\n", px0,
+                y, px1, y);
+        fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">1e%d</text>\n", px0 - 4, y + 4,
+                e);
+    }
+    for (int b = 5; b <= 21; b += 2) {
+        double x = px0 + (px1 - px0) * (b - 5) / 16.0;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n", x, py0 + 16,
+                b < 10    ? (b == 5   ? "32"
+                             : b == 7 ? "128"
+                                      : "512")
+                : b == 11 ? "2K"
+                : b == 13 ? "8K"
+                : b == 15 ? "32K"
+                : b == 17 ? "128K"
+                : b == 19 ? "512K"
+                          : "2M");
+    }
+    /* one series per (system, transport, pattern) */
+    const char *seen[32][3];
+    int nseen = 0;
+    for (int i = 0; i < nresults; i++) {
+        const struct result *r = &results[i];
+        if (strcmp(r->metric, "msgs_per_s") != 0 ||
+            (strcmp(r->pattern, "pushpull") && strcmp(r->pattern, "stream") &&
+             strcmp(r->pattern, "pushpull_zerocopy")))
+            continue;
+        int k;
+        for (k = 0; k < nseen; k++)
+            if (!strcmp(seen[k][0], r->system) && !strcmp(seen[k][1], r->transport) &&
+                !strcmp(seen[k][2], r->pattern))
+                break;
+        if (k < nseen || nseen == 32)
+            continue;
+        seen[nseen][0] = r->system;
+        seen[nseen][1] = r->transport;
+        seen[nseen][2] = r->pattern;
+        nseen++;
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                series_color(k), strcmp(r->system, "ferry") ? " stroke-dasharray=\"5,3\"" : "");
+        for (int j = i; j < nresults; j++) {
+            const struct result *q = &results[j];
+            if (strcmp(q->metric, "msgs_per_s") || strcmp(q->system, r->system) ||
+                strcmp(q->transport, r->transport) || strcmp(q->pattern, r->pattern) ||
+                q->value <= 0)
+                continue;
+            double x = px0 + (px1 - px0) * (log2((double)q->size) - 5) / 16.0;
+            double y = py0 + (py1 - py0) * (lg(q->value) - 3) / 5.0;
+            fprintf(f, "%.1f,%.1f ", x, y);
+        }
+        fputs("\"/>\n", f);
+        double ly = 60 + 15.0 * k;
+        fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s %s%s</text>\n", px1 - 190, ly,
+                series_color(k), r->system, r->transport,
+                !strcmp(r->pattern, "pushpull_zerocopy") ? " zero-copy"
+                : !strcmp(r->pattern, "stream")          ? " streaming"
+                                                         : "");
+    }
+    fputs("</svg>\n", f);
+    fclose(f);
+    return 0;
+}
+
 static int want(char **suites, int n, const char *s)
 {
     if (n == 0)
@@ -1078,15 +1543,18 @@ static int want(char **suites, int n, const char *s)
 
 int cmd_bench(int argc, char **argv)
 {
-    enum { O_QUICK = 1000, O_JSON, O_SIZE, O_REPS };
-    static const struct option opts[] = {
-        {"quick", no_argument, 0, O_QUICK},     {"json", required_argument, 0, O_JSON},
-        {"size", required_argument, 0, O_SIZE}, {"reps", required_argument, 0, O_REPS},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    enum { O_QUICK = 1000, O_JSON, O_SIZE, O_REPS, O_PLOT };
+    static const struct option opts[] = {{"quick", no_argument, 0, O_QUICK},
+                                         {"json", required_argument, 0, O_JSON},
+                                         {"size", required_argument, 0, O_SIZE},
+                                         {"reps", required_argument, 0, O_REPS},
+                                         {"plot", required_argument, 0, O_PLOT},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int quick = 0, reps = 0, c;
-    const char *json = NULL;
-    size_t sizes[8] = {64, 4096, 65536};
-    int nsizes = 3;
+    const char *json = NULL, *plot = NULL;
+    size_t sizes[8] = {64, 1024, 65536, 1048576};
+    int nsizes = 4, sizes_given = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
@@ -1095,6 +1563,9 @@ int cmd_bench(int argc, char **argv)
             break;
         case O_JSON:
             json = optarg;
+            break;
+        case O_PLOT:
+            plot = optarg;
             break;
         case O_REPS:
             reps = atoi(optarg);
@@ -1113,6 +1584,7 @@ int cmd_bench(int argc, char **argv)
                 }
                 sizes[nsizes++] = v;
             }
+            sizes_given = 1;
             free(dup);
             if (nsizes == 0)
                 return cli_usage("bench", "empty --size");
@@ -1129,13 +1601,20 @@ int cmd_bench(int argc, char **argv)
     }
     for (int i = optind; i < argc; i++)
         if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm") &&
-            strcmp(argv[i], "tcp") && strcmp(argv[i], "ipc"))
-            return cli_usage("bench", "unknown suite '%s' (limit, raw, shm, tcp, ipc)", argv[i]);
+            strcmp(argv[i], "tcp") && strcmp(argv[i], "ipc") && strcmp(argv[i], "inproc"))
+            return cli_usage("bench", "unknown suite '%s' (limit, raw, shm, ipc, tcp, inproc)",
+                             argv[i]);
     char **suites = argv + optind;
     int nsuites = argc - optind;
     if (reps == 0)
         reps = quick ? 3 : 5;
+    if (quick && !sizes_given) { /* --quick: the two ends of the size range */
+        sizes[0] = 64;
+        sizes[1] = 65536;
+        nsizes = 2;
+    }
     long lat_iters = quick ? 20000 : 100000, sleep_iters = quick ? 5000 : 20000;
+    g_budget_ms = quick ? 100 : 400;
     ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     pin(0);
 
@@ -1185,7 +1664,7 @@ int cmd_bench(int argc, char **argv)
         };
         for (size_t k = 0; k < sizeof raws / sizeof raws[0]; k++) {
             progress(raws[k].label);
-            g_iters = lat_iters / 5;
+            g_iters = lat_iters / 10;
             g_size = 64;
             g_raw = raws[k].kind;
             struct result *r = add_result();
@@ -1196,6 +1675,40 @@ int cmd_bench(int argc, char **argv)
                                  .size = 64,
                                  .label = raws[k].label};
             latency(r, reps, raw_once);
+        }
+        static const struct {
+            int kind;
+            const char *transport, *name;
+        } streams[] = {{RAW_UNIX, "ipc", "unix stream socket"},
+                       {RAW_PIPE, "pipe", "pipe"},
+                       {RAW_TCP, "tcp", "tcp loopback"}};
+        static char slabels[3][8][80];
+        for (size_t k = 0; k < 3; k++) {
+            for (int i = 0; i < nsizes; i++) {
+                snprintf(slabels[k][i], 80, "raw: %s streaming %zu B", streams[k].name, sizes[i]);
+                progress(slabels[k][i]);
+                g_raw = streams[k].kind;
+                g_size = sizes[i];
+                uint64_t total = quick ? (64u << 20) : (256u << 20);
+                g_iters = (long)(total / sizes[i]);
+                if (g_iters > (quick ? 300000 : 2000000))
+                    g_iters = quick ? 300000 : 2000000;
+                if (g_iters < 200)
+                    g_iters = 200;
+                struct result *r = add_result();
+                *r = (struct result){.system = "raw",
+                                     .transport = streams[k].transport,
+                                     .pattern = "stream",
+                                     .size = sizes[i],
+                                     .label = slabels[k][i]};
+                double v[16];
+                size_by_time(raw_stream_once, g_iters);
+                for (int q = 0; q < reps; q++)
+                    v[q] = raw_stream_once();
+                r->value = median(v, reps, &r->spread);
+                r->reps = reps;
+                r->metric = "msgs_per_s";
+            }
         }
     }
     if (want(suites, nsuites, "shm")) {
@@ -1224,7 +1737,7 @@ int cmd_bench(int argc, char **argv)
             snprintf(flabels[i], sizeof flabels[i], "ferry shm: PUB/SUB 64 B to %d subscriber%s",
                      fans[i], fans[i] > 1 ? "s" : "");
             progress(flabels[i]);
-            g_iters = quick ? 200000 : 1000000;
+            g_iters = quick ? 50000 : 300000;
             struct result *r = add_result();
             *r = (struct result){.system = "ferry",
                                  .transport = "shm",
@@ -1242,8 +1755,8 @@ int cmd_bench(int argc, char **argv)
                 g_spin_us = 1000000;
                 uint64_t total = quick ? (256u << 20) : (1024u << 20);
                 g_iters = (long)(total / sizes[i]);
-                if (g_iters > (quick ? 2000000 : 10000000))
-                    g_iters = quick ? 2000000 : 10000000;
+                if (g_iters > (quick ? 500000 : 10000000))
+                    g_iters = quick ? 500000 : 10000000;
                 if (g_iters < 2000)
                     g_iters = 2000;
                 snprintf(labels[zc][i], sizeof labels[zc][i], "ferry shm: PUSH/PULL %zu B%s",
@@ -1260,16 +1773,22 @@ int cmd_bench(int argc, char **argv)
             }
         }
     }
-    static const size_t net_sizes[] = {64, 1024, 65536};
-    if (want(suites, nsuites, "tcp"))
-        net_suite("tcp", quick, reps, lat_iters, net_sizes, quick ? 1 : 3);
     if (want(suites, nsuites, "ipc"))
-        net_suite("ipc", quick, reps, lat_iters, net_sizes, quick ? 1 : 3);
+        net_suite("ipc", quick, reps, lat_iters, sizes, nsizes);
+    if (want(suites, nsuites, "tcp"))
+        net_suite("tcp", quick, reps, lat_iters, sizes, nsizes);
+    if (want(suites, nsuites, "inproc"))
+        net_suite("inproc", quick, reps, lat_iters, sizes, nsizes);
+    nn_server_stop();
     if (isatty(2))
         fprintf(stderr, "\r%70s\r", "");
     printf("ferry %s bench: %d CPUs%s, median of %d repetitions\n", ferry_version(), ncpus,
            ncpus >= 2 ? ", processes pinned to CPUs 0 and 1" : "", reps);
     print_table();
+    if (plot && write_plot(plot) != 0) {
+        fprintf(stderr, "ferry: bench: cannot write %s: %s\n", plot, strerror(errno));
+        return CLI_FAIL;
+    }
     if (json) {
         FILE *f = strcmp(json, "-") == 0 ? stdout : fopen(json, "w");
         if (f == NULL) {

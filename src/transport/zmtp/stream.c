@@ -42,6 +42,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -179,6 +180,7 @@ struct st_tran {
 #define ST_TX_BACKLOG (1u << 20) /* no PONG while this much output waits */
 #define ST_MAX_SUBS 4096         /* prefixes per subscriber */
 #define ST_BURST_NS 10000u       /* sends closer than this are batched */
+#define ST_DIRECT_MIN 8192u      /* messages this large skip our output buffer when they can */
 
 static const struct fy_pipe_ops st_pipe_ops;
 static void *st_thread(void *arg);
@@ -976,6 +978,27 @@ static void conn_read(struct st_pipe *p, uint32_t events)
 
 /* --- pipe ops (socket mtx held) -------------------------------------------------- */
 
+/* A message as frames: header and data of each, in wire order. */
+#define ST_IOV_MAX 256
+struct st_frames {
+    struct iovec iov[ST_IOV_MAX];
+    unsigned char hdr[ST_IOV_MAX / 2][ZMTP_HDR_MAX];
+    int n;
+    size_t len;
+};
+
+static int frames_add(struct st_frames *f, int flags, const void *data, size_t len)
+{
+    if (f->n + 2 > ST_IOV_MAX)
+        return -1;
+    unsigned char *h = f->hdr[f->n / 2];
+    size_t hl = zmtp_frame_hdr(h, flags, len);
+    f->iov[f->n++] = (struct iovec){h, hl};
+    f->iov[f->n++] = (struct iovec){(void *)data, len};
+    f->len += hl + len;
+    return 0;
+}
+
 static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
@@ -985,23 +1008,69 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     if (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm)
         return 0;
     int type = s->proto->type;
-    size_t need = (m->nparts + 1 + p->nenv) * ZMTP_HDR_MAX + m->total;
-    for (size_t i = 0; i < p->nenv; i++)
-        need += p->env[i]->size;
-    int was_empty = p->tx_off == p->tx_len;
-    if (tx_reserve(p, need) != 0 || mark_reserve(p) != 0)
-        return FERRY_ENOMEM;
+    static _Thread_local struct st_frames f; /* ~6 KiB: kept off the stack */
+    f.n = 0;
+    f.len = 0;
+    int ok = 0;
     if (type == FERRY_REQ)
-        tx_frame(p, ZMTP_MORE, NULL, 0);
-    if (type == FERRY_REP) {
-        for (size_t i = 0; i < p->nenv; i++)
-            tx_frame(p, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
-        env_clear(p);
-    }
+        ok |= frames_add(&f, ZMTP_MORE, NULL, 0); /* the empty delimiter */
+    if (type == FERRY_REP)
+        for (size_t i = 0; i < p->nenv; i++) /* the request's envelope */
+            ok |= frames_add(&f, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
     if (m->nparts == 0)
-        tx_frame(p, 0, NULL, 0);
+        ok |= frames_add(&f, 0, NULL, 0);
     for (size_t i = 0; i < m->nparts; i++)
-        tx_frame(p, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
+        ok |= frames_add(&f, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
+    if (mark_reserve(p) != 0)
+        return FERRY_ENOMEM;
+    int was_empty = p->tx_off == p->tx_len;
+    uint64_t now = fy_now_mono_ns();
+    int direct = p->state == C_ACTIVE && was_empty && now - p->last_write >= ST_BURST_NS;
+    p->last_write = now;
+    size_t sent = 0;
+    if (ok != 0) { /* too many frames for the vector: encode them one by one */
+        if (tx_reserve(p, (m->nparts + 1 + p->nenv) * ZMTP_HDR_MAX + m->total + 64) != 0)
+            return FERRY_ENOMEM;
+        if (type == FERRY_REQ)
+            tx_frame(p, ZMTP_MORE, NULL, 0);
+        if (type == FERRY_REP)
+            for (size_t i = 0; i < p->nenv; i++)
+                tx_frame(p, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
+        if (m->nparts == 0)
+            tx_frame(p, 0, NULL, 0);
+        for (size_t i = 0; i < m->nparts; i++)
+            tx_frame(p, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
+    } else {
+        if (direct && f.len >= ST_DIRECT_MIN && p->hs_off == p->hs_len && p->fd >= 0) {
+            /* A large message on an idle connection goes from the caller's
+             * buffer to the kernel in one sendmsg (no copy into ours); only
+             * what the kernel does not take now is copied. */
+            struct msghdr mh = {.msg_iov = f.iov, .msg_iovlen = (size_t)f.n};
+            ssize_t n = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0)
+                sent = (size_t)n;
+            else if (n < 0 && errno != EAGAIN && errno != EINTR)
+                conn_fail_later(p, errno);
+        }
+        if (tx_reserve(p, f.len - sent) != 0) {
+            if (sent > 0) /* half a message is on the wire: the stream is lost */
+                conn_fail_later(p, ENOMEM);
+            return sent > 0 ? 1 : FERRY_ENOMEM;
+        }
+        p->tx_base += sent; /* the buffer was empty: the stream moved on */
+        size_t skip = sent;
+        for (int i = 0; i < f.n; i++) {
+            size_t l = f.iov[i].iov_len;
+            if (skip >= l) {
+                skip -= l;
+                continue;
+            }
+            tx_put(p, (const unsigned char *)f.iov[i].iov_base + skip, l - skip);
+            skip = 0;
+        }
+    }
+    if (type == FERRY_REP)
+        env_clear(p);
     mark_push(p, p->tx_base + p->tx_len); /* room reserved above */
     if (p->state != C_ACTIVE)
         return 1;
@@ -1010,14 +1079,12 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
      * within ST_BURST_NS is part of a burst: leave it to the I/O thread,
      * which then writes everything queued meanwhile in one call (one
      * system call per message would cap a stream at a tenth of its rate). */
-    uint64_t now = fy_now_mono_ns();
-    if (was_empty && now - p->last_write >= ST_BURST_NS) {
-        p->last_write = now;
+    if (direct)
         conn_flush(p);
-    } else {
-        p->last_write = now;
+    else
         conn_interest(p);
-    }
+    if (sent > 0 && marks_written(p))
+        fy_sock_wake(s);
     return 1;
 }
 
