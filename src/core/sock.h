@@ -29,9 +29,12 @@ struct fy_proto_ops;
  * the socket and by every peer it is connected to over shm://. Anyone who
  * makes progress possible for the socket (a peer that wrote a message or
  * freed room, the I/O thread that added or lost a pipe) calls fy_wake().
- * A waiter increments `sleepers`, re-checks its condition, and sleeps on
- * `seq` as a futex; the waker bumps `seq` only when `sleepers` is non-zero,
- * so a busy socket costs its peers no system call. */
+ * A waiter increments `sleepers`, clears `woken`, re-checks its condition,
+ * and sleeps on `seq` as a futex; the waker bumps `seq` and calls
+ * FUTEX_WAKE only when `sleepers` is non-zero and it is the first to set
+ * `woken` since: a busy socket costs its peers no system call, and a
+ * publisher sending many messages to a sleeping subscriber pays one wake-up
+ * per sleep, not one per message. */
 struct fy_wake {
     char magic[8]; /* "FERRYWAK" */
     uint32_t version;
@@ -39,6 +42,7 @@ struct fy_wake {
     _Alignas(64) _Atomic uint32_t seq;
     _Atomic uint32_t sleepers;
     _Atomic uint32_t fd_armed; /* the socket's eventfd wants a write */
+    _Atomic uint32_t woken;    /* a wake-up was sent since a sleeper last armed it */
 };
 #define FY_WAKE_SIZE 4096u
 

@@ -27,7 +27,11 @@ void fy_wake(struct fy_wake *w, int efd)
     /* Pairs with the waiter's seq_cst increment of sleepers before its
      * last check: either it sees our progress, or we see it sleeping. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0) {
+    if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0 &&
+        atomic_load_explicit(&w->woken, memory_order_relaxed) == 0 &&
+        atomic_exchange_explicit(&w->woken, 1, memory_order_seq_cst) == 0) {
+        /* the first waker since the sleepers armed: the others need not
+         * (FUTEX_WAKE wakes them all, and each re-arms before sleeping) */
         atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
         fy_futex_wake(&w->seq, INT_MAX);
     }
@@ -463,6 +467,9 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
     for (;;) {
         uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        /* arm: the next waker must wake us (cleared before the re-check, so
+         * any progress after the check finds it clear) */
+        atomic_store_explicit(&w->woken, 0, memory_order_seq_cst);
         pthread_mutex_lock(&s->mtx);
         rc = s->closing ? FERRY_ECLOSED : step(s, arg, 1);
         pthread_mutex_unlock(&s->mtx);

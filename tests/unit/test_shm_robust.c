@@ -568,7 +568,7 @@ static void test_garbage_handshake(void **state)
     struct shm_ctl hello;
     memset(&hello, 0, sizeof hello);
     memcpy(hello.magic, "FERRYCTL", 8);
-    hello.version = 1;
+    hello.version = SHM_CTL_VERSION;
     hello.op = SHM_OP_HELLO;
     hello.type = FERRY_PUSH;
     hello.ring_size = 65536;

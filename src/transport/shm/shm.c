@@ -81,7 +81,7 @@ static void ctl_init(struct shm_ctl *c, int op, ferry_socket *s)
 {
     memset(c, 0, sizeof *c);
     memcpy(c->magic, "FERRYCTL", 8);
-    c->version = 1;
+    c->version = SHM_CTL_VERSION;
     c->op = (uint32_t)op;
     c->pid = (int32_t)getpid();
     if (s) {
@@ -160,7 +160,7 @@ static int ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
         return FERRY_ECONNRESET;
     }
     if (n != (ssize_t)sizeof *c || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        memcmp(c->magic, "FERRYCTL", 8) != 0 || c->version != 1) {
+        memcmp(c->magic, "FERRYCTL", 8) != 0 || c->version != SHM_CTL_VERSION) {
         for (int i = 0; i < *nfds; i++)
             close(fds[i]);
         *nfds = 0;

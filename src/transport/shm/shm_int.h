@@ -36,6 +36,11 @@
 
 #define SHM_CONN_HDR 256u
 
+/* The handshake's version. 2: the wake block's `woken` word (fy_wake) is
+ * honoured by both sides; a version-1 peer would never re-arm it, so the
+ * versions do not mix. */
+#define SHM_CTL_VERSION 2
+
 struct shm_conn_hdr {
     char magic[8]; /* "FERRYCON" */
     uint32_t version;

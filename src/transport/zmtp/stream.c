@@ -1762,6 +1762,7 @@ static void stream_close_all(ferry_socket *s)
     while (t->nlinger > 0) {
         uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        atomic_store_explicit(&w->woken, 0, memory_order_seq_cst); /* arm (sock.h) */
         pthread_mutex_unlock(&s->mtx);
         fy_futex_wait(&w->seq, seq,
                       deadline == UINT64_MAX ? fy_now_mono_ns() + 1000000000u : deadline);
