@@ -780,30 +780,41 @@ enum {
     ZQ_LAST_ENDPOINT = 32
 };
 
+/* Loads a library and the symbols it must have (all or nothing). */
+struct sym {
+    const char *name;
+    void **slot;
+};
+static void *load_lib(const char *soname, const struct sym *syms, size_t n)
+{
+    void *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    for (size_t i = 0; lib && i < n; i++) {
+        *syms[i].slot = dlsym(lib, syms[i].name);
+        if (*syms[i].slot == NULL) {
+            dlclose(lib);
+            lib = NULL;
+        }
+    }
+    return lib;
+}
+
 static int zq_load(void)
 {
-    if (zq.lib)
-        return 1;
-    zq.lib = dlopen("libzmq.so.5", RTLD_NOW | RTLD_LOCAL);
+    const struct sym syms[] = {
+        {"zmq_ctx_new", (void **)&zq.ctx_new},
+        {"zmq_ctx_term", (void **)&zq.ctx_term},
+        {"zmq_socket", (void **)&zq.socket},
+        {"zmq_close", (void **)&zq.close},
+        {"zmq_bind", (void **)&zq.bind},
+        {"zmq_connect", (void **)&zq.connect},
+        {"zmq_send", (void **)&zq.send},
+        {"zmq_recv", (void **)&zq.recv},
+        {"zmq_setsockopt", (void **)&zq.setsockopt},
+        {"zmq_getsockopt", (void **)&zq.getsockopt},
+    };
     if (zq.lib == NULL)
-        return 0;
-    *(void **)&zq.ctx_new = dlsym(zq.lib, "zmq_ctx_new");
-    *(void **)&zq.ctx_term = dlsym(zq.lib, "zmq_ctx_term");
-    *(void **)&zq.socket = dlsym(zq.lib, "zmq_socket");
-    *(void **)&zq.close = dlsym(zq.lib, "zmq_close");
-    *(void **)&zq.bind = dlsym(zq.lib, "zmq_bind");
-    *(void **)&zq.connect = dlsym(zq.lib, "zmq_connect");
-    *(void **)&zq.send = dlsym(zq.lib, "zmq_send");
-    *(void **)&zq.recv = dlsym(zq.lib, "zmq_recv");
-    *(void **)&zq.setsockopt = dlsym(zq.lib, "zmq_setsockopt");
-    *(void **)&zq.getsockopt = dlsym(zq.lib, "zmq_getsockopt");
-    if (!zq.ctx_new || !zq.ctx_term || !zq.socket || !zq.close || !zq.bind || !zq.connect ||
-        !zq.send || !zq.recv || !zq.setsockopt || !zq.getsockopt) {
-        dlclose(zq.lib);
-        zq.lib = NULL;
-        return 0;
-    }
-    return 1;
+        zq.lib = load_lib("libzmq.so.5", syms, sizeof syms / sizeof syms[0]);
+    return zq.lib != NULL;
 }
 
 static void *zb_open(int type)
@@ -864,30 +875,23 @@ static struct {
 
 static int nn_load(void)
 {
-    if (nn.lib)
-        return 1;
-    nn.lib = dlopen("libnng.so.1", RTLD_NOW | RTLD_LOCAL);
+    const struct sym syms[] = {
+        {"nng_req0_open", (void **)&nn.req_open},
+        {"nng_rep0_open", (void **)&nn.rep_open},
+        {"nng_push0_open", (void **)&nn.push_open},
+        {"nng_pull0_open", (void **)&nn.pull_open},
+        {"nng_listen", (void **)&nn.listen},
+        {"nng_dial", (void **)&nn.dial},
+        {"nng_send", (void **)&nn.send},
+        {"nng_recv", (void **)&nn.recv},
+        {"nng_close", (void **)&nn.close},
+        {"nng_socket_set_int", (void **)&nn.set_int},
+        {"nng_listener_get_int", (void **)&nn.listener_get_int},
+        {"nng_fini", (void **)&nn.fini},
+    };
     if (nn.lib == NULL)
-        return 0;
-    *(void **)&nn.req_open = dlsym(nn.lib, "nng_req0_open");
-    *(void **)&nn.rep_open = dlsym(nn.lib, "nng_rep0_open");
-    *(void **)&nn.push_open = dlsym(nn.lib, "nng_push0_open");
-    *(void **)&nn.pull_open = dlsym(nn.lib, "nng_pull0_open");
-    *(void **)&nn.listen = dlsym(nn.lib, "nng_listen");
-    *(void **)&nn.dial = dlsym(nn.lib, "nng_dial");
-    *(void **)&nn.send = dlsym(nn.lib, "nng_send");
-    *(void **)&nn.recv = dlsym(nn.lib, "nng_recv");
-    *(void **)&nn.close = dlsym(nn.lib, "nng_close");
-    *(void **)&nn.set_int = dlsym(nn.lib, "nng_socket_set_int");
-    *(void **)&nn.listener_get_int = dlsym(nn.lib, "nng_listener_get_int");
-    *(void **)&nn.fini = dlsym(nn.lib, "nng_fini");
-    if (!nn.req_open || !nn.rep_open || !nn.push_open || !nn.pull_open || !nn.listen || !nn.dial ||
-        !nn.send || !nn.recv || !nn.close || !nn.set_int || !nn.listener_get_int || !nn.fini) {
-        dlclose(nn.lib);
-        nn.lib = NULL;
-        return 0;
-    }
-    return 1;
+        nn.lib = load_lib("libnng.so.1", syms, sizeof syms / sizeof syms[0]);
+    return nn.lib != NULL;
 }
 
 static void *nb_open(int type)
