@@ -661,12 +661,34 @@ static void fanout_sub(int ready_fd, int res_fd)
     ferry_close(s);
 }
 
+static const char *g_fan_scheme = "shm";
+
+static int bench_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    int port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
 static void fanout(struct result *r, int reps, int nsubs)
 {
     double rate[16], drop[16];
     for (int k = 0; k < reps; k++) {
         static unsigned seq;
-        snprintf(g_url, sizeof g_url, "shm://bench-ps-%d-%u", (int)getpid(), seq++);
+        if (strcmp(g_fan_scheme, "tcp") == 0)
+            snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:%d", bench_free_port());
+        else if (strcmp(g_fan_scheme, "ipc") == 0)
+            snprintf(g_url, sizeof g_url, "ipc:///tmp/ferry-bench-ps-%d-%u.sock", (int)getpid(),
+                     seq++);
+        else
+            snprintf(g_url, sizeof g_url, "shm://bench-ps-%d-%u", (int)getpid(), seq++);
         int ready[2], res[2];
         if (pipe(ready) != 0 || pipe(res) != 0)
             return;
@@ -1214,6 +1236,25 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
                                  .label = labels[t][b][1 + i]};
             net_throughput(r, reps);
         }
+        if (b == 0) { /* PUB/SUB fan-out, as on shm:// */
+            static const int fans[] = {1, 4, 16};
+            static char flabels[2][3][80];
+            for (int i = 0; i < 3; i++) {
+                snprintf(flabels[t][i], 80, "ferry %s: PUB/SUB 64 B to %d subscriber%s", tr,
+                         fans[i], fans[i] > 1 ? "s" : "");
+                progress(flabels[t][i]);
+                g_fan_scheme = tr;
+                g_iters = quick ? 20000 : 200000;
+                r = add_result();
+                *r = (struct result){.system = "ferry",
+                                     .transport = tr,
+                                     .pattern = "pubsub",
+                                     .size = 64,
+                                     .label = flabels[t][i]};
+                fanout(r, quick ? 1 : reps > 3 ? 3 : reps, fans[i]);
+                g_fan_scheme = "shm";
+            }
+        }
     }
     zq_inproc = 0;
 }
@@ -1336,7 +1377,8 @@ static void print_table(void)
                    r->p999, r->max, r->spread * 100, ratio);
             continue;
         }
-        if (strcmp(r->metric, "msgs_per_s") == 0 && (net || strcmp(r->system, "raw") == 0)) {
+        if (strcmp(r->metric, "msgs_per_s") == 0 && (net || strcmp(r->system, "raw") == 0) &&
+            r->subscribers == 0) {
             const struct result *best = ferry ? best_peer(r) : NULL;
             if (best)
                 snprintf(ratio, sizeof ratio, "%.2fx best peer (%s)", r->value / best->value,
