@@ -18,9 +18,9 @@
  *          (the producer writes a header in the ring, the consumer reads a
  *          byte in place)
  */
+#include "bench.h"
 #include "cli.h"
 
-#include <dlfcn.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -558,7 +558,7 @@ static int g_spin_us;
 static int g_pipe[2];
 static int g_zero_copy;
 
-static ferry_socket *open_or_die(int type, int spin)
+ferry_socket *bench_open_ferry(int type, int spin)
 {
     ferry_socket *s;
     if (ferry_socket_open(&s, type) != 0) {
@@ -577,7 +577,7 @@ static ferry_socket *open_or_die(int type, int spin)
 static void rep_child(void *arg)
 {
     (void)arg;
-    ferry_socket *s = open_or_die(FERRY_REP, g_spin_us);
+    ferry_socket *s = bench_open_ferry(FERRY_REP, g_spin_us);
     if (ferry_listen(s, g_url) != 0)
         _exit(2);
     char one = 'L';
@@ -602,7 +602,7 @@ static void reqrep_once(struct hist *h)
     char c;
     if (read(g_pipe[0], &c, 1) != 1)
         return;
-    ferry_socket *s = open_or_die(FERRY_REQ, g_spin_us);
+    ferry_socket *s = bench_open_ferry(FERRY_REQ, g_spin_us);
     ferry_dial(s, g_url);
     char buf[65536];
     memset(buf, 7, g_size);
@@ -623,7 +623,7 @@ static void reqrep_once(struct hist *h)
 static void pull_child(void *arg)
 {
     (void)arg;
-    ferry_socket *s = open_or_die(FERRY_PULL, g_spin_us);
+    ferry_socket *s = bench_open_ferry(FERRY_PULL, g_spin_us);
     if (ferry_listen(s, g_url) != 0)
         _exit(2);
     char one = 'L';
@@ -661,7 +661,7 @@ static double pushpull_once(void)
     char c;
     if (read(g_pipe[0], &c, 1) != 1)
         return 0;
-    ferry_socket *s = open_or_die(FERRY_PUSH, g_spin_us);
+    ferry_socket *s = bench_open_ferry(FERRY_PUSH, g_spin_us);
     ferry_dial(s, g_url);
     ferry_wait_peers(s, 1, 30000);
     unsigned char *buf = malloc(g_size);
@@ -785,7 +785,7 @@ static void fanout(struct result *r, int reps, int nsubs)
         for (int i = 0; i < nsubs; i++)
             if (read(ready[0], &c, 1) != 1)
                 return;
-        ferry_socket *pub = open_or_die(FERRY_PUB, 0);
+        ferry_socket *pub = bench_open_ferry(FERRY_PUB, 0);
         ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 1000);
         ferry_listen(pub, g_url);
         ferry_wait_peers(pub, nsubs, 30000);
@@ -820,235 +820,10 @@ static void fanout(struct result *r, int reps, int nsubs)
     r->subscribers = nsubs;
 }
 
-/* --- tcp/ipc: ferry and libzmq behind one small interface -------------------------- */
+/* --- tcp/ipc: ferry and its peers (bench_peers.c) ------------------------------------ */
 
-/* A messaging library as the tcp/ipc suites use it. libzmq is loaded with
- * dlopen() when it is installed (libzmq5): the ferry tool never links it,
- * and without it the libzmq rows are simply absent. */
-struct backend {
-    const char *name;
-    void *(*open)(int type); /* FERRY_REQ... */
-    int (*listen)(void *s, const char *url, char *ep, size_t len);
-    int (*dial)(void *s, const char *url);
-    int (*send)(void *s, const void *b, size_t n);
-    int (*recv)(void *s, void *b, size_t cap);
-    void (*close)(void *s);
-};
-
-static void *fb_open(int type)
-{
-    ferry_socket *s = open_or_die(type, 0);
-    ferry_setopt_int(s, FERRY_OPT_SNDHWM, 1000); /* libzmq's default, on both */
-    ferry_setopt_int(s, FERRY_OPT_RCVHWM, 1000);
-    return s;
-}
-static int fb_listen(void *s, const char *url, char *ep, size_t len)
-{
-    return ferry_listen(s, url) || ferry_socket_addr(s, ep, len);
-}
-static int fb_dial(void *s, const char *url) { return ferry_dial(s, url); }
-static int fb_send(void *s, const void *b, size_t n) { return ferry_send(s, b, n, 0); }
-static int fb_recv(void *s, void *b, size_t cap)
-{
-    size_t n;
-    return ferry_recv(s, b, cap, &n, 0);
-}
-static void fb_close(void *s) { ferry_close(s); }
-static const struct backend ferry_be = {"ferry", fb_open, fb_listen, fb_dial,
-                                        fb_send, fb_recv, fb_close};
-
-/* libzmq's ABI (zmq.h, stable since 4.0): the few calls and constants used */
-static struct {
-    void *lib, *ctx;
-    void *(*ctx_new)(void);
-    int (*ctx_term)(void *);
-    void *(*socket)(void *, int);
-    int (*close)(void *);
-    int (*bind)(void *, const char *);
-    int (*connect)(void *, const char *);
-    int (*send)(void *, const void *, size_t, int);
-    int (*recv)(void *, void *, size_t, int);
-    int (*setsockopt)(void *, int, const void *, size_t);
-    int (*getsockopt)(void *, int, void *, size_t *);
-} zq;
-enum {
-    ZQ_REQ = 3,
-    ZQ_REP = 4,
-    ZQ_PULL = 7,
-    ZQ_PUSH = 8,
-    ZQ_LINGER = 17,
-    ZQ_SNDHWM = 23,
-    ZQ_RCVHWM = 24,
-    ZQ_LAST_ENDPOINT = 32
-};
-
-/* Loads a library and the symbols it must have (all or nothing). */
-struct sym {
-    const char *name;
-    void **slot;
-};
-static void *load_lib(const char *soname, const struct sym *syms, size_t n)
-{
-    void *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-    for (size_t i = 0; lib && i < n; i++) {
-        *syms[i].slot = dlsym(lib, syms[i].name);
-        if (*syms[i].slot == NULL) {
-            dlclose(lib);
-            lib = NULL;
-        }
-    }
-    return lib;
-}
-
-static int zq_load(void)
-{
-    const struct sym syms[] = {
-        {"zmq_ctx_new", (void **)&zq.ctx_new},
-        {"zmq_ctx_term", (void **)&zq.ctx_term},
-        {"zmq_socket", (void **)&zq.socket},
-        {"zmq_close", (void **)&zq.close},
-        {"zmq_bind", (void **)&zq.bind},
-        {"zmq_connect", (void **)&zq.connect},
-        {"zmq_send", (void **)&zq.send},
-        {"zmq_recv", (void **)&zq.recv},
-        {"zmq_setsockopt", (void **)&zq.setsockopt},
-        {"zmq_getsockopt", (void **)&zq.getsockopt},
-    };
-    if (zq.lib == NULL)
-        zq.lib = load_lib("libzmq.so.5", syms, sizeof syms / sizeof syms[0]);
-    return zq.lib != NULL;
-}
-
-static void *zb_open(int type)
-{
-    int t = type == FERRY_REQ    ? ZQ_REQ
-            : type == FERRY_REP  ? ZQ_REP
-            : type == FERRY_PUSH ? ZQ_PUSH
-                                 : ZQ_PULL;
-    if (zq.ctx == NULL)
-        zq.ctx = zq.ctx_new();
-    void *s = zq.socket(zq.ctx, t);
-    int hwm = 1000, linger = 0;
-    zq.setsockopt(s, ZQ_SNDHWM, &hwm, sizeof hwm);
-    zq.setsockopt(s, ZQ_RCVHWM, &hwm, sizeof hwm);
-    zq.setsockopt(s, ZQ_LINGER, &linger, sizeof linger);
-    return s;
-}
-static int zb_listen(void *s, const char *url, char *ep, size_t len)
-{
-    return zq.bind(s, url) || zq.getsockopt(s, ZQ_LAST_ENDPOINT, ep, &len);
-}
-static int zb_dial(void *s, const char *url) { return zq.connect(s, url); }
-static int zb_send(void *s, const void *b, size_t n) { return zq.send(s, b, n, 0) < 0; }
-static int zb_recv(void *s, void *b, size_t cap) { return zq.recv(s, b, cap, 0) < 0; }
-static int zq_inproc; /* both sockets in one process share the context */
-static void zb_close(void *s)
-{
-    zq.close(s);
-    if (!zq_inproc) {
-        zq.ctx_term(zq.ctx);
-        zq.ctx = NULL;
-    }
-}
-static const struct backend zmq_be = {"libzmq", zb_open, zb_listen, zb_dial,
-                                      zb_send,  zb_recv, zb_close};
-
-/* nng 1.x's ABI (nng.h): a socket and a listener are 32-bit ids passed by
- * value; the protocols open with nng_<proto>0_open. */
-typedef struct {
-    uint32_t id;
-} nn_sock;
-typedef struct {
-    uint32_t id;
-} nn_listener;
-static struct {
-    void *lib;
-    int (*req_open)(nn_sock *), (*rep_open)(nn_sock *), (*push_open)(nn_sock *),
-        (*pull_open)(nn_sock *);
-    int (*listen)(nn_sock, const char *, nn_listener *, int);
-    int (*dial)(nn_sock, const char *, void *, int);
-    int (*send)(nn_sock, void *, size_t, int);
-    int (*recv)(nn_sock, void *, size_t *, int);
-    int (*close)(nn_sock);
-    int (*set_int)(nn_sock, const char *, int);
-    int (*listener_get_int)(nn_listener, const char *, int *);
-    void (*fini)(void);
-} nn;
-
-static int nn_load(void)
-{
-    const struct sym syms[] = {
-        {"nng_req0_open", (void **)&nn.req_open},
-        {"nng_rep0_open", (void **)&nn.rep_open},
-        {"nng_push0_open", (void **)&nn.push_open},
-        {"nng_pull0_open", (void **)&nn.pull_open},
-        {"nng_listen", (void **)&nn.listen},
-        {"nng_dial", (void **)&nn.dial},
-        {"nng_send", (void **)&nn.send},
-        {"nng_recv", (void **)&nn.recv},
-        {"nng_close", (void **)&nn.close},
-        {"nng_socket_set_int", (void **)&nn.set_int},
-        {"nng_listener_get_int", (void **)&nn.listener_get_int},
-        {"nng_fini", (void **)&nn.fini},
-    };
-    if (nn.lib == NULL)
-        nn.lib = load_lib("libnng.so.1", syms, sizeof syms / sizeof syms[0]);
-    return nn.lib != NULL;
-}
-
-static void *nb_open(int type)
-{
-    nn_sock *s = calloc(1, sizeof *s);
-    int rc = type == FERRY_REQ    ? nn.req_open(s)
-             : type == FERRY_REP  ? nn.rep_open(s)
-             : type == FERRY_PUSH ? nn.push_open(s)
-                                  : nn.pull_open(s);
-    if (rc != 0)
-        _exit(2);
-    nn.set_int(*s, "send-buffer", 1000); /* queue depth, in messages, as the others */
-    nn.set_int(*s, "recv-buffer", 1000);
-    return s;
-}
-static int nb_listen(void *s, const char *url, char *ep, size_t len)
-{
-    char u[160];
-    snprintf(u, sizeof u, "%s", url);
-    char *star = strstr(u, ":*");
-    if (star)
-        strcpy(star, ":0");
-    nn_listener l;
-    if (nn.listen(*(nn_sock *)s, u, &l, 0) != 0)
-        return -1;
-    int port = 0;
-    if (star && nn.listener_get_int(l, "tcp-bound-port", &port) == 0)
-        snprintf(ep, len, "tcp://127.0.0.1:%d", port);
-    else
-        snprintf(ep, len, "%s", u);
-    return 0;
-}
-static int nb_dial(void *s, const char *url) { return nn.dial(*(nn_sock *)s, url, NULL, 0); }
-static int nb_send(void *s, const void *b, size_t n)
-{
-    return nn.send(*(nn_sock *)s, (void *)b, n, 0);
-}
-static int nb_recv(void *s, void *b, size_t cap)
-{
-    size_t n = cap;
-    return nn.recv(*(nn_sock *)s, b, &n, 0);
-}
-static void nb_close(void *s)
-{
-    nn.close(*(nn_sock *)s);
-    free(s);
-    /* nng's threads do not survive fork(): end them, so that the next
-     * measurement's child starts nng afresh */
-    nn.fini();
-}
-static const struct backend nng_be = {"nng",   nb_open, nb_listen, nb_dial,
-                                      nb_send, nb_recv, nb_close};
-
-static const struct backend *g_be;
-static const char *g_tr; /* "tcp", "ipc" or "inproc" */
+static const struct backend *g_be; /* bench_ferry, bench_zmq or bench_nng */
+static const char *g_tr;           /* "tcp", "ipc" or "inproc" */
 static char g_ep[256];
 
 /* The listening side (a child): binds, hands its endpoint to the parent
@@ -1121,7 +896,7 @@ static void nn_server_main(void *arg)
         g_tr = tr;
         g_iters = j.iters;
         g_size = j.size;
-        g_be = &nng_be;
+        g_be = &bench_nng;
         g_pipe[1] = nn_out[1];
         net_child(&j.type);
     }
@@ -1155,10 +930,8 @@ static void net_reap(pid_t pid)
         return;
     }
     pthread_join(g_thr, NULL);
-    if (zq_inproc && zq.ctx) {
-        zq.ctx_term(zq.ctx);
-        zq.ctx = NULL;
-    }
+    if (bench_zmq_inproc)
+        bench_zmq_term();
 }
 
 static void *net_connect(int child_type, pid_t *pid)
@@ -1167,7 +940,7 @@ static void *net_connect(int child_type, pid_t *pid)
     ct = child_type;
     if (pipe(g_pipe) != 0)
         return NULL;
-    if (g_be == &nng_be) {
+    if (g_be == &bench_nng) {
         close(g_pipe[0]);
         close(g_pipe[1]);
         g_pipe[0] = dup(nn_out[0]);
@@ -1278,15 +1051,15 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
     for (int b = 0; b < 3; b++) {
         if (b == 0 && t == 2)
             continue; /* ferry has no inproc:// (shm:// is its in-host transport) */
-        if (b == 1 && !zq_load())
+        if (b == 1 && !bench_zmq_load())
             continue;
-        if (b == 2 && (t == 2 || !nn_load()))
+        if (b == 2 && (t == 2 || !bench_nng_load()))
             continue;
         if (b == 2)
             nn_server_start();
-        g_be = b == 0 ? &ferry_be : b == 1 ? &zmq_be : &nng_be;
+        g_be = b == 0 ? &bench_ferry : b == 1 ? &bench_zmq : &bench_nng;
         g_tr = tr;
-        zq_inproc = t == 2;
+        bench_zmq_inproc = t == 2;
         snprintf(labels[t][b][0], 80, "%s %s: REQ/REP 64 B round trip", sysname[b], tr);
         progress(labels[t][b][0]);
         g_iters = lat_iters / 10;
@@ -1336,7 +1109,7 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
             }
         }
     }
-    zq_inproc = 0;
+    bench_zmq_inproc = 0;
 }
 
 /* --- report ------------------------------------------------------------------------ */

@@ -1,0 +1,236 @@
+/*
+ * bench_peers.c - the messaging libraries `ferry bench` compares on ipc://,
+ * tcp:// and inproc://, behind one small interface (bench.h): ferry itself,
+ * libzmq and nng. The peers are loaded with dlopen() when installed
+ * (libzmq5, libnng1): the tool never links them, and without them their
+ * rows are simply absent. Only the few calls and constants used are
+ * declared here, from their stable ABIs.
+ */
+#include "bench.h"
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void *fb_open(int type)
+{
+    ferry_socket *s = bench_open_ferry(type, 0);
+    ferry_setopt_int(s, FERRY_OPT_SNDHWM, 1000); /* libzmq's default, on both */
+    ferry_setopt_int(s, FERRY_OPT_RCVHWM, 1000);
+    return s;
+}
+static int fb_listen(void *s, const char *url, char *ep, size_t len)
+{
+    return ferry_listen(s, url) || ferry_socket_addr(s, ep, len);
+}
+static int fb_dial(void *s, const char *url) { return ferry_dial(s, url); }
+static int fb_send(void *s, const void *b, size_t n) { return ferry_send(s, b, n, 0); }
+static int fb_recv(void *s, void *b, size_t cap)
+{
+    size_t n;
+    return ferry_recv(s, b, cap, &n, 0);
+}
+static void fb_close(void *s) { ferry_close(s); }
+const struct backend bench_ferry = {"ferry", fb_open, fb_listen, fb_dial,
+                                        fb_send, fb_recv, fb_close};
+
+/* libzmq's ABI (zmq.h, stable since 4.0): the few calls and constants used */
+static struct {
+    void *lib, *ctx;
+    void *(*ctx_new)(void);
+    int (*ctx_term)(void *);
+    void *(*socket)(void *, int);
+    int (*close)(void *);
+    int (*bind)(void *, const char *);
+    int (*connect)(void *, const char *);
+    int (*send)(void *, const void *, size_t, int);
+    int (*recv)(void *, void *, size_t, int);
+    int (*setsockopt)(void *, int, const void *, size_t);
+    int (*getsockopt)(void *, int, void *, size_t *);
+} zq;
+enum {
+    ZQ_REQ = 3,
+    ZQ_REP = 4,
+    ZQ_PULL = 7,
+    ZQ_PUSH = 8,
+    ZQ_LINGER = 17,
+    ZQ_SNDHWM = 23,
+    ZQ_RCVHWM = 24,
+    ZQ_LAST_ENDPOINT = 32
+};
+
+/* Loads a library and the symbols it must have (all or nothing). */
+struct sym {
+    const char *name;
+    void **slot;
+};
+static void *load_lib(const char *soname, const struct sym *syms, size_t n)
+{
+    void *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    for (size_t i = 0; lib && i < n; i++) {
+        *syms[i].slot = dlsym(lib, syms[i].name);
+        if (*syms[i].slot == NULL) {
+            dlclose(lib);
+            lib = NULL;
+        }
+    }
+    return lib;
+}
+
+int bench_zmq_load(void)
+{
+    const struct sym syms[] = {
+        {"zmq_ctx_new", (void **)&zq.ctx_new},
+        {"zmq_ctx_term", (void **)&zq.ctx_term},
+        {"zmq_socket", (void **)&zq.socket},
+        {"zmq_close", (void **)&zq.close},
+        {"zmq_bind", (void **)&zq.bind},
+        {"zmq_connect", (void **)&zq.connect},
+        {"zmq_send", (void **)&zq.send},
+        {"zmq_recv", (void **)&zq.recv},
+        {"zmq_setsockopt", (void **)&zq.setsockopt},
+        {"zmq_getsockopt", (void **)&zq.getsockopt},
+    };
+    if (zq.lib == NULL)
+        zq.lib = load_lib("libzmq.so.5", syms, sizeof syms / sizeof syms[0]);
+    return zq.lib != NULL;
+}
+
+static void *zb_open(int type)
+{
+    int t = type == FERRY_REQ    ? ZQ_REQ
+            : type == FERRY_REP  ? ZQ_REP
+            : type == FERRY_PUSH ? ZQ_PUSH
+                                 : ZQ_PULL;
+    if (zq.ctx == NULL)
+        zq.ctx = zq.ctx_new();
+    void *s = zq.socket(zq.ctx, t);
+    int hwm = 1000, linger = 0;
+    zq.setsockopt(s, ZQ_SNDHWM, &hwm, sizeof hwm);
+    zq.setsockopt(s, ZQ_RCVHWM, &hwm, sizeof hwm);
+    zq.setsockopt(s, ZQ_LINGER, &linger, sizeof linger);
+    return s;
+}
+static int zb_listen(void *s, const char *url, char *ep, size_t len)
+{
+    return zq.bind(s, url) || zq.getsockopt(s, ZQ_LAST_ENDPOINT, ep, &len);
+}
+static int zb_dial(void *s, const char *url) { return zq.connect(s, url); }
+static int zb_send(void *s, const void *b, size_t n) { return zq.send(s, b, n, 0) < 0; }
+static int zb_recv(void *s, void *b, size_t cap) { return zq.recv(s, b, cap, 0) < 0; }
+int bench_zmq_inproc; /* both sockets in one process share the context */
+static void zb_close(void *s)
+{
+    zq.close(s);
+    if (!bench_zmq_inproc) {
+        zq.ctx_term(zq.ctx);
+        zq.ctx = NULL;
+    }
+}
+const struct backend bench_zmq = {"libzmq", zb_open, zb_listen, zb_dial,
+                                      zb_send,  zb_recv, zb_close};
+
+/* nng 1.x's ABI (nng.h): a socket and a listener are 32-bit ids passed by
+ * value; the protocols open with nng_<proto>0_open. */
+typedef struct {
+    uint32_t id;
+} nn_sock;
+typedef struct {
+    uint32_t id;
+} nn_listener;
+static struct {
+    void *lib;
+    int (*req_open)(nn_sock *), (*rep_open)(nn_sock *), (*push_open)(nn_sock *),
+        (*pull_open)(nn_sock *);
+    int (*listen)(nn_sock, const char *, nn_listener *, int);
+    int (*dial)(nn_sock, const char *, void *, int);
+    int (*send)(nn_sock, void *, size_t, int);
+    int (*recv)(nn_sock, void *, size_t *, int);
+    int (*close)(nn_sock);
+    int (*set_int)(nn_sock, const char *, int);
+    int (*listener_get_int)(nn_listener, const char *, int *);
+    void (*fini)(void);
+} nn;
+
+int bench_nng_load(void)
+{
+    const struct sym syms[] = {
+        {"nng_req0_open", (void **)&nn.req_open},
+        {"nng_rep0_open", (void **)&nn.rep_open},
+        {"nng_push0_open", (void **)&nn.push_open},
+        {"nng_pull0_open", (void **)&nn.pull_open},
+        {"nng_listen", (void **)&nn.listen},
+        {"nng_dial", (void **)&nn.dial},
+        {"nng_send", (void **)&nn.send},
+        {"nng_recv", (void **)&nn.recv},
+        {"nng_close", (void **)&nn.close},
+        {"nng_socket_set_int", (void **)&nn.set_int},
+        {"nng_listener_get_int", (void **)&nn.listener_get_int},
+        {"nng_fini", (void **)&nn.fini},
+    };
+    if (nn.lib == NULL)
+        nn.lib = load_lib("libnng.so.1", syms, sizeof syms / sizeof syms[0]);
+    return nn.lib != NULL;
+}
+
+static void *nb_open(int type)
+{
+    nn_sock *s = calloc(1, sizeof *s);
+    int rc = type == FERRY_REQ    ? nn.req_open(s)
+             : type == FERRY_REP  ? nn.rep_open(s)
+             : type == FERRY_PUSH ? nn.push_open(s)
+                                  : nn.pull_open(s);
+    if (rc != 0)
+        _exit(2);
+    nn.set_int(*s, "send-buffer", 1000); /* queue depth, in messages, as the others */
+    nn.set_int(*s, "recv-buffer", 1000);
+    return s;
+}
+static int nb_listen(void *s, const char *url, char *ep, size_t len)
+{
+    char u[160];
+    snprintf(u, sizeof u, "%s", url);
+    char *star = strstr(u, ":*");
+    if (star)
+        strcpy(star, ":0");
+    nn_listener l;
+    if (nn.listen(*(nn_sock *)s, u, &l, 0) != 0)
+        return -1;
+    int port = 0;
+    if (star && nn.listener_get_int(l, "tcp-bound-port", &port) == 0)
+        snprintf(ep, len, "tcp://127.0.0.1:%d", port);
+    else
+        snprintf(ep, len, "%s", u);
+    return 0;
+}
+static int nb_dial(void *s, const char *url) { return nn.dial(*(nn_sock *)s, url, NULL, 0); }
+static int nb_send(void *s, const void *b, size_t n)
+{
+    return nn.send(*(nn_sock *)s, (void *)b, n, 0);
+}
+static int nb_recv(void *s, void *b, size_t cap)
+{
+    size_t n = cap;
+    return nn.recv(*(nn_sock *)s, b, &n, 0);
+}
+static void nb_close(void *s)
+{
+    nn.close(*(nn_sock *)s);
+    free(s);
+    /* nng's threads do not survive fork(): end them, so that the next
+     * measurement's child starts nng afresh */
+    nn.fini();
+}
+const struct backend bench_nng = {"nng",   nb_open, nb_listen, nb_dial,
+                                      nb_send, nb_recv, nb_close};
+
+void bench_zmq_term(void)
+{
+    if (zq.ctx) {
+        zq.ctx_term(zq.ctx);
+        zq.ctx = NULL;
+    }
+}
