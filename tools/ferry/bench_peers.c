@@ -35,7 +35,7 @@ static int fb_recv(void *s, void *b, size_t cap)
 }
 static void fb_close(void *s) { ferry_close(s); }
 const struct backend bench_ferry = {"ferry", fb_open, fb_listen, fb_dial,
-                                        fb_send, fb_recv, fb_close};
+                                    fb_send, fb_recv, fb_close};
 
 /* libzmq's ABI (zmq.h, stable since 4.0): the few calls and constants used */
 static struct {
@@ -131,7 +131,7 @@ static void zb_close(void *s)
     }
 }
 const struct backend bench_zmq = {"libzmq", zb_open, zb_listen, zb_dial,
-                                      zb_send,  zb_recv, zb_close};
+                                  zb_send,  zb_recv, zb_close};
 
 /* nng 1.x's ABI (nng.h): a socket and a listener are 32-bit ids passed by
  * value; the protocols open with nng_<proto>0_open. */
@@ -224,8 +224,7 @@ static void nb_close(void *s)
      * measurement's child starts nng afresh */
     nn.fini();
 }
-const struct backend bench_nng = {"nng",   nb_open, nb_listen, nb_dial,
-                                      nb_send, nb_recv, nb_close};
+const struct backend bench_nng = {"nng", nb_open, nb_listen, nb_dial, nb_send, nb_recv, nb_close};
 
 void bench_zmq_term(void)
 {

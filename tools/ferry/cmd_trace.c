@@ -84,13 +84,20 @@ static int64_t now_rt(void)
 static struct tev *evs;
 static size_t nev, capev;
 
+static uint64_t ev_seq;
+
 static void ev_add(const struct tev *e)
 {
     if (nev == capev) {
-        capev = capev ? capev * 2 : 256;
-        evs = realloc(evs, capev * sizeof *evs);
+        size_t cap = capev ? capev * 2 : 256;
+        struct tev *v = realloc(evs, cap * sizeof *evs);
+        if (v == NULL)
+            return; /* out of memory: the event is lost, the trace goes on */
+        evs = v;
+        capev = cap;
     }
-    evs[nev++] = *e;
+    evs[nev] = *e;
+    evs[nev++].seq_no = ev_seq++;
 }
 
 static void ev_add_cb(const struct tev *e, void *arg)
@@ -102,7 +109,9 @@ static void ev_add_cb(const struct tev *e, void *arg)
 static int ev_cmp(const void *a, const void *b)
 {
     const struct tev *x = a, *y = b;
-    return (x->t_ns > y->t_ns) - (x->t_ns < y->t_ns);
+    if (x->t_ns != y->t_ns) /* qsort is not stable: ties keep the order of arrival */
+        return (x->t_ns > y->t_ns) - (x->t_ns < y->t_ns);
+    return (x->seq_no > y->seq_no) - (x->seq_no < y->seq_no);
 }
 
 /* --- the traced processes --------------------------------------------------------- */
@@ -452,12 +461,21 @@ static void watch_one(uint16_t lp, uint16_t rp, int st, void *arg)
     ev_add(&e);
 }
 
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+}
+
+/* Runs the scenario's two processes and collects everything until both
+ * have ended (30 s at most: a process that hangs is killed, and said so). */
 static int run_scenario(struct capture *cap)
 {
-    if (pipe(sync_s2c) || pipe(sync_c2s))
-        return -1;
-    int evp[2];
-    if (pipe(evp) != 0)
+    int evp[2] = {-1, -1};
+    if (pipe(sync_s2c) != 0 || pipe(sync_c2s) != 0 || pipe(evp) != 0)
         return -1;
     fcntl(evp[0], F_SETFL, O_NONBLOCK);
     *g_barrier = 0;
@@ -465,26 +483,41 @@ static int run_scenario(struct capture *cap)
     tcp_diag_each((uint16_t)g_port, watch_one, &w); /* what was there before */
     w.baseline = 0;
     fflush(stdout);
-    pid_t srv = -1, cli;
+    pid_t srv = -1, cli = -1;
     if (strcmp(g_scen, "refused") != 0) {
         srv = fork();
         if (srv == 0) {
+            /* keep only our ends: if the other process dies, a read ends */
+            close(sync_s2c[0]);
+            close(sync_c2s[1]);
+            close(evp[0]);
             g_lane = LANE_SERVER;
             g_evfd = evp[1];
             server_main();
             _exit(0);
         }
     }
-    cli = fork();
+    if (srv >= 0 || strcmp(g_scen, "refused") == 0)
+        cli = fork();
     if (cli == 0) {
+        close(sync_s2c[1]);
+        close(sync_c2s[0]);
+        close(evp[0]);
         g_lane = LANE_CLIENT;
         g_evfd = evp[1];
         client_main();
         _exit(0);
     }
+    int sync_fds[4] = {sync_s2c[0], sync_s2c[1], sync_c2s[0], sync_c2s[1]};
+    close_fds(sync_fds, 4);
     close(evp[1]);
-    int live = srv > 0 ? 2 : 1;
-    int64_t end_at = 0;
+    int live = (srv > 0) + (cli > 0);
+    if (cli < 0 || (srv < 0 && strcmp(g_scen, "refused") != 0)) {
+        fprintf(stderr, "ferry trace: fork: %s\n", strerror(errno));
+        if (srv > 0)
+            kill(srv, SIGKILL);
+    }
+    int64_t end_at = 0, give_up = now_rt() + 30000000000LL;
     for (;;) {
         /* events from the two processes */
         struct tev e;
@@ -502,6 +535,14 @@ static int run_scenario(struct capture *cap)
         int st;
         while (live > 0 && waitpid(-1, &st, WNOHANG) > 0)
             live--;
+        if (live > 0 && seen >= give_up) {
+            fprintf(stderr, "ferry trace: the scenario did not finish in 30 s; stopped\n");
+            if (srv > 0)
+                kill(srv, SIGKILL);
+            if (cli > 0)
+                kill(cli, SIGKILL);
+            give_up = INT64_MAX;
+        }
         if (live == 0 && end_at == 0)
             end_at = now_rt() + 100000000; /* the last segments, then a final look */
         if (end_at && now_rt() >= end_at)
@@ -515,10 +556,6 @@ static int run_scenario(struct capture *cap)
     if (cap)
         cap_poll(cap, 0, g_port, ev_add_cb, NULL);
     close(evp[0]);
-    close(sync_s2c[0]);
-    close(sync_s2c[1]);
-    close(sync_c2s[0]);
-    close(sync_c2s[1]);
     return 0;
 }
 
@@ -605,7 +642,8 @@ static void infer_conn(uint16_t cport, int listening)
     struct side c = {"CLOSE", 0, 0}, s = {listening ? "LISTEN" : "NONE", 0, 0};
     size_t n0 = nev;
     for (size_t i = 0; i < n0; i++) {
-        struct tev *e = &evs[i];
+        /* a copy: infer_add() may move the array */
+        struct tev ecopy = evs[i], *e = &ecopy;
         if (e->type != TEV_SEGMENT)
             continue;
         int c2s = e->dport == g_port && e->sport == cport;
@@ -745,66 +783,74 @@ static void relative(void)
     }
 }
 
-/* Labels rows with the seed's steps (the first connection's). */
+/* Labels rows with the seed's steps, for the first connection only: its
+ * client fd (the first connect) and server fd (the first accept), its
+ * segments, and each step once. Closes are steps 7 and 9 only when the
+ * connection ends with FINs (an abort's RST is not the seed's teardown). */
 static void steps(void)
 {
-    int syn = 0, synack = 0, ack3 = 0, fin1 = -1, fins = 0, closes = 0;
-    int listeners[2][8], nl[2] = {0, 0};
-    for (size_t i = 0; i < nev; i++) /* the listening sockets' fds, per lane */
-        if (evs[i].type == TEV_ENTER && !strcmp(evs[i].call, "listen") && nl[evs[i].lane] < 8)
-            listeners[evs[i].lane][nl[evs[i].lane]++] = evs[i].fd;
+    int done[11] = {0};
+    int cfd = -1, sfd = -1, fins = 0, any_fin = 0;
+    uint16_t cport = 0;
+    const struct tev *fin[2] = {NULL, NULL};
+    for (size_t i = 0; i < nev; i++)
+        any_fin |= evs[i].type == TEV_SEGMENT && strstr(evs[i].flags, "FIN") != NULL;
     for (size_t i = 0; i < nev; i++) {
         struct tev *e = &evs[i];
+        int step = 0;
         if (e->type == TEV_ENTER && e->lane == LANE_SERVER &&
             (!strcmp(e->call, "socket") || !strcmp(e->call, "bind") || !strcmp(e->call, "listen")))
-            e->step = 1;
+            e->step = 1; /* all three are step 1 */
         else if (e->type == TEV_ENTER && e->lane == LANE_SERVER && !strcmp(e->call, "accept"))
-            e->step = 2;
-        else if (e->type == TEV_ENTER && e->lane == LANE_CLIENT && !strcmp(e->call, "connect"))
-            e->step = 3;
-        else if (e->type == TEV_RETURN && e->lane == LANE_CLIENT && !strcmp(e->call, "connect"))
-            e->step = 5;
-        else if (e->type == TEV_RETURN && e->lane == LANE_SERVER && !strcmp(e->call, "accept"))
-            e->step = 6;
-        else if (e->type == TEV_ENTER &&
-                 (!strcmp(e->call, "close") || !strcmp(e->call, "shutdown")) && e->fd >= 0 &&
-                 e->lane != LANE_WIRE) {
-            int lis = 0;
-            for (int k = 0; k < nl[e->lane]; k++)
-                lis |= listeners[e->lane][k] == e->fd;
-            if (lis || !synack)
-                continue;
-            closes++;
-            e->step = closes == 1 ? 7 : closes == 2 ? 9 : 0;
-        } else if (e->type == TEV_SEGMENT) {
-            int s = strstr(e->flags, "SYN") != NULL, f = strstr(e->flags, "FIN") != NULL,
+            step = 2;
+        else if (e->type == TEV_ENTER && e->lane == LANE_CLIENT && !strcmp(e->call, "connect")) {
+            step = 3;
+            if (cfd < 0)
+                cfd = e->fd;
+        } else if (e->type == TEV_RETURN && e->lane == LANE_CLIENT && !strcmp(e->call, "connect") &&
+                   e->fd == cfd && e->ret == 0)
+            step = 5;
+        else if (e->type == TEV_RETURN && e->lane == LANE_SERVER && !strcmp(e->call, "accept") &&
+                 e->ret >= 0 && sfd < 0) {
+            step = 6;
+            sfd = (int)e->ret;
+        } else if (e->type == TEV_ENTER && any_fin &&
+                   (!strcmp(e->call, "close") || !strcmp(e->call, "shutdown")) &&
+                   ((e->lane == LANE_CLIENT && e->fd == cfd) ||
+                    (e->lane == LANE_SERVER && e->fd == sfd && sfd >= 0)))
+            step = (done[7] & 1) ? 9 : 7;
+        else if (e->type == TEV_SEGMENT) {
+            int sy = strstr(e->flags, "SYN") != NULL, f = strstr(e->flags, "FIN") != NULL,
                 a = strstr(e->flags, "ACK") != NULL;
-            if (s && !a && !syn) {
-                syn = 1;
-                e->step = 3;
-            } else if (s && a && !synack) {
-                synack = 1;
-                e->step = 4;
-            } else if (!s && a && synack && !ack3 && e->dir == 0) {
-                ack3 = 1;
-                e->step = 5;
-            } else if (f) {
-                fins++;
-                if (fins == 1) {
-                    fin1 = e->dir;
-                    e->step = 7;
-                } else if (fins == 2) {
-                    e->step = 9;
-                }
-            } else if (a && fins == 1 && e->dir != fin1 && e->len == 0) {
-                e->step = 8;
-            } else if (a && fins == 2 && e->dir == fin1 && e->len == 0) {
-                e->step = 10;
+            if (sy && !a && !cport) {
+                cport = e->sport;
+                step = 3;
+            } else if (cport && e->sport != cport && e->dport != cport) {
+                step = 0; /* another connection */
+            } else if (sy && a) {
+                step = 4;
+            } else if (!sy && a && e->dir == 0 && done[4] && !(done[5] & 2) && e->len == 0) {
+                step = 5;
+            } else if (f && fins < 2) {
+                fin[fins] = e;
+                step = fins++ == 0 ? 7 : 9;
+            } else if (a && e->len == 0 && fins == 1 && e->dir != fin[0]->dir &&
+                       e->ack == fin[0]->seq + fin[0]->len + 1) {
+                step = 8; /* acknowledges the first FIN */
+            } else if (a && e->len == 0 && fins == 2 && e->dir == fin[0]->dir &&
+                       e->ack == fin[1]->seq + fin[1]->len + 1) {
+                step = 10; /* acknowledges the second */
             }
         }
+        /* each step labels one call and one segment at most (3: connect
+         * and its SYN; 5: connect's return and the ACK; 7, 9: a close and
+         * its FIN) */
+        int seg = e->type == TEV_SEGMENT;
+        if (step && !(done[step] & (seg ? 2 : 1))) {
+            e->step = step;
+            done[step] |= seg ? 2 : 1;
+        }
     }
-    /* the listener's closes are not the teardown: keep only the connection's */
-    (void)closes;
 }
 
 /* --- output ----------------------------------------------------------------------- */
@@ -990,7 +1036,7 @@ struct conn_seen {
     int have_a, have_b, fin_a, fin_b, done;
 };
 static struct conn_seen conns[256];
-static int nconns, nfinished, g_json;
+static int nconns, nfinished, g_json, g_capturing;
 static int64_t g_t0;
 
 static void port_segment(const struct tev *e0, void *arg)
@@ -998,17 +1044,23 @@ static void port_segment(const struct tev *e0, void *arg)
     (void)arg;
     struct tev e = *e0;
     uint16_t lo = e.sport < e.dport ? e.sport : e.dport, hi = e.sport < e.dport ? e.dport : e.sport;
-    int k;
-    for (k = 0; k < nconns; k++)
+    int k, free_slot = -1;
+    for (k = 0; k < nconns; k++) {
         if (conns[k].a == lo && conns[k].b == hi && !conns[k].done)
             break;
-    if (k == nconns) {
-        if (nconns == 256)
+        if (conns[k].done && free_slot < 0)
+            free_slot = k;
+    }
+    if (k == nconns) { /* a new connection: a fresh slot, or one that ended */
+        if (nconns < 256)
+            nconns++;
+        else if (free_slot >= 0)
+            k = free_slot;
+        else
             return;
         memset(&conns[k], 0, sizeof conns[k]);
         conns[k].a = lo;
         conns[k].b = hi;
-        nconns++;
     }
     struct conn_seen *c = &conns[k];
     int from_a = e.sport == lo;
@@ -1068,6 +1120,8 @@ static void port_state(uint16_t lp, uint16_t rp, int st, void *arg)
     if (w->st[i] == st)
         return;
     w->st[i] = st;
+    if (!g_capturing && st == 6) /* TIME_WAIT: without a capture, a connection ended */
+        nfinished++;
     struct tev e;
     memset(&e, 0, sizeof e);
     e.t_ns = now_rt();
@@ -1093,6 +1147,7 @@ static int watch_port(int port, int count, const char *iface, const char *pcap_f
     struct capture *cap = cap_open(iface, port, pcap_file, why, sizeof why);
     if (cap == NULL)
         fprintf(stderr, "ferry trace: %s; showing socket states only\n", why);
+    g_capturing = cap != NULL;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     fprintf(stderr, "ferry trace: watching port %d%s\n", port,
@@ -1191,11 +1246,10 @@ int cmd_trace(int argc, char **argv)
                          scen);
     g_scen = scen;
     g_barrier = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_barrier == MAP_FAILED)
+        return cli_fail(-errno, "trace: mmap");
     int attempts = strcmp(scen, "simultaneous-close") == 0 ? 20 : 1;
-    if (attempts > 1) {
-        int r = nice(19); /* the tracer yields the CPUs to the two closers */
-        (void)r;
-    }
+
     int crossed = 0;
     for (int a = 0; a < attempts; a++) {
         nev = 0;

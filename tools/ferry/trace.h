@@ -33,6 +33,7 @@ struct tev {
     char source[12];       /* "tcp_info", "sock_diag", "segments" */
     uint16_t lport, rport; /* the socket the state belongs to */
     char note[96];
+    uint64_t seq_no; /* order of arrival: breaks ties in t_ns */
 };
 
 /* --- capture (libpcap) ---------------------------------------------------------- */

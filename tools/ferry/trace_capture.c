@@ -25,6 +25,7 @@ struct capture {
     pcap_t *p;
     pcap_dumper_t *dump;
     int linktype;
+    int nano; /* timestamps in nanoseconds (else microseconds) */
     int port_server;
     void (*fn)(const struct tev *, void *);
     void *arg;
@@ -76,6 +77,7 @@ struct capture *cap_open(const char *iface, int port, const char *pcap_file, cha
     struct capture *c = calloc(1, sizeof *c);
     c->p = p;
     c->linktype = pcap_datalink(p);
+    c->nano = pcap_get_tstamp_precision(p) == PCAP_TSTAMP_PRECISION_NANO;
     if (pcap_file) {
         c->dump = pcap_dump_open(p, pcap_file);
         if (c->dump == NULL) {
@@ -149,7 +151,8 @@ static void on_packet(unsigned char *user, const struct pcap_pkthdr *h, const un
     memset(&e, 0, sizeof e);
     e.type = TEV_SEGMENT;
     e.lane = LANE_WIRE;
-    e.t_ns = (int64_t)h->ts.tv_sec * 1000000000 + h->ts.tv_usec; /* tv_usec holds ns */
+    /* tv_usec holds nanoseconds when the capture gave nanosecond stamps */
+    e.t_ns = (int64_t)h->ts.tv_sec * 1000000000 + (int64_t)h->ts.tv_usec * (c->nano ? 1 : 1000);
     e.sport = be16(b + tcp);
     e.dport = be16(b + tcp + 2);
     e.seq = be32(b + tcp + 4);
@@ -190,7 +193,9 @@ void cap_poll(struct capture *c, int max_ms, int port_server,
             select(fd + 1, &rf, NULL, NULL, &tv);
         }
     }
-    while (pcap_dispatch(c->p, -1, on_packet, (unsigned char *)c) > 0) {
+    /* bounded: on a busy port the caller must still get to check for a
+     * signal or a count now and then */
+    for (int i = 0; i < 64 && pcap_dispatch(c->p, 256, on_packet, (unsigned char *)c) > 0; i++) {
     }
     if (c->dump)
         pcap_dump_flush(c->dump);
@@ -227,8 +232,8 @@ const char *tcp_state_of_fd(int fd)
     return tcp_state_name(ti.tcpi_state);
 }
 
-int tcp_diag_each(uint16_t port, void (*fn)(uint16_t lport, uint16_t rport, int state, void *arg),
-                  void *arg)
+static int diag_dump(int family, uint16_t port,
+                     void (*fn)(uint16_t lport, uint16_t rport, int state, void *arg), void *arg)
 {
     int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     if (fd < 0)
@@ -241,7 +246,7 @@ int tcp_diag_each(uint16_t port, void (*fn)(uint16_t lport, uint16_t rport, int 
     req.nlh.nlmsg_len = sizeof req;
     req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
     req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    req.r.sdiag_family = AF_INET;
+    req.r.sdiag_family = (uint8_t)family;
     req.r.sdiag_protocol = IPPROTO_TCP;
     req.r.idiag_states = ~0u;
     struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
@@ -251,15 +256,18 @@ int tcp_diag_each(uint16_t port, void (*fn)(uint16_t lport, uint16_t rport, int 
         return -e;
     }
     static char buf[65536];
+    int rc = 0;
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof buf, 0);
         if (n <= 0)
             break;
-        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
-             h = NLMSG_NEXT(h, n)) {
-            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
-                close(fd);
-                return 0;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_type == NLMSG_DONE)
+                goto out;
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr)))
+                    rc = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+                goto out;
             }
             if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
                 continue;
@@ -269,8 +277,19 @@ int tcp_diag_each(uint16_t port, void (*fn)(uint16_t lport, uint16_t rport, int 
                 fn(lp, rp, m->idiag_state, arg);
         }
     }
+out:
     close(fd);
-    return 0;
+    return rc;
+}
+
+int tcp_diag_each(uint16_t port, void (*fn)(uint16_t lport, uint16_t rport, int state, void *arg),
+                  void *arg)
+{
+    /* IPv6 too: a dual-stack listener holds its IPv4 connections in IPv6
+     * sockets */
+    int rc = diag_dump(AF_INET, port, fn, arg);
+    int rc6 = diag_dump(AF_INET6, port, fn, arg);
+    return rc ? rc : rc6;
 }
 
 struct diag_find {
