@@ -59,7 +59,9 @@ enum {
     ZQ_LINGER = 17,
     ZQ_SNDHWM = 23,
     ZQ_RCVHWM = 24,
-    ZQ_LAST_ENDPOINT = 32
+    ZQ_LAST_ENDPOINT = 32,
+    ZQ_RCVTIMEO = 27,
+    ZQ_SNDTIMEO = 28
 };
 
 /* Loads a library and the symbols it must have (all or nothing). */
@@ -108,7 +110,9 @@ static void *zb_open(int type)
     if (zq.ctx == NULL)
         zq.ctx = zq.ctx_new();
     void *s = zq.socket(zq.ctx, t);
-    int hwm = 1000, linger = 0;
+    int hwm = 1000, linger = 0, timeout = 30000; /* as ferry's: a dead peer is an error */
+    zq.setsockopt(s, ZQ_RCVTIMEO, &timeout, sizeof timeout);
+    zq.setsockopt(s, ZQ_SNDTIMEO, &timeout, sizeof timeout);
     zq.setsockopt(s, ZQ_SNDHWM, &hwm, sizeof hwm);
     zq.setsockopt(s, ZQ_RCVHWM, &hwm, sizeof hwm);
     zq.setsockopt(s, ZQ_LINGER, &linger, sizeof linger);
@@ -152,6 +156,7 @@ static struct {
     int (*close)(nn_sock);
     int (*set_int)(nn_sock, const char *, int);
     int (*listener_get_int)(nn_listener, const char *, int *);
+    int (*set_ms)(nn_sock, const char *, int32_t);
     void (*fini)(void);
 } nn;
 
@@ -170,6 +175,7 @@ int bench_nng_load(void)
         {"nng_socket_set_int", (void **)&nn.set_int},
         {"nng_listener_get_int", (void **)&nn.listener_get_int},
         {"nng_fini", (void **)&nn.fini},
+        {"nng_socket_set_ms", (void **)&nn.set_ms},
     };
     if (nn.lib == NULL)
         nn.lib = load_lib("libnng.so.1", syms, sizeof syms / sizeof syms[0]);
@@ -187,6 +193,8 @@ static void *nb_open(int type)
         _exit(2);
     nn.set_int(*s, "send-buffer", 1000); /* queue depth, in messages, as the others */
     nn.set_int(*s, "recv-buffer", 1000);
+    nn.set_ms(*s, "recv-timeout", 30000); /* as ferry's: a dead peer is an error */
+    nn.set_ms(*s, "send-timeout", 30000);
     return s;
 }
 static int nb_listen(void *s, const char *url, char *ep, size_t len)

@@ -25,6 +25,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,7 +400,7 @@ static void raw_once(struct hist *h)
     if (raw_setup() != 0)
         return;
     pid_t pid = spawn(raw_child, NULL);
-    if (g_raw != RAW_EVENTFD && g_raw != RAW_PIPE)
+    if (g_raw != RAW_EVENTFD) /* the child's ends: its death is our end of file */
         raw_close(1);
     char buf[65536];
     memset(buf, 7, sizeof buf);
@@ -420,7 +421,7 @@ static void raw_once(struct hist *h)
     }
     raw_close(0);
     reap(pid);
-    if (g_raw == RAW_EVENTFD || g_raw == RAW_PIPE)
+    if (g_raw == RAW_EVENTFD)
         raw_close(1);
     if (g_raw == RAW_EVENTFD)
         munmap((void *)g_evshm, 2 * 65536);
@@ -525,8 +526,7 @@ static double raw_stream_once(void)
     if (raw_setup() != 0)
         return 0;
     pid_t pid = spawn(raw_stream_child, NULL);
-    if (g_raw != RAW_PIPE)
-        raw_close(1);
+    raw_close(1); /* the child's ends: its death is our end of file */
     char *buf = malloc(g_size);
     memset(buf, 7, g_size);
     uint64_t t0 = now_ns();
@@ -545,10 +545,8 @@ static double raw_stream_once(void)
     double secs = (double)(now_ns() - t0) / 1e9;
     raw_close(0);
     reap(pid);
-    if (g_raw == RAW_PIPE)
-        raw_close(1);
     free(buf);
-    return (double)g_iters / secs;
+    return c == 'k' && secs > 0 ? (double)g_iters / secs : 0;
 }
 
 /* --- shm: ferry REQ/REP and PUSH/PULL -------------------------------------------------- */
@@ -599,9 +597,14 @@ static void reqrep_once(struct hist *h)
     if (pipe(g_pipe) != 0)
         return;
     pid_t pid = spawn(rep_child, NULL);
+    close(g_pipe[1]); /* only the child writes: its death is our end of file */
+    g_pipe[1] = -1;
     char c;
-    if (read(g_pipe[0], &c, 1) != 1)
+    if (read(g_pipe[0], &c, 1) != 1) {
+        reap(pid);
+        close(g_pipe[0]);
         return;
+    }
     ferry_socket *s = bench_open_ferry(FERRY_REQ, g_spin_us);
     ferry_dial(s, g_url);
     char buf[65536];
@@ -658,16 +661,22 @@ static double pushpull_once(void)
     if (pipe(g_pipe) != 0)
         return 0;
     pid_t pid = spawn(pull_child, NULL);
+    close(g_pipe[1]); /* only the child writes: its death is our end of file */
+    g_pipe[1] = -1;
     char c;
-    if (read(g_pipe[0], &c, 1) != 1)
+    if (read(g_pipe[0], &c, 1) != 1) {
+        reap(pid);
+        close(g_pipe[0]);
         return 0;
+    }
     ferry_socket *s = bench_open_ferry(FERRY_PUSH, g_spin_us);
     ferry_dial(s, g_url);
     ferry_wait_peers(s, 1, 30000);
     unsigned char *buf = malloc(g_size);
     memset(buf, 7, g_size);
     uint64_t t0 = now_ns();
-    for (long i = 0; i < g_iters; i++) {
+    long sent = 0;
+    for (long i = 0; i < g_iters; i++, sent++) {
         if (g_zero_copy) {
             ferry_msg *m;
             if (ferry_msg_alloc(s, &m, g_size) != 0)
@@ -680,15 +689,13 @@ static double pushpull_once(void)
             break;
         }
     }
-    if (read(g_pipe[0], &c, 1) != 1) /* the puller has them all */
-        c = 0;
+    int all = read(g_pipe[0], &c, 1) == 1; /* the puller has them all */
     double secs = (double)(now_ns() - t0) / 1e9;
     ferry_close(s);
     reap(pid);
     free(buf);
     close(g_pipe[0]);
-    close(g_pipe[1]);
-    return (double)g_iters / secs;
+    return all && sent == g_iters && secs > 0 ? (double)g_iters / secs : 0;
 }
 
 static void throughput(struct result *r, int reps)
@@ -725,10 +732,11 @@ static void fanout_sub(int ready_fd, int res_fd)
     size_t n;
     struct fan_report rep = {0, 0};
     uint64_t first = 0, last = 0;
+    int idle = 0;
     for (;;) {
         int rc = ferry_recv(s, buf, sizeof buf, &n, 0);
-        if (rc == FERRY_ETIMEDOUT && rep.got > 0)
-            break;
+        if (rc == FERRY_ETIMEDOUT && (rep.got > 0 || ++idle >= 100))
+            break; /* the stream ended, or never came (30 s) */
         if (rc != 0)
             continue;
         last = now_ns();
@@ -760,7 +768,10 @@ static int bench_free_port(void)
 static void fanout(struct result *r, int reps, int nsubs)
 {
     double rate[16], drop[16];
+    r->metric = "msgs_per_s"; /* set before anything can fail */
+    r->subscribers = nsubs;
     for (int k = 0; k < reps; k++) {
+        rate[k] = drop[k] = 0;
         static unsigned seq;
         if (strcmp(g_fan_scheme, "tcp") == 0)
             snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:%d", bench_free_port());
@@ -770,8 +781,13 @@ static void fanout(struct result *r, int reps, int nsubs)
         else
             snprintf(g_url, sizeof g_url, "shm://bench-ps-%d-%u", (int)getpid(), seq++);
         int ready[2], res[2];
-        if (pipe(ready) != 0 || pipe(res) != 0)
-            return;
+        if (pipe(ready) != 0)
+            break;
+        if (pipe(res) != 0) {
+            close(ready[0]);
+            close(ready[1]);
+            break;
+        }
         pid_t pids[16];
         fflush(stdout);
         for (int i = 0; i < nsubs; i++) { /* forked before the PUB exists */
@@ -781,14 +797,25 @@ static void fanout(struct result *r, int reps, int nsubs)
                 _exit(0);
             }
         }
+        close(ready[1]); /* only the subscribers write: their deaths end our reads */
+        close(res[1]);
         char c;
+        int ok = 1;
         for (int i = 0; i < nsubs; i++)
-            if (read(ready[0], &c, 1) != 1)
-                return;
+            ok &= read(ready[0], &c, 1) == 1;
         ferry_socket *pub = bench_open_ferry(FERRY_PUB, 0);
         ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 1000);
-        ferry_listen(pub, g_url);
-        ferry_wait_peers(pub, nsubs, 30000);
+        ok = ok && ferry_listen(pub, g_url) == 0 && ferry_wait_peers(pub, nsubs, 30000) == 0;
+        if (!ok) { /* the subscribers give up on their own (fanout_sub) */
+            fprintf(stderr, "ferry: bench: PUB/SUB over %s: the subscribers never all joined\n",
+                    g_fan_scheme);
+            ferry_close(pub);
+            for (int i = 0; i < nsubs; i++)
+                reap(pids[i]);
+            close(ready[0]);
+            close(res[0]);
+            continue;
+        }
         char msg[64];
         memset(msg, 'm', sizeof msg);
         for (long i = 0; i < g_iters; i++)
@@ -808,16 +835,12 @@ static void fanout(struct result *r, int reps, int nsubs)
         for (int i = 0; i < nsubs; i++)
             reap(pids[i]);
         close(ready[0]);
-        close(ready[1]);
         close(res[0]);
-        close(res[1]);
     }
     double sp;
     r->value = median(rate, reps, &r->spread);
     r->dropped = median(drop, reps, &sp);
     r->reps = reps;
-    r->metric = "msgs_per_s";
-    r->subscribers = nsubs;
 }
 
 /* --- tcp/ipc: ferry and its peers (bench_peers.c) ------------------------------------ */
@@ -1220,10 +1243,10 @@ static void print_table(void)
                     strcmp(results[k].transport, r->transport) == 0 &&
                     strcmp(results[k].metric, "latency_ns") == 0)
                     raw = &results[k];
-            if (raw)
+            if (raw && raw->p50 > 0)
                 snprintf(ratio, sizeof ratio, "%.2fx raw %s ping-pong", r->p50 / raw->p50,
                          r->transport);
-            if (ferry && best)
+            if (ferry && best && best->p50 > 0)
                 snprintf(ratio + strlen(ratio), sizeof ratio - strlen(ratio), "%s%.2fx %s",
                          raw ? ", " : "", r->p50 / best->p50, best->system);
             printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %s\n", r->label, r->p50, r->p99,
@@ -1233,7 +1256,7 @@ static void print_table(void)
         if (strcmp(r->metric, "msgs_per_s") == 0 && (net || strcmp(r->system, "raw") == 0) &&
             r->subscribers == 0) {
             const struct result *best = ferry ? best_peer(r) : NULL;
-            if (best)
+            if (best && best->value > 0)
                 snprintf(ratio, sizeof ratio, "%.2fx best peer (%s)", r->value / best->value,
                          best->system);
             printf("%-44s %8.3fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
@@ -1241,10 +1264,10 @@ static void print_table(void)
             continue;
         }
         if (strcmp(r->metric, "latency_ns") == 0) {
-            if (strcmp(r->system, "ferry") == 0 && cl)
+            if (strcmp(r->system, "ferry") == 0 && cl && cl->p50 > 0)
                 snprintf(ratio, sizeof ratio, "one-way %.0f ns = %.2fx limit", r->p50 / 2,
                          r->p50 / cl->p50);
-            if (strcmp(r->system, "ferry") == 0 && ux)
+            if (strcmp(r->system, "ferry") == 0 && ux && ux->p50 > 0)
                 snprintf(ratio + strlen(ratio), sizeof ratio - strlen(ratio), ", %.2fx unix",
                          r->p50 / ux->p50);
             printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %s\n", r->label, r->p50, r->p99,
@@ -1262,12 +1285,12 @@ static void print_table(void)
                     !strcmp(results[k].pattern, "pushpull") && results[k].size == r->size &&
                     !strcmp(results[k].system, "ferry") && !strcmp(results[k].transport, "shm"))
                     copying = &results[k];
-            if (copying)
+            if (copying && copying->value > 0)
                 snprintf(ratio, sizeof ratio, "%.2fx copying (data written/read in place)",
                          r->value / copying->value);
-            else if (strcmp(r->system, "ferry") == 0 && same)
+            else if (strcmp(r->system, "ferry") == 0 && same && same->value > 0)
                 snprintf(ratio, sizeof ratio, "%.2fx memcpy of %zu B", bps / same->value, r->size);
-            else if (strcmp(r->system, "ferry") == 0 && mc)
+            else if (strcmp(r->system, "ferry") == 0 && mc && mc->value > 0)
                 snprintf(ratio, sizeof ratio, "%.2fx memcpy (DRAM)", bps / mc->value);
             if (r->subscribers)
                 snprintf(ratio, sizeof ratio, "per subscriber; %.1f%% dropped", r->dropped * 100);
@@ -1516,6 +1539,7 @@ int cmd_bench(int argc, char **argv)
     g_budget_ms = quick ? 100 : 400;
     ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     pin(0);
+    signal(SIGPIPE, SIG_IGN); /* a peer process that dies is a failed figure, not our end */
 
     if (want(suites, nsuites, "limit")) {
         progress("limit: cache-line ping-pong");
@@ -1682,9 +1706,20 @@ int cmd_bench(int argc, char **argv)
     nn_server_stop();
     if (isatty(2))
         fprintf(stderr, "\r%70s\r", "");
+    /* with --json -, stdout carries the JSON alone and the table goes to stderr */
+    FILE *table = json && strcmp(json, "-") == 0 ? stderr : stdout;
+    fflush(stdout);
+    int saved = dup(1);
+    if (table == stderr)
+        dup2(2, 1);
     printf("ferry %s bench: %d CPUs%s, median of %d repetitions\n", ferry_version(), ncpus,
            ncpus >= 2 ? ", processes pinned to CPUs 0 and 1" : "", reps);
     print_table();
+    fflush(stdout);
+    if (table == stderr && saved >= 0)
+        dup2(saved, 1);
+    if (saved >= 0)
+        close(saved);
     if (plot && write_plot(plot) != 0) {
         fprintf(stderr, "ferry: bench: cannot write %s: %s\n", plot, strerror(errno));
         return CLI_FAIL;
