@@ -298,6 +298,8 @@ static void test_bad_peers_dropped_good_one_served(void **state)
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     assert_int_equal(ferry_dial(push, url), 0);
+    /* the good peer is connected before the short handshake limit matters */
+    assert_int_equal(ferry_wait_peers(push, 1, 10000), 0);
     int seq = 0, next = 0;
     char why[256];
     /* A good peer sends while each bad one is dealt with. */
