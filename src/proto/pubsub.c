@@ -90,19 +90,24 @@ static int sub_send(ferry_socket *s, struct sub_state *st, struct fy_pipe *p, in
     return 0;
 }
 
-/* Adds (sub=1) or removes one count of a prefix. Returns 1 when the set of
+/* Adds (sub=1) or removes a prefix. counted: a prefix subscribed twice
+ * needs two removals (a SUB's own subscriptions, as in ZeroMQ); else the
+ * prefixes are a set and one removal ends it (what a PUB keeps per
+ * subscriber: libzmq's SUB sends every subscribe but one cancel, and
+ * libzmq's PUB keeps a set too, zmtp.md 4.4). Returns 1 when the set of
  * distinct prefixes changed. */
-static int subs_update(struct fy_sub **subs, size_t *n, int sub, const void *data, size_t len)
+static int subs_update(struct fy_sub **subs, size_t *n, int sub, const void *data, size_t len,
+                       int counted)
 {
     for (size_t i = 0; i < *n; i++) {
         struct fy_sub *e = &(*subs)[i];
         if (e->len != len || (len && memcmp(e->data, data, len) != 0))
             continue;
         if (sub) {
-            e->count++;
+            e->count += counted;
             return 0;
         }
-        if (--e->count > 0)
+        if (counted && --e->count > 0)
             return 0;
         free(e->data);
         (*subs)[i] = (*subs)[--*n];
@@ -138,14 +143,7 @@ static int subs_match(const struct fy_sub *subs, size_t n, const void *data, siz
 static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
     FY_UNUSED(s);
-    /* Per subscriber, a set: a repeated SUBSCRIBE adds nothing and one
-     * CANCEL removes the prefix. ferry's SUB sends only changes of its set;
-     * libzmq's SUB sends every subscribe but one cancel, and libzmq's PUB
-     * keeps a set too (zmtp.md 4.4). */
-    for (size_t i = 0; cmd == 1 && i < p->nsubs; i++)
-        if (p->subs[i].len == len && (len == 0 || memcmp(p->subs[i].data, data, len) == 0))
-            return;
-    subs_update(&p->subs, &p->nsubs, cmd == 1, data, len);
+    subs_update(&p->subs, &p->nsubs, cmd == 1, data, len, 0); /* per subscriber: a set */
 }
 
 static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
@@ -214,7 +212,7 @@ int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len)
 {
     pthread_mutex_lock(&s->mtx);
     struct sub_state *st = s->proto_state;
-    int rc = subs_update(&st->subs, &st->nsubs, subscribe, data, len);
+    int rc = subs_update(&st->subs, &st->nsubs, subscribe, data, len, 1);
     if (rc == 1) {
         sub_flush(s, st);
         for (size_t i = 0; i < s->npipes; i++) {

@@ -779,6 +779,40 @@ static void test_subscription_forms(void **state)
     }
 }
 
+/* A message of many parts (more than the sender keeps on its stack), and
+ * a large one sent straight from the caller's buffer: both arrive whole. */
+static void test_many_parts_and_large(void **state)
+{
+    (void)state;
+    ferry_socket *a = open_sock(FERRY_PAIR), *b = open_sock(FERRY_PAIR);
+    char url[64];
+    snprintf(url, sizeof url, "ipc://@ferry-test-parts-%d", (int)getpid());
+    assert_int_equal(ferry_listen(a, url), 0);
+    assert_int_equal(ferry_dial(b, url), 0);
+    enum { PARTS = 100 };
+    for (int i = 0; i < PARTS; i++)
+        assert_int_equal(ferry_send(b, &i, sizeof i, i + 1 < PARTS ? FERRY_MORE : 0), 0);
+    for (int i = 0; i < PARTS; i++) {
+        int v = -1;
+        size_t len;
+        int64_t more = 0;
+        assert_int_equal(ferry_recv(a, &v, sizeof v, &len, 0), 0);
+        ferry_getopt_int(a, FERRY_OPT_RCVMORE, &more);
+        assert_int_equal(v, i);
+        assert_int_equal(more, i + 1 < PARTS);
+    }
+    static unsigned char big[3 << 20], back[3 << 20];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i * 31);
+    assert_int_equal(ferry_send(b, big, sizeof big, 0), 0);
+    size_t len;
+    assert_int_equal(ferry_recv(a, back, sizeof back, &len, 0), 0);
+    assert_int_equal(len, sizeof big);
+    assert_memory_equal(back, big, sizeof big);
+    ferry_close(b);
+    ferry_close(a);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -792,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_linger_delivers_then_fin),
         cmocka_unit_test(test_killed_pushers),
         cmocka_unit_test(test_subscription_forms),
+        cmocka_unit_test(test_many_parts_and_large),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

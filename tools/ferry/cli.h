@@ -32,6 +32,10 @@ int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 #include <stdio.h>
 void cli_json_str(FILE *f, const char *s);
 
+/* A TCP port on 127.0.0.1 that was free a moment ago (the kernel's
+ * choice for a bind to port 0), or -1. */
+int cli_free_port(void);
+
 int cmd_ls(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_send(int argc, char **argv);

@@ -751,20 +751,6 @@ static void fanout_sub(int ready_fd, int res_fd)
 
 static const char *g_fan_scheme = "shm";
 
-static int bench_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    int port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static void fanout(struct result *r, int reps, int nsubs)
 {
     double rate[16], drop[16];
@@ -774,7 +760,7 @@ static void fanout(struct result *r, int reps, int nsubs)
         rate[k] = drop[k] = 0;
         static unsigned seq;
         if (strcmp(g_fan_scheme, "tcp") == 0)
-            snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:%d", bench_free_port());
+            snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:%d", cli_free_port());
         else if (strcmp(g_fan_scheme, "ipc") == 0)
             snprintf(g_url, sizeof g_url, "ipc:///tmp/ferry-bench-ps-%d-%u.sock", (int)getpid(),
                      seq++);

@@ -400,21 +400,6 @@ static void client_main(void)
 
 /* --- running a scenario ----------------------------------------------------------- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t l = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &l) != 0) {
-        close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* The parent's watcher: state changes of every socket on the port. */
 struct watch {
     uint16_t lport[64], rport[64];
@@ -1253,7 +1238,7 @@ int cmd_trace(int argc, char **argv)
     int crossed = 0;
     for (int a = 0; a < attempts; a++) {
         nev = 0;
-        g_port = free_port();
+        g_port = cli_free_port();
         if (g_port < 0)
             return cli_fail(-errno, "trace: no free port");
         char why[256] = "";

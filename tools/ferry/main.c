@@ -5,6 +5,11 @@
  */
 #include "cli.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,6 +63,20 @@ int cli_fail(int err, const char *fmt, ...)
     const char *d = ferry_errdetail();
     fprintf(stderr, ": %s\n", d[0] ? d : ferry_strerror(err));
     return err == FERRY_EBADNAME ? CLI_USAGE : CLI_FAIL;
+}
+
+int cli_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &l) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
 }
 
 void cli_json_str(FILE *f, const char *s)

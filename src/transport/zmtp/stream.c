@@ -364,14 +364,6 @@ static void tx_put(struct st_pipe *p, const void *data, size_t len)
     p->tx_len += len;
 }
 
-static void tx_frame(struct st_pipe *p, int flags, const void *data, size_t len)
-{
-    unsigned char h[ZMTP_HDR_MAX];
-    size_t hl = zmtp_frame_hdr(h, flags, len);
-    tx_put(p, h, hl);
-    tx_put(p, data, len);
-}
-
 static int mark_reserve(struct st_pipe *p)
 {
     if (p->mk_n == p->mk_cap) {
@@ -979,24 +971,65 @@ static void conn_read(struct st_pipe *p, uint32_t events)
 /* --- pipe ops (socket mtx held) -------------------------------------------------- */
 
 /* A message as frames: header and data of each, in wire order. */
-#define ST_IOV_MAX 256
+/* A message as frames, in wire order: header and data of each, as an I/O
+ * vector. Up to ST_FRAMES_INLINE frames live on the caller's stack (no
+ * allocation per message); a longer multipart message grows onto the heap
+ * (frames_free). The header slots are pointed at once all are in place. */
+#define ST_FRAMES_INLINE 32
 struct st_frames {
-    struct iovec iov[ST_IOV_MAX];
-    unsigned char hdr[ST_IOV_MAX / 2][ZMTP_HDR_MAX];
-    int n;
+    struct iovec *iov;
+    unsigned char (*hdr)[ZMTP_HDR_MAX];
+    size_t n, cap; /* iov entries; hdr holds cap / 2 */
     size_t len;
+    struct iovec iov0[2 * ST_FRAMES_INLINE];
+    unsigned char hdr0[ST_FRAMES_INLINE][ZMTP_HDR_MAX];
 };
+
+static void frames_init(struct st_frames *f)
+{
+    f->iov = f->iov0;
+    f->hdr = f->hdr0;
+    f->n = f->len = 0;
+    f->cap = 2 * ST_FRAMES_INLINE;
+}
+
+static void frames_free(struct st_frames *f)
+{
+    if (f->iov != f->iov0) {
+        free(f->iov);
+        free(f->hdr);
+    }
+}
 
 static int frames_add(struct st_frames *f, int flags, const void *data, size_t len)
 {
-    if (f->n + 2 > ST_IOV_MAX)
-        return -1;
-    unsigned char *h = f->hdr[f->n / 2];
-    size_t hl = zmtp_frame_hdr(h, flags, len);
-    f->iov[f->n++] = (struct iovec){h, hl};
+    if (f->n + 2 > f->cap) {
+        size_t cap = f->cap * 2;
+        struct iovec *iov = malloc(cap * sizeof *iov);
+        unsigned char(*hdr)[ZMTP_HDR_MAX] = malloc(cap / 2 * sizeof *hdr);
+        if (iov == NULL || hdr == NULL) {
+            free(iov);
+            free(hdr);
+            return FERRY_ENOMEM;
+        }
+        memcpy(iov, f->iov, f->n * sizeof *iov);
+        memcpy(hdr, f->hdr, f->n / 2 * sizeof *hdr);
+        frames_free(f);
+        f->iov = iov;
+        f->hdr = hdr;
+        f->cap = cap;
+    }
+    size_t hl = zmtp_frame_hdr(f->hdr[f->n / 2], flags, len);
+    f->iov[f->n++] = (struct iovec){NULL, hl}; /* pointed at in frames_done */
     f->iov[f->n++] = (struct iovec){(void *)data, len};
     f->len += hl + len;
     return 0;
+}
+
+static void frames_done(struct st_frames *f)
+{
+    for (size_t i = 0; i < f->n; i += 2)
+        f->iov[i].iov_base = f->hdr[i / 2];
 }
 
 static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
@@ -1008,67 +1041,59 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     if (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm)
         return 0;
     int type = s->proto->type;
-    static _Thread_local struct st_frames f; /* ~6 KiB: kept off the stack */
-    f.n = 0;
-    f.len = 0;
-    int ok = 0;
+    struct st_frames f;
+    frames_init(&f);
+    int rc = 0;
     if (type == FERRY_REQ)
-        ok |= frames_add(&f, ZMTP_MORE, NULL, 0); /* the empty delimiter */
+        rc |= frames_add(&f, ZMTP_MORE, NULL, 0); /* the empty delimiter */
     if (type == FERRY_REP)
         for (size_t i = 0; i < p->nenv; i++) /* the request's envelope */
-            ok |= frames_add(&f, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
+            rc |= frames_add(&f, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
     if (m->nparts == 0)
-        ok |= frames_add(&f, 0, NULL, 0);
+        rc |= frames_add(&f, 0, NULL, 0);
     for (size_t i = 0; i < m->nparts; i++)
-        ok |= frames_add(&f, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
-    if (mark_reserve(p) != 0)
+        rc |= frames_add(&f, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
+    if (rc != 0 || mark_reserve(p) != 0) {
+        frames_free(&f);
         return FERRY_ENOMEM;
+    }
+    frames_done(&f);
     int was_empty = p->tx_off == p->tx_len;
     uint64_t now = fy_now_mono_ns();
     int direct = p->state == C_ACTIVE && was_empty && now - p->last_write >= ST_BURST_NS;
     p->last_write = now;
     size_t sent = 0;
-    if (ok != 0) { /* too many frames for the vector: encode them one by one */
-        if (tx_reserve(p, (m->nparts + 1 + p->nenv) * ZMTP_HDR_MAX + m->total + 64) != 0)
-            return FERRY_ENOMEM;
-        if (type == FERRY_REQ)
-            tx_frame(p, ZMTP_MORE, NULL, 0);
-        if (type == FERRY_REP)
-            for (size_t i = 0; i < p->nenv; i++)
-                tx_frame(p, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
-        if (m->nparts == 0)
-            tx_frame(p, 0, NULL, 0);
-        for (size_t i = 0; i < m->nparts; i++)
-            tx_frame(p, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
-    } else {
-        if (direct && f.len >= ST_DIRECT_MIN && p->hs_off == p->hs_len && p->fd >= 0) {
-            /* A large message on an idle connection goes from the caller's
-             * buffer to the kernel in one sendmsg (no copy into ours); only
-             * what the kernel does not take now is copied. */
-            struct msghdr mh = {.msg_iov = f.iov, .msg_iovlen = (size_t)f.n};
-            ssize_t n = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n > 0)
-                sent = (size_t)n;
-            else if (n < 0 && errno != EAGAIN && errno != EINTR)
-                conn_fail_later(p, errno);
-        }
-        if (tx_reserve(p, f.len - sent) != 0) {
-            if (sent > 0) /* half a message is on the wire: the stream is lost */
-                conn_fail_later(p, ENOMEM);
-            return sent > 0 ? 1 : FERRY_ENOMEM;
-        }
-        p->tx_base += sent; /* the buffer was empty: the stream moved on */
-        size_t skip = sent;
-        for (int i = 0; i < f.n; i++) {
-            size_t l = f.iov[i].iov_len;
-            if (skip >= l) {
-                skip -= l;
-                continue;
-            }
-            tx_put(p, (const unsigned char *)f.iov[i].iov_base + skip, l - skip);
-            skip = 0;
-        }
+    int tried = 0;
+    if (direct && f.len >= ST_DIRECT_MIN && p->hs_off == p->hs_len && p->fd >= 0) {
+        /* A large message on an idle connection goes from the caller's
+         * buffer to the kernel in one sendmsg (no copy into ours); only
+         * what the kernel does not take now is copied. */
+        struct msghdr mh = {.msg_iov = f.iov, .msg_iovlen = f.n};
+        ssize_t n = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        tried = 1;
+        if (n > 0)
+            sent = (size_t)n;
+        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+            conn_fail_later(p, errno);
     }
+    if (tx_reserve(p, f.len - sent) != 0) {
+        frames_free(&f);
+        if (sent > 0) /* half a message is on the wire: the stream is lost */
+            conn_fail_later(p, ENOMEM);
+        return sent > 0 ? 1 : FERRY_ENOMEM;
+    }
+    p->tx_base += sent; /* the buffer was empty: the stream moved on */
+    size_t skip = sent;
+    for (size_t i = 0; i < f.n; i++) {
+        size_t l = f.iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        tx_put(p, (const unsigned char *)f.iov[i].iov_base + skip, l - skip);
+        skip = 0;
+    }
+    frames_free(&f);
     if (type == FERRY_REP)
         env_clear(p);
     mark_push(p, p->tx_base + p->tx_len); /* room reserved above */
@@ -1079,9 +1104,9 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
      * within ST_BURST_NS is part of a burst: leave it to the I/O thread,
      * which then writes everything queued meanwhile in one call (one
      * system call per message would cap a stream at a tenth of its rate). */
-    if (direct)
+    if (direct && !tried)
         conn_flush(p);
-    else
+    else /* the rest goes on EPOLLOUT (after a sendmsg: the kernel is full now) */
         conn_interest(p);
     if (sent > 0 && marks_written(p))
         fy_sock_wake(s);
