@@ -2,9 +2,12 @@
 # installs what it needs (Debian packages), configures, builds and runs.
 #
 #   make demo        build and run the demo
-#   make test        format check, then the whole suite twice: a normal build
-#                    (build/) and an ASan+UBSan build (build-asan/), then the
-#                    concurrency tests under TSan (build-tsan/)
+#   make test        format check; Release builds with gcc and clang, warnings
+#                    as errors (build-rel-gcc/, build-rel-clang/: what users
+#                    and packagers compile); the whole suite twice: a normal
+#                    gcc build (build/) and an ASan+UBSan clang build
+#                    (build-asan/); the concurrency tests under TSan
+#                    (build-tsan/); a short fuzz run
 #   make build       just build (build/)
 #   make install     cmake --install build (PREFIX=/usr/local)
 #   make format      reformat the sources with clang-format
@@ -20,15 +23,19 @@ DEPS := gcc make cmake pkg-config libcmocka-dev clang-format python3 procps ipro
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find include src tools tests examples -name '*.[ch]')
 
-.PHONY: all deps build demo test test-normal test-asan test-tsan test-fuzz fuzz bench format format-check install clean
+.PHONY: all deps build demo test test-release test-normal test-asan test-tsan test-fuzz fuzz bench format format-check install clean
 
 all: build
 
 deps:
 	@scripts/deps.sh $(DEPS)
 
+# Warnings are errors in every build made here (FERRY_WERROR); a plain
+# `cmake` build, as a user or packager makes it, only warns.
+DEV := -DFERRY_WERROR=ON
+
 build/CMakeCache.txt: | deps
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(DEV)
 
 build: deps build/CMakeCache.txt
 	cmake --build build -j$(JOBS)
@@ -37,7 +44,7 @@ demo: build
 	@echo
 	./build/ferry_demo
 
-test: deps format-check test-normal test-asan test-tsan test-fuzz
+test: deps format-check test-release test-normal test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
 
 # The ZMTP decoder under libFuzzer: briefly here, longer with `make fuzz`
@@ -58,15 +65,24 @@ bench: deps build
 test-normal: build
 	cd build && $(CTEST)
 
+# Release builds, compiled only: optimisation brings warnings of its own
+# (maybe-uninitialized, format checks), and both compilers must pass.
+test-release: deps
+	CC=gcc cmake -S . -B build-rel-gcc -DCMAKE_BUILD_TYPE=Release $(DEV)
+	cmake --build build-rel-gcc -j$(JOBS)
+	CC=clang cmake -S . -B build-rel-clang -DCMAKE_BUILD_TYPE=Release $(DEV)
+	cmake --build build-rel-clang -j$(JOBS)
+
+# The suite under ASan+UBSan, built with clang (the normal run is gcc's).
 test-asan: deps
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=address,undefined
+	CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=address,undefined $(DEV)
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
 
 # TSan: the tests labelled "concurrency" (shared-memory synchronisation).
 test-tsan: deps
-	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=thread
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=thread $(DEV)
 	cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 $(CTEST) -L concurrency
 
@@ -80,4 +96,4 @@ install: build
 	cmake --install build --prefix $(PREFIX)
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-rel-gcc build-rel-clang

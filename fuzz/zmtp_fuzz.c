@@ -80,6 +80,17 @@ static void *fz_alloc(void *ctx, uint64_t size, unsigned char **body)
     return p;
 }
 
+static void *fz_grow(void *ctx, void *handle, uint64_t cap, unsigned char **body)
+{
+    (void)ctx;
+    CHECK(cap <= MAX_FRAME);
+    unsigned char *p = realloc(handle, (size_t)cap);
+    if (p == NULL)
+        return NULL;
+    *body = p;
+    return p;
+}
+
 static void fz_free(void *ctx, void *handle)
 {
     struct run *r = ctx;
@@ -165,6 +176,7 @@ static int fz_frame(void *ctx, int flags, void *handle, unsigned char *body, uin
 
 static const struct zmtp_dec_ops fz_ops = {
     .alloc = fz_alloc,
+    .grow = fz_grow,
     .free = fz_free,
     .greeting = fz_greeting,
     .frame = fz_frame,

@@ -369,7 +369,7 @@ enum ferry_option {
     FERRY_OPT_TYPE = 11,              /* get: the socket type                             */
     FERRY_OPT_DROPPED = 12,           /* get: PUB messages dropped at subscribers' HWM     */
     FERRY_OPT_REQ_RESEND = 13,        /* REQ: 1 = resend to another peer if the peer dies */
-    FERRY_OPT_PEER_UID = 14,          /* shm:// listener: uid allowed to connect besides
+    FERRY_OPT_PEER_UID = 14,          /* shm://, ipc://: uid allowed to connect besides
                                          root; -1 = any uid. Default: the socket's own uid */
     FERRY_OPT_PEERS = 15,             /* get: connected peers now                          */
     FERRY_OPT_RECONNECT_IVL = 16,     /* dialer: first retry after ms; 100   */
@@ -384,7 +384,18 @@ enum ferry_option {
                                          PING, ms; -1 = HEARTBEAT_IVL (default)          */
     FERRY_OPT_HEARTBEAT_TTL = 23,     /* tcp/ipc: ms the peer may wait for our traffic
                                          before dropping us (sent in PINGs); 0 none       */
-    FERRY_OPT_BACKLOG = 24            /* tcp/ipc: listen() backlog; 128                    */
+    FERRY_OPT_BACKLOG = 24,           /* tcp/ipc: listen() backlog, and the most accepted
+                                         connections in their handshake at once; 128      */
+    FERRY_OPT_MAX_CONNECTIONS = 25,   /* tcp/ipc: accepted connections at once; past it a
+                                         new one is closed at once and counted; 1024      */
+    FERRY_OPT_PARTIAL_MAX = 26,       /* tcp/ipc: bytes all connections together may hold
+                                         in messages still arriving, beyond 256 KiB each;
+                                         a connection past it is dropped; 256 MiB          */
+    FERRY_OPT_SUB_MAX = 27,           /* PUB: prefixes one subscriber may hold; 4096       */
+    FERRY_OPT_SUB_MAX_BYTES = 28,     /* PUB: their total bytes; 256 KiB. A subscription
+                                         past either is ignored and counted in ERRORS      */
+    FERRY_OPT_REFUSED = 29            /* get: connections refused at a limit (connections,
+                                         handshakes, peer uid)                             */
 };
 
 /* Opens a socket of the given type. */

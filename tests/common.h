@@ -26,6 +26,30 @@
 
 #include "ferry.h"
 
+/* T_SANITIZED: built with ASan or TSan (gcc says so with __SANITIZE_*__,
+ * clang only through __has_feature). RSS and heap figures mean nothing
+ * there: shadow memory and the sanitizer's own allocator. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define T_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define T_SANITIZED 1
+#endif
+#endif
+#ifndef T_SANITIZED
+#define T_SANITIZED 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+#ifndef T_TSAN
+#define T_TSAN 0
+#endif
+
 /* "t-<tag>-<pid>-<counter>": unique across processes and calls. */
 static inline const char *t_name(char *buf, size_t len, const char *tag)
 {

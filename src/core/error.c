@@ -55,13 +55,38 @@ const char *ferry_errdetail(void) { return err_detail; }
 
 void fy_err_clear(void) { err_detail[0] = '\0'; }
 
-static void err_vset(int err, const char *fmt, va_list ap)
+void fy_escape(char *dst, size_t cap, const char *src)
 {
-    int n = vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (cap == 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+        int plain = *p >= 0x20 && *p < 0x7f;
+        if (o + (plain ? 1 : 4) >= cap)
+            break;
+        if (plain) {
+            dst[o++] = (char)*p;
+        } else {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[*p >> 4];
+            dst[o++] = hex[*p & 15];
+        }
+    }
+    dst[o] = '\0';
+}
+
+__attribute__((format(printf, 2, 0))) static void err_vset(int err, const char *fmt, va_list ap)
+{
+    char raw[sizeof err_detail];
+    int n = vsnprintf(raw, sizeof raw, fmt, ap);
     if (n < 0)
-        n = 0;
-    if ((size_t)n < sizeof err_detail)
-        snprintf(err_detail + n, sizeof err_detail - (size_t)n, ": %s", ferry_strerror(err));
+        raw[0] = '\0';
+    /* a detail may quote a peer's bytes: it reaches terminals and logs */
+    fy_escape(err_detail, sizeof err_detail, raw);
+    size_t len = strlen(err_detail);
+    snprintf(err_detail + len, sizeof err_detail - len, ": %s", ferry_strerror(err));
 }
 
 int fy_err(int err, const char *fmt, ...)

@@ -123,13 +123,6 @@ struct fy_pipe_ops {
     void (*destroy)(struct fy_pipe *p);
 };
 
-/* A subscription prefix held by a PUB for one pipe. */
-struct fy_sub {
-    size_t len;
-    unsigned count; /* subscribed this many times */
-    unsigned char *data;
-};
-
 struct fy_pipe {
     const struct fy_pipe_ops *ops;
     ferry_socket *sock;
@@ -141,11 +134,10 @@ struct fy_pipe {
     int id;
     int peer_pid;
     unsigned peer_uid;
-    uint64_t dropped;    /* PUB: messages dropped at the HWM */
-    struct fy_sub *subs; /* PUB: this subscriber's prefixes  */
-    size_t nsubs;
-    void *tran;   /* transport state                  */
-    void *dialer; /* the dialer that made it, if any  */
+    uint64_t dropped;         /* PUB: messages dropped at the HWM */
+    struct fy_prefixes *subs; /* PUB: this subscriber's prefixes (prefix.h) */
+    void *tran;               /* transport state                  */
+    void *dialer;             /* the dialer that made it, if any  */
 };
 
 void fy_pipe_ref(struct fy_pipe *p);
@@ -214,6 +206,10 @@ struct fy_tran_ops {
     void (*close_all)(ferry_socket *s);
 };
 
+/* The most parts a message may have, on every transport (a ZMTP peer or
+ * an shm:// ring writer that sends more is dropped). */
+#define FY_MAX_PARTS 65536
+
 struct fy_opts {
     int rcvtimeo, sndtimeo; /* ms, -1 forever */
     int sndhwm, rcvhwm;     /* messages, 0 unlimited */
@@ -224,11 +220,15 @@ struct fy_opts {
     int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */
     int reconnect_ms, reconnect_max_ms;
     int handshake_ms;
-    int linger_ms;         /* tcp/ipc close: flush and await FIN; -1 forever */
-    int heartbeat_ivl;     /* tcp/ipc: PING every ms, 0 off */
-    int heartbeat_timeout; /* ms without traffic after a PING; -1: = ivl */
-    int heartbeat_ttl;     /* ms, sent in PINGs: the peer's timeout for us */
-    int backlog;           /* tcp/ipc listen() backlog */
+    int linger_ms;          /* tcp/ipc close: flush and await FIN; -1 forever */
+    int heartbeat_ivl;      /* tcp/ipc: PING every ms, 0 off */
+    int heartbeat_timeout;  /* ms without traffic after a PING; -1: = ivl */
+    int heartbeat_ttl;      /* ms, sent in PINGs: the peer's timeout for us */
+    int backlog;            /* tcp/ipc listen() backlog, and handshakes in progress */
+    int max_conns;          /* tcp/ipc: accepted connections */
+    uint64_t partial_max;   /* tcp/ipc: pool for messages still arriving */
+    int sub_max;            /* PUB: prefixes per subscriber */
+    uint64_t sub_max_bytes; /* PUB: their bytes */
 };
 
 struct ferry_socket {
@@ -263,6 +263,7 @@ struct ferry_socket {
 
     uint64_t dropped; /* PUB: total drops */
     uint64_t errors;  /* pipes dropped for bad input */
+    uint64_t refused; /* connections refused at a limit */
     int closing;
 
     void *shm_tran;        /* shm:// transport state (listeners, dialers, I/O thread) */
@@ -287,6 +288,12 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p);
 /* Drops a reference; the last one frees the socket's memory. */
 void fy_sock_unref(ferry_socket *s);
 
+/* Records why a connection or a peer's request was refused or dropped
+ * (ferry_socket_drop_reason; escaped, since it may quote a peer's bytes;
+ * also on stderr with FERRY_DEBUG). bad: the peer broke the rules, counted
+ * in FERRY_OPT_ERRORS. mtx held. */
+void fy_sock_note(ferry_socket *s, int bad, const char *what);
+
 /* Wakes this socket's own waiters (mtx may be held). */
 void fy_sock_wake(ferry_socket *s);
 
@@ -299,6 +306,11 @@ ferry_msg *fy_msg_heap(size_t size);
 /* A zeroed message struct without data (for in-place messages), from the
  * socket's free list when it has one; mtx held. */
 ferry_msg *fy_msg_struct(ferry_socket *s);
+
+/* 1 if a peer running as uid may talk to s: root, s's own uid, and
+ * FERRY_OPT_PEER_UID (-1: anyone). The uid must come from the kernel
+ * (SO_PEERCRED), never from the peer's word. */
+int fy_uid_allowed(const ferry_socket *s, unsigned uid);
 
 /* URL: splits "scheme://rest". Returns FERRY_EBADURL on malformed input. */
 int fy_url_split(const char *url, char *scheme, size_t slen, const char **rest);

@@ -8,9 +8,11 @@
  * on the socket's wake word when the protocol says "not now".
  */
 #include "sock.h"
+#include "prefix.h"
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -46,6 +48,16 @@ void fy_wake(struct fy_wake *w, int efd)
  * it promises a message, and only peers writing data signal it. */
 void fy_sock_wake(ferry_socket *s) { fy_wake(s->wake, -1); }
 
+void fy_sock_note(ferry_socket *s, int bad, const char *what)
+{
+    if (bad)
+        s->errors++;
+    fy_escape(s->drop_reason, sizeof s->drop_reason, what);
+    fy_sock_wake(s); /* a caller may be waiting to see it (FERRY_OPT_ERRORS) */
+    if (getenv("FERRY_DEBUG") != NULL)
+        fprintf(stderr, "ferry[%d]: %s\n", (int)getpid(), s->drop_reason);
+}
+
 /* --- pipes ----------------------------------------------------------------- */
 
 void fy_pipe_ref(struct fy_pipe *p)
@@ -56,9 +68,7 @@ void fy_pipe_ref(struct fy_pipe *p)
 void fy_pipe_unref(struct fy_pipe *p)
 {
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
-        for (size_t i = 0; i < p->nsubs; i++)
-            free(p->subs[i].data);
-        free(p->subs);
+        fy_prefixes_free(p->subs);
         p->ops->destroy(p);
     }
 }
@@ -349,7 +359,11 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .heartbeat_ivl = 0,
                               .heartbeat_timeout = -1,
                               .heartbeat_ttl = 0,
-                              .backlog = 128};
+                              .backlog = 128,
+                              .max_conns = 1024,
+                              .partial_max = 256u << 20,
+                              .sub_max = 4096,
+                              .sub_max_bytes = 256u << 10};
     int rc = sock_wake_create(s);
     if (rc == 0 && proto->state_size) {
         s->proto_state = calloc(1, proto->state_size);
@@ -419,7 +433,7 @@ static int sock_endpoint(ferry_socket *s, const char *url, int dial)
     fy_err_clear();
     if (s == NULL)
         return FERRY_EINVAL;
-    const char *rest;
+    const char *rest = NULL;
     const struct fy_tran_ops *t = tran_find(url, &rest);
     if (t == NULL)
         return FERRY_EBADURL;
@@ -762,7 +776,7 @@ static int peers_step(ferry_socket *s, void *arg, int check)
             struct fy_rxmsg junk = {0};
             while (p->ops->recv(p, &junk, 0) == 1)
                 fy_rxmsg_clear(&junk);
-            if (p->nsubs == 0)
+            if (fy_prefixes_count(p->subs) == 0)
                 continue;
         }
         have++;
@@ -824,6 +838,12 @@ int ferry_socket_fd(ferry_socket *s, int *fd)
         return fy_err(FERRY_ENOTSUP, "socket fd: a %s socket does not receive", s->proto->name);
     *fd = s->event_fd;
     return 0;
+}
+
+int fy_uid_allowed(const ferry_socket *s, unsigned uid)
+{
+    int64_t allowed = s->opt.peer_uid;
+    return allowed < 0 || uid == 0 || uid == (unsigned)getuid() || uid == (uint64_t)allowed;
 }
 
 /* --- options --------------------------------------------------------------- */
@@ -943,6 +963,24 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         else
             o->backlog = (int)v;
         break;
+    case FERRY_OPT_MAX_CONNECTIONS:
+    case FERRY_OPT_SUB_MAX:
+        if (v < 1 || v > INT_MAX)
+            rc = FERRY_EINVAL;
+        else if (opt == FERRY_OPT_MAX_CONNECTIONS)
+            o->max_conns = (int)v;
+        else
+            o->sub_max = (int)v;
+        break;
+    case FERRY_OPT_PARTIAL_MAX:
+    case FERRY_OPT_SUB_MAX_BYTES:
+        if (v < 0)
+            rc = FERRY_EINVAL;
+        else if (opt == FERRY_OPT_PARTIAL_MAX)
+            o->partial_max = (uint64_t)v;
+        else
+            o->sub_max_bytes = (uint64_t)v;
+        break;
     default:
         rc = FERRY_ENOTSUP;
     }
@@ -1027,6 +1065,21 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
         break;
     case FERRY_OPT_BACKLOG:
         *val = o->backlog;
+        break;
+    case FERRY_OPT_MAX_CONNECTIONS:
+        *val = o->max_conns;
+        break;
+    case FERRY_OPT_PARTIAL_MAX:
+        *val = (int64_t)o->partial_max;
+        break;
+    case FERRY_OPT_SUB_MAX:
+        *val = o->sub_max;
+        break;
+    case FERRY_OPT_SUB_MAX_BYTES:
+        *val = (int64_t)o->sub_max_bytes;
+        break;
+    case FERRY_OPT_REFUSED:
+        *val = (int64_t)s->refused;
         break;
     case FERRY_OPT_PEERS: {
         int64_t n = 0;

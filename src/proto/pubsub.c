@@ -9,10 +9,19 @@
  * unsubscribes, as in ZeroMQ. The SUB filters again on receipt, which costs
  * little and keeps it correct with publishers that do not filter.
  *
- * Prefixes are kept in a plain array and matched linearly: fine for tens of
- * prefixes per subscriber; a trie is the next step if that ever matters.
+ * Prefixes live in a radix tree (core/prefix.h), so matching costs the
+ * same with 10,000 prefixes as with one. A subscriber chooses them, so a
+ * PUB holds at most FERRY_OPT_SUB_MAX prefixes of FERRY_OPT_SUB_MAX_BYTES
+ * in all per subscriber, on every transport; past that a subscription is
+ * ignored and counted in FERRY_OPT_ERRORS. Per subscriber the prefixes are
+ * a set (libzmq's SUB sends every subscribe but one cancel, and libzmq's
+ * PUB keeps a set too); a SUB counts its own, so a prefix subscribed twice
+ * needs two unsubscribes, as in ZeroMQ.
  */
+#include "../core/prefix.h"
 #include "../core/sock.h"
+
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +36,7 @@ struct sub_pending {
 
 struct sub_state {
     size_t cursor;
-    struct fy_sub *subs;
-    size_t nsubs;
+    struct fy_prefixes *subs; /* counted */
     struct sub_pending *pend; /* in order; retried before each receive */
     size_t npend;
 };
@@ -90,60 +98,28 @@ static int sub_send(ferry_socket *s, struct sub_state *st, struct fy_pipe *p, in
     return 0;
 }
 
-/* Adds (sub=1) or removes a prefix. counted: a prefix subscribed twice
- * needs two removals (a SUB's own subscriptions, as in ZeroMQ); else the
- * prefixes are a set and one removal ends it (what a PUB keeps per
- * subscriber: libzmq's SUB sends every subscribe but one cancel, and
- * libzmq's PUB keeps a set too, zmtp.md 4.4). Returns 1 when the set of
- * distinct prefixes changed. */
-static int subs_update(struct fy_sub **subs, size_t *n, int sub, const void *data, size_t len,
-                       int counted)
-{
-    for (size_t i = 0; i < *n; i++) {
-        struct fy_sub *e = &(*subs)[i];
-        if (e->len != len || (len && memcmp(e->data, data, len) != 0))
-            continue;
-        if (sub) {
-            e->count += counted;
-            return 0;
-        }
-        if (counted && --e->count > 0)
-            return 0;
-        free(e->data);
-        (*subs)[i] = (*subs)[--*n];
-        return 1;
-    }
-    if (!sub)
-        return 0;
-    struct fy_sub *v = realloc(*subs, (*n + 1) * sizeof *v);
-    if (v == NULL)
-        return FERRY_ENOMEM;
-    *subs = v;
-    unsigned char *copy = malloc(len ? len : 1);
-    if (copy == NULL)
-        return FERRY_ENOMEM;
-    if (len)
-        memcpy(copy, data, len);
-    v[*n] = (struct fy_sub){.len = len, .count = 1, .data = copy};
-    ++*n;
-    return 1;
-}
-
-static int subs_match(const struct fy_sub *subs, size_t n, const void *data, size_t len)
-{
-    for (size_t i = 0; i < n; i++)
-        if (subs[i].len <= len &&
-            (subs[i].len == 0 || memcmp(subs[i].data, data, subs[i].len) == 0))
-            return 1;
-    return 0;
-}
-
 /* --- PUB ------------------------------------------------------------------- */
 
 static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
-    FY_UNUSED(s);
-    subs_update(&p->subs, &p->nsubs, cmd == 1, data, len, 0); /* per subscriber: a set */
+    if (cmd != 1) {
+        fy_prefixes_remove(p->subs, data, len, 0);
+        return;
+    }
+    size_t n = fy_prefixes_count(p->subs), bytes = fy_prefixes_bytes(p->subs);
+    if (!fy_prefixes_has(p->subs, data, len) &&
+        (n >= (size_t)s->opt.sub_max || len > s->opt.sub_max_bytes ||
+         bytes > s->opt.sub_max_bytes - len)) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "subscription of %zu bytes ignored: the subscriber holds %zu prefixes of %zu "
+                 "bytes (FERRY_OPT_SUB_MAX %d, FERRY_OPT_SUB_MAX_BYTES %llu)",
+                 len, n, bytes, s->opt.sub_max, (unsigned long long)s->opt.sub_max_bytes);
+        fy_sock_note(s, 1, why);
+        return;
+    }
+    if (fy_prefixes_add(&p->subs, data, len, 0) < 0)
+        fy_sock_note(s, 0, "subscription ignored: out of memory");
 }
 
 static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
@@ -171,7 +147,7 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
     size_t flen = m->nparts ? m->parts[0].len : 0;
     for (size_t i = 0; i < s->npipes; i++) {
         struct fy_pipe *p = s->pipes[i];
-        if (p->dead || !subs_match(p->subs, p->nsubs, first, flen))
+        if (p->dead || !fy_prefixes_match(p->subs, first, flen))
             continue;
         int rc = p->ops->send(p, m);
         if (rc == 0) {
@@ -196,15 +172,24 @@ const struct fy_proto_ops fy_pub_ops = {
 
 /* --- SUB ------------------------------------------------------------------- */
 
+struct sub_add_ctx {
+    ferry_socket *s;
+    struct fy_pipe *p;
+};
+
+static int sub_add_one(void *ctx, const void *prefix, size_t len)
+{
+    struct sub_add_ctx *c = ctx;
+    int rc = sub_send(c->s, c->s->proto_state, c->p, 1, prefix, len);
+    return rc < 0 ? rc : 0;
+}
+
+/* A new publisher learns every prefix of ours. */
 static int sub_add(ferry_socket *s, struct fy_pipe *p)
 {
     struct sub_state *st = s->proto_state;
-    for (size_t i = 0; i < st->nsubs; i++) {
-        int rc = sub_send(s, st, p, 1, st->subs[i].data, st->subs[i].len);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    struct sub_add_ctx c = {s, p};
+    return fy_prefixes_each(st->subs, sub_add_one, &c);
 }
 
 int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len);
@@ -212,7 +197,8 @@ int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len)
 {
     pthread_mutex_lock(&s->mtx);
     struct sub_state *st = s->proto_state;
-    int rc = subs_update(&st->subs, &st->nsubs, subscribe, data, len, 1);
+    int rc = subscribe ? fy_prefixes_add(&st->subs, data, len, 1)
+                       : fy_prefixes_remove(st->subs, data, len, 1);
     if (rc == 1) {
         sub_flush(s, st);
         for (size_t i = 0; i < s->npipes; i++) {
@@ -235,7 +221,7 @@ static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
         if (rc != 1)
             return rc;
         ferry_msg *first = m->parts[0];
-        if (subs_match(st->subs, st->nsubs, first->data, first->size))
+        if (fy_prefixes_match(st->subs, first->data, first->size))
             return 1;
         fy_rxmsg_clear(m);
     }
@@ -246,9 +232,7 @@ static void sub_fini(ferry_socket *s)
     struct sub_state *st = s->proto_state;
     if (st == NULL)
         return;
-    for (size_t i = 0; i < st->nsubs; i++)
-        free(st->subs[i].data);
-    free(st->subs);
+    fy_prefixes_free(st->subs);
     while (st->npend)
         pend_drop(st, st->npend - 1);
     free(st->pend);

@@ -108,6 +108,7 @@ struct blk {
 struct rec {
     long live;       /* blocks allocated and not yet freed */
     unsigned allocs; /* calls to alloc */
+    unsigned grows;  /* calls to grow */
     int greetings;   /* calls to greeting */
     int minor;       /* the last minor it was given */
     unsigned frames; /* calls to frame */
@@ -131,6 +132,22 @@ static void *rec_alloc(void *ctx, uint64_t size, unsigned char **body)
     assert_non_null(b);
     b->size = size;
     r->live++;
+    *body = b->data;
+    return b;
+}
+
+/* Frames larger than a chunk grow as their bytes arrive (zmtp.h). */
+static void *rec_grow(void *ctx, void *handle, uint64_t cap, unsigned char **body)
+{
+    struct rec *r = ctx;
+    struct blk *b = handle;
+    assert_true(cap > b->size);
+    r->grows++;
+    if (r->fail_alloc)
+        return NULL;
+    b = realloc(b, sizeof *b + (size_t)cap);
+    assert_non_null(b);
+    b->size = cap;
     *body = b->data;
     return b;
 }
@@ -166,6 +183,7 @@ static int rec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
 
 static const struct zmtp_dec_ops rec_ops = {
     .alloc = rec_alloc,
+    .grow = rec_grow,
     .free = rec_free,
     .greeting = rec_greeting,
     .frame = rec_frame,
@@ -721,6 +739,47 @@ static void test_stream_splits(void **state)
     stream_free(&st);
 }
 
+/* A frame header is only a claim: the body's buffer starts at one chunk
+ * and grows with the bytes that come, never to the announced size at once;
+ * a refused growth stops the decoder and leaks nothing. */
+static void test_header_is_not_a_promise(void **state)
+{
+    (void)state;
+    struct rec r;
+    struct zmtp_dec d;
+    unsigned char g[ZMTP_GREETING_SIZE], h[ZMTP_HDR_MAX];
+    enum { BODY = 300000 };
+    static unsigned char body[BODY];
+    for (size_t i = 0; i < BODY; i++)
+        body[i] = (unsigned char)(i * 7);
+    zmtp_greeting(g);
+    size_t hl = zmtp_frame_hdr(h, 0, BODY);
+    rec_start(&r, &d, 1 << 20);
+    assert_int_equal(zmtp_dec_feed(&d, g, sizeof g), 0);
+    assert_int_equal(zmtp_dec_feed(&d, h, hl), 0);
+    assert_int_equal(r.allocs, 1);
+    size_t room;
+    assert_non_null(zmtp_dec_room(&d, &room));
+    assert_int_equal(room, ZMTP_DEC_CHUNK); /* not 300,000 */
+    for (size_t off = 0; off < BODY; off += 1000)
+        assert_int_equal(zmtp_dec_feed(&d, body + off, BODY - off < 1000 ? BODY - off : 1000), 0);
+    assert_int_equal(r.frames, 1);
+    assert_true(r.grows >= 2 && r.grows <= 4); /* doubling: 64K, 128K, 256K, 300,000 */
+    assert_memory_equal(r.log.p + r.log.n - BODY, body, BODY);
+    rec_end(&r, &d);
+
+    /* growth refused half-way: FERRY_ENOMEM, the partial frame freed */
+    rec_start(&r, &d, 1 << 20);
+    assert_int_equal(zmtp_dec_feed(&d, g, sizeof g), 0);
+    assert_int_equal(zmtp_dec_feed(&d, h, hl), 0);
+    assert_int_equal(zmtp_dec_feed(&d, body, ZMTP_DEC_CHUNK), 0);
+    r.fail_alloc = 1;
+    assert_int_equal(zmtp_dec_feed(&d, body + ZMTP_DEC_CHUNK, 10), FERRY_ENOMEM);
+    assert_int_equal(r.frames, 0);
+    assert_int_equal(r.live, 1);
+    rec_end(&r, &d);
+}
+
 /* The stream cut after every possible octet, then dropped: what was
  * delivered is a prefix of the expected frames, and zmtp_dec_fini frees a
  * frame cut short. */
@@ -776,7 +835,7 @@ static void test_dec_room(void **state)
     size_t off = 0;
     unsigned char *dst;
     while ((dst = zmtp_dec_room(&d, &room)) != NULL) {
-        assert_int_equal(room, BIG - off);
+        assert_true(room > 0 && room <= BIG - off); /* what fits now: the buffer grows */
         size_t n = room < CHUNK ? room : CHUNK;
         memcpy(dst, src + off, n);
         assert_int_equal(zmtp_dec_filled(&d, n), 0);
@@ -789,11 +848,13 @@ static void test_dec_room(void **state)
     /* the next frame: header and 5000 octets fed, the rest put in place */
     assert_int_equal(zmtp_dec_feed(&d, h, hl), 0);
     assert_int_equal(zmtp_dec_feed(&d, src, 5000), 0);
-    dst = zmtp_dec_room(&d, &room);
-    assert_non_null(dst);
-    assert_int_equal(room, BIG - 5000);
-    memcpy(dst, src + 5000, room);
-    assert_int_equal(zmtp_dec_filled(&d, room), 0);
+    for (off = 5000; off < BIG; off += room) {
+        dst = zmtp_dec_room(&d, &room);
+        assert_non_null(dst);
+        assert_true(room <= BIG - off);
+        memcpy(dst, src + off, room);
+        assert_int_equal(zmtp_dec_filled(&d, room), 0);
+    }
     log_frame(&want, ZMTP_MORE, src, BIG);
 
     /* and back to feeding */
@@ -950,13 +1011,21 @@ static void test_callback_error(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greeting_bytes),    cmocka_unit_test(test_greeting_bytewise),
-        cmocka_unit_test(test_greeting_rejected), cmocka_unit_test(test_ready_vectors),
-        cmocka_unit_test(test_ready_malformed),   cmocka_unit_test(test_ready_encode),
-        cmocka_unit_test(test_frame_hdr),         cmocka_unit_test(test_command_encode),
-        cmocka_unit_test(test_stream_splits),     cmocka_unit_test(test_stream_cut),
-        cmocka_unit_test(test_dec_room),          cmocka_unit_test(test_max_frame),
-        cmocka_unit_test(test_command_with_more), cmocka_unit_test(test_callback_error),
+        cmocka_unit_test(test_greeting_bytes),
+        cmocka_unit_test(test_greeting_bytewise),
+        cmocka_unit_test(test_greeting_rejected),
+        cmocka_unit_test(test_ready_vectors),
+        cmocka_unit_test(test_ready_malformed),
+        cmocka_unit_test(test_ready_encode),
+        cmocka_unit_test(test_frame_hdr),
+        cmocka_unit_test(test_command_encode),
+        cmocka_unit_test(test_stream_splits),
+        cmocka_unit_test(test_stream_cut),
+        cmocka_unit_test(test_header_is_not_a_promise),
+        cmocka_unit_test(test_dec_room),
+        cmocka_unit_test(test_max_frame),
+        cmocka_unit_test(test_command_with_more),
+        cmocka_unit_test(test_callback_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -131,6 +131,8 @@ struct result {
     size_t size;
     double value, p50, p99, p999, max, spread;
     double dropped; /* PUB/SUB: fraction of deliveries dropped */
+    double base;    /* prefix_cost: the baseline's rate (one prefix) */
+    double ratio;   /* prefix_cost: median of the interleaved pairs' ratios */
     int reps, subscribers;
 };
 
@@ -717,12 +719,21 @@ struct fan_report {
     uint64_t ns;
 };
 
+static int g_fan_prefixes; /* 0: subscribe to everything; else "p00000"... */
+static double g_pub_rate;  /* the publisher's own rate in the last fanout() */
+
 static void fanout_sub(int ready_fd, int res_fd)
 {
     ferry_socket *s;
     if (ferry_socket_open(&s, FERRY_SUB) != 0)
         _exit(1);
-    ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
+    if (g_fan_prefixes == 0)
+        ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
+    for (int i = 0; i < g_fan_prefixes; i++) {
+        char p[16];
+        int n = snprintf(p, sizeof p, "p%05d", i);
+        ferry_setopt(s, FERRY_OPT_SUBSCRIBE, p, (size_t)n);
+    }
     ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 300);
     ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
     ferry_dial(s, g_url);
@@ -791,6 +802,7 @@ static void fanout(struct result *r, int reps, int nsubs)
             ok &= read(ready[0], &c, 1) == 1;
         ferry_socket *pub = bench_open_ferry(FERRY_PUB, 0);
         ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 1000);
+        ferry_setopt_int(pub, FERRY_OPT_SUB_MAX, g_fan_prefixes + 1);
         ok = ok && ferry_listen(pub, g_url) == 0 && ferry_wait_peers(pub, nsubs, 30000) == 0;
         if (!ok) { /* the subscribers give up on their own (fanout_sub) */
             fprintf(stderr, "ferry: bench: PUB/SUB over %s: the subscribers never all joined\n",
@@ -804,8 +816,16 @@ static void fanout(struct result *r, int reps, int nsubs)
         }
         char msg[64];
         memset(msg, 'm', sizeof msg);
-        for (long i = 0; i < g_iters; i++)
+        uint64_t t0 = now_ns();
+        for (long i = 0; i < g_iters; i++) {
+            if (g_fan_prefixes > 0) { /* every message matches one of the prefixes */
+                char topic[16];
+                snprintf(topic, sizeof topic, "p%05ld", i % g_fan_prefixes);
+                memcpy(msg, topic, 6);
+            }
             ferry_send(pub, msg, sizeof msg, 0);
+        }
+        g_pub_rate = (double)g_iters / ((double)(now_ns() - t0) / 1e9);
         double rates[16], total = 0;
         for (int i = 0; i < nsubs; i++) {
             struct fan_report rep = {0, 1};
@@ -826,6 +846,31 @@ static void fanout(struct result *r, int reps, int nsubs)
     double sp;
     r->value = median(rate, reps, &r->spread);
     r->dropped = median(drop, reps, &sp);
+    r->reps = reps;
+}
+
+/* A PUB's cost of matching: one subscriber holding 10,000 prefixes against
+ * the same with one, the publisher's own rate, interleaved (one, many, one,
+ * many...) so that drift of the machine falls on both; the ratio is the
+ * median of the pairs' ratios. */
+static void prefix_cost(struct result *r, int reps, int many)
+{
+    double one[16], lots[16], ratio[16], sp;
+    for (int k = 0; k < reps; k++) {
+        struct result tmp;
+        g_fan_prefixes = 1;
+        fanout(&tmp, 1, 1);
+        one[k] = g_pub_rate;
+        g_fan_prefixes = many;
+        fanout(&tmp, 1, 1);
+        lots[k] = g_pub_rate;
+        ratio[k] = one[k] > 0 ? lots[k] / one[k] : 0;
+    }
+    g_fan_prefixes = 0;
+    r->metric = "msgs_per_s";
+    r->value = median(lots, reps, &r->spread);
+    r->base = median(one, reps, &sp);
+    r->ratio = median(ratio, reps, &sp);
     r->reps = reps;
 }
 
@@ -1182,6 +1227,11 @@ static void write_json(FILE *f)
         if (r->subscribers)
             fprintf(f, ", \"subscribers\": %d, \"per\": \"subscriber\", \"dropped_ratio\": %.4f",
                     r->subscribers, r->dropped);
+        if (strcmp(r->pattern, "pub_prefixes") == 0)
+            fprintf(f,
+                    ", \"prefixes\": 10000, \"per\": \"publisher\", \"baseline_1_prefix\": %.1f, "
+                    "\"ratio\": %.3f",
+                    r->base, r->ratio);
         if (strcmp(r->metric, "msgs_per_s") == 0)
             fprintf(f, ", \"bytes_per_s\": %.1f", r->value * (double)r->size);
         fprintf(f, "}");
@@ -1247,6 +1297,13 @@ static void print_table(void)
                          best->system);
             printf("%-44s %8.3fM msg/s %8.2f GB/s %17s %6.0f%%  %s\n", r->label, r->value / 1e6,
                    r->value * (double)r->size / 1e9, "", r->spread * 100, ratio);
+            continue;
+        }
+        if (strcmp(r->pattern, "pub_prefixes") == 0) {
+            printf("%-44s %8.2fM msg/s %26s %6.0f%%  %.2fx the same with 1 prefix (%.2fM, "
+                   "interleaved)\n",
+                   r->label, r->value / 1e6, "(publisher)", r->spread * 100, r->ratio,
+                   r->base / 1e6);
             continue;
         }
         if (strcmp(r->metric, "latency_ns") == 0) {
@@ -1657,6 +1714,16 @@ int cmd_bench(int argc, char **argv)
                                  .label = flabels[i]};
             fanout(r, reps > 3 ? 3 : reps, fans[i]);
         }
+        progress("ferry shm: PUB matching 10,000 prefixes against 1");
+        g_iters = quick ? 100000 : 500000;
+        struct result *pr = add_result();
+        *pr = (struct result){.system = "ferry",
+                              .transport = "shm",
+                              .pattern = "pub_prefixes",
+                              .size = 64,
+                              .wait = "sleep",
+                              .label = "ferry shm: PUB, 1 sub with 10,000 prefixes"};
+        prefix_cost(pr, reps > 3 ? 3 : reps, 10000);
         static char labels[2][8][80];
         for (int zc = 0; zc < 2; zc++) {
             for (int i = 0; i < nsizes; i++) {

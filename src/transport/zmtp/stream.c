@@ -92,6 +92,7 @@ struct st_rx {
     size_t nparts;
     ferry_msg **env; /* REP: the envelope (routing frames and delimiter) */
     size_t nenv;
+    uint64_t charge; /* what it counts in rx_bytes */
 };
 
 /* A subscription to send once the peer's version is known. */
@@ -144,6 +145,9 @@ struct st_pipe {
     int lingering;       /* the socket closes: deliver what is queued, then FIN */
     int removed;         /* the protocol let the pipe go: the I/O thread closes it */
     size_t rx_bytes;     /* queued input, part overhead included */
+    uint64_t frame_cap;  /* bytes of the frame being received, allocated so far */
+    uint64_t pool_held;  /* what the partial message draws from the socket's pool */
+    int dying;           /* st_destroy: the transport may be gone */
     uint64_t last_write; /* when a send last wrote (or queued) */
 };
 
@@ -164,21 +168,33 @@ struct st_tran {
     size_t ngrave, cap_grave;
     int nlinger;
     int any_removed;     /* some pipe has `removed` set */
+    uint64_t pool_used;  /* partial input past the connections' floors */
     uint64_t next_timer; /* run the timers no later than this */
     unsigned char scratch[64 * 1024];
 };
 
-/* Limits on what one peer can make us hold. Input waiting for the user is
- * bounded by RCVHWM messages and by ST_RX_BYTES (or one maximum-size
- * message, if larger): past either, reading stops and TCP's flow control
- * holds the peer back. Each part is charged ST_PART_COST on top of its
- * bytes, so a flood of empty frames costs what it costs us. */
-#define ST_MAX_PARTS 65536
-#define ST_PART_COST 64u
+/* Limits on what one peer can make us hold (docs/security.md lists them).
+ * Every part, envelope frames included, is charged its bytes plus
+ * ST_PART_COST (the message struct, the allocator's header and the
+ * pointers that track it), so a flood of empty frames costs what it costs
+ * us.
+ *  - Whole messages waiting for the user: at most RCVHWM of them, and
+ *    reading stops once they hold ST_RX_BYTES (checked after each message,
+ *    so one message larger than that still passes when the queue is
+ *    empty); TCP's flow control then holds the peer back.
+ *  - A message still arriving: its parts so far and the buffer of the
+ *    frame being read. A frame's buffer grows with the bytes that arrive
+ *    (zmtp.h), never on the header's word. Each connection may hold
+ *    ST_PARTIAL_FLOOR so; beyond, it draws on one pool per socket
+ *    (FERRY_OPT_PARTIAL_MAX), and a connection the pool cannot serve is
+ *    dropped. The floor keeps small messages flowing when hostile peers
+ *    have taken the pool. */
+#define ST_MAX_PARTS FY_MAX_PARTS
+#define ST_PART_COST 128u
 #define ST_RX_BYTES (64u << 20)
+#define ST_PARTIAL_FLOOR (256u << 10)
 #define ST_CMD_MAX (64u << 10)   /* a command (READY...) before the handshake ends */
 #define ST_TX_BACKLOG (1u << 20) /* no PONG while this much output waits */
-#define ST_MAX_SUBS 4096         /* prefixes per subscriber */
 #define ST_BURST_NS 10000u       /* sends closer than this are batched */
 #define ST_DIRECT_MIN 8192u      /* messages this large skip our output buffer when they can */
 
@@ -317,12 +333,38 @@ static void env_clear(struct st_pipe *p)
     p->nenv = 0;
 }
 
+/* What the message being received holds now: its parts so far and the
+ * buffer of the frame being read. */
+static uint64_t partial_held(const struct st_pipe *p)
+{
+    return p->asm_total + (uint64_t)p->asm_n * ST_PART_COST + p->frame_cap;
+}
+
+/* Charges p's partial message, plus `extra` bytes it wants, to the
+ * socket's pool (what exceeds the connection's floor). 0, or -1 when the
+ * pool cannot take it: then nothing changes. Shrinking always succeeds. */
+static int partial_charge(struct st_pipe *p, uint64_t extra)
+{
+    if (p->dying)
+        return 0;
+    struct st_tran *t = p->t;
+    uint64_t held = partial_held(p) + extra;
+    uint64_t excess = held > ST_PARTIAL_FLOOR ? held - ST_PARTIAL_FLOOR : 0;
+    uint64_t used = t->pool_used - p->pool_held + excess;
+    if (excess > p->pool_held && used > t->s->opt.partial_max)
+        return -1;
+    t->pool_used = used;
+    p->pool_held = excess;
+    return 0;
+}
+
 static void asm_clear(struct st_pipe *p)
 {
     for (size_t i = 0; i < p->asm_n; i++)
         ferry_msg_free(p->asm_parts[i]);
     p->asm_n = 0;
     p->asm_total = 0;
+    partial_charge(p, 0);
 }
 
 /* --- output ----------------------------------------------------------------- */
@@ -528,18 +570,6 @@ static void conn_reset_io(struct st_pipe *p)
     p->ttl_ns = 0;
 }
 
-static void sock_note(ferry_socket *s, int bad, const char *what)
-{
-    if (bad)
-        s->errors++;
-    size_t n = strlen(what) < sizeof s->drop_reason ? strlen(what) : sizeof s->drop_reason - 1;
-    memcpy(s->drop_reason, what, n);
-    s->drop_reason[n] = '\0';
-    fy_sock_wake(s); /* a caller may be waiting to see it (FERRY_OPT_ERRORS) */
-    if (getenv("FERRY_DEBUG") != NULL)
-        fprintf(stderr, "ferry[%d]: %s\n", (int)getpid(), what);
-}
-
 static struct st_pipe *pipe_new(struct st_tran *t);
 static void dialer_schedule(struct st_dialer *d, int first);
 
@@ -570,7 +600,7 @@ static void conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
     int retry = d != NULL && !was_active && !p->removed && (!t->closing || p->lingering);
     conn_close_fd(p);
     if (!t->closing)
-        sock_note(s, bad, line);
+        fy_sock_note(s, bad, line);
     if (p->lingering && !retry)
         linger_done(p);
     conn_reset_io(p);
@@ -658,10 +688,12 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     }
     p->base.pending = 0;
     p->state = C_ACTIVE;
-    /* the handshake is over: messages up to MAXMSGSIZE; commands too (a
-     * SUBSCRIBE carries a prefix), but never below ST_CMD_MAX */
+    /* the handshake is over: messages up to MAXMSGSIZE; commands up to
+     * ST_CMD_MAX, or what a SUBSCRIBE may carry if more (a longer prefix
+     * would be refused anyway: FERRY_OPT_SUB_MAX_BYTES) */
     p->dec.max_frame = s->opt.maxmsgsize;
-    p->dec.max_cmd = s->opt.maxmsgsize > ST_CMD_MAX ? s->opt.maxmsgsize : ST_CMD_MAX;
+    p->dec.max_cmd =
+        s->opt.sub_max_bytes + 16 > ST_CMD_MAX ? s->opt.sub_max_bytes + 16 : ST_CMD_MAX;
     uint64_t now = fy_now_mono_ns();
     p->last_rx = now;
     if (s->opt.heartbeat_ivl > 0) {
@@ -686,21 +718,60 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
 
 /* --- input -------------------------------------------------------------------- */
 
-static void *dec_alloc(void *ctx, uint64_t size, unsigned char **body)
+/* Frame buffers: a heap message whose data follows the struct, sized to
+ * what has arrived (zmtp.h), charged to the budgets before it is taken. */
+/* The pool cannot hold what p wants: p goes (inside the decoder: it stops
+ * at once, and conn_read sees the closed fd). */
+static void *over_budget(struct st_pipe *p)
 {
-    FY_UNUSED(ctx);
-    if (size > SIZE_MAX - 256)
+    conn_broken(p, 1,
+                "partial messages past the socket's budget (%llu bytes, FERRY_OPT_PARTIAL_MAX)",
+                (unsigned long long)p->t->s->opt.partial_max);
+    return NULL;
+}
+
+static void *dec_alloc(void *ctx, uint64_t cap, unsigned char **body)
+{
+    struct st_pipe *p = ctx;
+    if (cap > SIZE_MAX - 256)
         return NULL;
-    ferry_msg *m = fy_msg_heap((size_t)size);
-    if (m)
-        *body = m->data;
+    if (partial_charge(p, cap) < 0)
+        return over_budget(p);
+    ferry_msg *m = fy_msg_heap((size_t)cap);
+    if (m == NULL) {
+        partial_charge(p, 0);
+        return NULL;
+    }
+    p->frame_cap = cap;
+    *body = m->data;
+    return m;
+}
+
+static void *dec_grow(void *ctx, void *handle, uint64_t cap, unsigned char **body)
+{
+    struct st_pipe *p = ctx;
+    if (cap > SIZE_MAX - 256)
+        return NULL;
+    if (partial_charge(p, cap - p->frame_cap) < 0)
+        return over_budget(p);
+    ferry_msg *m = realloc(handle, sizeof *m + (size_t)cap);
+    if (m == NULL) {
+        partial_charge(p, 0);
+        return NULL;
+    }
+    m->data = m + 1;
+    m->size = (size_t)cap;
+    p->frame_cap = cap;
+    *body = m->data;
     return m;
 }
 
 static void dec_free(void *ctx, void *handle)
 {
-    FY_UNUSED(ctx);
+    struct st_pipe *p = ctx;
     ferry_msg_free(handle);
+    p->frame_cap = 0;
+    partial_charge(p, 0);
 }
 
 /* The peer's greeting is in: now our READY. Sending it only now (not with
@@ -727,10 +798,6 @@ static void pub_subscription(struct st_pipe *p, int sub, const unsigned char *da
     ferry_socket *s = p->t->s;
     if (s->proto->cmd == NULL)
         return;
-    if (sub && p->base.nsubs >= ST_MAX_SUBS) {
-        sock_note(s, 1, "subscriber past the prefix limit: subscription ignored");
-        return;
-    }
     s->proto->cmd(s, &p->base, sub, data, len);
     fy_sock_wake(s); /* ferry_wait_peers counts a PUB's peer once it subscribed */
 }
@@ -738,8 +805,7 @@ static void pub_subscription(struct st_pipe *p, int sub, const unsigned char *da
 static int rx_full(const struct st_pipe *p)
 {
     const ferry_socket *s = p->t->s;
-    uint64_t cap = s->opt.maxmsgsize > ST_RX_BYTES ? s->opt.maxmsgsize : ST_RX_BYTES;
-    return (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm) || p->rx_bytes >= cap;
+    return (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm) || p->rx_bytes >= ST_RX_BYTES;
 }
 
 /* A whole message arrived: apply the pattern's envelope rules and queue it. */
@@ -804,10 +870,11 @@ static int deliver(struct st_pipe *p)
         for (size_t i = 0; i < skip; i++)
             ferry_msg_free(parts[i]);
     }
+    r->charge = p->asm_total + (uint64_t)n * ST_PART_COST; /* envelope included */
+    p->rx_bytes += r->charge;
     p->asm_n = 0;
     p->asm_total = 0;
-    for (size_t i = 0; i < n - skip; i++)
-        p->rx_bytes += parts[skip + i]->size + ST_PART_COST;
+    partial_charge(p, 0);
     p->rx_n++;
     if (rx_full(p))
         p->rx_paused = 1;
@@ -866,6 +933,9 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
 {
     struct st_pipe *p = ctx;
     ferry_msg *m = handle;
+    m->size = (size_t)size;
+    p->frame_cap = 0; /* charged again below, as a part, if it is kept */
+    partial_charge(p, 0);
     if (flags & ZMTP_COMMAND) {
         int rc = on_command(p, body, (size_t)size);
         ferry_msg_free(m);
@@ -897,6 +967,11 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
         p->asm_parts = v;
         p->asm_cap = cap;
     }
+    if (partial_charge(p, size + ST_PART_COST) < 0) {
+        ferry_msg_free(m);
+        over_budget(p);
+        return FERRY_EMSGSIZE;
+    }
     p->asm_parts[p->asm_n++] = m;
     p->asm_total += size;
     if (flags & ZMTP_MORE)
@@ -907,6 +982,7 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
 
 static const struct zmtp_dec_ops st_dec_ops = {
     .alloc = dec_alloc,
+    .grow = dec_grow,
     .free = dec_free,
     .greeting = dec_greeting,
     .frame = dec_frame,
@@ -927,6 +1003,8 @@ static void conn_read(struct st_pipe *p, uint32_t events)
     while (p->fd >= 0 && (!p->rx_paused || hup || p->state == C_LINGER) && budget > 0) {
         size_t room;
         unsigned char *dst = zmtp_dec_room(&p->dec, &room);
+        if (p->fd < 0)
+            break; /* growing the frame's buffer went past the budget */
         int direct = dst != NULL && room >= sizeof t->scratch / 2;
         if (!direct) {
             dst = t->scratch;
@@ -1152,10 +1230,7 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
         p->env = r->env;
         p->nenv = r->nenv;
     }
-    for (size_t i = 0; i < m->nparts; i++) {
-        size_t c = m->parts[i]->size + ST_PART_COST;
-        p->rx_bytes -= c < p->rx_bytes ? c : p->rx_bytes;
-    }
+    p->rx_bytes -= r->charge;
     if (p->rx_paused && !rx_full(p)) {
         p->rx_paused = 0;
         conn_interest(p);
@@ -1223,6 +1298,7 @@ static void st_close(struct fy_pipe *bp)
 static void st_destroy(struct fy_pipe *bp)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
+    p->dying = 1; /* the transport may be freed: no pool to give back to */
     if (p->fd >= 0)
         close(p->fd);
     zmtp_dec_fini(&p->dec);
@@ -1411,6 +1487,68 @@ static int stream_listen(ferry_socket *s, const char *rest, int ipc)
     return rc;
 }
 
+/* Refuses a connection we accepted: a ZMTP greeting and an ERROR command
+ * saying why (so the peer can tell its user), then close. Written without
+ * waiting: a peer that does not read just loses the explanation. */
+static void refuse(struct st_tran *t, int fd, int bad, const char *why)
+{
+    ferry_socket *s = t->s;
+    unsigned char out[ZMTP_GREETING_SIZE + 128], body[100];
+    size_t n = zmtp_greeting(out), wl = strlen(why) < 96 ? strlen(why) : 96;
+    body[0] = (unsigned char)wl;
+    memcpy(body + 1, why, wl);
+    n += zmtp_command(out + n, sizeof out - n, "ERROR", body, wl + 1);
+    ssize_t w = send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    FY_UNUSED(w);
+    close(fd);
+    if (bad)
+        s->errors++;
+    else
+        s->refused++;
+    char line[160];
+    snprintf(line, sizeof line, "accepted connection refused: %s", why);
+    fy_sock_note(s, 0, line);
+}
+
+/* Whether a connection just accepted may stay: the socket's limits, and
+ * over ipc:// the peer's uid as the kernel reports it. 0, or refused (the
+ * fd is closed). */
+static int admit(struct st_tran *t, int fd, int family, struct ucred *cr)
+{
+    ferry_socket *s = t->s;
+    int conns = 0, shaking = 0;
+    for (struct st_pipe *p = t->conns; p; p = p->next) {
+        conns += p->d == NULL;
+        shaking += p->d == NULL && p->state == C_HANDSHAKE;
+    }
+    char why[96];
+    if (family == AF_UNIX) {
+        socklen_t cl = sizeof *cr;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &cl) != 0) {
+            refuse(t, fd, 0, "peer credentials unavailable");
+            return -1;
+        }
+        if (!fy_uid_allowed(s, cr->uid)) {
+            snprintf(why, sizeof why, "access denied: uid %u may not connect (FERRY_OPT_PEER_UID)",
+                     (unsigned)cr->uid);
+            refuse(t, fd, 0, why);
+            return -1;
+        }
+    }
+    if (conns >= s->opt.max_conns) {
+        snprintf(why, sizeof why, "too many connections (%d, FERRY_OPT_MAX_CONNECTIONS)", conns);
+        refuse(t, fd, 0, why);
+        return -1;
+    }
+    if (shaking >= s->opt.backlog) {
+        snprintf(why, sizeof why, "too many handshakes in progress (%d, FERRY_OPT_BACKLOG)",
+                 shaking);
+        refuse(t, fd, 0, why);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_accept(struct st_tran *t, struct st_listener *l)
 {
     ferry_socket *s = t->s;
@@ -1420,7 +1558,7 @@ static void on_accept(struct st_tran *t, struct st_listener *l)
             if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
                 char why[96];
                 snprintf(why, sizeof why, "accept: %s (listener paused 100 ms)", strerror(errno));
-                sock_note(s, 0, why);
+                fy_sock_note(s, 0, why);
                 /* out of descriptors: stop listening for a moment rather
                  * than spin on a level-triggered event */
                 struct epoll_event ev = {.events = 0, .data.ptr = &l->ev};
@@ -1432,12 +1570,17 @@ static void on_accept(struct st_tran *t, struct st_listener *l)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : AF_UNIX;
+        struct ucred cr = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+        if (admit(t, fd, family, &cr) != 0)
+            continue;
         sock_setup(fd, family);
         struct st_pipe *p = pipe_new(t);
         if (p == NULL) {
             close(fd);
             continue;
         }
+        p->base.peer_pid = cr.pid;
+        p->base.peer_uid = cr.uid;
         p->fd = fd;
         p->events = EPOLLIN;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &p->ev};
@@ -1528,6 +1671,23 @@ static void on_connected(struct st_pipe *p)
     if (err != 0) {
         conn_broken(p, 0, "connect: %s", strerror(err));
         return;
+    }
+    if (p->d != NULL && p->d->ipc) {
+        /* who listens there, as the kernel says: an abstract name has no
+         * permissions, so anyone could have bound it first */
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
+            conn_broken(p, 0, "peer credentials: %s", strerror(errno));
+            return;
+        }
+        if (!fy_uid_allowed(p->t->s, cr.uid)) {
+            conn_broken(p, 0, "the listener runs as uid %u, not allowed (FERRY_OPT_PEER_UID)",
+                        (unsigned)cr.uid);
+            return;
+        }
+        p->base.peer_pid = cr.pid;
+        p->base.peer_uid = cr.uid;
     }
     conn_start(p);
 }

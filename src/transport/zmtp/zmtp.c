@@ -192,11 +192,30 @@ static int frame_start(struct zmtp_dec *d)
         return dec_fail(d, FERRY_EPROTO, "command frame with MORE set");
     if (d->size > ((d->flags & ZMTP_COMMAND) ? d->max_cmd : d->max_frame))
         return dec_fail(d, FERRY_EMSGSIZE, "frame larger than the maximum message size");
-    d->handle = d->ops->alloc(d->ctx, d->size, &d->body);
+    d->cap = d->ops->grow != NULL && d->size > ZMTP_DEC_CHUNK ? ZMTP_DEC_CHUNK : d->size;
+    d->handle = d->ops->alloc(d->ctx, d->cap, &d->body);
     if (d->handle == NULL)
-        return dec_fail(d, FERRY_ENOMEM, "out of memory for a frame");
+        return dec_fail(d, FERRY_ENOMEM, "frame refused: out of memory or over the input budget");
     d->got = 0;
     d->state = ZMTP_DEC_BODY;
+    return 0;
+}
+
+/* The body buffer is full but the frame is not: doubles it (at most to
+ * the frame's size, at least by a chunk), so the copies made by growing
+ * add up to less than the frame itself. */
+static int body_grow(struct zmtp_dec *d)
+{
+    uint64_t want = d->cap * 2 > d->cap + ZMTP_DEC_CHUNK ? d->cap * 2 : d->cap + ZMTP_DEC_CHUNK;
+    if (want > d->size)
+        want = d->size;
+    unsigned char *body = NULL;
+    void *h = d->ops->grow(d->ctx, d->handle, want, &body);
+    if (h == NULL)
+        return dec_fail(d, FERRY_ENOMEM, "frame refused: out of memory or over the input budget");
+    d->handle = h;
+    d->body = body;
+    d->cap = want;
     return 0;
 }
 
@@ -258,7 +277,12 @@ int zmtp_dec_feed(struct zmtp_dec *d, const unsigned char *data, size_t len)
             break;
         }
         case ZMTP_DEC_BODY: {
-            uint64_t missing = d->size - d->got;
+            if (d->got == d->cap && d->got < d->size) {
+                int rc = body_grow(d);
+                if (rc < 0)
+                    return rc;
+            }
+            uint64_t missing = d->cap - d->got;
             size_t n = missing < len ? (size_t)missing : len;
             if (n)
                 memcpy(d->body + d->got, data, n);
@@ -283,14 +307,16 @@ unsigned char *zmtp_dec_room(struct zmtp_dec *d, size_t *room)
 {
     if (d->state != ZMTP_DEC_BODY || d->got == d->size)
         return NULL;
-    uint64_t missing = d->size - d->got;
+    if (d->got == d->cap && body_grow(d) < 0)
+        return NULL;
+    uint64_t missing = d->cap - d->got;
     *room = missing > (uint64_t)SIZE_MAX ? SIZE_MAX : (size_t)missing;
     return d->body + d->got;
 }
 
 int zmtp_dec_filled(struct zmtp_dec *d, size_t n)
 {
-    if (d->state != ZMTP_DEC_BODY || n > d->size - d->got)
+    if (d->state != ZMTP_DEC_BODY || n > d->cap - d->got)
         return dec_fail(d, FERRY_EPROTO, "internal: body overfilled");
     d->got += n;
     return d->got == d->size ? frame_done(d) : 0;

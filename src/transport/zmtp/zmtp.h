@@ -67,17 +67,28 @@ int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop, const u
 /* --- the decoder ------------------------------------------------------------ */
 
 /* Callbacks. The decoder owns nothing but the frame being filled.
- *  alloc     a buffer for a frame body of size bytes: returns the handle
- *            that will be passed to frame (or free), *body the bytes;
- *            NULL: out of memory (the decoder stops with FERRY_ENOMEM).
- *  free      releases a handle from alloc (a frame cut short).
+ *  alloc     a buffer for the first cap bytes of a frame body: returns the
+ *            handle that will be passed to grow, frame or free, *body the
+ *            bytes; NULL: refused (the decoder stops with FERRY_ENOMEM).
+ *            A frame header is only a claim: with grow set, cap is at most
+ *            ZMTP_DEC_CHUNK, and the buffer grows as the bytes arrive, so
+ *            a peer that announces 200 MiB and sends 10 bytes makes us hold
+ *            one chunk, not 200 MiB. Without grow, cap is the whole size.
+ *  grow      the body must now hold cap bytes (more than before, at most
+ *            the frame's size), keeping those received: returns the handle
+ *            (it may move), *body updated; NULL: refused, the old handle
+ *            is still valid (the decoder frees it with free at fini) and
+ *            the decoder stops with FERRY_ENOMEM. Optional.
+ *  free      releases a handle from alloc or grow (a frame cut short).
  *  greeting  the peer's 64 octets, already checked (signature, version
  *            3 or later, NULL mechanism); minor is the peer's minor
  *            version. 0 to go on, < 0 to stop with that error.
  *  frame     a whole frame; ownership of handle passes to the callee.
  *            0 to go on, < 0 to stop with that error. */
+#define ZMTP_DEC_CHUNK (64u << 10)
 struct zmtp_dec_ops {
-    void *(*alloc)(void *ctx, uint64_t size, unsigned char **body);
+    void *(*alloc)(void *ctx, uint64_t cap, unsigned char **body);
+    void *(*grow)(void *ctx, void *handle, uint64_t cap, unsigned char **body);
     void (*free)(void *ctx, void *handle);
     int (*greeting)(void *ctx, int minor);
     int (*frame)(void *ctx, int flags, void *handle, unsigned char *body, uint64_t size);
@@ -95,6 +106,7 @@ struct zmtp_dec {
     size_t have, need;
     int flags;
     uint64_t size, got;
+    uint64_t cap; /* bytes the body buffer holds now (<= size) */
     void *handle;
     unsigned char *body;
     const char *why; /* after a failure: what was wrong */
@@ -109,8 +121,10 @@ void zmtp_dec_init(struct zmtp_dec *d, const struct zmtp_dec_ops *ops, void *ctx
 int zmtp_dec_feed(struct zmtp_dec *d, const unsigned char *data, size_t len);
 
 /* While a frame body is being filled: where its next bytes go and how many
- * are missing, so a large body can be read straight into place. NULL when
- * no body is in progress. zmtp_dec_filled() then reports n bytes written. */
+ * fit there now (at most what is missing), so a large body can be read
+ * straight into place. NULL when no body is in progress, or when the buffer
+ * could not grow (the decoder has failed: the next feed or filled call
+ * returns the error). zmtp_dec_filled() then reports n bytes written. */
 unsigned char *zmtp_dec_room(struct zmtp_dec *d, size_t *room);
 int zmtp_dec_filled(struct zmtp_dec *d, size_t n);
 
