@@ -51,6 +51,11 @@ struct fy_wake {
  * shares it cannot make the write block. */
 void fy_wake(struct fy_wake *w, int efd);
 
+/* Parts per message, zero-length ones included, on every transport (the
+ * same limit as ZMTP's): a peer's parts cost us memory and time whatever
+ * their length. */
+#define FY_MAX_PARTS 65536
+
 /* A part of an outgoing message. */
 struct fy_part {
     const void *data;

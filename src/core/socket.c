@@ -508,6 +508,10 @@ static int send_step(ferry_socket *s, void *arg, int check)
 
 static int tx_append(ferry_socket *s, const void *buf, size_t len)
 {
+    if (s->tx_nparts >= FY_MAX_PARTS) {
+        tx_reset(s);
+        return fy_err(FERRY_EMSGSIZE, "send: more than %d parts", FY_MAX_PARTS);
+    }
     if (s->tx_nparts == s->tx_cap) {
         size_t cap = s->tx_cap ? s->tx_cap * 2 : 4;
         struct fy_part *p = realloc(s->tx_parts, cap * sizeof *p);

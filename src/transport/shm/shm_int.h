@@ -117,6 +117,7 @@ struct shm_pipe {
     int asked;   /* we set want_room in the ring and wait for room */
     /* receiving: the message being assembled */
     struct fy_rxmsg partial;
+    size_t partial_cap; /* room in partial.parts */
     unsigned char *cur;
     size_t cur_len, cur_cap;
     uint64_t partial_total;
