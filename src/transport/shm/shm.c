@@ -4,11 +4,12 @@
  * them for the peer's death and redials lost ones.
  *
  * Everything a peer sends is checked before use: control messages (magic,
- * version, operation, sizes), the descriptors passed with them (the
- * connection memfd must have exactly the agreed size and be sealed against
- * shrinking, so the peer cannot make our mapping fault; the wake block
- * likewise; the wake-up fd must be a datagram socket), and the peer's
- * uid (SO_PEERCRED). A refused peer is told why in a REFUSE message.
+ * version, operation, sizes), the descriptors passed with them (shm_fd.c:
+ * the connection memfd must be a tmpfs memfd sealed against shrinking, seals
+ * read before the size, with exactly the agreed size, so the peer cannot
+ * make our mapping fault; the wake block likewise; the wake-up fd must be a
+ * datagram socket), and the peer's uid and pid (SO_PEERCRED). A refused peer is told why in a
+ * REFUSE message.
  *
  * Lock order: the transport lock `lk`, then the socket's `mtx`.
  */
@@ -194,31 +195,6 @@ static void close_fds(int *fds, int n)
             close(fds[i]);
 }
 
-/* A memfd of exactly size bytes, sealed so it cannot shrink. */
-static int check_sealed_memfd(int fd, size_t size)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
-        return FERRY_EPROTO;
-    int seals = fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || !(seals & F_SEAL_SHRINK))
-        return FERRY_EPROTO;
-    return 0;
-}
-
-/* The peer's wake-up fd must be a datagram socket: we only ever send()
- * to it with MSG_DONTWAIT, which cannot block whatever the peer does. */
-static int check_event_sock(int fd)
-{
-    struct stat st;
-    int type = 0;
-    socklen_t len = sizeof type;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM)
-        return FERRY_EPROTO;
-    return 0;
-}
-
 /* Peers we talk to: root, our own uid, and FERRY_OPT_PEER_UID (-1: any). */
 static int uid_allowed(const ferry_socket *s, uid_t uid)
 {
@@ -228,7 +204,7 @@ static int uid_allowed(const ferry_socket *s, uid_t uid)
 
 static struct fy_wake *map_wake(int fd)
 {
-    if (check_sealed_memfd(fd, FY_WAKE_SIZE) != 0)
+    if (fy_shm_check_memfd(fd, FY_WAKE_SIZE) != 0)
         return NULL;
     void *p = mmap(NULL, FY_WAKE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     return p == MAP_FAILED ? NULL : p;
@@ -406,7 +382,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     }
     sp->peer_wake = map_wake(fds[0]);
     close(fds[0]);
-    if (sp->peer_wake == NULL || check_event_sock(fds[1]) != 0) {
+    if (sp->peer_wake == NULL || fy_shm_check_event_sock(fds[1]) != 0) {
         close(fds[1]);
         rc = fy_err(FERRY_EPROTO, "shm://%s: listener sent bad descriptors", name);
         goto fail;
@@ -685,7 +661,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     if (sp == NULL)
         return FERRY_ENOMEM;
     sp->map_len = SHM_CONN_HDR + 2 * fy_ring_bytes(cap);
-    int rc = check_sealed_memfd(fds[0], sp->map_len);
+    int rc = fy_shm_check_memfd(fds[0], sp->map_len);
     if (rc == 0) {
         sp->map = mmap(NULL, sp->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
         if (sp->map == MAP_FAILED) {
@@ -700,7 +676,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     }
     if (rc == 0 && (sp->peer_wake = map_wake(fds[1])) == NULL)
         rc = FERRY_EPROTO;
-    if (rc == 0 && check_event_sock(fds[2]) != 0)
+    if (rc == 0 && fy_shm_check_event_sock(fds[2]) != 0)
         rc = FERRY_EPROTO;
     if (rc != 0) {
         refuse(fd, s, rc, "bad connection memory or descriptors");

@@ -130,4 +130,10 @@ struct shm_pipe {
 
 extern const struct fy_pipe_ops fy_shm_pipe_ops;
 
+/* Descriptor checks (shm_fd.c). A memfd of exactly size bytes on tmpfs,
+ * sealed against shrinking (seals read before the size); a datagram
+ * socket. 0 or FERRY_EPROTO. */
+int fy_shm_check_memfd(int fd, size_t size);
+int fy_shm_check_event_sock(int fd);
+
 #endif
