@@ -6,7 +6,10 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "transport/shm/shm_int.h"
 
@@ -121,12 +124,156 @@ static void test_send_part_limit(void **state)
     ferry_close(push);
 }
 
+/* --- a raw listener that lies about who it is ------------------------------- */
+
+static int raw_listen(const char *name)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ferry/shm/%s", name);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa,
+                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)),
+                     0);
+    assert_int_equal(listen(fd, 8), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const struct shm_ctl *c, const int *fds, int nfds)
+{
+    union {
+        char b[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } cu;
+    memset(&cu, 0, sizeof cu);
+    struct iovec iov = {.iov_base = (void *)c, .iov_len = sizeof *c};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        mh.msg_control = cu.b;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+    }
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof *c)
+        fail_msg("raw send");
+}
+
+/* Reads one control message, closing any descriptors that came with it. */
+static void raw_read(int fd, struct shm_ctl *c)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    if (recvmsg(fd, &mh, 0) != (ssize_t)sizeof *c)
+        fail_msg("raw read");
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int f;
+            memcpy(&f, CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof f);
+            close(f);
+        }
+    }
+}
+
+static void lying_ctl(struct shm_ctl *c, int op)
+{
+    memset(c, 0, sizeof *c);
+    memcpy(c->magic, "FERRYCTL", 8);
+    c->version = SHM_CTL_VERSION;
+    c->op = (uint32_t)op;
+    c->type = FERRY_PULL;
+    c->pid = 1; /* a claim: init */
+    c->uid = 4242;
+    c->ring_size = 65536;
+}
+
+/* Serves one dialer (WELCOME, HELLO, ACK) and then one STAT request, each
+ * message claiming pid 1 and uid 4242. */
+static void *lying_listener(void *arg)
+{
+    int lfd = *(int *)arg;
+    struct shm_ctl c;
+    int wake = memfd_create("t-wake", MFD_CLOEXEC | MFD_ALLOW_SEALING), sv[2];
+    if (wake < 0 || ftruncate(wake, FY_WAKE_SIZE) != 0 ||
+        fcntl(wake, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0 ||
+        socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0)
+        fail_msg("raw listener set-up");
+    int fds[2] = {wake, sv[1]};
+    int conn = accept(lfd, NULL, NULL);
+    lying_ctl(&c, SHM_OP_WELCOME);
+    raw_send(conn, &c, fds, 2);
+    raw_read(conn, &c);
+    assert_int_equal(c.op, SHM_OP_HELLO);
+    lying_ctl(&c, SHM_OP_ACK);
+    raw_send(conn, &c, NULL, 0);
+
+    int st = accept(lfd, NULL, NULL);
+    lying_ctl(&c, SHM_OP_WELCOME);
+    raw_send(st, &c, fds, 2);
+    raw_read(st, &c);
+    assert_int_equal(c.op, SHM_OP_STAT_REQ);
+    lying_ctl(&c, SHM_OP_STAT_REP);
+    raw_send(st, &c, NULL, 0);
+    close(st);
+    close(wake);
+    close(sv[0]);
+    close(sv[1]);
+    return (void *)(intptr_t)conn; /* kept open until the test is done */
+}
+
+int fy_shm_stat(const char *name, struct shm_ctl *out);
+
+/* 12. Who a peer is comes from the kernel: the dialer's pipe and the
+ * listener's STAT answer (what `ferry ls` shows) carry SO_PEERCRED's pid
+ * and uid, not the ones the listener claims. */
+static void test_identity_from_kernel(void **state)
+{
+    (void)state;
+    char n[64], u[96];
+    t_name(n, sizeof n, "ident");
+    snprintf(u, sizeof u, "shm://%s", n);
+    int lfd = raw_listen(n);
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, lying_listener, &lfd), 0);
+    ferry_socket *push;
+    assert_int_equal(ferry_socket_open(&push, FERRY_PUSH), 0);
+    assert_int_equal(ferry_dial(push, u), 0);
+    pthread_mutex_lock(&push->mtx);
+    assert_int_equal(push->npipes, 1);
+    int peer_pid = push->pipes[0]->peer_pid;
+    unsigned peer_uid = push->pipes[0]->peer_uid;
+    pthread_mutex_unlock(&push->mtx);
+    assert_int_equal(peer_pid, getpid());
+    assert_int_equal(peer_uid, getuid());
+
+    struct shm_ctl *c = malloc(sizeof *c);
+    assert_non_null(c);
+    assert_int_equal(fy_shm_stat(n, c), 0);
+    assert_int_equal(c->pid, getpid());
+    assert_int_equal(c->uid, getuid());
+    free(c);
+    void *conn;
+    pthread_join(thr, &conn);
+    ferry_close(push);
+    close((int)(intptr_t)conn);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_part_limit),
         cmocka_unit_test(test_empty_cont_refused),
         cmocka_unit_test(test_send_part_limit),
+        cmocka_unit_test(test_identity_from_kernel),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -366,7 +366,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     if (c.op == SHM_OP_REFUSE) {
         close_fds(fds, nfds);
         rc = c.err < 0 && c.err > -5000 ? c.err : FERRY_ECONNREFUSED;
-        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, c.pid, c.text);
+        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, (int)cr.pid, c.text);
         goto fail;
     }
     if (c.op != SHM_OP_WELCOME || nfds != 2) {
@@ -388,7 +388,9 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
         goto fail;
     }
     sp->peer_efd = fds[1];
-    sp->base.peer_pid = c.pid;
+    /* who the listener is, from the kernel: its message's pid is a claim */
+    sp->base.peer_pid = (int)cr.pid;
+    sp->base.peer_uid = (unsigned)cr.uid;
     uint64_t cap = s->opt.ring_size;
     if (c.ring_size > cap && c.ring_size <= FY_RING_MAX)
         cap = c.ring_size;
@@ -435,7 +437,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     close_fds(fds, nfds);
     if (c.op == SHM_OP_REFUSE) {
         rc = c.err < 0 && c.err > -5000 ? c.err : FERRY_ECONNREFUSED;
-        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, c.pid, c.text);
+        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, (int)cr.pid, c.text);
         goto fail;
     }
     if (c.op != SHM_OP_ACK) {
@@ -905,6 +907,9 @@ const struct fy_tran_ops fy_shm_tran = {
 
 /* --- `ferry ls`: live endpoints ------------------------------------------------ */
 
+/* Asks the listener of NAME for its peers. out->pid and out->uid are the
+ * listener's as the kernel reports them (SO_PEERCRED), not what it says;
+ * the peers' pids are those the listener had from the kernel. */
 int fy_shm_stat(const char *name, struct shm_ctl *out);
 int fy_shm_stat(const char *name, struct shm_ctl *out)
 {
@@ -941,6 +946,14 @@ int fy_shm_stat(const char *name, struct shm_ctl *out)
         close_fds(fds, nfds);
         if (out->op != SHM_OP_STAT_REP || out->npeers > SHM_STAT_PEERS)
             rc = FERRY_EPROTO;
+    }
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0)
+        rc = -errno;
+    if (rc == 0) {
+        out->pid = (int32_t)cr.pid;
+        out->uid = (uint32_t)cr.uid;
     }
     close(fd);
     return rc;
