@@ -29,8 +29,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* A listener out of descriptors stops listening this long rather than spin
+ * on a level-triggered event (the stream listener does the same). */
+#define SHM_ACCEPT_PAUSE_NS 100000000u
+/* Connections taken per listener event, so a crowd of dialers cannot hold
+ * the I/O thread: the rest are reported again. */
+#define SHM_ACCEPT_BATCH 64
+
 struct shm_listener {
     struct shm_ev ev;
+    uint64_t paused_until; /* monotonic ns; 0: listening */
     char name[FERRY_NAME_MAX + 1];
     struct shm_listener *next;
 };
@@ -571,13 +579,39 @@ static void refuse(int fd, ferry_socket *s, int err, const char *fmt, ...)
     ctl_send(fd, &c, NULL, 0);
 }
 
+static void listener_arm(struct shm_tran *t, struct shm_listener *l, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = &l->ev};
+    epoll_ctl(t->epfd, EPOLL_CTL_MOD, l->ev.fd, &ev);
+}
+
+/* Listeners paused for want of descriptors listen again once their pause
+ * is over (lk held). */
+static void listeners_resume(struct shm_tran *t, uint64_t now)
+{
+    for (struct shm_listener *l = t->listeners; l; l = l->next) {
+        if (l->paused_until && now >= l->paused_until) {
+            l->paused_until = 0;
+            listener_arm(t, l, EPOLLIN);
+        }
+    }
+}
+
 static void on_accept(struct shm_tran *t, struct shm_listener *l)
 {
     ferry_socket *s = t->s;
-    for (;;) {
+    for (int i = 0; i < SHM_ACCEPT_BATCH; i++) {
         int fd = accept4(l->ev.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == ECONNABORTED || errno == EINTR))
+            continue;
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)) {
+            /* the connection stays in the backlog; the event would be
+             * reported again at once, for as long as we are short */
+            l->paused_until = fy_now_mono_ns() + SHM_ACCEPT_PAUSE_NS;
+            listener_arm(t, l, 0);
+        }
         if (fd < 0)
-            return; /* EAGAIN, or a failure that the next round retries */
+            return; /* EAGAIN, or paused */
         struct ucred cr;
         socklen_t cl = sizeof cr;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
@@ -808,6 +842,9 @@ static int next_timeout_ms(struct shm_tran *t)
     for (struct shm_dialer *d = t->dialers; d; d = d->next)
         if (!d->connected && d->next_try && d->next_try < next)
             next = d->next_try;
+    for (struct shm_listener *l = t->listeners; l; l = l->next)
+        if (l->paused_until && l->paused_until < next)
+            next = l->paused_until;
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : (int)((next - now + 999999u) / 1000000u);
@@ -855,6 +892,7 @@ static void *shm_thread(void *arg)
             if (p->deadline <= now)
                 pending_free(t, p); /* half a handshake, then silence */
         }
+        listeners_resume(t, now);
         run_dialers(t);
     }
     pthread_mutex_unlock(&t->lk);
