@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -267,6 +268,65 @@ static void test_identity_from_kernel(void **state)
     close(lfd);
 }
 
+/* --- 10: a flood of commands --------------------------------------------- */
+
+struct flood {
+    struct shm_pipe *sp;
+    ferry_socket *victim;
+    _Atomic int stop;
+    _Atomic uint64_t written;
+};
+
+/* Keeps the ring full of ABORT, SUB and MORE records, refilling it as fast
+ * as the reader frees room, and wakes the reader after each batch. */
+static void *flooder(void *arg)
+{
+    struct flood *f = arg;
+    static const unsigned char abort_cmd = SHM_CMD_ABORT, sub_cmd[2] = {SHM_CMD_SUB, 'x'};
+    uint64_t n = 0;
+    while (!atomic_load(&f->stop)) {
+        int put = 0;
+        for (int i = 0; i < 64; i++) {
+            put += raw_put(f->sp, "part", 4, FY_RING_F_MORE);
+            put += raw_put(f->sp, &abort_cmd, 1, FY_RING_F_CMD);
+            put += raw_put(f->sp, sub_cmd, 2, FY_RING_F_CMD);
+        }
+        n += (uint64_t)put;
+        fy_wake(f->sp->peer_wake, -1);
+        if (put == 0)
+            sched_yield();
+    }
+    atomic_store(&f->written, n);
+    return NULL;
+}
+
+/* 10. A peer that keeps its ring full of commands cannot hold a receive
+ * past its timeout: RCVTIMEO=100 returns within a second. */
+static void test_command_flood_timeout(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_open(&r, "flood", 1 << 20);
+    assert_int_equal(ferry_setopt_int(r.pull, FERRY_OPT_RCVTIMEO, 100), 0);
+    struct flood f = {.sp = r.sp, .victim = r.pull};
+    /* a full ring before the receive starts */
+    while (raw_put(r.sp, "\x03", 1, FY_RING_F_CMD) == 1) {
+    }
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, flooder, &f), 0);
+    char buf[8];
+    size_t n;
+    for (int i = 0; i < 3; i++) {
+        uint64_t t0 = t_now_ms();
+        assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, 0), FERRY_ETIMEDOUT);
+        assert_true(t_now_ms() - t0 < 1000);
+    }
+    atomic_store(&f.stop, 1);
+    pthread_join(thr, NULL);
+    assert_true(atomic_load(&f.written) > 0);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_empty_cont_refused),
         cmocka_unit_test(test_send_part_limit),
         cmocka_unit_test(test_identity_from_kernel),
+        cmocka_unit_test(test_command_flood_timeout),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -356,11 +356,21 @@ static void rx_command(struct shm_pipe *sp, const struct fy_ring_rec *rec)
         s->proto->cmd(s, &sp->base, d[0] == SHM_CMD_SUB, d + 1, rec->len - 1u);
 }
 
+/* Records one recv call handles at most. The peer decides how many
+ * records are waiting, and every one runs under the socket mutex: past the
+ * budget the call returns "not now" and wakes its own socket, so the
+ * waiting loop runs (timeouts hold, other pipes and threads get the lock)
+ * and comes straight back. */
+#define SHM_RX_BUDGET 256
+
 static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
     struct fy_ring_rec rec;
-    int moved_any = 0, rc;
+    int moved_any = 0, rc, budget = SHM_RX_BUDGET;
+    /* a socket that does not receive (PUB) takes only commands; data from
+     * the peer is a protocol violation and is skipped, never assembled */
+    int takes_data = p->sock == NULL || p->sock->proto->can_recv;
     /* A busy socket never sleeps, so "nothing here" is also confirmed
      * against the writer's tail now and then: garbage cannot hide behind
      * a mismatched tag for long. */
@@ -371,14 +381,22 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             rc = 0; /* the user holds many in-place messages: free some */
             break;
         }
+        if (budget-- == 0) {
+            rc = 0;
+            if (p->sock != NULL)
+                fy_wake(p->sock->wake, p->sock->event_wfd);
+            break;
+        }
         rc = fy_ring_peek(&sp->r, &rec, check);
         if (rc <= 0)
             break;
         sp->empty_polls = 0;
         int moved = 0;
-        if (rec.flags & FY_RING_F_CMD) {
-            rx_command(sp, &rec);
-            fy_ring_take(&sp->r, &rec, 0, 0, &moved);
+        if ((rec.flags & FY_RING_F_CMD) || !takes_data) {
+            if (rec.flags & FY_RING_F_CMD)
+                rx_command(sp, &rec);
+            int msgs = !(rec.flags & (FY_RING_F_CMD | FY_RING_F_MORE | FY_RING_F_CONT));
+            fy_ring_take(&sp->r, &rec, 0, (uint32_t)msgs, &moved);
             moved_any |= moved;
             continue;
         }
