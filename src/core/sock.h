@@ -251,7 +251,12 @@ struct ferry_socket {
     int wake_fd; /* memfd of the wake block */
     struct fy_wake *wake;
     int event_fd;  /* read end handed out by ferry_socket_fd          */
-    int event_wfd; /* write end: a datagram means "a message may be ready"; peers get a copy */
+    int event_wfd; /* write end: a datagram means "a message may be ready" */
+    /* event_fd's (autobound, abstract) address: each peer gets a sender
+     * of its own connected to it (fy_sock_event_sender), never ours */
+    char event_addr[112];
+    unsigned event_addrlen;
+    _Atomic int fd_want; /* the user has armed the pollable fd at least once */
 
     /* multipart assembly of outgoing parts */
     struct fy_part *tx_parts;
@@ -291,6 +296,17 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p);
 
 /* Drops a reference; the last one frees the socket's memory. */
 void fy_sock_unref(ferry_socket *s);
+
+/* A new datagram socket connected to s's pollable fd, for one peer: a peer
+ * that disconnects or reconfigures it affects only its own wake-ups. The
+ * caller closes it once handed over. -errno on failure. */
+int fy_sock_event_sender(ferry_socket *s);
+
+/* The pollable fd's watchdog: a peer shares the wake block and may clear
+ * fd_armed without writing the fd. Called about once a second by the I/O
+ * thread; writes the fd if the user armed it, nobody holds it armed and it
+ * is not readable. */
+void fy_sock_fd_watchdog(ferry_socket *s);
 
 /* Wakes this socket's own waiters (mtx may be held). */
 void fy_sock_wake(ferry_socket *s);

@@ -327,6 +327,50 @@ static void test_command_flood_timeout(void **state)
     rig_close(&r);
 }
 
+/* --- 11: notifications a peer cannot switch off ------------------------- */
+
+static int readable_within(int fd, int ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, ms);
+}
+
+/* 11. A peer that disconnects the wake-up socket it was given, or clears
+ * fd_armed in our wake block, does not stop an honest peer's message from
+ * making ferry_socket_fd readable: at once in the first case, within the
+ * watchdog's second in the other. */
+static void test_fd_not_silenced(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_open(&r, "silence", 1 << 16);
+    ferry_socket *honest;
+    assert_int_equal(ferry_socket_open(&honest, FERRY_PUSH), 0);
+    assert_int_equal(ferry_dial(honest, r.url), 0);
+    int fd;
+    assert_int_equal(ferry_socket_fd(r.pull, &fd), 0);
+    char buf[8];
+    size_t n;
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    assert_int_equal(connect(r.sp->peer_efd, &unspec, sizeof unspec), 0);
+    assert_int_equal(ferry_send(honest, "a", 1, 0), 0);
+    assert_int_equal(readable_within(fd, 2000), 1);
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), 0);
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+
+    atomic_store(&r.sp->peer_wake->fd_armed, 0);
+    uint64_t t0 = t_now_ms();
+    assert_int_equal(ferry_send(honest, "b", 1, 0), 0);
+    assert_int_equal(readable_within(fd, 3000), 1);
+    assert_true(t_now_ms() - t0 < 2500); /* the watchdog runs every second */
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), 0);
+    assert_int_equal(buf[0], 'b');
+    ferry_close(honest);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_send_part_limit),
         cmocka_unit_test(test_identity_from_kernel),
         cmocka_unit_test(test_command_flood_timeout),
+        cmocka_unit_test(test_fd_not_silenced),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -430,8 +430,12 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
 
     ctl_init(&c, SHM_OP_HELLO, s);
     c.ring_size = cap;
-    int out_fds[3] = {memfd, s->wake_fd, s->event_wfd};
-    if ((rc = ctl_send(sp->ctl_fd, &c, out_fds, 3)) != 0) {
+    int efd = fy_sock_event_sender(s);
+    int out_fds[3] = {memfd, s->wake_fd, efd};
+    rc = efd < 0 ? efd : ctl_send(sp->ctl_fd, &c, out_fds, 3);
+    if (efd >= 0)
+        close(efd); /* the peer's now */
+    if (rc != 0) {
         fy_err(rc, "shm://%s: send hello", name);
         goto fail;
     }
@@ -627,13 +631,17 @@ static void on_accept(struct shm_tran *t, struct shm_listener *l)
         }
         struct shm_ctl c;
         ctl_init(&c, SHM_OP_WELCOME, s);
-        int out_fds[2] = {s->wake_fd, s->event_wfd};
+        int efd = fy_sock_event_sender(s);
+        int out_fds[2] = {s->wake_fd, efd};
         struct shm_pending *pd = calloc(1, sizeof *pd);
-        if (pd == NULL || ctl_send(fd, &c, out_fds, 2) != 0) {
+        if (pd == NULL || efd < 0 || ctl_send(fd, &c, out_fds, 2) != 0) {
+            if (efd >= 0)
+                close(efd);
             free(pd);
             close(fd);
             continue;
         }
+        close(efd); /* the peer's now */
         pd->ev.kind = SHM_EV_PENDING;
         pd->ev.fd = fd;
         pd->uid = cr.uid;
@@ -856,7 +864,10 @@ static void *shm_thread(void *arg)
     struct epoll_event evs[32];
     pthread_mutex_lock(&t->lk);
     while (!atomic_load(&t->stop)) {
+        /* at least once a second: the pollable fd's watchdog */
         int timeout = next_timeout_ms(t);
+        if (timeout < 0 || timeout > 1000)
+            timeout = 1000;
         pthread_mutex_unlock(&t->lk);
         int n = epoll_wait(t->epfd, evs, 32, timeout);
         pthread_mutex_lock(&t->lk);
@@ -893,6 +904,7 @@ static void *shm_thread(void *arg)
                 pending_free(t, p); /* half a handshake, then silence */
         }
         listeners_resume(t, now);
+        fy_sock_fd_watchdog(t->s);
         run_dialers(t);
     }
     pthread_mutex_unlock(&t->lk);
