@@ -327,14 +327,16 @@ static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
         sp->cur = b;
         sp->cur_cap = cap;
     }
-    memcpy(sp->cur + sp->cur_len, rec->data, rec->len);
+    if (rec->len > 0) /* an empty part may come before any buffer exists */
+        memcpy(sp->cur + sp->cur_len, rec->data, rec->len);
     sp->cur_len += rec->len;
     if (rec->flags & FY_RING_F_CONT)
         return 0;
     ferry_msg *part = fy_msg_heap(sp->cur_len);
     if (part == NULL)
         return FERRY_ENOMEM;
-    memcpy(part->data, sp->cur, sp->cur_len);
+    if (sp->cur_len > 0)
+        memcpy(part->data, sp->cur, sp->cur_len);
     sp->cur_len = 0;
     int rc = rx_push_part(sp, part);
     if (rc != 0)
