@@ -94,7 +94,8 @@ FERRY_API const char *ferry_version(void);
     XX(EPEERTYPE, -4009, "peer has an incompatible socket type")                                   \
     XX(ESTATE, -4010, "operation not valid in the socket's current state")                         \
     XX(ECLOSED, -4011, "socket is closed")                                                         \
-    XX(ENOPEER, -4012, "no peer to send to")
+    XX(ENOPEER, -4012, "no peer to send to")                                                       \
+    XX(EOWNER, -4013, "object belongs to another user")
 
 enum ferry_errno {
 #define FERRY_XX_(name, val, str) FERRY_##name = (val),
@@ -166,10 +167,27 @@ typedef struct ferry_shm_opts {
  *  flags 0 (open an existing region), FERRY_CREATE, FERRY_CREATE|FERRY_EXCL.
  *  opts  NULL for the defaults.
  * Errors: FERRY_EBADNAME, FERRY_ENOENT, FERRY_EEXIST, FERRY_EACCES,
- * FERRY_ESIZE, FERRY_EFOREIGN, FERRY_EDAMAGED, FERRY_EVERSION, FERRY_EKIND,
+ * FERRY_ESIZE, FERRY_EFOREIGN, FERRY_EOWNER, FERRY_EDAMAGED, FERRY_EVERSION, FERRY_EKIND,
  * FERRY_ENOMEM, and other OS errors. Does not block. */
 FERRY_API int ferry_shm_open(ferry_shm **shm, const char *name, size_t size, int flags,
                              const ferry_shm_opts *opts);
+
+/* Who may own an existing object that an open accepts. By default (the
+ * plain ferry_shm_open() and ferry_sem_open()) only the caller's effective
+ * uid or root: another local user could otherwise plant "ferry.NAME" with
+ * mode 0666 and a valid header before the victim opens it, then read what
+ * the victim writes there, or truncate it under the victim's mapping
+ * (SIGBUS). An object of any other owner is refused with FERRY_EOWNER.
+ * The _ex variants take owner_uid: one more uid whose objects are accepted,
+ * or FERRY_OWNER_ANY to accept any owner (then the owner can still do all
+ * of the above: use it only for objects whose owner you trust). Creation is
+ * unaffected: a created object belongs to the caller. */
+#define FERRY_OWNER_ANY ((int64_t)-1)
+
+/* ferry_shm_open(), also accepting existing objects owned by owner_uid (a
+ * uid, or FERRY_OWNER_ANY). */
+FERRY_API int ferry_shm_open_ex(ferry_shm **shm, const char *name, size_t size, int flags,
+                                const ferry_shm_opts *opts, int64_t owner_uid);
 
 /* The start of the user area, 64-byte aligned. */
 FERRY_API void *ferry_shm_addr(const ferry_shm *shm);
@@ -224,9 +242,17 @@ typedef struct ferry_sem ferry_sem;
  *  mode   permission bits when created, 0 means 0600.
  *  value  initial value when created (<= FERRY_SEM_VALUE_MAX).
  * Errors as for ferry_shm_open(), and FERRY_EKIND when NAME is not a
- * semaphore. Does not block. */
+ * semaphore, FERRY_EOWNER when it belongs to another user (see
+ * FERRY_OWNER_ANY), FERRY_ECORRUPT when an undo semaphore's System V set is
+ * not a one-element private set created by and belonging to the object's
+ * owner. Does not block. */
 FERRY_API int ferry_sem_open(ferry_sem **sem, const char *name, int flags, unsigned mode,
                              unsigned value);
+
+/* ferry_sem_open(), also accepting an existing semaphore owned by owner_uid
+ * (a uid, or FERRY_OWNER_ANY); see FERRY_OWNER_ANY. */
+FERRY_API int ferry_sem_open_ex(ferry_sem **sem, const char *name, int flags, unsigned mode,
+                                unsigned value, int64_t owner_uid);
 
 /* Adds one unit and wakes one waiter. FERRY_EOVERFLOW past
  * FERRY_SEM_VALUE_MAX. Does not block. */
@@ -254,7 +280,9 @@ FERRY_API int ferry_sem_is_undo(const ferry_sem *sem);
 FERRY_API int ferry_sem_close(ferry_sem *sem);
 
 /* Removes the semaphore NAME; waiters get FERRY_EIDRM (undo kind) or keep
- * the memory until they close (default kind). */
+ * the memory until they close (default kind). The System V set of an undo
+ * semaphore is removed only when it was created by, and belongs to, the
+ * object's owner: a set that a scribbled id points at survives. */
 FERRY_API int ferry_sem_unlink(const char *name);
 
 /* ------------------------------------------------------------------------ */

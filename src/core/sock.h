@@ -51,6 +51,11 @@ struct fy_wake {
  * shares it cannot make the write block. */
 void fy_wake(struct fy_wake *w, int efd);
 
+/* Parts per message, zero-length ones included, on every transport (the
+ * same limit as ZMTP's): a peer's parts cost us memory and time whatever
+ * their length. */
+#define FY_MAX_PARTS 65536
+
 /* A part of an outgoing message. */
 struct fy_part {
     const void *data;
@@ -206,10 +211,6 @@ struct fy_tran_ops {
     void (*close_all)(ferry_socket *s);
 };
 
-/* The most parts a message may have, on every transport (a ZMTP peer or
- * an shm:// ring writer that sends more is dropped). */
-#define FY_MAX_PARTS 65536
-
 struct fy_opts {
     int rcvtimeo, sndtimeo; /* ms, -1 forever */
     int sndhwm, rcvhwm;     /* messages, 0 unlimited */
@@ -246,7 +247,12 @@ struct ferry_socket {
     int wake_fd; /* memfd of the wake block */
     struct fy_wake *wake;
     int event_fd;  /* read end handed out by ferry_socket_fd          */
-    int event_wfd; /* write end: a datagram means "a message may be ready"; peers get a copy */
+    int event_wfd; /* write end: a datagram means "a message may be ready" */
+    /* event_fd's (autobound, abstract) address: each peer gets a sender
+     * of its own connected to it (fy_sock_event_sender), never ours */
+    char event_addr[112];
+    unsigned event_addrlen;
+    _Atomic int fd_want; /* the user has armed the pollable fd at least once */
 
     /* multipart assembly of outgoing parts */
     struct fy_part *tx_parts;
@@ -293,6 +299,17 @@ void fy_sock_unref(ferry_socket *s);
  * also on stderr with FERRY_DEBUG). bad: the peer broke the rules, counted
  * in FERRY_OPT_ERRORS. mtx held. */
 void fy_sock_note(ferry_socket *s, int bad, const char *what);
+
+/* A new datagram socket connected to s's pollable fd, for one peer: a peer
+ * that disconnects or reconfigures it affects only its own wake-ups. The
+ * caller closes it once handed over. -errno on failure. */
+int fy_sock_event_sender(ferry_socket *s);
+
+/* The pollable fd's watchdog: a peer shares the wake block and may clear
+ * fd_armed without writing the fd. Called about once a second by the I/O
+ * thread; writes the fd if the user armed it, nobody holds it armed and it
+ * is not readable. */
+void fy_sock_fd_watchdog(ferry_socket *s);
 
 /* Wakes this socket's own waiters (mtx may be held). */
 void fy_sock_wake(ferry_socket *s);

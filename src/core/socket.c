@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 extern const struct fy_tran_ops fy_shm_tran, fy_tcp_tran, fy_ipc_tran;
@@ -317,15 +319,49 @@ static int sock_wake_create(ferry_socket *s)
     memcpy(s->wake->magic, "FERRYWAK", 8);
     s->wake->version = 1;
     s->wake->owner_pid = (int32_t)getpid();
-    /* The pollable fd: a datagram socket pair rather than an eventfd,
-     * because peers get the write end, and only send(MSG_DONTWAIT) is
-     * non-blocking per call whatever a peer does to the shared file. */
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
-        return fy_syserr("socketpair");
-    s->event_fd = sv[0];
-    s->event_wfd = sv[1];
-    return 0;
+    /* The pollable fd: a datagram socket rather than an eventfd, because
+     * peers write to it, and only send(MSG_DONTWAIT) is non-blocking per
+     * call whatever a peer does to its end. Each peer gets a sender of its
+     * own (fy_sock_event_sender), connected to this socket's autobound
+     * abstract address: one shared end could be disconnected by any peer
+     * (connect(AF_UNSPEC)) for all of them, us included. */
+    s->event_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    socklen_t sl = sizeof sa;
+    if (s->event_fd < 0 || bind(s->event_fd, (struct sockaddr *)&sa, sizeof(sa_family_t)) != 0 ||
+        getsockname(s->event_fd, (struct sockaddr *)&sa, &sl) != 0 || sl > sizeof s->event_addr)
+        return fy_syserr("pollable fd");
+    memcpy(s->event_addr, &sa, sl);
+    s->event_addrlen = sl;
+    s->event_wfd = fy_sock_event_sender(s);
+    return s->event_wfd < 0 ? fy_err(s->event_wfd, "pollable fd sender") : 0;
+}
+
+int fy_sock_event_sender(ferry_socket *s)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)(const void *)s->event_addr, s->event_addrlen) != 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+void fy_sock_fd_watchdog(ferry_socket *s)
+{
+    if (!atomic_load_explicit(&s->fd_want, memory_order_relaxed) ||
+        atomic_load_explicit(&s->wake->fd_armed, memory_order_seq_cst))
+        return;
+    struct pollfd pfd = {.fd = s->event_fd, .events = POLLIN};
+    if (poll(&pfd, 1, 0) == 0) {
+        /* armed by the user, disarmed by somebody who did not write: a
+         * peer, or a waker between its two steps (then one spare datagram) */
+        ssize_t n = send(s->event_wfd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        FY_UNUSED(n);
+    }
 }
 
 int ferry_socket_open(ferry_socket **out, int type)
@@ -522,6 +558,10 @@ static int send_step(ferry_socket *s, void *arg, int check)
 
 static int tx_append(ferry_socket *s, const void *buf, size_t len)
 {
+    if (s->tx_nparts >= FY_MAX_PARTS) {
+        tx_reset(s);
+        return fy_err(FERRY_EMSGSIZE, "send: more than %d parts", FY_MAX_PARTS);
+    }
     if (s->tx_nparts == s->tx_cap) {
         size_t cap = s->tx_cap ? s->tx_cap * 2 : 4;
         struct fy_part *p = realloc(s->tx_parts, cap * sizeof *p);
@@ -734,6 +774,7 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
         char drain[64];
         while (recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0) {
         }
+        atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
         atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
         pthread_mutex_lock(&s->mtx);
         rc = s->closing ? FERRY_ECLOSED : recv_step(s, rq, 1);

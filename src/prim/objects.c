@@ -21,6 +21,7 @@
 #include "../transport/shm/shm_int.h"
 
 int fy_sem_remove_kernel(const char *name);             /* sem.c */
+int fy_sem_peek_value(const char *name, int *undo);     /* sem.c */
 int fy_shm_stat(const char *name, struct shm_ctl *out); /* shm.c */
 
 struct obj_ent {
@@ -33,17 +34,6 @@ struct obj_ent {
 static int obj_cmp(const void *a, const void *b)
 {
     return strcmp(((const struct obj_ent *)a)->info.name, ((const struct obj_ent *)b)->info.name);
-}
-
-static int sem_value_of(const char *name, int *undo)
-{
-    ferry_sem *s;
-    if (ferry_sem_open(&s, name, 0, 0, 0) != 0)
-        return -1;
-    int v = ferry_sem_value(s);
-    *undo = ferry_sem_is_undo(s);
-    ferry_sem_close(s);
-    return v < 0 ? -1 : v;
 }
 
 static void obj_fill(struct obj_ent *e, const char *name)
@@ -69,7 +59,7 @@ static void obj_fill(struct obj_ent *e, const char *name)
     in->creator_alive = fy_proc_alive(hdr.creator_pid, hdr.creator_start);
     in->created_ns = hdr.created_ns;
     if (hdr.kind == FERRY_KIND_SEM)
-        in->sem_value = sem_value_of(name, &in->sem_undo);
+        in->sem_value = fy_sem_peek_value(name, &in->sem_undo);
 }
 
 /* One pass over /proc/PID/maps for all objects at once. */

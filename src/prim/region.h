@@ -55,14 +55,17 @@ struct ferry_shm {
     size_t size;    /* user size                       */
     uint32_t flags; /* header flags                    */
     int created;
+    uid_t owner; /* the object's owner (the file's uid) */
     char name[FERRY_NAME_MAX + 1];
 };
 
 /* Opens or creates an object of the given kind; the public ferry_shm_open()
  * is this with FERRY_KIND_REGION. hdr_flags are stored in a created
- * object's header. */
+ * object's header. An existing object must belong to the caller's
+ * effective uid, root, or owner_uid (FERRY_OWNER_ANY: anyone), else
+ * FERRY_EOWNER. */
 int fy_region_open(ferry_shm **out, const char *name, ferry_kind kind, size_t size, int flags,
-                   uint32_t hdr_flags, const ferry_shm_opts *opts);
+                   uint32_t hdr_flags, const ferry_shm_opts *opts, int64_t owner_uid);
 
 /* "/dev/shm/ferry.NAME" into buf; the name must have been checked. */
 void fy_region_path(char *buf, size_t len, const char *name);
@@ -71,5 +74,12 @@ void fy_region_path(char *buf, size_t len, const char *name);
  * listing. Fills *hdr and *st; returns 0 or an error code (FERRY_EFOREIGN,
  * FERRY_EDAMAGED, FERRY_EVERSION, open errors). */
 int fy_region_peek(const char *name, struct fy_region_hdr *hdr, struct stat *st);
+
+/* fy_region_peek(), and also reads the first len bytes of the user area
+ * into user, from the same open file and without mapping it (so an owner
+ * that truncates it cannot make us fault). FERRY_EDAMAGED when the user
+ * area is shorter than len. */
+int fy_region_peek_user(const char *name, struct fy_region_hdr *hdr, struct stat *st, void *user,
+                        size_t len);
 
 #endif /* FY_REGION_H */

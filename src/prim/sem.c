@@ -70,9 +70,11 @@ static int sem_init_cb(void *addr, size_t size, void *arg)
     return 0;
 }
 
-/* The semid stored in shared memory is untrusted: it must name a set of one
- * semaphore that belongs to the same owner as the object itself. */
-static int sem_check_semid(int semid, const char *name)
+/* The semid stored in shared memory is untrusted: it must name a private
+ * set of one semaphore that the object's owner created and still owns, or
+ * anyone who can write the object could point us (and the IPC_RMID of
+ * ferry_sem_unlink and `ferry rm`) at somebody else's set. */
+static int sem_check_semid(int semid, const char *name, uid_t owner)
 {
     struct semid_ds ds;
     union semun_ u = {.buf = &ds};
@@ -83,12 +85,24 @@ static int sem_check_semid(int semid, const char *name)
     }
     if (ds.sem_nsems != 1 || ds.sem_perm.__key != IPC_PRIVATE)
         return fy_err(FERRY_ECORRUPT, "semaphore %s: %d is not ferry's semaphore", name, semid);
+    if (ds.sem_perm.cuid != owner || ds.sem_perm.uid != owner)
+        return fy_err(FERRY_ECORRUPT,
+                      "semaphore %s: kernel semaphore %d belongs to uid %u, the object to uid %u",
+                      name, semid, (unsigned)ds.sem_perm.uid, (unsigned)owner);
     return 0;
 }
 
 int ferry_sem_open(ferry_sem **out, const char *name, int flags, unsigned mode, unsigned value)
 {
+    return ferry_sem_open_ex(out, name, flags, mode, value, (int64_t)geteuid());
+}
+
+int ferry_sem_open_ex(ferry_sem **out, const char *name, int flags, unsigned mode, unsigned value,
+                      int64_t owner_uid)
+{
     fy_err_clear();
+    if (owner_uid < FERRY_OWNER_ANY || owner_uid > UINT32_MAX)
+        return fy_err(FERRY_EINVAL, "sem open: owner uid %lld", (long long)owner_uid);
     if (out == NULL)
         return fy_err(FERRY_EINVAL, "sem open: no handle pointer");
     *out = NULL;
@@ -104,7 +118,7 @@ int ferry_sem_open(ferry_sem **out, const char *name, int flags, unsigned mode, 
                              .semid = -1};
     ferry_shm_opts opts = {.mode = a.mode, .init = sem_init_cb, .init_arg = &a};
     int rc = fy_region_open(&s->shm, name, FERRY_KIND_SEM, sizeof(struct sem_shared), flags,
-                            a.undo ? FERRY_SEM_UNDO : 0, &opts);
+                            a.undo ? FERRY_SEM_UNDO : 0, &opts, owner_uid);
     if (rc != 0) {
         if (a.semid >= 0) /* created the kernel object, lost the name race */
             semctl(a.semid, 0, IPC_RMID);
@@ -115,7 +129,7 @@ int ferry_sem_open(ferry_sem **out, const char *name, int flags, unsigned mode, 
     s->undo = (s->shm->flags & FERRY_SEM_UNDO) != 0;
     if (s->undo) {
         s->semid = s->sh->semid; /* read once: later scribbles cannot redirect us */
-        rc = sem_check_semid(s->semid, name);
+        rc = sem_check_semid(s->semid, name, s->shm->owner);
         if (rc != 0) {
             ferry_shm_close(s->shm);
             free(s);
@@ -247,23 +261,50 @@ int ferry_sem_close(ferry_sem *s)
     return 0;
 }
 
-/* Removes the kernel semaphore of an undo-kind object, if it is one. Used
- * by ferry_sem_unlink() and ferry_object_remove(). */
+/* Removes the kernel semaphore of an undo-kind object, if it is one, and
+ * only if it passes sem_check_semid against the object's owner. Used by
+ * ferry_sem_unlink() and ferry_object_remove(), whoever owns the object:
+ * the header and the id are read with pread, never mapped, so an object
+ * truncated meanwhile cannot make us fault. */
 int fy_sem_remove_kernel(const char *name);
 int fy_sem_remove_kernel(const char *name)
 {
-    ferry_shm *shm;
-    int rc = fy_region_open(&shm, name, FERRY_KIND_SEM, sizeof(struct sem_shared), 0, 0, NULL);
+    struct fy_region_hdr hdr;
+    struct stat st;
+    struct sem_shared sh;
+    int rc = fy_region_peek_user(name, &hdr, &st, &sh, sizeof sh);
     if (rc != 0)
         return rc;
-    if (shm->flags & FERRY_SEM_UNDO) {
-        struct sem_shared *sh = ferry_shm_addr(shm);
-        int id = sh->semid;
-        if (sem_check_semid(id, name) == 0 && semctl(id, 0, IPC_RMID) != 0)
-            rc = fy_syserr("remove kernel semaphore %d of %s", id, name);
+    if (hdr.kind != FERRY_KIND_SEM)
+        return fy_err(FERRY_EKIND, "%s is not a semaphore", name);
+    if (hdr.flags & FERRY_SEM_UNDO) {
+        rc = sem_check_semid(sh.semid, name, st.st_uid);
+        if (rc == 0 && semctl(sh.semid, 0, IPC_RMID) != 0)
+            rc = fy_syserr("remove kernel semaphore %d of %s", sh.semid, name);
     }
-    ferry_shm_close(shm);
     return rc;
+}
+
+/* The value of semaphore NAME for listing, without mapping it: -1 when it
+ * cannot be read. */
+int fy_sem_peek_value(const char *name, int *undo);
+int fy_sem_peek_value(const char *name, int *undo)
+{
+    struct fy_region_hdr hdr;
+    struct stat st;
+    struct sem_shared sh;
+    *undo = 0;
+    if (fy_region_peek_user(name, &hdr, &st, &sh, sizeof sh) != 0 || hdr.kind != FERRY_KIND_SEM)
+        return -1;
+    if (!(hdr.flags & FERRY_SEM_UNDO)) {
+        uint32_t v = atomic_load_explicit(&sh.value, memory_order_relaxed);
+        return v > FERRY_SEM_VALUE_MAX ? -1 : (int)v;
+    }
+    *undo = 1;
+    if (sem_check_semid(sh.semid, name, st.st_uid) != 0)
+        return -1;
+    int v = semctl(sh.semid, 0, GETVAL);
+    return v < 0 ? -1 : v;
 }
 
 int ferry_sem_unlink(const char *name)

@@ -81,6 +81,12 @@ static int region_read_hdr(int fd, const char *path, struct fy_region_hdr *h, st
 
 int fy_region_peek(const char *name, struct fy_region_hdr *hdr, struct stat *st)
 {
+    return fy_region_peek_user(name, hdr, st, NULL, 0);
+}
+
+int fy_region_peek_user(const char *name, struct fy_region_hdr *hdr, struct stat *st, void *user,
+                        size_t len)
+{
     char path[256];
     int rc = ferry_name_check(name);
     if (rc != 0)
@@ -95,8 +101,25 @@ int fy_region_peek(const char *name, struct fy_region_hdr *hdr, struct stat *st)
         return fy_err(err, "open %s", path);
     }
     rc = region_read_hdr(fd, path, hdr, st);
+    if (rc == 0 && len > 0) {
+        ssize_t n = hdr->size >= len ? pread(fd, user, len, FY_REGION_HDR_SIZE) : 0;
+        if (n != (ssize_t)len)
+            rc = fy_err(FERRY_EDAMAGED, "%s: user area shorter than %zu bytes", path, len);
+    }
     close(fd);
     return rc;
+}
+
+/* The owner check of an existing object: the caller's effective uid, root,
+ * or the uid the caller named. */
+static int region_owner_ok(const struct stat *st, int64_t owner_uid, const char *path)
+{
+    if (st->st_uid == geteuid() || st->st_uid == 0 || owner_uid == FERRY_OWNER_ANY ||
+        (owner_uid >= 0 && (int64_t)st->st_uid == owner_uid))
+        return 0;
+    return fy_err(FERRY_EOWNER,
+                  "%s belongs to uid %u, not to uid %u or root (see ferry_shm_open_ex)", path,
+                  (unsigned)st->st_uid, (unsigned)geteuid());
 }
 
 static int region_map(ferry_shm *h, int fd, const char *path)
@@ -108,7 +131,8 @@ static int region_map(ferry_shm *h, int fd, const char *path)
     return 0;
 }
 
-static int region_open_existing(ferry_shm *h, const char *path, ferry_kind kind, size_t size)
+static int region_open_existing(ferry_shm *h, const char *path, ferry_kind kind, size_t size,
+                                int64_t owner_uid)
 {
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
@@ -116,6 +140,10 @@ static int region_open_existing(ferry_shm *h, const char *path, ferry_kind kind,
     struct fy_region_hdr hdr;
     struct stat st;
     int rc = region_read_hdr(fd, path, &hdr, &st);
+    if (rc == 0) {
+        h->owner = st.st_uid;
+        rc = region_owner_ok(&st, owner_uid, path);
+    }
     if (rc == 0 && hdr.kind != (uint32_t)kind)
         rc = fy_err(FERRY_EKIND, "%s is a %s", path,
                     hdr.kind == FERRY_KIND_SEM      ? "semaphore"
@@ -210,6 +238,7 @@ static int region_create(ferry_shm *h, const char *path, ferry_kind kind, size_t
         goto fail;
     close(fd);
     h->created = 1;
+    h->owner = geteuid();
     return 0;
 
 fail:
@@ -223,7 +252,7 @@ fail:
 }
 
 int fy_region_open(ferry_shm **out, const char *name, ferry_kind kind, size_t size, int flags,
-                   uint32_t hdr_flags, const ferry_shm_opts *opts)
+                   uint32_t hdr_flags, const ferry_shm_opts *opts, int64_t owner_uid)
 {
     char path[256];
     int rc;
@@ -250,7 +279,7 @@ int fy_region_open(ferry_shm **out, const char *name, ferry_kind kind, size_t si
     rc = FERRY_ENOENT;
     for (int attempt = 0; attempt < 8; attempt++) {
         if (!(flags & FERRY_CREATE) || !(flags & FERRY_EXCL)) {
-            rc = region_open_existing(h, path, kind, size);
+            rc = region_open_existing(h, path, kind, size, owner_uid);
             if (rc != FERRY_ENOENT || !(flags & FERRY_CREATE))
                 break;
         }
@@ -271,12 +300,20 @@ int fy_region_open(ferry_shm **out, const char *name, ferry_kind kind, size_t si
     return 0;
 }
 
-int ferry_shm_open(ferry_shm **shm, const char *name, size_t size, int flags,
-                   const ferry_shm_opts *opts)
+int ferry_shm_open_ex(ferry_shm **shm, const char *name, size_t size, int flags,
+                      const ferry_shm_opts *opts, int64_t owner_uid)
 {
     if (flags & FERRY_SEM_UNDO)
         return fy_err(FERRY_EINVAL, "shm open: FERRY_SEM_UNDO is a semaphore flag");
-    return fy_region_open(shm, name, FERRY_KIND_REGION, size, flags, 0, opts);
+    if (owner_uid < FERRY_OWNER_ANY || owner_uid > UINT32_MAX)
+        return fy_err(FERRY_EINVAL, "shm open: owner uid %lld", (long long)owner_uid);
+    return fy_region_open(shm, name, FERRY_KIND_REGION, size, flags, 0, opts, owner_uid);
+}
+
+int ferry_shm_open(ferry_shm **shm, const char *name, size_t size, int flags,
+                   const ferry_shm_opts *opts)
+{
+    return ferry_shm_open_ex(shm, name, size, flags, opts, (int64_t)geteuid());
 }
 
 void *ferry_shm_addr(const ferry_shm *shm)

@@ -2,6 +2,8 @@
 #include "../common.h"
 
 #include <fcntl.h>
+#include <sys/ipc.h>
+#include <sys/sem.h>
 
 static const int kinds[] = {0, FERRY_SEM_UNDO};
 
@@ -240,6 +242,88 @@ static void test_scribbled_semid(void **state)
     assert_int_equal(ferry_object_remove(n), 0);
 }
 
+/* A semaphore planted by another local user is refused unless named. */
+static void test_foreign_owner_refused(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    for (size_t k = 0; k < 2; k++) {
+        char n[64], p[300];
+        ferry_sem *s;
+        t_name(n, sizeof n, "owner");
+        t_path(p, sizeof p, n);
+        assert_int_equal(ferry_sem_open(&s, n, FERRY_CREATE | kinds[k], 0666, 1), 0);
+        ferry_sem_close(s);
+        assert_int_equal(chown(p, 65534, 65534), 0);
+        assert_int_equal(ferry_sem_open(&s, n, 0, 0, 0), FERRY_EOWNER);
+        assert_int_equal(ferry_sem_open(&s, n, FERRY_CREATE | kinds[k], 0666, 1), FERRY_EOWNER);
+        if (kinds[k]) {
+            /* the object now says 65534, its set is root's: that does not match */
+            assert_int_equal(ferry_sem_open_ex(&s, n, 0, 0, 0, 65534), FERRY_ECORRUPT);
+        } else {
+            assert_int_equal(ferry_sem_open_ex(&s, n, 0, 0, 0, 65534), 0);
+            assert_int_equal(ferry_sem_value(s), 1);
+            ferry_sem_close(s);
+        }
+        assert_int_equal(chown(p, 0, 0), 0);
+        assert_int_equal(ferry_sem_unlink(n), 0);
+    }
+}
+
+/* Creates a one-element private System V set as uid 65534; its id. */
+static int foreign_semset(void)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(90);
+        int id = semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+        CHILD_CHECK(id >= 0, 91);
+        CHILD_CHECK(write(fds[1], &id, sizeof id) == (ssize_t)sizeof id, 92);
+        _exit(0);
+    }
+    int id = -1;
+    assert_int_equal(read(fds[0], &id, sizeof id), (ssize_t)sizeof id);
+    assert_int_equal(t_wait(pid), 0);
+    close(fds[0]);
+    close(fds[1]);
+    return id;
+}
+
+/* An undo semaphore's id scribbled to point at another user's set: open is
+ * FERRY_ECORRUPT, and neither ferry_sem_unlink nor ferry_object_remove
+ * removes that set. */
+static void test_planted_semid_survives(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    int victim = foreign_semset();
+    for (int how = 0; how < 2; how++) {
+        char n[64], p[300];
+        ferry_sem *s;
+        t_name(n, sizeof n, "planted");
+        assert_int_equal(ferry_sem_open(&s, n, FERRY_CREATE | FERRY_SEM_UNDO, 0, 1), 0);
+        ferry_sem_close(s);
+        t_path(p, sizeof p, n);
+        int fd = open(p, O_RDWR);
+        int32_t own;
+        assert_int_equal(pread(fd, &own, 4, 128 + 8), 4);
+        assert_int_equal(pwrite(fd, &victim, 4, 128 + 8), 4);
+        close(fd);
+        assert_int_equal(ferry_sem_open(&s, n, 0, 0, 0), FERRY_ECORRUPT);
+        assert_int_equal(how ? ferry_object_remove(n) : ferry_sem_unlink(n), 0);
+        assert_false(t_exists(n));
+        struct semid_ds ds;
+        assert_int_equal(semctl(victim, 0, IPC_STAT, &ds), 0); /* still there */
+        assert_int_equal(semctl(own, 0, IPC_RMID), 0);
+    }
+    assert_int_equal(semctl(victim, 0, IPC_RMID), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +336,8 @@ int main(void)
         cmocka_unit_test(test_cross_process_wake),
         cmocka_unit_test(test_unlink_wakes_waiters),
         cmocka_unit_test(test_scribbled_semid),
+        cmocka_unit_test(test_foreign_owner_refused),
+        cmocka_unit_test(test_planted_semid_survives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -321,6 +321,52 @@ static void test_creator_killed_mid_create(void **state)
     t_pipe_close(&p);
 }
 
+/* An object planted by another local user (here: ours, given to uid 65534,
+ * mode 0666, valid header) is refused unless the caller names that owner;
+ * a root-owned object is accepted by everyone. */
+static void test_foreign_owner_refused(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    char n[64], p[300];
+    ferry_shm *a, *b;
+    ferry_shm_opts o = {.mode = 0666};
+    t_name(n, sizeof n, "owner");
+    t_path(p, sizeof p, n);
+    assert_int_equal(ferry_shm_open(&a, n, 64, FERRY_CREATE, &o), 0);
+    ferry_shm_close(a);
+    assert_int_equal(chown(p, 65534, 65534), 0);
+    assert_int_equal(ferry_shm_open(&b, n, 64, 0, NULL), FERRY_EOWNER);
+    assert_non_null(strstr(ferry_errdetail(), "65534"));
+    assert_int_equal(ferry_shm_open(&b, n, 64, FERRY_CREATE, NULL), FERRY_EOWNER);
+    assert_int_equal(ferry_shm_open_ex(&b, n, 64, 0, NULL, 1234), FERRY_EOWNER);
+    assert_int_equal(ferry_shm_open_ex(&b, n, 64, 0, NULL, 65534), 0);
+    ferry_shm_close(b);
+    assert_int_equal(ferry_shm_open_ex(&b, n, 64, 0, NULL, FERRY_OWNER_ANY), 0);
+    ferry_shm_close(b);
+    assert_int_equal(ferry_shm_open_ex(&b, n, 64, 0, NULL, -2), FERRY_EINVAL);
+    /* the same object seen by its owner, and a root-owned one by uid 65534 */
+    char n2[64];
+    t_name(n2, sizeof n2, "owner-root");
+    assert_int_equal(ferry_shm_open(&a, n2, 64, FERRY_CREATE, &o), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(90);
+        ferry_shm *c;
+        CHILD_CHECK(ferry_shm_open(&c, n, 64, 0, NULL) == 0, 91);
+        ferry_shm_close(c);
+        CHILD_CHECK(ferry_shm_open(&c, n2, 64, 0, NULL) == 0, 92);
+        ferry_shm_close(c);
+        _exit(0);
+    }
+    assert_int_equal(t_wait(pid), 0);
+    ferry_shm_close(a);
+    assert_int_equal(ferry_shm_unlink(n), 0);
+    assert_int_equal(ferry_shm_unlink(n2), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_init_callback),
         cmocka_unit_test(test_concurrent_create),
         cmocka_unit_test(test_creator_killed_mid_create),
+        cmocka_unit_test(test_foreign_owner_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

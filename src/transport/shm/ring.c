@@ -27,6 +27,9 @@ static inline uint64_t make_hdr(uint32_t len_flags, uint64_t pos)
     return (uint64_t)len_flags | ((uint64_t)ring_tag(pos) << 32);
 }
 
+/* A header word that can never be taken for a record at pos. */
+static inline uint64_t ring_blank(uint64_t pos) { return (uint64_t)(~ring_tag(pos)) << 32; }
+
 void fy_ring_format(void *mem, uint64_t cap)
 {
     struct fy_ring_shared *sh = mem;
@@ -110,11 +113,15 @@ void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags)
     /* Clear the header slot of the next record if it is free room: it may
      * hold payload bytes of the previous lap, which must never pass for a
      * record (a relayed payload could forge one). The release store of
-     * this record's header below orders the clearing before it. */
+     * this record's header below orders the clearing before it. The
+     * cleared word carries the complement of the tag expected there, not
+     * 0: ring_tag() is 0 at one position in every 32 GiB, where a zero
+     * word would read as an empty record and put the reader out of step. */
     if (next - w->head_cache >= w->cap)
         ring_load_head(w);
     if (next - w->head_cache < w->cap)
-        atomic_store_explicit(rec_word(w->data, next % w->cap), 0, memory_order_relaxed);
+        atomic_store_explicit(rec_word(w->data, next % w->cap), ring_blank(next),
+                              memory_order_relaxed);
     atomic_store_explicit(rec_word(w->data, pos % w->cap),
                           make_hdr((uint32_t)len | (flags & ~FY_RING_LEN_MASK), pos),
                           memory_order_release);

@@ -38,6 +38,13 @@
  * of the data area the writer puts a PAD record covering the rest, and the
  * next record starts at offset 0.
  *
+ * On commit the writer also blanks the header slot of the next record (if
+ * it is free room) so that stale payload bytes of the previous lap cannot
+ * pass for a record. The blank word carries the complement of the tag
+ * expected at that position, never plain 0: the tag is 0 at one position in
+ * every 32 GiB ((pos >> 3) == FY_RING_TAG_SALT), and a zero word there would
+ * read as an empty message and leave the reader 8 bytes out of step.
+ *
  * Nothing in the shared area is trusted by the side that reads it: the
  * reader checks every header (length within the data area, known flags,
  * PAD reaching exactly the end); the writer checks that head lies in

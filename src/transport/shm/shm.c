@@ -4,11 +4,12 @@
  * them for the peer's death and redials lost ones.
  *
  * Everything a peer sends is checked before use: control messages (magic,
- * version, operation, sizes), the descriptors passed with them (the
- * connection memfd must have exactly the agreed size and be sealed against
- * shrinking, so the peer cannot make our mapping fault; the wake block
- * likewise; the wake-up fd must be a datagram socket), and the peer's
- * uid (SO_PEERCRED). A refused peer is told why in a REFUSE message.
+ * version, operation, sizes), the descriptors passed with them (shm_fd.c:
+ * the connection memfd must be a tmpfs memfd sealed against shrinking, seals
+ * read before the size, with exactly the agreed size, so the peer cannot
+ * make our mapping fault; the wake block likewise; the wake-up fd must be a
+ * datagram socket), and the peer's uid and pid (SO_PEERCRED). A refused peer is told why in a
+ * REFUSE message.
  *
  * Lock order: the transport lock `lk`, then the socket's `mtx`.
  */
@@ -28,8 +29,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* A listener out of descriptors stops listening this long rather than spin
+ * on a level-triggered event (the stream listener does the same). */
+#define SHM_ACCEPT_PAUSE_NS 100000000u
+/* Connections taken per listener event, so a crowd of dialers cannot hold
+ * the I/O thread: the rest are reported again. */
+#define SHM_ACCEPT_BATCH 64
+
 struct shm_listener {
     struct shm_ev ev;
+    uint64_t paused_until; /* monotonic ns; 0: listening */
     char name[FERRY_NAME_MAX + 1];
     struct shm_listener *next;
 };
@@ -194,41 +203,9 @@ static void close_fds(int *fds, int n)
             close(fds[i]);
 }
 
-/* A memfd of exactly size bytes, sealed so it cannot shrink. */
-static int check_sealed_memfd(int fd, size_t size)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
-        return FERRY_EPROTO;
-    int seals = fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || !(seals & F_SEAL_SHRINK))
-        return FERRY_EPROTO;
-    return 0;
-}
-
-/* The peer's wake-up fd must be a datagram socket: we only ever send()
- * to it with MSG_DONTWAIT, which cannot block whatever the peer does. */
-static int check_event_sock(int fd)
-{
-    struct stat st;
-    int type = 0;
-    socklen_t len = sizeof type;
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM)
-        return FERRY_EPROTO;
-    return 0;
-}
-
-/* Peers we talk to: root, our own uid, and FERRY_OPT_PEER_UID (-1: any). */
-static int uid_allowed(const ferry_socket *s, uid_t uid)
-{
-    int64_t allowed = s->opt.peer_uid;
-    return allowed < 0 || uid == 0 || uid == getuid() || uid == (uid_t)allowed;
-}
-
 static struct fy_wake *map_wake(int fd)
 {
-    if (check_sealed_memfd(fd, FY_WAKE_SIZE) != 0)
+    if (fy_shm_check_memfd(fd, FY_WAKE_SIZE) != 0)
         return NULL;
     void *p = mmap(NULL, FY_WAKE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     return p == MAP_FAILED ? NULL : p;
@@ -376,7 +353,8 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
      * anyone, so a listener of a foreign uid could be squatting it. */
     struct ucred cr;
     socklen_t cl = sizeof cr;
-    if (getsockopt(sp->ctl_fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || !uid_allowed(s, cr.uid)) {
+    if (getsockopt(sp->ctl_fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 ||
+        !fy_uid_allowed(s, cr.uid)) {
         rc = fy_err(FERRY_EACCES, "shm://%s: the listener runs as uid %u (see FERRY_OPT_PEER_UID)",
                     name, (unsigned)cr.uid);
         goto fail;
@@ -390,7 +368,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     if (c.op == SHM_OP_REFUSE) {
         close_fds(fds, nfds);
         rc = c.err < 0 && c.err > -5000 ? c.err : FERRY_ECONNREFUSED;
-        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, c.pid, c.text);
+        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, (int)cr.pid, c.text);
         goto fail;
     }
     if (c.op != SHM_OP_WELCOME || nfds != 2) {
@@ -406,13 +384,15 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     }
     sp->peer_wake = map_wake(fds[0]);
     close(fds[0]);
-    if (sp->peer_wake == NULL || check_event_sock(fds[1]) != 0) {
+    if (sp->peer_wake == NULL || fy_shm_check_event_sock(fds[1]) != 0) {
         close(fds[1]);
         rc = fy_err(FERRY_EPROTO, "shm://%s: listener sent bad descriptors", name);
         goto fail;
     }
     sp->peer_efd = fds[1];
-    sp->base.peer_pid = c.pid;
+    /* who the listener is, from the kernel: its message's pid is a claim */
+    sp->base.peer_pid = (int)cr.pid;
+    sp->base.peer_uid = (unsigned)cr.uid;
     uint64_t cap = s->opt.ring_size;
     if (c.ring_size > cap && c.ring_size <= FY_RING_MAX)
         cap = c.ring_size;
@@ -444,8 +424,12 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
 
     ctl_init(&c, SHM_OP_HELLO, s);
     c.ring_size = cap;
-    int out_fds[3] = {memfd, s->wake_fd, s->event_wfd};
-    if ((rc = ctl_send(sp->ctl_fd, &c, out_fds, 3)) != 0) {
+    int efd = fy_sock_event_sender(s);
+    int out_fds[3] = {memfd, s->wake_fd, efd};
+    rc = efd < 0 ? efd : ctl_send(sp->ctl_fd, &c, out_fds, 3);
+    if (efd >= 0)
+        close(efd); /* the peer's now */
+    if (rc != 0) {
         fy_err(rc, "shm://%s: send hello", name);
         goto fail;
     }
@@ -459,7 +443,7 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     close_fds(fds, nfds);
     if (c.op == SHM_OP_REFUSE) {
         rc = c.err < 0 && c.err > -5000 ? c.err : FERRY_ECONNREFUSED;
-        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, c.pid, c.text);
+        fy_err(rc, "shm://%s: refused by the listener (pid %d): %s", name, (int)cr.pid, c.text);
         goto fail;
     }
     if (c.op != SHM_OP_ACK) {
@@ -593,20 +577,46 @@ static void refuse(int fd, ferry_socket *s, int err, const char *fmt, ...)
     ctl_send(fd, &c, NULL, 0);
 }
 
+static void listener_arm(struct shm_tran *t, struct shm_listener *l, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = &l->ev};
+    epoll_ctl(t->epfd, EPOLL_CTL_MOD, l->ev.fd, &ev);
+}
+
+/* Listeners paused for want of descriptors listen again once their pause
+ * is over (lk held). */
+static void listeners_resume(struct shm_tran *t, uint64_t now)
+{
+    for (struct shm_listener *l = t->listeners; l; l = l->next) {
+        if (l->paused_until && now >= l->paused_until) {
+            l->paused_until = 0;
+            listener_arm(t, l, EPOLLIN);
+        }
+    }
+}
+
 static void on_accept(struct shm_tran *t, struct shm_listener *l)
 {
     ferry_socket *s = t->s;
-    for (;;) {
+    for (int i = 0; i < SHM_ACCEPT_BATCH; i++) {
         int fd = accept4(l->ev.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == ECONNABORTED || errno == EINTR))
+            continue;
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS)) {
+            /* the connection stays in the backlog; the event would be
+             * reported again at once, for as long as we are short */
+            l->paused_until = fy_now_mono_ns() + SHM_ACCEPT_PAUSE_NS;
+            listener_arm(t, l, 0);
+        }
         if (fd < 0)
-            return; /* EAGAIN, or a failure that the next round retries */
+            return; /* EAGAIN, or paused */
         struct ucred cr;
         socklen_t cl = sizeof cr;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
             close(fd);
             continue;
         }
-        if (!uid_allowed(s, cr.uid)) {
+        if (!fy_uid_allowed(s, cr.uid)) {
             refuse(fd, s, FERRY_EACCES,
                    "uid %u may not connect (allowed: %lld and root; see FERRY_OPT_PEER_UID)",
                    (unsigned)cr.uid, (long long)s->opt.peer_uid);
@@ -615,13 +625,17 @@ static void on_accept(struct shm_tran *t, struct shm_listener *l)
         }
         struct shm_ctl c;
         ctl_init(&c, SHM_OP_WELCOME, s);
-        int out_fds[2] = {s->wake_fd, s->event_wfd};
+        int efd = fy_sock_event_sender(s);
+        int out_fds[2] = {s->wake_fd, efd};
         struct shm_pending *pd = calloc(1, sizeof *pd);
-        if (pd == NULL || ctl_send(fd, &c, out_fds, 2) != 0) {
+        if (pd == NULL || efd < 0 || ctl_send(fd, &c, out_fds, 2) != 0) {
+            if (efd >= 0)
+                close(efd);
             free(pd);
             close(fd);
             continue;
         }
+        close(efd); /* the peer's now */
         pd->ev.kind = SHM_EV_PENDING;
         pd->ev.fd = fd;
         pd->uid = cr.uid;
@@ -685,7 +699,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     if (sp == NULL)
         return FERRY_ENOMEM;
     sp->map_len = SHM_CONN_HDR + 2 * fy_ring_bytes(cap);
-    int rc = check_sealed_memfd(fds[0], sp->map_len);
+    int rc = fy_shm_check_memfd(fds[0], sp->map_len);
     if (rc == 0) {
         sp->map = mmap(NULL, sp->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
         if (sp->map == MAP_FAILED) {
@@ -700,7 +714,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     }
     if (rc == 0 && (sp->peer_wake = map_wake(fds[1])) == NULL)
         rc = FERRY_EPROTO;
-    if (rc == 0 && check_event_sock(fds[2]) != 0)
+    if (rc == 0 && fy_shm_check_event_sock(fds[2]) != 0)
         rc = FERRY_EPROTO;
     if (rc != 0) {
         refuse(fd, s, rc, "bad connection memory or descriptors");
@@ -830,6 +844,9 @@ static int next_timeout_ms(struct shm_tran *t)
     for (struct shm_dialer *d = t->dialers; d; d = d->next)
         if (!d->connected && d->next_try && d->next_try < next)
             next = d->next_try;
+    for (struct shm_listener *l = t->listeners; l; l = l->next)
+        if (l->paused_until && l->paused_until < next)
+            next = l->paused_until;
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : (int)((next - now + 999999u) / 1000000u);
@@ -841,7 +858,10 @@ static void *shm_thread(void *arg)
     struct epoll_event evs[32];
     pthread_mutex_lock(&t->lk);
     while (!atomic_load(&t->stop)) {
+        /* at least once a second: the pollable fd's watchdog */
         int timeout = next_timeout_ms(t);
+        if (timeout < 0 || timeout > 1000)
+            timeout = 1000;
         pthread_mutex_unlock(&t->lk);
         int n = epoll_wait(t->epfd, evs, 32, timeout);
         pthread_mutex_lock(&t->lk);
@@ -877,6 +897,8 @@ static void *shm_thread(void *arg)
             if (p->deadline <= now)
                 pending_free(t, p); /* half a handshake, then silence */
         }
+        listeners_resume(t, now);
+        fy_sock_fd_watchdog(t->s);
         run_dialers(t);
     }
     pthread_mutex_unlock(&t->lk);
@@ -929,6 +951,9 @@ const struct fy_tran_ops fy_shm_tran = {
 
 /* --- `ferry ls`: live endpoints ------------------------------------------------ */
 
+/* Asks the listener of NAME for its peers. out->pid and out->uid are the
+ * listener's as the kernel reports them (SO_PEERCRED), not what it says;
+ * the peers' pids are those the listener had from the kernel. */
 int fy_shm_stat(const char *name, struct shm_ctl *out);
 int fy_shm_stat(const char *name, struct shm_ctl *out)
 {
@@ -965,6 +990,14 @@ int fy_shm_stat(const char *name, struct shm_ctl *out)
         close_fds(fds, nfds);
         if (out->op != SHM_OP_STAT_REP || out->npeers > SHM_STAT_PEERS)
             rc = FERRY_EPROTO;
+    }
+    struct ucred cr;
+    socklen_t cl = sizeof cr;
+    if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0)
+        rc = -errno;
+    if (rc == 0) {
+        out->pid = (int32_t)cr.pid;
+        out->uid = (uint32_t)cr.uid;
     }
     close(fd);
     return rc;

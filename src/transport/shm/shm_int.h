@@ -117,6 +117,7 @@ struct shm_pipe {
     int asked;   /* we set want_room in the ring and wait for room */
     /* receiving: the message being assembled */
     struct fy_rxmsg partial;
+    size_t partial_cap; /* room in partial.parts */
     unsigned char *cur;
     size_t cur_len, cur_cap;
     uint64_t partial_total;
@@ -128,5 +129,11 @@ struct shm_pipe {
 };
 
 extern const struct fy_pipe_ops fy_shm_pipe_ops;
+
+/* Descriptor checks (shm_fd.c). A memfd of exactly size bytes on tmpfs,
+ * sealed against shrinking (seals read before the size); a datagram
+ * socket. 0 or FERRY_EPROTO. */
+int fy_shm_check_memfd(int fd, size_t size);
+int fy_shm_check_event_sock(int fd);
 
 #endif

@@ -278,25 +278,42 @@ static void shm_unclaim(struct fy_pipe *p) { fy_ring_abort(&((struct shm_pipe *)
 static void rx_partial_drop(struct shm_pipe *sp)
 {
     fy_rxmsg_clear(&sp->partial);
+    sp->partial_cap = 0;
     free(sp->cur);
     sp->cur = NULL;
     sp->cur_len = sp->cur_cap = 0;
     sp->partial_total = 0;
 }
 
-static int rx_push_part(struct fy_rxmsg *m, ferry_msg *part)
+/* Adds a finished part; the array grows geometrically, so a message of
+ * many parts costs linear time. */
+static int rx_push_part(struct shm_pipe *sp, ferry_msg *part)
 {
-    ferry_msg **v = realloc(m->parts, (m->nparts + 1) * sizeof *v);
-    if (v == NULL)
-        return FERRY_ENOMEM;
-    m->parts = v;
+    struct fy_rxmsg *m = &sp->partial;
+    if (m->nparts == sp->partial_cap) {
+        size_t cap = sp->partial_cap ? sp->partial_cap * 2 : 8;
+        ferry_msg **v = realloc(m->parts, cap * sizeof *v);
+        if (v == NULL)
+            return FERRY_ENOMEM;
+        m->parts = v;
+        sp->partial_cap = cap;
+    }
     m->parts[m->nparts++] = part;
     return 0;
 }
 
-/* Appends a record to the part being assembled. */
+/* Appends a record to the part being assembled. Parts are counted, empty
+ * ones included, against FY_MAX_PARTS: an 8-byte record carrying MORE
+ * costs us a part's memory and time. A CONT record is always a full one
+ * (the writer cuts a part at the largest record), so a part cannot be
+ * spread over empty records either. */
 static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
 {
+    if ((rec->flags & FY_RING_F_CONT) && rec->len != sp->max_rec)
+        return FERRY_ECORRUPT;
+    if (!(rec->flags & FY_RING_F_CONT) && sp->partial.nparts >= FY_MAX_PARTS)
+        return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
+                      sp->base.peer_pid, FY_MAX_PARTS);
     sp->partial_total += rec->len;
     if (sp->partial_total > sp->own_maxmsg)
         return FERRY_EMSGSIZE;
@@ -310,16 +327,21 @@ static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
         sp->cur = b;
         sp->cur_cap = cap;
     }
-    memcpy(sp->cur + sp->cur_len, rec->data, rec->len);
+    if (rec->len > 0) /* an empty part may come before any buffer exists */
+        memcpy(sp->cur + sp->cur_len, rec->data, rec->len);
     sp->cur_len += rec->len;
     if (rec->flags & FY_RING_F_CONT)
         return 0;
     ferry_msg *part = fy_msg_heap(sp->cur_len);
     if (part == NULL)
         return FERRY_ENOMEM;
-    memcpy(part->data, sp->cur, sp->cur_len);
+    if (sp->cur_len > 0)
+        memcpy(part->data, sp->cur, sp->cur_len);
     sp->cur_len = 0;
-    return rx_push_part(&sp->partial, part);
+    int rc = rx_push_part(sp, part);
+    if (rc != 0)
+        free(part);
+    return rc;
 }
 
 static void rx_command(struct shm_pipe *sp, const struct fy_ring_rec *rec)
@@ -336,11 +358,21 @@ static void rx_command(struct shm_pipe *sp, const struct fy_ring_rec *rec)
         s->proto->cmd(s, &sp->base, d[0] == SHM_CMD_SUB, d + 1, rec->len - 1u);
 }
 
+/* Records one recv call handles at most. The peer decides how many
+ * records are waiting, and every one runs under the socket mutex: past the
+ * budget the call returns "not now" and wakes its own socket, so the
+ * waiting loop runs (timeouts hold, other pipes and threads get the lock)
+ * and comes straight back. */
+#define SHM_RX_BUDGET 256
+
 static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
     struct fy_ring_rec rec;
-    int moved_any = 0, rc;
+    int moved_any = 0, rc, budget = SHM_RX_BUDGET;
+    /* a socket that does not receive (PUB) takes only commands; data from
+     * the peer is a protocol violation and is skipped, never assembled */
+    int takes_data = p->sock == NULL || p->sock->proto->can_recv;
     /* A busy socket never sleeps, so "nothing here" is also confirmed
      * against the writer's tail now and then: garbage cannot hide behind
      * a mismatched tag for long. */
@@ -351,14 +383,22 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             rc = 0; /* the user holds many in-place messages: free some */
             break;
         }
+        if (budget-- == 0) {
+            rc = 0;
+            if (p->sock != NULL)
+                fy_wake(p->sock->wake, p->sock->event_wfd);
+            break;
+        }
         rc = fy_ring_peek(&sp->r, &rec, check);
         if (rc <= 0)
             break;
         sp->empty_polls = 0;
         int moved = 0;
-        if (rec.flags & FY_RING_F_CMD) {
-            rx_command(sp, &rec);
-            fy_ring_take(&sp->r, &rec, 0, 0, &moved);
+        if ((rec.flags & FY_RING_F_CMD) || !takes_data) {
+            if (rec.flags & FY_RING_F_CMD)
+                rx_command(sp, &rec);
+            int msgs = !(rec.flags & (FY_RING_F_CMD | FY_RING_F_MORE | FY_RING_F_CONT));
+            fy_ring_take(&sp->r, &rec, 0, (uint32_t)msgs, &moved);
             moved_any |= moved;
             continue;
         }
@@ -411,6 +451,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
         if (last) {
             *m = sp->partial;
             memset(&sp->partial, 0, sizeof sp->partial);
+            sp->partial_cap = 0;
             sp->partial_total = 0;
             rc = 1;
             break;
@@ -423,7 +464,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
     if (rc < 0) {
         if (rc == FERRY_ECORRUPT)
             fy_err(rc, "shm pipe %d (peer pid %d): ring", p->id, p->peer_pid);
-        else if (rc == FERRY_EMSGSIZE)
+        else if (rc == FERRY_EMSGSIZE && sp->partial.nparts < FY_MAX_PARTS)
             fy_err(rc, "shm pipe %d (peer pid %d): message over FERRY_OPT_MAXMSGSIZE", p->id,
                    p->peer_pid);
         sp->errors++;

@@ -1,0 +1,49 @@
+/*
+ * shm_fd.c - checks of the descriptors a shm:// peer hands us at the
+ * handshake, before we map or write to any of them.
+ *
+ * A memfd we are going to map must stay at least as large as our mapping,
+ * or touching the mapping raises SIGBUS. So the seals are read first: once
+ * F_SEAL_SHRINK is set the size can only grow, and a size read after that
+ * is a floor. Read the other way round, a peer could shrink the file
+ * between the two reads and seal it afterwards. The first call is
+ * F_GET_SEALS because it answers from the inode without calling into any
+ * file system: it fails for everything but shmem and hugetlbfs files, so no
+ * later call (fstatfs, fstat) can block on a file served by the peer (a
+ * FUSE mount it runs, say). Then the file system must be tmpfs, where
+ * memfds live: a hugetlbfs memfd is also sealable, but its pages come from
+ * a pool that can run dry at fault time, and that is a SIGBUS too.
+ */
+#include "shm_int.h"
+
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+int fy_shm_check_memfd(int fd, size_t size)
+{
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK))
+        return FERRY_EPROTO;
+    struct statfs sfs;
+    if (fstatfs(fd, &sfs) != 0 || sfs.f_type != TMPFS_MAGIC)
+        return FERRY_EPROTO;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+        return FERRY_EPROTO;
+    return 0;
+}
+
+int fy_shm_check_event_sock(int fd)
+{
+    /* SO_TYPE first: it fails on anything but a socket without touching
+     * the file, and we only ever send() to it with MSG_DONTWAIT, which
+     * cannot block whatever the peer does with its end. */
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM)
+        return FERRY_EPROTO;
+    return 0;
+}

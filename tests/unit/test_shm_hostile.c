@@ -1,0 +1,387 @@
+/* test_shm_hostile.c - a hostile local peer in this process: it writes raw
+ * records into the ring it shares with us and tampers with what the
+ * handshake gave it. Each attack must cost us a bounded amount and leave
+ * our honest peers served. */
+#include "../common.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "transport/shm/shm_int.h"
+
+/* A PULL listening, and a PUSH dialed to it whose pipe we drive by hand. */
+struct rig {
+    ferry_socket *pull, *evil;
+    struct shm_pipe *sp; /* the evil dialer's side of the connection */
+    char url[96];
+};
+
+static void rig_open(struct rig *r, const char *tag, int ring)
+{
+    t_url(r->url, sizeof r->url, tag);
+    assert_int_equal(ferry_socket_open(&r->pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_listen(r->pull, r->url), 0);
+    assert_int_equal(ferry_socket_open(&r->evil, FERRY_PUSH), 0);
+    assert_int_equal(ferry_setopt_int(r->evil, FERRY_OPT_RING_SIZE, ring), 0);
+    assert_int_equal(ferry_dial(r->evil, r->url), 0);
+    pthread_mutex_lock(&r->evil->mtx);
+    assert_int_equal(r->evil->npipes, 1);
+    r->sp = (struct shm_pipe *)r->evil->pipes[0];
+    fy_pipe_ref(&r->sp->base);
+    pthread_mutex_unlock(&r->evil->mtx);
+}
+
+static void rig_close(struct rig *r)
+{
+    fy_pipe_unref(&r->sp->base);
+    ferry_close(r->evil);
+    ferry_close(r->pull);
+}
+
+/* Writes one raw record; 0 when the ring is full. */
+static int raw_put(struct shm_pipe *sp, const void *data, uint64_t len, uint32_t flags)
+{
+    int err;
+    void *dst = fy_ring_claim(&sp->w, len, &err);
+    if (dst == NULL)
+        return 0;
+    if (len)
+        memcpy(dst, data, len);
+    fy_ring_commit(&sp->w, flags);
+    return 1;
+}
+
+static int64_t errors_of(ferry_socket *s)
+{
+    int64_t v = -1;
+    assert_int_equal(ferry_getopt_int(s, FERRY_OPT_ERRORS, &v), 0);
+    return v;
+}
+
+/* 9. Parts are counted, empty ones included: 65,536 pass, one more drops
+ * the connection. */
+static void test_part_limit(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_open(&r, "parts", 1 << 20);
+    assert_int_equal(ferry_setopt_int(r.pull, FERRY_OPT_RCVTIMEO, 2000), 0);
+    for (int i = 0; i < FY_MAX_PARTS - 1; i++)
+        assert_int_equal(raw_put(r.sp, NULL, 0, FY_RING_F_MORE), 1);
+    assert_int_equal(raw_put(r.sp, "end", 3, 0), 1);
+    size_t n;
+    char buf[8];
+    int64_t more = 1;
+    int parts = 0;
+    while (more) {
+        assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, 0), 0);
+        parts++;
+        assert_int_equal(ferry_getopt_int(r.pull, FERRY_OPT_RCVMORE, &more), 0);
+    }
+    assert_int_equal(parts, FY_MAX_PARTS);
+    assert_int_equal(n, 3);
+    assert_int_equal(errors_of(r.pull), 0);
+
+    for (int i = 0; i < FY_MAX_PARTS; i++)
+        assert_int_equal(raw_put(r.sp, NULL, 0, FY_RING_F_MORE), 1);
+    assert_int_equal(raw_put(r.sp, NULL, 0, 0), 1);
+    assert_int_equal(ferry_setopt_int(r.pull, FERRY_OPT_RCVTIMEO, 200), 0);
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, 0), FERRY_ETIMEDOUT);
+    assert_int_equal(errors_of(r.pull), 1);
+    rig_close(&r);
+}
+
+/* 9. A part cannot be spread over empty CONT records either. */
+static void test_empty_cont_refused(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_open(&r, "cont", 1 << 16);
+    assert_int_equal(ferry_setopt_int(r.pull, FERRY_OPT_RCVTIMEO, 200), 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(raw_put(r.sp, NULL, 0, FY_RING_F_CONT), 1);
+    assert_int_equal(raw_put(r.sp, "x", 1, 0), 1);
+    size_t n;
+    char buf[8];
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, 0), FERRY_ETIMEDOUT);
+    assert_int_equal(errors_of(r.pull), 1);
+    rig_close(&r);
+}
+
+/* 9. The sender keeps to the same limit. */
+static void test_send_part_limit(void **state)
+{
+    (void)state;
+    ferry_socket *push;
+    assert_int_equal(ferry_socket_open(&push, FERRY_PUSH), 0);
+    for (int i = 0; i < FY_MAX_PARTS; i++)
+        assert_int_equal(ferry_send(push, "", 0, FERRY_MORE), 0);
+    assert_int_equal(ferry_send(push, "", 0, FERRY_MORE), FERRY_EMSGSIZE);
+    ferry_close(push);
+}
+
+/* --- a raw listener that lies about who it is ------------------------------- */
+
+static int raw_listen(const char *name)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ferry/shm/%s", name);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa,
+                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)),
+                     0);
+    assert_int_equal(listen(fd, 8), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const struct shm_ctl *c, const int *fds, int nfds)
+{
+    union {
+        char b[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } cu;
+    memset(&cu, 0, sizeof cu);
+    struct iovec iov = {.iov_base = (void *)c, .iov_len = sizeof *c};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        mh.msg_control = cu.b;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+    }
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof *c)
+        fail_msg("raw send");
+}
+
+/* Reads one control message, closing any descriptors that came with it. */
+static void raw_read(int fd, struct shm_ctl *c)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    if (recvmsg(fd, &mh, 0) != (ssize_t)sizeof *c)
+        fail_msg("raw read");
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int f;
+            memcpy(&f, CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof f);
+            close(f);
+        }
+    }
+}
+
+static void lying_ctl(struct shm_ctl *c, int op)
+{
+    memset(c, 0, sizeof *c);
+    memcpy(c->magic, "FERRYCTL", 8);
+    c->version = SHM_CTL_VERSION;
+    c->op = (uint32_t)op;
+    c->type = FERRY_PULL;
+    c->pid = 1; /* a claim: init */
+    c->uid = 4242;
+    c->ring_size = 65536;
+}
+
+/* Serves one dialer (WELCOME, HELLO, ACK) and then one STAT request, each
+ * message claiming pid 1 and uid 4242. */
+static void *lying_listener(void *arg)
+{
+    int lfd = *(int *)arg;
+    struct shm_ctl c;
+    int wake = memfd_create("t-wake", MFD_CLOEXEC | MFD_ALLOW_SEALING), sv[2];
+    if (wake < 0 || ftruncate(wake, FY_WAKE_SIZE) != 0 ||
+        fcntl(wake, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0 ||
+        socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0)
+        fail_msg("raw listener set-up");
+    int fds[2] = {wake, sv[1]};
+    int conn = accept(lfd, NULL, NULL);
+    lying_ctl(&c, SHM_OP_WELCOME);
+    raw_send(conn, &c, fds, 2);
+    raw_read(conn, &c);
+    assert_int_equal(c.op, SHM_OP_HELLO);
+    lying_ctl(&c, SHM_OP_ACK);
+    raw_send(conn, &c, NULL, 0);
+
+    int st = accept(lfd, NULL, NULL);
+    lying_ctl(&c, SHM_OP_WELCOME);
+    raw_send(st, &c, fds, 2);
+    raw_read(st, &c);
+    assert_int_equal(c.op, SHM_OP_STAT_REQ);
+    lying_ctl(&c, SHM_OP_STAT_REP);
+    raw_send(st, &c, NULL, 0);
+    close(st);
+    close(wake);
+    close(sv[0]);
+    close(sv[1]);
+    return (void *)(intptr_t)conn; /* kept open until the test is done */
+}
+
+int fy_shm_stat(const char *name, struct shm_ctl *out);
+
+/* 12. Who a peer is comes from the kernel: the dialer's pipe and the
+ * listener's STAT answer (what `ferry ls` shows) carry SO_PEERCRED's pid
+ * and uid, not the ones the listener claims. */
+static void test_identity_from_kernel(void **state)
+{
+    (void)state;
+    char n[64], u[96];
+    t_name(n, sizeof n, "ident");
+    snprintf(u, sizeof u, "shm://%s", n);
+    int lfd = raw_listen(n);
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, lying_listener, &lfd), 0);
+    ferry_socket *push;
+    assert_int_equal(ferry_socket_open(&push, FERRY_PUSH), 0);
+    assert_int_equal(ferry_dial(push, u), 0);
+    pthread_mutex_lock(&push->mtx);
+    assert_int_equal(push->npipes, 1);
+    int peer_pid = push->pipes[0]->peer_pid;
+    unsigned peer_uid = push->pipes[0]->peer_uid;
+    pthread_mutex_unlock(&push->mtx);
+    assert_int_equal(peer_pid, getpid());
+    assert_int_equal(peer_uid, getuid());
+
+    struct shm_ctl *c = malloc(sizeof *c);
+    assert_non_null(c);
+    assert_int_equal(fy_shm_stat(n, c), 0);
+    assert_int_equal(c->pid, getpid());
+    assert_int_equal(c->uid, getuid());
+    free(c);
+    void *conn;
+    pthread_join(thr, &conn);
+    ferry_close(push);
+    close((int)(intptr_t)conn);
+    close(lfd);
+}
+
+/* --- 10: a flood of commands --------------------------------------------- */
+
+struct flood {
+    struct shm_pipe *sp;
+    ferry_socket *victim;
+    _Atomic int stop;
+    _Atomic uint64_t written;
+};
+
+/* Keeps the ring full of ABORT, SUB and MORE records, refilling it as fast
+ * as the reader frees room, and wakes the reader after each batch. */
+static void *flooder(void *arg)
+{
+    struct flood *f = arg;
+    static const unsigned char abort_cmd = SHM_CMD_ABORT, sub_cmd[2] = {SHM_CMD_SUB, 'x'};
+    uint64_t n = 0;
+    while (!atomic_load(&f->stop)) {
+        int put = 0;
+        for (int i = 0; i < 64; i++) {
+            put += raw_put(f->sp, "part", 4, FY_RING_F_MORE);
+            put += raw_put(f->sp, &abort_cmd, 1, FY_RING_F_CMD);
+            put += raw_put(f->sp, sub_cmd, 2, FY_RING_F_CMD);
+        }
+        n += (uint64_t)put;
+        fy_wake(f->sp->peer_wake, -1);
+        if (put == 0)
+            sched_yield();
+    }
+    atomic_store(&f->written, n);
+    return NULL;
+}
+
+/* 10. A peer that keeps its ring full of commands cannot hold a receive
+ * past its timeout: RCVTIMEO=100 returns within a second. */
+static void test_command_flood_timeout(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_open(&r, "flood", 1 << 20);
+    assert_int_equal(ferry_setopt_int(r.pull, FERRY_OPT_RCVTIMEO, 100), 0);
+    struct flood f = {.sp = r.sp, .victim = r.pull};
+    /* a full ring before the receive starts */
+    while (raw_put(r.sp, "\x03", 1, FY_RING_F_CMD) == 1) {
+    }
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, flooder, &f), 0);
+    char buf[8];
+    size_t n;
+    for (int i = 0; i < 3; i++) {
+        uint64_t t0 = t_now_ms();
+        assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, 0), FERRY_ETIMEDOUT);
+        assert_true(t_now_ms() - t0 < 1000);
+    }
+    atomic_store(&f.stop, 1);
+    pthread_join(thr, NULL);
+    assert_true(atomic_load(&f.written) > 0);
+    rig_close(&r);
+}
+
+/* --- 11: notifications a peer cannot switch off ------------------------- */
+
+static int readable_within(int fd, int ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, ms);
+}
+
+/* 11. A peer that disconnects the wake-up socket it was given, or clears
+ * fd_armed in our wake block, does not stop an honest peer's message from
+ * making ferry_socket_fd readable: at once in the first case, within the
+ * watchdog's second in the other. */
+static void test_fd_not_silenced(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_open(&r, "silence", 1 << 16);
+    ferry_socket *honest;
+    assert_int_equal(ferry_socket_open(&honest, FERRY_PUSH), 0);
+    assert_int_equal(ferry_dial(honest, r.url), 0);
+    int fd;
+    assert_int_equal(ferry_socket_fd(r.pull, &fd), 0);
+    char buf[8];
+    size_t n;
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    assert_int_equal(connect(r.sp->peer_efd, &unspec, sizeof unspec), 0);
+    assert_int_equal(ferry_send(honest, "a", 1, 0), 0);
+    assert_int_equal(readable_within(fd, 2000), 1);
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), 0);
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+
+    atomic_store(&r.sp->peer_wake->fd_armed, 0);
+    uint64_t t0 = t_now_ms();
+    assert_int_equal(ferry_send(honest, "b", 1, 0), 0);
+    assert_int_equal(readable_within(fd, 3000), 1);
+    assert_true(t_now_ms() - t0 < 2500); /* the watchdog runs every second */
+    assert_int_equal(ferry_recv(r.pull, buf, sizeof buf, &n, FERRY_DONTWAIT), 0);
+    assert_int_equal(buf[0], 'b');
+    ferry_close(honest);
+    rig_close(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_part_limit),
+        cmocka_unit_test(test_empty_cont_refused),
+        cmocka_unit_test(test_send_part_limit),
+        cmocka_unit_test(test_identity_from_kernel),
+        cmocka_unit_test(test_command_flood_timeout),
+        cmocka_unit_test(test_fd_not_silenced),
+    };
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
