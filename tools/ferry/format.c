@@ -110,7 +110,7 @@ const unsigned char *fmt_msg_part(const struct fmt_msg *m, size_t i, size_t *len
 {
     size_t start = i ? m->ends[i - 1] : 0;
     *len = m->ends[i] - start;
-    return m->bytes.data + start;
+    return m->bytes.data ? m->bytes.data + start : (const unsigned char *)""; /* no NULL + 0 */
 }
 
 /* --- UTF-8 and base64 ------------------------------------------------------ */
