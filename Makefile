@@ -34,9 +34,14 @@ build/CMakeCache.txt: | deps
 build: deps build/CMakeCache.txt
 	cmake --build build -j$(JOBS)
 
-demo: build
-	@echo
-	./build/ferry_demo
+# Builds quietly (the build's output is shown only when it fails), then runs.
+demo: deps
+	@echo "make demo: building..."
+	@log=$$(mktemp); \
+	if { [ -f build/CMakeCache.txt ] || cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo; } >"$$log" 2>&1 && \
+	   cmake --build build -j$(JOBS) >>"$$log" 2>&1; then rm -f "$$log"; \
+	else cat "$$log"; rm -f "$$log"; echo "make demo: the build failed" >&2; exit 1; fi
+	@./build/ferry_demo
 
 test: deps format-check test-normal test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"
