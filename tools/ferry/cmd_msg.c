@@ -290,7 +290,7 @@ int msg_recv_print(ferry_socket *s, enum fmt_kind k, struct fmt_buf *out, ferry_
     if (fmt_enc_end(k, i, out) != 0)
         return FERRY_ENOMEM;
     if (fwrite(out->data, 1, out->len, stdout) != out->len || fflush(stdout) != 0)
-        return FERRY_EIO;
+        return MSG_ESTDOUT;
     return 0;
 }
 
@@ -329,7 +329,7 @@ static int recv_loop(ferry_socket *s, const struct msg_opts *o)
             }
             continue;
         }
-        if (r == FERRY_EIO) {
+        if (r == MSG_ESTDOUT) {
             ferry_msg_free(req);
             if (errno != EPIPE) { /* EPIPE: the reader went away (`| head`), done */
                 fprintf(stderr, "ferry: recv: write to stdout: %s\n", strerror(errno));

@@ -82,7 +82,7 @@ static int send_msg(struct sender *x, const struct fmt_msg *m)
     x->sent++;
     if (x->o->type == FERRY_REQ) {
         int rc = msg_recv_print(x->s, x->o->format, &x->reply, NULL);
-        if (rc == FERRY_EIO) {
+        if (rc == MSG_ESTDOUT) {
             fprintf(stderr, "ferry: send: write to stdout: %s\n", strerror(errno));
             return CLI_FAIL;
         }

@@ -43,7 +43,9 @@ void msg_opts_free(struct msg_opts *o);
 /* Receives one whole message and writes it to stdout in format k, then
  * flushes. out is scratch space kept across calls. With first_out, a
  * single-part message is handed back (the caller echoes it). Returns 0,
- * a ferry error, or FERRY_EIO when stdout cannot be written. */
+ * a ferry error (negative), or MSG_ESTDOUT when stdout cannot be written
+ * (errno says why). */
+#define MSG_ESTDOUT 1
 int msg_recv_print(ferry_socket *s, enum fmt_kind k, struct fmt_buf *out, ferry_msg **first_out);
 
 /* SIGINT and SIGTERM set msg_stop (a second one acts as usual: the
