@@ -30,6 +30,7 @@ struct shared {
 
 static int quiet;
 
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
 {
     if (quiet)
@@ -43,6 +44,7 @@ static void say(const char *fmt, ...)
 
 /* Starts the next numbered section: the numbers follow the order the
  * sections run in, so none is skipped or repeated. */
+static void section(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void section(const char *fmt, ...)
 {
     static int number;
