@@ -19,7 +19,8 @@ CTEST  := ctest --output-on-failure -j$(JOBS)
 
 # What building and testing needs on Debian 12.
 DEPS := gcc make cmake pkg-config libcmocka-dev clang-format python3 procps iproute2 util-linux \
-        python3-zmq libzmq3-dev libnng-dev clang libpcap-dev tshark
+        python3-zmq libzmq3-dev libnng-dev clang libpcap-dev tshark \
+        scdoc groff-base man-db
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find include src tools tests examples -name '*.[ch]')
 
@@ -40,9 +41,14 @@ build/CMakeCache.txt: | deps
 build: deps build/CMakeCache.txt
 	cmake --build build -j$(JOBS)
 
-demo: build
-	@echo
-	./build/ferry_demo
+# Builds quietly (the build's output is shown only when it fails), then runs.
+demo: deps
+	@echo "make demo: building..."
+	@log=$$(mktemp); \
+	if { [ -f build/CMakeCache.txt ] || cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo; } >"$$log" 2>&1 && \
+	   cmake --build build -j$(JOBS) >>"$$log" 2>&1; then rm -f "$$log"; \
+	else cat "$$log"; rm -f "$$log"; echo "make demo: the build failed" >&2; exit 1; fi
+	@./build/ferry_demo
 
 test: deps format-check test-release test-normal test-asan test-tsan test-fuzz
 	@echo "make test: all suites passed"

@@ -41,6 +41,22 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
     fflush(stdout);
 }
 
+/* Starts the next numbered section: the numbers follow the order the
+ * sections run in, so none is skipped or repeated. */
+static void section(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void section(const char *fmt, ...)
+{
+    static int number;
+    if (quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("\n%d. ", ++number);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
 static int die(const char *what)
 {
     fprintf(stderr, "demo: %s: %s\n", what, ferry_errdetail());
@@ -212,7 +228,7 @@ static void req_client(const char *url, int id, int n, int ready_fd)
     _exit(0);
 }
 
-/* The client of section 6: pyzmq (Debian's python3-zmq, libzmq inside),
+/* The client of the REQ/REP over tcp:// section: pyzmq (Debian's python3-zmq, libzmq inside),
  * a different implementation of the same wire protocol. */
 static const char pyzmq_client[] = "import sys\n"
                                    "try:\n"
@@ -231,8 +247,8 @@ static const char pyzmq_client[] = "import sys\n"
 
 static int zmq_demo(void)
 {
-    say("\n6. REQ/REP over tcp://: a ferry REP serves a pyzmq REQ client (libzmq\n"
-        "   underneath): ferry speaks ZMTP 3.1, ZeroMQ's wire protocol.\n");
+    section("REQ/REP over tcp://: a ferry REP serves a pyzmq REQ client (libzmq\n"
+            "   underneath): ferry speaks ZMTP 3.1, ZeroMQ's wire protocol.\n");
     ferry_socket *rep = open_sock(FERRY_REP);
     char url[128];
     if (ferry_listen(rep, "tcp://127.0.0.1:*") != 0 || ferry_socket_addr(rep, url, sizeof url))
@@ -278,9 +294,9 @@ static int messaging_demo(void)
     char url[64];
     int bad = 0;
     snprintf(url, sizeof url, "shm://demo.%d.rep", (int)getpid());
-    say("\n4. REQ/REP over %s: one REP serves three REQ processes through\n"
-        "   shared-memory rings; a fourth REQ is SIGKILLed mid-conversation.\n",
-        url);
+    section("REQ/REP over %s: one REP serves three REQ processes through\n"
+            "   shared-memory rings; a fourth REQ is SIGKILLed mid-conversation.\n",
+            url);
     int fds[2];
     if (pipe(fds) != 0)
         return 1;
@@ -344,9 +360,9 @@ static int messaging_demo(void)
     close(fds[1]);
 
     snprintf(url, sizeof url, "shm://demo.%d.pub", (int)getpid());
-    say("\n5. PUB/SUB over %s: two subscribers with different prefixes; the\n"
-        "   publisher filters, so each ring carries only what its reader wants.\n",
-        url);
+    section("PUB/SUB over %s: two subscribers with different prefixes; the\n"
+            "   publisher filters, so each ring carries only what its reader wants.\n",
+            url);
     const char *prefixes[2] = {"temp.", "load."};
     pid_t subs[2];
     for (int k = 0; k < 2; k++) {
@@ -402,8 +418,8 @@ static int messaging_demo(void)
  * socket calls, segments and states of one real TCP connection. */
 static int trace_demo(void)
 {
-    say("\n8. Under the sockets: one TCP connection's set-up and teardown, as\n"
-        "   `ferry trace` shows them (calls, segments and states on one clock).\n\n");
+    section("Under the sockets: one TCP connection's set-up and teardown, as\n"
+            "   `ferry trace` shows them (calls, segments and states on one clock).\n\n");
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
     if (n <= 0)
@@ -449,8 +465,8 @@ int main(int argc, char **argv)
     ferry_objects_list(list_one, prefix);
 
     int bad = 0;
-    say("\n1. %d workers add 1 to a counter %d times each under the semaphore (undo kind).\n",
-        WORKERS, ITER);
+    section("%d workers add 1 to a counter %d times each under the semaphore (undo kind).\n",
+            WORKERS, ITER);
     bad += phase(sem_worker, sem_victim, sh, sem);
     uint64_t want = (uint64_t)WORKERS * ITER + VICTIM_DONE;
     say("  the kernel gave the dead victim's unit back; semaphore value now %d\n",
@@ -460,7 +476,7 @@ int main(int argc, char **argv)
         sh->sem_counter == want ? "exact" : "WRONG");
     bad += sh->sem_counter != want;
 
-    say("\n2. The same under the robust mutex; the victim dies between a++ and b++.\n");
+    section("The same under the robust mutex; the victim dies between a++ and b++.\n");
     bad += phase(mutex_worker, mutex_victim, sh, sem);
     want = (uint64_t)WORKERS * ITER + VICTIM_DONE + 1;
     say("  a = %llu, b = %llu, repairs = %llu (expected a = b = %llu, 1 repair): %s\n",
@@ -471,7 +487,7 @@ int main(int argc, char **argv)
 
     bad += messaging_demo();
 
-    say("\n7. Clean up: the objects as `ferry ls` shows them, then removed.\n");
+    section("Clean up: the objects as `ferry ls` shows them, then removed.\n");
     ferry_objects_list(list_one, prefix);
     ferry_sem_close(sem);
     ferry_shm_close(shm);

@@ -38,7 +38,8 @@ expect 0 "send pub --bind" -- "$ferry" send --bind $u-ps --type pub a1 b1 a2 --t
 wait $subp && pass "sub exited 0" || { fail "sub exit"; cat "$T/sub.err"; }
 printf 'a1\na2\n' | diff - "$T/sub.out" >/dev/null && pass "sub got only its prefix" || { fail "sub output"; cat "$T/sub.out"; }
 
-# pair, and --raw keeps bytes exactly; non-printable bytes are escaped otherwise
+# pair, and --raw keeps bytes exactly; the default text format keeps tabs and
+# backslashes, and escapes control bytes (formats.sh tests every format)
 "$ferry" recv --bind $u-raw --type pair -n 1 --raw >"$T/raw.out" &
 rp=$!
 expect 0 "send pair" -- "$ferry" send --connect $u-raw --type pair "$(printf 'tab\there')"
@@ -46,9 +47,10 @@ wait $rp
 printf 'tab\there' | cmp - "$T/raw.out" >/dev/null && pass "--raw wrote the bytes exactly" || fail "--raw bytes"
 "$ferry" recv --bind $u-esc --type pull -n 1 >"$T/esc.out" &
 rp=$!
-"$ferry" send --connect $u-esc --type push "$(printf 'a\tb\\c')" >/dev/null
+"$ferry" send --connect $u-esc --type push "$(printf 'a\tb\\c\001')" >/dev/null
 wait $rp
-grep -qx 'a\\x09b\\x5cc' "$T/esc.out" && pass "line mode escapes" || { fail "escaping"; cat "$T/esc.out"; }
+printf 'a\tb\\c\\x01\n' | cmp - "$T/esc.out" >/dev/null && pass "text keeps tab and backslash, escapes \\x01" \
+  || { fail "escaping"; cat "$T/esc.out"; }
 
 # errors: usage (2) and runtime (1), one line each
 expect 2 "bad url" -- "$ferry" recv --bind nope --type pull

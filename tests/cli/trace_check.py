@@ -50,6 +50,21 @@ def main():
         if e["type"] == "state":
             assert "state" in e, e
 
+    # every socket's states (lane and ports) only move forward in its life;
+    # CLOSE counts as the start until another state was shown, then as the
+    # end (a socket still held when TIME_WAIT begins reports CLOSE)
+    rank = {"LISTEN": 0, "SYN_SENT": 1, "SYN_RECV": 1, "ESTABLISHED": 2, "FIN_WAIT1": 3,
+            "CLOSE_WAIT": 3, "FIN_WAIT2": 4, "CLOSING": 4, "LAST_ACK": 4, "TIME_WAIT": 5}
+    furthest = {}
+    for e in ev:
+        if e["type"] != "state" or e["state"] == "NONE":
+            continue
+        key = (e["lane"], e["lport"], e["rport"])
+        r = rank.get(e["state"], 5 if key in furthest else 0)
+        assert r >= furthest.get(key, -1), "%s %s:%s shows %s after a later state" % (
+            e["lane"], e["lport"], e["rport"], e["state"])
+        furthest[key] = max(r, furthest.get(key, -1))
+
     ce = idx(call("client", "connect", "call_enter"), what="connect entered")
     syn = idx(seg("SYN", "c2s"), what="SYN")
     assert ce < syn, "the SYN came before connect() was entered"
@@ -70,6 +85,9 @@ def main():
     ae = idx(call("server", "accept", "call_enter"), what="accept entered")
     ar = idx(call("server", "accept", "call_return"), ae, "accept returned")
     assert ack < ar, "accept() returned before the client's ACK"
+    if scen != "backlog":  # the classic order: the server waits in accept() first
+        assert ae < ce, "accept() was entered after connect()"
+        assert ev[ar]["t_ns"] > ev[ack]["t_ns"], "accept() did not span the handshake"
     lis = idx(call("server", "listen", "call_return"), what="listen")
     assert lis < syn, "SYN before listen()"
     assert ev[sa]["ack"] == 1, "SYN|ACK does not acknowledge seq 1"

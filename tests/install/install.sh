@@ -10,6 +10,15 @@ for f in include/ferry.h lib/libferry.a lib/libferry.so lib/pkgconfig/ferry.pc \
          lib/cmake/ferry/ferryConfig.cmake bin/ferry; do
   [ -e "$tmp/prefix/$f" ] || { echo "missing after install: $f"; exit 1; }
 done
+# the man pages, when this build made them (scdoc found)
+if [ -d "$build/man" ]; then
+  for page in ferry ferry-send ferry-recv ferry-ls ferry-rm ferry-bench ferry-trace; do
+    f=$tmp/prefix/share/man/man1/$page.1
+    [ -s "$f" ] || { echo "missing after install: share/man/man1/$page.1"; exit 1; }
+    man -l "$f" 2>/dev/null | grep -q "$page - " || { echo "man -l $f shows no NAME"; exit 1; }
+  done
+  echo "ok: the 7 man pages installed in share/man/man1"
+fi
 
 export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
 flags=$(pkg-config --cflags --libs ferry)

@@ -2,7 +2,7 @@
 # run.sh - the ZMTP interoperability suite: ferry against pyzmq and against
 # libzmq in C, every pattern, tcp:// and ipc://, each side binding in turn.
 #
-#   run.sh FERRY_PEER ZMQ_PEER ZPEER_PY [quick]
+#   run.sh FERRY_PEER ZMQ_PEER ZPEER_PY [quick|full] [FERRY_CLI]
 #
 # FERRY_PEER and ZMQ_PEER are tests/interop/peer.c built against ferry and
 # against libzmq; ZPEER_PY is tests/interop/zpeer.py (run with
@@ -15,6 +15,7 @@ FP=$1
 ZP=$2
 PY="/usr/bin/python3 $3"
 MODE=${4:-full}
+CLI=${5:-}
 SEQ=100000
 IMPLS="pyzmq libzmq"
 if [ "$MODE" = quick ]; then # under sanitizers: the slowness says nothing
@@ -214,6 +215,26 @@ refusal_case() {
     report "$tr ferry PUSH (connect) refuses a pyzmq REP" $rc "$ferr"
 }
 
+# A pyzmq PUSH sends multipart messages; `ferry recv --format json` must
+# show each one's parts (checked by zpeer.py parts-check).
+parts_case() {
+    local tr=$1 url=$2
+    start $PY push-parts bind "$url"
+    local z=$spid zfd=$sfd zerr=$serr
+    local ep
+    ep=$(endpoint)
+    [ -n "$ep" ] || { report "$tr pyzmq PUSH multipart -> ferry recv --format json" 99 "$zerr"; return; }
+    "$CLI" recv --connect "$ep" --type pull -n 4 --format json --timeout 20000 \
+        >"$TMP/parts.out" 2>"$TMP/parts.err"
+    local rc=$?
+    [ $rc -eq 0 ] && { $PY parts-check file "$TMP/parts.out" 2>>"$TMP/parts.err"; rc=$?; }
+    waitfor $z 20
+    local zrc=$?
+    exec {zfd}<&-
+    report "$tr pyzmq PUSH multipart -> ferry recv --format json" $((rc > zrc ? rc : zrc)) \
+        "$TMP/parts.err" "$zerr" "$TMP/parts.out"
+}
+
 free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -230,6 +251,10 @@ reconnect_case tcp "tcp://127.0.0.1:$(free_port)"
 reconnect_case ipc "ipc://$TMP/reconnect.sock"
 refusal_case tcp "tcp://127.0.0.1:*"
 refusal_case ipc "ipc://$TMP/refuse.sock"
+if [ -n "$CLI" ]; then
+    parts_case tcp "tcp://127.0.0.1:*"
+    parts_case ipc "ipc://$TMP/parts.sock"
+fi
 
 echo "$cases cases, $failed failed"
 [ $failed -eq 0 ]

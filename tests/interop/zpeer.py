@@ -6,7 +6,9 @@ Debian's python3-zmq (libzmq 4.3.4 underneath):
 
     zpeer.py ROLE bind|connect URL [COUNT]
 
-Extra roles: rep-die K (serve K requests, then SIGKILL itself: the test of
+Extra roles: push-parts (send PARTS, multipart messages for `ferry recv
+--format json` to show), parts-check file PATH (PATH holds what ferry
+printed: it must be PARTS, part for part), rep-die K (serve K requests, then SIGKILL itself: the test of
 ferry's reconnect), and any role with the socket type forced by
 ZPEER_TYPE (an incompatible peer for the refusal tests: it just sends).
 """
@@ -35,7 +37,24 @@ def vector():
     return v
 
 
-TYPES = {"rep": zmq.REP, "req": zmq.REQ, "pair-echo": zmq.PAIR, "pair-req": zmq.PAIR,
+# multipart messages with UTF-8, JSON escapes, tabs, empty parts, binary
+PARTS = [[b"topic", "h\u00e9llo \u4e16\u754c".encode(), b""],
+         [b'{"a":"b\\"c"}', b"tab\there", b"\x00\xff\xfe binary"],
+         [b""], [bytes(range(256)), b"end"]]
+
+
+def parts_check(path):
+    import base64
+    import json
+    lines = open(path, "rb").read().decode("utf-8").splitlines()
+    got = [[p.encode() if isinstance(p, str) else base64.b64decode(p["base64"])
+            for p in json.loads(line)["parts"]] for line in lines]
+    if got != PARTS:
+        fail("ferry recv --format json printed %r, wanted %r" % (got, PARTS))
+    return 0
+
+
+TYPES = {"push-parts": zmq.PUSH, "rep": zmq.REP, "req": zmq.REQ, "pair-echo": zmq.PAIR, "pair-req": zmq.PAIR,
          "push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
          "rep-die": zmq.REP, "sender": zmq.PUSH}
 
@@ -48,6 +67,8 @@ def fail(why):
 def main():
     role, mode, url = sys.argv[1], sys.argv[2], sys.argv[3]
     count = int(sys.argv[4]) if len(sys.argv) > 4 else -1
+    if role == "parts-check":
+        return parts_check(url)
     vec = vector()
     ctx = zmq.Context()
     stype = TYPES[role]
@@ -66,6 +87,9 @@ def main():
     if role in ("rep", "pair-echo"):
         for _ in range(count if count >= 0 else len(vec)):
             s.send_multipart(s.recv_multipart())
+    elif role == "push-parts":
+        for m in PARTS:
+            s.send_multipart(m)
     elif role == "rep-die":
         for _ in range(count):
             s.send_multipart(s.recv_multipart())

@@ -1,36 +1,16 @@
 /*
- * cmd_msg.c - `ferry send` and `ferry recv`, like nngcat: a socket of any
- * type on any transport, messages from the command line or stdin, and
- * messages printed one per line (or raw).
+ * cmd_msg.c - `ferry recv`, and the options and socket set-up it shares
+ * with `ferry send` (cmd_send.c), like nngcat: a socket of any type on any
+ * transport, each message printed in a format of format.h.
  */
-#include "cli.h"
+#include "msg.h"
 
+#include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char send_help[] =
-    "usage: ferry send (--connect URL | --bind URL)... --type TYPE [options] MSG...\n"
-    "       ferry send ... -          (one message per line of stdin, until EOF)\n"
-    "\n"
-    "Send each MSG as one message. TYPE: push, pub, req or pair. With --type req\n"
-    "each reply is printed on stdout, one per line. Exits 0 once every message\n"
-    "has been handed to a connected peer.\n"
-    "\n"
-    "  -c, --connect URL   dial URL (may come before the listener exists)\n"
-    "  -b, --bind URL      listen at URL, and wait for a peer before sending\n"
-    "  -t, --type TYPE     push | pub | req | pair\n"
-    "      --timeout MS    give up (exit 1) when any wait exceeds MS\n"
-    "      --raw           req: write replies as raw bytes, nothing added\n"
-    "  -h, --help\n"
-    "\n"
-    "A pub waits for a subscriber that has subscribed to something (with\n"
-    "--bind or --connect), then sends; a pub never blocks on a slow subscriber.\n"
-    "URLs: shm://NAME, ipc:///path (or ipc://@name),\n"
-    "tcp://HOST:PORT (ZMTP 3.1: any ZeroMQ peer can be the other side).\n";
 
 static const char recv_help[] =
     "usage: ferry recv (--bind URL | --connect URL)... --type TYPE [options]\n"
@@ -45,37 +25,43 @@ static const char recv_help[] =
     "  -s, --subscribe PFX   sub: receive messages starting with PFX (repeatable;\n"
     "                        none: everything)\n"
     "  -n, --count COUNT     exit 0 after COUNT messages\n"
+    "  -f, --format FORMAT   text (default) | quoted | json | hex | raw\n"
+    "      --raw             the same as --format raw\n"
     "      --reply TEXT      rep: answer every request with TEXT (default: echo)\n"
-    "      --raw             print the message bytes exactly, nothing added\n"
     "      --timeout MS      exit 1 when no message arrives for MS\n"
     "  -h, --help\n"
     "\n"
-    "Line format: the parts of a message are separated by one space; bytes\n"
-    "that are not printable (and backslash) are written as \\xNN, so every\n"
-    "message is exactly one line. URLs: shm://NAME, ipc:///path (or ipc://@name),\n"
-    "tcp://HOST:PORT (ZMTP 3.1: any ZeroMQ peer can be the other side).\n";
+    "Formats (one message per line, except raw):\n"
+    "  text    for reading and piping text: bytes as they are (UTF-8, tabs and\n"
+    "          backslashes untouched); only newline, CR, other control bytes, DEL\n"
+    "          and invalid UTF-8 become \\xNN; parts joined by a tab. Not reversible.\n"
+    "  quoted  exact: each part in double quotes, C escapes (\\\\ \\\" \\n \\t \\xNN),\n"
+    "          parts separated by a space\n"
+    "  json    exact, for programs and jq: {\"parts\": [...]}, a part is a string\n"
+    "          when it is valid UTF-8, else {\"base64\": \"...\"}\n"
+    "  hex     exact: hex digits, parts separated by \" | \"\n"
+    "  raw     the bytes exactly, nothing added\n"
+    "`ferry send --format F -` reads quoted, json and hex back byte for byte.\n"
+    "URLs: shm://NAME, ipc:///path (or ipc://@name), tcp://HOST:PORT (ZMTP 3.1:\n"
+    "any ZeroMQ peer can be the other side). See ferry-recv(1).\n";
 
-struct msg_opts {
-    const char *cmd;
-    const char **bind, **connect;
-    int nbind, nconnect;
-    int type;
-    const char **subs;
-    int nsubs;
-    long count;
-    const char *reply;
-    int raw;
-    int timeout;
-    char **msgs;
-    int nmsgs;
-};
-
-static volatile sig_atomic_t stop_requested;
+volatile sig_atomic_t msg_stop;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_requested = 1;
+    msg_stop = 1;
+}
+
+void msg_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;  /* no SA_RESTART: blocked calls return EINTR */
+    sa.sa_flags = SA_RESETHAND; /* a second signal ends a process stuck in a wait */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 static int parse_type(const char *s)
@@ -92,89 +78,88 @@ static int parse_type(const char *s)
     return 0;
 }
 
-static int parse_long(const char *s, long min, long *out)
+static int parse_long(const char *s, long min, long max, long *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min)
+    if (errno || end == s || *end || v < min || v > max)
         return -1;
     *out = v;
     return 0;
 }
 
-static int add(const char ***v, int *n, const char *s)
+static void add(const char ***v, int *n, const char *s)
 {
     const char **nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
-    if (nv == NULL)
-        return -1;
+    if (nv == NULL) {
+        fputs("ferry: out of memory\n", stderr);
+        exit(CLI_FAIL);
+    }
     nv[(*n)++] = s;
     *v = nv;
-    return 0;
 }
 
-/* Parses the options both commands share. Returns -1 on success, else
- * the exit code. */
-static int parse(int argc, char **argv, struct msg_opts *o, const char *help,
-                 const int *allowed_types)
+enum { O_TIMEOUT = 1000, O_REPLY, O_RAW, O_FILE, O_MORE, O_INTERVAL, O_REPEAT };
+
+/* One option; -1 to go on, else the exit code. */
+static int apply_opt(int c, const char *arg, struct msg_opts *o)
 {
-    enum { O_TIMEOUT = 1000, O_REPLY, O_RAW };
-    static const struct option opts[] = {{"connect", required_argument, 0, 'c'},
-                                         {"bind", required_argument, 0, 'b'},
-                                         {"type", required_argument, 0, 't'},
-                                         {"subscribe", required_argument, 0, 's'},
-                                         {"count", required_argument, 0, 'n'},
-                                         {"timeout", required_argument, 0, O_TIMEOUT},
-                                         {"reply", required_argument, 0, O_REPLY},
-                                         {"raw", no_argument, 0, O_RAW},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    int c;
     long v;
-    o->timeout = -1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":c:b:t:s:n:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            add(&o->connect, &o->nconnect, optarg);
-            break;
-        case 'b':
-            add(&o->bind, &o->nbind, optarg);
-            break;
-        case 't':
-            o->type = parse_type(optarg);
-            if (o->type == 0)
-                return cli_usage(o->cmd, "unknown --type '%s'", optarg);
-            break;
-        case 's':
-            add(&o->subs, &o->nsubs, optarg);
-            break;
-        case 'n':
-            if (parse_long(optarg, 1, &o->count) != 0)
-                return cli_usage(o->cmd, "bad --count '%s'", optarg);
-            break;
-        case O_TIMEOUT:
-            if (parse_long(optarg, 0, &v) != 0 || v > 1000000000)
-                return cli_usage(o->cmd, "bad --timeout '%s' (milliseconds)", optarg);
-            o->timeout = (int)v;
-            break;
-        case O_REPLY:
-            o->reply = optarg;
-            break;
-        case O_RAW:
-            o->raw = 1;
-            break;
-        case 'h':
-            fputs(help, stdout);
-            return CLI_OK;
-        case ':':
-            return cli_usage(o->cmd, "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return cli_usage(o->cmd, "unknown option '%s'", argv[optind - 1]);
-        }
+    switch (c) {
+    case 'c':
+        add(&o->connect, &o->nconnect, arg);
+        return -1;
+    case 'b':
+        add(&o->bind, &o->nbind, arg);
+        return -1;
+    case 't':
+        o->type = parse_type(arg);
+        return o->type ? -1 : cli_usage(o->cmd, "unknown --type '%s'", arg);
+    case 's':
+        add(&o->subs, &o->nsubs, arg);
+        return -1;
+    case 'n':
+        return parse_long(arg, 1, 1L << 62, &o->count) == 0
+                   ? -1
+                   : cli_usage(o->cmd, "bad --count '%s'", arg);
+    case 'f':
+        return fmt_parse_name(arg, &o->format) == 0
+                   ? -1
+                   : cli_usage(o->cmd, "unknown --format '%s' (text, quoted, json, hex, raw)", arg);
+    case O_RAW:
+        o->format = FMT_RAW;
+        return -1;
+    case O_TIMEOUT:
+        if (parse_long(arg, 0, 1000000000, &v) != 0)
+            return cli_usage(o->cmd, "bad --timeout '%s' (milliseconds)", arg);
+        o->timeout = (int)v;
+        return -1;
+    case O_REPLY:
+        o->reply = arg;
+        return -1;
+    case O_FILE:
+        add(&o->files, &o->nfiles, arg);
+        return -1;
+    case O_MORE:
+        o->more = 1;
+        return -1;
+    case O_INTERVAL:
+        return parse_long(arg, 0, 1000000000, &o->interval) == 0
+                   ? -1
+                   : cli_usage(o->cmd, "bad --interval '%s' (milliseconds)", arg);
+    case O_REPEAT:
+        return parse_long(arg, 0, 1L << 62, &o->repeat) == 0
+                   ? -1
+                   : cli_usage(o->cmd, "bad --repeat '%s' (a count; 0: forever)", arg);
     }
-    o->msgs = argv + optind;
-    o->nmsgs = argc - optind;
+    return cli_usage(o->cmd, "unknown option");
+}
+
+/* What holds whatever the options: a type that can do the command, an
+ * endpoint, and options that go with the type. */
+static int check_opts(struct msg_opts *o, const int *allowed_types)
+{
     if (o->type == 0)
         return cli_usage(o->cmd, "--type is required");
     int ok = 0;
@@ -191,9 +176,45 @@ static int parse(int argc, char **argv, struct msg_opts *o, const char *help,
     return -1;
 }
 
-/* Opens the socket and its endpoints. Returns -1 on success, else the exit
- * code (a bad URL is a usage error). */
-static int open_socket(struct msg_opts *o, ferry_socket **out)
+int msg_parse(int argc, char **argv, struct msg_opts *o, const char *help, const int *allowed_types)
+{
+    static const struct option opts[] = {{"connect", required_argument, 0, 'c'},
+                                         {"bind", required_argument, 0, 'b'},
+                                         {"type", required_argument, 0, 't'},
+                                         {"subscribe", required_argument, 0, 's'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"format", required_argument, 0, 'f'},
+                                         {"timeout", required_argument, 0, O_TIMEOUT},
+                                         {"reply", required_argument, 0, O_REPLY},
+                                         {"raw", no_argument, 0, O_RAW},
+                                         {"file", required_argument, 0, O_FILE},
+                                         {"more", no_argument, 0, O_MORE},
+                                         {"interval", required_argument, 0, O_INTERVAL},
+                                         {"repeat", required_argument, 0, O_REPEAT},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c, rc;
+    o->timeout = -1;
+    o->repeat = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:b:t:s:n:f:h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            return CLI_OK;
+        }
+        if (c == ':')
+            return cli_usage(o->cmd, "option '%s' needs a value", argv[optind - 1]);
+        if (c == '?')
+            return cli_usage(o->cmd, "unknown option '%s'", argv[optind - 1]);
+        if ((rc = apply_opt(c, optarg, o)) >= 0)
+            return rc;
+    }
+    o->msgs = argv + optind;
+    o->nmsgs = argc - optind;
+    return check_opts(o, allowed_types);
+}
+
+int msg_open_socket(struct msg_opts *o, ferry_socket **out)
 {
     ferry_socket *s;
     int rc = ferry_socket_open(&s, o->type);
@@ -226,95 +247,95 @@ static int open_socket(struct msg_opts *o, ferry_socket **out)
     return -1;
 }
 
-static void msg_opts_free(struct msg_opts *o)
+void msg_opts_free(struct msg_opts *o)
 {
     free(o->bind);
     free(o->connect);
     free(o->subs);
+    free(o->files);
 }
 
-static void print_part(const unsigned char *d, size_t n, int raw)
+/* The next part of a message whose first part arrived: it is there
+ * already (messages arrive whole), so a timeout slice or a signal must
+ * not split the message. */
+static int recv_rest(ferry_socket *s, ferry_msg **m)
 {
-    if (raw) {
-        fwrite(d, 1, n, stdout);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (d[i] >= 0x20 && d[i] < 0x7f && d[i] != '\\')
-            putchar(d[i]);
-        else
-            printf("\\x%02x", d[i]);
-    }
+    int rc;
+    while ((rc = ferry_msg_recv(s, m, 0)) == FERRY_ETIMEDOUT || rc == FERRY_EAGAIN ||
+           rc == FERRY_EINTR)
+        ;
+    return rc;
 }
 
-/* Receives a whole message and prints it; returns 0 or an error. */
-static int recv_print(ferry_socket *s, int raw, ferry_msg **first_out)
+int msg_recv_print(ferry_socket *s, enum fmt_kind k, struct fmt_buf *out, ferry_msg **first_out)
 {
-    int more = 1, first = 1;
+    size_t i = 0;
+    int more = 1;
+    out->len = 0;
     while (more) {
         ferry_msg *m;
-        int rc = ferry_msg_recv(s, &m, 0);
+        int rc = i == 0 ? ferry_msg_recv(s, &m, 0) : recv_rest(s, &m);
         if (rc != 0)
             return rc;
-        if (!first && !raw)
-            putchar(' ');
-        print_part(ferry_msg_data(m), ferry_msg_size(m), raw);
         more = ferry_msg_more(m);
-        if (first && first_out && !more)
+        rc = fmt_enc_part(k, i, ferry_msg_data(m), ferry_msg_size(m), out);
+        if (i == 0 && first_out && !more)
             *first_out = m; /* the caller echoes it */
         else
             ferry_msg_free(m);
-        first = 0;
+        if (rc != 0)
+            return FERRY_ENOMEM;
+        i++;
     }
-    if (!raw)
-        putchar('\n');
-    fflush(stdout);
+    if (fmt_enc_end(k, i, out) != 0)
+        return FERRY_ENOMEM;
+    if (fwrite(out->data, 1, out->len, stdout) != out->len || fflush(stdout) != 0)
+        return MSG_ESTDOUT;
     return 0;
 }
 
-static void install_signals(void)
+/* A rep's answer: --reply, else the request itself when it had one part. */
+static int recv_reply(ferry_socket *s, const struct msg_opts *o, ferry_msg *req)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal; /* no SA_RESTART: blocked calls return EINTR */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    int r;
+    if (o->reply)
+        r = ferry_send(s, o->reply, strlen(o->reply), 0);
+    else if (req)
+        r = ferry_send(s, ferry_msg_data(req), ferry_msg_size(req), 0);
+    else
+        r = ferry_send(s, "", 0, 0); /* a multipart request: empty reply */
+    ferry_msg_free(req);
+    return r;
 }
 
-int cmd_recv(int argc, char **argv)
+static int recv_loop(ferry_socket *s, const struct msg_opts *o)
 {
-    static const int types[] = {FERRY_PULL, FERRY_SUB, FERRY_REP, FERRY_PAIR, 0};
-    struct msg_opts o = {.cmd = "recv"};
-    int rc = parse(argc, argv, &o, recv_help, types);
-    if (rc >= 0)
-        goto out;
-    if (o.nmsgs > 0) {
-        rc = cli_usage("recv", "unexpected argument '%s'", o.msgs[0]);
-        goto out;
-    }
-    ferry_socket *s;
-    if ((rc = open_socket(&o, &s)) >= 0)
-        goto out;
-    install_signals();
     /* Sleep in short slices so SIGINT/SIGTERM are seen promptly: a futex
      * wait is restarted by the kernel after a signal handler returns. */
-    int slice = o.timeout >= 0 && o.timeout < 200 ? o.timeout : 200;
+    int slice = o->timeout >= 0 && o->timeout < 200 ? o->timeout : 200;
     ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, slice);
+    struct fmt_buf out = {0};
     long got = 0;
-    int waited = 0;
-    rc = CLI_OK;
-    while (!stop_requested && (o.count == 0 || got < o.count)) {
+    int waited = 0, rc = CLI_OK;
+    while (!msg_stop && (o->count == 0 || got < o->count)) {
         ferry_msg *req = NULL;
-        int r = recv_print(s, o.raw, o.type == FERRY_REP && !o.reply ? &req : NULL);
+        int r = msg_recv_print(s, o->format, &out, o->type == FERRY_REP && !o->reply ? &req : NULL);
         if (r == FERRY_ETIMEDOUT || r == FERRY_EAGAIN || r == FERRY_EINTR) {
             waited += slice;
-            if (o.timeout >= 0 && waited >= o.timeout) {
-                fprintf(stderr, "ferry: recv: no message within %d ms\n", o.timeout);
+            if (o->timeout >= 0 && waited >= o->timeout) {
+                fprintf(stderr, "ferry: recv: no message within %d ms\n", o->timeout);
                 rc = CLI_FAIL;
                 break;
             }
             continue;
+        }
+        if (r == MSG_ESTDOUT) {
+            ferry_msg_free(req);
+            if (errno != EPIPE) { /* EPIPE: the reader went away (`| head`), done */
+                fprintf(stderr, "ferry: recv: write to stdout: %s\n", strerror(errno));
+                rc = CLI_FAIL;
+            }
+            break;
         }
         if (r != 0) {
             rc = cli_fail(r, "recv");
@@ -322,83 +343,35 @@ int cmd_recv(int argc, char **argv)
         }
         waited = 0;
         got++;
-        if (o.type == FERRY_REP) {
-            if (o.reply)
-                r = ferry_send(s, o.reply, strlen(o.reply), 0);
-            else if (req)
-                r = ferry_send(s, ferry_msg_data(req), ferry_msg_size(req), 0);
-            else
-                r = ferry_send(s, "", 0, 0); /* a multipart request: empty reply */
-            ferry_msg_free(req);
-            if (r != 0) {
-                rc = cli_fail(r, "recv: reply");
-                break;
-            }
+        if (o->type == FERRY_REP && (r = recv_reply(s, o, req)) != 0) {
+            rc = cli_fail(r, "recv: reply");
+            break;
         }
     }
-    ferry_close(s);
-out:
-    msg_opts_free(&o);
+    fmt_buf_free(&out);
     return rc;
 }
 
-/* Sends one message; for req, receives and prints the reply. */
-static int send_one(ferry_socket *s, struct msg_opts *o, const char *msg, size_t len)
+int cmd_recv(int argc, char **argv)
 {
-    int rc = ferry_send(s, msg, len, 0);
-    if (rc != 0)
-        return cli_fail(rc, "send");
-    if (o->type == FERRY_REQ) {
-        rc = recv_print(s, o->raw, NULL);
-        if (rc != 0)
-            return cli_fail(rc, "send: reply");
-    }
-    return CLI_OK;
-}
-
-int cmd_send(int argc, char **argv)
-{
-    static const int types[] = {FERRY_PUSH, FERRY_PUB, FERRY_REQ, FERRY_PAIR, 0};
-    struct msg_opts o = {.cmd = "send"};
-    int rc = parse(argc, argv, &o, send_help, types);
+    static const int types[] = {FERRY_PULL, FERRY_SUB, FERRY_REP, FERRY_PAIR, 0};
+    struct msg_opts o = {.cmd = "recv"};
+    int rc = msg_parse(argc, argv, &o, recv_help, types);
     if (rc >= 0)
         goto out;
-    if (o.nmsgs == 0) {
-        rc = cli_usage("send", "no message given (use - to read lines from stdin)");
+    if (o.nmsgs > 0) {
+        rc = cli_usage("recv", "unexpected argument '%s'", o.msgs[0]);
         goto out;
     }
-    if (o.count || o.nsubs) {
-        rc = cli_usage("send", "-n and --subscribe are recv options");
+    if (o.nfiles || o.more || o.interval || o.repeat != 1) {
+        rc = cli_usage("recv", "--file, --more, --interval and --repeat are send options");
         goto out;
     }
     ferry_socket *s;
-    if ((rc = open_socket(&o, &s)) >= 0)
+    if ((rc = msg_open_socket(&o, &s)) >= 0)
         goto out;
-    signal(SIGPIPE, SIG_IGN);
-    rc = CLI_OK;
-    if (o.nbind > 0 || o.type == FERRY_PUB) {
-        int r = ferry_wait_peers(s, 1, o.timeout);
-        if (r != 0) {
-            rc = cli_fail(r, "send: waiting for a %s", o.type == FERRY_PUB ? "subscriber" : "peer");
-            goto done;
-        }
-    }
-    for (int i = 0; i < o.nmsgs && rc == CLI_OK; i++) {
-        if (strcmp(o.msgs[i], "-") != 0) {
-            rc = send_one(s, &o, o.msgs[i], strlen(o.msgs[i]));
-            continue;
-        }
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-        while (rc == CLI_OK && (n = getline(&line, &cap, stdin)) >= 0) {
-            if (n > 0 && line[n - 1] == '\n')
-                n--;
-            rc = send_one(s, &o, line, (size_t)n);
-        }
-        free(line);
-    }
-done:
+    msg_install_signals();
+    rc = recv_loop(s, &o);
     ferry_close(s);
 out:
     msg_opts_free(&o);

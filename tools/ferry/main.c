@@ -17,8 +17,10 @@
 static const struct cli_cmd commands[] = {
     {"ls", "list ferry objects on this machine (like ipcs)", cmd_ls},
     {"rm", "remove ferry objects by name (like ipcrm)", cmd_rm},
-    {"send", "send messages: ferry send --connect URL --type push|pub|req|pair MSG...", cmd_send},
-    {"recv", "receive and print messages: ferry recv --bind URL --type pull|sub|rep|pair",
+    {"send", "send messages: ferry send --connect URL --type push|pub|req|pair [--format F] MSG...",
+     cmd_send},
+    {"recv",
+     "receive and print messages: ferry recv --bind URL --type pull|sub|rep|pair [--format F]",
      cmd_recv},
     {"bench", "measure ferry against the machine's limits: ferry bench [SUITE...] [--quick]",
      cmd_bench},
@@ -34,7 +36,9 @@ static void usage(FILE *f)
                "ferry: fast, reliable messaging between processes.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nexit codes: 0 ok, 1 runtime failure, 2 usage error\n");
+    fprintf(f, "\nformats (--format): text (default), quoted, json, hex, raw\n"
+               "exit codes: 0 ok, 1 runtime failure, 2 usage error\n"
+               "man pages: ferry(1), ferry-<command>(1)\n");
 }
 
 int cli_usage(const char *cmd, const char *fmt, ...)
