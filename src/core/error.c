@@ -62,11 +62,15 @@ void fy_escape(char *dst, size_t cap, const char *src)
     if (cap == 0)
         return;
     for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
-        int plain = *p >= 0x20 && *p < 0x7f;
-        if (o + (plain ? 1 : 4) >= cap)
+        int plain = *p >= 0x20 && *p < 0x7f && *p != '\\';
+        size_t need = plain ? 1 : *p == '\\' ? 2 : 4;
+        if (o + need >= cap)
             break;
         if (plain) {
             dst[o++] = (char)*p;
+        } else if (*p == '\\') { /* doubled: a peer cannot write a fake escape */
+            dst[o++] = '\\';
+            dst[o++] = '\\';
         } else {
             dst[o++] = '\\';
             dst[o++] = 'x';

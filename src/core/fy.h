@@ -43,9 +43,10 @@ int fy_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int fy_syserr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Copies the NUL-terminated src into dst (cap bytes, always terminated),
- * writing every byte outside printable ASCII as \xNN: text that quotes a
- * peer's bytes cannot then move the cursor, colour a terminal or start a
- * fake log line. Truncates at a whole escape. */
+ * writing every byte outside printable ASCII as \xNN and a backslash as two:
+ * text that quotes a peer's bytes cannot then move the cursor, colour a
+ * terminal, start a fake log line or fake an escape. Truncates at a whole
+ * escape. */
 void fy_escape(char *dst, size_t cap, const char *src);
 
 /* Clears the thread's error detail (called on entry by public functions

@@ -139,30 +139,66 @@ struct fy_pipe {
     int id;
     int peer_pid;
     unsigned peer_uid;
-    uint64_t dropped;         /* PUB: messages dropped at the HWM */
-    struct fy_prefixes *subs; /* PUB: this subscriber's prefixes (prefix.h) */
-    void *tran;               /* transport state                  */
-    void *dialer;             /* the dialer that made it, if any  */
+    void *proto_data; /* the protocol's state for this pipe (pipe_size bytes,
+                         from joining the socket until pipe_rm) */
+    void *tran;       /* transport state                  */
+    void *dialer;     /* the dialer that made it, if any  */
 };
 
 void fy_pipe_ref(struct fy_pipe *p);
 void fy_pipe_unref(struct fy_pipe *p);
 
-/* Protocol operations, called with mtx held; never block.
+/* What a byte-stream transport (ZMTP) needs to know of a pattern, and all
+ * it may know: the transports branch on these, never on a socket type.
+ *  env  DELIM: an empty delimiter frame goes before each message and is
+ *       stripped from each received one (a reply without it is a protocol
+ *       error: REQ); ROUTED: a received message's frames up to and
+ *       including the empty delimiter are its route, kept aside, and sent
+ *       back before the reply (REP); NONE.
+ *  in   what arrives as data frames: MESSAGES; SUBSCRIPTIONS in the ZMTP
+ *       3.0 form (0x01/0x00 + prefix, handed to the protocol's cmd; other
+ *       data dropped: a PUB); NONE (dropped: a PUSH). SUBSCRIBE and CANCEL
+ *       commands go to cmd whenever the protocol has one. */
+enum fy_wire_env { FY_ENV_NONE, FY_ENV_DELIM, FY_ENV_ROUTED };
+enum fy_wire_in { FY_IN_MESSAGES, FY_IN_SUBSCRIPTIONS, FY_IN_NONE };
+struct fy_wire {
+    const char *name;     /* Socket-Type in READY ("REQ") */
+    const char *peers[4]; /* the Socket-Types it talks to (RFC 37's table) */
+    int identity;         /* READY carries an empty Identity (as libzmq's REQ) */
+    enum fy_wire_env env;
+    enum fy_wire_in in;
+};
+
+/* Protocol operations, called with mtx held; never block (setopt below
+ * takes mtx itself).
  *  send  1 sent, 0 not now (the core waits and retries), < 0 error.
  *  recv  1 and *m filled, 0 nothing now, < 0 error.
  *  accept    before a connection is confirmed to the peer: 0 to accept,
  *            < 0 to refuse it (a PAIR that has its peer). NULL: accept.
- *  pipe_add  0 to accept the new pipe, < 0 to refuse it.
- *  pipe_rm   the pipe is leaving the socket.
- *  cmd   a control command arrived on a pipe (subscriptions). */
+ *  pipe_add  0 to accept the new pipe, < 0 to refuse it. Its proto_data
+ *            (pipe_size bytes, zeroed) is already there.
+ *  pipe_rm   the pipe is leaving the socket; its proto_data is freed
+ *            after this returns.
+ *  cmd   a control command arrived on a pipe (subscriptions).
+ *  setopt    the pattern's own options (SUB: SUBSCRIBE), asked before the
+ *            core's: 0, < 0 an error, or FERRY_ENOTSUP when the option is
+ *            not the pattern's. Called without mtx (it takes it).
+ *  peer_ready  1 if pipe p counts as a peer for ferry_wait_peers (a PUB's
+ *            subscriber once it has subscribed). NULL: every live pipe.
+ *  state_size, pipe_size  the per-socket and per-pipe state the core
+ *            allocates (zeroed) and frees for the protocol, as nng's
+ *            protocols declare theirs. */
 struct fy_proto_ops {
     int type;
     const char *name;
     int peer; /* the compatible peer type */
     int can_send, can_recv;
     size_t state_size;
+    size_t pipe_size;
+    const struct fy_wire *wire;
     int (*init)(ferry_socket *s);
+    int (*setopt)(ferry_socket *s, int opt, const void *val, size_t len);
+    int (*peer_ready)(ferry_socket *s, struct fy_pipe *p);
     int (*send)(ferry_socket *s, const struct fy_txmsg *m);
     int (*recv)(ferry_socket *s, struct fy_rxmsg *m, int check);
     int (*accept)(ferry_socket *s);
@@ -197,19 +233,33 @@ int fy_pipe_in(ferry_socket *s, struct fy_pipe *p);
 /* Round-robin choice of a pipe with room for size bytes, or NULL. */
 struct fy_pipe *fy_rr_peek(ferry_socket *s, size_t cursor, size_t size);
 
+/* The pipe a zero-copy allocation of size bytes would go to (the
+ * protocol's next_pipe), or NULL. */
+struct fy_pipe *fy_proto_next_pipe(ferry_socket *s, size_t size);
+
 const struct fy_proto_ops *fy_proto_find(int type);
 const char *fy_type_name(int type);
 int fy_types_compatible(int a, int b);
 
 /* Transports. listen/dial are called from the user's thread without mtx;
  * they may block for a bounded time (a handshake with a local peer).
- * close_all stops every endpoint of the socket (called by ferry_close). */
+ * close_all stops every endpoint of the socket (called by ferry_close).
+ * list (optional) reports the transport's live endpoints on the machine to
+ * ferry_objects_list, stopping when fn returns non-zero (returned); it may
+ * block for a bounded time per endpoint. */
 struct fy_tran_ops {
     const char *scheme; /* "shm" */
     int (*listen)(ferry_socket *s, const char *addr);
     int (*dial)(ferry_socket *s, const char *addr);
     void (*close_all)(ferry_socket *s);
+    int (*list)(int (*fn)(const ferry_objinfo *, void *), void *arg);
 };
+
+/* The transports (socket.c holds the table). */
+extern const struct fy_tran_ops fy_shm_tran, fy_tcp_tran, fy_ipc_tran;
+
+/* Every transport's live endpoints, for ferry_objects_list. */
+int fy_tran_list(int (*fn)(const ferry_objinfo *, void *), void *arg);
 
 struct fy_opts {
     int rcvtimeo, sndtimeo; /* ms, -1 forever */
@@ -267,7 +317,7 @@ struct ferry_socket {
     ferry_msg *spare; /* recycled message structs (mtx), a short free list */
     int nspare;
 
-    uint64_t dropped; /* PUB: total drops */
+    uint64_t dropped; /* messages the pattern dropped (FERRY_OPT_DROPPED) */
     uint64_t errors;  /* pipes dropped for bad input */
     uint64_t refused; /* connections refused at a limit */
     int closing;

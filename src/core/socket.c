@@ -8,7 +8,6 @@
  * on the socket's wake word when the protocol says "not now".
  */
 #include "sock.h"
-#include "prefix.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -21,7 +20,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-extern const struct fy_tran_ops fy_shm_tran, fy_tcp_tran, fy_ipc_tran;
 static const struct fy_tran_ops *const transports[] = {&fy_shm_tran, &fy_tcp_tran, &fy_ipc_tran};
 
 /* --- wake-ups ------------------------------------------------------------ */
@@ -70,7 +68,6 @@ void fy_pipe_ref(struct fy_pipe *p)
 void fy_pipe_unref(struct fy_pipe *p)
 {
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
-        fy_prefixes_free(p->subs);
         p->ops->destroy(p);
     }
 }
@@ -98,8 +95,14 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
             s->cap_pipes = cap;
         }
     }
+    if (rc == 0 && s->proto->pipe_size && (p->proto_data = calloc(1, s->proto->pipe_size)) == NULL)
+        rc = FERRY_ENOMEM;
     if (rc == 0 && s->proto->pipe_add)
         rc = s->proto->pipe_add(s, p);
+    if (rc != 0) {
+        free(p->proto_data);
+        p->proto_data = NULL;
+    }
     if (rc == 0) {
         p->sock = s;
         p->id = ++s->next_pipe_id;
@@ -121,6 +124,8 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
         p->ops->close(p);
         if (s->proto->pipe_rm)
             s->proto->pipe_rm(s, p);
+        free(p->proto_data);
+        p->proto_data = NULL;
         fy_pipe_unref(p);
         fy_sock_wake(s);
         return;
@@ -387,7 +392,7 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .maxmsgsize = 256u << 20,
                               .ring_size = 1u << 20,
                               .spin_us = 0,
-                              .peer_uid = (int64_t)getuid(),
+                              .peer_uid = (int64_t)geteuid(),
                               .reconnect_ms = 100,
                               .reconnect_max_ms = 5000,
                               .handshake_ms = 5000,
@@ -462,6 +467,15 @@ int ferry_close(ferry_socket *s)
         close(s->event_wfd);
     fy_sock_unref(s);
     return 0;
+}
+
+int fy_tran_list(int (*fn)(const ferry_objinfo *, void *), void *arg)
+{
+    int rc = 0;
+    for (size_t i = 0; i < FY_ARRAY_LEN(transports) && rc == 0; i++)
+        if (transports[i]->list)
+            rc = transports[i]->list(fn, arg);
+    return rc;
 }
 
 static int sock_endpoint(ferry_socket *s, const char *url, int dial)
@@ -658,7 +672,6 @@ int ferry_msg_alloc(ferry_socket *s, ferry_msg **out, size_t size)
     pthread_mutex_lock(&s->mtx);
     if (s->claim == NULL && s->tx_nparts == 0 && s->proto->can_send) {
         struct fy_pipe *p = NULL;
-        extern struct fy_pipe *fy_proto_next_pipe(ferry_socket * s, size_t size);
         p = fy_proto_next_pipe(s, size);
         void *buf = p && p->ops->claim ? p->ops->claim(p, size) : NULL;
         if (buf != NULL && (m = malloc(sizeof *m)) != NULL) {
@@ -772,7 +785,9 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
         /* Arm the pollable fd: clear it, ask peers to write it on the next
          * message, then look once more so no message slips between. */
         char drain[64];
-        while (recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0) {
+        /* bounded: anyone on the machine can send to the fd's address, and
+         * what is left only makes it readable again (a spurious wake-up) */
+        for (int k = 0; k < 256 && recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0; k++) {
         }
         atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
         atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
@@ -812,14 +827,8 @@ static int peers_step(ferry_socket *s, void *arg, int check)
         struct fy_pipe *p = s->pipes[i];
         if (p->dead || p->pending)
             continue;
-        if (s->proto->type == FERRY_PUB) {
-            /* take in subscriptions: a PUB's peer counts once it has one */
-            struct fy_rxmsg junk = {0};
-            while (p->ops->recv(p, &junk, 0) == 1)
-                fy_rxmsg_clear(&junk);
-            if (fy_prefixes_count(p->subs) == 0)
-                continue;
-        }
+        if (s->proto->peer_ready && !s->proto->peer_ready(s, p))
+            continue;
         have++;
     }
     return have >= want;
@@ -884,7 +893,7 @@ int ferry_socket_fd(ferry_socket *s, int *fd)
 int fy_uid_allowed(const ferry_socket *s, unsigned uid)
 {
     int64_t allowed = s->opt.peer_uid;
-    return allowed < 0 || uid == 0 || uid == (unsigned)getuid() || uid == (uint64_t)allowed;
+    return allowed < 0 || uid == 0 || uid == (unsigned)geteuid() || uid == (uint64_t)allowed;
 }
 
 /* --- options --------------------------------------------------------------- */
@@ -902,20 +911,18 @@ static int opt_int(const void *val, size_t len, int64_t *out)
     return 0;
 }
 
-extern int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len);
-
 int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
 {
     if (s == NULL)
         return FERRY_EINVAL;
     fy_err_clear();
-    if (opt == FERRY_OPT_SUBSCRIBE || opt == FERRY_OPT_UNSUBSCRIBE) {
-        if (s->proto->type != FERRY_SUB)
-            return fy_err(FERRY_ENOTSUP, "subscribe on a %s socket", s->proto->name);
-        if (val == NULL && len > 0)
-            return FERRY_EINVAL;
-        return fy_sub_setopt(s, opt == FERRY_OPT_SUBSCRIBE, val, len);
+    if (s->proto->setopt) { /* the pattern's own options first */
+        int rc = s->proto->setopt(s, opt, val, len);
+        if (rc != FERRY_ENOTSUP)
+            return rc;
     }
+    if (opt == FERRY_OPT_SUBSCRIBE || opt == FERRY_OPT_UNSUBSCRIBE)
+        return fy_err(FERRY_ENOTSUP, "subscribe on a %s socket", s->proto->name);
     int64_t v;
     if (opt_int(val, len, &v) != 0)
         return fy_err(FERRY_EINVAL, "setopt %d: integer option needs an int or int64_t", opt);

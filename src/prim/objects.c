@@ -18,11 +18,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "../transport/shm/shm_int.h"
-
-int fy_sem_remove_kernel(const char *name);             /* sem.c */
-int fy_sem_peek_value(const char *name, int *undo);     /* sem.c */
-int fy_shm_stat(const char *name, struct shm_ctl *out); /* shm.c */
+#include "../core/sock.h"
 
 struct obj_ent {
     ferry_objinfo info;
@@ -102,86 +98,6 @@ static void obj_count_attached(struct obj_ent *v, size_t n)
     closedir(d);
 }
 
-/* Fills e for the live shm:// endpoint NAME by asking its listener. */
-static void endpoint_fill(struct obj_ent *e, const char *name)
-{
-    ferry_objinfo *in = &e->info;
-    struct shm_ctl *c = malloc(sizeof *c);
-    memset(e, 0, sizeof *e);
-    snprintf(in->name, sizeof in->name, "shm://%s", name);
-    in->kind = FERRY_KIND_ENDPOINT;
-    in->attached = -1;
-    in->sem_value = -1;
-    if (c == NULL) {
-        in->error = FERRY_ENOMEM;
-        return;
-    }
-    in->error = fy_shm_stat(name, c);
-    if (in->error == 0) {
-        in->creator_pid = c->pid;
-        in->creator_alive = 1; /* it answered */
-        in->uid = c->uid;
-        in->mode = 0;
-        in->peers = (int)c->npeers;
-        in->attached = (int)c->npeers + 1;
-        in->ring_size = c->ring_size; /* the listener's RING_SIZE */
-        for (uint32_t i = 0; i < c->npeers; i++) {
-            in->fill += c->peers[i].rx_fill + c->peers[i].tx_fill;
-            if (i == 0)
-                in->ring_size = c->peers[i].ring_cap;
-        }
-    }
-    free(c);
-}
-
-static int ep_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Live shm:// listeners: "@ferry/shm/NAME" listening sockets in
- * /proc/net/unix (Flags has __SO_ACCEPTCON, 0x10000). */
-static int endpoints_list(int (*fn)(const ferry_objinfo *, void *), void *arg)
-{
-    FILE *f = fopen("/proc/net/unix", "re");
-    if (f == NULL)
-        return 0;
-    char line[512], **names = NULL;
-    size_t n = 0;
-    const char *pre = "@ferry/shm/";
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long flags;
-        char path[300];
-        if (sscanf(line, "%*s %*s %*s %lx %*s %*s %*s %299s", &flags, path) != 2)
-            continue;
-        if (!(flags & 0x10000) || strncmp(path, pre, strlen(pre)) != 0)
-            continue;
-        const char *name = path + strlen(pre);
-        if (ferry_name_check(name) != 0)
-            continue;
-        char **v = realloc(names, (n + 1) * sizeof *v);
-        if (v == NULL)
-            break;
-        names = v;
-        if ((names[n] = strdup(name)) != NULL)
-            n++;
-    }
-    fclose(f);
-    if (n > 1)
-        qsort(names, n, sizeof *names, ep_cmp);
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (rc == 0) {
-            struct obj_ent e;
-            endpoint_fill(&e, names[i]);
-            rc = fn(&e.info, arg);
-        }
-        free(names[i]);
-    }
-    free(names);
-    return rc;
-}
-
 int ferry_objects_list(int (*fn)(const ferry_objinfo *, void *), void *arg)
 {
     fy_err_clear();
@@ -220,7 +136,7 @@ int ferry_objects_list(int (*fn)(const ferry_objinfo *, void *), void *arg)
     }
     free(v);
     if (rc == 0)
-        rc = endpoints_list(fn, arg);
+        rc = fy_tran_list(fn, arg); /* live endpoints: the transports know them */
     return rc;
 }
 

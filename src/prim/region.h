@@ -82,4 +82,10 @@ int fy_region_peek(const char *name, struct fy_region_hdr *hdr, struct stat *st)
 int fy_region_peek_user(const char *name, struct fy_region_hdr *hdr, struct stat *st, void *user,
                         size_t len);
 
+/* Semaphores, for listing and removal (sem.c): removes NAME's System V
+ * set when it is an undo semaphore whose set passes the owner checks;
+ * reads the value and kind (*undo) without mapping the object. */
+int fy_sem_remove_kernel(const char *name);
+int fy_sem_peek_value(const char *name, int *undo);
+
 #endif /* FY_REGION_H */

@@ -266,7 +266,6 @@ int ferry_sem_close(ferry_sem *s)
  * ferry_sem_unlink() and ferry_object_remove(), whoever owns the object:
  * the header and the id are read with pread, never mapped, so an object
  * truncated meanwhile cannot make us fault. */
-int fy_sem_remove_kernel(const char *name);
 int fy_sem_remove_kernel(const char *name)
 {
     struct fy_region_hdr hdr;
@@ -287,7 +286,6 @@ int fy_sem_remove_kernel(const char *name)
 
 /* The value of semaphore NAME for listing, without mapping it: -1 when it
  * cannot be read. */
-int fy_sem_peek_value(const char *name, int *undo);
 int fy_sem_peek_value(const char *name, int *undo)
 {
     struct fy_region_hdr hdr;

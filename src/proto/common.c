@@ -3,12 +3,9 @@
  * that the patterns share: round-robin for sending (load balancing) and
  * fair queuing for receiving.
  */
-#include "../core/sock.h"
+#include "protocols.h"
 
 #include <string.h>
-
-extern const struct fy_proto_ops fy_pair_ops, fy_pub_ops, fy_sub_ops, fy_req_ops, fy_rep_ops,
-    fy_push_ops, fy_pull_ops;
 
 static const struct fy_proto_ops *const protocols[] = {
     &fy_pair_ops, &fy_pub_ops, &fy_sub_ops, &fy_req_ops, &fy_rep_ops, &fy_push_ops, &fy_pull_ops,

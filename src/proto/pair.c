@@ -1,6 +1,6 @@
 /* pair.c - PAIR: exactly one peer, both directions. A second peer is
  * refused while the first is connected. */
-#include "../core/sock.h"
+#include "protocols.h"
 
 static int pair_accept(ferry_socket *s)
 {
@@ -44,7 +44,10 @@ static struct fy_pipe *pair_next(ferry_socket *s, size_t size)
     return p && p->ops->writable(p, size) ? p : NULL;
 }
 
+static const struct fy_wire pair_wire = {.name = "PAIR", .peers = {"PAIR"}};
+
 const struct fy_proto_ops fy_pair_ops = {
+    .wire = &pair_wire,
     .type = FERRY_PAIR,
     .name = "pair",
     .peer = FERRY_PAIR,

@@ -3,7 +3,7 @@
  * next puller (round-robin) that has room; when none has, the sender waits
  * (PUSH never drops). PULL fair-queues over its pushers.
  */
-#include "../core/sock.h"
+#include "protocols.h"
 
 struct pipeline_state {
     size_t cursor;
@@ -33,7 +33,11 @@ static int pull_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
     return fy_fq_recv(s, m, &st->cursor, check);
 }
 
+/* A PUSH takes no data from its peers: what one sends is dropped. */
+static const struct fy_wire push_wire = {.name = "PUSH", .peers = {"PULL"}, .in = FY_IN_NONE};
+
 const struct fy_proto_ops fy_push_ops = {
+    .wire = &push_wire,
     .type = FERRY_PUSH,
     .name = "push",
     .peer = FERRY_PULL,
@@ -43,7 +47,10 @@ const struct fy_proto_ops fy_push_ops = {
     .next_pipe = push_next,
 };
 
+static const struct fy_wire pull_wire = {.name = "PULL", .peers = {"PUSH"}};
+
 const struct fy_proto_ops fy_pull_ops = {
+    .wire = &pull_wire,
     .type = FERRY_PULL,
     .name = "pull",
     .peer = FERRY_PUSH,

@@ -19,7 +19,7 @@
  * needs two unsubscribes, as in ZeroMQ.
  */
 #include "../core/prefix.h"
-#include "../core/sock.h"
+#include "protocols.h"
 
 #include <stdio.h>
 
@@ -100,14 +100,23 @@ static int sub_send(ferry_socket *s, struct sub_state *st, struct fy_pipe *p, in
 
 /* --- PUB ------------------------------------------------------------------- */
 
+/* A subscriber, as its PUB sees it (the pipe's proto_data). */
+struct pub_pipe {
+    struct fy_prefixes *subs; /* a set: one cancel ends a prefix */
+    uint64_t dropped;         /* messages it missed at its HWM */
+};
+
 static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
+    struct pub_pipe *pp = p->proto_data;
+    if (pp == NULL) /* not (or no longer) one of ours */
+        return;
     if (cmd != 1) {
-        fy_prefixes_remove(p->subs, data, len, 0);
+        fy_prefixes_remove(pp->subs, data, len, 0);
         return;
     }
-    size_t n = fy_prefixes_count(p->subs), bytes = fy_prefixes_bytes(p->subs);
-    if (!fy_prefixes_has(p->subs, data, len) &&
+    size_t n = fy_prefixes_count(pp->subs), bytes = fy_prefixes_bytes(pp->subs);
+    if (!fy_prefixes_has(pp->subs, data, len) &&
         (n >= (size_t)s->opt.sub_max || len > s->opt.sub_max_bytes ||
          bytes > s->opt.sub_max_bytes - len)) {
         char why[160];
@@ -118,7 +127,7 @@ static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *dat
         fy_sock_note(s, 1, why);
         return;
     }
-    if (fy_prefixes_add(&p->subs, data, len, 0) < 0)
+    if (fy_prefixes_add(&pp->subs, data, len, 0) < 0)
         fy_sock_note(s, 0, "subscription ignored: out of memory");
 }
 
@@ -147,11 +156,12 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
     size_t flen = m->nparts ? m->parts[0].len : 0;
     for (size_t i = 0; i < s->npipes; i++) {
         struct fy_pipe *p = s->pipes[i];
-        if (p->dead || !fy_prefixes_match(p->subs, first, flen))
+        struct pub_pipe *pp = p->proto_data;
+        if (p->dead || !fy_prefixes_match(pp->subs, first, flen))
             continue;
         int rc = p->ops->send(p, m);
         if (rc == 0) {
-            p->dropped++;
+            pp->dropped++;
             s->dropped++;
         } else if (rc < 0) {
             fy_sock_remove_pipe(s, p);
@@ -161,13 +171,42 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
     return 1;
 }
 
+/* A PUB's peers send only subscriptions: as commands (ZMTP 3.1) or as
+ * 0x01/0x00 messages (3.0). */
+static const struct fy_wire pub_wire = {
+    .name = "PUB", .peers = {"SUB", "XSUB"}, .in = FY_IN_SUBSCRIPTIONS};
+
+static void pub_pipe_rm(ferry_socket *s, struct fy_pipe *p)
+{
+    FY_UNUSED(s);
+    struct pub_pipe *pp = p->proto_data;
+    fy_prefixes_free(pp->subs);
+    pp->subs = NULL;
+}
+
+/* A subscriber counts as a peer once it has subscribed to something;
+ * subscriptions that arrived are taken in first. */
+static int pub_peer_ready(ferry_socket *s, struct fy_pipe *p)
+{
+    FY_UNUSED(s);
+    struct fy_rxmsg junk = {0};
+    while (p->ops->recv(p, &junk, 0) == 1)
+        fy_rxmsg_clear(&junk);
+    struct pub_pipe *pp = p->proto_data;
+    return pp != NULL && fy_prefixes_count(pp->subs) > 0;
+}
+
 const struct fy_proto_ops fy_pub_ops = {
+    .wire = &pub_wire,
     .type = FERRY_PUB,
     .name = "pub",
     .peer = FERRY_SUB,
     .can_send = 1,
+    .pipe_size = sizeof(struct pub_pipe),
     .send = pub_send,
     .cmd = pub_cmd,
+    .pipe_rm = pub_pipe_rm,
+    .peer_ready = pub_peer_ready,
 };
 
 /* --- SUB ------------------------------------------------------------------- */
@@ -192,9 +231,14 @@ static int sub_add(ferry_socket *s, struct fy_pipe *p)
     return fy_prefixes_each(st->subs, sub_add_one, &c);
 }
 
-int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len);
-int fy_sub_setopt(ferry_socket *s, int subscribe, const void *data, size_t len)
+/* FERRY_OPT_SUBSCRIBE and FERRY_OPT_UNSUBSCRIBE: the SUB's own options. */
+static int sub_setopt(ferry_socket *s, int opt, const void *data, size_t len)
 {
+    if (opt != FERRY_OPT_SUBSCRIBE && opt != FERRY_OPT_UNSUBSCRIBE)
+        return FERRY_ENOTSUP;
+    if (data == NULL && len > 0)
+        return FERRY_EINVAL;
+    int subscribe = opt == FERRY_OPT_SUBSCRIBE;
     pthread_mutex_lock(&s->mtx);
     struct sub_state *st = s->proto_state;
     int rc = subscribe ? fy_prefixes_add(&st->subs, data, len, 1)
@@ -238,13 +282,17 @@ static void sub_fini(ferry_socket *s)
     free(st->pend);
 }
 
+static const struct fy_wire sub_wire = {.name = "SUB", .peers = {"PUB", "XPUB"}};
+
 const struct fy_proto_ops fy_sub_ops = {
+    .wire = &sub_wire,
     .type = FERRY_SUB,
     .name = "sub",
     .peer = FERRY_PUB,
     .can_recv = 1,
     .state_size = sizeof(struct sub_state),
     .recv = sub_recv,
+    .setopt = sub_setopt,
     .pipe_add = sub_add,
     .fini = sub_fini,
 };

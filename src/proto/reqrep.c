@@ -11,7 +11,7 @@
  * the request came from. A reply whose requester has gone is dropped (there
  * is nobody to deliver it to) and counted in FERRY_OPT_DROPPED.
  */
-#include "../core/sock.h"
+#include "protocols.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -194,7 +194,13 @@ static void rep_fini(ferry_socket *s)
         fy_pipe_unref(st->source);
 }
 
+/* REQ and REP on the ZMTP wire (RFC 28): the envelope is framed by the
+ * transport as these say. */
+static const struct fy_wire req_wire = {
+    .name = "REQ", .peers = {"REP", "ROUTER"}, .identity = 1, .env = FY_ENV_DELIM};
+
 const struct fy_proto_ops fy_req_ops = {
+    .wire = &req_wire,
     .type = FERRY_REQ,
     .name = "req",
     .peer = FERRY_REP,
@@ -207,7 +213,11 @@ const struct fy_proto_ops fy_req_ops = {
     .fini = req_fini,
 };
 
+static const struct fy_wire rep_wire = {
+    .name = "REP", .peers = {"REQ", "DEALER"}, .env = FY_ENV_ROUTED};
+
 const struct fy_proto_ops fy_rep_ops = {
+    .wire = &rep_wire,
     .type = FERRY_REP,
     .name = "rep",
     .peer = FERRY_REQ,

@@ -182,6 +182,12 @@ static void test_text_keeps_text(void **state)
         {"surrogate \xed\xa0\x80", "surrogate \\xed\\xa0\\x80\n"},
         {"big \xf4\x90\x80\x80", "big \\xf4\\x90\\x80\\x80\n"},
         {"\xe4\xb8\x96\x80\xe7\x95\x8c", "\xe4\xb8\x96\\x80\xe7\x95\x8c\n"},
+        /* C1 controls are valid UTF-8, but terminals obey CSI (U+009B) and
+         * NEL (U+0085) as they obey ESC; U+00A0 and up is text */
+        {"\xc2\x9b"
+         "2J \xc2\x85 \xc2\xa0\xc2\xa9",
+         "\\xc2\\x9b"
+         "2J \\xc2\\x85 \xc2\xa0\xc2\xa9\n"},
     };
     for (size_t i = 0; i < sizeof esc / sizeof esc[0]; i++) {
         char *s = encode1(FMT_TEXT, esc[i].in, strlen(esc[i].in));
@@ -318,6 +324,16 @@ static void test_json_strings_and_base64(void **state)
     assert_string_equal(s, "{\"parts\": [\"h\xc3\xa9llo \xe4\xb8\x96\xe7\x95\x8c\", "
                            "\"{\\\"a\\\":\\\"b\\\\\\\"c\\\"}\", \"\", {\"base64\": \"//4A\"}, "
                            "{\"base64\": \"Ye2ggA==\"}]}\n");
+    free(s);
+    assert_round_trip(FMT_JSON, &m);
+    fmt_msg_free(&m);
+    /* C1 controls: \u escapes (legal raw JSON, but not on a terminal), and back */
+    static const char *const c1[] = {"\xc2\x9b"
+                                     "2J\xc2\xa0"};
+    static const size_t c1len[] = {6};
+    m = msg_of(1, c1, c1len);
+    s = encode(FMT_JSON, &m);
+    assert_string_equal(s, "{\"parts\": [\"\\u009b2J\xc2\xa0\"]}\n");
     free(s);
     assert_round_trip(FMT_JSON, &m);
     fmt_msg_free(&m);

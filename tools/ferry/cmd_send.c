@@ -132,6 +132,8 @@ static int read_line(struct line_in *r, struct fmt_buf *out)
         ssize_t k = read(STDIN_FILENO, r->buf, sizeof r->buf);
         if (k < 0 && errno == EINTR && !msg_stop)
             continue;
+        if (k < 0 && errno == EINTR) /* SIGINT/SIGTERM: a normal end (exit 0) */
+            k = 0;
         if (k < 0) {
             fprintf(stderr, "ferry: send: read stdin: %s\n", strerror(errno));
             return -CLI_FAIL;
@@ -153,8 +155,10 @@ static int read_all(int fd, const char *what, struct fmt_buf *out)
         unsigned char b[1 << 16];
         size_t want = INPUT_MAX - out->len < sizeof b ? INPUT_MAX - out->len : sizeof b;
         ssize_t k = read(fd, b, want);
-        if (k < 0 && errno == EINTR)
+        if (k < 0 && errno == EINTR && !msg_stop)
             continue;
+        if (k < 0 && errno == EINTR) /* SIGINT/SIGTERM: what came is the input */
+            return CLI_OK;
         if (k < 0) {
             fprintf(stderr, "ferry: send: read %s: %s\n", what, strerror(errno));
             return CLI_FAIL;
@@ -171,10 +175,13 @@ static int read_all(int fd, const char *what, struct fmt_buf *out)
 /* Appends the messages decoded so far for a later --repeat pass. */
 static int keep_msg(struct fmt_msg **v, size_t *n, const struct fmt_msg *m)
 {
-    struct fmt_msg *nv = realloc(*v, (*n + 1) * sizeof *nv);
-    if (nv == NULL)
-        return -1;
-    *v = nv;
+    if ((*n & (*n - 1)) == 0) { /* at 0, 1, 2, 4, ...: doubling, not one by one */
+        struct fmt_msg *nv = realloc(*v, (*n ? *n * 2 : 1) * sizeof *nv);
+        if (nv == NULL)
+            return -1;
+        *v = nv;
+    }
+    struct fmt_msg *nv = *v;
     memset(&nv[*n], 0, sizeof nv[*n]);
     for (size_t i = 0; i < m->nparts; i++) {
         size_t len;

@@ -219,11 +219,16 @@ static int put_hex_escape(struct fmt_buf *out, unsigned char c)
     return fmt_buf_add(out, e, 4);
 }
 
+/* 1 if the UTF-8 sequence of l bytes at p is a C1 control (U+0080 to
+ * U+009F: CSI, NEL... terminals obey them as they do ESC). */
+static int is_c1(const unsigned char *p, size_t l) { return l == 2 && p[0] == 0xc2 && p[1] < 0xa0; }
+
 static int enc_text(const unsigned char *p, size_t n, struct fmt_buf *out)
 {
     for (size_t i = 0; i < n;) {
         size_t l = fmt_utf8_seq(p + i, n - i);
-        int keep = l > 1 || (l == 1 && (p[i] == '\t' || (p[i] >= 0x20 && p[i] != 0x7f)));
+        int keep = (l > 1 && !is_c1(p + i, l)) ||
+                   (l == 1 && (p[i] == '\t' || (p[i] >= 0x20 && p[i] != 0x7f)));
         if (!keep)
             l = 1;
         if (keep ? fmt_buf_add(out, p + i, l) : put_hex_escape(out, p[i]))
@@ -265,7 +270,11 @@ static int enc_json_string(const unsigned char *p, size_t n, struct fmt_buf *out
         unsigned char c = p[i];
         const char *s = c ? strchr(shorts, c) : NULL;
         int rc;
-        if (c == '"' || c == '\\')
+        if (is_c1(p + i, n - i < 2 ? 1 : 2)) { /* legal raw, but not on a terminal */
+            char e[7];
+            snprintf(e, sizeof e, "\\u%04x", p[++i]);
+            rc = fmt_buf_add(out, e, 6);
+        } else if (c == '"' || c == '\\')
             rc = buf_byte(out, '\\') || buf_byte(out, c);
         else if (s)
             rc = buf_byte(out, '\\') || buf_byte(out, (unsigned char)"bfnrt"[s - shorts]);

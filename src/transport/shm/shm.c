@@ -947,6 +947,7 @@ const struct fy_tran_ops fy_shm_tran = {
     .listen = shm_listen,
     .dial = shm_dial,
     .close_all = shm_close_all,
+    .list = fy_shm_list,
 };
 
 /* --- `ferry ls`: live endpoints ------------------------------------------------ */
@@ -954,7 +955,6 @@ const struct fy_tran_ops fy_shm_tran = {
 /* Asks the listener of NAME for its peers. out->pid and out->uid are the
  * listener's as the kernel reports them (SO_PEERCRED), not what it says;
  * the peers' pids are those the listener had from the kernel. */
-int fy_shm_stat(const char *name, struct shm_ctl *out);
 int fy_shm_stat(const char *name, struct shm_ctl *out)
 {
     struct sockaddr_un sa;

@@ -136,4 +136,12 @@ extern const struct fy_pipe_ops fy_shm_pipe_ops;
 int fy_shm_check_memfd(int fd, size_t size);
 int fy_shm_check_event_sock(int fd);
 
+/* `ferry ls` (shm.c): asks the listener of NAME for its peers;
+ * out->pid and out->uid are the kernel's (SO_PEERCRED), not its word. */
+int fy_shm_stat(const char *name, struct shm_ctl *out);
+
+/* The live shm:// endpoints of the machine, for ferry_objects_list
+ * (shm_list.c). */
+int fy_shm_list(int (*fn)(const ferry_objinfo *, void *), void *arg);
+
 #endif

@@ -184,11 +184,16 @@ struct st_tran {
  *    empty); TCP's flow control then holds the peer back.
  *  - A message still arriving: its parts so far and the buffer of the
  *    frame being read. A frame's buffer grows with the bytes that arrive
- *    (zmtp.h), never on the header's word. Each connection may hold
- *    ST_PARTIAL_FLOOR so; beyond, it draws on one pool per socket
- *    (FERRY_OPT_PARTIAL_MAX), and a connection the pool cannot serve is
- *    dropped. The floor keeps small messages flowing when hostile peers
- *    have taken the pool. */
+ *    (zmtp.h), never on the header's word.
+ *  - Each connection has an allowance of its own, ST_RX_BYTES +
+ *    ST_PARTIAL_FLOOR, for what it holds queued and arriving together;
+ *    beyond it, it draws on one pool per socket (FERRY_OPT_PARTIAL_MAX),
+ *    and a connection the pool cannot serve is dropped. What a message
+ *    draws stays drawn until the user has read it (completing a message
+ *    gives nothing back). So a socket holds at most n x (ST_RX_BYTES +
+ *    ST_PARTIAL_FLOOR) + the pool over its n connections, and hostile
+ *    peers that take the whole pool cannot stop messages that fit in
+ *    another connection's own allowance. */
 #define ST_MAX_PARTS FY_MAX_PARTS
 #define ST_PART_COST 128u
 #define ST_RX_BYTES (64u << 20)
@@ -227,46 +232,13 @@ static void timer_at(struct st_tran *t, uint64_t when)
     }
 }
 
-static const char *wire_type(int type)
+/* 1 if the peer's Socket-Type is one the pattern talks to (its wire
+ * table: RFC 37's compatibility, as libzmq checks it). */
+static int peer_ok(const struct fy_wire *w, const unsigned char *v, size_t n)
 {
-    switch (type) {
-    case FERRY_PAIR:
-        return "PAIR";
-    case FERRY_PUB:
-        return "PUB";
-    case FERRY_SUB:
-        return "SUB";
-    case FERRY_REQ:
-        return "REQ";
-    case FERRY_REP:
-        return "REP";
-    case FERRY_PUSH:
-        return "PUSH";
-    case FERRY_PULL:
-        return "PULL";
-    }
-    return "?";
-}
-
-/* The peer types a socket of ours accepts (RFC 37, as libzmq checks). */
-static int peer_ok(int type, const unsigned char *v, size_t n)
-{
-    static const struct {
-        int type;
-        const char *peers[3];
-    } table[] = {
-        {FERRY_REQ, {"REP", "ROUTER"}}, {FERRY_REP, {"REQ", "DEALER"}},
-        {FERRY_PUB, {"SUB", "XSUB"}},   {FERRY_SUB, {"PUB", "XPUB"}},
-        {FERRY_PUSH, {"PULL"}},         {FERRY_PULL, {"PUSH"}},
-        {FERRY_PAIR, {"PAIR"}},
-    };
-    for (size_t i = 0; i < FY_ARRAY_LEN(table); i++) {
-        if (table[i].type != type)
-            continue;
-        for (int j = 0; j < 3 && table[i].peers[j]; j++)
-            if (strlen(table[i].peers[j]) == n && memcmp(table[i].peers[j], v, n) == 0)
-                return 1;
-    }
+    for (size_t j = 0; j < FY_ARRAY_LEN(w->peers) && w->peers[j]; j++)
+        if (strlen(w->peers[j]) == n && memcmp(w->peers[j], v, n) == 0)
+            return 1;
     return 0;
 }
 
@@ -340,16 +312,18 @@ static uint64_t partial_held(const struct st_pipe *p)
     return p->asm_total + (uint64_t)p->asm_n * ST_PART_COST + p->frame_cap;
 }
 
-/* Charges p's partial message, plus `extra` bytes it wants, to the
- * socket's pool (what exceeds the connection's floor). 0, or -1 when the
- * pool cannot take it: then nothing changes. Shrinking always succeeds. */
-static int partial_charge(struct st_pipe *p, uint64_t extra)
+/* Charges what p holds (queued and arriving, plus `extra` bytes its
+ * partial message wants) beyond its allowance to the socket's pool. 0, or
+ * -1 when the pool cannot take it: then nothing changes. Shrinking always
+ * succeeds. */
+static int pool_charge(struct st_pipe *p, uint64_t extra)
 {
     if (p->dying)
         return 0;
     struct st_tran *t = p->t;
-    uint64_t held = partial_held(p) + extra;
-    uint64_t excess = held > ST_PARTIAL_FLOOR ? held - ST_PARTIAL_FLOOR : 0;
+    uint64_t held = partial_held(p) + extra + p->rx_bytes;
+    uint64_t excess =
+        held > ST_RX_BYTES + ST_PARTIAL_FLOOR ? held - ST_RX_BYTES - ST_PARTIAL_FLOOR : 0;
     uint64_t used = t->pool_used - p->pool_held + excess;
     if (excess > p->pool_held && used > t->s->opt.partial_max)
         return -1;
@@ -364,7 +338,7 @@ static void asm_clear(struct st_pipe *p)
         ferry_msg_free(p->asm_parts[i]);
     p->asm_n = 0;
     p->asm_total = 0;
-    partial_charge(p, 0);
+    pool_charge(p, 0);
 }
 
 /* --- output ----------------------------------------------------------------- */
@@ -649,6 +623,18 @@ static void conn_start(struct st_pipe *p)
     conn_flush(p);
 }
 
+/* The most a message from this peer may carry: MAXMSGSIZE, or for a
+ * pattern that takes only subscriptions as data (a PUB), what the longest
+ * subscription may be. */
+static uint64_t msg_max(const struct st_pipe *p)
+{
+    const ferry_socket *s = p->t->s;
+    uint64_t sub = s->opt.sub_max_bytes + 1; /* the 0x01/0x00, then the prefix */
+    if (s->proto->wire->in == FY_IN_SUBSCRIPTIONS && sub < s->opt.maxmsgsize)
+        return sub;
+    return s->opt.maxmsgsize;
+}
+
 /* The peer's READY arrived and its type fits: messages may flow. */
 static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
 {
@@ -661,7 +647,7 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         conn_broken(p, 1, "malformed READY metadata");
         return FERRY_EPROTO;
     }
-    if (rc == 0 || !peer_ok(s->proto->type, v, vn)) {
+    if (rc == 0 || !peer_ok(s->proto->wire, v, vn)) {
         char got[32];
         snprintf(got, sizeof got, "%.*s", rc == 0 ? 4 : (int)(vn < 16 ? vn : 16),
                  rc == 0 ? "none" : (const char *)v);
@@ -675,7 +661,7 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
             ssize_t w = send(p->fd, err, n, MSG_NOSIGNAL | MSG_DONTWAIT);
             FY_UNUSED(w);
         }
-        conn_broken(p, 1, "peer socket type %s cannot talk to %s", got, wire_type(s->proto->type));
+        conn_broken(p, 1, "peer socket type %s cannot talk to %s", got, s->proto->wire->name);
         return FERRY_EPEERTYPE;
     }
     if (!p->in_sock) {
@@ -691,7 +677,7 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     /* the handshake is over: messages up to MAXMSGSIZE; commands up to
      * ST_CMD_MAX, or what a SUBSCRIBE may carry if more (a longer prefix
      * would be refused anyway: FERRY_OPT_SUB_MAX_BYTES) */
-    p->dec.max_frame = s->opt.maxmsgsize;
+    p->dec.max_frame = msg_max(p);
     p->dec.max_cmd =
         s->opt.sub_max_bytes + 16 > ST_CMD_MAX ? s->opt.sub_max_bytes + 16 : ST_CMD_MAX;
     uint64_t now = fy_now_mono_ns();
@@ -735,11 +721,11 @@ static void *dec_alloc(void *ctx, uint64_t cap, unsigned char **body)
     struct st_pipe *p = ctx;
     if (cap > SIZE_MAX - 256)
         return NULL;
-    if (partial_charge(p, cap) < 0)
+    if (pool_charge(p, cap) < 0)
         return over_budget(p);
     ferry_msg *m = fy_msg_heap((size_t)cap);
     if (m == NULL) {
-        partial_charge(p, 0);
+        pool_charge(p, 0);
         return NULL;
     }
     p->frame_cap = cap;
@@ -752,11 +738,11 @@ static void *dec_grow(void *ctx, void *handle, uint64_t cap, unsigned char **bod
     struct st_pipe *p = ctx;
     if (cap > SIZE_MAX - 256)
         return NULL;
-    if (partial_charge(p, cap - p->frame_cap) < 0)
+    if (pool_charge(p, cap - p->frame_cap) < 0)
         return over_budget(p);
     ferry_msg *m = realloc(handle, sizeof *m + (size_t)cap);
     if (m == NULL) {
-        partial_charge(p, 0);
+        pool_charge(p, 0);
         return NULL;
     }
     m->data = m + 1;
@@ -771,7 +757,7 @@ static void dec_free(void *ctx, void *handle)
     struct st_pipe *p = ctx;
     ferry_msg_free(handle);
     p->frame_cap = 0;
-    partial_charge(p, 0);
+    pool_charge(p, 0);
 }
 
 /* The peer's greeting is in: now our READY. Sending it only now (not with
@@ -783,8 +769,8 @@ static int dec_greeting(void *ctx, int minor)
     struct st_pipe *p = ctx;
     ferry_socket *s = p->t->s;
     p->peer_minor = minor;
-    size_t n = zmtp_ready(p->hs + p->hs_len, sizeof p->hs - p->hs_len, wire_type(s->proto->type),
-                          s->proto->type == FERRY_REQ);
+    const struct fy_wire *w = s->proto->wire;
+    size_t n = zmtp_ready(p->hs + p->hs_len, sizeof p->hs - p->hs_len, w->name, w->identity);
     if (n == 0)
         return FERRY_EINVAL;
     p->hs_len += n;
@@ -792,8 +778,9 @@ static int dec_greeting(void *ctx, int minor)
     return 0;
 }
 
-/* A subscriber's SUBSCRIBE or CANCEL, in either ZMTP form. */
-static void pub_subscription(struct st_pipe *p, int sub, const unsigned char *data, size_t len)
+/* A SUBSCRIBE or CANCEL, in either ZMTP form, for the pattern (when it takes subscriptions: it has
+ * a cmd). */
+static void sub_command_in(struct st_pipe *p, int sub, const unsigned char *data, size_t len)
 {
     ferry_socket *s = p->t->s;
     if (s->proto->cmd == NULL)
@@ -812,24 +799,25 @@ static int rx_full(const struct st_pipe *p)
 static int deliver(struct st_pipe *p)
 {
     ferry_socket *s = p->t->s;
-    int type = s->proto->type;
+    const struct fy_wire *w = s->proto->wire;
+    p->dec.max_frame = msg_max(p); /* the next frame starts a message */
     ferry_msg **parts = p->asm_parts;
     size_t n = p->asm_n, skip = 0;
-    if (type == FERRY_PUB) {
+    if (w->in == FY_IN_SUBSCRIPTIONS) {
         /* ZMTP 3.0 subscriptions: 1 or 0, then the prefix. Other data is
          * not for a publisher and is dropped, as libzmq's PUB does. */
         ferry_msg *f = parts[0];
         const unsigned char *b = f->data;
         if (f->size >= 1 && (b[0] == 1 || b[0] == 0))
-            pub_subscription(p, b[0], b + 1, f->size - 1);
+            sub_command_in(p, b[0], b + 1, f->size - 1);
         asm_clear(p);
         return 0;
     }
-    if (type == FERRY_PUSH) {
+    if (w->in == FY_IN_NONE) {
         asm_clear(p);
         return 0;
     }
-    if (type == FERRY_REQ) {
+    if (w->env == FY_ENV_DELIM) {
         /* a reply is: empty delimiter, then the body */
         if (n < 2 || parts[0]->size != 0) {
             asm_clear(p);
@@ -837,7 +825,7 @@ static int deliver(struct st_pipe *p)
             return FERRY_EPROTO;
         }
         skip = 1;
-    } else if (type == FERRY_REP) {
+    } else if (w->env == FY_ENV_ROUTED) {
         while (skip < n && parts[skip]->size != 0)
             skip++;
         if (skip + 1 >= n) { /* no delimiter, or nothing after it: dropped (libzmq) */
@@ -858,7 +846,7 @@ static int deliver(struct st_pipe *p)
             return FERRY_ENOMEM;
         memcpy(r->parts, parts + skip, r->nparts * sizeof *parts);
     }
-    if (type == FERRY_REP) {
+    if (w->env == FY_ENV_ROUTED) {
         r->env = malloc(skip * sizeof *r->env);
         if (r->env == NULL) {
             free(r->parts);
@@ -874,7 +862,7 @@ static int deliver(struct st_pipe *p)
     p->rx_bytes += r->charge;
     p->asm_n = 0;
     p->asm_total = 0;
-    partial_charge(p, 0);
+    pool_charge(p, 0); /* from arriving to queued: the same bytes, the same charge */
     p->rx_n++;
     if (rx_full(p))
         p->rx_paused = 1;
@@ -883,7 +871,6 @@ static int deliver(struct st_pipe *p)
 
 static int on_command(struct st_pipe *p, const unsigned char *body, size_t len)
 {
-    ferry_socket *s = p->t->s;
     const unsigned char *name, *data;
     size_t nlen, dlen;
     if (zmtp_cmd_split(body, len, &name, &nlen, &data, &dlen) != 0) {
@@ -917,8 +904,7 @@ static int on_command(struct st_pipe *p, const unsigned char *body, size_t len)
         return 0;
     }
     if (zmtp_cmd_is(name, nlen, "SUBSCRIBE") || zmtp_cmd_is(name, nlen, "CANCEL")) {
-        if (s->proto->type == FERRY_PUB)
-            pub_subscription(p, name[0] == 'S', data, dlen);
+        sub_command_in(p, name[0] == 'S', data, dlen); /* to the pattern, if it takes them */
         return 0;
     }
     if (zmtp_cmd_is(name, nlen, "ERROR")) {
@@ -935,7 +921,7 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
     ferry_msg *m = handle;
     m->size = (size_t)size;
     p->frame_cap = 0; /* charged again below, as a part, if it is kept */
-    partial_charge(p, 0);
+    pool_charge(p, 0);
     if (flags & ZMTP_COMMAND) {
         int rc = on_command(p, body, (size_t)size);
         ferry_msg_free(m);
@@ -951,7 +937,7 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
         return FERRY_EPROTO;
     }
     ferry_socket *s = p->t->s;
-    if (p->asm_n == ST_MAX_PARTS || size > s->opt.maxmsgsize - p->asm_total) {
+    if (p->asm_n == ST_MAX_PARTS || size > msg_max(p) - p->asm_total) {
         ferry_msg_free(m);
         conn_broken(p, 1, "message larger than the maximum size (%llu bytes) or %d parts",
                     (unsigned long long)s->opt.maxmsgsize, ST_MAX_PARTS);
@@ -967,15 +953,18 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
         p->asm_parts = v;
         p->asm_cap = cap;
     }
-    if (partial_charge(p, size + ST_PART_COST) < 0) {
+    if (pool_charge(p, size + ST_PART_COST) < 0) {
         ferry_msg_free(m);
         over_budget(p);
         return FERRY_EMSGSIZE;
     }
     p->asm_parts[p->asm_n++] = m;
     p->asm_total += size;
-    if (flags & ZMTP_MORE)
+    if (flags & ZMTP_MORE) {
+        /* the next frame may bring only what the message has left */
+        p->dec.max_frame = msg_max(p) - p->asm_total;
         return 0;
+    }
     int rc = deliver(p);
     return rc < 0 ? rc : 0;
 }
@@ -1118,13 +1107,13 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
         return FERRY_ECONNRESET;
     if (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm)
         return 0;
-    int type = s->proto->type;
+    enum fy_wire_env env = s->proto->wire->env;
     struct st_frames f;
     frames_init(&f);
     int rc = 0;
-    if (type == FERRY_REQ)
+    if (env == FY_ENV_DELIM)
         rc |= frames_add(&f, ZMTP_MORE, NULL, 0); /* the empty delimiter */
-    if (type == FERRY_REP)
+    if (env == FY_ENV_ROUTED)
         for (size_t i = 0; i < p->nenv; i++) /* the request's envelope */
             rc |= frames_add(&f, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
     if (m->nparts == 0)
@@ -1172,7 +1161,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
         skip = 0;
     }
     frames_free(&f);
-    if (type == FERRY_REP)
+    if (env == FY_ENV_ROUTED)
         env_clear(p);
     mark_push(p, p->tx_base + p->tx_len); /* room reserved above */
     if (p->state != C_ACTIVE)
@@ -1225,12 +1214,13 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
         m->parts = r->parts;
     }
     m->nparts = r->nparts;
-    if (s->proto->type == FERRY_REP) {
+    if (s->proto->wire->env == FY_ENV_ROUTED) {
         env_clear(p);
         p->env = r->env;
         p->nenv = r->nenv;
     }
     p->rx_bytes -= r->charge;
+    pool_charge(p, 0);
     if (p->rx_paused && !rx_full(p)) {
         p->rx_paused = 0;
         conn_interest(p);
@@ -1285,6 +1275,13 @@ static void st_close(struct fy_pipe *bp)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
     p->in_sock = 0; /* the socket let it go; the transport still owns its fd */
+    /* nobody will read what is queued: give it back now, not at destroy
+     * (which may come after the transport is gone) */
+    for (size_t i = 0; i < p->rx_n; i++)
+        rx_free(&p->rxq[(p->rx_first + i) % p->rx_cap]);
+    p->rx_n = 0;
+    p->rx_bytes = 0;
+    pool_charge(p, 0);
     if (p->state != C_CLOSED && !p->t->closing) {
         /* Let go while its connection lives (the protocol dropped it after
          * an error): the I/O thread closes it, and a dialer redials. Not
@@ -1978,6 +1975,11 @@ static void stream_close_all(ferry_socket *s)
     }
     while (t->ngrave > 0)
         fy_pipe_unref(&t->grave[--t->ngrave]->base);
+    /* pipes still in the socket (dead, draining) outlive us: they must not
+     * give back to a pool that is about to go */
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i]->ops == &st_pipe_ops)
+            ((struct st_pipe *)s->pipes[i])->dying = 1;
     while (t->dead_listeners) {
         struct st_listener *l = t->dead_listeners;
         t->dead_listeners = l->next;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The architecture's rules, checked on the tree (docs/architecture.md,
+# "The three layers"): the core and the transports know no socket pattern,
+# the primitives know no transport, no hand-written extern prototypes in .c
+# files, and no include reaches up a layer.
+set -u
+top=${1:-$(dirname "$0")/../..}
+cd "$top" || exit 1
+fail=0
+say() { echo "layering: $*" >&2; fail=1; }
+
+types='FERRY_(PAIR|PUB|SUB|REQ|REP|PUSH|PULL|DEALER|ROUTER|XPUB|XSUB)\b'
+if hits=$(grep -rnE "$types" src/core src/transport); then
+    say "a socket type named in the core or a transport:"; echo "$hits" >&2
+fi
+if hits=$(grep -rnE '^\s*extern\s' src --include='*.c'); then
+    say "an extern declaration in a .c file (declare it in a header):"; echo "$hits" >&2
+fi
+if hits=$(grep -rnE '#include\s+"[^"]*(transport|proto)/' src/prim); then
+    say "the primitives include a transport or a pattern:"; echo "$hits" >&2
+fi
+if hits=$(grep -rnE '#include\s+"[^"]*proto/' src/core src/transport); then
+    say "the core or a transport includes a pattern's header:"; echo "$hits" >&2
+fi
+if hits=$(grep -rnE '#include\s+"[^"]*transport/' src/core src/proto); then
+    say "the core or a pattern includes a transport's header:"; echo "$hits" >&2
+fi
+[ $fail = 0 ] && echo "layering: ok"
+exit $fail
