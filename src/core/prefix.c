@@ -18,30 +18,38 @@
 
 struct node {
     struct node *parent;
-    struct node **kids; /* sorted by label[0] */
+    struct node **kids; /* capkids child pointers, then capkids key bytes */
     uint32_t nkids, capkids;
-    uint32_t count;       /* prefixes that end here (counted adds); 0: none */
-    size_t llen;          /* bytes of label */
-    unsigned char *label; /* the bytes from the parent to here */
+    uint32_t count;        /* prefixes that end here (counted adds); 0: none */
+    uint32_t llen;         /* bytes of label */
+    unsigned char label[]; /* the bytes from the parent to here */
 };
 
 struct fy_prefixes {
-    struct node root;
+    struct node *root; /* the empty label */
     size_t count, bytes;
 };
+
+/* The first byte of each child's label, in the same block as the child
+ * pointers: a lookup searches this small array and touches one child, not
+ * every child's label (a tree of 10,000 prefixes is not in the cache). */
+static unsigned char *keys_of(const struct node *n)
+{
+    return n->kids ? (unsigned char *)(n->kids + n->capkids) : NULL; /* no children yet */
+}
 
 /* The child whose label starts with b (*found = 1), or where it would go. */
 static uint32_t kid_find(const struct node *n, unsigned char b, int *found)
 {
+    const unsigned char *keys = keys_of(n);
     uint32_t lo = 0, hi = n->nkids;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        unsigned char m = n->kids[mid]->label[0];
-        if (m == b) {
+        if (keys[mid] == b) {
             *found = 1;
             return mid;
         }
-        if (m < b)
+        if (keys[mid] < b)
             lo = mid + 1;
         else
             hi = mid;
@@ -50,42 +58,64 @@ static uint32_t kid_find(const struct node *n, unsigned char b, int *found)
     return lo;
 }
 
+/* Makes the child arrays of n hold cap entries. */
+static int kids_grow(struct node *n, uint32_t cap)
+{
+    struct node **v = malloc(cap * (sizeof *v + 1));
+    if (v == NULL)
+        return FERRY_ENOMEM;
+    if (n->nkids) {
+        memcpy(v, n->kids, n->nkids * sizeof *v);
+        memcpy((unsigned char *)(v + cap), keys_of(n), n->nkids);
+    }
+    free(n->kids);
+    n->kids = v;
+    n->capkids = cap;
+    return 0;
+}
+
 static int kid_insert(struct node *n, uint32_t at, struct node *k)
 {
-    if (n->nkids == n->capkids) {
-        uint32_t cap = n->capkids ? n->capkids * 2 : 2;
-        struct node **v = realloc(n->kids, (cap > 256 ? 256 : cap) * sizeof *v);
-        if (v == NULL)
-            return FERRY_ENOMEM;
-        n->kids = v;
-        n->capkids = cap > 256 ? 256 : cap;
-    }
+    if (n->nkids == n->capkids && kids_grow(n, n->capkids ? n->capkids * 2 : 2) != 0)
+        return FERRY_ENOMEM;
+    unsigned char *keys = keys_of(n);
     memmove(n->kids + at + 1, n->kids + at, (n->nkids - at) * sizeof *n->kids);
+    memmove(keys + at + 1, keys + at, n->nkids - at);
     n->kids[at] = k;
+    keys[at] = k->label[0];
     n->nkids++;
     k->parent = n;
     return 0;
 }
 
+static void kid_remove(struct node *n, uint32_t at)
+{
+    unsigned char *keys = keys_of(n);
+    memmove(n->kids + at, n->kids + at + 1, (n->nkids - at - 1) * sizeof *n->kids);
+    memmove(keys + at, keys + at + 1, n->nkids - at - 1);
+    n->nkids--;
+}
+
+/* A node with its label in the same allocation, so a short label costs
+ * no second cache line (label NULL: the caller fills it in). Prefixes are
+ * capped far below 4 GiB (pubsub.c). */
 static struct node *node_new(const unsigned char *label, size_t llen)
 {
-    struct node *k = calloc(1, sizeof *k);
+    if (llen > UINT32_MAX)
+        return NULL;
+    struct node *k = malloc(sizeof *k + (llen ? llen : 1));
     if (k == NULL)
         return NULL;
-    k->label = malloc(llen);
-    if (k->label == NULL) {
-        free(k);
-        return NULL;
-    }
-    memcpy(k->label, label, llen);
-    k->llen = llen;
+    memset(k, 0, sizeof *k);
+    if (label != NULL && llen)
+        memcpy(k->label, label, llen);
+    k->llen = (uint32_t)llen;
     return k;
 }
 
 static void node_free(struct node *k)
 {
     free(k->kids);
-    free(k->label);
     free(k);
 }
 
@@ -95,27 +125,20 @@ static void node_free(struct node *k)
 static struct node *split(struct node *k, size_t at)
 {
     struct node *mid = node_new(k->label, at);
-    unsigned char *rest = malloc(k->llen - at);
-    struct node **kids = malloc(2 * sizeof *kids);
-    if (mid == NULL || rest == NULL || kids == NULL) {
+    if (mid == NULL || kids_grow(mid, 2) != 0) {
         if (mid)
             node_free(mid);
-        free(rest);
-        free(kids);
         return NULL;
     }
     struct node *parent = k->parent;
     int found;
     uint32_t i = kid_find(parent, k->label[0], &found);
-    memcpy(rest, k->label + at, k->llen - at);
-    free(k->label);
-    k->label = rest;
-    k->llen -= at;
-    parent->kids[i] = mid;
+    memmove(k->label, k->label + at, k->llen - at); /* its block stays as large */
+    k->llen -= (uint32_t)at;
+    parent->kids[i] = mid; /* the same first byte: its key stays */
     mid->parent = parent;
-    mid->kids = kids;
-    mid->capkids = 2;
     mid->kids[0] = k;
+    keys_of(mid)[0] = k->label[0];
     mid->nkids = 1;
     k->parent = mid;
     return mid;
@@ -123,11 +146,17 @@ static struct node *split(struct node *k, size_t at)
 
 int fy_prefixes_add(struct fy_prefixes **setp, const void *prefix, size_t len, int counted)
 {
-    if (*setp == NULL && (*setp = calloc(1, sizeof **setp)) == NULL)
-        return FERRY_ENOMEM;
+    if (*setp == NULL) {
+        struct fy_prefixes *set = calloc(1, sizeof *set);
+        if (set == NULL || (set->root = node_new(NULL, 0)) == NULL) {
+            free(set);
+            return FERRY_ENOMEM;
+        }
+        *setp = set;
+    }
     struct fy_prefixes *set = *setp;
     const unsigned char *p = prefix;
-    struct node *n = &set->root;
+    struct node *n = set->root;
     size_t pos = 0;
     while (pos < len) {
         int found;
@@ -163,7 +192,7 @@ int fy_prefixes_add(struct fy_prefixes **setp, const void *prefix, size_t len, i
 
 static struct node *find(const struct fy_prefixes *set, const unsigned char *p, size_t len)
 {
-    const struct node *n = &set->root;
+    const struct node *n = set->root;
     size_t pos = 0;
     while (pos < len) {
         int found;
@@ -179,23 +208,28 @@ static struct node *find(const struct fy_prefixes *set, const unsigned char *p, 
     return (struct node *)n;
 }
 
-/* n ends no prefix and has one child: the child absorbs n's label and
- * takes its place. On allocation failure n simply stays. */
+/* n ends no prefix and has one child: a node with both labels takes the
+ * child's place and children, and n's. On allocation failure n simply
+ * stays (a node too many, not a wrong answer). */
 static void merge(struct node *n)
 {
     struct node *c = n->kids[0];
-    unsigned char *label = malloc(n->llen + c->llen);
-    if (label == NULL)
+    struct node *z = node_new(NULL, (size_t)n->llen + c->llen);
+    if (z == NULL)
         return;
-    memcpy(label, n->label, n->llen);
-    memcpy(label + n->llen, c->label, c->llen);
-    free(c->label);
-    c->label = label;
-    c->llen += n->llen;
+    memcpy(z->label, n->label, n->llen);
+    memcpy(z->label + n->llen, c->label, c->llen);
+    z->kids = c->kids;
+    z->nkids = c->nkids;
+    z->capkids = c->capkids;
+    z->count = c->count;
+    for (uint32_t i = 0; i < z->nkids; i++)
+        z->kids[i]->parent = z;
     struct node *parent = n->parent;
     int found;
-    parent->kids[kid_find(parent, label[0], &found)] = c;
-    c->parent = parent;
+    parent->kids[kid_find(parent, n->label[0], &found)] = z; /* the same first byte */
+    z->parent = parent;
+    free(c); /* its arrays are z's now */
     node_free(n);
 }
 
@@ -211,17 +245,14 @@ int fy_prefixes_remove(struct fy_prefixes *set, const void *prefix, size_t len, 
     n->count = 0;
     set->count--;
     set->bytes -= len;
-    while (n != &set->root && n->count == 0 && n->nkids == 0) {
+    while (n != set->root && n->count == 0 && n->nkids == 0) {
         struct node *parent = n->parent;
         int found;
-        uint32_t i = kid_find(parent, n->label[0], &found);
-        memmove(parent->kids + i, parent->kids + i + 1,
-                (parent->nkids - i - 1) * sizeof *parent->kids);
-        parent->nkids--;
+        kid_remove(parent, kid_find(parent, n->label[0], &found));
         node_free(n);
         n = parent;
     }
-    if (n != &set->root && n->count == 0 && n->nkids == 1)
+    if (n != set->root && n->count == 0 && n->nkids == 1)
         merge(n);
     return 1;
 }
@@ -231,7 +262,7 @@ int fy_prefixes_match(const struct fy_prefixes *set, const void *data, size_t le
     if (set == NULL)
         return 0;
     const unsigned char *p = data;
-    const struct node *n = &set->root;
+    const struct node *n = set->root;
     size_t pos = 0;
     for (;;) {
         if (n->count > 0)
@@ -288,8 +319,8 @@ int fy_prefixes_each(const struct fy_prefixes *set,
     size_t pcap = 0, scap = 0, depth = 0;
     int rc = room(&stack, &scap, 16, sizeof(struct walk));
     if (rc == 0) {
-        ((struct walk *)stack)[depth++] = (struct walk){&set->root, 0, 0};
-        if (set->root.count > 0)
+        ((struct walk *)stack)[depth++] = (struct walk){set->root, 0, 0};
+        if (set->root->count > 0)
             rc = fn(ctx, "", 0);
     }
     while (rc == 0 && depth > 0) {
@@ -318,17 +349,14 @@ void fy_prefixes_free(struct fy_prefixes *set)
 {
     if (set == NULL)
         return;
-    struct node *n = &set->root;
+    struct node *n = set->root;
     while (n != NULL) {
         if (n->nkids > 0) { /* detach the last child and go down to it */
             n = n->kids[--n->nkids];
             continue;
         }
         struct node *parent = n->parent;
-        if (n == &set->root)
-            free(n->kids);
-        else
-            node_free(n);
+        node_free(n);
         n = parent;
     }
     free(set);
