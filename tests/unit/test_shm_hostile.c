@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "transport/shm/shm_int.h"
+#include "raw_shm.h"
 
 /* A PULL listening, and a PUSH dialed to it whose pipe we drive by hand. */
 struct rig {
@@ -131,63 +131,6 @@ static void test_send_part_limit(void **state)
 
 /* --- a raw listener that lies about who it is ------------------------------- */
 
-static int raw_listen(const char *name)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ferry/shm/%s", name);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa,
-                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)),
-                     0);
-    assert_int_equal(listen(fd, 8), 0);
-    return fd;
-}
-
-static void raw_send(int fd, const struct shm_ctl *c, const int *fds, int nfds)
-{
-    union {
-        char b[CMSG_SPACE(sizeof(int) * 4)];
-        struct cmsghdr align;
-    } cu;
-    memset(&cu, 0, sizeof cu);
-    struct iovec iov = {.iov_base = (void *)c, .iov_len = sizeof *c};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        mh.msg_control = cu.b;
-        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-    }
-    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof *c)
-        fail_msg("raw send");
-}
-
-/* Reads one control message, closing any descriptors that came with it. */
-static void raw_read(int fd, struct shm_ctl *c)
-{
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-    if (recvmsg(fd, &mh, 0) != (ssize_t)sizeof *c)
-        fail_msg("raw read");
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < k; i++) {
-            int f;
-            memcpy(&f, CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof f);
-            close(f);
-        }
-    }
-}
-
 static void lying_ctl(struct shm_ctl *c, int op)
 {
     memset(c, 0, sizeof *c);
@@ -214,19 +157,19 @@ static void *lying_listener(void *arg)
     int fds[2] = {wake, sv[1]};
     int conn = accept(lfd, NULL, NULL);
     lying_ctl(&c, SHM_OP_WELCOME);
-    raw_send(conn, &c, fds, 2);
-    raw_read(conn, &c);
+    assert_int_equal(raw_shm_send(conn, &c, fds, 2), (ssize_t)sizeof c);
+    assert_int_equal(raw_shm_read(conn, &c), (ssize_t)sizeof c);
     assert_int_equal(c.op, SHM_OP_HELLO);
     lying_ctl(&c, SHM_OP_ACK);
-    raw_send(conn, &c, NULL, 0);
+    assert_int_equal(raw_shm_send(conn, &c, NULL, 0), (ssize_t)sizeof c);
 
     int st = accept(lfd, NULL, NULL);
     lying_ctl(&c, SHM_OP_WELCOME);
-    raw_send(st, &c, fds, 2);
-    raw_read(st, &c);
+    assert_int_equal(raw_shm_send(st, &c, fds, 2), (ssize_t)sizeof c);
+    assert_int_equal(raw_shm_read(st, &c), (ssize_t)sizeof c);
     assert_int_equal(c.op, SHM_OP_STAT_REQ);
     lying_ctl(&c, SHM_OP_STAT_REP);
-    raw_send(st, &c, NULL, 0);
+    assert_int_equal(raw_shm_send(st, &c, NULL, 0), (ssize_t)sizeof c);
     close(st);
     close(wake);
     close(sv[0]);
@@ -245,7 +188,8 @@ static void test_identity_from_kernel(void **state)
     char n[64], u[96];
     t_name(n, sizeof n, "ident");
     snprintf(u, sizeof u, "shm://%s", n);
-    int lfd = raw_listen(n);
+    int lfd = raw_shm_listen(n);
+    assert_true(lfd >= 0);
     pthread_t thr;
     assert_int_equal(pthread_create(&thr, NULL, lying_listener, &lfd), 0);
     ferry_socket *push;

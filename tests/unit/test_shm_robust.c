@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "transport/shm/shm_int.h"
+#include "raw_shm.h"
 
 static int count_fds(void)
 {
@@ -490,47 +490,6 @@ static void test_garbage_head(void **state)
     ferry_close(pull);
 }
 
-/* A raw client on the listener's socket: garbage, a half handshake, a
- * HELLO with bad descriptors. Each is refused or dropped; a real peer is
- * served throughout. */
-static int raw_connect(const char *name)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ferry/shm/%s", name);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa,
-                             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)),
-                     0);
-    return fd;
-}
-
-/* Reads one control message (closing any descriptors); returns its size,
- * 0 on EOF. Bounded by a 10 s poll. */
-static ssize_t raw_read(int fd, struct shm_ctl *c)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    if (poll(&pfd, 1, 10000) != 1)
-        return -1;
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-    ssize_t n = recvmsg(fd, &mh, 0);
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < k; i++) {
-            int f;
-            memcpy(&f, CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof f);
-            close(f);
-        }
-    }
-    return n;
-}
-
 static void test_garbage_handshake(void **state)
 {
     (void)state;
@@ -551,20 +510,22 @@ static void test_garbage_handshake(void **state)
     struct shm_ctl c;
 
     /* 1. garbage instead of HELLO: dropped */
-    int fd = raw_connect(n);
-    assert_true(raw_read(fd, &c) > 0);
+    int fd = raw_shm_connect(n);
+    assert_true(fd >= 0);
+    assert_true(raw_shm_read(fd, &c) > 0);
     assert_int_equal(c.op, SHM_OP_WELCOME);
     unsigned char junk[300];
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (unsigned char)(i * 37 + 1);
     assert_int_equal(send(fd, junk, sizeof junk, 0), (ssize_t)sizeof junk);
-    ssize_t r = raw_read(fd, &c);
+    ssize_t r = raw_shm_read(fd, &c);
     assert_true(r == 0 || (r > 0 && c.op == SHM_OP_REFUSE));
     close(fd);
 
     /* 2. a HELLO whose descriptors are not what they claim: refused */
-    fd = raw_connect(n);
-    assert_true(raw_read(fd, &c) > 0);
+    fd = raw_shm_connect(n);
+    assert_true(fd >= 0);
+    assert_true(raw_shm_read(fd, &c) > 0);
     struct shm_ctl hello;
     memset(&hello, 0, sizeof hello);
     memcpy(hello.magic, "FERRYCTL", 8);
@@ -573,30 +534,18 @@ static void test_garbage_handshake(void **state)
     hello.type = FERRY_PUSH;
     hello.ring_size = 65536;
     int devnull = open("/dev/null", O_RDWR), fds[3] = {devnull, devnull, devnull};
-    union {
-        char b[CMSG_SPACE(sizeof fds)];
-        struct cmsghdr align;
-    } cu;
-    memset(&cu, 0, sizeof cu);
-    struct iovec iov = {.iov_base = &hello, .iov_len = sizeof hello};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cu.b, .msg_controllen = sizeof cu.b};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(cm), fds, sizeof fds);
-    assert_int_equal(sendmsg(fd, &mh, 0), (ssize_t)sizeof hello);
+    assert_int_equal(raw_shm_send(fd, &hello, fds, 3), (ssize_t)sizeof hello);
     close(devnull);
-    assert_true(raw_read(fd, &c) > 0);
+    assert_true(raw_shm_read(fd, &c) > 0);
     assert_int_equal(c.op, SHM_OP_REFUSE);
     assert_int_equal(c.err, FERRY_EPROTO);
     close(fd);
 
     /* 3. half a handshake, then silence: dropped after HANDSHAKE_IVL */
-    fd = raw_connect(n);
-    assert_true(raw_read(fd, &c) > 0);
-    assert_int_equal(raw_read(fd, &c), 0); /* EOF: the listener gave up on us */
+    fd = raw_shm_connect(n);
+    assert_true(fd >= 0);
+    assert_true(raw_shm_read(fd, &c) > 0);
+    assert_int_equal(raw_shm_read(fd, &c), 0); /* EOF: the listener gave up on us */
     close(fd);
 
     /* the real peer was served all along, in order */

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "transport/shm/shm_int.h"
+#include "raw_shm.h"
 
 int __real_fcntl(int fd, int cmd, ...);
 int __wrap_fcntl(int fd, int cmd, ...);
@@ -39,43 +39,6 @@ int __wrap_fcntl(int fd, int cmd, ...)
     return __real_fcntl(fd, cmd, arg);
 }
 
-static int raw_connect(const char *name)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "ferry/shm/%s", name);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    CHILD_CHECK(fd >= 0, 80);
-    CHILD_CHECK(connect(fd, (struct sockaddr *)&sa,
-                        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 0,
-                81);
-    return fd;
-}
-
-/* Reads one control message, closing any descriptors; its size, 0 at EOF. */
-static ssize_t raw_read(int fd, struct shm_ctl *c)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    if (poll(&pfd, 1, 10000) != 1)
-        return -1;
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-    ssize_t n = recvmsg(fd, &mh, 0);
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int i = 0; i < k; i++) {
-            int f;
-            memcpy(&f, CMSG_DATA(cm) + (size_t)i * sizeof(int), sizeof f);
-            close(f);
-        }
-    }
-    return n;
-}
-
 static int sealed_memfd(size_t size, int seals)
 {
     int fd = memfd_create("t-seal", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -95,9 +58,10 @@ static void shrink_between_checks(void)
     ferry_socket *pull;
     CHILD_CHECK(ferry_socket_open(&pull, FERRY_PULL) == 0, 84);
     CHILD_CHECK(ferry_listen(pull, u) == 0, 85);
-    int fd = raw_connect(n);
+    int fd = raw_shm_connect(n);
+    CHILD_CHECK(fd >= 0, 81);
     struct shm_ctl c;
-    CHILD_CHECK(raw_read(fd, &c) > 0 && c.op == SHM_OP_WELCOME, 86);
+    CHILD_CHECK(raw_shm_read(fd, &c) > 0 && c.op == SHM_OP_WELCOME, 86);
 
     const uint64_t cap = 65536;
     size_t len = SHM_CONN_HDR + 2 * fy_ring_bytes(cap);
@@ -123,22 +87,9 @@ static void shrink_between_checks(void)
     hello.type = FERRY_PUSH;
     hello.ring_size = cap;
     int fds[3] = {conn, wake, sv[1]};
-    union {
-        char b[CMSG_SPACE(sizeof fds)];
-        struct cmsghdr align;
-    } cu;
-    memset(&cu, 0, sizeof cu);
-    struct iovec iov = {.iov_base = &hello, .iov_len = sizeof hello};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cu.b, .msg_controllen = sizeof cu.b};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(cm), fds, sizeof fds);
     atomic_store(&armed, 1);
-    CHILD_CHECK(sendmsg(fd, &mh, 0) == (ssize_t)sizeof hello, 90);
-    CHILD_CHECK(raw_read(fd, &c) > 0, 91);
+    CHILD_CHECK(raw_shm_send(fd, &hello, fds, 3) == (ssize_t)sizeof hello, 90);
+    CHILD_CHECK(raw_shm_read(fd, &c) > 0, 91);
     CHILD_CHECK(atomic_load(&armed) == 0, 92); /* the move was made */
     CHILD_CHECK(c.op == SHM_OP_REFUSE && c.err == FERRY_EPROTO, 93);
     close(fd);
