@@ -346,6 +346,20 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *                  to subscribers with a matching prefix. A slow subscriber
  *                  never blocks the PUB: past its high-water mark its
  *                  messages are dropped and counted (FERRY_OPT_DROPPED).
+ *   XPUB --> SUB, XSUB   a PUB that also receives: each subscription as a
+ *                  message, "\x01PREFIX" when a prefix gains its first
+ *                  subscriber and "\x00PREFIX" when it loses its last (a
+ *                  subscriber that goes away cancels its own);
+ *                  FERRY_OPT_XPUB_VERBOSE passes every subscribe.
+ *                  FERRY_OPT_XPUB_WELCOME_MSG is sent to each new subscriber
+ *                  first. Other messages its subscribers send arrive too. At
+ *                  most 10,000 messages wait for recv; past that the
+ *                  subscribers' input waits in their pipes (and a notice
+ *                  that cannot wait is dropped and counted).
+ *   XSUB --> PUB, XPUB   a SUB that subscribes with messages: a one-part
+ *                  "\x01PREFIX" subscribes, "\x00PREFIX" unsubscribes (as
+ *                  the options do, counted); other messages go to every
+ *                  publisher. It receives everything its publishers send.
  *   PUSH --> PULL  PUSH sends each message to one puller, round-robin over
  *                  those with room; when every puller is full (or none is
  *                  connected) it blocks: it never drops. PULL receives from
@@ -374,7 +388,9 @@ enum ferry_type {
     FERRY_REQ = 4,
     FERRY_REP = 5,
     FERRY_PUSH = 6,
-    FERRY_PULL = 7
+    FERRY_PULL = 7,
+    FERRY_XPUB = 10,
+    FERRY_XSUB = 11
 };
 
 #define FERRY_DONTWAIT 0x1 /* send/recv: do not wait, FERRY_EAGAIN instead */
@@ -422,8 +438,11 @@ enum ferry_option {
     FERRY_OPT_SUB_MAX = 27,           /* PUB: prefixes one subscriber may hold; 4096       */
     FERRY_OPT_SUB_MAX_BYTES = 28,     /* PUB: their total bytes; 256 KiB. A subscription
                                          past either is ignored and counted in ERRORS      */
-    FERRY_OPT_REFUSED = 29            /* get: connections refused at a limit (connections,
+    FERRY_OPT_REFUSED = 29,           /* get: connections refused at a limit (connections,
                                          handshakes, peer uid)                             */
+    FERRY_OPT_XPUB_VERBOSE = 50,      /* XPUB: 1 = pass every subscribe up, repeats too; 0 */
+    FERRY_OPT_XPUB_WELCOME_MSG = 51   /* XPUB: bytes sent to each new subscriber first
+                                         (a late joiner learns the state); none          */
 };
 
 /* Opens a socket of the given type. */

@@ -18,30 +18,13 @@
  * PUB keeps a set too); a SUB counts its own, so a prefix subscribed twice
  * needs two unsubscribes, as in ZeroMQ.
  */
-#include "../core/prefix.h"
-#include "protocols.h"
+#include "pubsub_int.h"
 
 #include <stdio.h>
-
 #include <stdlib.h>
 #include <string.h>
 
-/* A subscription command that did not fit its pipe's ring yet. */
-struct sub_pending {
-    struct fy_pipe *p; /* holds a reference */
-    int cmd;
-    size_t len;
-    unsigned char *data;
-};
-
-struct sub_state {
-    size_t cursor;
-    struct fy_prefixes *subs; /* counted */
-    struct sub_pending *pend; /* in order; retried before each receive */
-    size_t npend;
-};
-
-static void pend_drop(struct sub_state *st, size_t i)
+static void pend_drop(struct fy_ps_sub *st, size_t i)
 {
     fy_pipe_unref(st->pend[i].p);
     free(st->pend[i].data);
@@ -49,11 +32,10 @@ static void pend_drop(struct sub_state *st, size_t i)
     st->npend--;
 }
 
-/* Sends what is pending, in order per pipe; mtx held. */
-static void sub_flush(ferry_socket *s, struct sub_state *st)
+void fy_ps_sub_flush(ferry_socket *s, struct fy_ps_sub *st)
 {
     for (size_t i = 0; i < st->npend;) {
-        struct sub_pending *e = &st->pend[i];
+        struct fy_ps_pending *e = &st->pend[i];
         int blocked = 0;
         for (size_t j = 0; j < i; j++) /* an earlier one for this pipe waits */
             blocked |= st->pend[j].p == e->p;
@@ -72,7 +54,7 @@ static void sub_flush(ferry_socket *s, struct sub_state *st)
 
 /* Sends a command, or queues it behind earlier ones (the ring to the PUB
  * may be full when the PUB has not sent for a while). mtx held. */
-static int sub_send(ferry_socket *s, struct sub_state *st, struct fy_pipe *p, int cmd,
+static int sub_send(ferry_socket *s, struct fy_ps_sub *st, struct fy_pipe *p, int cmd,
                     const void *data, size_t len)
 {
     int queued = 0;
@@ -81,7 +63,7 @@ static int sub_send(ferry_socket *s, struct sub_state *st, struct fy_pipe *p, in
     int rc = queued ? 0 : p->ops->send_cmd(p, cmd, data, len);
     if (rc != 0)
         return rc < 0 ? rc : 0;
-    struct sub_pending *v = realloc(st->pend, (st->npend + 1) * sizeof *v);
+    struct fy_ps_pending *v = realloc(st->pend, (st->npend + 1) * sizeof *v);
     unsigned char *copy = malloc(len ? len : 1);
     if (v == NULL || copy == NULL) {
         free(copy);
@@ -93,28 +75,20 @@ static int sub_send(ferry_socket *s, struct sub_state *st, struct fy_pipe *p, in
     if (len)
         memcpy(copy, data, len);
     fy_pipe_ref(p);
-    st->pend[st->npend++] = (struct sub_pending){p, cmd, len, copy};
+    st->pend[st->npend++] = (struct fy_ps_pending){p, cmd, len, copy};
     FY_UNUSED(s);
     return 0;
 }
 
 /* --- PUB ------------------------------------------------------------------- */
 
-/* A subscriber, as its PUB sees it (the pipe's proto_data). */
-struct pub_pipe {
-    struct fy_prefixes *subs; /* a set: one cancel ends a prefix */
-    uint64_t dropped;         /* messages it missed at its HWM */
-};
-
-static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
+int fy_ps_pipe_sub(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
-    struct pub_pipe *pp = p->proto_data;
+    struct fy_ps_pipe *pp = p->proto_data;
     if (pp == NULL) /* not (or no longer) one of ours */
-        return;
-    if (cmd != 1) {
-        fy_prefixes_remove(pp->subs, data, len, 0);
-        return;
-    }
+        return 0;
+    if (cmd != 1)
+        return fy_prefixes_remove(pp->subs, data, len, 0);
     size_t n = fy_prefixes_count(pp->subs), bytes = fy_prefixes_bytes(pp->subs);
     if (!fy_prefixes_has(pp->subs, data, len) &&
         (n >= (size_t)s->opt.sub_max || len > s->opt.sub_max_bytes ||
@@ -125,15 +99,21 @@ static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *dat
                  "bytes (FERRY_OPT_SUB_MAX %d, FERRY_OPT_SUB_MAX_BYTES %llu)",
                  len, n, bytes, s->opt.sub_max, (unsigned long long)s->opt.sub_max_bytes);
         fy_sock_note(s, 1, why);
-        return;
+        return FERRY_ENOSPC;
     }
-    if (fy_prefixes_add(&pp->subs, data, len, 0) < 0)
+    int rc = fy_prefixes_add(&pp->subs, data, len, 0);
+    if (rc < 0)
         fy_sock_note(s, 0, "subscription ignored: out of memory");
+    return rc;
 }
 
-static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
+static void pub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
-    const struct fy_txmsg *m = m0;
+    fy_ps_pipe_sub(s, p, cmd, data, len);
+}
+
+static int pub_send(ferry_socket *s, const struct fy_txmsg *m)
+{
     /* Take in the subscriptions that arrived since the last message. A
      * pipe carries nothing else towards a PUB: data would be a protocol
      * violation and is discarded. */
@@ -149,14 +129,20 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
             i--;
         }
     }
-    struct fy_txmsg whole = *m;
+    fy_ps_publish(s, m);
+    return 1;
+}
+
+void fy_ps_publish(ferry_socket *s, const struct fy_txmsg *m0)
+{
+    struct fy_txmsg whole = *m0;
     whole.whole = 1;
-    m = &whole;
+    const struct fy_txmsg *m = &whole;
     const void *first = m->nparts ? m->parts[0].data : "";
     size_t flen = m->nparts ? m->parts[0].len : 0;
     for (size_t i = 0; i < s->npipes; i++) {
         struct fy_pipe *p = s->pipes[i];
-        struct pub_pipe *pp = p->proto_data;
+        struct fy_ps_pipe *pp = p->proto_data;
         if (p->dead || !fy_prefixes_match(pp->subs, first, flen))
             continue;
         int rc = p->ops->send(p, m);
@@ -168,7 +154,6 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
             i--;
         }
     }
-    return 1;
 }
 
 /* A PUB's peers send only subscriptions: as commands (ZMTP 3.1) or as
@@ -176,10 +161,10 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m0)
 static const struct fy_wire pub_wire = {
     .name = "PUB", .peers = {"SUB", "XSUB"}, .in = FY_IN_SUBSCRIPTIONS};
 
-static void pub_pipe_rm(ferry_socket *s, struct fy_pipe *p)
+void fy_ps_pipe_rm(ferry_socket *s, struct fy_pipe *p)
 {
     FY_UNUSED(s);
-    struct pub_pipe *pp = p->proto_data;
+    struct fy_ps_pipe *pp = p->proto_data;
     fy_prefixes_free(pp->subs);
     pp->subs = NULL;
 }
@@ -192,7 +177,7 @@ static int pub_peer_ready(ferry_socket *s, struct fy_pipe *p)
     struct fy_rxmsg junk = {0};
     while (p->ops->recv(p, &junk, 0) == 1)
         fy_rxmsg_clear(&junk);
-    struct pub_pipe *pp = p->proto_data;
+    struct fy_ps_pipe *pp = p->proto_data;
     return pp != NULL && fy_prefixes_count(pp->subs) > 0;
 }
 
@@ -202,10 +187,10 @@ const struct fy_proto_ops fy_pub_ops = {
     .name = "pub",
     .peer = FERRY_SUB,
     .can_send = 1,
-    .pipe_size = sizeof(struct pub_pipe),
+    .pipe_size = sizeof(struct fy_ps_pipe),
     .send = pub_send,
     .cmd = pub_cmd,
-    .pipe_rm = pub_pipe_rm,
+    .pipe_rm = fy_ps_pipe_rm,
     .peer_ready = pub_peer_ready,
 };
 
@@ -223,10 +208,9 @@ static int sub_add_one(void *ctx, const void *prefix, size_t len)
     return rc < 0 ? rc : 0;
 }
 
-/* A new publisher learns every prefix of ours. */
-static int sub_add(ferry_socket *s, struct fy_pipe *p)
+int fy_ps_sub_add(ferry_socket *s, struct fy_pipe *p)
 {
-    struct sub_state *st = s->proto_state;
+    struct fy_ps_sub *st = s->proto_state;
     struct sub_add_ctx c = {s, p};
     return fy_prefixes_each(st->subs, sub_add_one, &c);
 }
@@ -238,28 +222,33 @@ static int sub_setopt(ferry_socket *s, int opt, const void *data, size_t len)
         return FERRY_ENOTSUP;
     if (data == NULL && len > 0)
         return FERRY_EINVAL;
-    int subscribe = opt == FERRY_OPT_SUBSCRIBE;
     pthread_mutex_lock(&s->mtx);
-    struct sub_state *st = s->proto_state;
+    int rc = fy_ps_sub_update(s, opt == FERRY_OPT_SUBSCRIBE, data, len);
+    pthread_mutex_unlock(&s->mtx);
+    return rc < 0 ? rc : 0;
+}
+
+int fy_ps_sub_update(ferry_socket *s, int subscribe, const void *data, size_t len)
+{
+    struct fy_ps_sub *st = s->proto_state;
     int rc = subscribe ? fy_prefixes_add(&st->subs, data, len, 1)
                        : fy_prefixes_remove(st->subs, data, len, 1);
     if (rc == 1) {
-        sub_flush(s, st);
+        fy_ps_sub_flush(s, st);
         for (size_t i = 0; i < s->npipes; i++) {
             struct fy_pipe *p = s->pipes[i];
             if (!p->dead)
                 sub_send(s, st, p, subscribe, data, len); /* queued if no room */
         }
     }
-    pthread_mutex_unlock(&s->mtx);
-    return rc < 0 ? rc : 0;
+    return rc;
 }
 
 static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
 {
-    struct sub_state *st = s->proto_state;
+    struct fy_ps_sub *st = s->proto_state;
     if (st->npend)
-        sub_flush(s, st);
+        fy_ps_sub_flush(s, st);
     for (;;) {
         int rc = fy_fq_recv(s, m, &st->cursor, check);
         if (rc != 1)
@@ -271,9 +260,9 @@ static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
     }
 }
 
-static void sub_fini(ferry_socket *s)
+void fy_ps_sub_fini(ferry_socket *s)
 {
-    struct sub_state *st = s->proto_state;
+    struct fy_ps_sub *st = s->proto_state;
     if (st == NULL)
         return;
     fy_prefixes_free(st->subs);
@@ -290,9 +279,9 @@ const struct fy_proto_ops fy_sub_ops = {
     .name = "sub",
     .peer = FERRY_PUB,
     .can_recv = 1,
-    .state_size = sizeof(struct sub_state),
+    .state_size = sizeof(struct fy_ps_sub),
     .recv = sub_recv,
     .setopt = sub_setopt,
-    .pipe_add = sub_add,
-    .fini = sub_fini,
+    .pipe_add = fy_ps_sub_add,
+    .fini = fy_ps_sub_fini,
 };

@@ -15,15 +15,16 @@
 static const char recv_help[] =
     "usage: ferry recv (--bind URL | --connect URL)... --type TYPE [options]\n"
     "\n"
-    "Receive messages and print each on its own line. TYPE: pull, sub, rep or\n"
-    "pair. Runs until -n COUNT messages arrived, or until SIGINT/SIGTERM (then\n"
-    "exit 0).\n"
+    "Receive messages and print each on its own line. TYPE: pull, sub, rep,\n"
+    "pair, xsub or xpub. Runs until -n COUNT messages arrived, or until\n"
+    "SIGINT/SIGTERM (then exit 0). An xpub prints the subscriptions its\n"
+    "subscribers make (\\x01PREFIX, and \\x00PREFIX when the last one cancels).\n"
     "\n"
     "  -b, --bind URL        listen at URL\n"
     "  -c, --connect URL     dial URL (may come before the listener exists)\n"
-    "  -t, --type TYPE       pull | sub | rep | pair\n"
-    "  -s, --subscribe PFX   sub: receive messages starting with PFX (repeatable;\n"
-    "                        none: everything)\n"
+    "  -t, --type TYPE       pull | sub | rep | pair | xsub | xpub\n"
+    "  -s, --subscribe PFX   sub, xsub: receive messages starting with PFX\n"
+    "                        (repeatable; none: everything)\n"
     "  -n, --count COUNT     exit 0 after COUNT messages\n"
     "  -f, --format FORMAT   text (default) | quoted | json | hex | raw\n"
     "      --raw             the same as --format raw\n"
@@ -70,9 +71,9 @@ static int parse_type(const char *s)
     static const struct {
         const char *name;
         int type;
-    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB}, {"sub", FERRY_SUB},
-                 {"req", FERRY_REQ},   {"rep", FERRY_REP}, {"push", FERRY_PUSH},
-                 {"pull", FERRY_PULL}};
+    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB},   {"sub", FERRY_SUB},
+                 {"req", FERRY_REQ},   {"rep", FERRY_REP},   {"push", FERRY_PUSH},
+                 {"pull", FERRY_PULL}, {"xpub", FERRY_XPUB}, {"xsub", FERRY_XSUB}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strcmp(s, types[i].name) == 0)
             return types[i].type;
@@ -170,8 +171,8 @@ static int check_opts(struct msg_opts *o, const int *allowed_types)
         return cli_usage(o->cmd, "this --type cannot %s (see --help)", o->cmd);
     if (o->nbind + o->nconnect == 0)
         return cli_usage(o->cmd, "give --bind URL or --connect URL");
-    if (o->nsubs && o->type != FERRY_SUB)
-        return cli_usage(o->cmd, "--subscribe needs --type sub");
+    if (o->nsubs && o->type != FERRY_SUB && o->type != FERRY_XSUB)
+        return cli_usage(o->cmd, "--subscribe needs --type sub or xsub");
     if (o->reply && o->type != FERRY_REP)
         return cli_usage(o->cmd, "--reply needs --type rep");
     return -1;
@@ -225,10 +226,24 @@ int msg_open_socket(struct msg_opts *o, ferry_socket **out)
         ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, o->timeout);
         ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, o->timeout);
     }
-    for (int i = 0; i < o->nsubs; i++)
+    for (int i = 0; i < o->nsubs && o->type == FERRY_SUB; i++)
         ferry_setopt(s, FERRY_OPT_SUBSCRIBE, o->subs[i], strlen(o->subs[i]));
     if (o->type == FERRY_SUB && o->nsubs == 0)
         ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
+    for (int i = 0; i < o->nsubs || (o->type == FERRY_XSUB && i == 0); i++) {
+        if (o->type != FERRY_XSUB)
+            break;
+        /* an xsub subscribes with a message: \x01 and the prefix (none: all) */
+        const char *pfx = o->nsubs ? o->subs[i] : "";
+        size_t n = strlen(pfx);
+        char *m = malloc(n + 1);
+        if (m == NULL)
+            break;
+        m[0] = 1;
+        memcpy(m + 1, pfx, n);
+        ferry_send(s, m, n + 1, 0);
+        free(m);
+    }
     for (int i = 0; i < o->nbind + o->nconnect; i++) {
         int dial = i >= o->nbind;
         const char *url = dial ? o->connect[i - o->nbind] : o->bind[i];
@@ -355,7 +370,8 @@ static int recv_loop(ferry_socket *s, const struct msg_opts *o)
 
 int cmd_recv(int argc, char **argv)
 {
-    static const int types[] = {FERRY_PULL, FERRY_SUB, FERRY_REP, FERRY_PAIR, 0};
+    static const int types[] = {FERRY_PULL, FERRY_SUB,  FERRY_REP, FERRY_PAIR,
+                                FERRY_XSUB, FERRY_XPUB, 0};
     struct msg_opts o = {.cmd = "recv"};
     int rc = msg_parse(argc, argv, &o, recv_help, types);
     if (rc >= 0)

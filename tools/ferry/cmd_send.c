@@ -19,13 +19,13 @@ static const char send_help[] =
     "       ferry send ... --more PART...    (one multipart message)\n"
     "       ferry send ... --file PATH       (a file's bytes as one message)\n"
     "\n"
-    "Send each MSG as one message. TYPE: push, pub, req or pair. With --type req\n"
+    "Send each MSG as one message. TYPE: push, pub, req, pair or xpub. With --type req\n"
     "each reply is printed on stdout in the --format. Exits 0 once every message\n"
     "has been handed to a connected peer.\n"
     "\n"
     "  -c, --connect URL   dial URL (may come before the listener exists)\n"
     "  -b, --bind URL      listen at URL, and wait for a peer before sending\n"
-    "  -t, --type TYPE     push | pub | req | pair\n"
+    "  -t, --type TYPE     push | pub | req | pair | xpub\n"
     "  -f, --format F      how MSG and stdin are read: text (default) | quoted |\n"
     "                      json | hex | raw (as `ferry recv --format` writes them)\n"
     "      --raw           the same as --format raw\n"
@@ -42,7 +42,7 @@ static const char send_help[] =
     "ferry send --format json -` replays messages byte for byte. raw: all of stdin\n"
     "is one message. A malformed line stops the send with its line number (exit 2);\n"
     "the lines before it are sent.\n"
-    "A pub waits for a subscriber (with --bind or --connect), then sends; a pub\n"
+    "A pub or xpub waits for a subscriber (with --bind or --connect), then sends; a pub\n"
     "never blocks on a slow subscriber. URLs: shm://NAME, ipc:///path (or\n"
     "ipc://@name), tcp://HOST:PORT. See ferry-send(1).\n";
 
@@ -370,7 +370,7 @@ static int send_check(const struct msg_opts *o)
 
 int cmd_send(int argc, char **argv)
 {
-    static const int types[] = {FERRY_PUSH, FERRY_PUB, FERRY_REQ, FERRY_PAIR, 0};
+    static const int types[] = {FERRY_PUSH, FERRY_PUB, FERRY_REQ, FERRY_PAIR, FERRY_XPUB, 0};
     struct msg_opts o = {.cmd = "send"};
     struct item *items = NULL;
     size_t nitems = 0;
@@ -384,10 +384,11 @@ int cmd_send(int argc, char **argv)
         msg_install_signals(); /* a long run ends on SIGINT/SIGTERM with exit 0 */
     signal(SIGPIPE, SIG_IGN);
     rc = CLI_OK;
-    if (o.nbind > 0 || o.type == FERRY_PUB) {
+    int publisher = o.type == FERRY_PUB || o.type == FERRY_XPUB;
+    if (o.nbind > 0 || publisher) {
         int r = ferry_wait_peers(x.s, 1, o.timeout);
         if (r != 0)
-            rc = cli_fail(r, "send: waiting for a %s", o.type == FERRY_PUB ? "subscriber" : "peer");
+            rc = cli_fail(r, "send: waiting for a %s", publisher ? "subscriber" : "peer");
     }
     if (rc == CLI_OK)
         rc = send_all(&x, items, nitems);
