@@ -353,7 +353,7 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *                  FERRY_OPT_XPUB_VERBOSE passes every subscribe.
  *                  FERRY_OPT_XPUB_WELCOME_MSG is sent to each new subscriber
  *                  first. Other messages its subscribers send arrive too. At
- *                  most 10,000 messages wait for recv; past that the
+ *                  most 10,000 messages (64 MiB) wait for recv; past that the
  *                  subscribers' input waits in their pipes (and a notice
  *                  that cannot wait is dropped and counted).
  *   XSUB --> PUB, XPUB   a SUB that subscribes with messages: a one-part

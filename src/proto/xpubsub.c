@@ -12,8 +12,8 @@
  * FERRY_OPT_XPUB_WELCOME_MSG goes to each new subscriber before anything
  * else, so a late joiner can learn the current state.
  *
- * What waits for the application is bounded (XPUB_QUEUE_MAX messages).
- * When it is full, a subscriber's further input stays in its pipe (the
+ * What waits for the application is bounded (XPUB_QUEUE_MAX messages,
+ * XPUB_QUEUE_BYTES). When it is full, a subscriber's further input stays in its pipe (the
  * transport's flow control holds it back), except subscriptions that come
  * as ZMTP 3.1 commands, which the I/O thread hands over as they arrive:
  * those notices are dropped and counted in FERRY_OPT_DROPPED (the prefix
@@ -32,18 +32,36 @@
 #include <string.h>
 
 #define XPUB_QUEUE_MAX 10000
+#define XPUB_QUEUE_BYTES (64u << 20) /* and their bytes, 128 more per part */
+#define XPUB_PART_COST 128u
 
 struct xpub_state {
     struct fy_prefixes *all; /* counted: how many subscribers hold each prefix */
     struct fy_rxmsg *q;      /* ring of messages waiting for recv */
     size_t qhead, qn, qcap;
+    uint64_t qbytes;
     int verbose;
     int has_welcome;
     unsigned char *welcome;
     size_t welcome_len;
 };
 
-/* Queues m (its parts pass to the queue). 0, or -1 when full. */
+static uint64_t msg_cost(const struct fy_rxmsg *m)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < m->nparts; i++)
+        c += m->parts[i]->size + XPUB_PART_COST;
+    return c;
+}
+
+/* 1 when the queue takes nothing more from the subscribers' pipes. */
+static int q_full(const struct xpub_state *st)
+{
+    return st->qn >= XPUB_QUEUE_MAX || st->qbytes >= XPUB_QUEUE_BYTES;
+}
+
+/* Queues m (its parts pass to the queue). 0, or -1 when full (the count:
+ * a message taken from a pipe may pass the byte budget once). */
 static int q_push(struct xpub_state *st, struct fy_rxmsg *m)
 {
     if (st->qn == XPUB_QUEUE_MAX)
@@ -65,6 +83,7 @@ static int q_push(struct xpub_state *st, struct fy_rxmsg *m)
     if (m->parts == &m->one) /* points into m: mark it, pop() points it home */
         slot->parts = NULL;
     st->qn++;
+    st->qbytes += msg_cost(m);
     return 0;
 }
 
@@ -75,6 +94,7 @@ static void q_pop(struct xpub_state *st, struct fy_rxmsg *out)
         out->parts = &out->one;
     st->qhead = (st->qhead + 1) % st->qcap;
     st->qn--;
+    st->qbytes -= msg_cost(out);
 }
 
 /* A subscription notice for the application: flag, then the prefix. */
@@ -131,11 +151,11 @@ static int is_subscription(const struct fy_rxmsg *m)
  * the pipes. */
 static void xpub_take(ferry_socket *s, struct xpub_state *st, int check)
 {
-    for (size_t i = 0; i < s->npipes && st->qn < XPUB_QUEUE_MAX; i++) {
+    for (size_t i = 0; i < s->npipes && !q_full(st); i++) {
         struct fy_pipe *p = s->pipes[i];
-        int rc;
+        int rc = 0;
         struct fy_rxmsg m = {0};
-        while (st->qn < XPUB_QUEUE_MAX && (rc = p->ops->recv(p, &m, check || p->dead)) == 1) {
+        while (!q_full(st) && (rc = p->ops->recv(p, &m, check || p->dead)) == 1) {
             if (is_subscription(&m)) {
                 const unsigned char *b = m.parts[0]->data;
                 xpub_cmd(s, p, b[0], b + 1, m.parts[0]->size - 1);
