@@ -337,7 +337,13 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *   REQ  <-> REP   REQ sends a request, then must receive the reply before
  *                  it sends again (FERRY_ESTATE otherwise). REP receives
  *                  requests from all its peers fairly and sends each reply
- *                  to the peer that asked. If a REQ's peer dies before
+ *                  to the peer that asked. Both frame messages as ZeroMQ
+ *                  does on every transport: a REQ puts an empty delimiter
+ *                  part before the request and strips it from the reply; a
+ *                  REP keeps the request's envelope (every part up to and
+ *                  including the delimiter, at most 256) and sends it back
+ *                  before the reply. A message without its envelope is
+ *                  dropped and counted in FERRY_OPT_ERRORS. If a REQ's peer dies before
  *                  replying, recv fails with FERRY_ECONNRESET and the REQ
  *                  may send again; with FERRY_OPT_REQ_RESEND it resends the
  *                  request to another peer instead (when there is one).
@@ -486,7 +492,8 @@ FERRY_API int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, in
 
 /* Zero-copy. ferry_msg_alloc() returns a buffer to fill; on shm:// it is
  * room inside a peer's ring when the socket can tell which peer the next
- * message goes to (PAIR, PUSH, REQ, a REP's reply), else ordinary memory.
+ * message goes to (PAIR, PUSH), else ordinary memory (REQ and REP messages
+ * carry ZeroMQ's envelope in front, so they are multipart and copied).
  * ferry_msg_send() sends it (ownership passes on success; on failure the
  * message is still yours). ferry_msg_recv() returns the next part; on
  * shm:// its data is read in place, in the ring, until ferry_msg_free().

@@ -150,22 +150,17 @@ void fy_pipe_unref(struct fy_pipe *p);
 
 /* What a byte-stream transport (ZMTP) needs to know of a pattern, and all
  * it may know: the transports branch on these, never on a socket type.
- *  env  DELIM: an empty delimiter frame goes before each message and is
- *       stripped from each received one (a reply without it is a protocol
- *       error: REQ); ROUTED: a received message's frames up to and
- *       including the empty delimiter are its route, kept aside, and sent
- *       back before the reply (REP); NONE.
+ * Frames travel verbatim: envelopes (REQ's delimiter, a REP's route, a
+ * ROUTER's routing id) are the protocol's business, on every transport.
  *  in   what arrives as data frames: MESSAGES; SUBSCRIPTIONS in the ZMTP
  *       3.0 form (0x01/0x00 + prefix, handed to the protocol's cmd; other
  *       data dropped: a PUB); NONE (dropped: a PUSH). SUBSCRIBE and CANCEL
  *       commands go to cmd whenever the protocol has one. */
-enum fy_wire_env { FY_ENV_NONE, FY_ENV_DELIM, FY_ENV_ROUTED };
 enum fy_wire_in { FY_IN_MESSAGES, FY_IN_SUBSCRIPTIONS, FY_IN_NONE };
 struct fy_wire {
     const char *name;     /* Socket-Type in READY ("REQ") */
     const char *peers[4]; /* the Socket-Types it talks to (RFC 37's table) */
     int identity;         /* READY carries an empty Identity (as libzmq's REQ) */
-    enum fy_wire_env env;
     enum fy_wire_in in;
 };
 
@@ -191,7 +186,6 @@ struct fy_wire {
 struct fy_proto_ops {
     int type;
     const char *name;
-    int peer; /* the compatible peer type */
     int can_send, can_recv;
     size_t state_size;
     size_t pipe_size;
@@ -366,6 +360,11 @@ void fy_sock_wake(ferry_socket *s);
 
 /* Frees a received message's parts; the socket's mtx must be held. */
 void fy_rxmsg_clear(struct fy_rxmsg *m);
+
+/* Frees the next n parts of a received message (a protocol strips what is
+ * not for the user: an envelope); the user receives from the part after
+ * them. mtx held. */
+void fy_rxmsg_strip(struct fy_rxmsg *m, size_t n);
 
 /* Heap message of size bytes. */
 ferry_msg *fy_msg_heap(size_t size);

@@ -252,6 +252,15 @@ void fy_rxmsg_clear(struct fy_rxmsg *m)
     memset(m, 0, sizeof *m);
 }
 
+void fy_rxmsg_strip(struct fy_rxmsg *m, size_t n)
+{
+    if (n > m->nparts - m->next)
+        n = m->nparts - m->next;
+    for (size_t i = 0; i < n; i++)
+        msg_free(m->parts[m->next + i], 1);
+    m->next += n;
+}
+
 void *ferry_msg_data(ferry_msg *m) { return m ? m->data : NULL; }
 size_t ferry_msg_size(const ferry_msg *m) { return m ? m->size : 0; }
 int ferry_msg_more(const ferry_msg *m) { return m ? m->more : 0; }

@@ -25,10 +25,17 @@ const char *fy_type_name(int type)
     return p ? p->name : "unknown";
 }
 
+/* One compatibility table for every transport: the patterns' wire
+ * descriptions (RFC 37's), so shm:// and ZMTP cannot disagree. */
 int fy_types_compatible(int a, int b)
 {
-    const struct fy_proto_ops *p = fy_proto_find(a);
-    return p != NULL && p->peer == b;
+    const struct fy_proto_ops *p = fy_proto_find(a), *q = fy_proto_find(b);
+    if (p == NULL || q == NULL)
+        return 0;
+    for (size_t i = 0; i < FY_ARRAY_LEN(p->wire->peers) && p->wire->peers[i]; i++)
+        if (strcmp(p->wire->peers[i], q->wire->name) == 0)
+            return 1;
+    return 0;
 }
 
 struct fy_pipe *fy_proto_next_pipe(ferry_socket *s, size_t size);

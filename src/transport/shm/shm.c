@@ -168,12 +168,16 @@ static int ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
         *nfds = 0;
         return FERRY_ECONNRESET;
     }
-    if (n != (ssize_t)sizeof *c || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        memcmp(c->magic, "FERRYCTL", 8) != 0 || c->version != SHM_CTL_VERSION) {
+    /* Another release's handshake is told apart before its size is held
+     * against it (the message grew with the versions), so both ends can
+     * say why they cannot talk. */
+    int other = n >= 12 && memcmp(c->magic, "FERRYCTL", 8) == 0 && c->version != SHM_CTL_VERSION;
+    if (other || n != (ssize_t)sizeof *c || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        memcmp(c->magic, "FERRYCTL", 8) != 0) {
         for (int i = 0; i < *nfds; i++)
             close(fds[i]);
         *nfds = 0;
-        return FERRY_EPROTO;
+        return other ? FERRY_EVERSION : FERRY_EPROTO;
     }
     c->text[sizeof c->text - 1] = '\0';
     return 0;
@@ -362,7 +366,13 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     /* WELCOME or REFUSE */
     if ((rc = wait_readable(sp->ctl_fd, deadline)) != 0 ||
         (rc = ctl_recv(sp->ctl_fd, &c, fds, &nfds)) != 0) {
-        fy_err(rc, "shm://%s: handshake", name);
+        if (rc == FERRY_EVERSION)
+            fy_err(rc,
+                   "shm://%s: the listener (pid %d) speaks shm handshake version %u, this "
+                   "ferry version %d: both ends need the same ferry release",
+                   name, (int)cr.pid, (unsigned)c.version, SHM_CTL_VERSION);
+        else
+            fy_err(rc, "shm://%s: handshake", name);
         goto fail;
     }
     if (c.op == SHM_OP_REFUSE) {
@@ -765,6 +775,17 @@ static void on_pending(struct shm_tran *t, struct shm_pending *pd)
     int rc = ctl_recv(pd->ev.fd, &c, fds, &nfds);
     if (rc == -EAGAIN)
         return;
+    if (rc == FERRY_EVERSION) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "shm: a peer (pid %d) speaks shm handshake version %u, this ferry version %d: "
+                 "refused",
+                 (int)pd->pid, (unsigned)c.version, SHM_CTL_VERSION);
+        pthread_mutex_lock(&t->s->mtx);
+        fy_sock_note(t->s, 0, why);
+        pthread_mutex_unlock(&t->s->mtx);
+        refuse(pd->ev.fd, t->s, FERRY_EVERSION, "%s", why + 5);
+    }
     if (rc == 0 && c.op == SHM_OP_STAT_REQ) {
         stat_reply(t, pd->ev.fd);
     } else if (rc == 0 && c.op == SHM_OP_HELLO) {

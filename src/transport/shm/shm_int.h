@@ -38,8 +38,13 @@
 
 /* The handshake's version. 2: the wake block's `woken` word (fy_wake) is
  * honoured by both sides; a version-1 peer would never re-arm it, so the
- * versions do not mix. */
-#define SHM_CTL_VERSION 2
+ * versions do not mix. 3: REQ and REP frame their messages as ZeroMQ does
+ * (REQ's empty delimiter, a REP's envelope travel as parts), and the
+ * handshake carries the socket's routing id (for a ROUTER peer); a
+ * version-2 REP would hand the delimiter to its user as the request. A
+ * peer of another version is told so (FERRY_EVERSION, with both
+ * versions), whichever side it is. */
+#define SHM_CTL_VERSION 3
 
 struct shm_conn_hdr {
     char magic[8]; /* "FERRYCON" */
