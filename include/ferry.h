@@ -356,6 +356,13 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *                  those with room; when every puller is full (or none is
  *                  connected) it blocks: it never drops. PULL receives from
  *                  all its pushers fairly.
+ *   DEALER <-> ROUTER, REP, DEALER
+ *                  an asynchronous REQ: each message goes to one peer,
+ *                  round-robin over those with room (it blocks when all are
+ *                  full, never drops), and messages are received from all
+ *                  peers fairly, any number in either direction. No
+ *                  envelope is added or taken: to talk to a REP, send an
+ *                  empty part first (and receive one before the reply).
  *
  * Messages have one or more parts: every part but the last is sent with
  * FERRY_MORE, and a message arrives whole or not at all (a peer that dies
@@ -380,7 +387,8 @@ enum ferry_type {
     FERRY_REQ = 4,
     FERRY_REP = 5,
     FERRY_PUSH = 6,
-    FERRY_PULL = 7
+    FERRY_PULL = 7,
+    FERRY_DEALER = 8
 };
 
 #define FERRY_DONTWAIT 0x1 /* send/recv: do not wait, FERRY_EAGAIN instead */
@@ -401,7 +409,8 @@ enum ferry_option {
     FERRY_OPT_SPIN = 9,               /* busy-poll this many microseconds before sleeping; 0 */
     FERRY_OPT_RCVMORE = 10,           /* get: 1 if the last part received has more after it */
     FERRY_OPT_TYPE = 11,              /* get: the socket type                             */
-    FERRY_OPT_DROPPED = 12,           /* get: PUB messages dropped at subscribers' HWM     */
+    FERRY_OPT_DROPPED = 12,           /* get: messages dropped: PUB at a subscriber's HWM,
+                                         REP to a gone requester                         */
     FERRY_OPT_REQ_RESEND = 13,        /* REQ: 1 = resend to another peer if the peer dies */
     FERRY_OPT_PEER_UID = 14,          /* shm://, ipc://: uid allowed to connect besides
                                          root; -1 = any uid. Default: the socket's own uid */

@@ -9,6 +9,9 @@
  * Roles (each checks what it receives and exits 0 only if all was right):
  *   rep       echo every request back, COUNT requests (default: the vector)
  *   req       send each vector message, check the echo
+ *   dealer    the same over DEALER (against an echoing ROUTER)
+ *   dealer-req  the same over DEALER framing REQ's envelope itself: an
+ *             empty part before each request and before each reply (a REP)
  *   pair-echo / pair-req   the same over PAIR
  *   push      send the vector, then COUNT messages "seq" + 8-byte number
  *   pull      receive and check the vector, then the COUNT numbers in order
@@ -129,7 +132,8 @@ enum {
     T_REQ = ZMQ_REQ,
     T_REP = ZMQ_REP,
     T_PUSH = ZMQ_PUSH,
-    T_PULL = ZMQ_PULL
+    T_PULL = ZMQ_PULL,
+    T_DEALER = ZMQ_DEALER
 };
 
 static sock_t *p_open(int type)
@@ -213,7 +217,8 @@ enum {
     T_REQ = FERRY_REQ,
     T_REP = FERRY_REP,
     T_PUSH = FERRY_PUSH,
-    T_PULL = FERRY_PULL
+    T_PULL = FERRY_PULL,
+    T_DEALER = FERRY_DEALER
 };
 
 static sock_t *p_open(int type)
@@ -304,17 +309,22 @@ static int role_echo(sock_t *s, long count)
     return 0;
 }
 
-static int role_client(sock_t *s)
+/* delim: a DEALER talking to a REP frames REQ's envelope itself (an empty
+ * part before the request, and one expected before the reply). */
+static int role_client(sock_t *s, int delim)
 {
     for (size_t i = 0; i < nvec; i++) {
-        int rc = p_send(s, &vec[i]);
+        struct msg framed = {.n = vec[i].n + 1};
+        framed.p[0] = (struct part){(unsigned char *)"", 0};
+        memcpy(framed.p + 1, vec[i].p, vec[i].n * sizeof *vec[i].p);
+        int rc = p_send(s, delim ? &framed : &vec[i]);
         if (rc != 0)
             die("client: send", rc);
         struct msg m;
         rc = p_recv(s, &m);
         if (rc != 0)
             die("client: recv", rc);
-        if (!msg_equal(&vec[i], &m, 0)) {
+        if (!msg_equal(&vec[i], &m, delim ? 1 : 0) || (delim && m.p[0].len != 0)) {
             fprintf(stderr, "peer: reply %zu differs from the request\n", i);
             return 1;
         }
@@ -502,9 +512,10 @@ static int type_of(const char *role)
     static const struct {
         const char *role;
         int type;
-    } t[] = {{"rep", T_REP},       {"req", T_REQ},   {"pair-echo", T_PAIR},
-             {"pair-req", T_PAIR}, {"push", T_PUSH}, {"pull", T_PULL},
-             {"pub", T_PUB},       {"sub", T_SUB},   {"req-retry", T_REQ}};
+    } t[] = {{"rep", T_REP},       {"req", T_REQ},          {"pair-echo", T_PAIR},
+             {"pair-req", T_PAIR}, {"push", T_PUSH},        {"pull", T_PULL},
+             {"pub", T_PUB},       {"sub", T_SUB},          {"req-retry", T_REQ},
+             {"dealer", T_DEALER}, {"dealer-req", T_DEALER}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].role, role) == 0)
             return t[i].type;
@@ -538,8 +549,11 @@ int main(int argc, char **argv)
     int rc;
     if (strcmp(role, "rep") == 0 || strcmp(role, "pair-echo") == 0)
         rc = role_echo(s, count >= 0 ? count : (long)nvec);
-    else if (strcmp(role, "req") == 0 || strcmp(role, "pair-req") == 0)
-        rc = role_client(s);
+    else if (strcmp(role, "req") == 0 || strcmp(role, "pair-req") == 0 ||
+             strcmp(role, "dealer") == 0)
+        rc = role_client(s, 0);
+    else if (strcmp(role, "dealer-req") == 0)
+        rc = role_client(s, 1);
     else if (strcmp(role, "push") == 0)
         rc = role_push(s, count >= 0 ? count : 0);
     else if (strcmp(role, "pull") == 0)

@@ -142,7 +142,8 @@ pattern_cases() {
     # ferry role | zmq role | which one runs forever | extra args
     local spec
     for spec in "rep req - " "req rep - " "pair-echo pair-req - " "pair-req pair-echo - " \
-        "push pull - $SEQ" "pull push - $SEQ" "pub sub ferry " "sub pub zmq "; do
+        "push pull - $SEQ" "pull push - $SEQ" "pub sub ferry " "sub pub zmq " \
+        "dealer-req rep - " "rep dealer-req - "; do
         set -- $spec
         local fr=$1 zr=$2 inf=$3 count=${4:-}
         # ferry binds

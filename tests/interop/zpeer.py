@@ -56,7 +56,7 @@ def parts_check(path):
 
 TYPES = {"push-parts": zmq.PUSH, "rep": zmq.REP, "req": zmq.REQ, "pair-echo": zmq.PAIR, "pair-req": zmq.PAIR,
          "push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
-         "rep-die": zmq.REP, "sender": zmq.PUSH}
+         "rep-die": zmq.REP, "sender": zmq.PUSH, "dealer": zmq.DEALER, "dealer-req": zmq.DEALER}
 
 
 def fail(why):
@@ -94,11 +94,16 @@ def main():
         for _ in range(count):
             s.send_multipart(s.recv_multipart())
         os.kill(os.getpid(), signal.SIGKILL)
-    elif role in ("req", "pair-req"):
+    elif role in ("req", "pair-req", "dealer"):
         for i, m in enumerate(vec):
             s.send_multipart(m)
             if s.recv_multipart() != m:
                 fail("reply %d differs from the request" % i)
+    elif role == "dealer-req":  # REQ's envelope framed by hand, for a REP
+        for i, m in enumerate(vec):
+            s.send_multipart([b""] + m)
+            if s.recv_multipart() != [b""] + m:
+                fail("reply %d differs from the request (or lacks the delimiter)" % i)
     elif role == "push":
         for m in vec:
             s.send_multipart(m)

@@ -204,12 +204,114 @@ static void test_req_drops_reply_without_delimiter(void **state)
     ferry_close(req);
 }
 
+/* --- every transport ------------------------------------------------------ */
+
+static const char *const kinds[] = {"shm", "ipc", "tcp"};
+
+/* Makes s listen on a fresh endpoint of the given kind; *url is where to
+ * dial it. */
+static void listen_kind(ferry_socket *s, const char *kind, char *url, size_t len)
+{
+    char n[64];
+    t_name(n, sizeof n, "rt");
+    if (strcmp(kind, "shm") == 0)
+        snprintf(url, len, "shm://%s", n);
+    else if (strcmp(kind, "ipc") == 0)
+        snprintf(url, len, "ipc://@%s", n);
+    else
+        snprintf(url, len, "tcp://127.0.0.1:*");
+    assert_int_equal(ferry_listen(s, url), 0);
+    if (strcmp(kind, "tcp") == 0)
+        assert_int_equal(ferry_socket_addr(s, url, len), 0);
+}
+
+static void send_parts(ferry_socket *s, const char *const *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ferry_send(s, parts[i], strlen(parts[i]), i + 1 < n ? FERRY_MORE : 0), 0);
+}
+
+static void recv_parts(ferry_socket *s, const char *const *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        recv_is(s, parts[i], i + 1 < n);
+}
+
+/* A DEALER frames REQ's envelope itself and talks to a REP, both ways of
+ * binding, on every transport; the REP's reply comes back with the
+ * delimiter in front, and empty parts survive. */
+static void test_dealer_rep(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        for (int dealer_binds = 0; dealer_binds < 2; dealer_binds++) {
+            ferry_socket *d = open_sock(FERRY_DEALER), *r = open_sock(FERRY_REP);
+            char url[128];
+            listen_kind(dealer_binds ? d : r, kinds[k], url, sizeof url);
+            assert_int_equal(ferry_dial(dealer_binds ? r : d, url), 0);
+            for (int i = 0; i < 3; i++) {
+                const char *req[] = {"", "hello", ""};
+                send_parts(d, req, 3);
+                const char *body[] = {"hello", ""};
+                recv_parts(r, body, 2);
+                const char *rep[] = {"world", "", "!"};
+                send_parts(r, rep, 3);
+                const char *back[] = {"", "world", "", "!"};
+                recv_parts(d, back, 4);
+            }
+            ferry_close(d);
+            ferry_close(r);
+        }
+    }
+}
+
+/* DEALER to DEALER: any number of messages either way, no envelope; a
+ * second peer gets every other message (round-robin). */
+static void test_dealer_dealer(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        ferry_socket *a = open_sock(FERRY_DEALER), *b = open_sock(FERRY_DEALER),
+                     *c = open_sock(FERRY_DEALER);
+        char url[128];
+        listen_kind(a, kinds[k], url, sizeof url);
+        assert_int_equal(ferry_dial(b, url), 0);
+        assert_int_equal(ferry_dial(c, url), 0);
+        assert_int_equal(ferry_wait_peers(a, 2, 5000), 0);
+        const char *one[] = {"x", "", "y"};
+        send_parts(b, one, 3);
+        send_parts(b, one, 3);
+        recv_parts(a, one, 3);
+        recv_parts(a, one, 3);
+        for (int i = 0; i < 4; i++) {
+            char m[8];
+            snprintf(m, sizeof m, "m%d", i);
+            assert_int_equal(ferry_send(a, m, strlen(m), 0), 0);
+        }
+        char g[4][8];
+        size_t gl;
+        ferry_socket *who[4] = {b, b, c, c};
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(ferry_recv(who[i], g[i], sizeof g[i] - 1, &gl, 0), 0);
+            g[i][gl] = 0;
+        }
+        /* each peer got every other one */
+        assert_int_equal(g[1][1] - g[0][1], 2);
+        assert_int_equal(g[3][1] - g[2][1], 2);
+        ferry_close(a);
+        ferry_close(b);
+        ferry_close(c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rep_drops_request_without_envelope),
         cmocka_unit_test(test_rep_refuses_long_envelope),
         cmocka_unit_test(test_req_drops_reply_without_delimiter),
+        cmocka_unit_test(test_dealer_rep),
+        cmocka_unit_test(test_dealer_dealer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
