@@ -128,6 +128,10 @@ struct fy_pipe_ops {
     void (*destroy)(struct fy_pipe *p);
 };
 
+/* A routing id is 1..255 bytes (ZMTP's limit); ids starting with 0x00 are
+ * reserved for the ones a ROUTER generates. */
+#define FY_RID_MAX 255
+
 struct fy_pipe {
     const struct fy_pipe_ops *ops;
     ferry_socket *sock;
@@ -139,6 +143,11 @@ struct fy_pipe {
     int id;
     int peer_pid;
     unsigned peer_uid;
+    /* The routing id the peer announced (ZMTP READY's Identity, the shm://
+     * handshake), peer_rid_len 0 if none: set by the transport before the
+     * pipe starts (pipe_start), read by the protocol (a ROUTER). */
+    unsigned char peer_rid[FY_RID_MAX];
+    size_t peer_rid_len;
     void *proto_data; /* the protocol's state for this pipe (pipe_size bytes,
                          from joining the socket until pipe_rm) */
     void *tran;       /* transport state                  */
@@ -160,7 +169,9 @@ enum fy_wire_in { FY_IN_MESSAGES, FY_IN_SUBSCRIPTIONS, FY_IN_NONE };
 struct fy_wire {
     const char *name;     /* Socket-Type in READY ("REQ") */
     const char *peers[4]; /* the Socket-Types it talks to (RFC 37's table) */
-    int identity;         /* READY carries an empty Identity (as libzmq's REQ) */
+    int identity;         /* READY (and the shm:// handshake) carries an Identity:
+                             FERRY_OPT_ROUTING_ID, empty if unset (libzmq's REQ,
+                             DEALER and ROUTER) */
     enum fy_wire_in in;
 };
 
@@ -172,6 +183,11 @@ struct fy_wire {
  *            < 0 to refuse it (a PAIR that has its peer). NULL: accept.
  *  pipe_add  0 to accept the new pipe, < 0 to refuse it. Its proto_data
  *            (pipe_size bytes, zeroed) is already there.
+ *  pipe_start  the pipe's peer is known (its handshake is done, its
+ *            announced routing id in p->peer_rid): right after pipe_add for
+ *            a pipe added ready, or when a pending one (a tcp/ipc dialer's)
+ *            completes its handshake. 0, or < 0 to refuse the peer (the
+ *            transport drops the connection; the detail in fy_err).
  *  pipe_rm   the pipe is leaving the socket; its proto_data is freed
  *            after this returns.
  *  cmd   a control command arrived on a pipe (subscriptions).
@@ -197,6 +213,7 @@ struct fy_proto_ops {
     int (*recv)(ferry_socket *s, struct fy_rxmsg *m, int check);
     int (*accept)(ferry_socket *s);
     int (*pipe_add)(ferry_socket *s, struct fy_pipe *p);
+    int (*pipe_start)(ferry_socket *s, struct fy_pipe *p);
     void (*pipe_rm)(ferry_socket *s, struct fy_pipe *p);
     void (*cmd)(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len);
     struct fy_pipe *(*next_pipe)(ferry_socket *s, size_t size); /* for zero-copy alloc */
@@ -265,15 +282,17 @@ struct fy_opts {
     int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */
     int reconnect_ms, reconnect_max_ms;
     int handshake_ms;
-    int linger_ms;          /* tcp/ipc close: flush and await FIN; -1 forever */
-    int heartbeat_ivl;      /* tcp/ipc: PING every ms, 0 off */
-    int heartbeat_timeout;  /* ms without traffic after a PING; -1: = ivl */
-    int heartbeat_ttl;      /* ms, sent in PINGs: the peer's timeout for us */
-    int backlog;            /* tcp/ipc listen() backlog, and handshakes in progress */
-    int max_conns;          /* tcp/ipc: accepted connections */
-    uint64_t partial_max;   /* tcp/ipc: pool for messages still arriving */
-    int sub_max;            /* PUB: prefixes per subscriber */
-    uint64_t sub_max_bytes; /* PUB: their bytes */
+    int linger_ms;                        /* tcp/ipc close: flush and await FIN; -1 forever */
+    int heartbeat_ivl;                    /* tcp/ipc: PING every ms, 0 off */
+    int heartbeat_timeout;                /* ms without traffic after a PING; -1: = ivl */
+    int heartbeat_ttl;                    /* ms, sent in PINGs: the peer's timeout for us */
+    int backlog;                          /* tcp/ipc listen() backlog, and handshakes in progress */
+    int max_conns;                        /* tcp/ipc: accepted connections */
+    uint64_t partial_max;                 /* tcp/ipc: pool for messages still arriving */
+    int sub_max;                          /* PUB: prefixes per subscriber */
+    uint64_t sub_max_bytes;               /* PUB: their bytes */
+    unsigned char routing_id[FY_RID_MAX]; /* announced to peers (wire->identity) */
+    size_t routing_id_len;
 };
 
 struct ferry_socket {
@@ -326,6 +345,11 @@ struct ferry_socket {
  * the protocol refuses it (the caller then destroys it). */
 int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p);
 int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
+
+/* A pending pipe's handshake is done: it counts as a peer from now on, if
+ * the protocol's pipe_start accepts it (< 0: refused, it stays pending).
+ * mtx held. */
+int fy_sock_pipe_start_locked(ferry_socket *s, struct fy_pipe *p);
 
 /* Marks a pipe dead (the peer went away); takes mtx; wakes waiters. The
  * pipe leaves the socket once the protocol has drained it. */

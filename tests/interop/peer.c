@@ -10,6 +10,10 @@
  *   rep       echo every request back, COUNT requests (default: the vector)
  *   req       send each vector message, check the echo
  *   dealer    the same over DEALER (against an echoing ROUTER)
+ *   router-echo  a ROUTER sending each message back to its sender, COUNT
+ *             messages (default: the vector); $EXPECT_RID: the routing id
+ *             every message must carry. Any role: $ROUTING_ID sets the
+ *             socket's routing id
  *   dealer-req  the same over DEALER framing REQ's envelope itself: an
  *             empty part before each request and before each reply (a REP)
  *   pair-echo / pair-req   the same over PAIR
@@ -133,7 +137,8 @@ enum {
     T_REP = ZMQ_REP,
     T_PUSH = ZMQ_PUSH,
     T_PULL = ZMQ_PULL,
-    T_DEALER = ZMQ_DEALER
+    T_DEALER = ZMQ_DEALER,
+    T_ROUTER = ZMQ_ROUTER
 };
 
 static sock_t *p_open(int type)
@@ -203,6 +208,11 @@ static void p_subscribe(sock_t *s, const char *pfx)
     zmq_setsockopt(s, ZMQ_SUBSCRIBE, pfx, strlen(pfx));
 }
 
+static void p_routing_id(sock_t *s, const char *id)
+{
+    zmq_setsockopt(s, ZMQ_ROUTING_ID, id, strlen(id));
+}
+
 static void p_close(sock_t *s)
 {
     zmq_close(s);
@@ -218,7 +228,8 @@ enum {
     T_REP = FERRY_REP,
     T_PUSH = FERRY_PUSH,
     T_PULL = FERRY_PULL,
-    T_DEALER = FERRY_DEALER
+    T_DEALER = FERRY_DEALER,
+    T_ROUTER = FERRY_ROUTER
 };
 
 static sock_t *p_open(int type)
@@ -289,6 +300,12 @@ static void p_subscribe(sock_t *s, const char *pfx)
     ferry_setopt(s, FERRY_OPT_SUBSCRIBE, pfx, strlen(pfx));
 }
 
+static void p_routing_id(sock_t *s, const char *id)
+{
+    if (ferry_setopt(s, FERRY_OPT_ROUTING_ID, id, strlen(id)) != 0)
+        die("routing id", -1);
+}
+
 static void p_close(sock_t *s) { ferry_close(s); }
 #endif
 
@@ -304,6 +321,28 @@ static int role_echo(sock_t *s, long count)
         rc = p_send(s, &m);
         if (rc != 0)
             die("echo: send", rc);
+        msg_free(&m);
+    }
+    return 0;
+}
+
+/* A ROUTER echoing each message to the peer it came from (the routing id
+ * part sent back first); with expect, every id must be that string. */
+static int role_router_echo(sock_t *s, long count, const char *expect)
+{
+    for (long i = 0; i < count; i++) {
+        struct msg m;
+        int rc = p_recv(s, &m);
+        if (rc != 0)
+            die("router-echo: recv", rc);
+        if (m.n < 2 || (expect && (m.p[0].len != strlen(expect) ||
+                                   memcmp(m.p[0].data, expect, m.p[0].len) != 0))) {
+            fprintf(stderr, "peer: message %ld lacks the expected routing id\n", i);
+            return 1;
+        }
+        rc = p_send(s, &m);
+        if (rc != 0)
+            die("router-echo: send", rc);
         msg_free(&m);
     }
     return 0;
@@ -512,10 +551,10 @@ static int type_of(const char *role)
     static const struct {
         const char *role;
         int type;
-    } t[] = {{"rep", T_REP},       {"req", T_REQ},          {"pair-echo", T_PAIR},
-             {"pair-req", T_PAIR}, {"push", T_PUSH},        {"pull", T_PULL},
-             {"pub", T_PUB},       {"sub", T_SUB},          {"req-retry", T_REQ},
-             {"dealer", T_DEALER}, {"dealer-req", T_DEALER}};
+    } t[] = {{"rep", T_REP},       {"req", T_REQ},           {"pair-echo", T_PAIR},
+             {"pair-req", T_PAIR}, {"push", T_PUSH},         {"pull", T_PULL},
+             {"pub", T_PUB},       {"sub", T_SUB},           {"req-retry", T_REQ},
+             {"dealer", T_DEALER}, {"dealer-req", T_DEALER}, {"router-echo", T_ROUTER}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].role, role) == 0)
             return t[i].type;
@@ -545,9 +584,13 @@ int main(int argc, char **argv)
         return 2;
     }
     sock_t *s = p_open(type);
+    if (getenv("ROUTING_ID"))
+        p_routing_id(s, getenv("ROUTING_ID"));
     p_endpoint(s, bind, argv[3]);
     int rc;
-    if (strcmp(role, "rep") == 0 || strcmp(role, "pair-echo") == 0)
+    if (strcmp(role, "router-echo") == 0)
+        rc = role_router_echo(s, count >= 0 ? count : (long)nvec, getenv("EXPECT_RID"));
+    else if (strcmp(role, "rep") == 0 || strcmp(role, "pair-echo") == 0)
         rc = role_echo(s, count >= 0 ? count : (long)nvec);
     else if (strcmp(role, "req") == 0 || strcmp(role, "pair-req") == 0 ||
              strcmp(role, "dealer") == 0)

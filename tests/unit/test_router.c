@@ -8,6 +8,10 @@
 #include "../common.h"
 #include "raw_zmtp.h"
 
+#include <pthread.h>
+
+#define FY_RID_MAX_T 256 /* room for a routing id (at most 255 bytes) */
+
 /* --- raw ZMTP messages ------------------------------------------------------- */
 
 struct rawmsg {
@@ -304,6 +308,386 @@ static void test_dealer_dealer(void **state)
     }
 }
 
+/* --- ROUTER ------------------------------------------------------------------ */
+
+/* Receives a ROUTER's message: the routing id into id (*idlen), then the
+ * parts, which must be want[0..n). */
+static void router_recv_from(ferry_socket *r, unsigned char *id, size_t *idlen,
+                             const char *const *want, size_t n)
+{
+    assert_int_equal(ferry_recv(r, id, FY_RID_MAX_T, idlen, 0), 0);
+    assert_int_equal(opt_of(r, FERRY_OPT_RCVMORE), 1);
+    recv_parts(r, want, n);
+}
+
+static void router_send_to(ferry_socket *r, const unsigned char *id, size_t idlen,
+                           const char *const *parts, size_t n)
+{
+    assert_int_equal(ferry_send(r, id, idlen, FERRY_MORE), 0);
+    send_parts(r, parts, n);
+}
+
+/* DEALER to ROUTER and back on every transport, each side binding in turn:
+ * two dealers get generated ids (libzmq's form: 0x00 and 4 bytes), each
+ * reply reaches the dealer it names, multipart with empty parts. */
+static void test_dealer_router(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        for (int router_binds = 0; router_binds < 2; router_binds++) {
+            ferry_socket *r = open_sock(FERRY_ROUTER), *d[2];
+            char url[128];
+            d[0] = open_sock(FERRY_DEALER);
+            d[1] = open_sock(FERRY_DEALER);
+            if (router_binds) {
+                listen_kind(r, kinds[k], url, sizeof url);
+                assert_int_equal(ferry_dial(d[0], url), 0);
+                assert_int_equal(ferry_dial(d[1], url), 0);
+            } else {
+                char url2[128];
+                listen_kind(d[0], kinds[k], url, sizeof url);
+                listen_kind(d[1], kinds[k], url2, sizeof url2);
+                assert_int_equal(ferry_dial(r, url), 0);
+                assert_int_equal(ferry_dial(r, url2), 0);
+            }
+            unsigned char id[2][FY_RID_MAX_T];
+            size_t idl[2];
+            for (int i = 0; i < 2; i++) {
+                const char *m[] = {i ? "from1" : "from0", "", "tail"};
+                send_parts(d[i], m, 3);
+                router_recv_from(r, id[i], &idl[i], m, 3);
+                assert_int_equal(idl[i], 5);
+                assert_int_equal(id[i][0], 0);
+            }
+            assert_true(memcmp(id[0], id[1], 5) != 0);
+            for (int i = 1; i >= 0; i--) {
+                const char *m[] = {"", i ? "to1" : "to0", ""};
+                router_send_to(r, id[i], idl[i], m, 3);
+                recv_parts(d[i], m, 3);
+            }
+            ferry_close(d[0]);
+            ferry_close(d[1]);
+            ferry_close(r);
+        }
+    }
+}
+
+/* A routing id set with FERRY_OPT_ROUTING_ID is what the ROUTER knows the
+ * peer by, on every transport; ids not allowed are refused by setopt. */
+static void test_announced_id(void **state)
+{
+    (void)state;
+    ferry_socket *x = open_sock(FERRY_DEALER);
+    unsigned char big[256];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(ferry_setopt(x, FERRY_OPT_ROUTING_ID, big, 256), FERRY_EINVAL);
+    assert_int_equal(ferry_setopt(x, FERRY_OPT_ROUTING_ID, "\0ab", 3), FERRY_EINVAL);
+    assert_int_equal(ferry_setopt(x, FERRY_OPT_ROUTING_ID, "", 0), FERRY_EINVAL);
+    assert_int_equal(ferry_setopt(x, FERRY_OPT_ROUTING_ID, big, 255), 0);
+    unsigned char got[300];
+    size_t gl = sizeof got;
+    assert_int_equal(ferry_getopt(x, FERRY_OPT_ROUTING_ID, got, &gl), 0);
+    assert_int_equal(gl, 255);
+    ferry_close(x);
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+        assert_int_equal(ferry_setopt(d, FERRY_OPT_ROUTING_ID, "alice", 5), 0);
+        char url[128];
+        listen_kind(r, kinds[k], url, sizeof url);
+        assert_int_equal(ferry_dial(d, url), 0);
+        const char *m[] = {"hi"};
+        send_parts(d, m, 1);
+        unsigned char id[FY_RID_MAX_T];
+        size_t idl;
+        router_recv_from(r, id, &idl, m, 1);
+        assert_int_equal(idl, 5);
+        assert_memory_equal(id, "alice", 5);
+        const char *back[] = {"hello alice"};
+        router_send_to(r, (const unsigned char *)"alice", 5, back, 1);
+        recv_parts(d, back, 1);
+        ferry_close(d);
+        ferry_close(r);
+    }
+}
+
+/* To an unknown peer: dropped and counted by default; FERRY_EHOSTUNREACH
+ * with ROUTER_MANDATORY, also once a known peer has gone. */
+static void test_mandatory(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+        assert_int_equal(ferry_setopt(d, FERRY_OPT_ROUTING_ID, "bob", 3), 0);
+        char url[128];
+        listen_kind(r, kinds[k], url, sizeof url);
+        assert_int_equal(ferry_dial(d, url), 0);
+        const char *m[] = {"x"};
+        router_send_to(r, (const unsigned char *)"nobody", 6, m, 1);
+        assert_int_equal(opt_of(r, FERRY_OPT_DROPPED), 1);
+        assert_int_equal(ferry_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, 1), 0);
+        assert_int_equal(ferry_send(r, "nobody", 6, FERRY_MORE), 0);
+        assert_int_equal(ferry_send(r, "x", 1, 0), FERRY_EHOSTUNREACH);
+        assert_int_equal(ferry_wait_peers(r, 1, 5000), 0);
+        router_send_to(r, (const unsigned char *)"bob", 3, m, 1);
+        recv_parts(d, m, 1);
+        ferry_close(d);
+        /* the peer is gone once the router has seen it go */
+        int rc = 0;
+        for (int i = 0; i < 200 && rc == 0; i++) {
+            if (opt_of(r, FERRY_OPT_PEERS) != 0) {
+                ferry_wait_peers(r, 1000000, 20); /* a bounded wait for a wake */
+                continue;
+            }
+            assert_int_equal(ferry_send(r, "bob", 3, FERRY_MORE), 0);
+            rc = ferry_send(r, "x", 1, 0);
+        }
+        assert_int_equal(rc, FERRY_EHOSTUNREACH);
+        assert_int_equal(opt_of(r, FERRY_OPT_DROPPED), 1);
+        ferry_close(r);
+    }
+}
+
+/* A full peer with ROUTER_MANDATORY: FERRY_EAGAIN with DONTWAIT (and a
+ * timeout when blocking), never a drop; without it, dropped and counted. */
+static void test_mandatory_full(void **state)
+{
+    (void)state;
+    ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+    assert_int_equal(ferry_setopt_int(r, FERRY_OPT_SNDHWM, 4), 0);
+    assert_int_equal(ferry_setopt_int(d, FERRY_OPT_RCVHWM, 4), 0);
+    assert_int_equal(ferry_setopt_int(r, FERRY_OPT_SNDTIMEO, 100), 0);
+    assert_int_equal(ferry_setopt(d, FERRY_OPT_ROUTING_ID, "slow", 4), 0);
+    char url[128];
+    listen_kind(r, "shm", url, sizeof url);
+    assert_int_equal(ferry_dial(d, url), 0);
+    assert_int_equal(ferry_wait_peers(r, 1, 5000), 0);
+    assert_int_equal(ferry_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, 1), 0);
+    int rc = 0, sent = 0;
+    while (rc == 0 && sent < 100) {
+        assert_int_equal(ferry_send(r, "slow", 4, FERRY_MORE), 0);
+        rc = ferry_send(r, "m", 1, FERRY_DONTWAIT);
+        sent += rc == 0;
+    }
+    assert_int_equal(rc, FERRY_EAGAIN);
+    assert_true(sent >= 4 && sent < 100);
+    /* not now: the routing id part is kept, the last part is sent again */
+    assert_int_equal(ferry_send(r, "m", 1, 0), FERRY_ETIMEDOUT);
+    assert_int_equal(opt_of(r, FERRY_OPT_DROPPED), 0);
+    assert_int_equal(ferry_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, 0), 0);
+    assert_int_equal(ferry_send(r, "m", 1, 0), 0);
+    assert_int_equal(opt_of(r, FERRY_OPT_DROPPED), 1);
+    for (int i = 0; i < sent; i++)
+        recv_is(d, "m", 0);
+    ferry_close(d);
+    ferry_close(r);
+}
+
+/* Two peers claim one id: the second is refused (counted, the reason
+ * given) and the first keeps it; with ROUTER_HANDOVER the second takes it
+ * and the first gets a generated one. */
+static void test_duplicate_id(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k += 2) { /* shm, tcp */
+        for (int handover = 0; handover < 2; handover++) {
+            ferry_socket *r = open_sock(FERRY_ROUTER), *a = open_sock(FERRY_DEALER),
+                         *b = open_sock(FERRY_DEALER);
+            assert_int_equal(ferry_setopt_int(r, FERRY_OPT_ROUTER_HANDOVER, handover), 0);
+            assert_int_equal(ferry_setopt(a, FERRY_OPT_ROUTING_ID, "dup", 3), 0);
+            assert_int_equal(ferry_setopt(b, FERRY_OPT_ROUTING_ID, "dup", 3), 0);
+            char url[128];
+            listen_kind(r, kinds[k], url, sizeof url);
+            assert_int_equal(ferry_dial(a, url), 0);
+            assert_int_equal(ferry_wait_peers(r, 1, 5000), 0);
+            int rc = ferry_dial(b, url);
+            if (handover) {
+                assert_int_equal(rc, 0);
+                assert_int_equal(ferry_wait_peers(r, 2, 5000), 0);
+                const char *m[] = {"to-b"};
+                router_send_to(r, (const unsigned char *)"dup", 3, m, 1);
+                recv_parts(b, m, 1);
+                const char *fa[] = {"from-a"};
+                send_parts(a, fa, 1);
+                unsigned char id[FY_RID_MAX_T];
+                size_t idl;
+                router_recv_from(r, id, &idl, fa, 1);
+                assert_int_equal(idl, 5); /* a generated id now */
+                assert_int_equal(id[0], 0);
+            } else {
+                if (strcmp(kinds[k], "shm") == 0) {
+                    assert_int_equal(rc, FERRY_EADDRINUSE); /* the handshake says why */
+                    assert_non_null(strstr(ferry_errdetail(), "held by another peer"));
+                } else {
+                    assert_int_equal(rc, 0); /* tcp: refused after the handshake */
+                }
+                uint64_t end = t_now_ms() + 5000;
+                while (opt_of(r, FERRY_OPT_REFUSED) < 1 && t_now_ms() < end)
+                    ferry_wait_peers(r, 1000000, 20);
+                assert_true(opt_of(r, FERRY_OPT_REFUSED) >= 1);
+                drop_reason_has(r, "held by another peer");
+                const char *m[] = {"to-a"};
+                router_send_to(r, (const unsigned char *)"dup", 3, m, 1);
+                recv_parts(a, m, 1);
+            }
+            ferry_close(a);
+            ferry_close(b);
+            ferry_close(r);
+        }
+    }
+}
+
+/* REQ to ROUTER: the ROUTER sees [id, "", body] and answers the same way;
+ * on every transport. */
+static void test_req_router(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+        ferry_socket *r = open_sock(FERRY_ROUTER), *q = open_sock(FERRY_REQ);
+        char url[128];
+        listen_kind(r, kinds[k], url, sizeof url);
+        assert_int_equal(ferry_dial(q, url), 0);
+        for (int i = 0; i < 3; i++) {
+            const char *m[] = {"ask", ""};
+            send_parts(q, m, 2);
+            unsigned char id[FY_RID_MAX_T];
+            size_t idl;
+            const char *got[] = {"", "ask", ""};
+            router_recv_from(r, id, &idl, got, 3);
+            const char *rep[] = {"", "answer"};
+            router_send_to(r, id, idl, rep, 2);
+            recv_is(q, "answer", 0);
+        }
+        ferry_close(q);
+        ferry_close(r);
+    }
+}
+
+struct chain_peer {
+    const char *url;
+    int type, n;
+    int ok;
+};
+
+/* A REQ sending n requests and checking each reply, or a REP answering. */
+static void *chain_main(void *arg)
+{
+    struct chain_peer *c = arg;
+    ferry_socket *s;
+    if (ferry_socket_open(&s, c->type) != 0)
+        return NULL;
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
+    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000);
+    if (ferry_dial(s, c->url) != 0) {
+        ferry_close(s);
+        return NULL;
+    }
+    int good = 0;
+    for (int i = 0; i < c->n; i++) {
+        char buf[64], want[64];
+        size_t len;
+        if (c->type == FERRY_REQ) {
+            int n = snprintf(buf, sizeof buf, "req-%p-%d", (void *)c, i);
+            snprintf(want, sizeof want, "re:%s", buf);
+            if (ferry_send(s, buf, (size_t)n, 0) != 0 ||
+                ferry_recv(s, buf, sizeof buf - 1, &len, 0) != 0)
+                break;
+            buf[len] = 0;
+            good += strcmp(buf, want) == 0;
+        } else {
+            if (ferry_recv(s, buf + 3, sizeof buf - 4, &len, 0) != 0)
+                break;
+            memcpy(buf, "re:", 3);
+            if (ferry_send(s, buf, len + 3, 0) != 0)
+                break;
+            good++;
+        }
+    }
+    c->ok = good == c->n;
+    ferry_close(s);
+    return NULL;
+}
+
+/* Moves one whole message from one socket to another (a broker's step). */
+static void forward(ferry_socket *from, ferry_socket *to)
+{
+    for (int more = 1; more;) {
+        ferry_msg *m;
+        assert_int_equal(ferry_msg_recv(from, &m, 0), 0);
+        more = ferry_msg_more(m);
+        assert_int_equal(ferry_msg_send(to, m, more ? FERRY_MORE : 0), 0);
+    }
+}
+
+/* REQ - ROUTER | broker | DEALER - REP: two REQs through a hand-written
+ * broker to a REP; the envelopes stack (routing id, delimiter) and every
+ * reply reaches the REQ that asked. */
+static void test_chain(void **state)
+{
+    (void)state;
+    ferry_socket *front = open_sock(FERRY_ROUTER), *back = open_sock(FERRY_DEALER);
+    char fu[128], bu[128];
+    listen_kind(front, "tcp", fu, sizeof fu);
+    listen_kind(back, "shm", bu, sizeof bu);
+    enum { N = 20 };
+    struct chain_peer c[3] = {
+        {fu, FERRY_REQ, N, 0}, {fu, FERRY_REQ, N, 0}, {bu, FERRY_REP, 2 * N, 0}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, chain_main, &c[i]), 0);
+    for (int i = 0; i < 2 * N; i++) {
+        forward(front, back); /* one request at a time: the REP answers it */
+        forward(back, front);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(c[i].ok);
+    }
+    ferry_close(front);
+    ferry_close(back);
+}
+
+/* A peer announcing a 256-byte routing id (more than ZMTP allows) is
+ * dropped, counted, the reason given, while another dealer is served. */
+static void test_router_refuses_long_id(void **state)
+{
+    (void)state;
+    ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+    assert_int_equal(ferry_listen(r, "tcp://127.0.0.1:*"), 0);
+    int port = port_of(r);
+    int fd = raw_connect(port);
+    raw_send(fd, greeting, sizeof greeting);
+    unsigned char g[64];
+    raw_read(fd, g, 64, 5000);
+    /* READY: Socket-Type DEALER, Identity of 256 bytes (a long command) */
+    unsigned char ready[400];
+    size_t body = 6 + (1 + 11 + 4 + 6) + (1 + 8 + 4 + 256), o = 0;
+    ready[o++] = 0x06;
+    for (int i = 7; i >= 0; i--)
+        ready[o++] = (unsigned char)((uint64_t)body >> (8 * i));
+    memcpy(ready + o,
+           "\x05READY\x0bSocket-Type\0\0\0\x06"
+           "DEALER\x08Identity\0\0\x01\0",
+           6 + 22 + 13);
+    o += 6 + 22 + 13;
+    memset(ready + o, 'i', 256);
+    o += 256;
+    raw_send(fd, ready, o);
+    assert_true(raw_closed(fd, 5000));
+    assert_int_equal(opt_of(r, FERRY_OPT_ERRORS), 1);
+    drop_reason_has(r, "256 bytes");
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    assert_int_equal(ferry_dial(d, url), 0);
+    const char *m[] = {"fine"};
+    send_parts(d, m, 1);
+    unsigned char id[FY_RID_MAX_T];
+    size_t idl;
+    router_recv_from(r, id, &idl, m, 1);
+    close(fd);
+    ferry_close(d);
+    ferry_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +696,14 @@ int main(void)
         cmocka_unit_test(test_req_drops_reply_without_delimiter),
         cmocka_unit_test(test_dealer_rep),
         cmocka_unit_test(test_dealer_dealer),
+        cmocka_unit_test(test_dealer_router),
+        cmocka_unit_test(test_announced_id),
+        cmocka_unit_test(test_mandatory),
+        cmocka_unit_test(test_mandatory_full),
+        cmocka_unit_test(test_duplicate_id),
+        cmocka_unit_test(test_req_router),
+        cmocka_unit_test(test_chain),
+        cmocka_unit_test(test_router_refuses_long_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,7 +99,22 @@ static void ctl_init(struct shm_ctl *c, int op, ferry_socket *s)
         c->maxmsgsize = s->opt.maxmsgsize;
         c->rcvhwm = (uint32_t)s->opt.rcvhwm;
         c->sndhwm = (uint32_t)s->opt.sndhwm;
+        if (s->proto->wire->identity && (op == SHM_OP_WELCOME || op == SHM_OP_HELLO)) {
+            c->rid_len = (uint32_t)s->opt.routing_id_len;
+            memcpy(c->rid, s->opt.routing_id, s->opt.routing_id_len);
+        }
     }
+}
+
+/* The routing id a peer's WELCOME or HELLO announced, onto its pipe. 0,
+ * or FERRY_EPROTO when it claims more than FY_RID_MAX bytes. */
+static int ctl_peer_rid(const struct shm_ctl *c, struct fy_pipe *p)
+{
+    if (c->rid_len > FY_RID_MAX)
+        return FERRY_EPROTO;
+    p->peer_rid_len = c->rid_len;
+    memcpy(p->peer_rid, c->rid, c->rid_len);
+    return 0;
 }
 
 static int ctl_send(int fd, const struct shm_ctl *c, const int *fds, int nfds)
@@ -384,6 +399,12 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     if (c.op != SHM_OP_WELCOME || nfds != 2) {
         close_fds(fds, nfds);
         rc = fy_err(FERRY_EPROTO, "shm://%s: unexpected handshake message %u", name, c.op);
+        goto fail;
+    }
+    if (ctl_peer_rid(&c, &sp->base) != 0) {
+        close_fds(fds, nfds);
+        rc = fy_err(FERRY_EPROTO, "shm://%s: the listener announced a routing id of %u bytes", name,
+                    (unsigned)c.rid_len);
         goto fail;
     }
     if (!fy_types_compatible(s->proto->type, c.type)) {
@@ -701,7 +722,8 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
         }
     }
     uint64_t cap = c->ring_size;
-    if (nfds != 3 || cap < FY_RING_MIN || cap > FY_RING_MAX || (cap & 63u)) {
+    if (nfds != 3 || cap < FY_RING_MIN || cap > FY_RING_MAX || (cap & 63u) ||
+        c->rid_len > FY_RID_MAX) {
         refuse(fd, s, FERRY_EPROTO, "bad hello");
         return FERRY_EPROTO;
     }
@@ -735,6 +757,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     fds[2] = -1;
     sp->base.peer_pid = pd->pid;
     sp->base.peer_uid = pd->uid;
+    ctl_peer_rid(c, &sp->base); /* its length was checked above */
     pipe_rings(sp, s, cap, 0, c->maxmsgsize, c->rcvhwm, c->sndhwm);
     sp->ctl_fd = fd;
     pd->ev.fd = -1; /* the pipe owns the control socket now */

@@ -90,6 +90,11 @@ struct shm_ctl {
         uint64_t tx_fill; /* bytes waiting for the peer     */
         uint64_t ring_cap;
     } peers[SHM_STAT_PEERS];
+    /* WELCOME, HELLO: the sender's routing id (FERRY_OPT_ROUTING_ID, for a
+     * pattern whose wire carries one), rid_len 0 if none; at most
+     * FY_RID_MAX (a longer claim is refused) */
+    uint32_t rid_len;
+    unsigned char rid[FY_RID_MAX + 1];
 };
 
 /* What an epoll event points at. */

@@ -113,7 +113,7 @@ struct st_pipe {
     uint32_t events; /* epoll interest now */
     int peer_minor;
     /* handshake output, written before anything else */
-    unsigned char hs[192];
+    unsigned char hs[512]; /* greeting, READY with a 255-byte Identity, ERROR */
     size_t hs_len, hs_off;
     uint64_t hs_deadline;
     /* input */
@@ -648,15 +648,30 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         conn_broken(p, 1, "peer socket type %s cannot talk to %s", got, s->proto->wire->name);
         return FERRY_EPEERTYPE;
     }
+    /* The routing id the peer announced, for a pattern that routes (a
+     * ROUTER): at most 255 bytes (RFC 23), like every ZeroMQ peer sends. */
+    rc = zmtp_meta_find(meta, mlen, "Identity", &v, &vn);
+    if (rc > 0 && vn > FY_RID_MAX) {
+        conn_broken(p, 1, "the peer announced a routing id (Identity) of %zu bytes, over %d", vn,
+                    FY_RID_MAX);
+        return FERRY_EPROTO;
+    }
+    p->base.peer_rid_len = rc > 0 ? vn : 0;
+    if (rc > 0 && vn)
+        memcpy(p->base.peer_rid, v, vn);
     if (!p->in_sock) {
+        p->base.pending = 0;
         rc = fy_sock_add_pipe_locked(s, &p->base);
         if (rc != 0) {
-            conn_broken(p, 0, "refused by the socket (%s)", ferry_strerror(rc));
+            conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc),
+                        ferry_errdetail());
             return rc;
         }
         p->in_sock = 1;
+    } else if (p->base.pending && (rc = fy_sock_pipe_start_locked(s, &p->base)) != 0) {
+        conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc), ferry_errdetail());
+        return rc;
     }
-    p->base.pending = 0;
     p->state = C_ACTIVE;
     /* the handshake is over: messages up to MAXMSGSIZE; commands up to
      * ST_CMD_MAX, or what a SUBSCRIBE may carry if more (a longer prefix
@@ -754,7 +769,9 @@ static int dec_greeting(void *ctx, int minor)
     ferry_socket *s = p->t->s;
     p->peer_minor = minor;
     const struct fy_wire *w = s->proto->wire;
-    size_t n = zmtp_ready(p->hs + p->hs_len, sizeof p->hs - p->hs_len, w->name, w->identity);
+    size_t n = zmtp_ready_id(p->hs + p->hs_len, sizeof p->hs - p->hs_len, w->name,
+                             w->identity ? s->opt.routing_id : NULL,
+                             w->identity ? s->opt.routing_id_len : 0);
     if (n == 0)
         return FERRY_EINVAL;
     p->hs_len += n;
