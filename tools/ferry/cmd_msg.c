@@ -15,13 +15,13 @@
 static const char recv_help[] =
     "usage: ferry recv (--bind URL | --connect URL)... --type TYPE [options]\n"
     "\n"
-    "Receive messages and print each on its own line. TYPE: pull, sub, rep or\n"
-    "pair. Runs until -n COUNT messages arrived, or until SIGINT/SIGTERM (then\n"
-    "exit 0).\n"
+    "Receive messages and print each on its own line. TYPE: pull, sub, rep,\n"
+    "pair, dealer or router (its first part is the sender's routing id). Runs\n"
+    "until -n COUNT messages arrived, or until SIGINT/SIGTERM (then exit 0).\n"
     "\n"
     "  -b, --bind URL        listen at URL\n"
     "  -c, --connect URL     dial URL (may come before the listener exists)\n"
-    "  -t, --type TYPE       pull | sub | rep | pair\n"
+    "  -t, --type TYPE       pull | sub | rep | pair | dealer | router\n"
     "  -s, --subscribe PFX   sub: receive messages starting with PFX (repeatable;\n"
     "                        none: everything)\n"
     "  -n, --count COUNT     exit 0 after COUNT messages\n"
@@ -70,9 +70,9 @@ static int parse_type(const char *s)
     static const struct {
         const char *name;
         int type;
-    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB}, {"sub", FERRY_SUB},
-                 {"req", FERRY_REQ},   {"rep", FERRY_REP}, {"push", FERRY_PUSH},
-                 {"pull", FERRY_PULL}};
+    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB},       {"sub", FERRY_SUB},
+                 {"req", FERRY_REQ},   {"rep", FERRY_REP},       {"push", FERRY_PUSH},
+                 {"pull", FERRY_PULL}, {"dealer", FERRY_DEALER}, {"router", FERRY_ROUTER}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strcmp(s, types[i].name) == 0)
             return types[i].type;
@@ -221,6 +221,8 @@ int msg_open_socket(struct msg_opts *o, ferry_socket **out)
     int rc = ferry_socket_open(&s, o->type);
     if (rc != 0)
         return cli_fail(rc, "%s: socket", o->cmd);
+    if (o->type == FERRY_ROUTER) /* a message for a peer not there: an error (cmd_send.c waits) */
+        ferry_setopt_int(s, FERRY_OPT_ROUTER_MANDATORY, 1);
     if (o->timeout >= 0) {
         ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, o->timeout);
         ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, o->timeout);
@@ -355,7 +357,8 @@ static int recv_loop(ferry_socket *s, const struct msg_opts *o)
 
 int cmd_recv(int argc, char **argv)
 {
-    static const int types[] = {FERRY_PULL, FERRY_SUB, FERRY_REP, FERRY_PAIR, 0};
+    static const int types[] = {FERRY_PULL,   FERRY_SUB,    FERRY_REP, FERRY_PAIR,
+                                FERRY_DEALER, FERRY_ROUTER, 0};
     struct msg_opts o = {.cmd = "recv"};
     int rc = msg_parse(argc, argv, &o, recv_help, types);
     if (rc >= 0)
