@@ -194,6 +194,8 @@ struct fy_wire {
  *  setopt    the pattern's own options (SUB: SUBSCRIBE), asked before the
  *            core's: 0, < 0 an error, or FERRY_ENOTSUP when the option is
  *            not the pattern's. Called without mtx (it takes it).
+ *  getopt    reads the pattern's own integer options, asked before the
+ *            core's: 0, or FERRY_ENOTSUP when not the pattern's. mtx held.
  *  peer_ready  1 if pipe p counts as a peer for ferry_wait_peers (a PUB's
  *            subscriber once it has subscribed). NULL: every live pipe.
  *  state_size, pipe_size  the per-socket and per-pipe state the core
@@ -208,6 +210,7 @@ struct fy_proto_ops {
     const struct fy_wire *wire;
     int (*init)(ferry_socket *s);
     int (*setopt)(ferry_socket *s, int opt, const void *val, size_t len);
+    int (*getopt)(ferry_socket *s, int opt, int64_t *val);
     int (*peer_ready)(ferry_socket *s, struct fy_pipe *p);
     int (*send)(ferry_socket *s, const struct fy_txmsg *m);
     int (*recv)(ferry_socket *s, struct fy_rxmsg *m, int check);

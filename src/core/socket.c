@@ -1086,7 +1086,12 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
     if (s == NULL || val == NULL)
         return FERRY_EINVAL;
     pthread_mutex_lock(&s->mtx);
-    int rc = 0;
+    int rc = s->proto->getopt ? s->proto->getopt(s, opt, val) : FERRY_ENOTSUP;
+    if (rc != FERRY_ENOTSUP) { /* the pattern's own option */
+        pthread_mutex_unlock(&s->mtx);
+        return rc;
+    }
+    rc = 0;
     const struct fy_opts *o = &s->opt;
     switch (opt) {
     case FERRY_OPT_RCVTIMEO:

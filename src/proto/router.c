@@ -201,6 +201,18 @@ static int router_setopt(ferry_socket *s, int opt, const void *val, size_t len)
     return 0;
 }
 
+static int router_getopt(ferry_socket *s, int opt, int64_t *val)
+{
+    const struct router_state *st = s->proto_state;
+    if (opt == FERRY_OPT_ROUTER_MANDATORY)
+        *val = st->mandatory;
+    else if (opt == FERRY_OPT_ROUTER_HANDOVER)
+        *val = st->handover;
+    else
+        return FERRY_ENOTSUP;
+    return 0;
+}
+
 static const struct fy_wire router_wire = {
     .name = "ROUTER", .peers = {"DEALER", "REQ", "ROUTER"}, .identity = 1};
 
@@ -214,6 +226,7 @@ const struct fy_proto_ops fy_router_ops = {
     .pipe_size = sizeof(struct router_pipe),
     .init = router_init,
     .setopt = router_setopt,
+    .getopt = router_getopt,
     .pipe_start = router_start,
     .send = router_send,
     .recv = router_recv,

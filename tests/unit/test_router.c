@@ -424,7 +424,9 @@ static void test_mandatory(void **state)
         const char *m[] = {"x"};
         router_send_to(r, (const unsigned char *)"nobody", 6, m, 1);
         assert_int_equal(opt_of(r, FERRY_OPT_DROPPED), 1);
+        assert_int_equal(opt_of(r, FERRY_OPT_ROUTER_MANDATORY), 0);
         assert_int_equal(ferry_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, 1), 0);
+        assert_int_equal(opt_of(r, FERRY_OPT_ROUTER_MANDATORY), 1);
         assert_int_equal(ferry_send(r, "nobody", 6, FERRY_MORE), 0);
         assert_int_equal(ferry_send(r, "x", 1, 0), FERRY_EHOSTUNREACH);
         assert_int_equal(ferry_wait_peers(r, 1, 5000), 0);
@@ -493,6 +495,7 @@ static void test_duplicate_id(void **state)
             ferry_socket *r = open_sock(FERRY_ROUTER), *a = open_sock(FERRY_DEALER),
                          *b = open_sock(FERRY_DEALER);
             assert_int_equal(ferry_setopt_int(r, FERRY_OPT_ROUTER_HANDOVER, handover), 0);
+            assert_int_equal(opt_of(r, FERRY_OPT_ROUTER_HANDOVER), handover);
             assert_int_equal(ferry_setopt(a, FERRY_OPT_ROUTING_ID, "dup", 3), 0);
             assert_int_equal(ferry_setopt(b, FERRY_OPT_ROUTING_ID, "dup", 3), 0);
             char url[128];
