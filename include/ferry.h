@@ -79,6 +79,7 @@ FERRY_API const char *ferry_version(void);
     XX(EADDRINUSE, -EADDRINUSE, "address already in use")                                          \
     XX(EMSGSIZE, -EMSGSIZE, "message too large")                                                   \
     XX(EPROTO, -EPROTO, "protocol error")                                                          \
+    XX(EHOSTUNREACH, -EHOSTUNREACH, "no route to the peer")                                        \
     XX(EOWNERDEAD, -EOWNERDEAD,                                                                    \
        "previous owner died; the lock is held, repair the protected state")                        \
     XX(ENOTRECOVERABLE, -ENOTRECOVERABLE,                                                          \
@@ -337,7 +338,13 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *   REQ  <-> REP   REQ sends a request, then must receive the reply before
  *                  it sends again (FERRY_ESTATE otherwise). REP receives
  *                  requests from all its peers fairly and sends each reply
- *                  to the peer that asked. If a REQ's peer dies before
+ *                  to the peer that asked. Both frame messages as ZeroMQ
+ *                  does on every transport: a REQ puts an empty delimiter
+ *                  part before the request and strips it from the reply; a
+ *                  REP keeps the request's envelope (every part up to and
+ *                  including the delimiter, at most 256) and sends it back
+ *                  before the reply. A message without its envelope is
+ *                  dropped and counted in FERRY_OPT_ERRORS. If a REQ's peer dies before
  *                  replying, recv fails with FERRY_ECONNRESET and the REQ
  *                  may send again; with FERRY_OPT_REQ_RESEND it resends the
  *                  request to another peer instead (when there is one).
@@ -364,6 +371,25 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *                  those with room; when every puller is full (or none is
  *                  connected) it blocks: it never drops. PULL receives from
  *                  all its pushers fairly.
+ *   ROUTER <-> DEALER, REQ, ROUTER
+ *                  every message received starts with a part holding the
+ *                  routing id of the peer it came from (the id the peer
+ *                  set with FERRY_OPT_ROUTING_ID, else one the ROUTER made:
+ *                  5 bytes, 0x00 and a 32-bit number, as libzmq); a message
+ *                  sent starts with the routing id of the peer it goes to,
+ *                  and the rest is sent to that peer only. A message to an
+ *                  unknown or gone peer, or to a full one, is dropped and
+ *                  counted in FERRY_OPT_DROPPED (FERRY_EHOSTUNREACH and a
+ *                  wait with FERRY_OPT_ROUTER_MANDATORY). A second peer
+ *                  announcing a routing id in use is refused, unless
+ *                  FERRY_OPT_ROUTER_HANDOVER.
+ *   DEALER <-> ROUTER, REP, DEALER
+ *                  an asynchronous REQ: each message goes to one peer,
+ *                  round-robin over those with room (it blocks when all are
+ *                  full, never drops), and messages are received from all
+ *                  peers fairly, any number in either direction. No
+ *                  envelope is added or taken: to talk to a REP, send an
+ *                  empty part first (and receive one before the reply).
  *
  * Messages have one or more parts: every part but the last is sent with
  * FERRY_MORE, and a message arrives whole or not at all (a peer that dies
@@ -389,6 +415,8 @@ enum ferry_type {
     FERRY_REP = 5,
     FERRY_PUSH = 6,
     FERRY_PULL = 7,
+    FERRY_DEALER = 8,
+    FERRY_ROUTER = 9,
     FERRY_XPUB = 10,
     FERRY_XSUB = 11
 };
@@ -411,7 +439,9 @@ enum ferry_option {
     FERRY_OPT_SPIN = 9,               /* busy-poll this many microseconds before sleeping; 0 */
     FERRY_OPT_RCVMORE = 10,           /* get: 1 if the last part received has more after it */
     FERRY_OPT_TYPE = 11,              /* get: the socket type                             */
-    FERRY_OPT_DROPPED = 12,           /* get: PUB messages dropped at subscribers' HWM     */
+    FERRY_OPT_DROPPED = 12,           /* get: messages dropped: PUB at a subscriber's HWM,
+                                         REP to a gone requester, ROUTER to an unknown,
+                                         gone or full peer                               */
     FERRY_OPT_REQ_RESEND = 13,        /* REQ: 1 = resend to another peer if the peer dies */
     FERRY_OPT_PEER_UID = 14,          /* shm://, ipc://: uid allowed to connect besides
                                          root; -1 = any uid. Default: the socket's own uid */
@@ -440,9 +470,23 @@ enum ferry_option {
                                          past either is ignored and counted in ERRORS      */
     FERRY_OPT_REFUSED = 29,           /* get: connections refused at a limit (connections,
                                          handshakes, peer uid)                             */
-    FERRY_OPT_XPUB_VERBOSE = 50,      /* XPUB: 1 = pass every subscribe up, repeats too; 0 */
-    FERRY_OPT_XPUB_WELCOME_MSG = 51   /* XPUB: bytes sent to each new subscriber first
-                                         (a late joiner learns the state); none          */
+    /* 30-39 are kept for other patterns' options. */
+    FERRY_OPT_ROUTING_ID = 40,       /* REQ, DEALER, ROUTER: bytes (1..255, not starting
+                                        with 0x00), the id a ROUTER peer will know this
+                                        socket by (ZMTP READY Identity; the shm://
+                                        handshake). Unset: the ROUTER generates one.
+                                        Get it with ferry_getopt (len: bytes)          */
+    FERRY_OPT_ROUTER_MANDATORY = 41, /* ROUTER: 1 = a message to an unknown or gone peer
+                                        fails with FERRY_EHOSTUNREACH, and to a full one
+                                        waits (FERRY_EAGAIN with DONTWAIT) instead of
+                                        being dropped and counted in DROPPED; 0 (default) */
+    FERRY_OPT_ROUTER_HANDOVER = 42,  /* ROUTER: 1 = a peer announcing a routing id that
+                                        another peer holds takes it over (the other gets
+                                        a generated one); 0 (default): it is refused,
+                                        counted in REFUSED                              */
+    FERRY_OPT_XPUB_VERBOSE = 50,     /* XPUB: 1 = pass every subscribe up, repeats too; 0 */
+    FERRY_OPT_XPUB_WELCOME_MSG = 51  /* XPUB: bytes sent to each new subscriber first
+                                        (a late joiner learns the state); none          */
 };
 
 /* Opens a socket of the given type. */
@@ -494,7 +538,10 @@ FERRY_API int ferry_dial(ferry_socket *s, const char *url);
 
 /* Sends one part of a message (copying it). flags: FERRY_DONTWAIT,
  * FERRY_MORE. Blocks while no peer can take it (up to SNDTIMEO:
- * FERRY_ETIMEDOUT), except PUB, which never blocks. */
+ * FERRY_ETIMEDOUT), except PUB, which never blocks. When the last part
+ * fails with FERRY_EAGAIN, FERRY_ETIMEDOUT or FERRY_EINTR the earlier parts
+ * are kept (send the last one again); any other failure (a ROUTER's
+ * FERRY_EHOSTUNREACH) drops the message whole. */
 FERRY_API int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags);
 
 /* Receives the next part into buf (copying it). *len is set to the part's
@@ -505,7 +552,8 @@ FERRY_API int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, in
 
 /* Zero-copy. ferry_msg_alloc() returns a buffer to fill; on shm:// it is
  * room inside a peer's ring when the socket can tell which peer the next
- * message goes to (PAIR, PUSH, REQ, a REP's reply), else ordinary memory.
+ * message goes to (PAIR, PUSH), else ordinary memory (REQ and REP messages
+ * carry ZeroMQ's envelope in front, so they are multipart and copied).
  * ferry_msg_send() sends it (ownership passes on success; on failure the
  * message is still yours). ferry_msg_recv() returns the next part; on
  * shm:// its data is read in place, in the ring, until ferry_msg_free().

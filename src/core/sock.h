@@ -128,6 +128,10 @@ struct fy_pipe_ops {
     void (*destroy)(struct fy_pipe *p);
 };
 
+/* A routing id is 1..255 bytes (ZMTP's limit); ids starting with 0x00 are
+ * reserved for the ones a ROUTER generates. */
+#define FY_RID_MAX 255
+
 struct fy_pipe {
     const struct fy_pipe_ops *ops;
     ferry_socket *sock;
@@ -139,6 +143,11 @@ struct fy_pipe {
     int id;
     int peer_pid;
     unsigned peer_uid;
+    /* The routing id the peer announced (ZMTP READY's Identity, the shm://
+     * handshake), peer_rid_len 0 if none: set by the transport before the
+     * pipe starts (pipe_start), read by the protocol (a ROUTER). */
+    unsigned char peer_rid[FY_RID_MAX];
+    size_t peer_rid_len;
     void *proto_data; /* the protocol's state for this pipe (pipe_size bytes,
                          from joining the socket until pipe_rm) */
     void *tran;       /* transport state                  */
@@ -150,22 +159,19 @@ void fy_pipe_unref(struct fy_pipe *p);
 
 /* What a byte-stream transport (ZMTP) needs to know of a pattern, and all
  * it may know: the transports branch on these, never on a socket type.
- *  env  DELIM: an empty delimiter frame goes before each message and is
- *       stripped from each received one (a reply without it is a protocol
- *       error: REQ); ROUTED: a received message's frames up to and
- *       including the empty delimiter are its route, kept aside, and sent
- *       back before the reply (REP); NONE.
+ * Frames travel verbatim: envelopes (REQ's delimiter, a REP's route, a
+ * ROUTER's routing id) are the protocol's business, on every transport.
  *  in   what arrives as data frames: MESSAGES; SUBSCRIPTIONS in the ZMTP
  *       3.0 form (0x01/0x00 + prefix, handed to the protocol's cmd; other
  *       data dropped: a PUB); NONE (dropped: a PUSH). SUBSCRIBE and CANCEL
  *       commands go to cmd whenever the protocol has one. */
-enum fy_wire_env { FY_ENV_NONE, FY_ENV_DELIM, FY_ENV_ROUTED };
 enum fy_wire_in { FY_IN_MESSAGES, FY_IN_SUBSCRIPTIONS, FY_IN_NONE };
 struct fy_wire {
     const char *name;     /* Socket-Type in READY ("REQ") */
     const char *peers[4]; /* the Socket-Types it talks to (RFC 37's table) */
-    int identity;         /* READY carries an empty Identity (as libzmq's REQ) */
-    enum fy_wire_env env;
+    int identity;         /* READY (and the shm:// handshake) carries an Identity:
+                             FERRY_OPT_ROUTING_ID, empty if unset (libzmq's REQ,
+                             DEALER and ROUTER) */
     enum fy_wire_in in;
 };
 
@@ -177,12 +183,19 @@ struct fy_wire {
  *            < 0 to refuse it (a PAIR that has its peer). NULL: accept.
  *  pipe_add  0 to accept the new pipe, < 0 to refuse it. Its proto_data
  *            (pipe_size bytes, zeroed) is already there.
+ *  pipe_start  the pipe's peer is known (its handshake is done, its
+ *            announced routing id in p->peer_rid): right after pipe_add for
+ *            a pipe added ready, or when a pending one (a tcp/ipc dialer's)
+ *            completes its handshake. 0, or < 0 to refuse the peer (the
+ *            transport drops the connection; the detail in fy_err).
  *  pipe_rm   the pipe is leaving the socket; its proto_data is freed
  *            after this returns.
  *  cmd   a control command arrived on a pipe (subscriptions).
  *  setopt    the pattern's own options (SUB: SUBSCRIBE), asked before the
  *            core's: 0, < 0 an error, or FERRY_ENOTSUP when the option is
  *            not the pattern's. Called without mtx (it takes it).
+ *  getopt    reads the pattern's own integer options, asked before the
+ *            core's: 0, or FERRY_ENOTSUP when not the pattern's. mtx held.
  *  peer_ready  1 if pipe p counts as a peer for ferry_wait_peers (a PUB's
  *            subscriber once it has subscribed). NULL: every live pipe.
  *  state_size, pipe_size  the per-socket and per-pipe state the core
@@ -191,18 +204,19 @@ struct fy_wire {
 struct fy_proto_ops {
     int type;
     const char *name;
-    int peer; /* the compatible peer type */
     int can_send, can_recv;
     size_t state_size;
     size_t pipe_size;
     const struct fy_wire *wire;
     int (*init)(ferry_socket *s);
     int (*setopt)(ferry_socket *s, int opt, const void *val, size_t len);
+    int (*getopt)(ferry_socket *s, int opt, int64_t *val);
     int (*peer_ready)(ferry_socket *s, struct fy_pipe *p);
     int (*send)(ferry_socket *s, const struct fy_txmsg *m);
     int (*recv)(ferry_socket *s, struct fy_rxmsg *m, int check);
     int (*accept)(ferry_socket *s);
     int (*pipe_add)(ferry_socket *s, struct fy_pipe *p);
+    int (*pipe_start)(ferry_socket *s, struct fy_pipe *p);
     void (*pipe_rm)(ferry_socket *s, struct fy_pipe *p);
     void (*cmd)(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len);
     struct fy_pipe *(*next_pipe)(ferry_socket *s, size_t size); /* for zero-copy alloc */
@@ -271,15 +285,17 @@ struct fy_opts {
     int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */
     int reconnect_ms, reconnect_max_ms;
     int handshake_ms;
-    int linger_ms;          /* tcp/ipc close: flush and await FIN; -1 forever */
-    int heartbeat_ivl;      /* tcp/ipc: PING every ms, 0 off */
-    int heartbeat_timeout;  /* ms without traffic after a PING; -1: = ivl */
-    int heartbeat_ttl;      /* ms, sent in PINGs: the peer's timeout for us */
-    int backlog;            /* tcp/ipc listen() backlog, and handshakes in progress */
-    int max_conns;          /* tcp/ipc: accepted connections */
-    uint64_t partial_max;   /* tcp/ipc: pool for messages still arriving */
-    int sub_max;            /* PUB: prefixes per subscriber */
-    uint64_t sub_max_bytes; /* PUB: their bytes */
+    int linger_ms;                        /* tcp/ipc close: flush and await FIN; -1 forever */
+    int heartbeat_ivl;                    /* tcp/ipc: PING every ms, 0 off */
+    int heartbeat_timeout;                /* ms without traffic after a PING; -1: = ivl */
+    int heartbeat_ttl;                    /* ms, sent in PINGs: the peer's timeout for us */
+    int backlog;                          /* tcp/ipc listen() backlog, and handshakes in progress */
+    int max_conns;                        /* tcp/ipc: accepted connections */
+    uint64_t partial_max;                 /* tcp/ipc: pool for messages still arriving */
+    int sub_max;                          /* PUB: prefixes per subscriber */
+    uint64_t sub_max_bytes;               /* PUB: their bytes */
+    unsigned char routing_id[FY_RID_MAX]; /* announced to peers (wire->identity) */
+    size_t routing_id_len;
 };
 
 struct ferry_socket {
@@ -333,6 +349,11 @@ struct ferry_socket {
 int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p);
 int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
 
+/* A pending pipe's handshake is done: it counts as a peer from now on, if
+ * the protocol's pipe_start accepts it (< 0: refused, it stays pending).
+ * mtx held. */
+int fy_sock_pipe_start_locked(ferry_socket *s, struct fy_pipe *p);
+
 /* Marks a pipe dead (the peer went away); takes mtx; wakes waiters. The
  * pipe leaves the socket once the protocol has drained it. */
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
@@ -366,6 +387,11 @@ void fy_sock_wake(ferry_socket *s);
 
 /* Frees a received message's parts; the socket's mtx must be held. */
 void fy_rxmsg_clear(struct fy_rxmsg *m);
+
+/* Frees the next n parts of a received message (a protocol strips what is
+ * not for the user: an envelope); the user receives from the part after
+ * them. mtx held. */
+void fy_rxmsg_strip(struct fy_rxmsg *m, size_t n);
 
 /* Heap message of size bytes. */
 ferry_msg *fy_msg_heap(size_t size);

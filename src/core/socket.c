@@ -99,6 +99,9 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
         rc = FERRY_ENOMEM;
     if (rc == 0 && s->proto->pipe_add)
         rc = s->proto->pipe_add(s, p);
+    if (rc == 0 && !p->pending && s->proto->pipe_start && (rc = s->proto->pipe_start(s, p)) != 0 &&
+        s->proto->pipe_rm)
+        s->proto->pipe_rm(s, p);
     if (rc != 0) {
         free(p->proto_data);
         p->proto_data = NULL;
@@ -110,6 +113,14 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
         fy_pipe_ref(p);
         fy_sock_wake(s);
     }
+    return rc;
+}
+
+int fy_sock_pipe_start_locked(ferry_socket *s, struct fy_pipe *p)
+{
+    int rc = s->proto->pipe_start ? s->proto->pipe_start(s, p) : 0;
+    if (rc == 0)
+        p->pending = 0;
     return rc;
 }
 
@@ -250,6 +261,15 @@ void fy_rxmsg_clear(struct fy_rxmsg *m)
     if (m->parts != &m->one)
         free(m->parts);
     memset(m, 0, sizeof *m);
+}
+
+void fy_rxmsg_strip(struct fy_rxmsg *m, size_t n)
+{
+    if (n > m->nparts - m->next)
+        n = m->nparts - m->next;
+    for (size_t i = 0; i < n; i++)
+        msg_free(m->parts[m->next + i], 1);
+    m->next += n;
 }
 
 void *ferry_msg_data(ferry_msg *m) { return m ? m->data : NULL; }
@@ -650,9 +670,9 @@ int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
     }
     int rc = sock_send_msg(s, &m, flags);
     if (s->tx_nparts > 0) {
-        if (rc == 0)
-            tx_reset(s);
-        else { /* the last part was not sent: forget its copy, keep the rest */
+        if (rc == 0 || (rc != FERRY_EAGAIN && rc != FERRY_ETIMEDOUT && rc != FERRY_EINTR))
+            tx_reset(s); /* sent, or never will be (no route to the peer): drop it whole */
+        else {           /* not now: forget the last part's copy, keep the rest for a retry */
             s->tx_nparts--;
             s->tx_total -= len;
             free(s->tx_bufs[s->tx_nparts]);
@@ -898,6 +918,22 @@ int fy_uid_allowed(const ferry_socket *s, unsigned uid)
 
 /* --- options --------------------------------------------------------------- */
 
+/* The routing id announced to peers: 1..255 bytes, not starting with 0x00
+ * (a ROUTER generates those). Applies to connections made after it. */
+static int sock_set_routing_id(ferry_socket *s, const void *val, size_t len)
+{
+    if (val == NULL || len == 0 || len > FY_RID_MAX)
+        return fy_err(FERRY_EINVAL, "routing id: 1 to %d bytes (got %zu)", FY_RID_MAX, len);
+    if (((const unsigned char *)val)[0] == 0)
+        return fy_err(FERRY_EINVAL, "routing id: may not start with a zero byte (reserved for "
+                                    "the ids a ROUTER generates)");
+    pthread_mutex_lock(&s->mtx);
+    memcpy(s->opt.routing_id, val, len);
+    s->opt.routing_id_len = len;
+    pthread_mutex_unlock(&s->mtx);
+    return 0;
+}
+
 static int opt_int(const void *val, size_t len, int64_t *out)
 {
     if (val == NULL)
@@ -923,6 +959,8 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
     }
     if (opt == FERRY_OPT_SUBSCRIBE || opt == FERRY_OPT_UNSUBSCRIBE)
         return fy_err(FERRY_ENOTSUP, "subscribe on a %s socket", s->proto->name);
+    if (opt == FERRY_OPT_ROUTING_ID)
+        return sock_set_routing_id(s, val, len);
     int64_t v;
     if (opt_int(val, len, &v) != 0)
         return fy_err(FERRY_EINVAL, "setopt %d: integer option needs an int or int64_t", opt);
@@ -1048,7 +1086,12 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
     if (s == NULL || val == NULL)
         return FERRY_EINVAL;
     pthread_mutex_lock(&s->mtx);
-    int rc = 0;
+    int rc = s->proto->getopt ? s->proto->getopt(s, opt, val) : FERRY_ENOTSUP;
+    if (rc != FERRY_ENOTSUP) { /* the pattern's own option */
+        pthread_mutex_unlock(&s->mtx);
+        return rc;
+    }
+    rc = 0;
     const struct fy_opts *o = &s->opt;
     switch (opt) {
     case FERRY_OPT_RCVTIMEO:
@@ -1145,6 +1188,16 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
 
 int ferry_getopt(ferry_socket *s, int opt, void *val, size_t *len)
 {
+    if (s != NULL && opt == FERRY_OPT_ROUTING_ID && len != NULL && (val != NULL || *len == 0)) {
+        pthread_mutex_lock(&s->mtx);
+        size_t n = s->opt.routing_id_len;
+        int rc = *len >= n ? 0 : FERRY_ENOSPC;
+        if (rc == 0 && n)
+            memcpy(val, s->opt.routing_id, n);
+        *len = n;
+        pthread_mutex_unlock(&s->mtx);
+        return rc;
+    }
     if (len == NULL || val == NULL || *len < sizeof(int))
         return FERRY_EINVAL;
     int64_t v;

@@ -8,8 +8,8 @@
 #include <string.h>
 
 static const struct fy_proto_ops *const protocols[] = {
-    &fy_pair_ops, &fy_pub_ops,  &fy_sub_ops,  &fy_req_ops,  &fy_rep_ops,
-    &fy_push_ops, &fy_pull_ops, &fy_xpub_ops, &fy_xsub_ops,
+    &fy_pair_ops, &fy_pub_ops,  &fy_sub_ops,  &fy_req_ops,    &fy_rep_ops,    &fy_push_ops,
+    &fy_pull_ops, &fy_xpub_ops, &fy_xsub_ops, &fy_dealer_ops, &fy_router_ops,
 };
 
 const struct fy_proto_ops *fy_proto_find(int type)

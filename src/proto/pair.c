@@ -50,7 +50,6 @@ const struct fy_proto_ops fy_pair_ops = {
     .wire = &pair_wire,
     .type = FERRY_PAIR,
     .name = "pair",
-    .peer = FERRY_PAIR,
     .can_send = 1,
     .can_recv = 1,
     .send = pair_send,

@@ -1,6 +1,13 @@
 /*
  * reqrep.c - REQ and REP.
  *
+ * Both frame messages as ZeroMQ does (RFC 28), on every transport, so that
+ * they work with ROUTERs, DEALERs and brokers in between: a REQ sends an
+ * empty delimiter frame before the body and requires and strips it on the
+ * reply; a REP keeps the envelope of the request it answers (every frame
+ * up to and including the delimiter) and sends it back before the reply.
+ * The transports carry frames verbatim.
+ *
  * REQ alternates strictly: send one request (to the next peer, round-robin),
  * then receive its reply, only from the peer that got the request. If that
  * peer dies first, recv fails with FERRY_ECONNRESET and the REQ may send
@@ -13,8 +20,20 @@
  */
 #include "protocols.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The most frames a request's envelope may have, delimiter included: each
+ * hop of a chain of brokers adds one routing id, and real chains have a
+ * handful. A peer that sends more is refused (the message dropped and
+ * counted), so what a REP keeps between a request and its reply stays
+ * small whatever a peer sends. */
+#define REP_MAX_HOPS 256
+
+/* Received messages looked at per call before the protocol yields: a peer
+ * flooding messages that are dropped must not hold the socket's lock. */
+#define RR_DROP_BUDGET 64
 
 struct req_state {
     size_t cursor;
@@ -23,13 +42,34 @@ struct req_state {
     unsigned char *copy;    /* REQ_RESEND: the request, parts back to back */
     struct fy_part *parts;
     size_t nparts;
+    struct fy_part *framed; /* the delimiter, then the user's parts */
+    size_t framed_cap;
 };
 
+/* A REP's reply goes back with the envelope of the request it answers:
+ * every frame up to and including the empty delimiter, copied out of the
+ * request (at most REP_MAX_HOPS frames of at most MAXMSGSIZE in all). */
 struct rep_state {
     size_t cursor;
     int replying;           /* a request was received, the reply is due */
     struct fy_pipe *source; /* its peer (a reference) */
+    unsigned char *env;     /* the envelope's bytes, back to back */
+    struct fy_part *parts;  /* the envelope's frames, then the reply's parts */
+    size_t nenv, parts_cap;
 };
+
+/* Room for n parts in *v (a scratch array kept between messages). */
+static int parts_room(struct fy_part **v, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return 0;
+    struct fy_part *p = realloc(*v, n * sizeof *p);
+    if (p == NULL)
+        return FERRY_ENOMEM;
+    *v = p;
+    *cap = n;
+    return 0;
+}
 
 static void req_forget(struct req_state *st)
 {
@@ -62,33 +102,76 @@ static int req_keep_copy(struct req_state *st, const struct fy_txmsg *m)
     return 0;
 }
 
+/* A request goes out as ZeroMQ frames it, on every transport: an empty
+ * delimiter, then the user's parts (RFC 28), so that a ROUTER, or a chain
+ * of brokers, can put routing frames in front and a REP find the end of
+ * them. */
 static int req_send(ferry_socket *s, const struct fy_txmsg *m)
 {
     struct req_state *st = s->proto_state;
     if (st->waiting)
         return fy_err(FERRY_ESTATE, "req send: the reply to the previous request is due");
+    if (m->nparts >= FY_MAX_PARTS)
+        return fy_err(FERRY_EMSGSIZE, "req send: %zu parts and the delimiter are over %d",
+                      m->nparts, FY_MAX_PARTS);
     /* A REQ reads only its target's pipe: other dead pipes hold nothing it
      * wants (late replies are discarded, as in ZeroMQ), so let them go. */
     for (size_t i = 0; i < s->npipes; i++)
         if (s->pipes[i]->dead)
             fy_sock_remove_pipe(s, s->pipes[i--]);
+    if (parts_room(&st->framed, &st->framed_cap, m->nparts + 1) != 0)
+        return FERRY_ENOMEM;
+    st->framed[0] = (struct fy_part){"", 0};
+    memcpy(st->framed + 1, m->parts, m->nparts * sizeof *m->parts);
+    struct fy_txmsg tx = {
+        .parts = st->framed, .nparts = m->nparts + 1, .total = m->total, .whole = m->whole};
     struct fy_pipe *p = NULL;
-    int rc;
-    if (m->claim) {
-        rc = fy_send_claim(s, m);
-        p = m->claim->pipe;
-    } else {
-        rc = fy_rr_send(s, m, &st->cursor, &p);
-    }
+    int rc = fy_rr_send(s, &tx, &st->cursor, &p);
     if (rc != 1)
         return rc;
-    if (s->opt.req_resend && !m->claim && req_keep_copy(st, m) != 0) {
+    if (s->opt.req_resend && req_keep_copy(st, &tx) != 0) {
         req_forget(st); /* sent, but cannot resend: behave as without it */
     }
     st->waiting = 1;
     st->target = p;
     fy_pipe_ref(p);
     return 1;
+}
+
+/* 1 if a received message starts with an envelope whose last frame is the
+ * empty delimiter and has a body after it; *n is the envelope's frames.
+ * At most max frames are looked at. */
+static int env_split(const struct fy_rxmsg *m, size_t max, size_t *n)
+{
+    size_t i = m->next;
+    while (i < m->nparts && i - m->next < max && m->parts[i]->size != 0)
+        i++;
+    *n = i + 1 - m->next;
+    return i < m->nparts && *n <= max && m->parts[i]->size == 0 && i + 1 < m->nparts;
+}
+
+/* Takes the reply from the target's pipe. libzmq's REQ drops a reply that
+ * does not start with the empty delimiter and goes on waiting; so does
+ * this one, and counts it as bad input (FERRY_OPT_ERRORS, the drop
+ * reason), since only a broken or hostile peer sends it. 1 got, 0 none,
+ * < 0 the pipe broke. */
+static int req_take(ferry_socket *s, struct fy_pipe *p, struct fy_rxmsg *m, int check)
+{
+    for (int k = 0; k < RR_DROP_BUDGET; k++) {
+        int rc = p->ops->recv(p, m, check || p->dead);
+        if (rc != 1)
+            return rc;
+        size_t n;
+        if (env_split(m, 1, &n)) {
+            m->from = p;
+            fy_rxmsg_strip(m, 1);
+            return 1;
+        }
+        fy_rxmsg_clear(m);
+        fy_sock_note(s, 1, "req: a reply without the empty delimiter frame was dropped");
+    }
+    fy_sock_wake(s); /* more may wait: come back after the others had the lock */
+    return 0;
 }
 
 static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
@@ -98,9 +181,8 @@ static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
         return fy_err(FERRY_ESTATE, "req recv: no request was sent");
     struct fy_pipe *p = st->target;
     int in = fy_pipe_in(s, p);
-    int rc = in ? p->ops->recv(p, m, check || p->dead) : FERRY_ECONNRESET;
+    int rc = in ? req_take(s, p, m, check) : FERRY_ECONNRESET;
     if (rc == 1) {
-        m->from = p;
         req_forget(st);
         return 1;
     }
@@ -127,16 +209,24 @@ static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
     return fy_err(FERRY_ECONNRESET, "req recv: the peer died before replying");
 }
 
-static struct fy_pipe *req_next(ferry_socket *s, size_t size)
-{
-    struct req_state *st = s->proto_state;
-    return st->waiting ? NULL : fy_rr_peek(s, st->cursor, size);
-}
-
 static void req_fini(ferry_socket *s)
 {
-    if (s->proto_state)
-        req_forget(s->proto_state);
+    struct req_state *st = s->proto_state;
+    if (st) {
+        req_forget(st);
+        free(st->framed);
+    }
+}
+
+static void rep_forget(struct rep_state *st)
+{
+    if (st->source)
+        fy_pipe_unref(st->source);
+    st->source = NULL;
+    st->replying = 0;
+    free(st->env);
+    st->env = NULL;
+    st->nenv = 0;
 }
 
 static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
@@ -144,88 +234,133 @@ static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
     struct rep_state *st = s->proto_state;
     if (!st->replying)
         return fy_err(FERRY_ESTATE, "rep send: no request to reply to");
+    if (st->nenv + m->nparts > FY_MAX_PARTS)
+        return fy_err(FERRY_EMSGSIZE,
+                      "rep send: the envelope's %zu frames and %zu parts are over %d", st->nenv,
+                      m->nparts, FY_MAX_PARTS);
+    if (parts_room(&st->parts, &st->parts_cap, st->nenv + m->nparts) != 0)
+        return FERRY_ENOMEM;
+    memcpy(st->parts + st->nenv, m->parts, m->nparts * sizeof *m->parts);
+    struct fy_txmsg tx = {
+        .parts = st->parts, .nparts = st->nenv + m->nparts, .total = m->total, .whole = m->whole};
+    for (size_t i = 0; i < st->nenv; i++)
+        tx.total += st->parts[i].len;
     struct fy_pipe *p = st->source;
     int rc = 1;
     if (!fy_pipe_live(s, p)) {
         s->dropped++; /* the requester is gone: nobody to deliver to */
     } else {
-        rc = m->claim ? fy_send_claim(s, m) : p->ops->send(p, m);
+        rc = p->ops->send(p, &tx);
         if (rc < 0) {
             fy_sock_remove_pipe(s, p);
             s->dropped++;
             rc = 1;
         }
     }
-    if (rc == 1) {
-        fy_pipe_unref(st->source);
-        st->source = NULL;
-        st->replying = 0;
-    }
+    if (rc == 1)
+        rep_forget(st);
     return rc;
 }
 
+/* Keeps the envelope (n frames, delimiter included) of the request in m
+ * for the reply, and strips it from m. */
+static int rep_keep_env(struct rep_state *st, struct fy_rxmsg *m, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += m->parts[m->next + i]->size;
+    if (parts_room(&st->parts, &st->parts_cap, n + 1) != 0 ||
+        (st->env = malloc(bytes ? bytes : 1)) == NULL)
+        return FERRY_ENOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ferry_msg *f = m->parts[m->next + i];
+        if (f->size)
+            memcpy(st->env + off, f->data, f->size);
+        st->parts[i] = (struct fy_part){st->env + off, f->size};
+        off += f->size;
+    }
+    st->nenv = n;
+    fy_rxmsg_strip(m, n);
+    return 0;
+}
+
+/* Receives the next request whose envelope is whole: frames up to an empty
+ * delimiter, and a body after it. One without (a peer that is not a REQ
+ * or a DEALER framing as one) is dropped, as libzmq's REP does, and
+ * counted as bad input; so is one whose envelope is over REP_MAX_HOPS
+ * frames. */
 static int rep_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
 {
     struct rep_state *st = s->proto_state;
     if (st->replying)
         return fy_err(FERRY_ESTATE, "rep recv: the reply to the previous request is due");
-    int rc = fy_fq_recv(s, m, &st->cursor, check);
-    if (rc == 1) {
-        st->replying = 1;
-        st->source = m->from;
-        fy_pipe_ref(m->from);
+    for (int k = 0; k < RR_DROP_BUDGET; k++) {
+        int rc = fy_fq_recv(s, m, &st->cursor, check);
+        if (rc != 1)
+            return rc;
+        size_t n;
+        if (env_split(m, REP_MAX_HOPS, &n)) {
+            if (rep_keep_env(st, m, n) != 0) {
+                fy_rxmsg_clear(m);
+                return fy_err(FERRY_ENOMEM, "rep recv: the request's envelope");
+            }
+            st->replying = 1;
+            st->source = m->from;
+            fy_pipe_ref(m->from);
+            return 1;
+        }
+        char why[120];
+        if (n > REP_MAX_HOPS)
+            snprintf(why, sizeof why,
+                     "rep: a request with an envelope over %d frames from peer %d was dropped",
+                     REP_MAX_HOPS, m->from->id);
+        else
+            snprintf(why, sizeof why,
+                     "rep: a request without an envelope (no empty delimiter before a body) "
+                     "from peer %d was dropped",
+                     m->from->id);
+        fy_rxmsg_clear(m);
+        fy_sock_note(s, 1, why);
     }
-    return rc;
-}
-
-static struct fy_pipe *rep_next(ferry_socket *s, size_t size)
-{
-    struct rep_state *st = s->proto_state;
-    if (!st->replying || !fy_pipe_live(s, st->source) ||
-        !st->source->ops->writable(st->source, size))
-        return NULL;
-    return st->source;
+    fy_sock_wake(s); /* more may wait: come back after the others had the lock */
+    return 0;
 }
 
 static void rep_fini(ferry_socket *s)
 {
     struct rep_state *st = s->proto_state;
-    if (st && st->source)
-        fy_pipe_unref(st->source);
+    if (st) {
+        rep_forget(st);
+        free(st->parts);
+    }
 }
 
-/* REQ and REP on the ZMTP wire (RFC 28): the envelope is framed by the
- * transport as these say. */
-static const struct fy_wire req_wire = {
-    .name = "REQ", .peers = {"REP", "ROUTER"}, .identity = 1, .env = FY_ENV_DELIM};
+/* REQ and REP on the ZMTP wire (RFC 28). */
+static const struct fy_wire req_wire = {.name = "REQ", .peers = {"REP", "ROUTER"}, .identity = 1};
 
 const struct fy_proto_ops fy_req_ops = {
     .wire = &req_wire,
     .type = FERRY_REQ,
     .name = "req",
-    .peer = FERRY_REP,
     .can_send = 1,
     .can_recv = 1,
     .state_size = sizeof(struct req_state),
     .send = req_send,
     .recv = req_recv,
-    .next_pipe = req_next,
     .fini = req_fini,
 };
 
-static const struct fy_wire rep_wire = {
-    .name = "REP", .peers = {"REQ", "DEALER"}, .env = FY_ENV_ROUTED};
+static const struct fy_wire rep_wire = {.name = "REP", .peers = {"REQ", "DEALER"}};
 
 const struct fy_proto_ops fy_rep_ops = {
     .wire = &rep_wire,
     .type = FERRY_REP,
     .name = "rep",
-    .peer = FERRY_REQ,
     .can_send = 1,
     .can_recv = 1,
     .state_size = sizeof(struct rep_state),
     .send = rep_send,
     .recv = rep_recv,
-    .next_pipe = rep_next,
     .fini = rep_fini,
 };

@@ -52,12 +52,33 @@ wait $rp
 printf 'a\tb\\c\\x01\n' | cmp - "$T/esc.out" >/dev/null && pass "text keeps tab and backslash, escapes \\x01" \
   || { fail "escaping"; cat "$T/esc.out"; }
 
+# dealer to router: the router prints the sender's routing id (generated:
+# 5 bytes, 0x00 first) as the first part
+"$ferry" recv --bind $u-rt --type router -n 1 --format json >"$T/rt.out" 2>&1 &
+rp=$!
+expect 0 "send dealer to a router" -- "$ferry" send --connect $u-rt --type dealer --more a "" b --timeout 10000
+wait $rp
+python3 -c '
+import base64, json, sys
+p = json.loads(open(sys.argv[1]).read())["parts"]
+rid = base64.b64decode(p[0]["base64"]) if isinstance(p[0], dict) else p[0].encode()
+sys.exit(0 if len(p) == 4 and len(rid) == 5 and rid[0] == 0 and p[1:] == ["a", "", "b"] else 1)
+' "$T/rt.out" && pass "router printed the routing id, then the parts" || { fail "router output"; cat "$T/rt.out"; }
+# send --type router: a message naming a peer that is not there waits up to
+# --timeout, then exits 1 naming the id
+"$ferry" recv --connect $u-rs --type dealer -n 1 --timeout 10000 >/dev/null 2>&1 &
+dp=$!
+expect 1 "send router to a missing peer" -- "$ferry" send --bind $u-rs --type router --more nobody hi --timeout 300
+one_line_error "router to a missing peer"
+contains err 'routing id "nobody"'
+kill $dp 2>/dev/null; wait $dp 2>/dev/null
+
 # errors: usage (2) and runtime (1), one line each
 expect 2 "bad url" -- "$ferry" recv --bind nope --type pull
 one_line_error "bad url"
 expect 2 "bad shm name" -- "$ferry" send --connect shm://a/b --type push x
 one_line_error "bad shm name"
-expect 2 "bad type" -- "$ferry" recv --bind $u-x --type dealer
+expect 2 "bad type" -- "$ferry" recv --bind $u-x --type nosuch
 expect 2 "missing type" -- "$ferry" recv --bind $u-x
 expect 2 "recv type on send" -- "$ferry" send --connect $u-x --type pull x
 expect 2 "missing option value" -- "$ferry" recv --bind

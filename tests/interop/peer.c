@@ -9,6 +9,13 @@
  * Roles (each checks what it receives and exits 0 only if all was right):
  *   rep       echo every request back, COUNT requests (default: the vector)
  *   req       send each vector message, check the echo
+ *   dealer    the same over DEALER (against an echoing ROUTER)
+ *   router-echo  a ROUTER sending each message back to its sender, COUNT
+ *             messages (default: the vector); $EXPECT_RID: the routing id
+ *             every message must carry. Any role: $ROUTING_ID sets the
+ *             socket's routing id
+ *   dealer-req  the same over DEALER framing REQ's envelope itself: an
+ *             empty part before each request and before each reply (a REP)
  *   pair-echo / pair-req   the same over PAIR
  *   push      send the vector, then COUNT messages "seq" + 8-byte number
  *   pull      receive and check the vector, then the COUNT numbers in order
@@ -129,7 +136,9 @@ enum {
     T_REQ = ZMQ_REQ,
     T_REP = ZMQ_REP,
     T_PUSH = ZMQ_PUSH,
-    T_PULL = ZMQ_PULL
+    T_PULL = ZMQ_PULL,
+    T_DEALER = ZMQ_DEALER,
+    T_ROUTER = ZMQ_ROUTER
 };
 
 static sock_t *p_open(int type)
@@ -199,6 +208,11 @@ static void p_subscribe(sock_t *s, const char *pfx)
     zmq_setsockopt(s, ZMQ_SUBSCRIBE, pfx, strlen(pfx));
 }
 
+static void p_routing_id(sock_t *s, const char *id)
+{
+    zmq_setsockopt(s, ZMQ_ROUTING_ID, id, strlen(id));
+}
+
 static void p_close(sock_t *s)
 {
     zmq_close(s);
@@ -213,7 +227,9 @@ enum {
     T_REQ = FERRY_REQ,
     T_REP = FERRY_REP,
     T_PUSH = FERRY_PUSH,
-    T_PULL = FERRY_PULL
+    T_PULL = FERRY_PULL,
+    T_DEALER = FERRY_DEALER,
+    T_ROUTER = FERRY_ROUTER
 };
 
 static sock_t *p_open(int type)
@@ -284,6 +300,12 @@ static void p_subscribe(sock_t *s, const char *pfx)
     ferry_setopt(s, FERRY_OPT_SUBSCRIBE, pfx, strlen(pfx));
 }
 
+static void p_routing_id(sock_t *s, const char *id)
+{
+    if (ferry_setopt(s, FERRY_OPT_ROUTING_ID, id, strlen(id)) != 0)
+        die("routing id", -1);
+}
+
 static void p_close(sock_t *s) { ferry_close(s); }
 #endif
 
@@ -304,17 +326,44 @@ static int role_echo(sock_t *s, long count)
     return 0;
 }
 
-static int role_client(sock_t *s)
+/* A ROUTER echoing each message to the peer it came from (the routing id
+ * part sent back first); with expect, every id must be that string. */
+static int role_router_echo(sock_t *s, long count, const char *expect)
+{
+    for (long i = 0; i < count; i++) {
+        struct msg m;
+        int rc = p_recv(s, &m);
+        if (rc != 0)
+            die("router-echo: recv", rc);
+        if (m.n < 2 || (expect && (m.p[0].len != strlen(expect) ||
+                                   memcmp(m.p[0].data, expect, m.p[0].len) != 0))) {
+            fprintf(stderr, "peer: message %ld lacks the expected routing id\n", i);
+            return 1;
+        }
+        rc = p_send(s, &m);
+        if (rc != 0)
+            die("router-echo: send", rc);
+        msg_free(&m);
+    }
+    return 0;
+}
+
+/* delim: a DEALER talking to a REP frames REQ's envelope itself (an empty
+ * part before the request, and one expected before the reply). */
+static int role_client(sock_t *s, int delim)
 {
     for (size_t i = 0; i < nvec; i++) {
-        int rc = p_send(s, &vec[i]);
+        struct msg framed = {.n = vec[i].n + 1};
+        framed.p[0] = (struct part){(unsigned char *)"", 0};
+        memcpy(framed.p + 1, vec[i].p, vec[i].n * sizeof *vec[i].p);
+        int rc = p_send(s, delim ? &framed : &vec[i]);
         if (rc != 0)
             die("client: send", rc);
         struct msg m;
         rc = p_recv(s, &m);
         if (rc != 0)
             die("client: recv", rc);
-        if (!msg_equal(&vec[i], &m, 0)) {
+        if (!msg_equal(&vec[i], &m, delim ? 1 : 0) || (delim && m.p[0].len != 0)) {
             fprintf(stderr, "peer: reply %zu differs from the request\n", i);
             return 1;
         }
@@ -502,9 +551,10 @@ static int type_of(const char *role)
     static const struct {
         const char *role;
         int type;
-    } t[] = {{"rep", T_REP},       {"req", T_REQ},   {"pair-echo", T_PAIR},
-             {"pair-req", T_PAIR}, {"push", T_PUSH}, {"pull", T_PULL},
-             {"pub", T_PUB},       {"sub", T_SUB},   {"req-retry", T_REQ}};
+    } t[] = {{"rep", T_REP},       {"req", T_REQ},           {"pair-echo", T_PAIR},
+             {"pair-req", T_PAIR}, {"push", T_PUSH},         {"pull", T_PULL},
+             {"pub", T_PUB},       {"sub", T_SUB},           {"req-retry", T_REQ},
+             {"dealer", T_DEALER}, {"dealer-req", T_DEALER}, {"router-echo", T_ROUTER}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].role, role) == 0)
             return t[i].type;
@@ -534,12 +584,19 @@ int main(int argc, char **argv)
         return 2;
     }
     sock_t *s = p_open(type);
+    if (getenv("ROUTING_ID"))
+        p_routing_id(s, getenv("ROUTING_ID"));
     p_endpoint(s, bind, argv[3]);
     int rc;
-    if (strcmp(role, "rep") == 0 || strcmp(role, "pair-echo") == 0)
+    if (strcmp(role, "router-echo") == 0)
+        rc = role_router_echo(s, count >= 0 ? count : (long)nvec, getenv("EXPECT_RID"));
+    else if (strcmp(role, "rep") == 0 || strcmp(role, "pair-echo") == 0)
         rc = role_echo(s, count >= 0 ? count : (long)nvec);
-    else if (strcmp(role, "req") == 0 || strcmp(role, "pair-req") == 0)
-        rc = role_client(s);
+    else if (strcmp(role, "req") == 0 || strcmp(role, "pair-req") == 0 ||
+             strcmp(role, "dealer") == 0)
+        rc = role_client(s, 0);
+    else if (strcmp(role, "dealer-req") == 0)
+        rc = role_client(s, 1);
     else if (strcmp(role, "push") == 0)
         rc = role_push(s, count >= 0 ? count : 0);
     else if (strcmp(role, "pull") == 0)

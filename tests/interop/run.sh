@@ -142,7 +142,9 @@ pattern_cases() {
     # ferry role | zmq role | which one runs forever | extra args
     local spec
     for spec in "rep req - " "req rep - " "pair-echo pair-req - " "pair-req pair-echo - " \
-        "push pull - $SEQ" "pull push - $SEQ" "pub sub ferry " "sub pub zmq "; do
+        "push pull - $SEQ" "pull push - $SEQ" "pub sub ferry " "sub pub zmq " \
+        "dealer-req rep - " "rep dealer-req - " "router-echo dealer - " \
+        "dealer router-echo - " "router-echo req - " "req router-echo - "; do
         set -- $spec
         local fr=$1 zr=$2 inf=$3 count=${4:-}
         # ferry binds
@@ -235,6 +237,16 @@ parts_case() {
         "$TMP/parts.err" "$zerr" "$TMP/parts.out"
 }
 
+# Routing ids set by either side: a DEALER with ROUTING_ID, a ROUTER that
+# requires every message to carry it.
+rid_case() {
+    local tr=$1 url=$2
+    one_case "$tr ferry ROUTER (bind) sees pyzmq DEALER's routing id" \
+        "env EXPECT_RID=zdealer $FP router-echo" "env ROUTING_ID=zdealer $PY dealer" "$url" -
+    one_case "$tr pyzmq ROUTER (bind) sees ferry DEALER's routing id" \
+        "env EXPECT_RID=fdealer $PY router-echo" "env ROUTING_ID=fdealer $FP dealer" "$url" -
+}
+
 free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -249,6 +261,8 @@ done
 
 reconnect_case tcp "tcp://127.0.0.1:$(free_port)"
 reconnect_case ipc "ipc://$TMP/reconnect.sock"
+rid_case tcp "tcp://127.0.0.1:*"
+rid_case ipc "ipc://$TMP/rid.sock"
 refusal_case tcp "tcp://127.0.0.1:*"
 refusal_case ipc "ipc://$TMP/refuse.sock"
 if [ -n "$CLI" ]; then

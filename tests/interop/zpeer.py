@@ -56,7 +56,8 @@ def parts_check(path):
 
 TYPES = {"push-parts": zmq.PUSH, "rep": zmq.REP, "req": zmq.REQ, "pair-echo": zmq.PAIR, "pair-req": zmq.PAIR,
          "push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
-         "rep-die": zmq.REP, "sender": zmq.PUSH}
+         "rep-die": zmq.REP, "sender": zmq.PUSH, "dealer": zmq.DEALER, "dealer-req": zmq.DEALER,
+         "router-echo": zmq.ROUTER}
 
 
 def fail(why):
@@ -75,6 +76,8 @@ def main():
     if os.environ.get("ZPEER_TYPE"):
         stype = getattr(zmq, os.environ["ZPEER_TYPE"])
     s = ctx.socket(stype)
+    if os.environ.get("ROUTING_ID"):
+        s.setsockopt(zmq.ROUTING_ID, os.environ["ROUTING_ID"].encode())
     s.RCVTIMEO = 10000
     s.SNDTIMEO = 10000
     s.LINGER = 2000
@@ -87,6 +90,13 @@ def main():
     if role in ("rep", "pair-echo"):
         for _ in range(count if count >= 0 else len(vec)):
             s.send_multipart(s.recv_multipart())
+    elif role == "router-echo":
+        expect = os.environ.get("EXPECT_RID")
+        for i in range(count if count >= 0 else len(vec)):
+            m = s.recv_multipart()
+            if len(m) < 2 or (expect and m[0] != expect.encode()):
+                fail("message %d lacks the expected routing id (%r)" % (i, m[:1]))
+            s.send_multipart(m)
     elif role == "push-parts":
         for m in PARTS:
             s.send_multipart(m)
@@ -94,11 +104,16 @@ def main():
         for _ in range(count):
             s.send_multipart(s.recv_multipart())
         os.kill(os.getpid(), signal.SIGKILL)
-    elif role in ("req", "pair-req"):
+    elif role in ("req", "pair-req", "dealer"):
         for i, m in enumerate(vec):
             s.send_multipart(m)
             if s.recv_multipart() != m:
                 fail("reply %d differs from the request" % i)
+    elif role == "dealer-req":  # REQ's envelope framed by hand, for a REP
+        for i, m in enumerate(vec):
+            s.send_multipart([b""] + m)
+            if s.recv_multipart() != [b""] + m:
+                fail("reply %d differs from the request (or lacks the delimiter)" % i)
     elif role == "push":
         for m in vec:
             s.send_multipart(m)

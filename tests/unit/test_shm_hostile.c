@@ -319,6 +319,73 @@ static void test_fd_not_silenced(void **state)
     rig_close(&r);
 }
 
+/* An old ferry's listener: a version-2 WELCOME to the next dialer. */
+static void *old_listener(void *arg)
+{
+    int lfd = *(int *)arg;
+    struct shm_ctl c;
+    int conn = accept(lfd, NULL, NULL);
+    lying_ctl(&c, SHM_OP_WELCOME);
+    c.version = 2;
+    c.type = FERRY_REP;
+    if (raw_shm_send(conn, &c, NULL, 0) != (ssize_t)sizeof c)
+        fail_msg("raw send");
+    char b[16];
+    struct pollfd p = {.fd = conn, .events = POLLIN};
+    poll(&p, 1, 5000); /* the dialer hangs up */
+    ssize_t r = recv(conn, b, sizeof b, 0);
+    (void)r;
+    close(conn);
+    return NULL;
+}
+
+/* 14. Another release's handshake: REQ and REP frame messages since
+ * version 3, so versions do not mix. An old listener's WELCOME makes our
+ * dial fail with FERRY_EVERSION naming both versions; an old dialer's
+ * HELLO gets a REFUSE saying so, and the listener records why. */
+static void test_handshake_version_refused(void **state)
+{
+    (void)state;
+    char n[64], u[96];
+    t_name(n, sizeof n, "vers");
+    snprintf(u, sizeof u, "shm://%s", n);
+    int lfd = raw_shm_listen(n);
+    assert_true(lfd >= 0);
+    ferry_socket *req;
+    assert_int_equal(ferry_socket_open(&req, FERRY_REQ), 0);
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, old_listener, &lfd), 0);
+    assert_int_equal(ferry_dial(req, u), FERRY_EVERSION);
+    assert_non_null(strstr(ferry_errdetail(), "version 2"));
+    assert_non_null(strstr(ferry_errdetail(), "version 3"));
+    pthread_join(thr, NULL);
+    close(lfd);
+    ferry_close(req);
+
+    /* an old dialer against a new listener */
+    ferry_socket *rep;
+    assert_int_equal(ferry_socket_open(&rep, FERRY_REP), 0);
+    assert_int_equal(ferry_listen(rep, u), 0);
+    int fd = raw_shm_connect(n);
+    assert_true(fd >= 0);
+    struct shm_ctl c;
+    assert_int_equal(raw_shm_read(fd, &c), (ssize_t)sizeof c);
+    assert_int_equal(c.op, SHM_OP_WELCOME);
+    lying_ctl(&c, SHM_OP_HELLO);
+    c.version = 2;
+    c.type = FERRY_REQ;
+    assert_int_equal(raw_shm_send(fd, &c, NULL, 0), (ssize_t)sizeof c);
+    assert_int_equal(raw_shm_read(fd, &c), (ssize_t)sizeof c);
+    assert_int_equal(c.op, SHM_OP_REFUSE);
+    assert_int_equal(c.err, FERRY_EVERSION);
+    assert_non_null(strstr(c.text, "version 2"));
+    char why[200];
+    assert_int_equal(ferry_socket_drop_reason(rep, why, sizeof why), 0);
+    assert_non_null(strstr(why, "version 2"));
+    close(fd);
+    ferry_close(rep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +395,7 @@ int main(void)
         cmocka_unit_test(test_identity_from_kernel),
         cmocka_unit_test(test_command_flood_timeout),
         cmocka_unit_test(test_fd_not_silenced),
+        cmocka_unit_test(test_handshake_version_refused),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -16,13 +16,14 @@ static const char recv_help[] =
     "usage: ferry recv (--bind URL | --connect URL)... --type TYPE [options]\n"
     "\n"
     "Receive messages and print each on its own line. TYPE: pull, sub, rep,\n"
-    "pair, xsub or xpub. Runs until -n COUNT messages arrived, or until\n"
-    "SIGINT/SIGTERM (then exit 0). An xpub prints the subscriptions its\n"
-    "subscribers make (\\x01PREFIX, and \\x00PREFIX when the last one cancels).\n"
+    "pair, dealer, router (its first part is the sender's routing id), xsub or\n"
+    "xpub. Runs until -n COUNT messages arrived, or until SIGINT/SIGTERM (then\n"
+    "exit 0). An xpub prints the subscriptions its subscribers make (\\x01PREFIX,\n"
+    "and \\x00PREFIX when the last one cancels).\n"
     "\n"
     "  -b, --bind URL        listen at URL\n"
     "  -c, --connect URL     dial URL (may come before the listener exists)\n"
-    "  -t, --type TYPE       pull | sub | rep | pair | xsub | xpub\n"
+    "  -t, --type TYPE       pull | sub | rep | pair | dealer | router | xsub | xpub\n"
     "  -s, --subscribe PFX   sub, xsub: receive messages starting with PFX\n"
     "                        (repeatable; none: everything)\n"
     "  -n, --count COUNT     exit 0 after COUNT messages\n"
@@ -71,9 +72,10 @@ static int parse_type(const char *s)
     static const struct {
         const char *name;
         int type;
-    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB},   {"sub", FERRY_SUB},
-                 {"req", FERRY_REQ},   {"rep", FERRY_REP},   {"push", FERRY_PUSH},
-                 {"pull", FERRY_PULL}, {"xpub", FERRY_XPUB}, {"xsub", FERRY_XSUB}};
+    } types[] = {{"pair", FERRY_PAIR}, {"pub", FERRY_PUB},       {"sub", FERRY_SUB},
+                 {"req", FERRY_REQ},   {"rep", FERRY_REP},       {"push", FERRY_PUSH},
+                 {"pull", FERRY_PULL}, {"dealer", FERRY_DEALER}, {"router", FERRY_ROUTER},
+                 {"xpub", FERRY_XPUB}, {"xsub", FERRY_XSUB}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strcmp(s, types[i].name) == 0)
             return types[i].type;
@@ -222,6 +224,8 @@ int msg_open_socket(struct msg_opts *o, ferry_socket **out)
     int rc = ferry_socket_open(&s, o->type);
     if (rc != 0)
         return cli_fail(rc, "%s: socket", o->cmd);
+    if (o->type == FERRY_ROUTER) /* a message for a peer not there: an error (cmd_send.c waits) */
+        ferry_setopt_int(s, FERRY_OPT_ROUTER_MANDATORY, 1);
     if (o->timeout >= 0) {
         ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, o->timeout);
         ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, o->timeout);
@@ -370,8 +374,8 @@ static int recv_loop(ferry_socket *s, const struct msg_opts *o)
 
 int cmd_recv(int argc, char **argv)
 {
-    static const int types[] = {FERRY_PULL, FERRY_SUB,  FERRY_REP, FERRY_PAIR,
-                                FERRY_XSUB, FERRY_XPUB, 0};
+    static const int types[] = {FERRY_PULL,   FERRY_SUB,  FERRY_REP,  FERRY_PAIR, FERRY_DEALER,
+                                FERRY_ROUTER, FERRY_XSUB, FERRY_XPUB, 0};
     struct msg_opts o = {.cmd = "recv"};
     int rc = msg_parse(argc, argv, &o, recv_help, types);
     if (rc >= 0)

@@ -19,13 +19,17 @@ static const char send_help[] =
     "       ferry send ... --more PART...    (one multipart message)\n"
     "       ferry send ... --file PATH       (a file's bytes as one message)\n"
     "\n"
-    "Send each MSG as one message. TYPE: push, pub, req, pair or xpub. With --type req\n"
-    "each reply is printed on stdout in the --format. Exits 0 once every message\n"
-    "has been handed to a connected peer.\n"
+    "Send each MSG as one message. TYPE: push, pub, req, pair, dealer, router or\n"
+    "xpub.\n"
+    "With --type req each reply is printed on stdout in the --format. With --type\n"
+    "router the first part of each message is the routing id of the peer it goes\n"
+    "to (use --more, or a multipart format); a peer not connected is waited for up\n"
+    "to --timeout, then the send fails naming it. Exits 0 once every message has\n"
+    "been handed to a connected peer.\n"
     "\n"
     "  -c, --connect URL   dial URL (may come before the listener exists)\n"
     "  -b, --bind URL      listen at URL, and wait for a peer before sending\n"
-    "  -t, --type TYPE     push | pub | req | pair | xpub\n"
+    "  -t, --type TYPE     push | pub | req | pair | dealer | router | xpub\n"
     "  -f, --format F      how MSG and stdin are read: text (default) | quoted |\n"
     "                      json | hex | raw (as `ferry recv --format` writes them)\n"
     "      --raw           the same as --format raw\n"
@@ -65,6 +69,35 @@ static void sleep_ms(long ms)
         ;
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* Sends m's parts. A router's socket is ROUTER_MANDATORY: a message to a
+ * peer that is not connected (FERRY_EHOSTUNREACH) is tried again as peers
+ * come, up to --timeout, and then the failure names the id. */
+static int send_parts(struct sender *x, const struct fmt_msg *m)
+{
+    uint64_t start = now_ms();
+    for (;;) {
+        int rc = 0;
+        for (size_t i = 0; i < m->nparts && rc == 0; i++) {
+            size_t n;
+            const unsigned char *p = fmt_msg_part(m, i, &n);
+            rc = ferry_send(x->s, p, n, i + 1 < m->nparts ? FERRY_MORE : 0);
+        }
+        uint64_t waited = now_ms() - start;
+        if (rc != FERRY_EHOSTUNREACH || msg_stop ||
+            (x->o->timeout >= 0 && waited >= (uint64_t)x->o->timeout))
+            return rc;
+        /* a bounded wait for a peer to come (never satisfied: it wakes on one) */
+        ferry_wait_peers(x->s, 1 << 30, 100);
+    }
+}
+
 /* Sends m, part by part; for req, receives and prints the reply. */
 static int send_msg(struct sender *x, const struct fmt_msg *m)
 {
@@ -72,16 +105,23 @@ static int send_msg(struct sender *x, const struct fmt_msg *m)
         sleep_ms(x->o->interval);
     if (msg_stop)
         return CLI_OK;
-    for (size_t i = 0; i < m->nparts; i++) {
+    int rc = send_parts(x, m);
+    if (rc == FERRY_EHOSTUNREACH) {
+        struct fmt_buf id = {0};
         size_t n;
-        const unsigned char *p = fmt_msg_part(m, i, &n);
-        int rc = ferry_send(x->s, p, n, i + 1 < m->nparts ? FERRY_MORE : 0);
-        if (rc != 0)
-            return cli_fail(rc, "send");
+        const unsigned char *p = fmt_msg_part(m, 0, &n);
+        int e = fmt_enc_part(FMT_QUOTED, 0, p, n, &id);
+        fprintf(stderr, "ferry: send: no peer with routing id %.*s connected%s\n",
+                e == 0 ? (int)id.len : 2, e == 0 ? (const char *)id.data : "\"\"",
+                x->o->timeout >= 0 ? " within --timeout" : "");
+        fmt_buf_free(&id);
+        return CLI_FAIL;
     }
+    if (rc != 0)
+        return cli_fail(rc, "send");
     x->sent++;
     if (x->o->type == FERRY_REQ) {
-        int rc = msg_recv_print(x->s, x->o->format, &x->reply, NULL);
+        rc = msg_recv_print(x->s, x->o->format, &x->reply, NULL);
         if (rc == MSG_ESTDOUT) {
             fprintf(stderr, "ferry: send: write to stdout: %s\n", strerror(errno));
             return CLI_FAIL;
@@ -370,7 +410,8 @@ static int send_check(const struct msg_opts *o)
 
 int cmd_send(int argc, char **argv)
 {
-    static const int types[] = {FERRY_PUSH, FERRY_PUB, FERRY_REQ, FERRY_PAIR, FERRY_XPUB, 0};
+    static const int types[] = {FERRY_PUSH,   FERRY_PUB,    FERRY_REQ,  FERRY_PAIR,
+                                FERRY_DEALER, FERRY_ROUTER, FERRY_XPUB, 0};
     struct msg_opts o = {.cmd = "send"};
     struct item *items = NULL;
     size_t nitems = 0;

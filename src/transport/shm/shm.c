@@ -99,7 +99,22 @@ static void ctl_init(struct shm_ctl *c, int op, ferry_socket *s)
         c->maxmsgsize = s->opt.maxmsgsize;
         c->rcvhwm = (uint32_t)s->opt.rcvhwm;
         c->sndhwm = (uint32_t)s->opt.sndhwm;
+        if (s->proto->wire->identity && (op == SHM_OP_WELCOME || op == SHM_OP_HELLO)) {
+            c->rid_len = (uint32_t)s->opt.routing_id_len;
+            memcpy(c->rid, s->opt.routing_id, s->opt.routing_id_len);
+        }
     }
+}
+
+/* The routing id a peer's WELCOME or HELLO announced, onto its pipe. 0,
+ * or FERRY_EPROTO when it claims more than FY_RID_MAX bytes. */
+static int ctl_peer_rid(const struct shm_ctl *c, struct fy_pipe *p)
+{
+    if (c->rid_len > FY_RID_MAX)
+        return FERRY_EPROTO;
+    p->peer_rid_len = c->rid_len;
+    memcpy(p->peer_rid, c->rid, c->rid_len);
+    return 0;
 }
 
 static int ctl_send(int fd, const struct shm_ctl *c, const int *fds, int nfds)
@@ -168,12 +183,16 @@ static int ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
         *nfds = 0;
         return FERRY_ECONNRESET;
     }
-    if (n != (ssize_t)sizeof *c || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        memcmp(c->magic, "FERRYCTL", 8) != 0 || c->version != SHM_CTL_VERSION) {
+    /* Another release's handshake is told apart before its size is held
+     * against it (the message grew with the versions), so both ends can
+     * say why they cannot talk. */
+    int other = n >= 12 && memcmp(c->magic, "FERRYCTL", 8) == 0 && c->version != SHM_CTL_VERSION;
+    if (other || n != (ssize_t)sizeof *c || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        memcmp(c->magic, "FERRYCTL", 8) != 0) {
         for (int i = 0; i < *nfds; i++)
             close(fds[i]);
         *nfds = 0;
-        return FERRY_EPROTO;
+        return other ? FERRY_EVERSION : FERRY_EPROTO;
     }
     c->text[sizeof c->text - 1] = '\0';
     return 0;
@@ -362,7 +381,13 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     /* WELCOME or REFUSE */
     if ((rc = wait_readable(sp->ctl_fd, deadline)) != 0 ||
         (rc = ctl_recv(sp->ctl_fd, &c, fds, &nfds)) != 0) {
-        fy_err(rc, "shm://%s: handshake", name);
+        if (rc == FERRY_EVERSION)
+            fy_err(rc,
+                   "shm://%s: the listener (pid %d) speaks shm handshake version %u, this "
+                   "ferry version %d: both ends need the same ferry release",
+                   name, (int)cr.pid, (unsigned)c.version, SHM_CTL_VERSION);
+        else
+            fy_err(rc, "shm://%s: handshake", name);
         goto fail;
     }
     if (c.op == SHM_OP_REFUSE) {
@@ -374,6 +399,12 @@ static int shm_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     if (c.op != SHM_OP_WELCOME || nfds != 2) {
         close_fds(fds, nfds);
         rc = fy_err(FERRY_EPROTO, "shm://%s: unexpected handshake message %u", name, c.op);
+        goto fail;
+    }
+    if (ctl_peer_rid(&c, &sp->base) != 0) {
+        close_fds(fds, nfds);
+        rc = fy_err(FERRY_EPROTO, "shm://%s: the listener announced a routing id of %u bytes", name,
+                    (unsigned)c.rid_len);
         goto fail;
     }
     if (!fy_types_compatible(s->proto->type, c.type)) {
@@ -691,7 +722,8 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
         }
     }
     uint64_t cap = c->ring_size;
-    if (nfds != 3 || cap < FY_RING_MIN || cap > FY_RING_MAX || (cap & 63u)) {
+    if (nfds != 3 || cap < FY_RING_MIN || cap > FY_RING_MAX || (cap & 63u) ||
+        c->rid_len > FY_RID_MAX) {
         refuse(fd, s, FERRY_EPROTO, "bad hello");
         return FERRY_EPROTO;
     }
@@ -725,6 +757,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     fds[2] = -1;
     sp->base.peer_pid = pd->pid;
     sp->base.peer_uid = pd->uid;
+    ctl_peer_rid(c, &sp->base); /* its length was checked above */
     pipe_rings(sp, s, cap, 0, c->maxmsgsize, c->rcvhwm, c->sndhwm);
     sp->ctl_fd = fd;
     pd->ev.fd = -1; /* the pipe owns the control socket now */
@@ -765,6 +798,17 @@ static void on_pending(struct shm_tran *t, struct shm_pending *pd)
     int rc = ctl_recv(pd->ev.fd, &c, fds, &nfds);
     if (rc == -EAGAIN)
         return;
+    if (rc == FERRY_EVERSION) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "shm: a peer (pid %d) speaks shm handshake version %u, this ferry version %d: "
+                 "refused",
+                 (int)pd->pid, (unsigned)c.version, SHM_CTL_VERSION);
+        pthread_mutex_lock(&t->s->mtx);
+        fy_sock_note(t->s, 0, why);
+        pthread_mutex_unlock(&t->s->mtx);
+        refuse(pd->ev.fd, t->s, FERRY_EVERSION, "%s", why + 5);
+    }
     if (rc == 0 && c.op == SHM_OP_STAT_REQ) {
         stat_reply(t, pd->ev.fd);
     } else if (rc == 0 && c.op == SHM_OP_HELLO) {

@@ -38,8 +38,13 @@
 
 /* The handshake's version. 2: the wake block's `woken` word (fy_wake) is
  * honoured by both sides; a version-1 peer would never re-arm it, so the
- * versions do not mix. */
-#define SHM_CTL_VERSION 2
+ * versions do not mix. 3: REQ and REP frame their messages as ZeroMQ does
+ * (REQ's empty delimiter, a REP's envelope travel as parts), and the
+ * handshake carries the socket's routing id (for a ROUTER peer); a
+ * version-2 REP would hand the delimiter to its user as the request. A
+ * peer of another version is told so (FERRY_EVERSION, with both
+ * versions), whichever side it is. */
+#define SHM_CTL_VERSION 3
 
 struct shm_conn_hdr {
     char magic[8]; /* "FERRYCON" */
@@ -85,6 +90,11 @@ struct shm_ctl {
         uint64_t tx_fill; /* bytes waiting for the peer     */
         uint64_t ring_cap;
     } peers[SHM_STAT_PEERS];
+    /* WELCOME, HELLO: the sender's routing id (FERRY_OPT_ROUTING_ID, for a
+     * pattern whose wire carries one), rid_len 0 if none; at most
+     * FY_RID_MAX (a longer claim is refused) */
+    uint32_t rid_len;
+    unsigned char rid[FY_RID_MAX + 1];
 };
 
 /* What an epoll event points at. */

@@ -90,8 +90,6 @@ struct st_rx {
     ferry_msg *one;    /* a single part (parts == NULL) */
     ferry_msg **parts; /* several parts */
     size_t nparts;
-    ferry_msg **env; /* REP: the envelope (routing frames and delimiter) */
-    size_t nenv;
     uint64_t charge; /* what it counts in rx_bytes */
 };
 
@@ -115,7 +113,7 @@ struct st_pipe {
     uint32_t events; /* epoll interest now */
     int peer_minor;
     /* handshake output, written before anything else */
-    unsigned char hs[192];
+    unsigned char hs[512]; /* greeting, READY with a 255-byte Identity, ERROR */
     size_t hs_len, hs_off;
     uint64_t hs_deadline;
     /* input */
@@ -127,8 +125,6 @@ struct st_pipe {
     size_t rx_first, rx_cap;
     size_t rx_n;
     int rx_paused;
-    ferry_msg **env; /* REP: envelope of the request being answered */
-    size_t nenv;
     /* output: bytes [tx_off, tx_len) of tx are still to write; marks
      * holds the stream offsets where queued messages end */
     unsigned char *tx;
@@ -174,7 +170,7 @@ struct st_tran {
 };
 
 /* Limits on what one peer can make us hold (docs/security.md lists them).
- * Every part, envelope frames included, is charged its bytes plus
+ * Every part, a pattern's envelope frames included, is charged its bytes plus
  * ST_PART_COST (the message struct, the allocator's header and the
  * pointers that track it), so a flood of empty frames costs what it costs
  * us.
@@ -270,10 +266,7 @@ static void rx_free(struct st_rx *r)
         ferry_msg_free(r->one);
     for (size_t i = 0; r->parts && i < r->nparts; i++)
         ferry_msg_free(r->parts[i]);
-    for (size_t i = 0; i < r->nenv; i++)
-        ferry_msg_free(r->env[i]);
     free(r->parts);
-    free(r->env);
 }
 
 /* The next free slot of the input ring, or NULL (out of memory). */
@@ -294,15 +287,6 @@ static struct st_rx *rx_slot(struct st_pipe *p)
     struct st_rx *r = &p->rxq[(p->rx_first + p->rx_n) % p->rx_cap];
     memset(r, 0, sizeof *r);
     return r;
-}
-
-static void env_clear(struct st_pipe *p)
-{
-    for (size_t i = 0; i < p->nenv; i++)
-        ferry_msg_free(p->env[i]);
-    free(p->env);
-    p->env = NULL;
-    p->nenv = 0;
 }
 
 /* What the message being received holds now: its parts so far and the
@@ -664,15 +648,30 @@ static int conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         conn_broken(p, 1, "peer socket type %s cannot talk to %s", got, s->proto->wire->name);
         return FERRY_EPEERTYPE;
     }
+    /* The routing id the peer announced, for a pattern that routes (a
+     * ROUTER): at most 255 bytes (RFC 23), like every ZeroMQ peer sends. */
+    rc = zmtp_meta_find(meta, mlen, "Identity", &v, &vn);
+    if (rc > 0 && vn > FY_RID_MAX) {
+        conn_broken(p, 1, "the peer announced a routing id (Identity) of %zu bytes, over %d", vn,
+                    FY_RID_MAX);
+        return FERRY_EPROTO;
+    }
+    p->base.peer_rid_len = rc > 0 ? vn : 0;
+    if (rc > 0 && vn)
+        memcpy(p->base.peer_rid, v, vn);
     if (!p->in_sock) {
+        p->base.pending = 0;
         rc = fy_sock_add_pipe_locked(s, &p->base);
         if (rc != 0) {
-            conn_broken(p, 0, "refused by the socket (%s)", ferry_strerror(rc));
+            conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc),
+                        ferry_errdetail());
             return rc;
         }
         p->in_sock = 1;
+    } else if (p->base.pending && (rc = fy_sock_pipe_start_locked(s, &p->base)) != 0) {
+        conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc), ferry_errdetail());
+        return rc;
     }
-    p->base.pending = 0;
     p->state = C_ACTIVE;
     /* the handshake is over: messages up to MAXMSGSIZE; commands up to
      * ST_CMD_MAX, or what a SUBSCRIBE may carry if more (a longer prefix
@@ -770,7 +769,9 @@ static int dec_greeting(void *ctx, int minor)
     ferry_socket *s = p->t->s;
     p->peer_minor = minor;
     const struct fy_wire *w = s->proto->wire;
-    size_t n = zmtp_ready(p->hs + p->hs_len, sizeof p->hs - p->hs_len, w->name, w->identity);
+    size_t n = zmtp_ready_id(p->hs + p->hs_len, sizeof p->hs - p->hs_len, w->name,
+                             w->identity ? s->opt.routing_id : NULL,
+                             w->identity ? s->opt.routing_id_len : 0);
     if (n == 0)
         return FERRY_EINVAL;
     p->hs_len += n;
@@ -795,14 +796,15 @@ static int rx_full(const struct st_pipe *p)
     return (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm) || p->rx_bytes >= ST_RX_BYTES;
 }
 
-/* A whole message arrived: apply the pattern's envelope rules and queue it. */
+/* A whole message arrived: queue it, every frame as it came (a pattern's
+ * envelope is the protocol's business). */
 static int deliver(struct st_pipe *p)
 {
     ferry_socket *s = p->t->s;
     const struct fy_wire *w = s->proto->wire;
     p->dec.max_frame = msg_max(p); /* the next frame starts a message */
     ferry_msg **parts = p->asm_parts;
-    size_t n = p->asm_n, skip = 0;
+    size_t n = p->asm_n;
     if (w->in == FY_IN_SUBSCRIPTIONS) {
         /* ZMTP 3.0 subscriptions: 1 or 0, then the prefix. Other data is
          * not for a publisher and is dropped, as libzmq's PUB does. */
@@ -817,48 +819,19 @@ static int deliver(struct st_pipe *p)
         asm_clear(p);
         return 0;
     }
-    if (w->env == FY_ENV_DELIM) {
-        /* a reply is: empty delimiter, then the body */
-        if (n < 2 || parts[0]->size != 0) {
-            asm_clear(p);
-            conn_broken(p, 1, "reply without the empty delimiter frame");
-            return FERRY_EPROTO;
-        }
-        skip = 1;
-    } else if (w->env == FY_ENV_ROUTED) {
-        while (skip < n && parts[skip]->size != 0)
-            skip++;
-        if (skip + 1 >= n) { /* no delimiter, or nothing after it: dropped (libzmq) */
-            asm_clear(p);
-            return 0;
-        }
-        skip++; /* the delimiter belongs to the envelope */
-    }
     struct st_rx *r = rx_slot(p);
     if (r == NULL)
         return FERRY_ENOMEM;
-    r->nparts = n - skip;
-    if (r->nparts == 1) {
-        r->one = parts[skip];
+    r->nparts = n;
+    if (n == 1) {
+        r->one = parts[0];
     } else {
-        r->parts = malloc(r->nparts * sizeof *r->parts);
+        r->parts = malloc(n * sizeof *r->parts);
         if (r->parts == NULL)
             return FERRY_ENOMEM;
-        memcpy(r->parts, parts + skip, r->nparts * sizeof *parts);
+        memcpy(r->parts, parts, n * sizeof *parts);
     }
-    if (w->env == FY_ENV_ROUTED) {
-        r->env = malloc(skip * sizeof *r->env);
-        if (r->env == NULL) {
-            free(r->parts);
-            return FERRY_ENOMEM;
-        }
-        memcpy(r->env, parts, skip * sizeof *parts);
-        r->nenv = skip;
-    } else {
-        for (size_t i = 0; i < skip; i++)
-            ferry_msg_free(parts[i]);
-    }
-    r->charge = p->asm_total + (uint64_t)n * ST_PART_COST; /* envelope included */
+    r->charge = p->asm_total + (uint64_t)n * ST_PART_COST; /* every frame */
     p->rx_bytes += r->charge;
     p->asm_n = 0;
     p->asm_total = 0;
@@ -1107,15 +1080,9 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
         return FERRY_ECONNRESET;
     if (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm)
         return 0;
-    enum fy_wire_env env = s->proto->wire->env;
     struct st_frames f;
     frames_init(&f);
     int rc = 0;
-    if (env == FY_ENV_DELIM)
-        rc |= frames_add(&f, ZMTP_MORE, NULL, 0); /* the empty delimiter */
-    if (env == FY_ENV_ROUTED)
-        for (size_t i = 0; i < p->nenv; i++) /* the request's envelope */
-            rc |= frames_add(&f, ZMTP_MORE, p->env[i]->data, p->env[i]->size);
     if (m->nparts == 0)
         rc |= frames_add(&f, 0, NULL, 0);
     for (size_t i = 0; i < m->nparts; i++)
@@ -1161,8 +1128,6 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
         skip = 0;
     }
     frames_free(&f);
-    if (env == FY_ENV_ROUTED)
-        env_clear(p);
     mark_push(p, p->tx_base + p->tx_len); /* room reserved above */
     if (p->state != C_ACTIVE)
         return 1;
@@ -1200,7 +1165,6 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
 {
     FY_UNUSED(check);
     struct st_pipe *p = (struct st_pipe *)bp;
-    ferry_socket *s = p->t->s;
     if (p->rx_n == 0)
         return p->state == C_CLOSED ? FERRY_ECONNRESET : 0;
     struct st_rx *r = &p->rxq[p->rx_first];
@@ -1214,11 +1178,6 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
         m->parts = r->parts;
     }
     m->nparts = r->nparts;
-    if (s->proto->wire->env == FY_ENV_ROUTED) {
-        env_clear(p);
-        p->env = r->env;
-        p->nenv = r->nenv;
-    }
     p->rx_bytes -= r->charge;
     pool_charge(p, 0);
     if (p->rx_paused && !rx_full(p)) {
@@ -1304,7 +1263,6 @@ static void st_destroy(struct fy_pipe *bp)
     for (size_t i = 0; i < p->rx_n; i++)
         rx_free(&p->rxq[(p->rx_first + i) % p->rx_cap]);
     free(p->rxq);
-    env_clear(p);
     while (p->subq) {
         struct st_subq *q = p->subq;
         p->subq = q->next;

@@ -57,28 +57,34 @@ size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void
     return h + (size_t)body;
 }
 
-static size_t put_prop(unsigned char *p, const char *name, const char *val)
+static size_t put_prop_n(unsigned char *p, const char *name, const void *val, size_t v)
 {
-    size_t n = strlen(name), v = strlen(val);
+    size_t n = strlen(name);
     p[0] = (unsigned char)n;
     memcpy(p + 1, name, n);
     p[1 + n] = (unsigned char)(v >> 24);
     p[2 + n] = (unsigned char)(v >> 16);
     p[3 + n] = (unsigned char)(v >> 8);
     p[4 + n] = (unsigned char)v;
-    memcpy(p + 5 + n, val, v);
+    if (v)
+        memcpy(p + 5 + n, val, v);
     return 5 + n + v;
+}
+
+size_t zmtp_ready_id(unsigned char *out, size_t cap, const char *type, const void *id, size_t idlen)
+{
+    unsigned char meta[64 + 255];
+    if (strlen(type) > 16 || idlen > 255)
+        return 0;
+    size_t n = put_prop_n(meta, "Socket-Type", type, strlen(type));
+    if (id != NULL)
+        n += put_prop_n(meta + n, "Identity", id, idlen);
+    return zmtp_command(out, cap, "READY", meta, n);
 }
 
 size_t zmtp_ready(unsigned char *out, size_t cap, const char *type, int with_identity)
 {
-    unsigned char meta[64];
-    if (strlen(type) > 16)
-        return 0;
-    size_t n = put_prop(meta, "Socket-Type", type);
-    if (with_identity)
-        n += put_prop(meta + n, "Identity", "");
-    return zmtp_command(out, cap, "READY", meta, n);
+    return zmtp_ready_id(out, cap, type, with_identity ? "" : NULL, 0);
 }
 
 int zmtp_cmd_split(const unsigned char *body, size_t len, const unsigned char **name, size_t *nlen,

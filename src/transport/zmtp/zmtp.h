@@ -50,6 +50,9 @@ size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void
  * "PUSH", ...); with_identity adds an empty Identity property (libzmq's
  * REQ does). Returns its length, or 0 when it does not fit. */
 size_t zmtp_ready(unsigned char *out, size_t cap, const char *type, int with_identity);
+/* The same with an Identity of idlen (<= 255) bytes; id NULL: none. */
+size_t zmtp_ready_id(unsigned char *out, size_t cap, const char *type, const void *id,
+                     size_t idlen);
 
 /* Splits a command body into its name and data. 0, or -1 when malformed. */
 int zmtp_cmd_split(const unsigned char *body, size_t len, const unsigned char **name, size_t *nlen,
