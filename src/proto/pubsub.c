@@ -243,12 +243,17 @@ int fy_ps_sub_update(ferry_socket *s, int subscribe, const void *data, size_t le
     return rc;
 }
 
+/* Messages a SUB discards per call (a publisher that does not filter may
+ * send many): past it the call says "not now" and the waiting loop, which
+ * keeps timeouts, comes back at once. */
+#define SUB_DISCARD_BUDGET 256
+
 static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
 {
     struct fy_ps_sub *st = s->proto_state;
     if (st->npend)
         fy_ps_sub_flush(s, st);
-    for (;;) {
+    for (int k = 0; k < SUB_DISCARD_BUDGET; k++) {
         int rc = fy_fq_recv(s, m, &st->cursor, check);
         if (rc != 1)
             return rc;
@@ -257,6 +262,8 @@ static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
             return 1;
         fy_rxmsg_clear(m);
     }
+    fy_sock_wake(s);
+    return 0;
 }
 
 void fy_ps_sub_fini(ferry_socket *s)

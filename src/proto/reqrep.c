@@ -115,10 +115,19 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
         return fy_err(FERRY_EMSGSIZE, "req send: %zu parts and the delimiter are over %d",
                       m->nparts, FY_MAX_PARTS);
     /* A REQ reads only its target's pipe: other dead pipes hold nothing it
-     * wants (late replies are discarded, as in ZeroMQ), so let them go. */
-    for (size_t i = 0; i < s->npipes; i++)
-        if (s->pipes[i]->dead)
+     * wants (late replies are discarded, as in ZeroMQ), so let them go; and
+     * what a live peer sent unasked is discarded before it can be taken
+     * for the answer to this request (counted: a peer broke the rules). */
+    for (size_t i = 0; i < s->npipes; i++) {
+        struct fy_pipe *p = s->pipes[i];
+        struct fy_rxmsg junk = {0};
+        for (int k = 0; k < RR_DROP_BUDGET && !p->dead && p->ops->recv(p, &junk, 0) == 1; k++) {
+            fy_rxmsg_clear(&junk);
+            s->errors++;
+        }
+        if (p->dead)
             fy_sock_remove_pipe(s, s->pipes[i--]);
+    }
     if (parts_room(&st->framed, &st->framed_cap, m->nparts + 1) != 0)
         return FERRY_ENOMEM;
     st->framed[0] = (struct fy_part){"", 0};

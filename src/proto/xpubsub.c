@@ -40,6 +40,7 @@ struct xpub_state {
     struct fy_rxmsg *q;      /* ring of messages waiting for recv */
     size_t qhead, qn, qcap;
     uint64_t qbytes;
+    size_t cursor; /* the pipe taken in from first next time: fairness */
     int verbose;
     int has_welcome;
     unsigned char *welcome;
@@ -123,6 +124,8 @@ static void notify(ferry_socket *s, struct xpub_state *st, int sub, const void *
 static void xpub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)
 {
     struct xpub_state *st = s->proto_state;
+    if (p->proto_data == NULL) /* it left (the I/O thread still decodes its input) */
+        return;
     int rc = fy_ps_pipe_sub(s, p, cmd, data, len);
     if (rc < 0)
         return;
@@ -146,16 +149,27 @@ static int is_subscription(const struct fy_rxmsg *m)
     return f->size >= 1 && (b[0] == 0 || b[0] == 1);
 }
 
-/* Takes in what the subscribers sent: subscriptions take effect (and are
+/* Messages taken from one pipe per call, and from all of them: what a
+ * subscriber sends is handled under the socket's mutex, so a peer that
+ * keeps sending must not keep us there (the waiting loop comes back). */
+#define XPUB_TAKE_PIPE 64
+#define XPUB_TAKE_CALL 1024
+
+/* Takes in what the subscribers sent, a share from each, starting after
+ * the pipe that started last time: subscriptions take effect (and are
  * noticed), other messages wait for recv; a full queue leaves the rest in
  * the pipes. */
 static void xpub_take(ferry_socket *s, struct xpub_state *st, int check)
 {
-    for (size_t i = 0; i < s->npipes && !q_full(st); i++) {
+    int budget = XPUB_TAKE_CALL;
+    size_t n = s->npipes, start = n ? st->cursor % n : 0;
+    for (size_t k = 0; k < n && k < s->npipes && !q_full(st) && budget > 0; k++) {
+        size_t i = (start + k) % s->npipes;
         struct fy_pipe *p = s->pipes[i];
-        int rc = 0;
+        int rc = 0, share = XPUB_TAKE_PIPE;
         struct fy_rxmsg m = {0};
-        while (!q_full(st) && (rc = p->ops->recv(p, &m, check || p->dead)) == 1) {
+        while (!q_full(st) && share-- > 0 && budget-- > 0 &&
+               (rc = p->ops->recv(p, &m, check || p->dead)) == 1) {
             if (is_subscription(&m)) {
                 const unsigned char *b = m.parts[0]->data;
                 xpub_cmd(s, p, b[0], b + 1, m.parts[0]->size - 1);
@@ -169,9 +183,13 @@ static void xpub_take(ferry_socket *s, struct xpub_state *st, int check)
             if (rc != FERRY_ECONNRESET)
                 s->errors++;
             fy_sock_remove_pipe(s, p);
-            i--;
+            k--;
+            n--;
         }
     }
+    st->cursor = start + 1;
+    if (budget <= 0)
+        fy_sock_wake(s); /* more may be waiting: the waiting loop comes back */
 }
 
 static int xpub_send(ferry_socket *s, const struct fy_txmsg *m)
@@ -228,9 +246,15 @@ static int cancel_one(void *ctx, const void *prefix, size_t len)
 static void xpub_pipe_rm(ferry_socket *s, struct fy_pipe *p)
 {
     struct fy_ps_pipe *pp = p->proto_data;
-    struct cancel_ctx c = {s, s->proto_state};
+    struct xpub_state *st = s->proto_state;
+    struct cancel_ctx c = {s, st};
     if (pp != NULL && !s->closing)
         fy_prefixes_each(pp->subs, cancel_one, &c);
+    while (s->closing && st->qn > 0) { /* messages read in place go back now, under mtx */
+        struct fy_rxmsg m;
+        q_pop(st, &m);
+        fy_rxmsg_clear(&m);
+    }
     fy_ps_pipe_rm(s, p);
 }
 

@@ -586,7 +586,7 @@ static void *chain_main(void *arg)
     }
     int good = 0;
     for (int i = 0; i < c->n; i++) {
-        char buf[64], want[64];
+        char buf[64], want[72]; /* "re:" and all of buf */
         size_t len;
         if (c->type == FERRY_REQ) {
             int n = snprintf(buf, sizeof buf, "req-%p-%d", (void *)c, i);
