@@ -110,6 +110,15 @@ static int router_start(ferry_socket *s, struct fy_pipe *p)
                              "held by another peer (see FERRY_OPT_ROUTER_HANDOVER)");
     if (old != NULL)
         router_generate(s, st, old->proto_data); /* handed over: the old one loses it */
+    /* A dead peer's messages still queued keep its pipe: they must not
+     * arrive under the id its successor now holds (replies would go to it) */
+    for (size_t i = 0; i < s->npipes; i++) {
+        struct fy_pipe *q = s->pipes[i];
+        struct router_pipe *qp = q->proto_data;
+        if (q != p && q->dead && qp != NULL && qp->started && qp->len == p->peer_rid_len &&
+            memcmp(qp->id, p->peer_rid, p->peer_rid_len) == 0)
+            router_generate(s, st, qp);
+    }
     memcpy(rp->id, p->peer_rid, p->peer_rid_len);
     rp->len = p->peer_rid_len;
     rp->started = 1;
