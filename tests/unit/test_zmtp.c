@@ -1,7 +1,7 @@
 /*
  * test_zmtp.c - the ZMTP 3.1 codec (src/transport/zmtp/zmtp.c): greeting,
- * frame headers, commands and READY metadata against the byte vectors of
- * ../shared/zmtp.md section 8, and the decoder fed one stream in every
+ * frame headers, commands and READY metadata against byte vectors written
+ * out by hand from RFC 23 and RFC 37, and the decoder fed one stream in every
  * kind of split (whole, byte by byte, random pieces, straight into place
  * through zmtp_dec_room), counting allocations so nothing leaks.
  */

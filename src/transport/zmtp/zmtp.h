@@ -20,7 +20,7 @@
  * ferry sends its whole greeting at once and its READY right behind it,
  * then nothing more until the peer's READY has arrived (libzmq 4.3.4 drops
  * a peer whose READY and first message reach it in one read before it has
- * sent its own READY: ../shared/zmtp.md 2.5).
+ * sent its own READY; docs/architecture.md, "The handshake").
  */
 #ifndef FY_ZMTP_H
 #define FY_ZMTP_H
