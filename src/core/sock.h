@@ -24,6 +24,7 @@
 
 struct fy_pipe;
 struct fy_proto_ops;
+struct fy_loop;
 
 /* The wake block: one cache line of shared memory per socket, mapped by
  * the socket and by every peer it is connected to over shm://. Anyone who
@@ -338,6 +339,7 @@ struct ferry_socket {
     uint64_t refused; /* connections refused at a limit */
     int closing;
 
+    struct fy_loop *loop;  /* the I/O thread its transports run on, once one needs it */
     void *shm_tran;        /* shm:// transport state (listeners, dialers, I/O thread) */
     void *stream_tran;     /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
     char endpoint[160];    /* the last endpoint bound, ports resolved */
@@ -361,6 +363,11 @@ void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held *
 
 /* Removes a pipe from the socket (mtx held). */
 void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p);
+
+/* The socket's I/O thread (loop.h), taken the first time a transport asks
+ * and kept until ferry_close. NULL and *err when no thread can start. mtx
+ * held. */
+struct fy_loop *fy_sock_loop(ferry_socket *s, int *err);
 
 /* Drops a reference; the last one frees the socket's memory. */
 void fy_sock_unref(ferry_socket *s);

@@ -7,6 +7,7 @@
  * of a multipart message, hands whole messages to the protocol, and waits
  * on the socket's wake word when the protocol says "not now".
  */
+#include "loop.h"
 #include "sock.h"
 
 #include <fcntl.h>
@@ -458,6 +459,8 @@ int ferry_close(ferry_socket *s)
     pthread_mutex_unlock(&s->mtx);
     for (size_t i = 0; i < FY_ARRAY_LEN(transports); i++)
         transports[i]->close_all(s);
+    fy_loop_release(s->loop);
+    s->loop = NULL;
     pthread_mutex_lock(&s->mtx);
     fy_rxmsg_clear(&s->rx);
     while (s->npipes > 0) {
@@ -487,6 +490,16 @@ int ferry_close(ferry_socket *s)
         close(s->event_wfd);
     fy_sock_unref(s);
     return 0;
+}
+
+struct fy_loop *fy_sock_loop(ferry_socket *s, int *err)
+{
+    if (s->loop == NULL) {
+        int rc = fy_loop_hold(&s->loop);
+        if (rc != 0)
+            *err = rc;
+    }
+    return s->loop;
 }
 
 int fy_tran_list(int (*fn)(const ferry_objinfo *, void *), void *arg)

@@ -27,8 +27,11 @@
 #ifndef FY_SHM_INT_H
 #define FY_SHM_INT_H
 
+#include "../../core/loop.h"
 #include "../../core/sock.h"
 #include "ring.h"
+
+#include <sys/socket.h>
 
 #define SHM_CMD_SUB 1
 #define SHM_CMD_UNSUB 2
@@ -97,14 +100,8 @@ struct shm_ctl {
     unsigned char rid[FY_RID_MAX + 1];
 };
 
-/* What an epoll event points at. */
-enum { SHM_EV_CMD, SHM_EV_LISTENER, SHM_EV_PENDING, SHM_EV_PIPE };
-struct shm_ev {
-    int kind;
-    int fd;
-};
-
 struct shm_dialer;
+struct shm_tran;
 
 struct shm_pipe {
     struct fy_pipe base; /* first: a struct fy_pipe * is a struct shm_pipe * */
@@ -134,7 +131,8 @@ struct shm_pipe {
     uint64_t errors;
     unsigned empty_polls;
     int side;                  /* 0: dialer, 1: listener */
-    struct shm_ev ev;          /* liveness watch in the I/O thread */
+    struct fy_io io;           /* liveness watch on the I/O thread */
+    struct shm_tran *t;        /* the transport watching it       */
     struct shm_dialer *dialer; /* reconnects when this pipe dies  */
 };
 
@@ -146,7 +144,53 @@ extern const struct fy_pipe_ops fy_shm_pipe_ops;
 int fy_shm_check_memfd(int fd, size_t size);
 int fy_shm_check_event_sock(int fd);
 
-/* `ferry ls` (shm.c): asks the listener of NAME for its peers;
+/* A new pipe without a connection (the creator holds its reference), and
+ * its two ring views once the connection memory is mapped (dialer: writes
+ * the first ring, reads the second), under the limits both ends announced
+ * (shm_pipe.c). */
+struct shm_pipe *shm_pipe_new(void);
+void shm_pipe_rings(struct shm_pipe *sp, ferry_socket *s, uint64_t cap, int dialer,
+                    uint64_t peer_maxmsg, uint32_t peer_rcvhwm, uint32_t peer_sndhwm);
+
+/* Control messages (shm_ctl.c). */
+struct sockaddr_un;
+/* The listener's abstract address "@ferry/shm/NAME"; its length. */
+socklen_t shm_addr(struct sockaddr_un *sa, const char *name);
+/* A message of operation op from s (NULL: no socket's fields). */
+void shm_ctl_init(struct shm_ctl *c, int op, ferry_socket *s);
+/* The routing id a WELCOME or HELLO announced, onto p. 0, or FERRY_EPROTO
+ * when it claims more than FY_RID_MAX bytes. */
+int shm_ctl_peer_rid(const struct shm_ctl *c, struct fy_pipe *p);
+/* Sends c with nfds (<= 4) descriptors, never waiting. 0 or < 0. */
+int shm_ctl_send(int fd, const struct shm_ctl *c, const int *fds, int nfds);
+/* Receives one message and up to 4 descriptors (more are closed). 0,
+ * -EAGAIN, FERRY_ECONNRESET on EOF, FERRY_EVERSION for another release's
+ * handshake, FERRY_EPROTO for anything malformed, or -errno. */
+int shm_ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds);
+/* Sends a REFUSE saying why (printf format). */
+void shm_refuse(int fd, ferry_socket *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Waits until fd is readable or the deadline (monotonic ns) passes. */
+int shm_wait_readable(int fd, uint64_t deadline);
+void shm_close_fds(int *fds, int n);
+/* Maps a peer's wake block after checking its memfd; NULL if bad. */
+struct fy_wake *shm_map_wake(int fd);
+
+/* The dialer's side of the handshake, in steps so that the I/O thread can
+ * run it without waiting (shm_dial.c); ferry_dial runs them in a row.
+ *  start    connects to NAME's listener and checks who it is (SO_PEERCRED).
+ *           0 and *out, or FERRY_ECONNREFUSED when nobody listens.
+ *  welcome  takes the listener's WELCOME and answers HELLO with the
+ *           connection memory. 0, -EAGAIN (nothing yet), or < 0.
+ *  ack      takes the listener's ACK. 0, -EAGAIN, or < 0.
+ * On failure the caller destroys the pipe; the detail is in fy_err. */
+int shm_dial_start(ferry_socket *s, const char *name, struct shm_pipe **out);
+int shm_dial_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp);
+int shm_dial_ack(ferry_socket *s, const char *name, struct shm_pipe *sp);
+/* The three in a row, waiting up to the handshake timeout. */
+int shm_dial_connect(ferry_socket *s, const char *name, struct shm_pipe **out);
+
+/* `ferry ls` (shm_ctl.c): asks the listener of NAME for its peers;
  * out->pid and out->uid are the kernel's (SO_PEERCRED), not its word. */
 int fy_shm_stat(const char *name, struct shm_ctl *out);
 

@@ -546,6 +546,42 @@ static void shm_destroy(struct fy_pipe *p)
     free(sp);
 }
 
+struct shm_pipe *shm_pipe_new(void)
+{
+    struct shm_pipe *sp = calloc(1, sizeof *sp);
+    if (sp == NULL)
+        return NULL;
+    sp->base.ops = &fy_shm_pipe_ops;
+    atomic_store(&sp->base.refs, 1); /* the creator's; handed to the I/O thread */
+    sp->base.tran = sp;
+    sp->ctl_fd = -1;
+    sp->peer_efd = -1;
+    return sp;
+}
+
+static uint64_t hwm_min(uint64_t a, uint64_t b)
+{
+    return a == 0 ? b : b == 0 ? a : (a < b ? a : b);
+}
+
+void shm_pipe_rings(struct shm_pipe *sp, ferry_socket *s, uint64_t cap, int dialer,
+                    uint64_t peer_maxmsg, uint32_t peer_rcvhwm, uint32_t peer_sndhwm)
+{
+    unsigned char *base = sp->map;
+    void *d2l = base + SHM_CONN_HDR, *l2d = base + SHM_CONN_HDR + fy_ring_bytes(cap);
+    fy_ring_writer_init(&sp->w, dialer ? d2l : l2d, cap);
+    fy_ring_reader_init(&sp->r, dialer ? l2d : d2l, cap);
+    sp->side = dialer ? 0 : 1;
+    sp->max_rec = fy_ring_max_record(cap);
+    sp->own_maxmsg = s->opt.maxmsgsize;
+    sp->peer_maxmsg = peer_maxmsg ? peer_maxmsg : UINT64_MAX;
+    sp->hwm = hwm_min((uint64_t)s->opt.sndhwm, peer_rcvhwm);
+    /* The reader publishes its message count at least every half of the
+     * HWM its writer works under, so a writer held by the HWM moves on. */
+    uint64_t in_hwm = hwm_min(peer_sndhwm, (uint64_t)s->opt.rcvhwm);
+    sp->r.publish_msgs = in_hwm ? (in_hwm + 1) / 2 : UINT64_MAX;
+}
+
 const struct fy_pipe_ops fy_shm_pipe_ops = {
     .send = shm_send,
     .claim = shm_claim,
