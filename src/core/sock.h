@@ -389,6 +389,14 @@ int fy_sock_event_sender(ferry_socket *s);
  * is not readable. */
 void fy_sock_fd_watchdog(ferry_socket *s);
 
+/* Waits on the socket's wake word until step (called with mtx held; check
+ * 1: "confirm thoroughly, the caller will sleep") returns non-zero, or the
+ * deadline (monotonic ns; UINT64_MAX: none) passes: the one place a
+ * socket's waiter arms and sleeps. Returns 1 when step succeeded, step's
+ * error, or FERRY_ETIMEDOUT. Called without mtx. */
+int fy_sock_wait(ferry_socket *s, int (*step)(ferry_socket *s, void *arg, int check), void *arg,
+                 uint64_t deadline);
+
 /* Wakes this socket's own waiters (mtx may be held). */
 void fy_sock_wake(ferry_socket *s);
 

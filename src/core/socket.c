@@ -531,13 +531,61 @@ int ferry_dial(ferry_socket *s, const char *url) { return sock_endpoint(s, url, 
 
 typedef int (*sock_step_fn)(ferry_socket *s, void *arg, int check);
 
+/* The one arm-and-sleep sequence (sock.h, struct fy_wake). */
+int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline)
+{
+    struct fy_wake *w = s->wake;
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
+        atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+        /* arm: the next waker must wake us (cleared before the re-check, so
+         * any progress after the check finds it clear) */
+        atomic_store_explicit(&w->woken, 0, memory_order_seq_cst);
+        pthread_mutex_lock(&s->mtx);
+        int rc = step(s, arg, 1);
+        pthread_mutex_unlock(&s->mtx);
+        if (rc == 0) {
+            /* Sleep at most a second at a time: the wake block is shared
+             * with peers, and one that scribbles over it could otherwise
+             * keep us asleep. A re-check a second costs nothing. */
+            uint64_t watchdog = fy_now_mono_ns() + 1000000000u;
+            rc = fy_futex_wait(&w->seq, seq, deadline < watchdog ? deadline : watchdog);
+            if (rc == FERRY_ETIMEDOUT && deadline > watchdog)
+                rc = 0;
+        } else {
+            rc = rc > 0 ? INT_MAX : rc;
+        }
+        atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
+        if (rc == INT_MAX)
+            return 1;
+        if (rc == FERRY_ETIMEDOUT) {
+            pthread_mutex_lock(&s->mtx);
+            rc = step(s, arg, 1);
+            pthread_mutex_unlock(&s->mtx);
+            return rc != 0 ? rc : FERRY_ETIMEDOUT;
+        }
+        if (rc < 0 && rc != FERRY_EINTR)
+            return rc;
+    }
+}
+
+struct run_arg {
+    sock_step_fn step;
+    void *arg;
+};
+
+static int run_step(ferry_socket *s, void *arg, int check)
+{
+    struct run_arg *ra = arg;
+    return s->closing ? FERRY_ECLOSED : ra->step(s, ra->arg, check);
+}
+
 /* Runs step until it returns non-zero, sleeping on the wake word between
  * tries. step runs with mtx held. timeout_ms: -1 forever; nowait: one try
  * only. Returns step's result (> 0 success, < 0 error), FERRY_EAGAIN or
  * FERRY_ETIMEDOUT. */
 static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_ms, int nowait)
 {
-    struct fy_wake *w = s->wake;
     uint64_t deadline = 0;
     int rc;
     pthread_mutex_lock(&s->mtx);
@@ -561,38 +609,8 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
                 break;
         }
     }
-    for (;;) {
-        uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
-        atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
-        /* arm: the next waker must wake us (cleared before the re-check, so
-         * any progress after the check finds it clear) */
-        atomic_store_explicit(&w->woken, 0, memory_order_seq_cst);
-        pthread_mutex_lock(&s->mtx);
-        rc = s->closing ? FERRY_ECLOSED : step(s, arg, 1);
-        pthread_mutex_unlock(&s->mtx);
-        if (rc == 0) {
-            /* Sleep at most a second at a time: the wake block is shared
-             * with peers, and one that scribbles over it could otherwise
-             * keep us asleep. A re-check a second costs nothing. */
-            uint64_t watchdog = fy_now_mono_ns() + 1000000000u;
-            rc = fy_futex_wait(&w->seq, seq, deadline < watchdog ? deadline : watchdog);
-            if (rc == FERRY_ETIMEDOUT && deadline > watchdog)
-                rc = 0;
-        } else {
-            rc = rc > 0 ? INT_MAX : rc;
-        }
-        atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
-        if (rc == INT_MAX)
-            return 1;
-        if (rc == FERRY_ETIMEDOUT) {
-            pthread_mutex_lock(&s->mtx);
-            rc = s->closing ? FERRY_ECLOSED : step(s, arg, 1);
-            pthread_mutex_unlock(&s->mtx);
-            return rc != 0 ? rc : FERRY_ETIMEDOUT;
-        }
-        if (rc < 0 && rc != FERRY_EINTR)
-            return rc;
-    }
+    struct run_arg ra = {step, arg};
+    return fy_sock_wait(s, run_step, &ra, deadline);
 }
 
 /* --- send ------------------------------------------------------------------ */

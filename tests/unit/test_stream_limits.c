@@ -365,10 +365,12 @@ static void become_other(void)
                 90);
 }
 
-/* A child running as another uid dials url and sends "hi"; it reports on
- * its exit status: 0 sent and delivered to a peer, 1 refused (and it saw
- * why in its drop reason). */
-static pid_t other_pusher(const char *url)
+/* A child running as another uid that, once told to go, dials url and
+ * sends "hi"; it reports on its exit status: 0 sent and delivered to a
+ * peer, 1 refused (and it saw why in its drop reason). Forked before the
+ * test opens a socket (a child forked while another thread runs may find
+ * the allocator's lock taken: ferry.h), it waits for `go`. */
+static pid_t other_pusher(const char *url, struct t_pipe *go)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -376,6 +378,7 @@ static pid_t other_pusher(const char *url)
         return pid;
     t_die_with_parent();
     become_other();
+    t_pipe_recv(go);
     ferry_socket *push;
     CHILD_CHECK(ferry_socket_open(&push, FERRY_PUSH) == 0, 91);
     ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL, 20);
@@ -403,22 +406,30 @@ static void test_ipc_peer_uid(void **state)
     }
     char url[96];
     snprintf(url, sizeof url, "ipc://@ferry-uid-%d", (int)getpid());
+    struct t_pipe go1, go2;
+    t_pipe_open(&go1);
+    t_pipe_open(&go2);
+    pid_t refused = other_pusher(url, &go1), admitted = other_pusher(url, &go2);
     ferry_socket *pull = open_sock(FERRY_PULL);
     assert_int_equal(ferry_listen(pull, url), 0);
     /* refused, with the reason on both sides */
-    assert_int_equal(t_wait(other_pusher(url)), 1);
+    t_pipe_send(&go1, 'g');
+    assert_int_equal(t_wait(refused), 1);
     assert_true(wait_counter(pull, FERRY_OPT_REFUSED, 1) >= 1);
     char why[256];
     ferry_socket_drop_reason(pull, why, sizeof why);
     assert_non_null(strstr(why, "uid 65534"));
     /* admitted once the option names that uid */
     ferry_setopt_int(pull, FERRY_OPT_PEER_UID, OTHER_UID);
-    assert_int_equal(t_wait(other_pusher(url)), 0);
+    t_pipe_send(&go2, 'g');
+    assert_int_equal(t_wait(admitted), 0);
     char buf[8];
     size_t len;
     assert_int_equal(ferry_recv(pull, buf, sizeof buf, &len, 0), 0);
     assert_memory_equal(buf, "hi", 2);
     ferry_close(pull);
+    t_pipe_close(&go1);
+    t_pipe_close(&go2);
 }
 
 /* The dialer checks the listener too: an abstract name has no permissions,

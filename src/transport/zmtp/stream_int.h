@@ -1,11 +1,52 @@
 /*
  * stream_int.h - the tcp:// and ipc:// transports (ZMTP 3.1 over a byte
- * stream): addresses, and what the transport shares between its files.
+ * stream): what their files share.
+ *
+ *   stream.c           the transport of one socket: its state, its timer
+ *                      (handshake deadlines, heartbeats, redials, linger),
+ *                      close with linger
+ *   stream_endpoint.c  listeners (accept, admission) and dialers (connect,
+ *                      backoff)
+ *   stream_conn.c      a connection's life: handshake, output, teardown
+ *   stream_rx.c        a connection's input: decoding, budgets, queueing
+ *   stream_pipe.c      the pipe ops the socket calls (send, recv, ...)
+ *   stream_addr.c      addresses
+ *
+ * One lock. Everything here (listeners, dialers, connections, their
+ * buffers) is guarded by the socket's mtx, like the pipes themselves: the
+ * I/O thread (loop.h) takes it around each event and timer; user threads
+ * hold it in the pipe ops. No system call made under it can block: every
+ * fd is non-blocking.
+ *
+ * Who does the I/O. Sending: the user's thread encodes a message into the
+ * connection's output buffer and, when that buffer was empty, writes it at
+ * once (no hand-off, so a request leaves with no thread switch); whatever
+ * the kernel does not take is written by the I/O thread on FY_IO_OUT, many
+ * messages per write. Receiving: the I/O thread reads, decodes and queues
+ * whole messages (up to RCVHWM, then it stops reading and TCP's flow
+ * control pushes back on the peer), and wakes the socket's waiters.
+ *
+ * A connection is a pipe (struct st_pipe). An accepted connection joins the
+ * socket only once the handshake is done and the peer's socket type fits.
+ * A dialer's pipe joins at once, as in ZeroMQ: messages sent before the
+ * connection exists wait in it (up to SNDHWM) and leave after the
+ * handshake. When a live connection breaks, its pipe dies (REQ learns it:
+ * FERRY_ECONNRESET or resend) and the dialer makes a new one and redials
+ * with exponential backoff.
+ *
+ * Lifetime. Fds are added to the loop from any thread but removed only on
+ * the I/O thread (close runs as loop tasks), which forgets their events
+ * still in the batch. The transport holds one reference on each pipe it
+ * knows; a closed connection's reference is dropped at the transport's
+ * next timer run (the "grave"), since the callback that closed it may
+ * still be using it further up its stack.
  */
 #ifndef FY_STREAM_INT_H
 #define FY_STREAM_INT_H
 
+#include "../../core/loop.h"
 #include "../../core/sock.h"
+#include "zmtp.h"
 
 #include <sys/socket.h>
 
@@ -32,5 +73,232 @@ int st_is_numeric(const char *rest);
 
 /* Formats an address back as a URL ("tcp://127.0.0.1:40123"). */
 void st_addr_url(const struct st_addr *a, char *buf, size_t len);
+
+struct st_tran;
+struct st_pipe;
+
+struct st_listener {
+    struct fy_io io; /* io.fd: the listening socket */
+    struct st_tran *t;
+    int paused;      /* out of descriptors: not listening until the timer */
+    int unlink_path; /* ipc: remove the file at close if it is still ours */
+    dev_t dev;
+    ino_t ino;
+    char path[108];
+    struct st_listener *next;
+};
+
+struct st_dialer {
+    struct st_addr addr; /* tcp: re-resolved before each attempt */
+    char rest[256];      /* the URL after the scheme */
+    int ipc;
+    int numeric;          /* the host is an address: never resolved again */
+    struct st_pipe *pipe; /* current pipe: pending or connected (a reference) */
+    int backoff_ms;
+    uint64_t retry_at; /* monotonic ns; 0: not waiting */
+    struct st_dialer *next;
+};
+
+/* Connection states. */
+enum {
+    C_IDLE,       /* a dialer's pipe without a connection */
+    C_CONNECTING, /* non-blocking connect() in progress */
+    C_HANDSHAKE,  /* greeting and READY sent, the peer's awaited */
+    C_ACTIVE,     /* messages flow */
+    C_LINGER,     /* closing: flushing, then FIN, then awaiting the peer's FIN */
+    C_CLOSED
+};
+
+/* A received message waiting for the user, in a ring of them per pipe (no
+ * allocation per message beyond the message itself). */
+struct st_rx {
+    ferry_msg *one;    /* a single part (parts == NULL) */
+    ferry_msg **parts; /* several parts */
+    size_t nparts;
+    uint64_t charge; /* what it counts in rx_bytes */
+};
+
+/* A subscription to send once the peer's version is known. */
+struct st_subq {
+    struct st_subq *next;
+    int cmd;
+    size_t len;
+    unsigned char data[];
+};
+
+struct st_pipe {
+    struct fy_pipe base; /* first */
+    struct fy_io io;
+    struct st_tran *t;
+    struct st_pipe *next; /* in t->conns */
+    int fd;
+    int state;
+    int in_sock; /* added to the socket's pipes */
+    struct st_dialer *d;
+    uint32_t events; /* what io waits for now */
+    int peer_minor;
+    /* handshake output, written before anything else */
+    unsigned char hs[512]; /* greeting, READY with a 255-byte Identity, ERROR */
+    size_t hs_len, hs_off;
+    uint64_t hs_deadline;
+    /* input */
+    struct zmtp_dec dec;
+    ferry_msg **asm_parts; /* the message being assembled */
+    size_t asm_n, asm_cap;
+    uint64_t asm_total;
+    struct st_rx *rxq; /* ring: rx_n entries from rx_first */
+    size_t rx_first, rx_cap;
+    size_t rx_n;
+    int rx_paused;
+    /* output: bytes [tx_off, tx_len) of tx are still to write; marks
+     * holds the stream offsets where queued messages end */
+    unsigned char *tx;
+    size_t tx_off, tx_len, tx_cap;
+    uint64_t tx_base; /* stream offset of tx[0] */
+    uint64_t *marks;
+    size_t mk_head, mk_n, mk_cap;
+    struct st_subq *subq, **subq_tail;
+    /* heartbeats */
+    uint64_t last_rx, next_ping, ping_sent, ttl_ns;
+    uint64_t linger_deadline;
+    int shut_wr;
+    int werr;            /* a write failed with this errno; the I/O thread tears down */
+    int lingering;       /* the socket closes: deliver what is queued, then FIN */
+    int removed;         /* the protocol let the pipe go: the I/O thread closes it */
+    size_t rx_bytes;     /* queued input, part overhead included */
+    uint64_t frame_cap;  /* bytes of the frame being received, allocated so far */
+    uint64_t pool_held;  /* what the partial message draws from the socket's pool */
+    int dying;           /* st_destroy: the transport may be gone */
+    uint64_t last_write; /* when a send last wrote (or queued) */
+};
+
+struct st_tran {
+    ferry_socket *s;
+    struct fy_loop *loop;
+    struct fy_timer timer; /* st_on_timer */
+    int closing;
+    struct st_listener *listeners;
+    struct st_dialer *dialers;
+    struct st_pipe *conns;  /* every pipe with (or waiting for) a connection */
+    struct st_pipe **grave; /* closed: references dropped at the next timer run */
+    size_t ngrave, cap_grave;
+    int nlinger;
+    uint64_t close_deadline; /* lingering ends by then (UINT64_MAX: never) */
+    int any_removed;         /* some pipe has `removed` set */
+    uint64_t pool_used;      /* partial input past the connections' floors */
+};
+
+/* Limits on what one peer can make us hold (docs/security.md lists them).
+ * Every part, a pattern's envelope frames included, is charged its bytes plus
+ * ST_PART_COST (the message struct, the allocator's header and the
+ * pointers that track it), so a flood of empty frames costs what it costs
+ * us.
+ *  - Whole messages waiting for the user: at most RCVHWM of them, and
+ *    reading stops once they hold ST_RX_BYTES (checked after each message,
+ *    so one message larger than that still passes when the queue is
+ *    empty); TCP's flow control then holds the peer back.
+ *  - A message still arriving: its parts so far and the buffer of the
+ *    frame being read. A frame's buffer grows with the bytes that arrive
+ *    (zmtp.h), never on the header's word.
+ *  - Each connection has an allowance of its own, ST_RX_BYTES +
+ *    ST_PARTIAL_FLOOR, for what it holds queued and arriving together;
+ *    beyond it, it draws on one pool per socket (FERRY_OPT_PARTIAL_MAX),
+ *    and a connection the pool cannot serve is dropped. What a message
+ *    draws stays drawn until the user has read it (completing a message
+ *    gives nothing back). So a socket holds at most n x (ST_RX_BYTES +
+ *    ST_PARTIAL_FLOOR) + the pool over its n connections, and hostile
+ *    peers that take the whole pool cannot stop messages that fit in
+ *    another connection's own allowance. */
+#define ST_MAX_PARTS FY_MAX_PARTS
+#define ST_PART_COST 128u
+#define ST_RX_BYTES (64u << 20)
+#define ST_PARTIAL_FLOOR (256u << 10)
+#define ST_CMD_MAX (64u << 10)   /* a command (READY...) before the handshake ends */
+#define ST_TX_BACKLOG (1u << 20) /* no PONG while this much output waits */
+#define ST_BURST_NS 10000u       /* sends closer than this are batched */
+#define ST_DIRECT_MIN 8192u      /* messages this large skip our output buffer when they can */
+
+/* --- stream.c: the transport ------------------------------------------------------ */
+
+/* The socket's transport state, made (with its I/O thread) on first use.
+ * mtx held. NULL and *err once the socket closes. */
+struct st_tran *st_tran_get(ferry_socket *s, int *err);
+/* Runs the transport's timer no later than when (0: ignored). */
+void st_timer_at(struct st_tran *t, uint64_t when);
+/* Runs the timer at the loop's next turn: removed pipes, the grave. */
+void st_poke(struct st_tran *t);
+
+/* --- stream_endpoint.c: listeners and dialers -------------------------------------- */
+
+int st_listen(ferry_socket *s, const char *rest, int ipc);
+int st_dial(ferry_socket *s, const char *rest, int ipc);
+/* The next attempt after the backoff (first: without doubling it). */
+void st_dialer_schedule(struct st_dialer *d, int first);
+/* One connection attempt; resolve: look the host name up again first (mtx
+ * released meanwhile). */
+void st_dialer_try(struct st_tran *t, struct st_dialer *d, int resolve);
+/* A non-blocking connect() finished (or failed). */
+void st_on_connected(struct st_pipe *p);
+
+/* --- stream_conn.c: a connection ---------------------------------------------------- */
+
+/* A new pipe object; the caller links it (one reference, the transport's). */
+struct st_pipe *st_pipe_new(struct st_tran *t);
+/* The I/O thread's callback for a connection's fd. */
+void st_conn_event(struct fy_io *io, uint32_t events);
+/* Sets what the fd waits for from the connection's state. */
+void st_conn_interest(struct st_pipe *p);
+/* Writes what can be written now, without blocking. */
+void st_conn_flush(struct st_pipe *p);
+/* A write failed under a pipe op: the I/O thread tears down. */
+void st_conn_fail_later(struct st_pipe *p, int err);
+/* The connection is over; bad: the peer broke the rules (counted). I/O
+ * thread. */
+void st_conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A connection is up (accepted, or connected): our greeting goes out. */
+void st_conn_start(struct st_pipe *p);
+/* The peer's READY is in: checks its type and routing id, joins the
+ * socket. 0 or < 0 (the connection is closed). */
+int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen);
+/* Handshake deadline, heartbeats and linger of one connection at now; the
+ * next time it needs the timer (UINT64_MAX: none). 0, or -1 when the
+ * connection was closed. */
+int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next);
+/* Closes the fd (I/O thread). */
+void st_conn_close_fd(struct st_pipe *p);
+/* The transport drops its reference at the next timer run. */
+void st_grave_add(struct st_tran *t, struct st_pipe *p);
+/* Output buffer: room for more bytes, append, a message's end mark. */
+int st_tx_reserve(struct st_pipe *p, size_t more);
+void st_tx_put(struct st_pipe *p, const void *data, size_t len);
+int st_mark_reserve(struct st_pipe *p);
+void st_mark_push(struct st_pipe *p, uint64_t end);
+/* Forgets the marks of messages written out; 1 if any went. */
+int st_marks_written(struct st_pipe *p);
+/* Appends a command frame (commands are never counted against SNDHWM). */
+int st_tx_command(struct st_pipe *p, const char *name, const void *data, size_t len);
+/* A SUBSCRIBE or CANCEL in the form the peer's ZMTP version takes. */
+int st_tx_subscription(struct st_pipe *p, int cmd, const void *data, size_t len);
+
+/* --- stream_rx.c: input ------------------------------------------------------------- */
+
+extern const struct zmtp_dec_ops st_dec_ops;
+/* Reads and decodes what the kernel has, up to a budget. */
+void st_conn_read(struct st_pipe *p, uint32_t events);
+/* Charges what p holds beyond its allowance (plus extra) to the pool; 0,
+ * or -1 when the pool cannot take it (nothing changes). */
+int st_pool_charge(struct st_pipe *p, uint64_t extra);
+/* Frees the message being assembled. */
+void st_asm_clear(struct st_pipe *p);
+void st_rx_free(struct st_rx *r);
+/* The most a message from this peer may carry. */
+uint64_t st_msg_max(const struct st_pipe *p);
+/* 1 when the input queue is at RCVHWM or ST_RX_BYTES. */
+int st_rx_full(const struct st_pipe *p);
+
+/* --- stream_pipe.c ------------------------------------------------------------------ */
+
+extern const struct fy_pipe_ops st_pipe_ops;
 
 #endif /* FY_STREAM_INT_H */

@@ -1,0 +1,503 @@
+/*
+ * stream_conn.c - one ZMTP connection's life (stream_int.h tells the
+ * whole): the handshake (greeting, READY and the peer's type), the output
+ * buffer and its writes, heartbeats, linger and teardown. Input is
+ * stream_rx.c.
+ */
+#include "stream_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static uint64_t min_nz(uint64_t a, uint64_t b) { return b != 0 && b < a ? b : a; }
+
+/* 1 if the peer's Socket-Type is one the pattern talks to (its wire
+ * table: RFC 37's compatibility, as libzmq checks it). */
+static int peer_ok(const struct fy_wire *w, const unsigned char *v, size_t n)
+{
+    for (size_t j = 0; j < FY_ARRAY_LEN(w->peers) && w->peers[j]; j++)
+        if (strlen(w->peers[j]) == n && memcmp(w->peers[j], v, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Sets what the fd waits for: input unless paused or connecting, output while
+ * there is something to write (or a connect to complete). */
+void st_conn_interest(struct st_pipe *p)
+{
+    if (p->fd < 0)
+        return;
+    uint32_t want = 0;
+    if (p->state == C_CONNECTING)
+        want = FY_IO_OUT;
+    else if (p->state != C_CLOSED) {
+        if (!p->rx_paused || p->state == C_LINGER)
+            want |= FY_IO_IN;
+        if (p->hs_off < p->hs_len || (p->state >= C_ACTIVE && p->tx_off < p->tx_len))
+            want |= FY_IO_OUT;
+    }
+    if (want == p->events)
+        return;
+    fy_io_mod(&p->io, want);
+    p->events = want;
+}
+
+int st_tx_reserve(struct st_pipe *p, size_t more)
+{
+    if (p->tx_off == p->tx_len) { /* all written: start over at the front */
+        p->tx_base += p->tx_len;
+        p->tx_off = p->tx_len = 0;
+    }
+    if (p->tx_cap - p->tx_len >= more)
+        return 0;
+    if (p->tx_off > 0) { /* slide the unwritten bytes down */
+        memmove(p->tx, p->tx + p->tx_off, p->tx_len - p->tx_off);
+        p->tx_base += p->tx_off;
+        p->tx_len -= p->tx_off;
+        p->tx_off = 0;
+        if (p->tx_cap - p->tx_len >= more)
+            return 0;
+    }
+    size_t cap = p->tx_cap ? p->tx_cap : 4096;
+    while (cap - p->tx_len < more) {
+        if (cap > SIZE_MAX / 2)
+            return FERRY_ENOMEM;
+        cap *= 2;
+    }
+    unsigned char *v = realloc(p->tx, cap);
+    if (v == NULL)
+        return FERRY_ENOMEM;
+    p->tx = v;
+    p->tx_cap = cap;
+    return 0;
+}
+
+void st_tx_put(struct st_pipe *p, const void *data, size_t len)
+{
+    if (len)
+        memcpy(p->tx + p->tx_len, data, len);
+    p->tx_len += len;
+}
+
+int st_mark_reserve(struct st_pipe *p)
+{
+    if (p->mk_n == p->mk_cap) {
+        size_t cap = p->mk_cap ? p->mk_cap * 2 : 16;
+        uint64_t *v = malloc(cap * sizeof *v);
+        if (v == NULL)
+            return FERRY_ENOMEM;
+        for (size_t i = 0; i < p->mk_n; i++)
+            v[i] = p->marks[(p->mk_head + i) % p->mk_cap];
+        free(p->marks);
+        p->marks = v;
+        p->mk_cap = cap;
+        p->mk_head = 0;
+    }
+    return 0;
+}
+
+void st_mark_push(struct st_pipe *p, uint64_t end)
+{
+    p->marks[(p->mk_head + p->mk_n++) % p->mk_cap] = end;
+}
+
+/* Forgets the marks of messages written out; 1 if any went. */
+int st_marks_written(struct st_pipe *p)
+{
+    uint64_t done = p->tx_base + p->tx_off;
+    int any = 0;
+    while (p->mk_n > 0 && p->marks[p->mk_head] <= done) {
+        p->mk_head = (p->mk_head + 1) % p->mk_cap;
+        p->mk_n--;
+        any = 1;
+    }
+    return any;
+}
+
+/* Appends a command frame (commands are never counted against SNDHWM). */
+int st_tx_command(struct st_pipe *p, const char *name, const void *data, size_t len)
+{
+    size_t need = ZMTP_HDR_MAX + 1 + strlen(name) + len;
+    if (st_tx_reserve(p, need) != 0)
+        return FERRY_ENOMEM;
+    size_t n = zmtp_command(p->tx + p->tx_len, p->tx_cap - p->tx_len, name, data, len);
+    p->tx_len += n;
+    return n ? 0 : FERRY_EINVAL;
+}
+
+int st_tx_subscription(struct st_pipe *p, int cmd, const void *data, size_t len)
+{
+    if (p->peer_minor >= 1)
+        return st_tx_command(p, cmd ? "SUBSCRIBE" : "CANCEL", data, len);
+    /* ZMTP 3.0: a message whose first byte is 1 (subscribe) or 0 */
+    if (st_tx_reserve(p, ZMTP_HDR_MAX + 1 + len) != 0)
+        return FERRY_ENOMEM;
+    unsigned char h[ZMTP_HDR_MAX];
+    unsigned char c = cmd ? 1 : 0;
+    st_tx_put(p, h, zmtp_frame_hdr(h, 0, 1 + len));
+    st_tx_put(p, &c, 1);
+    st_tx_put(p, data, len);
+    return 0;
+}
+
+/* Writes what can be written now, without blocking. */
+void st_conn_flush(struct st_pipe *p)
+{
+    if (p->fd < 0 || p->state == C_CONNECTING || p->state == C_CLOSED)
+        return;
+    while (p->hs_off < p->hs_len) {
+        ssize_t n = send(p->fd, p->hs + p->hs_off, p->hs_len - p->hs_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (errno != EAGAIN)
+                st_conn_fail_later(p, errno);
+            else
+                st_conn_interest(p);
+            return;
+        }
+        p->hs_off += (size_t)n;
+    }
+    if (p->state < C_ACTIVE)
+        return st_conn_interest(p);
+    int freed = 0;
+    while (p->tx_off < p->tx_len) {
+        ssize_t n = send(p->fd, p->tx + p->tx_off, p->tx_len - p->tx_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (errno != EAGAIN) {
+                st_conn_fail_later(p, errno);
+                return;
+            }
+            break;
+        }
+        p->tx_off += (size_t)n;
+        freed |= st_marks_written(p);
+    }
+    if (p->tx_off == p->tx_len && p->state == C_LINGER && !p->shut_wr) {
+        shutdown(p->fd, SHUT_WR); /* our FIN: the peer reads to the end, then closes */
+        p->shut_wr = 1;
+    }
+    st_conn_interest(p);
+    if (freed)
+        fy_sock_wake(p->t->s);
+}
+
+/* A write failed. Writes happen inside pipe ops, while a protocol walks the
+ * socket's pipes, so the pipe must not leave the socket here: shut the
+ * socket down instead, and the I/O thread, which then reads EOF or the
+ * error, tears the connection down. */
+void st_conn_fail_later(struct st_pipe *p, int err)
+{
+    if (p->werr == 0)
+        p->werr = err;
+    if (p->fd >= 0)
+        shutdown(p->fd, SHUT_RDWR);
+    st_poke(p->t);
+}
+
+void st_grave_add(struct st_tran *t, struct st_pipe *p)
+{
+    if (t->ngrave == t->cap_grave) {
+        size_t cap = t->cap_grave ? t->cap_grave * 2 : 16;
+        struct st_pipe **v = realloc(t->grave, cap * sizeof *v);
+        if (v == NULL)
+            return; /* leak one pipe rather than free it under a pending event */
+        t->grave = v;
+        t->cap_grave = cap;
+    }
+    t->grave[t->ngrave++] = p;
+}
+
+static void conns_unlink(struct st_tran *t, struct st_pipe *p)
+{
+    for (struct st_pipe **pp = &t->conns; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            p->next = NULL;
+            return;
+        }
+}
+
+void st_conn_close_fd(struct st_pipe *p)
+{
+    if (p->fd >= 0) {
+        assert(fy_loop_on_thread(p->t->loop));
+        fy_io_del(&p->io);
+        close(p->fd);
+    }
+    p->fd = -1;
+    p->events = 0;
+}
+
+static void conn_reset_io(struct st_pipe *p)
+{
+    zmtp_dec_fini(&p->dec);
+    st_asm_clear(p);
+    p->hs_len = p->hs_off = 0;
+    p->shut_wr = 0;
+    p->werr = 0;
+    p->ping_sent = 0;
+    p->ttl_ns = 0;
+}
+
+static void linger_done(struct st_pipe *p)
+{
+    p->lingering = 0;
+    p->t->nlinger--;
+    fy_sock_wake(p->t->s); /* ferry_close() waits for nlinger == 0 */
+}
+
+/* The connection is over (error, EOF, timeout, protocol violation). bad:
+ * the peer broke the rules (counted in FERRY_OPT_ERRORS). */
+void st_conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
+{
+    struct st_tran *t = p->t;
+    ferry_socket *s = t->s;
+    if (p->state == C_CLOSED)
+        return;
+    char why[200], line[260];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "%s connection %d dropped: %s", p->d ? "dialed" : "accepted",
+             p->base.id, why);
+    int was_active = p->state >= C_ACTIVE;
+    struct st_dialer *d = p->d;
+    int retry = d != NULL && !was_active && !p->removed && (!t->closing || p->lingering);
+    st_conn_close_fd(p);
+    if (!t->closing)
+        fy_sock_note(s, bad, line);
+    if (p->lingering && !retry)
+        linger_done(p);
+    conn_reset_io(p);
+    if (retry) {
+        /* never connected: the pipe keeps what was queued and waits */
+        p->state = C_IDLE;
+        st_dialer_schedule(d, 0);
+        return;
+    }
+    p->state = C_CLOSED;
+    conns_unlink(t, p);
+    if (p->in_sock)
+        fy_sock_pipe_dead_locked(s, &p->base);
+    if (d != NULL) {
+        d->pipe = NULL;
+        d->retry_at = 0;
+        p->d = NULL;
+        if (!t->closing) {
+            struct st_pipe *np = st_pipe_new(t);
+            if (np != NULL) {
+                np->d = d;
+                d->pipe = np;
+                np->base.pending = 1;
+                np->state = C_IDLE;
+                if (fy_sock_add_pipe_locked(s, &np->base) == 0)
+                    np->in_sock = 1;
+                np->next = t->conns;
+                t->conns = np;
+            }
+            d->backoff_ms = s->opt.reconnect_ms;
+            st_dialer_schedule(d, 1);
+        }
+    }
+    st_grave_add(t, p);
+    st_poke(t);
+}
+
+void st_conn_start(struct st_pipe *p)
+{
+    ferry_socket *s = p->t->s;
+    p->hs_len = zmtp_greeting(p->hs); /* READY follows once the peer's greeting is in */
+    p->hs_off = 0;
+    p->state = C_HANDSHAKE;
+    p->hs_deadline = fy_now_mono_ns() + (uint64_t)s->opt.handshake_ms * 1000000u;
+    st_timer_at(p->t, p->hs_deadline);
+    st_conn_flush(p);
+}
+
+/* The peer's READY arrived and its type fits: messages may flow. */
+int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
+{
+    struct st_tran *t = p->t;
+    ferry_socket *s = t->s;
+    const unsigned char *v = NULL;
+    size_t vn = 0;
+    int rc = zmtp_meta_find(meta, mlen, "Socket-Type", &v, &vn);
+    if (rc < 0) {
+        st_conn_broken(p, 1, "malformed READY metadata");
+        return FERRY_EPROTO;
+    }
+    if (rc == 0 || !peer_ok(s->proto->wire, v, vn)) {
+        char got[32];
+        snprintf(got, sizeof got, "%.*s", rc == 0 ? 4 : (int)(vn < 16 ? vn : 16),
+                 rc == 0 ? "none" : (const char *)v);
+        static const char reason[] = "invalid socket type";
+        unsigned char err[64];
+        unsigned char body[1 + sizeof reason];
+        body[0] = (unsigned char)(sizeof reason - 1);
+        memcpy(body + 1, reason, sizeof reason - 1);
+        size_t n = zmtp_command(err, sizeof err, "ERROR", body, sizeof reason);
+        if (p->hs_off == p->hs_len) { /* never into the middle of our READY */
+            ssize_t w = send(p->fd, err, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            FY_UNUSED(w);
+        }
+        st_conn_broken(p, 1, "peer socket type %s cannot talk to %s", got, s->proto->wire->name);
+        return FERRY_EPEERTYPE;
+    }
+    /* The routing id the peer announced, for a pattern that routes (a
+     * ROUTER): at most 255 bytes (RFC 23), like every ZeroMQ peer sends. */
+    rc = zmtp_meta_find(meta, mlen, "Identity", &v, &vn);
+    if (rc > 0 && vn > FY_RID_MAX) {
+        st_conn_broken(p, 1, "the peer announced a routing id (Identity) of %zu bytes, over %d", vn,
+                       FY_RID_MAX);
+        return FERRY_EPROTO;
+    }
+    p->base.peer_rid_len = rc > 0 ? vn : 0;
+    if (rc > 0 && vn)
+        memcpy(p->base.peer_rid, v, vn);
+    if (!p->in_sock) {
+        p->base.pending = 0;
+        rc = fy_sock_add_pipe_locked(s, &p->base);
+        if (rc != 0) {
+            st_conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc),
+                           ferry_errdetail());
+            return rc;
+        }
+        p->in_sock = 1;
+    } else if (p->base.pending && (rc = fy_sock_pipe_start_locked(s, &p->base)) != 0) {
+        st_conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc),
+                       ferry_errdetail());
+        return rc;
+    }
+    p->state = C_ACTIVE;
+    /* the handshake is over: messages up to MAXMSGSIZE; commands up to
+     * ST_CMD_MAX, or what a SUBSCRIBE may carry if more (a longer prefix
+     * would be refused anyway: FERRY_OPT_SUB_MAX_BYTES) */
+    p->dec.max_frame = st_msg_max(p);
+    p->dec.max_cmd =
+        s->opt.sub_max_bytes + 16 > ST_CMD_MAX ? s->opt.sub_max_bytes + 16 : ST_CMD_MAX;
+    uint64_t now = fy_now_mono_ns();
+    p->last_rx = now;
+    if (s->opt.heartbeat_ivl > 0) {
+        p->next_ping = now + (uint64_t)s->opt.heartbeat_ivl * 1000000u;
+        st_timer_at(t, p->next_ping);
+    }
+    if (p->d)
+        p->d->backoff_ms = s->opt.reconnect_ms;
+    if (p->lingering)
+        p->state = C_LINGER; /* connected while closing: deliver, then FIN */
+    while (p->subq) {        /* subscriptions made before the peer was known */
+        struct st_subq *q = p->subq;
+        p->subq = q->next;
+        st_tx_subscription(p, q->cmd, q->data, q->len);
+        free(q);
+    }
+    p->subq_tail = &p->subq;
+    st_conn_flush(p);
+    fy_wake(s->wake, s->event_wfd);
+    return 0;
+}
+
+void st_conn_event(struct fy_io *io, uint32_t events)
+{
+    struct st_pipe *p = (struct st_pipe *)((char *)io - offsetof(struct st_pipe, io));
+    ferry_socket *s = p->t->s;
+    pthread_mutex_lock(&s->mtx);
+    if (p->state == C_CONNECTING) {
+        st_on_connected(p);
+    } else if (p->state != C_CLOSED) {
+        if (events & (FY_IO_IN | FY_IO_ERR | FY_IO_HUP))
+            st_conn_read(p, events);
+        if ((events & (FY_IO_OUT | FY_IO_ERR)) && p->fd >= 0)
+            st_conn_flush(p);
+    }
+    pthread_mutex_unlock(&s->mtx);
+}
+
+/* A new pipe object; the caller links it (one reference, the transport's). */
+struct st_pipe *st_pipe_new(struct st_tran *t)
+{
+    struct st_pipe *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->base.ops = &st_pipe_ops;
+    p->base.sock = t->s;
+    atomic_store(&p->base.refs, 1);
+    p->t = t;
+    p->fd = -1;
+    p->subq_tail = &p->subq;
+    zmtp_dec_init(&p->dec, &st_dec_ops, p, ST_CMD_MAX);
+    return p;
+}
+
+int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
+{
+    ferry_socket *s = p->t->s;
+    uint64_t ivl = (uint64_t)s->opt.heartbeat_ivl * 1000000u;
+    uint64_t hb_to = (uint64_t)(s->opt.heartbeat_timeout >= 0 ? s->opt.heartbeat_timeout
+                                                              : s->opt.heartbeat_ivl) *
+                     1000000u;
+    *next = UINT64_MAX;
+    if (p->state == C_CONNECTING || p->state == C_HANDSHAKE) {
+        if (now >= p->hs_deadline) {
+            st_conn_broken(p, p->state == C_HANDSHAKE, "%s timed out after %d ms",
+                           p->state == C_HANDSHAKE ? "handshake" : "connect", s->opt.handshake_ms);
+            return -1;
+        }
+        *next = p->hs_deadline;
+    } else if (p->state == C_ACTIVE) {
+        if (p->ping_sent && p->last_rx >= p->ping_sent)
+            p->ping_sent = 0; /* anything heard counts as an answer */
+        if (p->rx_paused)     /* we are the one not reading: the peer's answers wait */
+            p->ping_sent = 0, p->last_rx = now;
+        if (p->ping_sent && now >= p->ping_sent + hb_to) {
+            st_conn_broken(p, 0, "heartbeat: no answer within %llu ms",
+                           (unsigned long long)(hb_to / 1000000u));
+            return -1;
+        }
+        if (p->ttl_ns && now >= p->last_rx + p->ttl_ns) {
+            st_conn_broken(p, 0, "heartbeat: silent past the peer's TTL");
+            return -1;
+        }
+        if (ivl && now >= p->next_ping) {
+            unsigned char ttl[2];
+            uint64_t ds = (uint64_t)s->opt.heartbeat_ttl / 100;
+            if (ds > 655)
+                ds = 655; /* libzmq 4.3.4 overflows above 655 (docs/architecture.md) */
+            ttl[0] = (unsigned char)(ds >> 8);
+            ttl[1] = (unsigned char)ds;
+            int was_empty = p->tx_off == p->tx_len;
+            if (st_tx_command(p, "PING", ttl, 2) == 0 && was_empty)
+                st_conn_flush(p);
+            if (p->state != C_ACTIVE)
+                return 0;
+            if (!p->ping_sent)
+                p->ping_sent = now;
+            p->next_ping = now + ivl;
+        }
+        if (ivl)
+            *next = min_nz(*next, p->next_ping);
+        if (p->ping_sent)
+            *next = min_nz(*next, p->ping_sent + hb_to);
+        if (p->ttl_ns)
+            *next = min_nz(*next, p->last_rx + p->ttl_ns);
+    }
+    if (p->lingering) {
+        if (now >= p->linger_deadline) {
+            linger_done(p);
+            st_conn_broken(p, 0, "linger time over");
+            return -1;
+        }
+        *next = min_nz(*next, p->linger_deadline);
+    }
+    return 0;
+}

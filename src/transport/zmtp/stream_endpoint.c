@@ -1,0 +1,381 @@
+/*
+ * stream_endpoint.c - where tcp:// and ipc:// connections come from:
+ * listeners (bind, accept, the admission checks: ipc:// peer uid,
+ * FERRY_OPT_MAX_CONNECTIONS, FERRY_OPT_BACKLOG handshakes) and dialers
+ * (resolve, non-blocking connect, redial with exponential backoff).
+ */
+#include "stream_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void on_accept(struct fy_io *io, uint32_t events);
+
+static int sock_setup(int fd, int family)
+{
+    if (family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return 0;
+}
+
+/* An ipc:// path that exists: a socket nobody listens on is stale (its
+ * owner died) and is replaced; a live one, or any other file, is not. */
+static int ipc_take_path(const struct st_addr *a, const char *path)
+{
+    struct stat st;
+    if (path[0] == '@' || lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode))
+        return fy_err(FERRY_EADDRINUSE, "ipc://%s: exists and is not a socket", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return fy_syserr("socket");
+    /* non-blocking: a live listener with a full backlog says EAGAIN */
+    int live = connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 || errno == EAGAIN;
+    int err = errno;
+    close(fd);
+    if (live)
+        return fy_err(FERRY_EADDRINUSE, "ipc://%s: a live listener owns it", path);
+    if (err != ECONNREFUSED)
+        return fy_err(-err, "ipc://%s: cannot tell whether it is in use", path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return fy_syserr("ipc://%s: remove the stale socket", path);
+    return 0;
+}
+
+int st_listen(ferry_socket *s, const char *rest, int ipc)
+{
+    struct st_addr a;
+    int rc = ipc ? st_ipc_addr(rest, &a) : st_tcp_addr(rest, 1, &a);
+    if (rc != 0)
+        return rc;
+    if (ipc && (rc = ipc_take_path(&a, rest)) != 0)
+        return rc;
+    int fd = socket(a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fy_syserr("%s://%s: socket", ipc ? "ipc" : "tcp", rest);
+    int one = 1;
+    if (!ipc)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&a.ss, a.len) != 0 || listen(fd, s->opt.backlog) != 0) {
+        rc = fy_syserr("%s://%s: bind/listen", ipc ? "ipc" : "tcp", rest);
+        close(fd);
+        return rc;
+    }
+    struct st_addr bound = a;
+    bound.len = sizeof bound.ss;
+    if (getsockname(fd, (struct sockaddr *)&bound.ss, &bound.len) != 0)
+        bound = a;
+    struct st_listener *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        close(fd);
+        return FERRY_ENOMEM;
+    }
+    l->io.fd = fd;
+    struct stat st;
+    if (ipc && rest[0] != '@' && stat(rest, &st) == 0) {
+        l->unlink_path = 1;
+        l->dev = st.st_dev;
+        l->ino = st.st_ino;
+        snprintf(l->path, sizeof l->path, "%s", rest);
+    }
+    pthread_mutex_lock(&s->mtx);
+    struct st_tran *t = st_tran_get(s, &rc);
+    if (t != NULL) {
+        l->t = t;
+        rc = fy_io_add(t->loop, &l->io, fd, on_accept, FY_IO_IN);
+        if (rc != 0) {
+            fy_err(rc, "%s://%s: epoll", ipc ? "ipc" : "tcp", rest);
+            t = NULL;
+        }
+    }
+    if (t != NULL) {
+        l->next = t->listeners;
+        t->listeners = l;
+        if (ipc)
+            snprintf(s->endpoint, sizeof s->endpoint, "ipc://%s", rest);
+        else
+            st_addr_url(&bound, s->endpoint, sizeof s->endpoint);
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (t == NULL) {
+        if (l->unlink_path)
+            unlink(l->path);
+        close(fd);
+        free(l);
+    }
+    return rc;
+}
+
+/* Refuses a connection we accepted: a ZMTP greeting and an ERROR command
+ * saying why (so the peer can tell its user), then close. Written without
+ * waiting: a peer that does not read just loses the explanation. */
+static void refuse(struct st_tran *t, int fd, int bad, const char *why)
+{
+    ferry_socket *s = t->s;
+    unsigned char out[ZMTP_GREETING_SIZE + 128], body[100];
+    size_t n = zmtp_greeting(out), wl = strlen(why) < 96 ? strlen(why) : 96;
+    body[0] = (unsigned char)wl;
+    memcpy(body + 1, why, wl);
+    n += zmtp_command(out + n, sizeof out - n, "ERROR", body, wl + 1);
+    ssize_t w = send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    FY_UNUSED(w);
+    close(fd);
+    if (bad)
+        s->errors++;
+    else
+        s->refused++;
+    char line[160];
+    snprintf(line, sizeof line, "accepted connection refused: %s", why);
+    fy_sock_note(s, 0, line);
+}
+
+/* Whether a connection just accepted may stay: the socket's limits, and
+ * over ipc:// the peer's uid as the kernel reports it. 0, or refused (the
+ * fd is closed). */
+static int admit(struct st_tran *t, int fd, int family, struct ucred *cr)
+{
+    ferry_socket *s = t->s;
+    int conns = 0, shaking = 0;
+    for (struct st_pipe *p = t->conns; p; p = p->next) {
+        conns += p->d == NULL;
+        shaking += p->d == NULL && p->state == C_HANDSHAKE;
+    }
+    char why[96];
+    if (family == AF_UNIX) {
+        socklen_t cl = sizeof *cr;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &cl) != 0) {
+            refuse(t, fd, 0, "peer credentials unavailable");
+            return -1;
+        }
+        if (!fy_uid_allowed(s, cr->uid)) {
+            snprintf(why, sizeof why, "access denied: uid %u may not connect (FERRY_OPT_PEER_UID)",
+                     (unsigned)cr->uid);
+            refuse(t, fd, 0, why);
+            return -1;
+        }
+    }
+    if (conns >= s->opt.max_conns) {
+        snprintf(why, sizeof why, "too many connections (%d, FERRY_OPT_MAX_CONNECTIONS)", conns);
+        refuse(t, fd, 0, why);
+        return -1;
+    }
+    if (shaking >= s->opt.backlog) {
+        snprintf(why, sizeof why, "too many handshakes in progress (%d, FERRY_OPT_BACKLOG)",
+                 shaking);
+        refuse(t, fd, 0, why);
+        return -1;
+    }
+    return 0;
+}
+
+static void accept_batch(struct st_tran *t, struct st_listener *l)
+{
+    ferry_socket *s = t->s;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(l->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+                char why[96];
+                snprintf(why, sizeof why, "accept: %s (listener paused 100 ms)", strerror(errno));
+                fy_sock_note(s, 0, why);
+                /* out of descriptors: stop listening for a moment rather
+                 * than spin on a level-triggered event */
+                fy_io_mod(&l->io, 0);
+                l->paused = 1;
+                st_timer_at(t, fy_now_mono_ns() + 100000000u);
+            }
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : AF_UNIX;
+        struct ucred cr = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+        if (admit(t, fd, family, &cr) != 0)
+            continue;
+        sock_setup(fd, family);
+        struct st_pipe *p = st_pipe_new(t);
+        if (p == NULL) {
+            close(fd);
+            continue;
+        }
+        p->base.peer_pid = cr.pid;
+        p->base.peer_uid = cr.uid;
+        p->fd = fd;
+        p->events = FY_IO_IN;
+        if (fy_io_add(t->loop, &p->io, fd, st_conn_event, FY_IO_IN) != 0) {
+            p->base.ops->destroy(&p->base); /* closes fd */
+            continue;
+        }
+        p->next = t->conns;
+        t->conns = p;
+        st_conn_start(p);
+    }
+}
+
+/* A listener is readable: take what connections wait, up to a batch (the
+ * rest are reported again). */
+static void on_accept(struct fy_io *io, uint32_t events)
+{
+    FY_UNUSED(events);
+    struct st_listener *l = (struct st_listener *)io;
+    struct st_tran *t = l->t;
+    pthread_mutex_lock(&t->s->mtx);
+    if (!t->closing)
+        accept_batch(t, l);
+    pthread_mutex_unlock(&t->s->mtx);
+}
+
+void st_dialer_schedule(struct st_dialer *d, int first)
+{
+    struct st_pipe *p = d->pipe;
+    if (p == NULL)
+        return;
+    struct st_tran *t = p->t;
+    ferry_socket *s = t->s;
+    int ivl = d->backoff_ms;
+    if (!first) { /* exponential backoff, capped */
+        long next = (long)d->backoff_ms * 2;
+        d->backoff_ms = next > s->opt.reconnect_max_ms ? s->opt.reconnect_max_ms : (int)next;
+    }
+    d->retry_at = fy_now_mono_ns() + (uint64_t)ivl * 1000000u;
+    st_timer_at(t, d->retry_at);
+}
+
+/* One connection attempt (I/O thread or ferry_dial, mtx held). A host
+ * name is resolved again before each retry (its address may change), with
+ * mtx released: a slow resolver must not stall the socket. The dialer
+ * itself lives until the I/O thread has ended, so d stays valid. */
+void st_dialer_try(struct st_tran *t, struct st_dialer *d, int resolve)
+{
+    d->retry_at = 0;
+    if (d->pipe == NULL || d->pipe->state != C_IDLE)
+        return;
+    if (resolve && !d->ipc && !d->numeric) {
+        struct st_addr a;
+        char rest[sizeof d->rest];
+        memcpy(rest, d->rest, sizeof rest);
+        pthread_mutex_unlock(&t->s->mtx);
+        int rc = st_tcp_addr(rest, 0, &a);
+        pthread_mutex_lock(&t->s->mtx);
+        if (rc == 0)
+            d->addr = a; /* else: keep the last good address */
+        if (d->pipe == NULL || d->pipe->state != C_IDLE || (t->closing && !d->pipe->lingering))
+            return;
+    }
+    struct st_pipe *p = d->pipe;
+    int fd = socket(d->addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        st_dialer_schedule(d, 0);
+        return;
+    }
+    sock_setup(fd, d->addr.family);
+    int rc = connect(fd, (const struct sockaddr *)&d->addr.ss, d->addr.len);
+    if (rc != 0 && errno != EINPROGRESS) {
+        close(fd);
+        st_dialer_schedule(d, 0);
+        return;
+    }
+    p->fd = fd;
+    p->state = C_CONNECTING;
+    p->events = FY_IO_OUT;
+    zmtp_dec_init(&p->dec, &st_dec_ops, p, ST_CMD_MAX);
+    if (fy_io_add(t->loop, &p->io, fd, st_conn_event, FY_IO_OUT) != 0) {
+        close(fd);
+        p->fd = -1;
+        p->state = C_IDLE;
+        st_dialer_schedule(d, 0);
+        return;
+    }
+    p->hs_deadline = fy_now_mono_ns() + (uint64_t)t->s->opt.handshake_ms * 1000000u;
+    st_timer_at(t, p->hs_deadline);
+}
+
+void st_on_connected(struct st_pipe *p)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        st_conn_broken(p, 0, "connect: %s", strerror(err));
+        return;
+    }
+    if (p->d != NULL && p->d->ipc) {
+        /* who listens there, as the kernel says: an abstract name has no
+         * permissions, so anyone could have bound it first */
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
+            st_conn_broken(p, 0, "peer credentials: %s", strerror(errno));
+            return;
+        }
+        if (!fy_uid_allowed(p->t->s, cr.uid)) {
+            st_conn_broken(p, 0, "the listener runs as uid %u, not allowed (FERRY_OPT_PEER_UID)",
+                           (unsigned)cr.uid);
+            return;
+        }
+        p->base.peer_pid = cr.pid;
+        p->base.peer_uid = cr.uid;
+    }
+    st_conn_start(p);
+}
+
+int st_dial(ferry_socket *s, const char *rest, int ipc)
+{
+    struct st_dialer *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return FERRY_ENOMEM;
+    if (strlen(rest) >= sizeof d->rest) {
+        free(d);
+        return fy_err(FERRY_EBADURL, "%s://%.100s...: address too long", ipc ? "ipc" : "tcp", rest);
+    }
+    int rc = ipc ? st_ipc_addr(rest, &d->addr) : st_tcp_addr(rest, 0, &d->addr);
+    if (rc != 0) {
+        free(d);
+        return rc;
+    }
+    snprintf(d->rest, sizeof d->rest, "%s", rest);
+    d->ipc = ipc;
+    d->numeric = !ipc && st_is_numeric(rest);
+    pthread_mutex_lock(&s->mtx);
+    struct st_tran *t = st_tran_get(s, &rc);
+    struct st_pipe *p = t ? st_pipe_new(t) : NULL;
+    if (t != NULL && p == NULL)
+        rc = FERRY_ENOMEM;
+    if (p != NULL) {
+        p->base.pending = 1;
+        p->state = C_IDLE;
+        p->d = d;
+        rc = fy_sock_add_pipe_locked(s, &p->base);
+        if (rc != 0) {
+            p->base.ops->destroy(&p->base);
+            p = NULL;
+        }
+    }
+    if (p != NULL) {
+        p->in_sock = 1;
+        p->next = t->conns;
+        t->conns = p;
+        d->pipe = p;
+        d->backoff_ms = s->opt.reconnect_ms;
+        d->next = t->dialers;
+        t->dialers = d;
+        st_dialer_try(t, d, 0);
+        st_poke(t);
+    } else {
+        free(d);
+    }
+    pthread_mutex_unlock(&s->mtx);
+    return rc;
+}

@@ -1,0 +1,291 @@
+/*
+ * stream_pipe.c - the pipe ops of a tcp:// or ipc:// connection, called by
+ * the socket with its mtx held (sock.h): encoding a message into the
+ * output (or straight to the kernel), handing over received messages,
+ * subscriptions, and letting go.
+ */
+#include "stream_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* A message as frames, in wire order: header and data of each, as an I/O
+ * vector. Up to ST_FRAMES_INLINE frames live on the caller's stack (no
+ * allocation per message); a longer multipart message grows onto the heap
+ * (frames_free). The header slots are pointed at once all are in place. */
+#define ST_FRAMES_INLINE 32
+
+struct st_frames {
+    struct iovec *iov;
+    unsigned char (*hdr)[ZMTP_HDR_MAX];
+    size_t n, cap; /* iov entries; hdr holds cap / 2 */
+    size_t len;
+    struct iovec iov0[2 * ST_FRAMES_INLINE];
+    unsigned char hdr0[ST_FRAMES_INLINE][ZMTP_HDR_MAX];
+};
+
+static void frames_init(struct st_frames *f)
+{
+    f->iov = f->iov0;
+    f->hdr = f->hdr0;
+    f->n = f->len = 0;
+    f->cap = 2 * ST_FRAMES_INLINE;
+}
+
+static void frames_free(struct st_frames *f)
+{
+    if (f->iov != f->iov0) {
+        free(f->iov);
+        free(f->hdr);
+    }
+}
+
+static int frames_add(struct st_frames *f, int flags, const void *data, size_t len)
+{
+    if (f->n + 2 > f->cap) {
+        size_t cap = f->cap * 2;
+        struct iovec *iov = malloc(cap * sizeof *iov);
+        unsigned char(*hdr)[ZMTP_HDR_MAX] = malloc(cap / 2 * sizeof *hdr);
+        if (iov == NULL || hdr == NULL) {
+            free(iov);
+            free(hdr);
+            return FERRY_ENOMEM;
+        }
+        memcpy(iov, f->iov, f->n * sizeof *iov);
+        memcpy(hdr, f->hdr, f->n / 2 * sizeof *hdr);
+        frames_free(f);
+        f->iov = iov;
+        f->hdr = hdr;
+        f->cap = cap;
+    }
+    size_t hl = zmtp_frame_hdr(f->hdr[f->n / 2], flags, len);
+    f->iov[f->n++] = (struct iovec){NULL, hl}; /* pointed at in frames_done */
+    f->iov[f->n++] = (struct iovec){(void *)data, len};
+    f->len += hl + len;
+    return 0;
+}
+
+static void frames_done(struct st_frames *f)
+{
+    for (size_t i = 0; i < f->n; i += 2)
+        f->iov[i].iov_base = f->hdr[i / 2];
+}
+
+static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    ferry_socket *s = p->t->s;
+    if (p->state == C_CLOSED || p->state == C_LINGER)
+        return FERRY_ECONNRESET;
+    if (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm)
+        return 0;
+    struct st_frames f;
+    frames_init(&f);
+    int rc = 0;
+    if (m->nparts == 0)
+        rc |= frames_add(&f, 0, NULL, 0);
+    for (size_t i = 0; i < m->nparts; i++)
+        rc |= frames_add(&f, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len);
+    if (rc != 0 || st_mark_reserve(p) != 0) {
+        frames_free(&f);
+        return FERRY_ENOMEM;
+    }
+    frames_done(&f);
+    int was_empty = p->tx_off == p->tx_len;
+    uint64_t now = fy_now_mono_ns();
+    int direct = p->state == C_ACTIVE && was_empty && now - p->last_write >= ST_BURST_NS;
+    p->last_write = now;
+    size_t sent = 0;
+    int tried = 0;
+    if (direct && f.len >= ST_DIRECT_MIN && p->hs_off == p->hs_len && p->fd >= 0) {
+        /* A large message on an idle connection goes from the caller's
+         * buffer to the kernel in one sendmsg (no copy into ours); only
+         * what the kernel does not take now is copied. */
+        struct msghdr mh = {.msg_iov = f.iov, .msg_iovlen = f.n};
+        ssize_t n = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        tried = 1;
+        if (n > 0)
+            sent = (size_t)n;
+        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+            st_conn_fail_later(p, errno);
+    }
+    if (st_tx_reserve(p, f.len - sent) != 0) {
+        frames_free(&f);
+        if (sent > 0) /* half a message is on the wire: the stream is lost */
+            st_conn_fail_later(p, ENOMEM);
+        return sent > 0 ? 1 : FERRY_ENOMEM;
+    }
+    p->tx_base += sent; /* the buffer was empty: the stream moved on */
+    size_t skip = sent;
+    for (size_t i = 0; i < f.n; i++) {
+        size_t l = f.iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        st_tx_put(p, (const unsigned char *)f.iov[i].iov_base + skip, l - skip);
+        skip = 0;
+    }
+    frames_free(&f);
+    st_mark_push(p, p->tx_base + p->tx_len); /* room reserved above */
+    if (p->state != C_ACTIVE)
+        return 1;
+    /* Write at once when the output was idle: a request or a reply leaves
+     * with no thread switch. But a send that follows the last direct write
+     * within ST_BURST_NS is part of a burst: leave it to the I/O thread,
+     * which then writes everything queued meanwhile in one call (one
+     * system call per message would cap a stream at a tenth of its rate). */
+    if (direct && !tried)
+        st_conn_flush(p);
+    else /* the rest goes on FY_IO_OUT (after a sendmsg: the kernel is full now) */
+        st_conn_interest(p);
+    if (sent > 0 && st_marks_written(p))
+        fy_sock_wake(s);
+    return 1;
+}
+
+static void *st_claim(struct fy_pipe *p, size_t size)
+{
+    FY_UNUSED(p);
+    FY_UNUSED(size);
+    return NULL; /* a byte stream has no room to lend: the core copies */
+}
+
+static int st_commit(struct fy_pipe *p, size_t size)
+{
+    FY_UNUSED(p);
+    FY_UNUSED(size);
+    return FERRY_ENOTSUP;
+}
+
+static void st_unclaim(struct fy_pipe *p) { FY_UNUSED(p); }
+
+static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
+{
+    FY_UNUSED(check);
+    struct st_pipe *p = (struct st_pipe *)bp;
+    if (p->rx_n == 0)
+        return p->state == C_CLOSED ? FERRY_ECONNRESET : 0;
+    struct st_rx *r = &p->rxq[p->rx_first];
+    p->rx_first = (p->rx_first + 1) % p->rx_cap;
+    p->rx_n--;
+    memset(m, 0, sizeof *m);
+    if (r->parts == NULL) {
+        m->one = r->one;
+        m->parts = &m->one;
+    } else {
+        m->parts = r->parts;
+    }
+    m->nparts = r->nparts;
+    p->rx_bytes -= r->charge;
+    st_pool_charge(p, 0);
+    if (p->rx_paused && !st_rx_full(p)) {
+        p->rx_paused = 0;
+        st_conn_interest(p);
+    }
+    return 1;
+}
+
+static void st_release(struct fy_pipe *p, int64_t token)
+{
+    FY_UNUSED(p);
+    FY_UNUSED(token);
+}
+
+static int st_send_cmd(struct fy_pipe *bp, int cmd, const void *data, size_t len)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    if (p->state == C_CLOSED || p->state == C_LINGER)
+        return FERRY_ECONNRESET;
+    if (p->state != C_ACTIVE) {
+        struct st_subq *q = malloc(sizeof *q + len);
+        if (q == NULL)
+            return FERRY_ENOMEM;
+        q->next = NULL;
+        q->cmd = cmd;
+        q->len = len;
+        if (len)
+            memcpy(q->data, data, len);
+        *p->subq_tail = q;
+        p->subq_tail = &q->next;
+        return 1;
+    }
+    int was_empty = p->tx_off == p->tx_len;
+    int rc = st_tx_subscription(p, cmd, data, len);
+    if (rc < 0)
+        return rc;
+    if (was_empty)
+        st_conn_flush(p);
+    return 1;
+}
+
+static int st_writable(struct fy_pipe *bp, size_t len)
+{
+    FY_UNUSED(len);
+    struct st_pipe *p = (struct st_pipe *)bp;
+    ferry_socket *s = p->t->s;
+    return p->state != C_CLOSED && (s->opt.sndhwm == 0 || p->mk_n < (size_t)s->opt.sndhwm);
+}
+
+static void st_abort_tx(struct fy_pipe *p) { FY_UNUSED(p); }
+
+static void st_close(struct fy_pipe *bp)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    p->in_sock = 0; /* the socket let it go; the transport still owns its fd */
+    /* nobody will read what is queued: give it back now, not at destroy
+     * (which may come after the transport is gone) */
+    for (size_t i = 0; i < p->rx_n; i++)
+        st_rx_free(&p->rxq[(p->rx_first + i) % p->rx_cap]);
+    p->rx_n = 0;
+    p->rx_bytes = 0;
+    st_pool_charge(p, 0);
+    if (p->state != C_CLOSED && !p->t->closing) {
+        /* Let go while its connection lives (the protocol dropped it after
+         * an error): the I/O thread closes it, and a dialer redials. Not
+         * here: the protocol is walking its pipes. */
+        p->removed = 1;
+        p->t->any_removed = 1;
+        st_poke(p->t);
+    }
+}
+
+static void st_destroy(struct fy_pipe *bp)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    p->dying = 1; /* the transport may be freed: no pool to give back to */
+    if (p->fd >= 0)
+        close(p->fd);
+    zmtp_dec_fini(&p->dec);
+    st_asm_clear(p);
+    free(p->asm_parts);
+    for (size_t i = 0; i < p->rx_n; i++)
+        st_rx_free(&p->rxq[(p->rx_first + i) % p->rx_cap]);
+    free(p->rxq);
+    while (p->subq) {
+        struct st_subq *q = p->subq;
+        p->subq = q->next;
+        free(q);
+    }
+    free(p->tx);
+    free(p->marks);
+    free(p);
+}
+
+const struct fy_pipe_ops st_pipe_ops = {
+    .send = st_send,
+    .claim = st_claim,
+    .commit = st_commit,
+    .unclaim = st_unclaim,
+    .recv = st_recv,
+    .release = st_release,
+    .send_cmd = st_send_cmd,
+    .writable = st_writable,
+    .abort_tx = st_abort_tx,
+    .close = st_close,
+    .destroy = st_destroy,
+};
