@@ -313,8 +313,9 @@ struct ferry_socket {
     /* wake block (shared with shm:// peers) and the pollable fd */
     int wake_fd; /* memfd of the wake block */
     struct fy_wake *wake;
-    int event_fd;  /* read end handed out by ferry_socket_fd          */
-    int event_wfd; /* write end: a datagram means "a message may be ready" */
+    int event_fd; /* handed out by ferry_socket_fd: a datagram means "a
+                     message may be ready"; we write it by sending to its
+                     own address (fy_sock_signal) */
     /* event_fd's (autobound, abstract) address: each peer gets a sender
      * of its own connected to it (fy_sock_event_sender), never ours */
     char event_addr[112];
@@ -396,6 +397,10 @@ void fy_sock_fd_watchdog(ferry_socket *s);
  * error, or FERRY_ETIMEDOUT. Called without mtx. */
 int fy_sock_wait(ferry_socket *s, int (*step)(ferry_socket *s, void *arg, int check), void *arg,
                  uint64_t deadline);
+
+/* A message may be ready: wakes the socket's waiters and, if the user
+ * armed it, its pollable fd (mtx may be held). */
+void fy_sock_signal(ferry_socket *s);
 
 /* Wakes this socket's own waiters (mtx may be held). */
 void fy_sock_wake(ferry_socket *s);

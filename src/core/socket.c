@@ -25,7 +25,7 @@ static const struct fy_tran_ops *const transports[] = {&fy_shm_tran, &fy_tcp_tra
 
 /* --- wake-ups ------------------------------------------------------------ */
 
-void fy_wake(struct fy_wake *w, int efd)
+static void wake_seq(struct fy_wake *w)
 {
     /* Pairs with the waiter's seq_cst increment of sleepers before its
      * last check: either it sees our progress, or we see it sleeping. */
@@ -38,11 +38,38 @@ void fy_wake(struct fy_wake *w, int efd)
         atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
         fy_futex_wake(&w->seq, INT_MAX);
     }
-    if (efd >= 0 && atomic_load_explicit(&w->fd_armed, memory_order_relaxed) &&
-        atomic_exchange_explicit(&w->fd_armed, 0, memory_order_acq_rel)) {
+}
+
+/* 1 if the pollable fd is armed and we are the one to write it. */
+static int wake_fd_claim(struct fy_wake *w)
+{
+    return atomic_load_explicit(&w->fd_armed, memory_order_relaxed) &&
+           atomic_exchange_explicit(&w->fd_armed, 0, memory_order_acq_rel);
+}
+
+void fy_wake(struct fy_wake *w, int efd)
+{
+    wake_seq(w);
+    if (efd >= 0 && wake_fd_claim(w)) {
         ssize_t n = send(efd, "m", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
         FY_UNUSED(n); /* EAGAIN: the fd is readable already */
     }
+}
+
+/* A datagram from the socket to its own pollable fd: the read end sends
+ * to its own address, so no second fd is needed (and none a peer holds). */
+static void self_signal(ferry_socket *s)
+{
+    ssize_t n = sendto(s->event_fd, "m", 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+                       (const struct sockaddr *)(const void *)s->event_addr, s->event_addrlen);
+    FY_UNUSED(n); /* EAGAIN: the fd is readable already */
+}
+
+void fy_sock_signal(ferry_socket *s)
+{
+    wake_seq(s->wake);
+    if (wake_fd_claim(s->wake))
+        self_signal(s);
 }
 
 /* Wakes the socket's sleeping callers. The pollable fd is not signalled:
@@ -160,7 +187,7 @@ void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p)
         fy_sock_remove_pipe(s, p);
     /* also the pollable fd: a REQ waiting in poll() for a reply must come
      * back to recv() to learn that its peer died */
-    fy_wake(s->wake, s->event_wfd);
+    fy_sock_signal(s);
 }
 
 /* --- messages -------------------------------------------------------------- */
@@ -359,8 +386,7 @@ static int sock_wake_create(ferry_socket *s)
         return fy_syserr("pollable fd");
     memcpy(s->event_addr, &sa, sl);
     s->event_addrlen = sl;
-    s->event_wfd = fy_sock_event_sender(s);
-    return s->event_wfd < 0 ? fy_err(s->event_wfd, "pollable fd sender") : 0;
+    return 0;
 }
 
 int fy_sock_event_sender(ferry_socket *s)
@@ -385,8 +411,7 @@ void fy_sock_fd_watchdog(ferry_socket *s)
     if (poll(&pfd, 1, 0) == 0) {
         /* armed by the user, disarmed by somebody who did not write: a
          * peer, or a waker between its two steps (then one spare datagram) */
-        ssize_t n = send(s->event_wfd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-        FY_UNUSED(n);
+        self_signal(s);
     }
 }
 
@@ -402,7 +427,7 @@ int ferry_socket_open(ferry_socket **out, int type)
     ferry_socket *s = calloc(1, sizeof *s);
     if (s == NULL)
         return fy_err(FERRY_ENOMEM, "socket open");
-    s->wake_fd = s->event_fd = s->event_wfd = -1;
+    s->wake_fd = s->event_fd = -1;
     atomic_store(&s->refs, 1); /* the user's; in-place messages add theirs */
     pthread_mutex_init(&s->mtx, NULL);
     s->proto = proto;
@@ -486,8 +511,6 @@ int ferry_close(ferry_socket *s)
         close(s->wake_fd);
     if (s->event_fd >= 0)
         close(s->event_fd);
-    if (s->event_wfd >= 0)
-        close(s->event_wfd);
     fy_sock_unref(s);
     return 0;
 }

@@ -118,7 +118,7 @@ static void notify(ferry_socket *s, struct xpub_state *st, int sub, const void *
                      "xpub: a subscription notice was dropped: the application's queue is full");
         return;
     }
-    fy_wake(s->wake, s->event_wfd); /* a message for recv, and for the pollable fd */
+    fy_sock_signal(s); /* a message for recv, and for the pollable fd */
 }
 
 static void xpub_cmd(ferry_socket *s, struct fy_pipe *p, int cmd, const void *data, size_t len)

@@ -2,7 +2,10 @@
 # The architecture's rules, checked on the tree (docs/architecture.md,
 # "The three layers"): the core and the transports know no socket pattern,
 # the primitives know no transport, no hand-written extern prototypes in .c
-# files, and no include reaches up a layer.
+# files, no include reaches up a layer; and one event loop: only
+# src/core/loop.c starts I/O threads and waits in epoll, and only the
+# core's fy_sock_wait sleeps on a socket's wake word (the semaphore
+# primitive sleeps on its own).
 set -u
 top=${1:-$(dirname "$0")/../..}
 cd "$top" || exit 1
@@ -24,6 +27,12 @@ if hits=$(grep -rnE '#include\s+"[^"]*proto/' src/core src/transport); then
 fi
 if hits=$(grep -rnE '#include\s+"[^"]*transport/' src/core src/proto); then
     say "the core or a pattern includes a transport's header:"; echo "$hits" >&2
+fi
+if hits=$(grep -rnE '\b(pthread_create|epoll_wait|epoll_create1?)\(' src | grep -v '^src/core/loop.c:'); then
+    say "a thread or an epoll set outside the event loop (src/core/loop.c):"; echo "$hits" >&2
+fi
+if hits=$(grep -rnE '\bfy_futex_wait\(' src | grep -vE '^src/(core/socket.c|platform/linux/futex.c|core/fy.h|prim/sem.c):'); then
+    say "a sleep on a wake word outside fy_sock_wait (src/core/socket.c):"; echo "$hits" >&2
 fi
 [ $fail = 0 ] && echo "layering: ok"
 exit $fail

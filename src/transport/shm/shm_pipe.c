@@ -386,7 +386,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
         if (budget-- == 0) {
             rc = 0;
             if (p->sock != NULL)
-                fy_wake(p->sock->wake, p->sock->event_wfd);
+                fy_sock_signal(p->sock);
             break;
         }
         rc = fy_ring_peek(&sp->r, &rec, check);

@@ -403,7 +403,7 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     }
     p->subq_tail = &p->subq;
     st_conn_flush(p);
-    fy_wake(s->wake, s->event_wfd);
+    fy_sock_signal(s);
     return 0;
 }
 

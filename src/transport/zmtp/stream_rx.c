@@ -391,5 +391,5 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
     }
     st_conn_interest(p);
     if (p->rx_n != before)
-        fy_wake(s->wake, s->event_wfd);
+        fy_sock_signal(s);
 }
