@@ -402,7 +402,15 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  * in two threads at once. ferry_close() must not race with other calls on
  * the same socket; the parts of one multipart message must come from one
  * thread. A socket does not survive fork(): use it in the process that
- * opened it, and fork before opening sockets (each has an I/O thread).
+ * opened it. A forked child may open sockets of its own; fork before
+ * opening sockets where you can (the I/O thread may hold a lock of a
+ * library that is not fork-aware at that moment).
+ *
+ * I/O threads: sockets that listen or dial share one background thread
+ * per process (FERRY_IO_THREADS=N in the environment, 1 to 64, for more),
+ * started with the first such socket and stopped with the last close. A
+ * socket holds 2 descriptors plus one per listening endpoint and one or
+ * two per connection.
  */
 typedef struct ferry_socket ferry_socket;
 typedef struct ferry_msg ferry_msg;
