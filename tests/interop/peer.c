@@ -24,6 +24,12 @@
  *             never a "B" message
  *   req-retry send COUNT numbered requests to a REP that may die: on
  *             ECONNRESET or timeout resend (ferry build only)
+ *   dealer-bye  send "bye" to a ROUTER and leave
+ *   router-mandatory  a ROUTER with ROUTER_MANDATORY: take the "bye", then
+ *             send to its sender until that fails with EHOSTUNREACH (the
+ *             dealer left; at most 10 s)
+ *   xpub-welcome  (ferry build) an XPUB with XPUB_WELCOME_MSG "W": wait
+ *             for a subscription to W, publish "Wlast"
  *   refused   (ferry build) bind or connect as TYPE=$PEER_TYPE and expect
  *             the peer to be refused for its socket type: exit 0 once
  *             FERRY_OPT_ERRORS counts it and no message got through
@@ -213,6 +219,22 @@ static void p_routing_id(sock_t *s, const char *id)
     zmq_setsockopt(s, ZMQ_ROUTING_ID, id, strlen(id));
 }
 
+static void p_mandatory(sock_t *s)
+{
+    int one = 1;
+    zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+}
+
+/* 1 if sending m now fails because its peer is unknown or gone. */
+static int p_unreachable(sock_t *s, const struct msg *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (zmq_send(s, m->p[i].data, m->p[i].len,
+                     ZMQ_DONTWAIT | (i + 1 < m->n ? ZMQ_SNDMORE : 0)) < 0)
+            return errno == EHOSTUNREACH;
+    return 0;
+}
+
 static void p_close(sock_t *s)
 {
     zmq_close(s);
@@ -306,6 +328,19 @@ static void p_routing_id(sock_t *s, const char *id)
         die("routing id", -1);
 }
 
+static void p_mandatory(sock_t *s) { ferry_setopt_int(s, FERRY_OPT_ROUTER_MANDATORY, 1); }
+
+static int p_unreachable(sock_t *s, const struct msg *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        int rc = ferry_send(s, m->p[i].data, m->p[i].len,
+                            FERRY_DONTWAIT | (i + 1 < m->n ? FERRY_MORE : 0));
+        if (rc != 0)
+            return rc == FERRY_EHOSTUNREACH;
+    }
+    return 0;
+}
+
 static void p_close(sock_t *s) { ferry_close(s); }
 #endif
 
@@ -346,6 +381,42 @@ static int role_router_echo(sock_t *s, long count, const char *expect)
         msg_free(&m);
     }
     return 0;
+}
+
+static int role_dealer_bye(sock_t *s)
+{
+    struct msg m = {.n = 1};
+    m.p[0] = (struct part){(unsigned char *)"bye", 3};
+    int rc = p_send(s, &m);
+    if (rc != 0)
+        die("dealer-bye: send", rc);
+    return 0;
+}
+
+static int role_router_mandatory(sock_t *s)
+{
+    p_mandatory(s);
+    struct msg in;
+    int rc = p_recv(s, &in);
+    if (rc != 0)
+        die("router-mandatory: recv", rc);
+    if (in.n != 2 || in.p[1].len != 3 || memcmp(in.p[1].data, "bye", 3) != 0) {
+        fprintf(stderr, "peer: wanted [id, \"bye\"]\n");
+        return 1;
+    }
+    struct msg late = {.n = 2};
+    late.p[0] = in.p[0];
+    late.p[1] = (struct part){(unsigned char *)"late", 4};
+    for (int i = 0; i < 500; i++) { /* polling for the peer's departure, 10 s */
+        if (p_unreachable(s, &late)) {
+            msg_free(&in);
+            return 0;
+        }
+        usleep(20000);
+    }
+    fprintf(stderr, "peer: a message to the departed dealer never failed with EHOSTUNREACH\n");
+    msg_free(&in);
+    return 1;
 }
 
 /* delim: a DEALER talking to a REP frames REQ's envelope itself (an empty
@@ -546,15 +617,50 @@ static int role_refused(sock_t *s)
 }
 #endif
 
+#ifndef USE_ZMQ
+static int role_xpub_welcome(sock_t *s)
+{
+    struct msg sub;
+    int rc = p_recv(s, &sub); /* the subscriber's "\x01W" */
+    if (rc != 0)
+        die("xpub-welcome: recv", rc);
+    if (sub.n != 1 || sub.p[0].len != 2 || memcmp(sub.p[0].data, "\x01W", 2) != 0) {
+        fprintf(stderr, "peer: wanted the subscription to W\n");
+        return 1;
+    }
+    msg_free(&sub);
+    struct msg m = {.n = 1};
+    m.p[0] = (struct part){(unsigned char *)"Wlast", 5};
+    rc = p_send(s, &m);
+    if (rc != 0)
+        die("xpub-welcome: send", rc);
+    return 0;
+}
+#endif
+
 static int type_of(const char *role)
 {
     static const struct {
         const char *role;
         int type;
-    } t[] = {{"rep", T_REP},       {"req", T_REQ},           {"pair-echo", T_PAIR},
-             {"pair-req", T_PAIR}, {"push", T_PUSH},         {"pull", T_PULL},
-             {"pub", T_PUB},       {"sub", T_SUB},           {"req-retry", T_REQ},
-             {"dealer", T_DEALER}, {"dealer-req", T_DEALER}, {"router-echo", T_ROUTER}};
+    } t[] = {{"rep", T_REP},
+             {"req", T_REQ},
+             {"pair-echo", T_PAIR},
+             {"pair-req", T_PAIR},
+             {"push", T_PUSH},
+             {"pull", T_PULL},
+             {"pub", T_PUB},
+             {"sub", T_SUB},
+             {"req-retry", T_REQ},
+             {"dealer", T_DEALER},
+             {"dealer-req", T_DEALER},
+             {"router-echo", T_ROUTER},
+             {"dealer-bye", T_DEALER},
+             {"router-mandatory", T_ROUTER},
+#ifndef USE_ZMQ
+             {"xpub-welcome", FERRY_XPUB}
+#endif
+    };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].role, role) == 0)
             return t[i].type;
@@ -586,6 +692,10 @@ int main(int argc, char **argv)
     sock_t *s = p_open(type);
     if (getenv("ROUTING_ID"))
         p_routing_id(s, getenv("ROUTING_ID"));
+#ifndef USE_ZMQ
+    if (strcmp(role, "xpub-welcome") == 0)
+        ferry_setopt(s, FERRY_OPT_XPUB_WELCOME_MSG, "W", 1);
+#endif
     p_endpoint(s, bind, argv[3]);
     int rc;
     if (strcmp(role, "router-echo") == 0)
@@ -597,6 +707,10 @@ int main(int argc, char **argv)
         rc = role_client(s, 0);
     else if (strcmp(role, "dealer-req") == 0)
         rc = role_client(s, 1);
+    else if (strcmp(role, "dealer-bye") == 0)
+        rc = role_dealer_bye(s);
+    else if (strcmp(role, "router-mandatory") == 0)
+        rc = role_router_mandatory(s);
     else if (strcmp(role, "push") == 0)
         rc = role_push(s, count >= 0 ? count : 0);
     else if (strcmp(role, "pull") == 0)
@@ -610,6 +724,8 @@ int main(int argc, char **argv)
         rc = role_req_retry(s, count >= 0 ? count : 100);
     else if (strcmp(role, "refused") == 0)
         rc = role_refused(s);
+    else if (strcmp(role, "xpub-welcome") == 0)
+        rc = role_xpub_welcome(s);
 #endif
     else
         rc = 2;

@@ -247,6 +247,23 @@ rid_case() {
         "env EXPECT_RID=fdealer $PY router-echo" "env ROUTING_ID=fdealer $FP dealer" "$url" -
 }
 
+# ROUTER_MANDATORY to a peer that left (EHOSTUNREACH), each side the
+# ROUTER; and XPUB_WELCOME_MSG received by a pyzmq SUB that subscribed to it.
+router_xpub_cases() {
+    local tr=$1 url=$2 impl z
+    for impl in $IMPLS; do
+        if [ $impl = pyzmq ]; then z="$PY"; else z="$ZP"; fi
+        one_case "$tr ferry ROUTER_MANDATORY (bind) -> $impl DEALER that left: EHOSTUNREACH" \
+            "$FP router-mandatory" "$z dealer-bye" "$url" -
+        one_case "$tr $impl ROUTER_MANDATORY (bind) -> ferry DEALER that left: EHOSTUNREACH" \
+            "$z router-mandatory" "$FP dealer-bye" "$url" -
+    done
+    one_case "$tr ferry XPUB_WELCOME_MSG (bind) -> pyzmq SUB subscribed to it" \
+        "$FP xpub-welcome" "$PY sub-welcome" "$url" -
+    one_case "$tr pyzmq SUB (bind) <- ferry XPUB_WELCOME_MSG (connect)" \
+        "$PY sub-welcome" "$FP xpub-welcome" "$url" -
+}
+
 free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -263,6 +280,8 @@ reconnect_case tcp "tcp://127.0.0.1:$(free_port)"
 reconnect_case ipc "ipc://$TMP/reconnect.sock"
 rid_case tcp "tcp://127.0.0.1:*"
 rid_case ipc "ipc://$TMP/rid.sock"
+router_xpub_cases tcp "tcp://127.0.0.1:*"
+router_xpub_cases ipc "ipc://$TMP/rx.sock"
 refusal_case tcp "tcp://127.0.0.1:*"
 refusal_case ipc "ipc://$TMP/refuse.sock"
 if [ -n "$CLI" ]; then

@@ -57,7 +57,26 @@ def parts_check(path):
 TYPES = {"push-parts": zmq.PUSH, "rep": zmq.REP, "req": zmq.REQ, "pair-echo": zmq.PAIR, "pair-req": zmq.PAIR,
          "push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
          "rep-die": zmq.REP, "sender": zmq.PUSH, "dealer": zmq.DEALER, "dealer-req": zmq.DEALER,
-         "router-echo": zmq.ROUTER}
+         "router-echo": zmq.ROUTER, "router-mandatory": zmq.ROUTER, "dealer-bye": zmq.DEALER,
+         "sub-welcome": zmq.SUB}
+
+
+def router_mandatory(s):
+    """ROUTER_MANDATORY: a message to a peer that left fails with
+    EHOSTUNREACH (tried until its departure is seen, at most 10 s)."""
+    s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    rid, body = s.recv_multipart()
+    if body != b"bye":
+        fail("wanted the dealer's b'bye', got %r" % body)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            s.send_multipart([rid, b"late"], zmq.NOBLOCK)
+        except zmq.ZMQError as e:
+            if e.errno == zmq.EHOSTUNREACH:
+                return 0
+        time.sleep(0.02)  # polling for the peer's departure
+    fail("a message to the departed dealer never failed with EHOSTUNREACH")
 
 
 def fail(why):
@@ -81,6 +100,8 @@ def main():
     s.RCVTIMEO = 10000
     s.SNDTIMEO = 10000
     s.LINGER = 2000
+    if role == "sub-welcome":  # before connecting: the welcome is sent on connect
+        s.subscribe(b"W")
     if mode == "bind":
         s.bind(url)
         print("ENDPOINT", s.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
@@ -143,6 +164,15 @@ def main():
             if m[1:] != vec[i]:
                 fail("published message %d differs" % i)
             seen.add(i)
+    elif role == "dealer-bye":  # one message to a ROUTER, then gone
+        s.send(b"bye")
+    elif role == "router-mandatory":
+        rc = router_mandatory(s)
+    elif role == "sub-welcome":  # an XPUB's welcome, then what it publishes
+        if s.recv() != b"W":
+            fail("the first message is not the XPUB's welcome")
+        if s.recv() != b"Wlast":
+            fail("the published message after the welcome is wrong")
     elif role == "sender":
         # an incompatible peer: it may never get through; send and linger
         try:
