@@ -402,7 +402,9 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  * in two threads at once. ferry_close() must not race with other calls on
  * the same socket; the parts of one multipart message must come from one
  * thread. A socket does not survive fork(): use it in the process that
- * opened it. A forked child may open sockets of its own; fork before
+ * opened it (in a forked child, ferry_close on an inherited socket only
+ * releases the child's copies of its descriptors; the connections stay the
+ * parent's). A forked child may open sockets of its own; fork before
  * opening sockets where you can (the I/O thread may hold a lock of a
  * library that is not fork-aware at that moment).
  *

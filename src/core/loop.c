@@ -13,17 +13,22 @@
 #include "loop.h"
 #include "fy.h"
 
+#include <assert.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define LOOP_MAX_THREADS 64
 #define LOOP_BATCH 64
+#define LOOP_TIMERS_PER_SOCKET 2 /* a socket's shm:// and tcp/ipc transports */
 
 struct loop_task {
     void (*fn)(void *);
@@ -44,6 +49,10 @@ struct fy_loop {
     size_t nheap, cap_heap;
     uint64_t sleep_until; /* 0: awake (will look at the heap before sleeping) */
     struct loop_task *tasks, **tasks_tail;
+    int running;              /* the thread has entered its loop */
+    int holders;              /* sockets on this loop: the heap has room for their timers */
+    int nwork;                /* offloaded work not yet done */
+    struct fy_work *finished; /* offloaded work whose `done` is due */
     /* the batch being dispatched (loop thread only) */
     struct epoll_event batch[LOOP_BATCH];
     int bi, bn;
@@ -169,18 +178,7 @@ void fy_timer_set(struct fy_loop *l, struct fy_timer *t, fy_timer_fn *fn, uint64
     t->loop = l;
     int wake = 0;
     if (t->slot == 0) {
-        if (l->nheap == l->cap_heap) {
-            size_t cap = l->cap_heap ? l->cap_heap * 2 : 64;
-            struct fy_timer **v = realloc(l->heap, cap * sizeof *v);
-            if (v == NULL) {
-                /* cannot happen in practice; the timer's owner also runs
-                 * at its next event, and a socket's timers are few */
-                pthread_mutex_unlock(&l->lk);
-                return;
-            }
-            l->heap = v;
-            l->cap_heap = cap;
-        }
+        assert(l->nheap < l->cap_heap); /* reserved in fy_loop_hold */
         t->due = due;
         l->heap[l->nheap++] = t;
         heap_up(l, l->nheap - 1);
@@ -228,8 +226,24 @@ void fy_loop_run(struct fy_loop *l, void (*fn)(void *), void *arg)
     pthread_mutex_unlock(&l->lk);
 }
 
+static void run_finished(struct fy_loop *l)
+{
+    pthread_mutex_lock(&l->lk);
+    struct fy_work *list = l->finished;
+    l->finished = NULL;
+    pthread_mutex_unlock(&l->lk);
+    for (struct fy_work *w = list, *nx; w; w = nx) {
+        nx = w->next; /* done may free w */
+        w->done(w);
+        pthread_mutex_lock(&l->lk);
+        l->nwork--;
+        pthread_mutex_unlock(&l->lk);
+    }
+}
+
 static void run_tasks(struct fy_loop *l)
 {
+    run_finished(l);
     pthread_mutex_lock(&l->lk);
     struct loop_task *list = l->tasks;
     l->tasks = NULL;
@@ -246,6 +260,93 @@ static void run_tasks(struct fy_loop *l)
     }
     pthread_cond_broadcast(&l->task_done);
     pthread_mutex_unlock(&l->lk);
+}
+
+/* --- work off the loop --------------------------------------------------------- */
+
+static void *work_thread(void *arg)
+{
+    struct fy_work *w = arg;
+    struct fy_loop *l = w->loop;
+    w->work(w);
+    pthread_mutex_lock(&l->lk);
+    w->next = l->finished;
+    l->finished = w;
+    poke(l);
+    pthread_mutex_unlock(&l->lk);
+    return NULL;
+}
+
+/* A detached thread for fn(arg). 0 or -errno. */
+static int start_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = pthread_create(&t, &a, fn, arg);
+    pthread_attr_destroy(&a);
+    return -rc;
+}
+
+int fy_loop_offload(struct fy_loop *l, struct fy_work *w, fy_work_fn *work, fy_work_fn *done)
+{
+    w->work = work;
+    w->done = done;
+    w->loop = l;
+    pthread_mutex_lock(&l->lk);
+    l->nwork++;
+    pthread_mutex_unlock(&l->lk);
+    int rc = start_detached(work_thread, w);
+    if (rc != 0) {
+        pthread_mutex_lock(&l->lk);
+        l->nwork--;
+        pthread_mutex_unlock(&l->lk);
+    }
+    return rc;
+}
+
+struct closing {
+    int n;
+    int fds[];
+};
+
+static void *close_thread(void *arg)
+{
+    struct closing *c = arg;
+    for (int i = 0; i < c->n; i++)
+        close(c->fds[i]);
+    free(c);
+    return NULL;
+}
+
+/* 1 if closing fd cannot call into a file system a peer may serve: a
+ * memfd (F_GET_SEALS works on nothing else that could) or a socket. */
+static int close_is_safe(int fd)
+{
+    int type;
+    socklen_t len = sizeof type;
+    return fcntl(fd, F_GET_SEALS) >= 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+}
+
+void fy_close_foreign(const int *fds, int n)
+{
+    struct closing *c = NULL;
+    for (int i = 0; i < n; i++) {
+        if (fds[i] < 0)
+            continue;
+        if (close_is_safe(fds[i])) {
+            close(fds[i]);
+            continue;
+        }
+        if (c == NULL && (c = malloc(sizeof *c + (size_t)n * sizeof(int))) != NULL)
+            c->n = 0;
+        if (c != NULL)
+            c->fds[c->n++] = fds[i];
+        /* else: leak it rather than wait on a stranger's file system */
+    }
+    if (c != NULL && start_detached(close_thread, c) != 0)
+        free(c); /* no thread: leak the fds, never block */
 }
 
 /* --- the thread ---------------------------------------------------------------- */
@@ -273,7 +374,7 @@ static int sleep_ms(struct fy_loop *l)
     pthread_mutex_lock(&l->lk);
     uint64_t due = l->nheap > 0 ? l->heap[0]->due : UINT64_MAX;
     int ms = -1;
-    if (l->tasks != NULL || l->stop) {
+    if (l->tasks != NULL || l->finished != NULL || (l->stop && l->nwork == 0)) {
         ms = 0;
     } else if (due != UINT64_MAX) {
         uint64_t now = fy_now_mono_ns();
@@ -289,12 +390,16 @@ static void *loop_thread(void *arg)
 {
     struct fy_loop *l = arg;
     tl_loop = l;
+    pthread_mutex_lock(&l->lk);
+    l->running = 1; /* loop_start waits for this */
+    pthread_cond_broadcast(&l->task_done);
+    pthread_mutex_unlock(&l->lk);
     for (;;) {
         run_timers(l);
         run_tasks(l);
         int ms = sleep_ms(l);
         pthread_mutex_lock(&l->lk);
-        int stop = l->stop && l->tasks == NULL;
+        int stop = l->stop && l->tasks == NULL && l->nwork == 0;
         pthread_mutex_unlock(&l->lk);
         if (stop)
             break;
@@ -355,6 +460,14 @@ static struct fy_loop *loop_start(int *err)
         loop_free(l);
         return NULL;
     }
+    /* Return only once the thread runs its loop: whatever the thread's
+     * start does (a sanitizer's bookkeeping, the allocator) is over, so a
+     * process that forks right after its first listen or dial does not fork
+     * in the middle of it (the child would inherit its locks, held). */
+    pthread_mutex_lock(&l->lk);
+    while (!l->running)
+        pthread_cond_wait(&l->task_done, &l->lk);
+    pthread_mutex_unlock(&l->lk);
     return l;
 }
 
@@ -414,7 +527,23 @@ int fy_loop_hold(struct fy_loop **out)
             return err;
         }
     }
-    *out = g.loops[g.next++ % (unsigned)g.n];
+    struct fy_loop *l = g.loops[g.next++ % (unsigned)g.n];
+    pthread_mutex_lock(&l->lk);
+    size_t want = (size_t)(l->holders + 1) * LOOP_TIMERS_PER_SOCKET;
+    if (want > l->cap_heap) {
+        size_t cap = want * 2;
+        struct fy_timer **v = realloc(l->heap, cap * sizeof *v);
+        if (v == NULL) {
+            pthread_mutex_unlock(&l->lk);
+            pthread_mutex_unlock(&g.lk);
+            return fy_err(FERRY_ENOMEM, "I/O thread: timers");
+        }
+        l->heap = v;
+        l->cap_heap = cap;
+    }
+    l->holders++;
+    pthread_mutex_unlock(&l->lk);
+    *out = l;
     g.holders++;
     pthread_mutex_unlock(&g.lk);
     return 0;
@@ -425,6 +554,9 @@ void fy_loop_release(struct fy_loop *l)
     if (l == NULL || l->pid != getpid())
         return;
     pthread_mutex_lock(&g.lk);
+    pthread_mutex_lock(&l->lk);
+    l->holders--;
+    pthread_mutex_unlock(&l->lk);
     if (--g.holders > 0) {
         pthread_mutex_unlock(&g.lk);
         return;

@@ -31,7 +31,8 @@
  *
  * fork(). The threads do not exist in a child. A child's own new sockets
  * get fresh threads; sockets it inherited must not be used (ferry.h), and
- * closing one there touches no loop.
+ * ferry_close on one there releases only the child's copies of its own
+ * descriptors (socket.c), touching neither a loop nor a connection.
  */
 #ifndef FY_LOOP_H
 #define FY_LOOP_H
@@ -91,7 +92,9 @@ void fy_io_mod(struct fy_io *io, uint32_t events);
 void fy_io_del(struct fy_io *io);
 
 /* Makes t run no later than due (an earlier request stands): due 0 means
- * at the loop's next turn. Any thread. */
+ * at the loop's next turn. Any thread. The heap has room reserved for two
+ * timers per socket that holds the loop (fy_loop_hold), so this never
+ * allocates. */
 void fy_timer_set(struct fy_loop *l, struct fy_timer *t, fy_timer_fn *fn, uint64_t due);
 
 /* Disarms t. Loop thread (or when the loop is stopped). */
@@ -101,6 +104,28 @@ void fy_timer_stop(struct fy_timer *t);
  * returns once it has run. Not from a loop thread, nor with a lock a
  * callback of this loop may take. */
 void fy_loop_run(struct fy_loop *l, void (*fn)(void *), void *arg);
+
+/* Work that may block (a name lookup): `work` runs on a short-lived
+ * thread of its own, with no lock held, then `done` runs on the loop's
+ * thread like a callback. The caller owns w until done has run; done runs
+ * even while the owner is being torn down, so a w whose owner went must be
+ * marked as orphaned by the owner (on the loop's thread) and freed by
+ * done. The loop's threads stop only once every offloaded w is done. 0 or
+ * < 0 (no thread could start). */
+struct fy_work;
+typedef void fy_work_fn(struct fy_work *w);
+struct fy_work {
+    fy_work_fn *work, *done;
+    struct fy_loop *loop;
+    struct fy_work *next;
+};
+int fy_loop_offload(struct fy_loop *l, struct fy_work *w, fy_work_fn *work, fy_work_fn *done);
+
+/* Closes descriptors a peer sent us. A descriptor we have not proved to be
+ * a memfd or a socket may be a file on a FUSE mount the peer serves, whose
+ * close(2) waits for the peer's daemon (FUSE_FLUSH): those are closed on a
+ * thread of their own, so no caller waits on a peer. Any thread. */
+void fy_close_foreign(const int *fds, int n);
 
 /* 1 if the caller is l's thread. */
 int fy_loop_on_thread(const struct fy_loop *l);

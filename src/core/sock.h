@@ -301,6 +301,7 @@ struct fy_opts {
 
 struct ferry_socket {
     pthread_mutex_t mtx;
+    int pid;          /* the process that opened it (a forked child's copy is not its own) */
     _Atomic int refs; /* the user's, plus one per in-place message */
     const struct fy_proto_ops *proto;
     void *proto_state;

@@ -428,6 +428,7 @@ int ferry_socket_open(ferry_socket **out, int type)
     if (s == NULL)
         return fy_err(FERRY_ENOMEM, "socket open");
     s->wake_fd = s->event_fd = -1;
+    s->pid = (int)getpid();
     atomic_store(&s->refs, 1); /* the user's; in-place messages add theirs */
     pthread_mutex_init(&s->mtx, NULL);
     s->proto = proto;
@@ -475,10 +476,29 @@ static void tx_reset(ferry_socket *s)
     s->tx_total = 0;
 }
 
+/* ferry_close in a forked child on a socket it inherited: the connections
+ * and the I/O thread are the parent's (a shutdown() here would cut the
+ * parent's connections, a lock here may have been held by the parent's
+ * I/O thread at fork() and never come free), so only the child's copies
+ * of the socket's own descriptors and mapping go; the rest of its memory
+ * is left, a copy of the parent's. */
+static int close_inherited(ferry_socket *s)
+{
+    if (s->wake)
+        munmap(s->wake, FY_WAKE_SIZE);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    if (s->event_fd >= 0)
+        close(s->event_fd);
+    return 0;
+}
+
 int ferry_close(ferry_socket *s)
 {
     if (s == NULL)
         return 0;
+    if (s->pid != (int)getpid())
+        return close_inherited(s);
     pthread_mutex_lock(&s->mtx);
     s->closing = 1;
     pthread_mutex_unlock(&s->mtx);

@@ -7,9 +7,38 @@
 #include "common.h"
 #include "unit/raw_shm.h"
 
+#include <stdatomic.h>
+
 #include <dirent.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/resource.h>
+
+/* getaddrinfo is wrapped (-Wl,--wrap): "slow.invalid" answers 127.0.0.1
+ * at once the first time (ferry_dial's own lookup), and later only once
+ * the test writes a byte to slow_gate: a resolver that hangs for as long
+ * as the test wants. */
+int __real_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                       struct addrinfo **res);
+int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                       struct addrinfo **res);
+static int slow_gate[2] = {-1, -1};
+static _Atomic int slow_lookups, slow_waiting;
+
+int __wrap_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                       struct addrinfo **res)
+{
+    if (node != NULL && strcmp(node, "slow.invalid") == 0) {
+        if (atomic_fetch_add(&slow_lookups, 1) > 0) {
+            atomic_store(&slow_waiting, 1);
+            char c;
+            ssize_t n = read(slow_gate[0], &c, 1);
+            (void)n;
+        }
+        node = "127.0.0.1";
+    }
+    return __real_getaddrinfo(node, service, hints, res);
+}
 
 #define NSOCK 1000
 
@@ -167,6 +196,96 @@ static void test_stalled_handshake_stalls_nobody(void **state)
     close(fake);
 }
 
+/* A tcp:// dialer's host name is looked up again before each redial; a
+ * resolver that hangs holds that dialer only, not the I/O thread. */
+static void test_slow_resolver_stalls_nobody(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe(slow_gate), 0);
+    /* a port nobody listens on yet: a listener made and closed */
+    ferry_socket *probe;
+    assert_int_equal(ferry_socket_open(&probe, FERRY_PULL), 0);
+    assert_int_equal(ferry_listen(probe, "tcp://127.0.0.1:0"), 0);
+    char ep[128], url[160];
+    ferry_socket_addr(probe, ep, sizeof ep);
+    const char *port = strrchr(ep, ':') + 1;
+    snprintf(url, sizeof url, "tcp://slow.invalid:%s", port);
+    ferry_close(probe);
+
+    ferry_socket *a;
+    assert_int_equal(ferry_socket_open(&a, FERRY_PUSH), 0);
+    ferry_setopt_int(a, FERRY_OPT_RECONNECT_IVL, 10);
+    assert_int_equal(ferry_dial(a, url), 0); /* refused: a redial, with a lookup, follows */
+    for (int i = 0; i < 1000 && !atomic_load(&slow_waiting); i++)
+        usleep(10000); /* polling for the redial's lookup to start */
+    assert_true(atomic_load(&slow_waiting));
+
+    /* the lookup hangs; the I/O thread serves a new connection meanwhile */
+    ferry_socket *rep, *req;
+    assert_int_equal(ferry_socket_open(&rep, FERRY_REP), 0);
+    assert_int_equal(ferry_socket_open(&req, FERRY_REQ), 0);
+    ferry_setopt_int(rep, FERRY_OPT_RCVTIMEO, 5000);
+    ferry_setopt_int(req, FERRY_OPT_RCVTIMEO, 5000);
+    assert_int_equal(ferry_listen(rep, "tcp://127.0.0.1:0"), 0);
+    char ep2[128];
+    ferry_socket_addr(rep, ep2, sizeof ep2);
+    assert_int_equal(ferry_dial(req, ep2), 0);
+    char buf[16];
+    size_t n;
+    assert_int_equal(ferry_send(req, "ping", 4, 0), 0);
+    assert_int_equal(ferry_recv(rep, buf, sizeof buf, &n, 0), 0);
+    assert_int_equal(ferry_send(rep, "pong", 4, 0), 0);
+    assert_int_equal(ferry_recv(req, buf, sizeof buf, &n, 0), 0);
+    ferry_close(req);
+    ferry_close(rep);
+
+    /* the lookup answers: the dialer reaches a listener on that port */
+    ferry_socket *pull;
+    assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_listen(pull, ep), 0);
+    ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 10000);
+    ssize_t w = write(slow_gate[1], "gggggggggg", 10); /* this lookup and a few more */
+    assert_int_equal(w, 10);
+    assert_int_equal(ferry_send(a, "resolved", 8, 0), 0);
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &n, 0), 0);
+    assert_memory_equal(buf, "resolved", 8);
+    ferry_close(a);
+    ferry_close(pull);
+    close(slow_gate[1]); /* lookups still to come answer at once (EOF) */
+}
+
+/* In a forked child, closing the sockets it inherited leaves the parent's
+ * connections alone. */
+static void test_child_closing_inherited_socket(void **state)
+{
+    (void)state;
+    char url[96];
+    t_url(url, sizeof url, "inherit");
+    ferry_socket *pull, *push;
+    assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_socket_open(&push, FERRY_PUSH), 0);
+    ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 5000);
+    assert_int_equal(ferry_listen(pull, url), 0);
+    assert_int_equal(ferry_dial(push, url), 0);
+    char buf[16];
+    size_t n;
+    assert_int_equal(ferry_send(push, "one", 3, 0), 0);
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &n, 0), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ferry_close(push);
+        ferry_close(pull);
+        _exit(0);
+    }
+    assert_int_equal(t_wait(pid), 0);
+    assert_int_equal(ferry_send(push, "two", 3, 0), 0);
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &n, 0), 0);
+    assert_memory_equal(buf, "two", 3);
+    ferry_close(push);
+    ferry_close(pull);
+}
+
 /* A child forked while the parent's I/O thread runs gets threads of its
  * own for its own sockets. */
 static void test_fork_child_gets_its_own_loop(void **state)
@@ -212,6 +331,8 @@ int main(void)
         cmocka_unit_test(test_thousand_sockets_one_thread),
         cmocka_unit_test(test_io_threads_option),
         cmocka_unit_test(test_stalled_handshake_stalls_nobody),
+        cmocka_unit_test(test_slow_resolver_stalls_nobody),
+        cmocka_unit_test(test_child_closing_inherited_socket),
         cmocka_unit_test(test_fork_child_gets_its_own_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -93,7 +93,10 @@ int shm_ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
 {
     struct iovec iov = {.iov_base = c, .iov_len = sizeof *c};
     union {
-        char buf[CMSG_SPACE(sizeof(int) * 8)];
+        /* room for 4 and no more: the kernel drops any beyond them
+         * itself (MSG_CTRUNC), without the close(2) that could wait on a
+         * peer's file system */
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
         struct cmsghdr align;
     } u;
     struct msghdr mh = {
@@ -115,7 +118,7 @@ int shm_ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
             if (*nfds < 4)
                 fds[(*nfds)++] = f;
             else
-                close(f);
+                fy_close_foreign(&f, 1);
         }
     }
     if (n == 0) {
@@ -129,8 +132,7 @@ int shm_ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds)
     int other = n >= 12 && memcmp(c->magic, "FERRYCTL", 8) == 0 && c->version != SHM_CTL_VERSION;
     if (other || n != (ssize_t)sizeof *c || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
         memcmp(c->magic, "FERRYCTL", 8) != 0) {
-        for (int i = 0; i < *nfds; i++)
-            close(fds[i]);
+        shm_close_fds(fds, *nfds);
         *nfds = 0;
         return other ? FERRY_EVERSION : FERRY_EPROTO;
     }
@@ -155,12 +157,7 @@ int shm_wait_readable(int fd, uint64_t deadline)
     }
 }
 
-void shm_close_fds(int *fds, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-}
+void shm_close_fds(int *fds, int n) { fy_close_foreign(fds, n); }
 
 struct fy_wake *shm_map_wake(int fd)
 {

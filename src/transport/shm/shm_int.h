@@ -172,6 +172,7 @@ void shm_refuse(int fd, ferry_socket *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Waits until fd is readable or the deadline (monotonic ns) passes. */
 int shm_wait_readable(int fd, uint64_t deadline);
+/* Closes descriptors a peer sent (fy_close_foreign: never waits on it). */
 void shm_close_fds(int *fds, int n);
 /* Maps a peer's wake block after checking its memfd; NULL if bad. */
 struct fy_wake *shm_map_wake(int fd);

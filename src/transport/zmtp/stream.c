@@ -81,10 +81,12 @@ static void on_timer(struct fy_timer *tm)
             next = min_nz(next, d->retry_at);
     }
     for (struct st_listener *l = t->listeners; l; l = l->next) {
-        if (l->paused) { /* a pause for want of descriptors is over */
-            l->paused = 0;
+        if (l->paused_until && now >= l->paused_until) { /* a pause for want of fds is over */
+            l->paused_until = 0;
             fy_io_mod(&l->io, FY_IO_IN);
         }
+        if (l->paused_until)
+            next = min_nz(next, l->paused_until);
     }
     /* Connections closed since the last run: nothing up any stack uses them
      * now (timers run between batches of events). */
@@ -155,9 +157,7 @@ static void teardown(void *arg)
     while (t->dialers) { /* first: their pipes may be freed just below */
         struct st_dialer *d = t->dialers;
         t->dialers = d->next;
-        if (d->pipe)
-            d->pipe->d = NULL;
-        free(d);
+        st_dialer_free(d);
     }
     while (t->conns) { /* what is left: close now (linger over, or none) */
         struct st_pipe *p = t->conns;

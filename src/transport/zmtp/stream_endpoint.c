@@ -192,8 +192,8 @@ static void accept_batch(struct st_tran *t, struct st_listener *l)
                 /* out of descriptors: stop listening for a moment rather
                  * than spin on a level-triggered event */
                 fy_io_mod(&l->io, 0);
-                l->paused = 1;
-                st_timer_at(t, fy_now_mono_ns() + 100000000u);
+                l->paused_until = fy_now_mono_ns() + 100000000u;
+                st_timer_at(t, l->paused_until);
             }
             return;
         }
@@ -252,26 +252,72 @@ void st_dialer_schedule(struct st_dialer *d, int first)
     st_timer_at(t, d->retry_at);
 }
 
-/* One connection attempt (I/O thread or ferry_dial, mtx held). A host
- * name is resolved again before each retry (its address may change), with
- * mtx released: a slow resolver must not stall the socket. The dialer
- * itself lives until the I/O thread has ended, so d stays valid. */
+/* A host name looked up again off the I/O thread (a slow resolver must
+ * stall no socket): the lookup runs on a thread of its own (loop.h), its
+ * result comes back to the loop. A dialer that goes meanwhile (its socket
+ * closes) leaves it orphaned (d NULL), and the result is dropped. */
+struct st_resolve {
+    struct fy_work w; /* first */
+    struct st_dialer *d;
+    char rest[256];
+    struct st_addr addr;
+    int rc;
+};
+
+static void resolve_work(struct fy_work *w)
+{
+    struct st_resolve *r = (struct st_resolve *)w;
+    r->rc = st_tcp_addr(r->rest, 0, &r->addr);
+}
+
+static void resolve_done(struct fy_work *w)
+{
+    struct st_resolve *r = (struct st_resolve *)w;
+    struct st_dialer *d = r->d;
+    if (d == NULL) { /* orphaned on this thread by the teardown */
+        free(r);
+        return;
+    }
+    struct st_tran *t = d->t;
+    pthread_mutex_lock(&t->s->mtx);
+    d->resolving = NULL;
+    if (r->rc == 0)
+        d->addr = r->addr; /* else: keep the last good address */
+    free(r);
+    st_dialer_try(t, d, 0);
+    pthread_mutex_unlock(&t->s->mtx);
+}
+
+void st_dialer_free(struct st_dialer *d)
+{
+    if (d->resolving != NULL)
+        d->resolving->d = NULL; /* resolve_done frees it */
+    if (d->pipe)
+        d->pipe->d = NULL;
+    free(d);
+}
+
+/* One connection attempt (I/O thread or ferry_dial, mtx held); resolve: a
+ * host name is looked up again first (its address may change), off the
+ * I/O thread, and the attempt follows when the answer is in. */
 void st_dialer_try(struct st_tran *t, struct st_dialer *d, int resolve)
 {
     d->retry_at = 0;
-    if (d->pipe == NULL || d->pipe->state != C_IDLE)
+    if (d->pipe == NULL || d->pipe->state != C_IDLE || d->resolving != NULL)
+        return;
+    if (t->closing && !d->pipe->lingering)
         return;
     if (resolve && !d->ipc && !d->numeric) {
-        struct st_addr a;
-        char rest[sizeof d->rest];
-        memcpy(rest, d->rest, sizeof rest);
-        pthread_mutex_unlock(&t->s->mtx);
-        int rc = st_tcp_addr(rest, 0, &a);
-        pthread_mutex_lock(&t->s->mtx);
-        if (rc == 0)
-            d->addr = a; /* else: keep the last good address */
-        if (d->pipe == NULL || d->pipe->state != C_IDLE || (t->closing && !d->pipe->lingering))
-            return;
+        struct st_resolve *r = calloc(1, sizeof *r);
+        if (r != NULL) {
+            r->d = d;
+            memcpy(r->rest, d->rest, sizeof r->rest);
+            if (fy_loop_offload(t->loop, &r->w, resolve_work, resolve_done) == 0) {
+                d->resolving = r;
+                return;
+            }
+            free(r);
+        } /* no thread for it: dial the last good address */
     }
     struct st_pipe *p = d->pipe;
     int fd = socket(d->addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -368,6 +414,7 @@ int st_dial(ferry_socket *s, const char *rest, int ipc)
         p->next = t->conns;
         t->conns = p;
         d->pipe = p;
+        d->t = t;
         d->backoff_ms = s->opt.reconnect_ms;
         d->next = t->dialers;
         t->dialers = d;

@@ -76,12 +76,13 @@ void st_addr_url(const struct st_addr *a, char *buf, size_t len);
 
 struct st_tran;
 struct st_pipe;
+struct st_resolve;
 
 struct st_listener {
     struct fy_io io; /* io.fd: the listening socket */
     struct st_tran *t;
-    int paused;      /* out of descriptors: not listening until the timer */
-    int unlink_path; /* ipc: remove the file at close if it is still ours */
+    uint64_t paused_until; /* out of descriptors: not listening until then (0: listening) */
+    int unlink_path;       /* ipc: remove the file at close if it is still ours */
     dev_t dev;
     ino_t ino;
     char path[108];
@@ -96,6 +97,8 @@ struct st_dialer {
     struct st_pipe *pipe; /* current pipe: pending or connected (a reference) */
     int backoff_ms;
     uint64_t retry_at; /* monotonic ns; 0: not waiting */
+    struct st_tran *t;
+    struct st_resolve *resolving; /* a lookup of the host in progress, or NULL */
     struct st_dialer *next;
 };
 
@@ -232,10 +235,13 @@ void st_poke(struct st_tran *t);
 
 int st_listen(ferry_socket *s, const char *rest, int ipc);
 int st_dial(ferry_socket *s, const char *rest, int ipc);
+/* The dialer leaves (teardown, I/O thread): a lookup in progress is
+ * orphaned, d freed. */
+void st_dialer_free(struct st_dialer *d);
 /* The next attempt after the backoff (first: without doubling it). */
 void st_dialer_schedule(struct st_dialer *d, int first);
-/* One connection attempt; resolve: look the host name up again first (mtx
- * released meanwhile). */
+/* One connection attempt; resolve: look the host name up again first (on
+ * a thread of its own; the attempt follows). */
 void st_dialer_try(struct st_tran *t, struct st_dialer *d, int resolve);
 /* A non-blocking connect() finished (or failed). */
 void st_on_connected(struct st_pipe *p);
