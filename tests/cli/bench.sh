@@ -44,6 +44,11 @@ if ctypes.util.find_library("zmq"):
 if ctypes.util.find_library("nng"):
     assert ("nng", "ipc", "reqrep") in have
 assert ("raw", "tcp", "stream") in have and ("raw", "pipe", "stream") in have
+for t in ("shm", "ipc", "tcp"):  # the router suite: DEALER/ROUTER against REQ/REP, the fan-in
+    dr = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "dealer_router")]
+    assert dr and dr[0]["ratio"] > 0 and dr[0]["baseline_reqrep_p50"] > 0, t
+    fi = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "router_fanin")]
+    assert fi and fi[0]["clients"] == 16 and fi[0]["value"] > 0, t
 PY
 python3 -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); assert d.getElementsByTagName('polyline')" "$T/b.svg" \
   && pass "--plot wrote an SVG with throughput lines" || fail "--plot SVG"

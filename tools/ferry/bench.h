@@ -14,12 +14,15 @@
 
 struct backend {
     const char *name;
-    void *(*open)(int type); /* FERRY_REQ, FERRY_REP, FERRY_PUSH, FERRY_PULL */
+    void *(*open)(int type); /* FERRY_REQ, _REP, _PUSH, _PULL, _DEALER, _ROUTER */
     int (*listen)(void *s, const char *url, char *ep, size_t len); /* ep: port resolved */
     int (*dial)(void *s, const char *url);
     int (*send)(void *s, const void *b, size_t n);
     int (*recv)(void *s, void *b, size_t cap);
     void (*close)(void *s);
+    /* multipart, for DEALER and ROUTER (NULL: the peer has no ROUTER) */
+    int (*send_part)(void *s, const void *b, size_t n, int more);
+    int (*recv_part)(void *s, void *b, size_t cap, size_t *n, int *more);
 };
 
 extern const struct backend bench_ferry, bench_zmq, bench_nng;

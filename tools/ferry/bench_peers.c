@@ -34,8 +34,22 @@ static int fb_recv(void *s, void *b, size_t cap)
     return ferry_recv(s, b, cap, &n, 0);
 }
 static void fb_close(void *s) { ferry_close(s); }
-const struct backend bench_ferry = {"ferry", fb_open, fb_listen, fb_dial,
-                                    fb_send, fb_recv, fb_close};
+
+static int fb_send_part(void *s, const void *b, size_t n, int more)
+{
+    return ferry_send(s, b, n, more ? FERRY_MORE : 0);
+}
+
+static int fb_recv_part(void *s, void *b, size_t cap, size_t *n, int *more)
+{
+    int64_t m = 0;
+    int rc = ferry_recv(s, b, cap, n, 0);
+    ferry_getopt_int(s, FERRY_OPT_RCVMORE, &m);
+    *more = (int)m;
+    return rc;
+}
+const struct backend bench_ferry = {"ferry", fb_open,  fb_listen,    fb_dial,     fb_send,
+                                    fb_recv, fb_close, fb_send_part, fb_recv_part};
 
 /* libzmq's ABI (zmq.h, stable since 4.0): the few calls and constants used */
 static struct {
@@ -56,6 +70,10 @@ enum {
     ZQ_REP = 4,
     ZQ_PULL = 7,
     ZQ_PUSH = 8,
+    ZQ_DEALER = 5,
+    ZQ_ROUTER = 6,
+    ZQ_SNDMORE = 2,
+    ZQ_RCVMORE = 13,
     ZQ_LINGER = 17,
     ZQ_SNDHWM = 23,
     ZQ_RCVHWM = 24,
@@ -103,10 +121,12 @@ int bench_zmq_load(void)
 
 static void *zb_open(int type)
 {
-    int t = type == FERRY_REQ    ? ZQ_REQ
-            : type == FERRY_REP  ? ZQ_REP
-            : type == FERRY_PUSH ? ZQ_PUSH
-                                 : ZQ_PULL;
+    int t = type == FERRY_REQ      ? ZQ_REQ
+            : type == FERRY_REP    ? ZQ_REP
+            : type == FERRY_PUSH   ? ZQ_PUSH
+            : type == FERRY_DEALER ? ZQ_DEALER
+            : type == FERRY_ROUTER ? ZQ_ROUTER
+                                   : ZQ_PULL;
     if (zq.ctx == NULL)
         zq.ctx = zq.ctx_new();
     void *s = zq.socket(zq.ctx, t);
@@ -134,8 +154,26 @@ static void zb_close(void *s)
         zq.ctx = NULL;
     }
 }
-const struct backend bench_zmq = {"libzmq", zb_open, zb_listen, zb_dial,
-                                  zb_send,  zb_recv, zb_close};
+static int zb_send_part(void *s, const void *b, size_t n, int more)
+{
+    return zq.send(s, b, n, more ? ZQ_SNDMORE : 0) < 0;
+}
+
+static int zb_recv_part(void *s, void *b, size_t cap, size_t *n, int *more)
+{
+    int got = zq.recv(s, b, cap, 0);
+    if (got < 0)
+        return 1;
+    *n = (size_t)got < cap ? (size_t)got : cap;
+    int m = 0;
+    size_t ml = sizeof m;
+    zq.getsockopt(s, ZQ_RCVMORE, &m, &ml);
+    *more = m;
+    return 0;
+}
+
+const struct backend bench_zmq = {"libzmq", zb_open,  zb_listen,    zb_dial,     zb_send,
+                                  zb_recv,  zb_close, zb_send_part, zb_recv_part};
 
 /* nng 1.x's ABI (nng.h): a socket and a listener are 32-bit ids passed by
  * value; the protocols open with nng_<proto>0_open. */
@@ -232,7 +270,8 @@ static void nb_close(void *s)
      * measurement's child starts nng afresh */
     nn.fini();
 }
-const struct backend bench_nng = {"nng", nb_open, nb_listen, nb_dial, nb_send, nb_recv, nb_close};
+const struct backend bench_nng = {"nng",   nb_open,  nb_listen, nb_dial, nb_send,
+                                  nb_recv, nb_close, NULL,      NULL};
 
 void bench_zmq_term(void)
 {
