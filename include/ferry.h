@@ -564,12 +564,14 @@ FERRY_API int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, in
  * room inside a peer's ring when the socket can tell which peer the next
  * message goes to (PAIR, PUSH), else ordinary memory (REQ and REP messages
  * carry ZeroMQ's envelope in front, so they are multipart and copied).
- * ferry_msg_send() sends it (ownership passes on success; on failure the
- * message is still yours). ferry_msg_recv() returns the next part; on
- * shm:// its data is read in place, in the ring, until ferry_msg_free().
- * Multipart messages, and parts larger than half the ring, arrive in
- * ordinary memory. At most one allocated, unsent message per socket at a
- * time: a second ferry_msg_alloc() gets ordinary memory. */
+ * ferry_msg_send() sends it, or a message received (forwarding it: the
+ * data is copied once); ownership passes on success, on failure the
+ * message is still yours. ferry_msg_recv() returns the next part; on
+ * shm:// its data is read in place, in the ring, until ferry_msg_free()
+ * (every part that fits one ring record, multipart messages included;
+ * parts larger than that arrive in ordinary memory). At most one
+ * allocated, unsent message per socket at a time: a second
+ * ferry_msg_alloc() gets ordinary memory. */
 FERRY_API int ferry_msg_alloc(ferry_socket *s, ferry_msg **m, size_t size);
 FERRY_API int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags);
 FERRY_API int ferry_msg_recv(ferry_socket *s, ferry_msg **m, int flags);

@@ -788,7 +788,7 @@ int ferry_msg_alloc(ferry_socket *s, ferry_msg **out, size_t size)
 
 int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
 {
-    if (s == NULL || m == NULL || m->kind == FY_MSG_INPLACE)
+    if (s == NULL || m == NULL)
         return FERRY_EINVAL;
     fy_err_clear();
     if (m->kind == FY_MSG_CLAIM && m->sock == s && !(flags & FERRY_MORE) && s->tx_nparts == 0) {
@@ -826,6 +826,8 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
         }
         return rc;
     }
+    /* heap, or received (in place in a ring: copied once, the ring's room
+     * given back at once): a proxy forwards what it received */
     int rc = ferry_send(s, m->data, m->size, flags);
     if (rc == 0)
         ferry_msg_free(m);

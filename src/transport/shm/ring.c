@@ -73,6 +73,14 @@ int fy_ring_free(struct fy_ring_writer *w, uint64_t *free)
     return rc;
 }
 
+int fy_ring_fits(struct fy_ring_writer *w, uint64_t total)
+{
+    if (w->cap - (w->tail - w->head_cache) >= total)
+        return 1;
+    int rc = ring_load_head(w);
+    return rc != 0 ? rc : w->cap - (w->tail - w->head_cache) >= total;
+}
+
 void *fy_ring_claim(struct fy_ring_writer *w, uint64_t len, int *err)
 {
     *err = 0;

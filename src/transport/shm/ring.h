@@ -142,6 +142,12 @@ void fy_ring_format(void *mem, uint64_t cap);
 void fy_ring_writer_init(struct fy_ring_writer *w, void *mem, uint64_t cap);
 void fy_ring_reader_init(struct fy_ring_reader *r, void *mem, uint64_t cap);
 
+/* 1 if total bytes (records and padding) fit now, 0 if not, < 0 when the
+ * head read is impossible. Checked against the head last read, which is
+ * read again only when they do not seem to fit: the reader's cache line
+ * is touched only when the ring looks full. */
+int fy_ring_fits(struct fy_ring_writer *w, uint64_t total);
+
 /* Claims room for a record of len payload bytes (len <= max record).
  * Returns a pointer to write the payload at, NULL when the ring is full
  * (the caller may wait and retry), and sets *err to FERRY_ECORRUPT when the

@@ -204,13 +204,15 @@ static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
         for (size_t i = 0; i < m->nparts; i++)
             cost += part_cost(sp, m->parts[i].len, &pos);
         /* Fits now: write it whole. Larger than the ring: stream it. */
-        uint64_t room;
-        if ((rc = fy_ring_free(&sp->w, &room)) != 0)
-            return fy_err(rc, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
-        if ((cost <= sp->w.cap || m->whole) && room < cost) {
-            if (!m->whole)
-                want_room(sp);
-            return 0;
+        if (cost <= sp->w.cap || m->whole) {
+            int fits = fy_ring_fits(&sp->w, cost);
+            if (fits < 0)
+                return fy_err(fits, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
+            if (!fits) {
+                if (!m->whole)
+                    want_room(sp);
+                return 0;
+            }
         }
         sp->tx_part = 0;
         sp->tx_off = 0;
@@ -344,6 +346,52 @@ static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
     return rc;
 }
 
+/* What a new part may bring: a part more (FY_MAX_PARTS, empty ones
+ * counted), len bytes more (MAXMSGSIZE). 0 or < 0. */
+static int rx_part_check(struct shm_pipe *sp, size_t len)
+{
+    if (sp->partial.nparts >= FY_MAX_PARTS)
+        return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
+                      sp->base.peer_pid, FY_MAX_PARTS);
+    sp->partial_total += len;
+    return sp->partial_total > sp->own_maxmsg ? FERRY_EMSGSIZE : 0;
+}
+
+/* Takes a record that is a whole part: in place (the ring keeps the bytes
+ * until the message is freed) while the ring has room for another
+ * outstanding record, else copied. last: it ends a message. */
+static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int last,
+                         ferry_msg **out, int *moved)
+{
+    struct fy_pipe *p = &sp->base;
+    if (rec->len > sp->own_maxmsg)
+        return FERRY_EMSGSIZE;
+    ferry_msg *msg = fy_msg_struct(p->sock);
+    if (msg == NULL)
+        return FERRY_ENOMEM;
+    int64_t tok = fy_ring_take(&sp->r, rec, 1, (uint32_t)last, moved);
+    if (tok >= 0) {
+        msg->kind = FY_MSG_INPLACE;
+        msg->data = (void *)rec->data;
+        msg->size = rec->len;
+        msg->pipe = p;
+        msg->token = tok;
+        msg->sock = p->sock;
+        fy_pipe_ref(p);
+        atomic_fetch_add_explicit(&p->sock->refs, 1, memory_order_relaxed);
+    } else {       /* too many outstanding in place: copy */
+        free(msg); /* (from the spare list or malloc: both plain heap) */
+        msg = fy_msg_heap(rec->len);
+        if (msg == NULL)
+            return FERRY_ENOMEM;
+        if (rec->len > 0)
+            memcpy(msg->data, rec->data, rec->len);
+        fy_ring_take(&sp->r, rec, 0, (uint32_t)last, moved);
+    }
+    *out = msg;
+    return 0;
+}
+
 static void rx_command(struct shm_pipe *sp, const struct fy_ring_rec *rec)
 {
     const unsigned char *d = rec->data;
@@ -402,38 +450,13 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             moved_any |= moved;
             continue;
         }
-        int single = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT)) && sp->partial.nparts == 0 &&
-                     sp->cur_len == 0;
-        if (single) {
-            if (rec.len > sp->own_maxmsg) {
-                rc = FERRY_EMSGSIZE;
+        int last = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT));
+        int whole = !(rec.flags & FY_RING_F_CONT) && sp->cur_len == 0; /* a part in one record */
+        if (whole && last && sp->partial.nparts == 0) {                /* a single-part message */
+            ferry_msg *msg = NULL;
+            rc = rx_take_whole(sp, &rec, 1, &msg, &moved);
+            if (rc < 0)
                 break;
-            }
-            ferry_msg *msg = fy_msg_struct(p->sock);
-            if (msg == NULL) {
-                rc = FERRY_ENOMEM;
-                break;
-            }
-            int64_t tok = fy_ring_take(&sp->r, &rec, 1, 1, &moved);
-            if (tok >= 0) { /* in place: the ring keeps the bytes */
-                msg->kind = FY_MSG_INPLACE;
-                msg->data = (void *)rec.data;
-                msg->size = rec.len;
-                msg->pipe = p;
-                msg->token = tok;
-                msg->sock = p->sock;
-                fy_pipe_ref(p);
-                atomic_fetch_add_explicit(&p->sock->refs, 1, memory_order_relaxed);
-            } else {       /* too many outstanding in place: copy */
-                free(msg); /* (from the spare list or malloc: both plain heap) */
-                msg = fy_msg_heap(rec.len);
-                if (msg == NULL) {
-                    rc = FERRY_ENOMEM;
-                    break;
-                }
-                memcpy(msg->data, rec.data, rec.len);
-                fy_ring_take(&sp->r, &rec, 0, 1, &moved);
-            }
             moved_any |= moved;
             memset(m, 0, sizeof *m);
             m->one = msg;
@@ -442,11 +465,20 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             rc = 1;
             break;
         }
-        rc = rx_append(sp, &rec);
+        if (whole) { /* a part of a multipart message, in place as well */
+            ferry_msg *msg = NULL;
+            rc = rx_part_check(sp, rec.len);
+            if (rc == 0)
+                rc = rx_take_whole(sp, &rec, last, &msg, &moved);
+            if (rc == 0 && (rc = rx_push_part(sp, msg)) != 0)
+                ferry_msg_free(msg); /* taken: its bytes are gone from the ring either way */
+        } else {
+            rc = rx_append(sp, &rec);
+            if (rc == 0)
+                fy_ring_take(&sp->r, &rec, 0, last, &moved);
+        }
         if (rc < 0)
             break;
-        int last = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT));
-        fy_ring_take(&sp->r, &rec, 0, last, &moved);
         moved_any |= moved;
         if (last) {
             *m = sp->partial;
