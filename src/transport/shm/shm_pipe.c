@@ -554,6 +554,11 @@ static int shm_send_cmd_try(struct fy_pipe *p, int cmd, const void *data, size_t
 static void shm_close(struct fy_pipe *p)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
+    /* A message still arriving can no longer complete. Its parts may be
+     * in place, each holding a reference on this pipe: dropped now (mtx is
+     * held, as their release needs), not at destroy, which they would
+     * keep from ever coming. */
+    rx_partial_drop(sp);
     struct shm_conn_hdr *h = sp->map;
     if (h != NULL)
         atomic_store_explicit(&h->closed[sp->side], 1, memory_order_relaxed);
