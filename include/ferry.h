@@ -468,10 +468,10 @@ enum ferry_option {
                                          PING, ms; -1 = HEARTBEAT_IVL (default)          */
     FERRY_OPT_HEARTBEAT_TTL = 23,     /* tcp/ipc: ms the peer may wait for our traffic
                                          before dropping us (sent in PINGs); 0 none       */
-    FERRY_OPT_BACKLOG = 24,           /* tcp/ipc: listen() backlog, and the most accepted
+    FERRY_OPT_BACKLOG = 24,           /* listen() backlog (tcp/ipc), and the most accepted
                                          connections in their handshake at once; 128      */
-    FERRY_OPT_MAX_CONNECTIONS = 25,   /* tcp/ipc: accepted connections at once; past it a
-                                         new one is closed at once and counted; 1024      */
+    FERRY_OPT_MAX_CONNECTIONS = 25,   /* accepted connections at once; past it a new one
+                                         is refused at once and counted (REFUSED); 1024   */
     FERRY_OPT_PARTIAL_MAX = 26,       /* tcp/ipc: bytes all connections together may hold
                                          in messages still arriving, beyond 256 KiB each;
                                          a connection past it is dropped; 256 MiB          */

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 
 #include "transport/shm/shm_int.h"
+#include "unit/raw_shm.h"
 
 static uint64_t cpu_ms(void)
 {
@@ -90,10 +91,75 @@ static void test_emfile_pauses(void **state)
     t_pipe_close(&down);
 }
 
+static int64_t opt_of(ferry_socket *s, int opt)
+{
+    int64_t v = -1;
+    ferry_getopt_int(s, opt, &v);
+    return v;
+}
+
+/* The listener's limits, as on tcp:// and ipc://: FERRY_OPT_BACKLOG
+ * handshakes in progress, FERRY_OPT_MAX_CONNECTIONS accepted connections;
+ * past them a dialer is refused, told why, counted, and retries. */
+static void test_connection_limits(void **state)
+{
+    (void)state;
+    char name[64], url[96];
+    t_name(name, sizeof name, "limits");
+    snprintf(url, sizeof url, "shm://%s", name);
+    ferry_socket *pull;
+    assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_MAX_CONNECTIONS, 2), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_BACKLOG, 1), 0);
+    ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 10000);
+    assert_int_equal(ferry_listen(pull, url), 0);
+
+    /* a dialer that never says HELLO holds the one handshake slot */
+    struct shm_ctl c;
+    int h1 = raw_shm_connect(name), h2 = raw_shm_connect(name);
+    assert_true(h1 >= 0 && h2 >= 0);
+    assert_int_equal(raw_shm_read(h1, &c), (ssize_t)sizeof c);
+    assert_int_equal(c.op, SHM_OP_WELCOME);
+    assert_int_equal(raw_shm_read(h2, &c), (ssize_t)sizeof c);
+    assert_int_equal(c.op, SHM_OP_REFUSE);
+    assert_non_null(strstr(c.text, "FERRY_OPT_BACKLOG"));
+    assert_int_equal(opt_of(pull, FERRY_OPT_REFUSED), 1);
+    close(h1);
+    close(h2);
+
+    /* two connections in; a third refused until one of them leaves */
+    ferry_socket *push[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ferry_socket_open(&push[i], FERRY_PUSH), 0);
+        ferry_setopt_int(push[i], FERRY_OPT_RECONNECT_IVL, 20);
+        ferry_setopt_int(push[i], FERRY_OPT_RECONNECT_IVL_MAX, 100);
+    }
+    assert_int_equal(ferry_dial(push[0], url), 0);
+    assert_int_equal(ferry_dial(push[1], url), 0);
+    assert_int_equal(ferry_wait_peers(pull, 2, 10000), 0);
+    assert_int_equal(ferry_dial(push[2], url), 0); /* refused for now: it retries */
+    assert_int_equal(ferry_wait_peers(push[2], 1, 300), FERRY_ETIMEDOUT);
+    assert_true(opt_of(pull, FERRY_OPT_REFUSED) >= 2);
+    char why[256];
+    ferry_socket_drop_reason(pull, why, sizeof why);
+    assert_non_null(strstr(why, "too many connections"));
+    ferry_close(push[0]);
+    assert_int_equal(ferry_wait_peers(push[2], 1, 10000), 0);
+    assert_int_equal(ferry_send(push[2], "in", 2, 0), 0);
+    char buf[8];
+    size_t n;
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &n, 0), 0);
+    assert_memory_equal(buf, "in", 2);
+    ferry_close(push[1]);
+    ferry_close(push[2]);
+    ferry_close(pull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_emfile_pauses),
+        cmocka_unit_test(test_connection_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -369,6 +369,38 @@ static uint64_t listeners_resume(struct shm_tran *t, uint64_t now)
 
 static void on_pending(struct fy_io *io, uint32_t events);
 
+/* The socket's limits on what dialers can make it hold, as on tcp:// and
+ * ipc://: FERRY_OPT_MAX_CONNECTIONS accepted connections, FERRY_OPT_BACKLOG
+ * handshakes in progress. Past either, the dialer is told why and keeps
+ * retrying (FERRY_ECONNREFUSED), and the refusal is counted in
+ * FERRY_OPT_REFUSED. 1 if refused (fd closed). lk held. */
+static int over_limits(struct shm_tran *t, int fd)
+{
+    ferry_socket *s = t->s;
+    int conns = 0, shaking = 0;
+    for (size_t i = 0; i < t->nwatched; i++)
+        conns += t->watched[i]->side == 1;
+    for (struct shm_pending *p = t->pendings; p; p = p->next)
+        shaking++;
+    char why[96];
+    if (conns >= s->opt.max_conns)
+        snprintf(why, sizeof why, "too many connections (%d, FERRY_OPT_MAX_CONNECTIONS)", conns);
+    else if (shaking >= s->opt.backlog)
+        snprintf(why, sizeof why, "too many handshakes in progress (%d, FERRY_OPT_BACKLOG)",
+                 shaking);
+    else
+        return 0;
+    char line[160];
+    snprintf(line, sizeof line, "accepted connection refused: %s", why);
+    pthread_mutex_lock(&s->mtx); /* counted before the dialer can hear of it */
+    s->refused++;
+    fy_sock_note(s, 0, line);
+    pthread_mutex_unlock(&s->mtx);
+    shm_refuse(fd, s, FERRY_ECONNREFUSED, "%s", why);
+    close(fd);
+    return 1;
+}
+
 /* One accepted connection: its uid, then WELCOME with our wake block and a
  * wake-up sender of its own, then it waits for HELLO. 0, or < 0 when the
  * listener must pause (out of descriptors). lk held. */
@@ -391,6 +423,8 @@ static int accept_one(struct shm_tran *t, struct shm_listener *l)
         close(fd);
         return 0;
     }
+    if (over_limits(t, fd))
+        return 0;
     struct shm_ctl c;
     shm_ctl_init(&c, SHM_OP_WELCOME, s);
     int efd = fy_sock_event_sender(s);
