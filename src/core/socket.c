@@ -482,7 +482,7 @@ static void tx_reset(ferry_socket *s)
  * I/O thread at fork() and never come free), so only the child's copies
  * of the socket's own descriptors and mapping go; the rest of its memory
  * is left, a copy of the parent's. */
-static int close_inherited(ferry_socket *s)
+static void release_own_fds(ferry_socket *s)
 {
     if (s->wake)
         munmap(s->wake, FY_WAKE_SIZE);
@@ -490,6 +490,11 @@ static int close_inherited(ferry_socket *s)
         close(s->wake_fd);
     if (s->event_fd >= 0)
         close(s->event_fd);
+}
+
+static int close_inherited(ferry_socket *s)
+{
+    release_own_fds(s);
     return 0;
 }
 
@@ -525,12 +530,7 @@ int ferry_close(ferry_socket *s)
     free(s->tx_bufs);
     free(s->pipes);
     free(s->proto_state);
-    if (s->wake)
-        munmap(s->wake, FY_WAKE_SIZE);
-    if (s->wake_fd >= 0)
-        close(s->wake_fd);
-    if (s->event_fd >= 0)
-        close(s->event_fd);
+    release_own_fds(s);
     fy_sock_unref(s);
     return 0;
 }

@@ -148,6 +148,32 @@ static void test_io_threads_option(void **state)
     unsetenv("FERRY_IO_THREADS");
 }
 
+/* A new tcp:// connection made and n REQ/REP round trips over it: the I/O
+ * thread serves them (they time out after 5 s if it is stuck). */
+static void tcp_round_trips(int n)
+{
+    ferry_socket *rep, *req;
+    assert_int_equal(ferry_socket_open(&rep, FERRY_REP), 0);
+    assert_int_equal(ferry_socket_open(&req, FERRY_REQ), 0);
+    ferry_setopt_int(rep, FERRY_OPT_RCVTIMEO, 5000);
+    ferry_setopt_int(req, FERRY_OPT_RCVTIMEO, 5000);
+    assert_int_equal(ferry_listen(rep, "tcp://127.0.0.1:0"), 0);
+    char ep[128];
+    ferry_socket_addr(rep, ep, sizeof ep);
+    assert_int_equal(ferry_dial(req, ep), 0);
+    for (int i = 0; i < n; i++) {
+        char buf[16];
+        size_t len;
+        assert_int_equal(ferry_send(req, "ping", 4, 0), 0);
+        assert_int_equal(ferry_recv(rep, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(ferry_send(rep, "pong", 4, 0), 0);
+        assert_int_equal(ferry_recv(req, buf, sizeof buf, &len, 0), 0);
+        assert_memory_equal(buf, "pong", 4);
+    }
+    ferry_close(req);
+    ferry_close(rep);
+}
+
 /* A socket's redial meets a listener that accepts and never answers: the
  * handshake waits on the loop, and the loop serves the other sockets
  * meanwhile (a connection made, messages both ways). */
@@ -169,27 +195,7 @@ static void test_stalled_handshake_stalls_nobody(void **state)
     int conn = accept4(fake, NULL, NULL, SOCK_CLOEXEC);
     assert_true(conn >= 0); /* a's redial is in, waiting for a WELCOME */
 
-    /* meanwhile, on the same I/O thread: a new connection and messages */
-    ferry_socket *rep, *req;
-    assert_int_equal(ferry_socket_open(&rep, FERRY_REP), 0);
-    assert_int_equal(ferry_socket_open(&req, FERRY_REQ), 0);
-    ferry_setopt_int(rep, FERRY_OPT_RCVTIMEO, 5000);
-    ferry_setopt_int(req, FERRY_OPT_RCVTIMEO, 5000);
-    assert_int_equal(ferry_listen(rep, "tcp://127.0.0.1:0"), 0);
-    char ep[128];
-    ferry_socket_addr(rep, ep, sizeof ep);
-    assert_int_equal(ferry_dial(req, ep), 0);
-    for (int i = 0; i < 10; i++) {
-        char buf[16];
-        size_t n;
-        assert_int_equal(ferry_send(req, "ping", 4, 0), 0);
-        assert_int_equal(ferry_recv(rep, buf, sizeof buf, &n, 0), 0);
-        assert_int_equal(ferry_send(rep, "pong", 4, 0), 0);
-        assert_int_equal(ferry_recv(req, buf, sizeof buf, &n, 0), 0);
-        assert_memory_equal(buf, "pong", 4);
-    }
-    ferry_close(req);
-    ferry_close(rep);
+    tcp_round_trips(10); /* meanwhile, on the same I/O thread */
     /* closing a socket whose handshake is in progress does not wait for it */
     ferry_close(a);
     close(conn);
@@ -220,24 +226,9 @@ static void test_slow_resolver_stalls_nobody(void **state)
         usleep(10000); /* polling for the redial's lookup to start */
     assert_true(atomic_load(&slow_waiting));
 
-    /* the lookup hangs; the I/O thread serves a new connection meanwhile */
-    ferry_socket *rep, *req;
-    assert_int_equal(ferry_socket_open(&rep, FERRY_REP), 0);
-    assert_int_equal(ferry_socket_open(&req, FERRY_REQ), 0);
-    ferry_setopt_int(rep, FERRY_OPT_RCVTIMEO, 5000);
-    ferry_setopt_int(req, FERRY_OPT_RCVTIMEO, 5000);
-    assert_int_equal(ferry_listen(rep, "tcp://127.0.0.1:0"), 0);
-    char ep2[128];
-    ferry_socket_addr(rep, ep2, sizeof ep2);
-    assert_int_equal(ferry_dial(req, ep2), 0);
+    tcp_round_trips(1); /* the lookup hangs; the I/O thread serves others */
     char buf[16];
     size_t n;
-    assert_int_equal(ferry_send(req, "ping", 4, 0), 0);
-    assert_int_equal(ferry_recv(rep, buf, sizeof buf, &n, 0), 0);
-    assert_int_equal(ferry_send(rep, "pong", 4, 0), 0);
-    assert_int_equal(ferry_recv(req, buf, sizeof buf, &n, 0), 0);
-    ferry_close(req);
-    ferry_close(rep);
 
     /* the lookup answers: the dialer reaches a listener on that port */
     ferry_socket *pull;
