@@ -5,10 +5,11 @@
  * Threads and locks. Each socket has one mutex, `mtx`. Every user call
  * takes it for short, non-blocking steps and never sleeps holding it: a
  * call that must wait releases it and sleeps on the socket's wake word
- * (fy_wake, below). Each socket also has one I/O thread (transport
- * listeners, dialers, connection liveness) that takes `mtx` to add or
- * retire pipes. So every public call on a socket is thread-safe, and a
- * socket's send and recv may block in two threads at once.
+ * (fy_wake, below). The transports' background work (listeners, dialers,
+ * connection liveness) runs on the process's I/O thread (loop.h), whose
+ * callbacks take `mtx` to add or retire pipes. So every public call on a
+ * socket is thread-safe, and a socket's send and recv may block in two
+ * threads at once.
  *
  * Pipes. A pipe is one connection to one peer, whatever the transport.
  * The protocol decides which pipe a message goes to or comes from; the
@@ -342,7 +343,7 @@ struct ferry_socket {
     int closing;
 
     struct fy_loop *loop;  /* the I/O thread its transports run on, once one needs it */
-    void *shm_tran;        /* shm:// transport state (listeners, dialers, I/O thread) */
+    void *shm_tran;        /* shm:// transport state (listeners, dialers, watches) */
     void *stream_tran;     /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
     char endpoint[160];    /* the last endpoint bound, ports resolved */
     char drop_reason[200]; /* why the last connection was dropped */
