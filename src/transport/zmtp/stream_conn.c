@@ -193,13 +193,16 @@ void st_conn_flush(struct st_pipe *p)
 /* A write failed. Writes happen inside pipe ops, while a protocol walks the
  * socket's pipes, so the pipe must not leave the socket here: shut the
  * socket down instead, and the I/O thread, which then reads EOF or the
- * error, tears the connection down. */
+ * error, tears the connection down. When the peer is gone (EPIPE,
+ * ECONNRESET) only our sending side is shut: what it sent before it went
+ * is still read first, and that may be the ERROR that says why it closed
+ * on us (a refusal), which the user should see rather than "broken pipe". */
 void st_conn_fail_later(struct st_pipe *p, int err)
 {
     if (p->werr == 0)
         p->werr = err;
     if (p->fd >= 0)
-        shutdown(p->fd, SHUT_RDWR);
+        shutdown(p->fd, err == EPIPE || err == ECONNRESET ? SHUT_WR : SHUT_RDWR);
     st_poke(p->t);
 }
 
@@ -447,6 +450,13 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
                                                               : s->opt.heartbeat_ivl) *
                      1000000u;
     *next = UINT64_MAX;
+    if (p->werr && p->fd >= 0 && p->state != C_CLOSED) {
+        /* a write failed (st_conn_fail_later): read what the peer sent
+         * before it went, then the connection ends */
+        st_conn_read(p, FY_IO_IN);
+        if (p->fd < 0 || p->state == C_CLOSED)
+            return -1;
+    }
     if (p->state == C_CONNECTING || p->state == C_HANDSHAKE) {
         if (now >= p->hs_deadline) {
             st_conn_broken(p, p->state == C_HANDSHAKE, "%s timed out after %d ms",

@@ -364,6 +364,8 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
         if (n < 0) {
             if (errno != EAGAIN)
                 st_conn_broken(p, 0, "read: %s", strerror(p->werr ? p->werr : errno));
+            else if (p->werr) /* what the gone peer sent is read: over */
+                st_conn_broken(p, 0, "write: %s", strerror(p->werr));
             break;
         }
         if (n == 0) {
