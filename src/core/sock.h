@@ -77,7 +77,7 @@ struct fy_txmsg {
 
 /* ferry_msg: one part of a message, owned by the user between recv and
  * free (or alloc and send). */
-enum { FY_MSG_HEAP, FY_MSG_CLAIM, FY_MSG_INPLACE };
+enum { FY_MSG_HEAP, FY_MSG_CLAIM, FY_MSG_INPLACE, FY_MSG_EMPTY };
 struct ferry_msg {
     void *data;
     size_t size;
@@ -85,16 +85,25 @@ struct ferry_msg {
     int more;             /* received: more parts follow      */
     struct fy_pipe *pipe; /* CLAIM, INPLACE: holds a reference */
     int64_t token;        /* INPLACE: ring release token       */
-    ferry_socket *sock;   /* CLAIM: the socket it was allocated on */
+    ferry_socket *sock;   /* CLAIM: the socket it was allocated on;
+                             INPLACE: holds a reference on it;
+                             EMPTY: whose spare list may take the struct
+                             back (no reference: used only under its mtx) */
     size_t cap;           /* CLAIM: room claimed               */
 };
 
-/* A received message: its parts, in order, delivered one per recv. */
+/* A received message: its parts, in order, delivered one per recv. The
+ * first FY_RX_FEW part pointers live in the struct (a REQ's reply, a
+ * ROUTER's id, delimiter and body need no allocation); more go to the
+ * heap. parts points into the struct, so move one with fy_rxmsg_move(),
+ * never by assignment. */
+#define FY_RX_FEW 4
 struct fy_rxmsg {
-    ferry_msg **parts; /* &one for a single part, else heap */
+    ferry_msg **parts; /* few, or a heap array of cap entries */
     size_t nparts, next;
+    size_t cap; /* 0 while parts is few */
     struct fy_pipe *from;
-    ferry_msg *one;
+    ferry_msg *few[FY_RX_FEW];
 };
 
 /* Transport-side operations on a pipe. All are called with the socket's
@@ -107,6 +116,9 @@ struct fy_rxmsg {
  *  recv     the next whole message: 1 and *m filled, 0 none yet, < 0
  *           broken (FERRY_ECORRUPT, FERRY_ECONNRESET, FERRY_EMSGSIZE).
  *           check: confirm "none" thoroughly (the caller will sleep).
+ *  readable 0 when recv would surely find nothing now: a cheap look (no
+ *           side effects) before a call that would cost more. 1 is only
+ *           "maybe". NULL: always maybe.
  *  release  gives back an in-place message's token.
  *  send_cmd sends a control command (subscribe: 1, unsubscribe: 0).
  *  writable 1 if a message of len bytes would fit now.
@@ -122,6 +134,7 @@ struct fy_pipe_ops {
     int (*commit)(struct fy_pipe *p, size_t size);
     void (*unclaim)(struct fy_pipe *p);
     int (*recv)(struct fy_pipe *p, struct fy_rxmsg *m, int check);
+    int (*readable)(struct fy_pipe *p);
     void (*release)(struct fy_pipe *p, int64_t token);
     int (*send_cmd)(struct fy_pipe *p, int cmd, const void *data, size_t len);
     int (*writable)(struct fy_pipe *p, size_t len);
@@ -359,6 +372,12 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
  * mtx held. */
 int fy_sock_pipe_start_locked(ferry_socket *s, struct fy_pipe *p);
 
+/* A pipe's send or recv failed with rc (< 0): its peer is gone
+ * (FERRY_ECONNRESET) or broke the rules (anything else: counted in
+ * FERRY_OPT_ERRORS, the transport's ferry_errdetail() kept as the drop
+ * reason). Either way the pipe leaves the socket. mtx held. */
+void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc);
+
 /* Marks a pipe dead (the peer went away); takes mtx; wakes waiters. The
  * pipe leaves the socket once the protocol has drained it. */
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
@@ -410,6 +429,28 @@ void fy_sock_wake(ferry_socket *s);
 /* Frees a received message's parts; the socket's mtx must be held. */
 void fy_rxmsg_clear(struct fy_rxmsg *m);
 
+/* Makes m a message of the one part f. */
+void fy_rxmsg_one(struct fy_rxmsg *m, ferry_msg *f);
+
+/* Appends a part (m zeroed or built by these functions). 0 or
+ * FERRY_ENOMEM (then f is not m's). */
+int fy_rxmsg_push_slow(struct fy_rxmsg *m, ferry_msg *f);
+static inline int fy_rxmsg_push(struct fy_rxmsg *m, ferry_msg *f)
+{
+    if (m->parts == NULL)
+        m->parts = m->few;
+    if (m->parts != m->few || m->nparts == FY_RX_FEW)
+        return fy_rxmsg_push_slow(m, f);
+    m->parts[m->nparts++] = f;
+    return 0;
+}
+
+/* Puts f before the next part to be delivered. 0 or FERRY_ENOMEM. */
+int fy_rxmsg_prepend(struct fy_rxmsg *m, ferry_msg *f);
+
+/* Moves src's parts to dst (whose own are not freed) and zeroes src. */
+void fy_rxmsg_move(struct fy_rxmsg *dst, struct fy_rxmsg *src);
+
 /* Frees the next n parts of a received message (a protocol strips what is
  * not for the user: an envelope); the user receives from the part after
  * them. mtx held. */
@@ -417,6 +458,11 @@ void fy_rxmsg_strip(struct fy_rxmsg *m, size_t n);
 
 /* Heap message of size bytes. */
 ferry_msg *fy_msg_heap(size_t size);
+
+/* A received empty part: no bytes, no reference on anything (an
+ * envelope's delimiter costs no ring record held and no atomics); the
+ * struct comes from and goes back to s's spare list. mtx held. */
+ferry_msg *fy_msg_empty(ferry_socket *s);
 
 /* A zeroed message struct without data (for in-place messages), from the
  * socket's free list when it has one; mtx held. */

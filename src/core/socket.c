@@ -171,6 +171,15 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
     }
 }
 
+void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc)
+{
+    if (rc != FERRY_ECONNRESET) {
+        const char *why = ferry_errdetail();
+        fy_sock_note(s, 1, why[0] ? why : ferry_strerror(rc));
+    }
+    fy_sock_remove_pipe(s, p);
+}
+
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p)
 {
     pthread_mutex_lock(&s->mtx);
@@ -229,6 +238,18 @@ ferry_msg *fy_msg_struct(ferry_socket *s)
     return m;
 }
 
+ferry_msg *fy_msg_empty(ferry_socket *s)
+{
+    static const unsigned char nothing[1];
+    ferry_msg *m = fy_msg_struct(s);
+    if (m != NULL) {
+        m->kind = FY_MSG_EMPTY;
+        m->data = (void *)nothing; /* never written: its size is 0 */
+        m->sock = s;
+    }
+    return m;
+}
+
 /* Keeps an in-place message's struct for reuse; mtx held. */
 static int msg_recycle(ferry_socket *s, ferry_msg *m)
 {
@@ -245,6 +266,11 @@ static void msg_free(ferry_msg *m, int locked)
 {
     if (m == NULL)
         return;
+    if (m->kind == FY_MSG_EMPTY) {
+        if (!locked || !msg_recycle(m->sock, m))
+            free(m);
+        return;
+    }
     if (m->kind == FY_MSG_INPLACE && m->pipe != NULL) {
         /* the fast path of a zero-copy receive: one hold of the lock. The
          * message holds a reference on its socket, which stays valid even
@@ -286,9 +312,68 @@ void fy_rxmsg_clear(struct fy_rxmsg *m)
 {
     for (size_t i = m->next; i < m->nparts; i++)
         msg_free(m->parts[i], 1);
-    if (m->parts != &m->one)
+    if (m->parts != m->few)
         free(m->parts);
     memset(m, 0, sizeof *m);
+}
+
+void fy_rxmsg_one(struct fy_rxmsg *m, ferry_msg *f)
+{
+    memset(m, 0, sizeof *m);
+    m->few[0] = f;
+    m->parts = m->few;
+    m->nparts = 1;
+}
+
+/* Room for one part more; the array grows geometrically, so a message of
+ * many parts costs linear time. */
+static int rxmsg_room(struct fy_rxmsg *m)
+{
+    if (m->parts == NULL)
+        m->parts = m->few;
+    size_t have = m->parts == m->few ? FY_RX_FEW : m->cap;
+    if (m->nparts < have)
+        return 0;
+    size_t cap = have * 2;
+    ferry_msg **v =
+        m->parts == m->few ? malloc(cap * sizeof *v) : realloc(m->parts, cap * sizeof *v);
+    if (v == NULL)
+        return FERRY_ENOMEM;
+    if (m->parts == m->few)
+        memcpy(v, m->few, m->nparts * sizeof *v);
+    m->parts = v;
+    m->cap = cap;
+    return 0;
+}
+
+int fy_rxmsg_push_slow(struct fy_rxmsg *m, ferry_msg *f)
+{
+    if (rxmsg_room(m) != 0)
+        return FERRY_ENOMEM;
+    m->parts[m->nparts++] = f;
+    return 0;
+}
+
+int fy_rxmsg_prepend(struct fy_rxmsg *m, ferry_msg *f)
+{
+    if (m->next > 0) { /* a stripped part's slot */
+        m->parts[--m->next] = f;
+        return 0;
+    }
+    if (rxmsg_room(m) != 0)
+        return FERRY_ENOMEM;
+    memmove(m->parts + 1, m->parts, m->nparts * sizeof *m->parts);
+    m->parts[0] = f;
+    m->nparts++;
+    return 0;
+}
+
+void fy_rxmsg_move(struct fy_rxmsg *dst, struct fy_rxmsg *src)
+{
+    *dst = *src;
+    if (src->parts == src->few)
+        dst->parts = dst->few;
+    memset(src, 0, sizeof *src);
 }
 
 void fy_rxmsg_strip(struct fy_rxmsg *m, size_t n)

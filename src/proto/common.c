@@ -98,9 +98,7 @@ int fy_rr_send(ferry_socket *s, const struct fy_txmsg *m, size_t *cursor, struct
         if (rc == FERRY_EMSGSIZE) {
             too_big = 1;
         } else if (rc < 0) {
-            if (rc != FERRY_ECONNRESET)
-                s->errors++;
-            fy_sock_remove_pipe(s, p);
+            fy_sock_pipe_failed(s, p, rc);
             k--; /* the array shifted */
             n--;
         }
@@ -131,9 +129,7 @@ int fy_fq_recv(ferry_socket *s, struct fy_rxmsg *m, size_t *cursor, int check)
             return 1;
         }
         if (rc < 0) {
-            if (rc != FERRY_ECONNRESET)
-                s->errors++; /* bad input: the detail is in ferry_errdetail() */
-            fy_sock_remove_pipe(s, p);
+            fy_sock_pipe_failed(s, p, rc);
             k--;
             n--;
         }

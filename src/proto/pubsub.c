@@ -123,9 +123,8 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m)
         int rc;
         while ((rc = p->ops->recv(p, &junk, 0)) == 1)
             fy_rxmsg_clear(&junk);
-        if (rc < 0) { /* garbage from a subscriber: drop it */
-            s->errors++;
-            fy_sock_remove_pipe(s, p);
+        if (rc < 0) { /* garbage from a subscriber, or it left */
+            fy_sock_pipe_failed(s, p, rc);
             i--;
         }
     }

@@ -51,10 +51,11 @@ struct req_state {
  * request (at most REP_MAX_HOPS frames of at most MAXMSGSIZE in all). */
 struct rep_state {
     size_t cursor;
-    int replying;           /* a request was received, the reply is due */
-    struct fy_pipe *source; /* its peer (a reference) */
-    unsigned char *env;     /* the envelope's bytes, back to back */
-    struct fy_part *parts;  /* the envelope's frames, then the reply's parts */
+    int replying;              /* a request was received, the reply is due */
+    struct fy_pipe *source;    /* its peer (a reference) */
+    unsigned char *env;        /* the envelope's bytes, back to back: */
+    unsigned char env_few[64]; /* here when they fit (a REQ's: none) */
+    struct fy_part *parts;     /* the envelope's frames, then the reply's parts */
     size_t nenv, parts_cap;
 };
 
@@ -121,7 +122,9 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
     for (size_t i = 0; i < s->npipes; i++) {
         struct fy_pipe *p = s->pipes[i];
         struct fy_rxmsg junk = {0};
-        for (int k = 0; k < RR_DROP_BUDGET && !p->dead && p->ops->recv(p, &junk, 0) == 1; k++) {
+        int maybe = p->ops->readable == NULL || p->ops->readable(p);
+        for (int k = 0; maybe && k < RR_DROP_BUDGET && !p->dead && p->ops->recv(p, &junk, 0) == 1;
+             k++) {
             fy_rxmsg_clear(&junk);
             s->errors++;
         }
@@ -199,7 +202,7 @@ static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
         return 0;
     /* The peer died (or broke) before replying. */
     if (in)
-        fy_sock_remove_pipe(s, p);
+        fy_sock_pipe_failed(s, p, rc);
     if (st->copy != NULL) {
         struct fy_txmsg again = {.parts = st->parts, .nparts = st->nparts};
         for (size_t i = 0; i < st->nparts; i++)
@@ -233,7 +236,8 @@ static void rep_forget(struct rep_state *st)
         fy_pipe_unref(st->source);
     st->source = NULL;
     st->replying = 0;
-    free(st->env);
+    if (st->env != st->env_few)
+        free(st->env);
     st->env = NULL;
     st->nenv = 0;
 }
@@ -278,8 +282,10 @@ static int rep_keep_env(struct rep_state *st, struct fy_rxmsg *m, size_t n)
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += m->parts[m->next + i]->size;
-    if (parts_room(&st->parts, &st->parts_cap, n + 1) != 0 ||
-        (st->env = malloc(bytes ? bytes : 1)) == NULL)
+    if (parts_room(&st->parts, &st->parts_cap, n + 1) != 0)
+        return FERRY_ENOMEM;
+    st->env = bytes <= sizeof st->env_few ? st->env_few : malloc(bytes);
+    if (st->env == NULL)
         return FERRY_ENOMEM;
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {

@@ -149,9 +149,7 @@ static int router_send(ferry_socket *s, const struct fy_txmsg *m)
     if (rc == FERRY_EMSGSIZE)
         return fy_err(rc, "router send: message larger than the peer accepts");
     if (rc < 0) {
-        if (rc != FERRY_ECONNRESET)
-            s->errors++;
-        fy_sock_remove_pipe(s, p);
+        fy_sock_pipe_failed(s, p, rc);
         if (st->mandatory)
             return fy_err(FERRY_EHOSTUNREACH, "router send: the peer is gone");
     }
@@ -169,23 +167,13 @@ static int router_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
     struct router_pipe *rp = m->from->proto_data;
     if (!rp->started)
         router_generate(s, st, rp);
-    size_t n = m->nparts - m->next;
-    ferry_msg **v = malloc((n + 1) * sizeof *v);
     ferry_msg *idm = fy_msg_heap(rp->len);
-    if (v == NULL || idm == NULL) {
-        free(v);
+    if (idm == NULL || fy_rxmsg_prepend(m, idm) != 0) {
         free(idm);
         fy_rxmsg_clear(m);
         return fy_err(FERRY_ENOMEM, "router recv");
     }
     memcpy(idm->data, rp->id, rp->len);
-    v[0] = idm;
-    memcpy(v + 1, m->parts + m->next, n * sizeof *v);
-    if (m->parts != &m->one)
-        free(m->parts);
-    m->parts = v;
-    m->nparts = n + 1;
-    m->next = 0;
     return 1;
 }
 

@@ -73,26 +73,22 @@ static int q_push(struct xpub_state *st, struct fy_rxmsg *m)
         if (v == NULL)
             return -1;
         for (size_t i = 0; i < st->qn; i++)
-            v[i] = st->q[(st->qhead + i) % st->qcap];
+            fy_rxmsg_move(&v[i], &st->q[(st->qhead + i) % st->qcap]);
         free(st->q);
         st->q = v;
         st->qcap = cap;
         st->qhead = 0;
     }
     struct fy_rxmsg *slot = &st->q[(st->qhead + st->qn) % st->qcap];
-    *slot = *m;
-    if (m->parts == &m->one) /* points into m: mark it, pop() points it home */
-        slot->parts = NULL;
-    st->qn++;
     st->qbytes += msg_cost(m);
+    fy_rxmsg_move(slot, m);
+    st->qn++;
     return 0;
 }
 
 static void q_pop(struct xpub_state *st, struct fy_rxmsg *out)
 {
-    *out = st->q[st->qhead];
-    if (out->parts == NULL)
-        out->parts = &out->one;
+    fy_rxmsg_move(out, &st->q[st->qhead]);
     st->qhead = (st->qhead + 1) % st->qcap;
     st->qn--;
     st->qbytes -= msg_cost(out);
@@ -102,9 +98,8 @@ static void q_pop(struct xpub_state *st, struct fy_rxmsg *out)
 static void notify(ferry_socket *s, struct xpub_state *st, int sub, const void *data, size_t len)
 {
     ferry_msg *f = fy_msg_heap(len + 1);
-    struct fy_rxmsg m = {.nparts = 1};
-    m.one = f;
-    m.parts = &m.one;
+    struct fy_rxmsg m;
+    fy_rxmsg_one(&m, f);
     if (f != NULL) {
         ((unsigned char *)f->data)[0] = (unsigned char)(sub != 0);
         if (len)
@@ -180,9 +175,7 @@ static void xpub_take(ferry_socket *s, struct xpub_state *st, int check)
             memset(&m, 0, sizeof m);
         }
         if (rc < 0) { /* garbage, or gone and drained */
-            if (rc != FERRY_ECONNRESET)
-                s->errors++;
-            fy_sock_remove_pipe(s, p);
+            fy_sock_pipe_failed(s, p, rc);
             k--;
             n--;
         }

@@ -97,11 +97,69 @@ static void test_blank_around_zero_tag(void **state)
     }
 }
 
+/* A batch is seen whole or not at all: until fy_ring_batch_end, the
+ * reader finds nothing, even when it checks against tail (a held first
+ * header must not look like garbage); after it, every record in order. */
+static void test_batch_all_or_nothing(void **state)
+{
+    (void)state;
+    struct ring_at t;
+    ring_at(&t, CAP - 24, 0xa5); /* the batch wraps: a pad in the middle */
+    struct fy_ring_rec rec;
+    fy_ring_batch_begin(&t.w);
+    put(&t, "one", FY_RING_F_MORE);
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 1), 0);
+    put(&t, "two two two two", FY_RING_F_MORE);
+    put(&t, "three", 0);
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 0), 0);
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 1), 0);
+    fy_ring_batch_end(&t.w);
+    get(&t, "one");
+    get(&t, "two two two two");
+    get(&t, "three");
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 1), 0);
+    fy_ring_batch_begin(&t.w); /* an empty batch publishes nothing */
+    fy_ring_batch_end(&t.w);
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 1), 0);
+    free(t.mem);
+}
+
+/* FY_RING_F_PACK stands alone; with any other flag the record is
+ * garbage. An in-place record taken for n holders comes back to the
+ * writer only after the n-th release. */
+static void test_pack_flag_and_holds(void **state)
+{
+    (void)state;
+    struct ring_at t;
+    ring_at(&t, 0, 0);
+    struct fy_ring_rec rec;
+    put(&t, "pack", FY_RING_F_PACK);
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 1), 1);
+    assert_int_equal(rec.flags, FY_RING_F_PACK);
+    int moved;
+    int64_t id = fy_ring_take(&t.r, &rec, 3, 1, &moved);
+    assert_true(id >= 0);
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 1), 0);
+    assert_int_equal(fy_ring_flush(&t.r), 0); /* held: head stays */
+    uint64_t before = atomic_load(&((struct fy_ring_shared *)t.mem)->head);
+    fy_ring_release(&t.r, id);
+    fy_ring_release(&t.r, id);
+    assert_int_equal(atomic_load(&((struct fy_ring_shared *)t.mem)->head), before);
+    assert_int_equal(fy_ring_release(&t.r, id), 1); /* the last one frees it */
+    assert_true(atomic_load(&((struct fy_ring_shared *)t.mem)->head) > before);
+    assert_int_equal(fy_ring_release(&t.r, id), 0); /* once too often: nothing */
+    put(&t, "bad", FY_RING_F_PACK | FY_RING_F_MORE);
+    assert_int_equal(fy_ring_peek(&t.r, &rec, 1), FERRY_ECORRUPT);
+    free(t.mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blank_at_zero_tag),
         cmocka_unit_test(test_blank_around_zero_tag),
+        cmocka_unit_test(test_batch_all_or_nothing),
+        cmocka_unit_test(test_pack_flag_and_holds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

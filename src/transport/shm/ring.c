@@ -113,6 +113,13 @@ void *fy_ring_claim(struct fy_ring_writer *w, uint64_t len, int *err)
     return w->data + off + FY_RING_REC_HDR;
 }
 
+/* After the headers: the reader trusts a header only up to tail. */
+static void ring_publish_tail(struct fy_ring_writer *w)
+{
+    atomic_store_explicit(&w->sh->produced, w->produced, memory_order_relaxed);
+    atomic_store_explicit(&w->sh->tail, w->tail, memory_order_release);
+}
+
 void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags)
 {
     uint64_t pos = w->claim_pos;
@@ -130,15 +137,36 @@ void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags)
     if (next - w->head_cache < w->cap)
         atomic_store_explicit(rec_word(w->data, next % w->cap), ring_blank(next),
                               memory_order_relaxed);
-    atomic_store_explicit(rec_word(w->data, pos % w->cap),
-                          make_hdr((uint32_t)len | (flags & ~FY_RING_LEN_MASK), pos),
-                          memory_order_release);
+    uint64_t hdr = make_hdr((uint32_t)len | (flags & ~FY_RING_LEN_MASK), pos);
+    if (w->batching && !w->held) {
+        w->held = 1; /* stored last, by fy_ring_batch_end */
+        w->held_off = pos % w->cap;
+        w->held_word = hdr;
+    } else {
+        atomic_store_explicit(rec_word(w->data, pos % w->cap), hdr, memory_order_release);
+    }
     w->tail = pos + ALIGN8(FY_RING_REC_HDR + len);
     if (!(flags & (FY_RING_F_MORE | FY_RING_F_CONT | FY_RING_F_CMD)))
         w->produced++;
     w->claim_pos = UINT64_MAX;
-    atomic_store_explicit(&w->sh->produced, w->produced, memory_order_relaxed);
-    atomic_store_explicit(&w->sh->tail, w->tail, memory_order_release);
+    if (!w->batching)
+        ring_publish_tail(w);
+}
+
+void fy_ring_batch_begin(struct fy_ring_writer *w)
+{
+    w->batching = 1;
+    w->held = 0;
+}
+
+void fy_ring_batch_end(struct fy_ring_writer *w)
+{
+    w->batching = 0;
+    if (!w->held)
+        return; /* nothing was committed */
+    atomic_store_explicit(rec_word(w->data, w->held_off), w->held_word, memory_order_release);
+    w->held = 0;
+    ring_publish_tail(w);
 }
 
 void fy_ring_abort(struct fy_ring_writer *w) { w->claim_pos = UINT64_MAX; }
@@ -183,7 +211,8 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
         }
         if ((uint64_t)len > fy_ring_max_record(r->cap) ||
             ALIGN8(FY_RING_REC_HDR + (uint64_t)len) > to_end ||
-            (flags & FY_RING_F_CMD && flags & (FY_RING_F_MORE | FY_RING_F_CONT)))
+            (flags & FY_RING_F_CMD && flags & (FY_RING_F_MORE | FY_RING_F_CONT)) ||
+            (flags & FY_RING_F_PACK && flags != FY_RING_F_PACK))
             return FERRY_ECORRUPT;
         rec->data = r->data + off + FY_RING_REC_HDR;
         rec->len = len;
@@ -254,7 +283,7 @@ static int ring_advance(struct fy_ring_reader *r)
     return ring_maybe_publish(r);
 }
 
-int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, int inplace,
+int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, uint32_t inplace,
                      uint32_t msgs, int *moved)
 {
     *moved = 0;
@@ -281,6 +310,7 @@ int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, in
     unsigned i = (unsigned)(seq % FY_RING_QUEUE);
     r->q[i].end = rec->end;
     r->q[i].msgs = msgs;
+    r->q[i].holds = inplace;
     r->q[i].released = !inplace;
     r->q_count++;
     if (inplace)
@@ -302,7 +332,7 @@ int fy_ring_release(struct fy_ring_reader *r, int64_t id)
     if (seq < r->q_first || seq - r->q_first >= r->q_count)
         return 0;
     unsigned i = (unsigned)(seq % FY_RING_QUEUE);
-    if (r->q[i].released)
+    if (r->q[i].released || --r->q[i].holds > 0)
         return 0;
     r->q[i].released = 1;
     r->inplace--;

@@ -24,7 +24,7 @@
  *
  * Records, 8-byte aligned, never split across the end of the data area:
  *
- *   u32 len_flags   payload length (low 28 bits) | flags (high 4 bits)
+ *   u32 len_flags   payload length (low 27 bits) | flags (high 5 bits)
  *   u32 tag         (uint32_t)(position >> 3) ^ FY_RING_TAG_SALT: the
  *                   position this record was written at, so a record left
  *                   over from the previous lap is never taken for a new
@@ -61,11 +61,12 @@
 
 #define FY_RING_HDR 192u
 #define FY_RING_REC_HDR 8u
-#define FY_RING_LEN_MASK 0x0fffffffu
-#define FY_RING_F_MORE 0x10000000u /* another part of the same message follows */
-#define FY_RING_F_CONT 0x20000000u /* this part continues in the next record   */
-#define FY_RING_F_CMD 0x40000000u  /* a control record (subscriptions)         */
-#define FY_RING_F_PAD 0x80000000u  /* padding to the end of the data area      */
+#define FY_RING_LEN_MASK 0x07ffffffu /* a record is under 128 MiB (ring <= 256 MiB) */
+#define FY_RING_F_PACK 0x08000000u   /* a whole message of several parts (shm_pipe.c) */
+#define FY_RING_F_MORE 0x10000000u   /* another part of the same message follows */
+#define FY_RING_F_CONT 0x20000000u   /* this part continues in the next record   */
+#define FY_RING_F_CMD 0x40000000u    /* a control record (subscriptions)         */
+#define FY_RING_F_PAD 0x80000000u    /* padding to the end of the data area      */
 #define FY_RING_TAG_SALT 0x9e3779b9u
 #define FY_RING_MIN 4096u
 #define FY_RING_MAX (256u << 20)
@@ -95,6 +96,10 @@ struct fy_ring_writer {
     uint64_t produced;
     uint64_t claim_pos; /* position of an outstanding claim, or ~0 */
     uint64_t claim_size;
+    int batching;       /* between fy_ring_batch_begin and _end */
+    int held;           /* the batch's first header is not stored yet: */
+    uint64_t held_off;  /* where it goes */
+    uint64_t held_word; /* and what */
 };
 
 /* The reader's private view. Records received in place may be released
@@ -119,6 +124,7 @@ struct fy_ring_reader {
     struct {
         uint64_t end;
         uint32_t msgs;
+        uint32_t holds; /* in place: releases still due */
         int released;
     } q[FY_RING_QUEUE];
     uint64_t q_first; /* sequence number of q's first entry */
@@ -157,6 +163,18 @@ void *fy_ring_claim(struct fy_ring_writer *w, uint64_t len, int *err);
 void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags);
 void fy_ring_abort(struct fy_ring_writer *w);
 
+/* A batch: the records committed between these two calls become visible
+ * to the reader together. The first one's header is held back and stored
+ * (with release) at fy_ring_batch_end, after every later record and the
+ * blanked slot behind them: a reader that sees it sees them all, so it
+ * takes a small multipart message in one pass instead of chasing records
+ * while the writer still owns their cache line. Tail and the message
+ * count are published once, at the end; before that the reader's "empty,
+ * or garbage?" check sees tail at or before the held record and says
+ * empty. A writer that dies inside a batch has published none of it. */
+void fy_ring_batch_begin(struct fy_ring_writer *w);
+void fy_ring_batch_end(struct fy_ring_writer *w);
+
 /* Free bytes (refreshes the cached head) into *free; FERRY_ECORRUPT when
  * the reader's head is impossible. */
 int fy_ring_free(struct fy_ring_writer *w, uint64_t *free);
@@ -175,14 +193,24 @@ struct fy_ring_rec {
  * sleeping; it touches the writer's cache line). */
 int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_tail);
 
-/* Consumes the peeked record. In place (inplace=1): the data stays valid
- * until fy_ring_release(r, returned id); returns -1 (nothing consumed) when
- * too many in-place records are outstanding: copy instead. Copying
- * (inplace=0): the caller has copied the data already; the record is
- * released at once and 0 is returned. msgs is the number of messages the
+/* 0 when no record has been written at the reader's position yet (one
+ * load; 1 may still be garbage, which fy_ring_peek() tells). */
+static inline int fy_ring_maybe(const struct fy_ring_reader *r)
+{
+    const _Atomic uint64_t *w = (const _Atomic uint64_t *)(const void *)(r->data + r->pos % r->cap);
+    uint64_t word = atomic_load_explicit((_Atomic uint64_t *)w, memory_order_relaxed);
+    return (uint32_t)(word >> 32) == ((uint32_t)(r->pos >> 3) ^ FY_RING_TAG_SALT);
+}
+
+/* Consumes the peeked record. In place (inplace = n > 0): the data stays
+ * valid until fy_ring_release(r, returned id) has been called n times
+ * (several messages may point into one record); returns -1 (nothing
+ * consumed) when too many in-place records are outstanding: copy instead.
+ * Copying (inplace=0): the caller has copied the data already; the record
+ * is released at once and 0 is returned. msgs is the number of messages the
  * record completes (0 for a non-final part). Returns 1 in *moved when head
  * moved (the writer may be waiting for room). */
-int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, int inplace,
+int64_t fy_ring_take(struct fy_ring_reader *r, const struct fy_ring_rec *rec, uint32_t inplace,
                      uint32_t msgs, int *moved);
 
 /* Publishes a head the writer has not seen yet; 1 if it did (the writer
@@ -193,7 +221,8 @@ int fy_ring_flush(struct fy_ring_reader *r);
  * records held, interleaved with copies): wait for releases. */
 int fy_ring_can_take(const struct fy_ring_reader *r);
 
-/* Releases an in-place record. Returns 1 when head was published. */
+/* Releases one hold of an in-place record; the last frees it. Returns 1
+ * when head was published. */
 int fy_ring_release(struct fy_ring_reader *r, int64_t id);
 
 /* Messages and bytes waiting in the ring, from the shared indices (for

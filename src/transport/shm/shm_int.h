@@ -44,10 +44,12 @@
  * versions do not mix. 3: REQ and REP frame their messages as ZeroMQ does
  * (REQ's empty delimiter, a REP's envelope travel as parts), and the
  * handshake carries the socket's routing id (for a ROUTER peer); a
- * version-2 REP would hand the delimiter to its user as the request. A
+ * version-2 REP would hand the delimiter to its user as the request. 4:
+ * a small multipart message may travel as one packed record
+ * (FY_RING_F_PACK), which a version-3 reader would take for garbage. A
  * peer of another version is told so (FERRY_EVERSION, with both
  * versions), whichever side it is. */
-#define SHM_CTL_VERSION 3
+#define SHM_CTL_VERSION 4
 
 struct shm_conn_hdr {
     char magic[8]; /* "FERRYCON" */
@@ -124,7 +126,6 @@ struct shm_pipe {
     int asked;   /* we set want_room in the ring and wait for room */
     /* receiving: the message being assembled */
     struct fy_rxmsg partial;
-    size_t partial_cap; /* room in partial.parts */
     unsigned char *cur;
     size_t cur_len, cur_cap;
     uint64_t partial_total;

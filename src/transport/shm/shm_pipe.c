@@ -2,15 +2,20 @@
  * shm_pipe.c - the data path of shm://: a pipe is two rings (ring.h) in a
  * memfd shared by the two peers, plus the peer's wake block.
  *
- * Sending writes each part as one record (FERRY_MORE parts carry
- * FY_RING_F_MORE); a part larger than a record can hold is cut into
+ * Sending writes a single part as one record. A multipart message small
+ * enough for one record is packed into one (FY_RING_F_PACK: a REQ's
+ * delimiter and body, a ROUTER's id and reply cost what a single part
+ * costs); otherwise each part is a record (FERRY_MORE parts carry
+ * FY_RING_F_MORE) and a part larger than a record can hold is cut into
  * FY_RING_F_CONT records. A message that fits in the room free now is
- * written at once, whole; a larger one is streamed across several calls
- * (tx_partial), and a sender that gives up half-way writes an ABORT
- * command so the reader drops the incomplete message. The reader delivers
- * single-record messages in place (zero-copy) and assembles the others in
- * ordinary memory, handing a message over only when its last record is in:
- * a message arrives whole or not at all.
+ * written at once, whole, and published at once (a ring batch); a larger
+ * one is streamed across several calls (tx_partial), and a sender that
+ * gives up half-way writes an ABORT command so the reader drops the
+ * incomplete message. The reader delivers parts that are whole records,
+ * or inside a packed one, in place (zero-copy), empty parts as nothing
+ * held, and assembles the others in ordinary memory, handing a message
+ * over only when its last record is in: a message arrives whole or not at
+ * all.
  */
 #include "shm_int.h"
 
@@ -76,6 +81,46 @@ static int put_record(struct shm_pipe *sp, const void *data, uint64_t len, uint3
     if (len)
         memcpy(dst, data, len);
     fy_ring_commit(&sp->w, flags);
+    return 1;
+}
+
+/* Parts packed in one record at most: a writer's choice (the reader
+ * takes up to FY_MAX_PARTS), so the table stays small. */
+#define SHM_PACK_PARTS 64
+
+/* Ring bytes of m packed in one record (put_pack), or 0 when it is not
+ * packed: one part, too many, or more than one record holds. */
+static uint64_t pack_len(const struct shm_pipe *sp, const struct fy_txmsg *m)
+{
+    if (m->nparts < 2 || m->nparts > SHM_PACK_PARTS)
+        return 0;
+    uint64_t len = 4 + 4 * (uint64_t)m->nparts;
+    for (size_t i = 0; i < m->nparts && len <= sp->max_rec; i++)
+        len += m->parts[i].len;
+    return len <= sp->max_rec ? len : 0;
+}
+
+/* Writes a small multipart message as one record: u32 count, a u32
+ * length per part, then the parts back to back (native byte order: both
+ * peers run on this host). The reader takes it in one step, as it takes a
+ * single part, instead of a record per part. 1, 0 no room, < 0 corrupt. */
+static int put_pack(struct shm_pipe *sp, const struct fy_txmsg *m, uint64_t len)
+{
+    int err;
+    unsigned char *dst = fy_ring_claim(&sp->w, len, &err);
+    if (dst == NULL)
+        return err ? err : 0;
+    uint32_t n = (uint32_t)m->nparts;
+    memcpy(dst, &n, 4);
+    unsigned char *data = dst + 4 + 4 * (size_t)n;
+    for (size_t i = 0; i < m->nparts; i++) {
+        uint32_t plen = (uint32_t)m->parts[i].len;
+        memcpy(dst + 4 + 4 * i, &plen, 4);
+        if (plen)
+            memcpy(data, m->parts[i].data, plen);
+        data += plen;
+    }
+    fy_ring_commit(&sp->w, FY_RING_F_PACK);
     return 1;
 }
 
@@ -163,33 +208,30 @@ static int shm_send(struct fy_pipe *p, const struct fy_txmsg *m)
     return shm_write(p, m, 0, NULL, 0);
 }
 
-static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
+/* Writes what it can of m: 1 all of it, 0 no room (the rest waits), < 0
+ * broken. *wrote: records were committed. */
+static int shm_send_records(struct shm_pipe *sp, const struct fy_txmsg *m, int *wrote)
 {
-    struct shm_pipe *sp = (struct shm_pipe *)p;
-    if (p->dead || peer_closed(sp))
-        return FERRY_ECONNRESET;
-    if (sp->w.claim_pos != UINT64_MAX)
-        return 0; /* a zero-copy allocation is outstanding on this ring */
-    if (m->total > sp->peer_maxmsg)
-        return FERRY_EMSGSIZE;
+    struct fy_pipe *p = &sp->base;
     int rc = shm_flush_abort(sp);
     if (rc <= 0) {
         if (rc == 0)
             want_room(sp);
         return rc;
     }
-    if (!p->tx_partial && m->nparts == 1 && m->parts[0].len <= sp->max_rec) {
+    uint64_t packed = p->tx_partial ? 0 : pack_len(sp, m);
+    if ((!p->tx_partial && m->nparts == 1 && m->parts[0].len <= sp->max_rec) || packed) {
         /* the common case: one record, claimed against the cached head */
         if (shm_hwm_full(sp)) {
             want_room(sp);
             return 0;
         }
-        rc = put_record(sp, m->parts[0].data, m->parts[0].len, 0);
-        if (rc == 1)
-            shm_wake_peer(sp);
-        else if (rc == 0)
+        rc =
+            packed ? put_pack(sp, m, packed) : put_record(sp, m->parts[0].data, m->parts[0].len, 0);
+        *wrote = rc == 1;
+        if (rc == 0)
             want_room(sp);
-        else
+        else if (rc < 0)
             fy_err(rc, "shm pipe %d (peer pid %d): ring head", p->id, p->peer_pid);
         return rc;
     }
@@ -217,7 +259,10 @@ static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
         sp->tx_part = 0;
         sp->tx_off = 0;
     }
+    /* several records: the reader sees them together (a ring batch) */
+    fy_ring_batch_begin(&sp->w);
     rc = shm_write_from(sp, m);
+    fy_ring_batch_end(&sp->w);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -225,7 +270,23 @@ static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
     p->tx_partial = rc == 0;
     if (rc == 0 && sp->tx_part == 0 && sp->tx_off == 0)
         p->tx_partial = 0; /* nothing written yet: may still go elsewhere */
-    if (sp->tx_part > 0 || sp->tx_off > 0 || rc == 1)
+    *wrote = sp->tx_part > 0 || sp->tx_off > 0 || rc == 1;
+    return rc;
+}
+
+/* The reader is woken only once what this call wrote is visible. */
+static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (p->dead || peer_closed(sp))
+        return FERRY_ECONNRESET;
+    if (sp->w.claim_pos != UINT64_MAX)
+        return 0; /* a zero-copy allocation is outstanding on this ring */
+    if (m->total > sp->peer_maxmsg)
+        return FERRY_EMSGSIZE;
+    int wrote = 0;
+    int rc = shm_send_records(sp, m, &wrote);
+    if (wrote)
         shm_wake_peer(sp);
     return rc;
 }
@@ -280,28 +341,10 @@ static void shm_unclaim(struct fy_pipe *p) { fy_ring_abort(&((struct shm_pipe *)
 static void rx_partial_drop(struct shm_pipe *sp)
 {
     fy_rxmsg_clear(&sp->partial);
-    sp->partial_cap = 0;
     free(sp->cur);
     sp->cur = NULL;
     sp->cur_len = sp->cur_cap = 0;
     sp->partial_total = 0;
-}
-
-/* Adds a finished part; the array grows geometrically, so a message of
- * many parts costs linear time. */
-static int rx_push_part(struct shm_pipe *sp, ferry_msg *part)
-{
-    struct fy_rxmsg *m = &sp->partial;
-    if (m->nparts == sp->partial_cap) {
-        size_t cap = sp->partial_cap ? sp->partial_cap * 2 : 8;
-        ferry_msg **v = realloc(m->parts, cap * sizeof *v);
-        if (v == NULL)
-            return FERRY_ENOMEM;
-        m->parts = v;
-        sp->partial_cap = cap;
-    }
-    m->parts[m->nparts++] = part;
-    return 0;
 }
 
 /* Appends a record to the part being assembled. Parts are counted, empty
@@ -340,7 +383,7 @@ static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
     if (sp->cur_len > 0)
         memcpy(part->data, sp->cur, sp->cur_len);
     sp->cur_len = 0;
-    int rc = rx_push_part(sp, part);
+    int rc = fy_rxmsg_push(&sp->partial, part);
     if (rc != 0)
         free(part);
     return rc;
@@ -357,39 +400,140 @@ static int rx_part_check(struct shm_pipe *sp, size_t len)
     return sp->partial_total > sp->own_maxmsg ? FERRY_EMSGSIZE : 0;
 }
 
+/* A message struct for len bytes at data, in place in the ring record
+ * whose token is tok (the caller holds the record for it). */
+static ferry_msg *inplace_msg(struct shm_pipe *sp, const void *data, size_t len, int64_t tok)
+{
+    struct fy_pipe *p = &sp->base;
+    ferry_msg *msg = fy_msg_struct(p->sock);
+    if (msg == NULL)
+        return NULL;
+    msg->kind = FY_MSG_INPLACE;
+    msg->data = (void *)data;
+    msg->size = len;
+    msg->pipe = p;
+    msg->token = tok;
+    msg->sock = p->sock;
+    fy_pipe_ref(p);
+    atomic_fetch_add_explicit(&p->sock->refs, 1, memory_order_relaxed);
+    return msg;
+}
+
+/* A copy of len bytes at data, or an empty part (which holds nothing). */
+static ferry_msg *copied_msg(struct shm_pipe *sp, const void *data, size_t len)
+{
+    if (len == 0)
+        return fy_msg_empty(sp->base.sock);
+    ferry_msg *msg = fy_msg_heap(len);
+    if (msg != NULL)
+        memcpy(msg->data, data, len);
+    return msg;
+}
+
 /* Takes a record that is a whole part: in place (the ring keeps the bytes
  * until the message is freed) while the ring has room for another
  * outstanding record, else copied. last: it ends a message. */
 static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int last,
                          ferry_msg **out, int *moved)
 {
-    struct fy_pipe *p = &sp->base;
     if (rec->len > sp->own_maxmsg)
         return FERRY_EMSGSIZE;
-    ferry_msg *msg = fy_msg_struct(p->sock);
-    if (msg == NULL)
-        return FERRY_ENOMEM;
-    int64_t tok = fy_ring_take(&sp->r, rec, 1, (uint32_t)last, moved);
+    ferry_msg *msg = NULL;
+    int64_t tok = rec->len == 0 ? -1 : fy_ring_take(&sp->r, rec, 1, (uint32_t)last, moved);
     if (tok >= 0) {
-        msg->kind = FY_MSG_INPLACE;
-        msg->data = (void *)rec->data;
-        msg->size = rec->len;
-        msg->pipe = p;
-        msg->token = tok;
-        msg->sock = p->sock;
-        fy_pipe_ref(p);
-        atomic_fetch_add_explicit(&p->sock->refs, 1, memory_order_relaxed);
-    } else {       /* too many outstanding in place: copy */
-        free(msg); /* (from the spare list or malloc: both plain heap) */
-        msg = fy_msg_heap(rec->len);
-        if (msg == NULL)
+        if ((msg = inplace_msg(sp, rec->data, rec->len, tok)) == NULL) {
+            fy_ring_release(&sp->r, tok);
             return FERRY_ENOMEM;
-        if (rec->len > 0)
-            memcpy(msg->data, rec->data, rec->len);
+        }
+    } else { /* empty, or too many outstanding in place: copy */
+        if ((msg = copied_msg(sp, rec->data, rec->len)) == NULL)
+            return FERRY_ENOMEM;
         fy_ring_take(&sp->r, rec, 0, (uint32_t)last, moved);
     }
     *out = msg;
     return 0;
+}
+
+/* A packed message (put_pack): the count and the lengths are the peer's
+ * word, checked against the record before any is used. Returns the
+ * length of the parts' table (the bytes before the first part), or < 0. */
+static int64_t pack_check(struct shm_pipe *sp, const struct fy_ring_rec *rec)
+{
+    const unsigned char *d = rec->data;
+    uint32_t n;
+    if (sp->partial.nparts > 0 || sp->cur_len > 0 || rec->len < 4)
+        return FERRY_ECORRUPT; /* a pack is a whole message, never a part of one */
+    memcpy(&n, d, 4);
+    uint64_t table = 4 + 4 * (uint64_t)n, sum = 0;
+    if (n == 0 || table > rec->len)
+        return FERRY_ECORRUPT;
+    if (n > FY_MAX_PARTS)
+        return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
+                      sp->base.peer_pid, FY_MAX_PARTS);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len;
+        memcpy(&len, d + 4 + 4 * (size_t)i, 4);
+        sum += len;
+    }
+    if (sum != rec->len - table)
+        return FERRY_ECORRUPT;
+    if (sum > sp->own_maxmsg)
+        return FERRY_EMSGSIZE;
+    return (int64_t)table;
+}
+
+/* Parts of a packed message that are not empty (each holds the record). */
+static uint32_t pack_held(const unsigned char *d, uint32_t n)
+{
+    uint32_t held = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len;
+        memcpy(&len, d + 4 + 4 * (size_t)i, 4);
+        held += len > 0;
+    }
+    return held;
+}
+
+/* Delivers a packed message's parts: in place, all sharing the record
+ * (it is released when the last of them is freed), or copied when the
+ * ring has too many in-place records out. Empty parts hold nothing. */
+static int rx_take_pack(struct shm_pipe *sp, const struct fy_ring_rec *rec, struct fy_rxmsg *m,
+                        int *moved)
+{
+    int64_t table = pack_check(sp, rec);
+    if (table < 0)
+        return (int)table;
+    const unsigned char *d = rec->data, *data = d + table;
+    uint32_t n;
+    memcpy(&n, d, 4);
+    /* one hold per part in place, and ours while building */
+    int64_t tok = fy_ring_take(&sp->r, rec, pack_held(d, n) + 1, 1, moved);
+    int rc = 0;
+    memset(m, 0, sizeof *m);
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        uint32_t len;
+        memcpy(&len, d + 4 + 4 * (size_t)i, 4);
+        int inplace = tok >= 0 && len > 0;
+        ferry_msg *f = inplace ? inplace_msg(sp, data, len, tok) : copied_msg(sp, data, len);
+        if (f == NULL && inplace)
+            fy_ring_release(&sp->r, tok); /* the hold it was given */
+        if (f == NULL || fy_rxmsg_push(m, f) != 0) {
+            if (f != NULL) { /* freed as received parts are: mtx is held */
+                struct fy_rxmsg lone;
+                fy_rxmsg_one(&lone, f);
+                fy_rxmsg_clear(&lone);
+            }
+            rc = FERRY_ENOMEM;
+        }
+        data += len;
+    }
+    if (tok >= 0)
+        *moved |= fy_ring_release(&sp->r, tok);
+    else
+        fy_ring_take(&sp->r, rec, 0, 1, moved);
+    if (rc != 0)
+        fy_rxmsg_clear(m);
+    return rc;
 }
 
 static void rx_command(struct shm_pipe *sp, const struct fy_ring_rec *rec)
@@ -450,6 +594,14 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             moved_any |= moved;
             continue;
         }
+        if (rec.flags & FY_RING_F_PACK) {
+            rc = rx_take_pack(sp, &rec, m, &moved);
+            if (rc < 0)
+                break;
+            moved_any |= moved;
+            rc = 1;
+            break;
+        }
         int last = !(rec.flags & (FY_RING_F_MORE | FY_RING_F_CONT));
         int whole = !(rec.flags & FY_RING_F_CONT) && sp->cur_len == 0; /* a part in one record */
         if (whole && last && sp->partial.nparts == 0) {                /* a single-part message */
@@ -458,10 +610,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             if (rc < 0)
                 break;
             moved_any |= moved;
-            memset(m, 0, sizeof *m);
-            m->one = msg;
-            m->parts = &m->one;
-            m->nparts = 1;
+            fy_rxmsg_one(m, msg);
             rc = 1;
             break;
         }
@@ -470,7 +619,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             rc = rx_part_check(sp, rec.len);
             if (rc == 0)
                 rc = rx_take_whole(sp, &rec, last, &msg, &moved);
-            if (rc == 0 && (rc = rx_push_part(sp, msg)) != 0)
+            if (rc == 0 && (rc = fy_rxmsg_push(&sp->partial, msg)) != 0)
                 ferry_msg_free(msg); /* taken: its bytes are gone from the ring either way */
         } else {
             rc = rx_append(sp, &rec);
@@ -481,9 +630,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             break;
         moved_any |= moved;
         if (last) {
-            *m = sp->partial;
-            memset(&sp->partial, 0, sizeof sp->partial);
-            sp->partial_cap = 0;
+            fy_rxmsg_move(m, &sp->partial);
             sp->partial_total = 0;
             rc = 1;
             break;
@@ -511,6 +658,14 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
         }
     }
     return rc;
+}
+
+/* A record at the reader's position (a pad counts: peek looks past it),
+ * or the peer gone (recv then reports it). */
+static int shm_readable(struct fy_pipe *p)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    return p->dead || fy_ring_maybe(&sp->r);
 }
 
 static void shm_release(struct fy_pipe *p, int64_t token)
@@ -625,6 +780,7 @@ const struct fy_pipe_ops fy_shm_pipe_ops = {
     .commit = shm_commit,
     .unclaim = shm_unclaim,
     .recv = shm_recv,
+    .readable = shm_readable,
     .release = shm_release,
     .send_cmd = shm_send_cmd,
     .writable = shm_writable,

@@ -173,14 +173,13 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
     struct st_rx *r = &p->rxq[p->rx_first];
     p->rx_first = (p->rx_first + 1) % p->rx_cap;
     p->rx_n--;
-    memset(m, 0, sizeof *m);
     if (r->parts == NULL) {
-        m->one = r->one;
-        m->parts = &m->one;
+        fy_rxmsg_one(m, r->one);
     } else {
+        memset(m, 0, sizeof *m);
         m->parts = r->parts;
+        m->nparts = m->cap = r->nparts;
     }
-    m->nparts = r->nparts;
     p->rx_bytes -= r->charge;
     st_pool_charge(p, 0);
     if (p->rx_paused && !st_rx_full(p)) {
@@ -188,6 +187,12 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
         st_conn_interest(p);
     }
     return 1;
+}
+
+static int st_readable(struct fy_pipe *bp)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    return p->rx_n > 0 || p->state == C_CLOSED;
 }
 
 static void st_release(struct fy_pipe *p, int64_t token)
@@ -282,6 +287,7 @@ const struct fy_pipe_ops st_pipe_ops = {
     .commit = st_commit,
     .unclaim = st_unclaim,
     .recv = st_recv,
+    .readable = st_readable,
     .release = st_release,
     .send_cmd = st_send_cmd,
     .writable = st_writable,
