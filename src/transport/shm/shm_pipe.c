@@ -454,44 +454,54 @@ static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int
     return 0;
 }
 
-/* A packed message (put_pack): the count and the lengths are the peer's
- * word, checked against the record before any is used. Returns the
- * length of the parts' table (the bytes before the first part), or < 0. */
-static int64_t pack_check(struct shm_pipe *sp, const struct fy_ring_rec *rec)
+/* A packed message's table (put_pack), copied out of the ring before it
+ * is checked: the peer may rewrite shared memory at any moment, so the
+ * count and the lengths are read from it once, and only the copies are
+ * trusted. */
+struct pack_table {
+    uint32_t n;     /* parts */
+    uint32_t held;  /* parts that are not empty (each holds the record) */
+    uint64_t bytes; /* the table's own bytes: where the first part starts */
+    uint32_t *lens; /* few, or the heap for a long one */
+    uint32_t few[SHM_PACK_PARTS];
+};
+
+static void pack_table_free(struct pack_table *t)
 {
-    const unsigned char *d = rec->data;
-    uint32_t n;
-    if (sp->partial.nparts > 0 || sp->cur_len > 0 || rec->len < 4)
-        return FERRY_ECORRUPT; /* a pack is a whole message, never a part of one */
-    memcpy(&n, d, 4);
-    uint64_t table = 4 + 4 * (uint64_t)n, sum = 0;
-    if (n == 0 || table > rec->len)
-        return FERRY_ECORRUPT;
-    if (n > FY_MAX_PARTS)
-        return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
-                      sp->base.peer_pid, FY_MAX_PARTS);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t len;
-        memcpy(&len, d + 4 + 4 * (size_t)i, 4);
-        sum += len;
-    }
-    if (sum != rec->len - table)
-        return FERRY_ECORRUPT;
-    if (sum > sp->own_maxmsg)
-        return FERRY_EMSGSIZE;
-    return (int64_t)table;
+    if (t->lens != t->few)
+        free(t->lens);
 }
 
-/* Parts of a packed message that are not empty (each holds the record). */
-static uint32_t pack_held(const unsigned char *d, uint32_t n)
+/* Reads and checks the table: 0, or < 0 (the connection is then dropped).
+ * On 0 the caller frees it with pack_table_free. */
+static int pack_table_read(struct shm_pipe *sp, const struct fy_ring_rec *rec, struct pack_table *t)
 {
-    uint32_t held = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t len;
-        memcpy(&len, d + 4 + 4 * (size_t)i, 4);
-        held += len > 0;
+    const unsigned char *d = rec->data;
+    if (sp->partial.nparts > 0 || sp->cur_len > 0 || rec->len < 4)
+        return FERRY_ECORRUPT; /* a pack is a whole message, never a part of one */
+    memcpy(&t->n, d, 4);
+    t->bytes = 4 + 4 * (uint64_t)t->n;
+    if (t->n == 0 || t->bytes > rec->len)
+        return FERRY_ECORRUPT;
+    if (t->n > FY_MAX_PARTS)
+        return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
+                      sp->base.peer_pid, FY_MAX_PARTS);
+    t->lens = t->n <= SHM_PACK_PARTS ? t->few : malloc(4 * (size_t)t->n);
+    if (t->lens == NULL)
+        return FERRY_ENOMEM;
+    memcpy(t->lens, d + 4, 4 * (size_t)t->n);
+    uint64_t sum = 0;
+    t->held = 0;
+    for (uint32_t i = 0; i < t->n; i++) {
+        sum += t->lens[i];
+        t->held += t->lens[i] > 0;
     }
-    return held;
+    int rc = sum != rec->len - t->bytes ? FERRY_ECORRUPT
+             : sum > sp->own_maxmsg     ? FERRY_EMSGSIZE
+                                        : 0;
+    if (rc != 0)
+        pack_table_free(t);
+    return rc;
 }
 
 /* Delivers a packed message's parts: in place, all sharing the record
@@ -500,37 +510,43 @@ static uint32_t pack_held(const unsigned char *d, uint32_t n)
 static int rx_take_pack(struct shm_pipe *sp, const struct fy_ring_rec *rec, struct fy_rxmsg *m,
                         int *moved)
 {
-    int64_t table = pack_check(sp, rec);
-    if (table < 0)
-        return (int)table;
-    const unsigned char *d = rec->data, *data = d + table;
-    uint32_t n;
-    memcpy(&n, d, 4);
+    struct pack_table t;
+    int rc = pack_table_read(sp, rec, &t);
+    if (rc != 0)
+        return rc;
+    const unsigned char *data = (const unsigned char *)rec->data + t.bytes;
     /* one hold per part in place, and ours while building */
-    int64_t tok = fy_ring_take(&sp->r, rec, pack_held(d, n) + 1, 1, moved);
-    int rc = 0;
+    int64_t tok = fy_ring_take(&sp->r, rec, t.held + 1, 1, moved);
     memset(m, 0, sizeof *m);
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
-        uint32_t len;
-        memcpy(&len, d + 4 + 4 * (size_t)i, 4);
-        int inplace = tok >= 0 && len > 0;
-        ferry_msg *f = inplace ? inplace_msg(sp, data, len, tok) : copied_msg(sp, data, len);
-        if (f == NULL && inplace)
-            fy_ring_release(&sp->r, tok); /* the hold it was given */
-        if (f == NULL || fy_rxmsg_push(m, f) != 0) {
-            if (f != NULL) { /* freed as received parts are: mtx is held */
-                struct fy_rxmsg lone;
-                fy_rxmsg_one(&lone, f);
-                fy_rxmsg_clear(&lone);
-            }
+    uint32_t i = 0; /* parts made: each has its hold (or has given it back) */
+    for (; i < t.n; i++) {
+        uint32_t len = t.lens[i];
+        ferry_msg *f =
+            tok >= 0 && len > 0 ? inplace_msg(sp, data, len, tok) : copied_msg(sp, data, len);
+        if (f == NULL) {
             rc = FERRY_ENOMEM;
+            break;
+        }
+        if (fy_rxmsg_push(m, f) != 0) {
+            struct fy_rxmsg lone; /* freed as received parts are: mtx is held */
+            fy_rxmsg_one(&lone, f);
+            fy_rxmsg_clear(&lone);
+            rc = FERRY_ENOMEM;
+            i++;
+            break;
         }
         data += len;
     }
-    if (tok >= 0)
+    if (tok >= 0) {
+        /* the holds of parts not made (after an error), then ours */
+        for (uint32_t k = i; k < t.n; k++)
+            if (t.lens[k] > 0)
+                fy_ring_release(&sp->r, tok);
         *moved |= fy_ring_release(&sp->r, tok);
-    else
+    } else {
         fy_ring_take(&sp->r, rec, 0, 1, moved);
+    }
+    pack_table_free(&t);
     if (rc != 0)
         fy_rxmsg_clear(m);
     return rc;
