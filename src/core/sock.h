@@ -459,6 +459,10 @@ void fy_rxmsg_strip(struct fy_rxmsg *m, size_t n);
 /* Heap message of size bytes. */
 ferry_msg *fy_msg_heap(size_t size);
 
+/* Frees a received part while holding its socket's mtx (ferry_msg_free
+ * would take it again). */
+void fy_msg_free_locked(ferry_msg *m);
+
 /* A received empty part: no bytes, no reference on anything (an
  * envelope's delimiter costs no ring record held and no atomics); the
  * struct comes from and goes back to s's spare list. mtx held. */

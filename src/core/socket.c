@@ -173,9 +173,9 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
 
 void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc)
 {
-    if (rc != FERRY_ECONNRESET) {
+    if (rc != FERRY_ECONNRESET) { /* out of memory is ours, not the peer's doing */
         const char *why = ferry_errdetail();
-        fy_sock_note(s, 1, why[0] ? why : ferry_strerror(rc));
+        fy_sock_note(s, rc != FERRY_ENOMEM, why[0] ? why : ferry_strerror(rc));
     }
     fy_sock_remove_pipe(s, p);
 }
@@ -240,11 +240,13 @@ ferry_msg *fy_msg_struct(ferry_socket *s)
 
 ferry_msg *fy_msg_empty(ferry_socket *s)
 {
-    static const unsigned char nothing[1];
     ferry_msg *m = fy_msg_struct(s);
     if (m != NULL) {
         m->kind = FY_MSG_EMPTY;
-        m->data = (void *)nothing; /* never written: its size is 0 */
+        /* Writable memory of its own, as a heap part's spare byte is: a
+         * user terminating the 0 bytes with a NUL must not fault. The
+         * token is unused in an empty part. */
+        m->data = &m->token;
         m->sock = s;
     }
     return m;
@@ -307,6 +309,8 @@ static void msg_free(ferry_msg *m, int locked)
 }
 
 void ferry_msg_free(ferry_msg *m) { msg_free(m, 0); }
+
+void fy_msg_free_locked(ferry_msg *m) { msg_free(m, 1); }
 
 void fy_rxmsg_clear(struct fy_rxmsg *m)
 {

@@ -240,9 +240,7 @@ static int shm_send_records(struct shm_pipe *sp, const struct fy_txmsg *m, int *
             want_room(sp);
             return 0;
         }
-        uint64_t cost = 0, pos = sp->w.tail;
-        if (sp->abort_pending)
-            cost += part_cost(sp, 1, &pos);
+        uint64_t cost = 0, pos = sp->w.tail; /* (a pending ABORT went first, above) */
         for (size_t i = 0; i < m->nparts; i++)
             cost += part_cost(sp, m->parts[i].len, &pos);
         /* Fits now: write it whole. Larger than the ring: stream it. */
@@ -347,6 +345,13 @@ static void rx_partial_drop(struct shm_pipe *sp)
     sp->partial_total = 0;
 }
 
+/* The message being received went past our FERRY_OPT_MAXMSGSIZE. */
+static int rx_too_big(const struct shm_pipe *sp)
+{
+    return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): message over FERRY_OPT_MAXMSGSIZE",
+                  sp->base.id, sp->base.peer_pid);
+}
+
 /* Appends a record to the part being assembled. Parts are counted, empty
  * ones included, against FY_MAX_PARTS: an 8-byte record carrying MORE
  * costs us a part's memory and time. A CONT record is always a full one
@@ -355,13 +360,14 @@ static void rx_partial_drop(struct shm_pipe *sp)
 static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
 {
     if ((rec->flags & FY_RING_F_CONT) && rec->len != sp->max_rec)
-        return FERRY_ECORRUPT;
+        return fy_err(FERRY_ECORRUPT, "shm pipe %d (peer pid %d): a short CONT record", sp->base.id,
+                      sp->base.peer_pid);
     if (!(rec->flags & FY_RING_F_CONT) && sp->partial.nparts >= FY_MAX_PARTS)
         return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
                       sp->base.peer_pid, FY_MAX_PARTS);
     sp->partial_total += rec->len;
     if (sp->partial_total > sp->own_maxmsg)
-        return FERRY_EMSGSIZE;
+        return rx_too_big(sp);
     if (sp->cur_len + rec->len > sp->cur_cap) {
         size_t cap = sp->cur_cap ? sp->cur_cap : 256;
         while (cap < sp->cur_len + rec->len)
@@ -397,7 +403,7 @@ static int rx_part_check(struct shm_pipe *sp, size_t len)
         return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
                       sp->base.peer_pid, FY_MAX_PARTS);
     sp->partial_total += len;
-    return sp->partial_total > sp->own_maxmsg ? FERRY_EMSGSIZE : 0;
+    return sp->partial_total > sp->own_maxmsg ? rx_too_big(sp) : 0;
 }
 
 /* A message struct for len bytes at data, in place in the ring record
@@ -437,7 +443,7 @@ static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int
                          ferry_msg **out, int *moved)
 {
     if (rec->len > sp->own_maxmsg)
-        return FERRY_EMSGSIZE;
+        return rx_too_big(sp);
     ferry_msg *msg = NULL;
     int64_t tok = rec->len == 0 ? -1 : fy_ring_take(&sp->r, rec, 1, (uint32_t)last, moved);
     if (tok >= 0) {
@@ -457,38 +463,28 @@ static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int
 /* A packed message's table (put_pack), copied out of the ring before it
  * is checked: the peer may rewrite shared memory at any moment, so the
  * count and the lengths are read from it once, and only the copies are
- * trusted. */
+ * trusted. A writer packs at most SHM_PACK_PARTS parts; a reader takes no
+ * more (one record must not bring more parts than the receive budget
+ * means to handle under the mutex). */
 struct pack_table {
     uint32_t n;     /* parts */
     uint32_t held;  /* parts that are not empty (each holds the record) */
     uint64_t bytes; /* the table's own bytes: where the first part starts */
-    uint32_t *lens; /* few, or the heap for a long one */
-    uint32_t few[SHM_PACK_PARTS];
+    uint32_t lens[SHM_PACK_PARTS];
 };
 
-static void pack_table_free(struct pack_table *t)
-{
-    if (t->lens != t->few)
-        free(t->lens);
-}
-
-/* Reads and checks the table: 0, or < 0 (the connection is then dropped).
- * On 0 the caller frees it with pack_table_free. */
+/* Reads and checks the table: 0, or < 0 (the connection is then dropped). */
 static int pack_table_read(struct shm_pipe *sp, const struct fy_ring_rec *rec, struct pack_table *t)
 {
     const unsigned char *d = rec->data;
     if (sp->partial.nparts > 0 || sp->cur_len > 0 || rec->len < 4)
-        return FERRY_ECORRUPT; /* a pack is a whole message, never a part of one */
+        return fy_err(FERRY_ECORRUPT, "shm pipe %d (peer pid %d): a packed record inside a message",
+                      sp->base.id, sp->base.peer_pid);
     memcpy(&t->n, d, 4);
     t->bytes = 4 + 4 * (uint64_t)t->n;
-    if (t->n == 0 || t->bytes > rec->len)
-        return FERRY_ECORRUPT;
-    if (t->n > FY_MAX_PARTS)
-        return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
-                      sp->base.peer_pid, FY_MAX_PARTS);
-    t->lens = t->n <= SHM_PACK_PARTS ? t->few : malloc(4 * (size_t)t->n);
-    if (t->lens == NULL)
-        return FERRY_ENOMEM;
+    if (t->n == 0 || t->n > SHM_PACK_PARTS || t->bytes > rec->len)
+        return fy_err(FERRY_ECORRUPT, "shm pipe %d (peer pid %d): a packed record of %u parts",
+                      sp->base.id, sp->base.peer_pid, t->n);
     memcpy(t->lens, d + 4, 4 * (size_t)t->n);
     uint64_t sum = 0;
     t->held = 0;
@@ -496,12 +492,11 @@ static int pack_table_read(struct shm_pipe *sp, const struct fy_ring_rec *rec, s
         sum += t->lens[i];
         t->held += t->lens[i] > 0;
     }
-    int rc = sum != rec->len - t->bytes ? FERRY_ECORRUPT
-             : sum > sp->own_maxmsg     ? FERRY_EMSGSIZE
-                                        : 0;
-    if (rc != 0)
-        pack_table_free(t);
-    return rc;
+    if (sum != rec->len - t->bytes)
+        return fy_err(FERRY_ECORRUPT,
+                      "shm pipe %d (peer pid %d): a packed record whose parts do not fill it",
+                      sp->base.id, sp->base.peer_pid);
+    return sum > sp->own_maxmsg ? rx_too_big(sp) : 0;
 }
 
 /* Delivers a packed message's parts: in place, all sharing the record
@@ -528,9 +523,7 @@ static int rx_take_pack(struct shm_pipe *sp, const struct fy_ring_rec *rec, stru
             break;
         }
         if (fy_rxmsg_push(m, f) != 0) {
-            struct fy_rxmsg lone; /* freed as received parts are: mtx is held */
-            fy_rxmsg_one(&lone, f);
-            fy_rxmsg_clear(&lone);
+            fy_msg_free_locked(f);
             rc = FERRY_ENOMEM;
             i++;
             break;
@@ -546,7 +539,6 @@ static int rx_take_pack(struct shm_pipe *sp, const struct fy_ring_rec *rec, stru
     } else {
         fy_ring_take(&sp->r, rec, 0, 1, moved);
     }
-    pack_table_free(&t);
     if (rc != 0)
         fy_rxmsg_clear(m);
     return rc;
@@ -598,6 +590,8 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             break;
         }
         rc = fy_ring_peek(&sp->r, &rec, check);
+        if (rc < 0)
+            fy_err(rc, "shm pipe %d (peer pid %d): ring", p->id, p->peer_pid);
         if (rc <= 0)
             break;
         sp->empty_polls = 0;
@@ -636,7 +630,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             if (rc == 0)
                 rc = rx_take_whole(sp, &rec, last, &msg, &moved);
             if (rc == 0 && (rc = fy_rxmsg_push(&sp->partial, msg)) != 0)
-                ferry_msg_free(msg); /* taken: its bytes are gone from the ring either way */
+                fy_msg_free_locked(msg); /* taken: its bytes are gone from the ring either way */
         } else {
             rc = rx_append(sp, &rec);
             if (rc == 0)
@@ -657,11 +651,9 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
     if (moved_any)
         room_published(sp); /* wakes the writer if it waits for room */
     if (rc < 0) {
-        if (rc == FERRY_ECORRUPT)
-            fy_err(rc, "shm pipe %d (peer pid %d): ring", p->id, p->peer_pid);
-        else if (rc == FERRY_EMSGSIZE && sp->partial.nparts < FY_MAX_PARTS)
-            fy_err(rc, "shm pipe %d (peer pid %d): message over FERRY_OPT_MAXMSGSIZE", p->id,
-                   p->peer_pid);
+        /* the others said what was wrong where they found it */
+        if (rc == FERRY_ENOMEM)
+            fy_err(rc, "shm pipe %d (peer pid %d): receiving a message", p->id, p->peer_pid);
         sp->errors++;
         return rc;
     }
@@ -742,6 +734,13 @@ static void shm_close(struct fy_pipe *p)
 static void shm_destroy(struct fy_pipe *p)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
+    /* Normally empty (shm_close dropped it under the mutex). Without the
+     * mutex, and maybe after the socket: freed as the user frees, which
+     * recycles nothing into the socket; no part here is in place, since
+     * each of those holds a reference on this pipe. */
+    for (size_t i = sp->partial.next; i < sp->partial.nparts; i++)
+        ferry_msg_free(sp->partial.parts[i]);
+    sp->partial.nparts = 0;
     rx_partial_drop(sp);
     if (sp->map)
         munmap(sp->map, sp->map_len);
