@@ -594,10 +594,81 @@ FERRY_API int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val);
  * 0, or FERRY_ETIMEDOUT. */
 FERRY_API int ferry_wait_peers(ferry_socket *s, int count, int timeout_ms);
 
-/* A file descriptor for poll/epoll: it becomes readable when a message may
- * be ready. Then call ferry_recv() with FERRY_DONTWAIT until FERRY_EAGAIN;
- * only that re-arms it. Owned by the socket: do not close or read it. */
+/* A file descriptor for poll/epoll, for a loop of your own (ferry_poller
+ * below does all this for you). Its semantics are those of an armed
+ * notification, not of a level: it becomes readable when, after it was
+ * armed, a message may have become ready, and it is armed only by a
+ * ferry_recv() (or ferry_msg_recv()) with FERRY_DONTWAIT that returns
+ * FERRY_EAGAIN. So: when it is readable, receive with FERRY_DONTWAIT until
+ * FERRY_EAGAIN; a message left unread is not announced again. It may be
+ * readable with nothing to receive (a spurious wake-up: the receive then
+ * says FERRY_EAGAIN and re-arms). Owned by the socket: do not close or
+ * read it. Use it from one loop at a time, and not together with a
+ * ferry_poller on the same socket. */
 FERRY_API int ferry_socket_fd(ferry_socket *s, int *fd);
+
+/* ------------------------------------------------------------------------ */
+/* Pollers: waiting on many sockets and file descriptors at once            */
+/* ------------------------------------------------------------------------ */
+
+/* A poller waits, in the calling thread, until one of its sockets or file
+ * descriptors is ready, in an epoll set of its own.
+ *
+ * Sockets are level-triggered: a socket with a message waiting is reported
+ * FERRY_POLLIN on every wait until the message is received (all its parts);
+ * FERRY_POLLOUT while a send would not wait (some peer has room in its
+ * ring or under its HWM; a REQ only before its request, a REP only with a
+ * request to answer, a PUB always). A socket that is closed while
+ * registered (by any thread, even during a wait, which it wakes) is
+ * reported FERRY_POLLERR until it is removed; the poller keeps the
+ * socket's memory until then, so remove it (or free the poller). Plain
+ * file descriptors are waited for with epoll's level-triggered events
+ * (POLLIN, POLLOUT; errors and hang-ups come as FERRY_POLLERR).
+ *
+ * The cost of a wait grows with the entries that are ready, not with the
+ * entries registered: an idle socket costs nothing until it is signalled.
+ * A registered socket uses one more descriptor (the poller's copy of its
+ * pollable fd).
+ *
+ * Threads: a poller is used by one thread at a time (add, modify, remove
+ * and wait must not run at once on one poller); its sockets may be used
+ * and closed by any thread meanwhile. A socket may be in several pollers;
+ * it must not be waited for both through a poller and through its
+ * ferry_socket_fd() in a loop of your own. */
+typedef struct ferry_poller ferry_poller;
+
+#define FERRY_POLLIN 0x1  /* a message can be received, a fd can be read  */
+#define FERRY_POLLOUT 0x2 /* a message can be sent, a fd can be written   */
+#define FERRY_POLLERR 0x4 /* reported only: socket closed, fd error/hangup */
+
+typedef struct ferry_poll_event {
+    ferry_socket *socket; /* the socket, or NULL for a file descriptor */
+    int fd;               /* the file descriptor, or -1 for a socket */
+    int events;           /* what is ready: FERRY_POLLIN | FERRY_POLLOUT | FERRY_POLLERR */
+    void *user;           /* as given at add (or modify) */
+} ferry_poll_event;
+
+FERRY_API int ferry_poller_new(ferry_poller **p);
+/* Removes every entry (giving back the sockets' memory) and frees it. */
+FERRY_API void ferry_poller_free(ferry_poller *p);
+
+/* Registers s for events (FERRY_POLLIN, FERRY_POLLOUT, both or none) with
+ * user data. FERRY_EINVAL if it is already registered. */
+FERRY_API int ferry_poller_add(ferry_poller *p, ferry_socket *s, int events, void *user);
+FERRY_API int ferry_poller_modify(ferry_poller *p, ferry_socket *s, int events, void *user);
+FERRY_API int ferry_poller_remove(ferry_poller *p, ferry_socket *s);
+
+/* The same for a file descriptor of yours (a pipe, an eventfd, a timerfd, a
+ * device): it stays yours; remove it before you close it. */
+FERRY_API int ferry_poller_add_fd(ferry_poller *p, int fd, int events, void *user);
+FERRY_API int ferry_poller_modify_fd(ferry_poller *p, int fd, int events, void *user);
+FERRY_API int ferry_poller_remove_fd(ferry_poller *p, int fd);
+
+/* Waits up to timeout_ms (-1: forever, 0: just look) for ready entries and
+ * fills at most max of them into ev. Returns how many (entries ready beyond
+ * max are reported by the next wait), 0 when the time ran out, or an error
+ * (FERRY_EINTR when a signal interrupted the wait). */
+FERRY_API int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
 /* Listing and removing objects (what `ferry ls` and `ferry rm` use)        */

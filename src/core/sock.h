@@ -122,6 +122,9 @@ struct fy_rxmsg {
  *  release  gives back an in-place message's token.
  *  send_cmd sends a control command (subscribe: 1, unsubscribe: 0).
  *  writable 1 if a message of len bytes would fit now.
+ *  arm_room  the socket will wait for room without sleeping on its wake
+ *           word (a poller): have the peer signal its pollable fd when room
+ *           appears. NULL: the transport signals room anyway.
  *  abort_tx a message was left half-written (timeout): tell the peer to
  *           discard it.
  *  close    the pipe leaves the socket: let the peer see it now (may run
@@ -138,6 +141,7 @@ struct fy_pipe_ops {
     void (*release)(struct fy_pipe *p, int64_t token);
     int (*send_cmd)(struct fy_pipe *p, int cmd, const void *data, size_t len);
     int (*writable)(struct fy_pipe *p, size_t len);
+    void (*arm_room)(struct fy_pipe *p);
     void (*abort_tx)(struct fy_pipe *p);
     void (*close)(struct fy_pipe *p);
     void (*destroy)(struct fy_pipe *p);
@@ -213,6 +217,8 @@ struct fy_wire {
  *            core's: 0, or FERRY_ENOTSUP when not the pattern's. mtx held.
  *  peer_ready  1 if pipe p counts as a peer for ferry_wait_peers (a PUB's
  *            subscriber once it has subscribed). NULL: every live pipe.
+ *  send_ready  1 if a send now would not wait (FERRY_POLLOUT). NULL: some
+ *            live pipe has room (fy_any_writable).
  *  state_size, pipe_size  the per-socket and per-pipe state the core
  *            allocates (zeroed) and frees for the protocol, as nng's
  *            protocols declare theirs. */
@@ -227,6 +233,7 @@ struct fy_proto_ops {
     int (*setopt)(ferry_socket *s, int opt, const void *val, size_t len);
     int (*getopt)(ferry_socket *s, int opt, int64_t *val);
     int (*peer_ready)(ferry_socket *s, struct fy_pipe *p);
+    int (*send_ready)(ferry_socket *s);
     int (*send)(ferry_socket *s, const struct fy_txmsg *m);
     int (*recv)(ferry_socket *s, struct fy_rxmsg *m, int check);
     int (*accept)(ferry_socket *s);
@@ -252,6 +259,18 @@ int fy_fq_recv(ferry_socket *s, struct fy_rxmsg *m, size_t *cursor, int check);
 /* Sends a claimed message (m->claim) on its pipe. 1 sent, 0 no room,
  * FERRY_ECONNRESET when its pipe is gone (the core then copies). */
 int fy_send_claim(ferry_socket *s, const struct fy_txmsg *m);
+
+/* 1 if some live pipe of s would take a small message now. */
+int fy_any_writable(ferry_socket *s);
+
+/* 1 while a received message (or a receive error) waits for the user in
+ * s->rx: taken from the pipes, by a poller's look or a multipart receive,
+ * but not yet all received. A strictly alternating pattern (REQ, REP)
+ * does not send meanwhile, as libzmq's do not before the last part. */
+int fy_sock_rx_pending(const ferry_socket *s);
+
+/* A send_ready for patterns whose sends never wait (they drop instead). */
+int fy_send_never_waits(ferry_socket *s);
 
 /* 1 if p is one of s's live pipes. */
 int fy_pipe_live(ferry_socket *s, struct fy_pipe *p);
@@ -345,6 +364,8 @@ struct ferry_socket {
     /* the message being received, part by part */
     struct fy_rxmsg rx;
     int rcvmore;
+    int rx_err; /* a receive error a poller's look found, for the next recv */
+    char rx_err_text[160];
 
     ferry_msg *claim; /* the outstanding zero-copy allocation, if any */
     ferry_msg *spare; /* recycled message structs (mtx), a short free list */
@@ -419,9 +440,17 @@ void fy_sock_fd_watchdog(ferry_socket *s);
 int fy_sock_wait(ferry_socket *s, int (*step)(ferry_socket *s, void *arg, int check), void *arg,
                  uint64_t deadline);
 
-/* A message may be ready: wakes the socket's waiters and, if the user
- * armed it, its pollable fd (mtx may be held). */
+/* A message may be ready, or room to send: wakes the socket's waiters
+ * and, if the user armed it, its pollable fd (mtx may be held). */
 void fy_sock_signal(ferry_socket *s);
+
+/* What of events (FERRY_POLLIN, FERRY_POLLOUT) a recv or send would find
+ * ready now without waiting, or FERRY_POLLERR once the socket is closing.
+ * With arm, before the last look: the pollable fd is armed (and the pipes
+ * asked to signal room, for FERRY_POLLOUT), so that a change after it
+ * writes the fd. A message found is kept for the next recv, as is an error
+ * (a REQ's peer that died). Takes mtx. */
+int fy_sock_ready(ferry_socket *s, int events, int arm);
 
 /* Wakes this socket's own waiters (mtx may be held). */
 void fy_sock_wake(ferry_socket *s);

@@ -596,6 +596,8 @@ int ferry_close(ferry_socket *s)
     pthread_mutex_lock(&s->mtx);
     s->closing = 1;
     pthread_mutex_unlock(&s->mtx);
+    /* a poller waiting on a copy of the pollable fd wakes and sees it */
+    self_signal(s);
     for (size_t i = 0; i < FY_ARRAY_LEN(transports); i++)
         transports[i]->close_all(s);
     fy_loop_release(s->loop);
@@ -925,6 +927,81 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
 
 /* --- receive --------------------------------------------------------------- */
 
+/* Arms the pollable fd: clears it and asks peers (and our own transports)
+ * to write it on the next change. The caller then looks once more. */
+static void arm_fd(ferry_socket *s)
+{
+    char drain[64];
+    /* bounded: anyone on the machine can send to the fd's address, and
+     * what is left only makes it readable again (a spurious wake-up) */
+    for (int k = 0; k < 256 && recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0; k++) {
+    }
+    atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
+}
+
+/* 1 if a recv now would not wait: a message (or the rest of one) is here,
+ * taken from the pipes into s->rx if need be, or an error is due. mtx held. */
+static int recv_ready(ferry_socket *s)
+{
+    if (!s->proto->can_recv)
+        return 0;
+    if (s->rx_err != 0 || s->rx.next < s->rx.nparts)
+        return 1;
+    fy_rxmsg_clear(&s->rx);
+    fy_err_clear();
+    int rc = s->proto->recv(s, &s->rx, 1);
+    if (rc == 1)
+        return 1;
+    if (rc < 0 && rc != FERRY_ESTATE) { /* e.g. a REQ whose peer died: recv must say so */
+        s->rx_err = rc;
+        fy_escape(s->rx_err_text, sizeof s->rx_err_text, ferry_errdetail());
+        return 1;
+    }
+    return 0; /* nothing, or not in a state to receive (a REQ before its request) */
+}
+
+int fy_sock_rx_pending(const ferry_socket *s)
+{
+    return s->rx_err != 0 || s->rx.next < s->rx.nparts;
+}
+
+/* 1 if a send now would not wait. mtx held. */
+static int send_ready(ferry_socket *s)
+{
+    if (!s->proto->can_send || s->claim != NULL)
+        return 0;
+    if (s->tx_nparts > 0)
+        return 1; /* the next part of a message is only kept */
+    return s->proto->send_ready ? s->proto->send_ready(s) : fy_any_writable(s);
+}
+
+static int ready_now(ferry_socket *s, int events)
+{
+    int r = 0;
+    if ((events & FERRY_POLLIN) && recv_ready(s))
+        r |= FERRY_POLLIN;
+    if ((events & FERRY_POLLOUT) && send_ready(s))
+        r |= FERRY_POLLOUT;
+    return r;
+}
+
+int fy_sock_ready(ferry_socket *s, int events, int arm)
+{
+    pthread_mutex_lock(&s->mtx);
+    int r = s->closing ? FERRY_POLLERR : ready_now(s, events);
+    if (r == 0 && arm) {
+        arm_fd(s);
+        if (events & FERRY_POLLOUT)
+            for (size_t i = 0; i < s->npipes; i++)
+                if (s->pipes[i]->ops->arm_room)
+                    s->pipes[i]->ops->arm_room(s->pipes[i]);
+        r = ready_now(s, events);
+    }
+    pthread_mutex_unlock(&s->mtx);
+    return r;
+}
+
 /* What a receive wants: the next part handed over (out), or copied into
  * buf and released at once, all under one hold of the lock. */
 struct recv_req {
@@ -936,6 +1013,11 @@ struct recv_req {
 static int recv_step(ferry_socket *s, void *arg, int check)
 {
     struct recv_req *rq = arg;
+    if (s->rx_err != 0) { /* found by a poller's look */
+        int rc = s->rx_err;
+        s->rx_err = 0;
+        return fy_err(rc, "%s", s->rx_err_text);
+    }
     if (s->rx.next >= s->rx.nparts) {
         fy_rxmsg_clear(&s->rx);
         int rc = s->proto->recv(s, &s->rx, check);
@@ -967,15 +1049,9 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
     int nowait = flags & FERRY_DONTWAIT;
     int rc = sock_run(s, recv_step, rq, s->opt.rcvtimeo, nowait);
     if (rc == FERRY_EAGAIN && nowait) {
-        /* Arm the pollable fd: clear it, ask peers to write it on the next
-         * message, then look once more so no message slips between. */
-        char drain[64];
-        /* bounded: anyone on the machine can send to the fd's address, and
-         * what is left only makes it readable again (a spurious wake-up) */
-        for (int k = 0; k < 256 && recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0; k++) {
-        }
-        atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
-        atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
+        /* Arm the pollable fd, then look once more so no message slips
+         * between. */
+        arm_fd(s);
         pthread_mutex_lock(&s->mtx);
         rc = s->closing ? FERRY_ECLOSED : recv_step(s, rq, 1);
         pthread_mutex_unlock(&s->mtx);

@@ -45,6 +45,21 @@ struct fy_pipe *fy_proto_next_pipe(ferry_socket *s, size_t size)
     return s->proto->next_pipe ? s->proto->next_pipe(s, size) : NULL;
 }
 
+int fy_any_writable(ferry_socket *s)
+{
+    /* a pipe still in its handshake counts: what is sent waits in it */
+    for (size_t i = 0; i < s->npipes; i++)
+        if (!s->pipes[i]->dead && s->pipes[i]->ops->writable(s->pipes[i], 0))
+            return 1;
+    return 0;
+}
+
+int fy_send_never_waits(ferry_socket *s)
+{
+    FY_UNUSED(s);
+    return 1;
+}
+
 int fy_pipe_live(ferry_socket *s, struct fy_pipe *p)
 {
     for (size_t i = 0; i < s->npipes; i++)

@@ -187,6 +187,7 @@ const struct fy_proto_ops fy_pub_ops = {
     .can_send = 1,
     .pipe_size = sizeof(struct fy_ps_pipe),
     .send = pub_send,
+    .send_ready = fy_send_never_waits,
     .cmd = pub_cmd,
     .pipe_rm = fy_ps_pipe_rm,
     .peer_ready = pub_peer_ready,

@@ -110,7 +110,7 @@ static int req_keep_copy(struct req_state *st, const struct fy_txmsg *m)
 static int req_send(ferry_socket *s, const struct fy_txmsg *m)
 {
     struct req_state *st = s->proto_state;
-    if (st->waiting)
+    if (st->waiting || fy_sock_rx_pending(s))
         return fy_err(FERRY_ESTATE, "req send: the reply to the previous request is due");
     if (m->nparts >= FY_MAX_PARTS)
         return fy_err(FERRY_EMSGSIZE, "req send: %zu parts and the delimiter are over %d",
@@ -148,6 +148,13 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
     st->target = p;
     fy_pipe_ref(p);
     return 1;
+}
+
+/* A REQ sends only when no reply is due. */
+static int req_send_ready(ferry_socket *s)
+{
+    struct req_state *st = s->proto_state;
+    return !st->waiting && !fy_sock_rx_pending(s) && fy_any_writable(s);
 }
 
 /* 1 if a received message starts with an envelope whose last frame is the
@@ -242,11 +249,23 @@ static void rep_forget(struct rep_state *st)
     st->nenv = 0;
 }
 
+/* A REP sends only the reply that is due; one to a requester that is gone
+ * is dropped at once. */
+static int rep_send_ready(ferry_socket *s)
+{
+    struct rep_state *st = s->proto_state;
+    if (!st->replying || fy_sock_rx_pending(s))
+        return 0;
+    return !fy_pipe_live(s, st->source) || st->source->ops->writable(st->source, 0);
+}
+
 static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
 {
     struct rep_state *st = s->proto_state;
     if (!st->replying)
         return fy_err(FERRY_ESTATE, "rep send: no request to reply to");
+    if (fy_sock_rx_pending(s))
+        return fy_err(FERRY_ESTATE, "rep send: the request is not all received yet");
     if (st->nenv + m->nparts > FY_MAX_PARTS)
         return fy_err(FERRY_EMSGSIZE,
                       "rep send: the envelope's %zu frames and %zu parts are over %d", st->nenv,
@@ -362,6 +381,7 @@ const struct fy_proto_ops fy_req_ops = {
     .can_recv = 1,
     .state_size = sizeof(struct req_state),
     .send = req_send,
+    .send_ready = req_send_ready,
     .recv = req_recv,
     .fini = req_fini,
 };
@@ -376,6 +396,7 @@ const struct fy_proto_ops fy_rep_ops = {
     .can_recv = 1,
     .state_size = sizeof(struct rep_state),
     .send = rep_send,
+    .send_ready = rep_send_ready,
     .recv = rep_recv,
     .fini = rep_fini,
 };

@@ -125,6 +125,14 @@ static int router_start(ferry_socket *s, struct fy_pipe *p)
     return 0;
 }
 
+/* A ROUTER drops what it cannot deliver, unless MANDATORY, when it waits
+ * for room: then some peer must have room. */
+static int router_send_ready(ferry_socket *s)
+{
+    struct router_state *st = s->proto_state;
+    return !st->mandatory || fy_any_writable(s);
+}
+
 static int router_send(ferry_socket *s, const struct fy_txmsg *m)
 {
     struct router_state *st = s->proto_state;
@@ -226,5 +234,6 @@ const struct fy_proto_ops fy_router_ops = {
     .getopt = router_getopt,
     .pipe_start = router_start,
     .send = router_send,
+    .send_ready = router_send_ready,
     .recv = router_recv,
 };

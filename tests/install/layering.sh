@@ -3,7 +3,9 @@
 # "The three layers"): the core and the transports know no socket pattern,
 # the primitives know no transport, no hand-written extern prototypes in .c
 # files, no include reaches up a layer; and one event loop: only
-# src/core/loop.c starts I/O threads and waits in epoll, and only the
+# src/core/loop.c starts I/O threads and waits in epoll (and the user's
+# poller, src/core/poller.c, in an epoll set of its own, in the caller's
+# thread: it serves no transport), and only the
 # core's fy_sock_wait sleeps on a socket's wake word (the semaphore
 # primitive sleeps on its own).
 set -u
@@ -28,7 +30,7 @@ fi
 if hits=$(grep -rnE '#include\s+"[^"]*transport/' src/core src/proto); then
     say "the core or a pattern includes a transport's header:"; echo "$hits" >&2
 fi
-if hits=$(grep -rnE '\b(pthread_create|epoll_wait|epoll_create1?)\(' src | grep -v '^src/core/loop.c:'); then
+if hits=$(grep -rnE '\b(pthread_create|epoll_wait|epoll_create1?)\(' src | grep -vE '^src/core/(loop|poller).c:'); then
     say "a thread or an epoll set outside the event loop (src/core/loop.c):"; echo "$hits" >&2
 fi
 if hits=$(grep -rnE '\bfy_futex_wait\(' src | grep -vE '^src/(core/socket.c|platform/linux/futex.c|core/fy.h|prim/sem.c):'); then

@@ -67,7 +67,7 @@ static void room_published(struct shm_pipe *sp)
 {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&sp->r.sh->want_room, memory_order_relaxed))
-        fy_wake(sp->peer_wake, -1);
+        fy_wake(sp->peer_wake, sp->peer_efd); /* its pollable fd too: a poller's POLLOUT */
 }
 
 /* Writes whatever fits of one record chunk; returns 1 written, 0 no room,
@@ -308,6 +308,17 @@ static int shm_writable(struct fy_pipe *p, size_t len)
         return 0;
     uint64_t pos = sp->w.tail, room;
     return fy_ring_free(&sp->w, &room) == 0 && room >= part_cost(sp, len, &pos);
+}
+
+/* A poller waits for room: want_room makes the reader wake us (and write
+ * our pollable fd, which the poller has armed) at its next publication;
+ * the flag is cleared by our next successful send, as a sleeper's is. */
+static void shm_arm_room(struct fy_pipe *p)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    atomic_store_explicit(&sp->w.sh->want_room, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst); /* before the caller's last look at head */
+    sp->asked = 1;
 }
 
 static void *shm_claim(struct fy_pipe *p, size_t size)
@@ -799,6 +810,7 @@ const struct fy_pipe_ops fy_shm_pipe_ops = {
     .release = shm_release,
     .send_cmd = shm_send_cmd,
     .writable = shm_writable,
+    .arm_room = shm_arm_room,
     .abort_tx = shm_abort_tx,
     .close = shm_close,
     .destroy = shm_destroy,

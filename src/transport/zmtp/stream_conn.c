@@ -187,7 +187,7 @@ void st_conn_flush(struct st_pipe *p)
     }
     st_conn_interest(p);
     if (freed)
-        fy_sock_wake(p->t->s);
+        fy_sock_signal(p->t->s); /* room under the HWM: senders, and a poller's POLLOUT */
 }
 
 /* A write failed. Writes happen inside pipe ops, while a protocol walks the

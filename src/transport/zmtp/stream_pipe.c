@@ -144,7 +144,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     else /* the rest goes on FY_IO_OUT (after a sendmsg: the kernel is full now) */
         st_conn_interest(p);
     if (sent > 0 && st_marks_written(p))
-        fy_sock_wake(s);
+        fy_sock_signal(s); /* room under the HWM: senders, and a poller's POLLOUT */
     return 1;
 }
 
