@@ -317,8 +317,8 @@ static int collect(ferry_poller *p, ferry_poll_event *ev, int max, int ms)
         } else if (n < max) {
             int r = user_events(got[i].events, e->events);
             if (r)
-                ev[n++] = (ferry_poll_event){.socket = NULL, .fd = e->fd, .events = r,
-                                             .user = e->user};
+                ev[n++] =
+                    (ferry_poll_event){.socket = NULL, .fd = e->fd, .events = r, .user = e->user};
         }
     }
     return n;
@@ -329,7 +329,8 @@ int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, int timeou
     fy_err_clear();
     if (p == NULL || ev == NULL || max <= 0)
         return FERRY_EINVAL;
-    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : fy_now_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    uint64_t deadline =
+        timeout_ms < 0 ? UINT64_MAX : fy_now_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         /* what is ready now, without sleeping: fds first, then sockets */
         int n = collect(p, ev, max, 0);
@@ -342,9 +343,9 @@ int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, int timeou
         if (now >= deadline)
             return 0;
         int ms = deadline == UINT64_MAX ? -1
-                 : (int)((deadline - now + 999999u) / 1000000u > 1000000000u
-                             ? 1000000000
-                             : (deadline - now + 999999u) / 1000000u);
+                                        : (int)((deadline - now + 999999u) / 1000000u > 1000000000u
+                                                    ? 1000000000
+                                                    : (deadline - now + 999999u) / 1000000u);
         n = collect(p, ev, max, ms);
         if (n < 0)
             return n;

@@ -34,6 +34,7 @@
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -54,6 +55,9 @@ static const char bench_help[] =
     "  router  ferry DEALER/ROUTER round trip against REQ/REP (interleaved) on\n"
     "          shm, ipc, tcp; a ROUTER serving 16 DEALER processes, ferry and\n"
     "          libzmq interleaved\n"
+    "  poller  a REP waiting in a ferry_poller that also holds 1,000 idle\n"
+    "          sockets, against the same poller holding the REP alone\n"
+    "          (interleaved), on shm and tcp\n"
     "  ipc, tcp  ferry, libzmq and nng: REQ/REP round trip, PUSH/PULL by size\n"
     "  inproc  libzmq's in-process transport (for reference: ferry has shm://)\n"
     "libzmq (libzmq5) and nng (libnng1) are loaded with dlopen when installed\n"
@@ -1418,6 +1422,135 @@ static void router_suite(int quick, int reps)
     g_rbe = NULL;
 }
 
+/* --- a poller over many sockets ---------------------------------------------------- */
+
+static int g_pidle; /* idle sockets in the server's poller beside its REP */
+
+/* The serving side, a child: a REP in a poller with g_pidle idle PULL
+ * sockets (never written to); each request is waited for in the poller,
+ * then received and answered. */
+static void poll_server(void *arg)
+{
+    (void)arg;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max; /* each idle socket holds 3 fds */
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    ferry_poller *p;
+    if (ferry_poller_new(&p) != 0)
+        _exit(2);
+    ferry_socket **idle = calloc((size_t)g_pidle + 1, sizeof *idle);
+    for (int i = 0; i < g_pidle; i++)
+        if (ferry_socket_open(&idle[i], FERRY_PULL) != 0 ||
+            ferry_poller_add(p, idle[i], FERRY_POLLIN, NULL) != 0)
+            _exit(2);
+    ferry_socket *s = bench_open_ferry(FERRY_REP, 0);
+    char ep[256] = "";
+    if (ferry_listen(s, g_url) != 0 || ferry_socket_addr(s, ep, sizeof ep) != 0 ||
+        ferry_poller_add(p, s, FERRY_POLLIN, NULL) != 0)
+        _exit(2);
+    if (write(g_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+        _exit(3);
+    char buf[256];
+    size_t n;
+    for (long i = 0; i < g_iters; i++) {
+        ferry_poll_event ev[4];
+        if (ferry_poller_wait(p, ev, 4, 30000) != 1 || ev[0].socket != s ||
+            ferry_recv(s, buf, sizeof buf, &n, FERRY_DONTWAIT) != 0 ||
+            ferry_send(s, buf, n, 0) != 0)
+            _exit(4);
+    }
+    ferry_poller_free(p);
+    ferry_close(s);
+    for (int i = 0; i < g_pidle; i++)
+        ferry_close(idle[i]);
+    free(idle);
+}
+
+/* One latency run against a poll_server with `idle` idle sockets. */
+static void poll_roundtrip(struct hist *h, int idle)
+{
+    if (pipe(g_pipe) != 0)
+        return;
+    g_pidle = idle;
+    pid_t pid = spawn(poll_server, NULL);
+    close(g_pipe[1]);
+    char ep[256];
+    int ok = full_read(g_pipe[0], ep, sizeof ep) == 0;
+    close(g_pipe[0]);
+    if (!ok) {
+        reap(pid);
+        return;
+    }
+    ferry_socket *s = bench_open_ferry(FERRY_REQ, 0);
+    ferry_dial(s, ep);
+    char buf[64];
+    memset(buf, 7, sizeof buf);
+    for (long i = 0; i < g_iters; i++) {
+        uint64_t t0 = now_ns();
+        size_t n;
+        if (ferry_send(s, buf, sizeof buf, 0) != 0 || ferry_recv(s, buf, sizeof buf, &n, 0) != 0)
+            break;
+        if (i > g_iters / 10)
+            hist_add(h, now_ns() - t0);
+    }
+    ferry_close(s);
+    reap(pid);
+}
+
+/* The server's poller holding 1,000 idle sockets beside its REP against
+ * holding the REP alone, interleaved rep by rep; r gets the former's
+ * figures, the latter's p50 as base and the median ratio. */
+static void poller_suite(int quick, int reps)
+{
+    static const char *trs[] = {"shm", "tcp"};
+    static char labels[2][80];
+    g_iters = quick ? 3000 : 20000;
+    for (int t = 0; t < 2; t++) {
+        if (t == 0) {
+            char name[64];
+            snprintf(name, sizeof name, "ferry-bench-poll-%d", (int)getpid());
+            snprintf(g_url, sizeof g_url, "shm://%s", name);
+        } else {
+            snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:0");
+        }
+        snprintf(labels[t], sizeof labels[t], "ferry %s: REQ/REP, REP in a poller of 1,001",
+                 trs[t]);
+        progress(labels[t]);
+        double p50[16], p99[16], p999[16], mx[16], base[16], ratio[16], sp;
+        for (int k = 0; k < reps; k++) {
+            struct hist *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+            poll_roundtrip(a, 0);
+            poll_roundtrip(b, 1000);
+            base[k] = hist_pct(a, 0.50);
+            p50[k] = hist_pct(b, 0.50);
+            p99[k] = hist_pct(b, 0.99);
+            p999[k] = hist_pct(b, 0.999);
+            mx[k] = (double)b->max;
+            ratio[k] = base[k] > 0 ? p50[k] / base[k] : 0;
+            free(a);
+            free(b);
+        }
+        struct result *r = add_result();
+        *r = (struct result){.system = "ferry",
+                             .transport = trs[t],
+                             .pattern = "poller_idle",
+                             .size = 64,
+                             .wait = "poller",
+                             .label = labels[t]};
+        r->p50 = median(p50, reps, &r->spread);
+        r->p99 = median(p99, reps, &sp);
+        r->p999 = median(p999, reps, &sp);
+        r->max = median(mx, reps, &sp);
+        r->base = median(base, reps, &sp);
+        r->ratio = median(ratio, reps, &sp);
+        r->reps = reps;
+        r->metric = "latency_ns";
+        r->latency = "round_trip";
+    }
+}
+
 /* --- report ------------------------------------------------------------------------ */
 
 static const struct result *find(const char *system, const char *pattern, const char *wait)
@@ -1486,6 +1619,9 @@ static void write_json(FILE *f)
                     r->base, r->ratio);
         if (strcmp(r->pattern, "dealer_router") == 0)
             fprintf(f, ", \"baseline_reqrep_p50\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
+        if (strcmp(r->pattern, "poller_idle") == 0)
+            fprintf(f, ", \"idle_sockets\": 1000, \"baseline_alone_p50\": %.1f, \"ratio\": %.3f",
+                    r->base, r->ratio);
         if (r->clients)
             fprintf(f, ", \"clients\": %d, \"per\": \"all clients\"", r->clients);
         if (strcmp(r->metric, "msgs_per_s") == 0)
@@ -1523,6 +1659,12 @@ static void print_table(void)
     for (int i = 0; i < nresults; i++) {
         const struct result *r = &results[i];
         char ratio[96] = "";
+        if (strcmp(r->pattern, "poller_idle") == 0) {
+            printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %.2fx the REP alone in it "
+                   "(%.0f ns, interleaved)\n",
+                   r->label, r->p50, r->p99, r->p999, r->max, r->spread * 100, r->ratio, r->base);
+            continue;
+        }
         if (strcmp(r->pattern, "dealer_router") == 0) {
             printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %.2fx REQ/REP (%.0f ns, "
                    "interleaved)\n",
@@ -1842,9 +1984,10 @@ int cmd_bench(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm") &&
             strcmp(argv[i], "tcp") && strcmp(argv[i], "ipc") && strcmp(argv[i], "inproc") &&
-            strcmp(argv[i], "router"))
+            strcmp(argv[i], "router") && strcmp(argv[i], "poller"))
             return cli_usage(
-                "bench", "unknown suite '%s' (limit, raw, shm, router, ipc, tcp, inproc)", argv[i]);
+                "bench", "unknown suite '%s' (limit, raw, shm, router, poller, ipc, tcp, inproc)",
+                argv[i]);
     char **suites = argv + optind;
     int nsuites = argc - optind;
     if (reps == 0)
@@ -2028,6 +2171,8 @@ int cmd_bench(int argc, char **argv)
     }
     if (want(suites, nsuites, "router"))
         router_suite(quick, reps);
+    if (want(suites, nsuites, "poller"))
+        poller_suite(quick, reps);
     if (want(suites, nsuites, "ipc"))
         net_suite("ipc", quick, reps, lat_iters, sizes, nsizes);
     if (want(suites, nsuites, "tcp"))

@@ -348,6 +348,9 @@ static int shm_listen(ferry_socket *s, const char *name)
         free(l);
         return fy_err(rc, "shm://%s: epoll", name);
     }
+    pthread_mutex_lock(&s->mtx);
+    snprintf(s->endpoint, sizeof s->endpoint, "shm://%s", name); /* ferry_socket_addr */
+    pthread_mutex_unlock(&s->mtx);
     return 0;
 }
 
