@@ -49,6 +49,10 @@ for t in ("shm", "ipc", "tcp"):  # the router suite: DEALER/ROUTER against REQ/R
     assert dr and dr[0]["ratio"] > 0 and dr[0]["baseline_reqrep_p50"] > 0, t
     fi = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "router_fanin")]
     assert fi and fi[0]["clients"] == 16 and fi[0]["value"] > 0, t
+for t in ("shm", "tcp"):  # the poller suite: 1,000 idle sockets against none
+    pi = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "poller_idle")]
+    assert pi and pi[0]["ratio"] > 0 and pi[0]["baseline_alone_p50"] > 0, t
+    assert pi[0]["idle_sockets"] == 1000, t
 PY
 python3 -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); assert d.getElementsByTagName('polyline')" "$T/b.svg" \
   && pass "--plot wrote an SVG with throughput lines" || fail "--plot SVG"
