@@ -597,14 +597,14 @@ FERRY_API int ferry_wait_peers(ferry_socket *s, int count, int timeout_ms);
 /* A file descriptor for poll/epoll, for a loop of your own (ferry_poller
  * below does all this for you). Its semantics are those of an armed
  * notification, not of a level: it becomes readable when, after it was
- * armed, a message may have become ready, and it is armed only by a
+ * armed, a message may have become ready, and you arm it with a
  * ferry_recv() (or ferry_msg_recv()) with FERRY_DONTWAIT that returns
  * FERRY_EAGAIN. So: when it is readable, receive with FERRY_DONTWAIT until
  * FERRY_EAGAIN; a message left unread is not announced again. It may be
  * readable with nothing to receive (a spurious wake-up: the receive then
  * says FERRY_EAGAIN and re-arms). Owned by the socket: do not close or
- * read it. Use it from one loop at a time, and not together with a
- * ferry_poller on the same socket. */
+ * read it. Use it from one loop at a time, and not for a socket that is
+ * in a ferry_poller (the poller arms and reads it for itself). */
 FERRY_API int ferry_socket_fd(ferry_socket *s, int *fd);
 
 /* ------------------------------------------------------------------------ */
@@ -615,10 +615,15 @@ FERRY_API int ferry_socket_fd(ferry_socket *s, int *fd);
  * descriptors is ready, in an epoll set of its own.
  *
  * Sockets are level-triggered: a socket with a message waiting is reported
- * FERRY_POLLIN on every wait until the message is received (all its parts);
- * FERRY_POLLOUT while a send would not wait (some peer has room in its
- * ring or under its HWM; a REQ only before its request, a REP only with a
- * request to answer, a PUB always). A socket that is closed while
+ * FERRY_POLLIN on every wait until the message is received (all its
+ * parts); a look that finds one takes it into the socket for the next
+ * receive, so it is a message, not a guess. FERRY_POLLOUT while a small
+ * message could be sent without waiting: some peer has room in its ring
+ * or under its HWM (a large message may still wait for more); a REQ only
+ * before its request, a REP only once the request is all received, a PUB,
+ * XPUB or XSUB always (they drop instead of waiting), a ROUTER always
+ * unless FERRY_OPT_ROUTER_MANDATORY, then when some peer has room; never
+ * while a ferry_msg_alloc() is outstanding. A socket that is closed while
  * registered (by any thread, even during a wait, which it wakes) is
  * reported FERRY_POLLERR until it is removed; the poller keeps the
  * socket's memory until then, so remove it (or free the poller). Plain
@@ -631,10 +636,15 @@ FERRY_API int ferry_socket_fd(ferry_socket *s, int *fd);
  * pollable fd).
  *
  * Threads: a poller is used by one thread at a time (add, modify, remove
- * and wait must not run at once on one poller); its sockets may be used
- * and closed by any thread meanwhile. A socket may be in several pollers;
- * it must not be waited for both through a poller and through its
- * ferry_socket_fd() in a loop of your own. */
+ * and wait must not run at once on one poller); its sockets may be sent
+ * on, received from and closed by any thread meanwhile. A socket is in at
+ * most one poller at a time (FERRY_EINVAL), and its ferry_socket_fd() is
+ * not for a loop of your own while it is.
+ *
+ * Remove a file descriptor before you close it. (One closed first while
+ * another copy keeps its file open, a dup or a forked child's, would stay
+ * in the epoll set; the poller drops it when it first reports, by
+ * building its set anew, and ignores it.) */
 typedef struct ferry_poller ferry_poller;
 
 #define FERRY_POLLIN 0x1  /* a message can be received, a fd can be read  */
@@ -653,7 +663,8 @@ FERRY_API int ferry_poller_new(ferry_poller **p);
 FERRY_API void ferry_poller_free(ferry_poller *p);
 
 /* Registers s for events (FERRY_POLLIN, FERRY_POLLOUT, both or none) with
- * user data. FERRY_EINVAL if it is already registered. */
+ * user data. FERRY_EINVAL if it is already registered, here or in another
+ * poller. */
 FERRY_API int ferry_poller_add(ferry_poller *p, ferry_socket *s, int events, void *user);
 FERRY_API int ferry_poller_modify(ferry_poller *p, ferry_socket *s, int events, void *user);
 FERRY_API int ferry_poller_remove(ferry_poller *p, ferry_socket *s);
@@ -665,9 +676,10 @@ FERRY_API int ferry_poller_modify_fd(ferry_poller *p, int fd, int events, void *
 FERRY_API int ferry_poller_remove_fd(ferry_poller *p, int fd);
 
 /* Waits up to timeout_ms (-1: forever, 0: just look) for ready entries and
- * fills at most max of them into ev. Returns how many (entries ready beyond
- * max are reported by the next wait), 0 when the time ran out, or an error
- * (FERRY_EINTR when a signal interrupted the wait). */
+ * fills at most max of them into ev. Returns how many, 0 when the time ran
+ * out, or an error (FERRY_EINTR when a signal interrupted the wait). With
+ * more ready than max, the next waits report the others: sockets take
+ * turns, and sockets and file descriptors alternate in going first. */
 FERRY_API int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */

@@ -40,6 +40,7 @@ struct fy_poll_entry {
     void *user;
     int hot;  /* on the hot list */
     int cold; /* looked at and found not ready: leaves the hot list */
+    int gone; /* removed (on the dead list) */
 };
 
 struct ferry_poller {
@@ -48,7 +49,13 @@ struct ferry_poller {
     size_t n, cap;
     struct fy_poll_entry **hot; /* may be ready: look before sleeping */
     size_t nhot, hotcap;
-    size_t rot; /* where the next look starts: ready entries take turns */
+    size_t rot;    /* where the next look starts: ready entries take turns */
+    int fds_first; /* alternates: neither sockets nor fds crowd the other out */
+    /* entries whose fd epoll may still hold (the user closed it before
+     * removing it, and another copy keeps the file open): kept until the
+     * epoll set is rebuilt without them, so an event naming one finds it */
+    struct fy_poll_entry **dead;
+    size_t ndead, deadcap;
 };
 
 int ferry_poller_new(ferry_poller **out)
@@ -128,6 +135,8 @@ static int entry_add(ferry_poller *p, ferry_socket *s, int fd, int events, void 
         return FERRY_EINVAL;
     if (find(p, s, fd, NULL) != NULL)
         return fy_err(FERRY_EINVAL, "poller add: already registered");
+    if (s != NULL && atomic_load_explicit(&s->npollers, memory_order_relaxed) != 0)
+        return fy_err(FERRY_EINVAL, "poller add: the socket is in another poller");
     if (grow(&p->ents, &p->cap, p->n) != 0)
         return fy_err(FERRY_ENOMEM, "poller add");
     struct fy_poll_entry *e = calloc(1, sizeof *e);
@@ -155,9 +164,11 @@ static int entry_add(ferry_poller *p, ferry_socket *s, int fd, int events, void 
     }
     if (s != NULL) {
         atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->npollers, 1, memory_order_relaxed);
         if (make_hot(p, e) != 0) { /* looked at by the next wait, which arms it */
             epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL);
             close(e->fd);
+            atomic_fetch_sub_explicit(&s->npollers, 1, memory_order_relaxed);
             fy_sock_unref(s);
             free(e);
             return fy_err(FERRY_ENOMEM, "poller add");
@@ -188,13 +199,22 @@ static void entry_free(ferry_poller *p, struct fy_poll_entry *e)
 {
     drop_hot(p, e);
     if (e->s != NULL) {
-        epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+        epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL); /* our copy: always there */
         close(e->fd);
+        atomic_fetch_sub_explicit(&e->s->npollers, 1, memory_order_relaxed);
         fy_sock_unref(e->s);
-    } else {
-        epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL); /* the fd stays the user's */
+        free(e);
+        return;
     }
-    free(e);
+    /* the fd stays the user's; if it was closed first, epoll may still
+     * hold the file (another copy keeps it open) and name e in an event */
+    if (epoll_ctl(p->epfd, EPOLL_CTL_DEL, e->fd, NULL) == 0 ||
+        grow(&p->dead, &p->deadcap, p->ndead) != 0) {
+        free(e);
+        return;
+    }
+    e->gone = 1;
+    p->dead[p->ndead++] = e;
 }
 
 static int entry_remove(ferry_poller *p, ferry_socket *s, int fd)
@@ -252,9 +272,13 @@ void ferry_poller_free(ferry_poller *p)
         return;
     while (p->n > 0)
         entry_free(p, p->ents[--p->n]);
+    close(p->epfd); /* before the dead entries: no event can name one now */
+    p->epfd = -1;
+    for (size_t i = 0; i < p->ndead; i++)
+        free(p->dead[i]);
+    free(p->dead);
     free(p->ents);
     free(p->hot);
-    close(p->epfd);
     free(p);
 }
 
@@ -299,6 +323,28 @@ static int user_events(uint32_t ep, int wanted)
     return (r & wanted) | (ep & (EPOLLERR | EPOLLHUP) ? FERRY_POLLERR : 0);
 }
 
+/* A new epoll set holding the live entries only: the one way to drop a
+ * registration whose fd the user closed before removing it (epoll keeps
+ * the file while another copy holds it open, and its events would keep
+ * every wait from sleeping). Then the dead entries can go. */
+static int rebuild(ferry_poller *p)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        return fy_err(-errno, "poller wait: epoll_create1");
+    for (size_t i = 0; i < p->n; i++) {
+        struct fy_poll_entry *e = p->ents[i];
+        struct epoll_event ev = {.events = e->s ? EPOLLIN : epoll_events(e->events), .data.ptr = e};
+        epoll_ctl(ep, EPOLL_CTL_ADD, e->fd, &ev); /* a closed user fd: not there, as before */
+    }
+    close(p->epfd);
+    p->epfd = ep;
+    for (size_t i = 0; i < p->ndead; i++)
+        free(p->dead[i]);
+    p->ndead = 0;
+    return 0;
+}
+
 /* Collects what the epoll set reports (sleeping up to ms): sockets go on
  * the hot list, plain fds straight into ev. Returns the fds reported, or
  * < 0. */
@@ -308,9 +354,13 @@ static int collect(ferry_poller *p, ferry_poll_event *ev, int max, int ms)
     int k = epoll_wait(p->epfd, got, (int)FY_ARRAY_LEN(got), ms);
     if (k < 0)
         return errno == EINTR ? fy_err(FERRY_EINTR, "poller wait") : fy_err(-errno, "poller wait");
-    int n = 0;
+    int n = 0, stale = 0;
     for (int i = 0; i < k; i++) {
         struct fy_poll_entry *e = got[i].data.ptr;
+        if (e->gone) { /* a file the user closed without removing it first */
+            stale = 1;
+            continue;
+        }
         if (e->s != NULL) {
             if (make_hot(p, e) != 0)
                 return fy_err(FERRY_ENOMEM, "poller wait");
@@ -320,6 +370,33 @@ static int collect(ferry_poller *p, ferry_poll_event *ev, int max, int ms)
                 ev[n++] =
                     (ferry_poll_event){.socket = NULL, .fd = e->fd, .events = r, .user = e->user};
         }
+    }
+    int rc = stale ? rebuild(p) : 0;
+    if (rc != 0)
+        return rc;
+    return n;
+}
+
+/* What epoll reports (sleeping up to ms) and what the hot sockets have:
+ * the ready entries into ev, fds and sockets taking turns to go first so
+ * that neither kind can keep the other out of a short ev. A count, or < 0. */
+static int gather(ferry_poller *p, ferry_poll_event *ev, int max, int ms)
+{
+    ferry_poll_event fdev[64];
+    int nfd = collect(p, fdev, max < 64 ? max : 64, ms);
+    if (nfd < 0)
+        return nfd;
+    int n = 0;
+    p->fds_first = !p->fds_first;
+    if (p->fds_first) {
+        memcpy(ev, fdev, (size_t)nfd * sizeof *ev);
+        n = nfd;
+        n += look_hot(p, ev + n, max - n);
+    } else {
+        n = look_hot(p, ev, max);
+        int k = nfd < max - n ? nfd : max - n; /* the rest: level-triggered, reported again */
+        memcpy(ev + n, fdev, (size_t)k * sizeof *ev);
+        n += k;
     }
     return n;
 }
@@ -332,12 +409,9 @@ int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, int timeou
     uint64_t deadline =
         timeout_ms < 0 ? UINT64_MAX : fy_now_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
-        /* what is ready now, without sleeping: fds first, then sockets */
-        int n = collect(p, ev, max, 0);
-        if (n < 0)
-            return n;
-        n += look_hot(p, ev + n, max - n);
-        if (n > 0)
+        /* what is ready now, without sleeping */
+        int n = gather(p, ev, max, 0);
+        if (n != 0)
             return n;
         uint64_t now = fy_now_mono_ns();
         if (now >= deadline)
@@ -346,11 +420,8 @@ int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, int timeou
                                         : (int)((deadline - now + 999999u) / 1000000u > 1000000000u
                                                     ? 1000000000
                                                     : (deadline - now + 999999u) / 1000000u);
-        n = collect(p, ev, max, ms);
-        if (n < 0)
-            return n;
-        n += look_hot(p, ev + n, max - n);
-        if (n > 0)
+        n = gather(p, ev, max, ms);
+        if (n != 0)
             return n;
         /* woken with nothing ready (a spurious datagram, a message another
          * thread took first): sleep again until the deadline */

@@ -354,7 +354,8 @@ struct ferry_socket {
      * of its own connected to it (fy_sock_event_sender), never ours */
     char event_addr[112];
     unsigned event_addrlen;
-    _Atomic int fd_want; /* the user has armed the pollable fd at least once */
+    _Atomic int fd_want;  /* the user has armed the pollable fd at least once */
+    _Atomic int npollers; /* ferry_pollers holding it (at most one) */
 
     /* multipart assembly of outgoing parts */
     struct fy_part *tx_parts;

@@ -86,6 +86,16 @@ void fy_sock_note(ferry_socket *s, int bad, const char *what)
         fprintf(stderr, "ferry[%d]: %s\n", (int)getpid(), s->drop_reason);
 }
 
+/* A poller holding the socket looks at it again after a change the user's
+ * own call made (a REP that replied may receive, a REQ that took its reply
+ * may send), or a pipe that came or went: nothing else writes the fd for
+ * those, and a plain ferry_socket_fd user is not woken by them. */
+static void tell_poller(ferry_socket *s)
+{
+    if (atomic_load_explicit(&s->npollers, memory_order_relaxed) != 0)
+        fy_sock_signal(s);
+}
+
 /* --- pipes ----------------------------------------------------------------- */
 
 void fy_pipe_ref(struct fy_pipe *p)
@@ -140,6 +150,7 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
         s->pipes[s->npipes++] = p;
         fy_pipe_ref(p);
         fy_sock_wake(s);
+        tell_poller(s); /* a peer to send to: a poller's POLLOUT */
     }
     return rc;
 }
@@ -167,6 +178,7 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
         p->proto_data = NULL;
         fy_pipe_unref(p);
         fy_sock_wake(s);
+        tell_poller(s); /* what it waits for may have changed (a REP's requester) */
         return;
     }
 }
@@ -752,7 +764,10 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
 static int send_step(ferry_socket *s, void *arg, int check)
 {
     FY_UNUSED(check);
-    return s->proto->send(s, arg);
+    int rc = s->proto->send(s, arg);
+    if (rc == 1)
+        tell_poller(s);
+    return rc;
 }
 
 static int tx_append(ferry_socket *s, const void *buf, size_t len)
@@ -927,17 +942,22 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
 
 /* --- receive --------------------------------------------------------------- */
 
-/* Arms the pollable fd: clears it and asks peers (and our own transports)
- * to write it on the next change. The caller then looks once more. */
-static void arm_fd(ferry_socket *s)
+/* Arms the pollable fd: clears it (drain_it) and asks peers (and our own
+ * transports) to write it on the next change. The caller then looks once
+ * more. */
+static void arm_fd(ferry_socket *s, int drain_it)
 {
     char drain[64];
     /* bounded: anyone on the machine can send to the fd's address, and
      * what is left only makes it readable again (a spurious wake-up) */
-    for (int k = 0; k < 256 && recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0; k++) {
+    for (int k = 0; drain_it && k < 256 && recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0;
+         k++) {
     }
     atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
     atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
+    /* the flag before the caller's last look at the rings (their loads are
+     * acquire only): a writer that did not see it armed is seen there */
+    atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* 1 if a recv now would not wait: a message (or the rest of one) is here,
@@ -991,7 +1011,7 @@ int fy_sock_ready(ferry_socket *s, int events, int arm)
     pthread_mutex_lock(&s->mtx);
     int r = s->closing ? FERRY_POLLERR : ready_now(s, events);
     if (r == 0 && arm) {
-        arm_fd(s);
+        arm_fd(s, 1);
         if (events & FERRY_POLLOUT)
             for (size_t i = 0; i < s->npipes; i++)
                 if (s->pipes[i]->ops->arm_room)
@@ -1027,8 +1047,10 @@ static int recv_step(ferry_socket *s, void *arg, int check)
     ferry_msg *m = s->rx.parts[s->rx.next++];
     m->more = s->rx.next < s->rx.nparts;
     s->rcvmore = m->more;
-    if (!m->more)
+    if (!m->more) {
         fy_rxmsg_clear(&s->rx);
+        tell_poller(s);
+    }
     if (rq->out != NULL) {
         *rq->out = m;
     } else {
@@ -1050,8 +1072,9 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
     int rc = sock_run(s, recv_step, rq, s->opt.rcvtimeo, nowait);
     if (rc == FERRY_EAGAIN && nowait) {
         /* Arm the pollable fd, then look once more so no message slips
-         * between. */
-        arm_fd(s);
+         * between. A poller holding the socket drains the fd itself: what
+         * is queued there may be its news (room, a peer). */
+        arm_fd(s, atomic_load_explicit(&s->npollers, memory_order_relaxed) == 0);
         pthread_mutex_lock(&s->mtx);
         rc = s->closing ? FERRY_ECLOSED : recv_step(s, rq, 1);
         pthread_mutex_unlock(&s->mtx);

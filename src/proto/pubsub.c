@@ -262,7 +262,7 @@ static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
             return 1;
         fy_rxmsg_clear(m);
     }
-    fy_sock_wake(s);
+    fy_sock_signal(s);
     return 0;
 }
 

@@ -110,8 +110,10 @@ static int req_keep_copy(struct req_state *st, const struct fy_txmsg *m)
 static int req_send(ferry_socket *s, const struct fy_txmsg *m)
 {
     struct req_state *st = s->proto_state;
-    if (st->waiting || fy_sock_rx_pending(s))
+    if (st->waiting)
         return fy_err(FERRY_ESTATE, "req send: the reply to the previous request is due");
+    if (fy_sock_rx_pending(s))
+        return fy_err(FERRY_ESTATE, "req send: a reply (or why there is none) waits: receive it");
     if (m->nparts >= FY_MAX_PARTS)
         return fy_err(FERRY_EMSGSIZE, "req send: %zu parts and the delimiter are over %d",
                       m->nparts, FY_MAX_PARTS);
@@ -189,7 +191,7 @@ static int req_take(ferry_socket *s, struct fy_pipe *p, struct fy_rxmsg *m, int 
         fy_rxmsg_clear(m);
         fy_sock_note(s, 1, "req: a reply without the empty delimiter frame was dropped");
     }
-    fy_sock_wake(s); /* more may wait: come back after the others had the lock */
+    fy_sock_signal(s); /* more may wait: come back after the others had the lock */
     return 0;
 }
 
@@ -357,7 +359,7 @@ static int rep_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
         fy_rxmsg_clear(m);
         fy_sock_note(s, 1, why);
     }
-    fy_sock_wake(s); /* more may wait: come back after the others had the lock */
+    fy_sock_signal(s); /* more may wait: come back after the others had the lock */
     return 0;
 }
 

@@ -182,7 +182,7 @@ static void xpub_take(ferry_socket *s, struct xpub_state *st, int check)
     }
     st->cursor = start + 1;
     if (budget <= 0)
-        fy_sock_wake(s); /* more may be waiting: the waiting loop comes back */
+        fy_sock_signal(s); /* more may be waiting: the waiting loop comes back */
 }
 
 static int xpub_send(ferry_socket *s, const struct fy_txmsg *m)

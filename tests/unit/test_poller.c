@@ -14,6 +14,13 @@ static ferry_socket *sock(int type)
     return s;
 }
 
+static uint64_t thread_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* Waits up to ms for exactly one ready entry and returns it. */
 static ferry_poll_event wait_one(ferry_poller *p, int ms)
 {
@@ -122,7 +129,22 @@ static void test_mixed(void **state)
     assert_int_equal(ferry_poller_remove_fd(p, fds[0]), 0);
     assert_int_equal(ferry_poller_remove_fd(p, fds[0]), FERRY_EINVAL);
     close(fds[0]);
+    /* an fd closed before it was removed, its file kept open by a copy */
+    assert_int_equal(ferry_poller_remove_fd(p, efd), 0);
     close(efd);
+    int gone = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), keep = dup(gone);
+    assert_true(gone >= 0 && keep >= 0);
+    assert_int_equal(ferry_poller_add_fd(p, gone, FERRY_POLLIN, "closed"), 0);
+    assert_int_equal(write(keep, &one, sizeof one), sizeof one); /* readable for good */
+    close(gone);
+    assert_int_equal(ferry_poller_remove_fd(p, gone), 0);
+    want_nothing(p); /* its stale events are not reported */
+    uint64_t t0 = t_now_ms(), cpu0 = thread_cpu_ms();
+    ferry_poll_event spare[2];
+    assert_int_equal(ferry_poller_wait(p, spare, 2, 200), 0); /* and it sleeps, not spins */
+    assert_true(t_now_ms() - t0 >= 200);
+    assert_true(thread_cpu_ms() - cpu0 < 100);
+    close(keep);
     ferry_poller_free(p); /* with sockets still in it: gives them back */
     for (int i = 0; i < 3; i++) {
         ferry_close(push[i]);
@@ -250,6 +272,98 @@ static void test_req_rep_states(void **state)
     assert_int_equal(ferry_recv(req, buf, sizeof buf, &n, 0), FERRY_ECONNRESET);
     ferry_poller_free(p);
     ferry_close(req);
+}
+
+/* Changes no peer announces on the fd, each of which once went unseen by
+ * a poller that had armed the socket and let it go cold:
+ * - a PUSH registered for POLLOUT before its shm:// peer exists;
+ * - a REP that replies while another request waits (its own send makes
+ *   it readable);
+ * - a REQ registered for POLLOUT only, whose reply the user takes;
+ * - a REP behind 300 requests without an envelope (each dropped, counted):
+ *   the protocol stops after a budget per look, and must say "more";
+ * and one poller per socket. */
+static void test_changes_seen(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_poller *p;
+    assert_int_equal(ferry_poller_new(&p), 0);
+    ferry_poll_event ev;
+
+    t_url(url, sizeof url, "pollpeer");
+    ferry_socket *push = sock(FERRY_PUSH), *pull = sock(FERRY_PULL);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_RECONNECT_IVL, 10), 0);
+    assert_int_equal(ferry_dial(push, url), 0); /* nobody there yet: redials */
+    assert_int_equal(ferry_poller_add(p, push, FERRY_POLLOUT, "push"), 0);
+    want_nothing(p);
+    assert_int_equal(ferry_listen(pull, url), 0);
+    ev = wait_one(p, 10000);
+    assert_string_equal(ev.user, "push");
+    assert_int_equal(ev.events, FERRY_POLLOUT);
+    assert_int_equal(ferry_poller_remove(p, push), 0);
+
+    t_url(url, sizeof url, "pollrep2");
+    ferry_socket *rep = sock(FERRY_REP), *q1 = sock(FERRY_REQ), *q2 = sock(FERRY_REQ);
+    assert_int_equal(ferry_listen(rep, url), 0);
+    assert_int_equal(ferry_dial(q1, url), 0);
+    assert_int_equal(ferry_dial(q2, url), 0);
+    assert_int_equal(ferry_poller_add(p, rep, FERRY_POLLIN, "rep"), 0);
+    assert_int_equal(ferry_send(q1, "r1", 2, 0), 0);
+    assert_int_equal(ferry_send(q2, "r2", 2, 0), 0);
+    char buf[8];
+    size_t n;
+    assert_string_equal(wait_one(p, 10000).user, "rep");
+    assert_int_equal(ferry_recv(rep, buf, sizeof buf, &n, 0), 0);
+    want_nothing(p); /* replying: not readable, so armed and cold */
+    assert_int_equal(ferry_send(rep, buf, n, 0), 0);
+    ev = wait_one(p, 10000); /* the second request, seen after the reply */
+    assert_string_equal(ev.user, "rep");
+    assert_int_equal(ferry_recv(rep, buf, sizeof buf, &n, 0), 0);
+    assert_int_equal(ferry_send(rep, buf, n, 0), 0);
+    assert_int_equal(ferry_poller_remove(p, rep), 0);
+
+    assert_int_equal(ferry_poller_add(p, q1, FERRY_POLLOUT, "q1"), 0);
+    want_nothing(p); /* its reply is due: no POLLOUT */
+    assert_int_equal(ferry_recv(q1, buf, sizeof buf, &n, 0), 0);
+    ev = wait_one(p, 10000);
+    assert_string_equal(ev.user, "q1");
+    assert_int_equal(ev.events, FERRY_POLLOUT);
+    assert_int_equal(ferry_recv(q2, buf, sizeof buf, &n, 0), 0);
+
+    /* one poller per socket */
+    ferry_poller *p2;
+    assert_int_equal(ferry_poller_new(&p2), 0);
+    assert_int_equal(ferry_poller_add(p2, q1, FERRY_POLLIN, NULL), FERRY_EINVAL);
+    assert_int_equal(ferry_poller_remove(p, q1), 0);
+    assert_int_equal(ferry_poller_add(p2, q1, FERRY_POLLIN, NULL), 0);
+    ferry_poller_free(p2);
+
+    t_url(url, sizeof url, "pollbudget");
+    ferry_socket *rep3 = sock(FERRY_REP), *dealer = sock(FERRY_DEALER);
+    assert_int_equal(ferry_listen(rep3, url), 0);
+    assert_int_equal(ferry_dial(dealer, url), 0);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(ferry_send(dealer, "no envelope", 11, 0), 0);
+    assert_int_equal(ferry_send(dealer, "", 0, FERRY_MORE), 0);
+    assert_int_equal(ferry_send(dealer, "ok", 2, 0), 0);
+    assert_int_equal(ferry_poller_add(p, rep3, FERRY_POLLIN, "rep3"), 0);
+    ev = wait_one(p, 10000);
+    assert_string_equal(ev.user, "rep3");
+    assert_int_equal(ferry_recv(rep3, buf, sizeof buf, &n, FERRY_DONTWAIT), 0);
+    assert_memory_equal(buf, "ok", 2);
+    int64_t errors = 0;
+    assert_int_equal(ferry_getopt_int(rep3, FERRY_OPT_ERRORS, &errors), 0);
+    assert_int_equal(errors, 300);
+
+    ferry_poller_free(p);
+    ferry_close(dealer);
+    ferry_close(rep3);
+    ferry_close(q1);
+    ferry_close(q2);
+    ferry_close(rep);
+    ferry_close(pull);
+    ferry_close(push);
 }
 
 struct waiter {
@@ -414,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_level_multipart),
         cmocka_unit_test(test_room_to_send),
         cmocka_unit_test(test_req_rep_states),
+        cmocka_unit_test(test_changes_seen),
         cmocka_unit_test(test_close_while_waiting),
         cmocka_unit_test(test_timeouts_and_args),
         cmocka_unit_test(test_thousand_sockets),
