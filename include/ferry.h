@@ -683,6 +683,48 @@ FERRY_API int ferry_poller_remove_fd(ferry_poller *p, int fd);
 FERRY_API int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
+/* Proxy: a broker between two sockets                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Moves messages between frontend and backend, both ways where their types
+ * allow (XSUB-XPUB: data down, subscriptions up; ROUTER-DEALER: requests
+ * and replies; PULL-PUSH: one way), in the calling thread, until TERMINATE
+ * comes on control. Messages move whole (every part), in order per
+ * direction, each part copied once (one received in place in an shm://
+ * ring goes straight from the ring to its destination).
+ *
+ * Nothing taken is lost to a full destination: a direction takes the next
+ * message from its source only once the last one went out, so a full
+ * destination pushes back on the source's senders through the source's
+ * high-water mark, as a direct connection would. A destination that drops
+ * by design drops and counts as it always does (a PUB or XPUB at a
+ * subscriber's HWM, a ROUTER to an unknown peer: FERRY_OPT_DROPPED on it);
+ * one that refuses a message for good (FERRY_EHOSTUNREACH from a MANDATORY
+ * ROUTER) loses it, counted in STATISTICS.
+ *
+ * capture (or NULL): every message, both ways, is also sent to it, waiting
+ * for room (a capture that cannot keep up slows the proxy; make it a PUB,
+ * which never waits, to lose copies instead).
+ *
+ * control (or NULL): a socket the proxy receives commands on, each a
+ * message whose first part is the word: PAUSE (stop moving messages; those
+ * held for room still go), RESUME, TERMINATE (deliver what is held, within
+ * each destination's FERRY_OPT_SNDTIMEO, and return 0) and STATISTICS,
+ * answered on control with nine 8-byte counters in host byte order:
+ * frontend messages and bytes received, messages and bytes sent, the same
+ * four for the backend (libzmq's eight), and messages lost. A REP control
+ * socket gets an answer to every command (the word itself; UNKNOWN for
+ * others); a PAIR only to STATISTICS. Closing control stops the proxy.
+ *
+ * Returns 0 after TERMINATE, FERRY_ECLOSED when frontend or backend was
+ * closed (by another thread), FERRY_EINVAL when no message could move
+ * (two senders, two receivers, or one socket twice). Signals do not stop
+ * it: a program that must stop on SIGINT sends TERMINATE from another
+ * thread (as `ferry proxy` does). The sockets stay the caller's. */
+FERRY_API int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *capture,
+                          ferry_socket *control);
+
+/* ------------------------------------------------------------------------ */
 /* Listing and removing objects (what `ferry ls` and `ferry rm` use)        */
 /* ------------------------------------------------------------------------ */
 

@@ -30,6 +30,9 @@ fi
 if hits=$(grep -rnE '#include\s+"[^"]*transport/' src/core src/proto); then
     say "the core or a pattern includes a transport's header:"; echo "$hits" >&2
 fi
+if hits=$(grep -rnE '#include\s+"' src/proxy | grep -v '#include "ferry.h"'); then
+    say "the proxy includes more than the public header (it is built on the public API):"; echo "$hits" >&2
+fi
 if hits=$(grep -rnE '\b(pthread_create|epoll_wait|epoll_create1?)\(' src | grep -vE '^src/core/(loop|poller).c:'); then
     say "a thread or an epoll set outside the event loop (src/core/loop.c):"; echo "$hits" >&2
 fi
