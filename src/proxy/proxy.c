@@ -148,8 +148,8 @@ static int flow_move(struct proxy *px, struct flow *f)
  * refused for good. */
 static void send_stats(struct proxy *px)
 {
-    const uint64_t v[9] = {px->front.msgs_in, px->front.bytes_in, px->front.msgs_out,
-                           px->front.bytes_out, px->back.msgs_in,  px->back.bytes_in,
+    const uint64_t v[9] = {px->front.msgs_in,   px->front.bytes_in, px->front.msgs_out,
+                           px->front.bytes_out, px->back.msgs_in,   px->back.bytes_in,
                            px->back.msgs_out,   px->back.bytes_out, px->lost};
     for (int i = 0; i < 9; i++)
         ferry_send(px->control, &v[i], sizeof v[i], i < 8 ? FERRY_MORE : 0);

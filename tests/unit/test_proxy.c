@@ -280,8 +280,7 @@ static void *client(void *arg)
         char b[32], got[64];
         int len = snprintf(b, sizeof b, "c%d r%d", c->id, i);
         size_t n;
-        if (ferry_send(req, b, (size_t)len, 0) != 0 ||
-            ferry_recv(req, got, sizeof got, &n, 0) != 0)
+        if (ferry_send(req, b, (size_t)len, 0) != 0 || ferry_recv(req, got, sizeof got, &n, 0) != 0)
             break;
         if (n == (size_t)len + 5 && memcmp(got, "done ", 5) == 0 && memcmp(got + 5, b, n - 5) == 0)
             c->answered++;
@@ -442,9 +441,9 @@ static void test_closed_and_invalid(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pull_push),      cmocka_unit_test(test_nothing_lost_when_full),
-        cmocka_unit_test(test_xsub_xpub),      cmocka_unit_test(test_router_dealer),
-        cmocka_unit_test(test_pause_resume),   cmocka_unit_test(test_closed_and_invalid),
+        cmocka_unit_test(test_pull_push),    cmocka_unit_test(test_nothing_lost_when_full),
+        cmocka_unit_test(test_xsub_xpub),    cmocka_unit_test(test_router_dealer),
+        cmocka_unit_test(test_pause_resume), cmocka_unit_test(test_closed_and_invalid),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -26,6 +26,10 @@ static const struct cli_cmd commands[] = {
      cmd_bench},
     {"trace", "show a TCP connection's set-up and teardown: ferry trace [--scenario NAME]",
      cmd_trace},
+    {"proxy",
+     "move messages between two sockets: ferry proxy --type xsub-xpub|router-dealer|pull-push "
+     "--frontend URL --backend URL",
+     cmd_proxy},
 };
 
 static void usage(FILE *f)
