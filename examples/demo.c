@@ -7,6 +7,7 @@
  */
 #include <ferry.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -289,6 +290,128 @@ static int zmq_demo(void)
     return rc == 0 && served == 5 ? 0 : 1;
 }
 
+/* The publisher of the proxy section: pyzmq on tcp://. An XPUB, so that it
+ * starts once the four subscriptions have come up through the proxy (it
+ * filters as a PUB does); it prints its endpoint first. */
+static const char pyzmq_pub[] = "import sys\n"
+                                "try:\n"
+                                "    import zmq\n"
+                                "except ImportError:\n"
+                                "    sys.exit(3)\n"
+                                "p = zmq.Context().socket(zmq.XPUB)\n"
+                                "p.RCVTIMEO = 10000\n"
+                                "p.bind('tcp://127.0.0.1:*')\n"
+                                "print(p.LAST_ENDPOINT.decode(), flush=True)\n"
+                                "want = {b'\\x01' + t for t in sys.argv[1].encode().split()}\n"
+                                "while want:\n"
+                                "    want.discard(p.recv())\n"
+                                "for i in range(50):\n"
+                                "    for t in sys.argv[1].encode().split() + [b'omega']:\n"
+                                "        p.send(t + b' %d' % i)\n"
+                                "p.close(linger=5000)\n";
+
+static const char *const fan_topics[] = {"alpha", "beta", "gamma", "delta"};
+
+/* A local subscriber of the proxy section: its topic's 50 messages, in
+ * order, over shm://. */
+static void fan_sub(const char *url, int t)
+{
+    ferry_socket *s = open_sock(FERRY_SUB);
+    ferry_setopt(s, FERRY_OPT_SUBSCRIBE, fan_topics[t], strlen(fan_topics[t]));
+    if (ferry_dial(s, url) != 0)
+        _exit(1);
+    for (int i = 0; i < 50; i++) {
+        char m[32], want[32];
+        size_t n;
+        int wl = snprintf(want, sizeof want, "%s %d", fan_topics[t], i);
+        if (ferry_recv(s, m, sizeof m, &n, 0) != 0 || n != (size_t)wl || memcmp(m, want, n) != 0)
+            _exit(2);
+    }
+    say("  SUB %-5s (pid %d, shm://): 50 messages, in order\n", fan_topics[t], (int)getpid());
+    ferry_close(s);
+    _exit(0);
+}
+
+struct proxy_run {
+    ferry_socket *front, *back, *ctl;
+    int rc;
+};
+
+static void *proxy_thread(void *arg)
+{
+    struct proxy_run *r = arg;
+    r->rc = ferry_proxy(r->front, r->back, NULL, r->ctl);
+    return NULL;
+}
+
+static int proxy_demo(void)
+{
+    section("A proxy bridges the network to shared memory: a pyzmq publisher on tcp://,\n"
+            "   ferry_proxy (XSUB on tcp://, XPUB on shm://), four local SUB processes.\n"
+            "   Their subscriptions travel up to the publisher, which sends only those.\n");
+    int out[2];
+    if (pipe(out) != 0)
+        return die("pipe");
+    char topics[64];
+    snprintf(topics, sizeof topics, "%s %s %s %s", fan_topics[0], fan_topics[1], fan_topics[2],
+             fan_topics[3]);
+    pid_t py = fork();
+    if (py == 0) {
+        dup2(out[1], 1);
+        execl("/usr/bin/python3", "python3", "-c", pyzmq_pub, topics, (char *)NULL);
+        _exit(3);
+    }
+    close(out[1]);
+    char ep[128] = "";
+    ssize_t got = read(out[0], ep, sizeof ep - 1);
+    close(out[0]);
+    if (got <= 0) {
+        say("  (skipped: /usr/bin/python3 with python3-zmq is not installed)\n");
+        reap(py);
+        return 0;
+    }
+    ep[strcspn(ep, "\n")] = '\0';
+    say("  pyzmq publisher at %s\n", ep);
+    char fan[64], ctlurl[64];
+    snprintf(fan, sizeof fan, "shm://demo.%d.fan", (int)getpid());
+    snprintf(ctlurl, sizeof ctlurl, "shm://demo.%d.ctl", (int)getpid());
+    pid_t subs[4]; /* forked before this process has threads; they dial ahead of the proxy */
+    for (int t = 0; t < 4; t++)
+        if ((subs[t] = fork()) == 0)
+            fan_sub(fan, t);
+    struct proxy_run r = {.front = open_sock(FERRY_XSUB),
+                          .back = open_sock(FERRY_XPUB),
+                          .ctl = open_sock(FERRY_PAIR)};
+    ferry_socket *ctl = open_sock(FERRY_PAIR);
+    if (ferry_dial(r.front, ep) != 0 || ferry_listen(r.back, fan) != 0 ||
+        ferry_listen(r.ctl, ctlurl) != 0 || ferry_dial(ctl, ctlurl) != 0)
+        return die("proxy sockets");
+    pthread_t thr;
+    if (pthread_create(&thr, NULL, proxy_thread, &r) != 0)
+        return die("proxy thread");
+    say("  ferry_proxy: %s -> %s\n", ep, fan);
+    int bad = 0;
+    for (int t = 0; t < 4; t++)
+        bad += reap(subs[t]) != 0;
+    bad += reap(py) != 0;
+    uint64_t v[9] = {0};
+    ferry_send(ctl, "STATISTICS", 10, 0);
+    for (int i = 0; i < 9; i++) {
+        size_t n;
+        ferry_recv(ctl, &v[i], sizeof v[i], &n, 0);
+    }
+    ferry_send(ctl, "TERMINATE", 9, 0);
+    pthread_join(thr, NULL);
+    say("  the proxy took %llu messages from the network, once each, for 4 subscribers\n"
+        "  (the 50 'omega' nobody subscribed to never left the publisher): %s\n",
+        (unsigned long long)v[0], !bad && v[0] == 200 ? "ok" : "FAILED");
+    ferry_close(ctl);
+    ferry_close(r.ctl);
+    ferry_close(r.front);
+    ferry_close(r.back);
+    return bad || v[0] != 200 || r.rc != 0;
+}
+
 static int messaging_demo(void)
 {
     char url[64];
@@ -411,7 +534,8 @@ static int messaging_demo(void)
     for (int k = 0; k < 2; k++)
         bad += reap(subs[k]) != 0;
     ferry_close(pub);
-    return bad + zmq_demo();
+    bad += zmq_demo();
+    return bad + proxy_demo();
 }
 
 /* The last section: `ferry trace` (the CLI beside this program) shows the
