@@ -554,6 +554,11 @@ FERRY_API int ferry_dial(ferry_socket *s, const char *url);
  * FERRY_EHOSTUNREACH) drops the message whole. */
 FERRY_API int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags);
 
+/* Drops the parts of a message begun with FERRY_MORE and not yet sent
+ * whole (a sender giving up on it: after its last part failed with
+ * FERRY_EAGAIN or FERRY_ETIMEDOUT, the parts are kept for a retry). */
+FERRY_API void ferry_send_discard(ferry_socket *s);
+
 /* Receives the next part into buf (copying it). *len is set to the part's
  * full size; when that is larger than cap the part is truncated to cap
  * bytes (ZeroMQ's rule): compare *len with cap. FERRY_OPT_RCVMORE tells
@@ -690,21 +695,25 @@ FERRY_API int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, 
  * allow (XSUB-XPUB: data down, subscriptions up; ROUTER-DEALER: requests
  * and replies; PULL-PUSH: one way), in the calling thread, until TERMINATE
  * comes on control. Messages move whole (every part), in order per
- * direction, each part copied once (one received in place in an shm://
- * ring goes straight from the ring to its destination).
+ * direction. A single-part message received in place in an shm:// ring is
+ * copied once, from the ring into its destination; the parts of a
+ * multipart one are also copied into the destination's part buffer.
  *
  * Nothing taken is lost to a full destination: a direction takes the next
  * message from its source only once the last one went out, so a full
  * destination pushes back on the source's senders through the source's
  * high-water mark, as a direct connection would. A destination that drops
  * by design drops and counts as it always does (a PUB or XPUB at a
- * subscriber's HWM, a ROUTER to an unknown peer: FERRY_OPT_DROPPED on it);
- * one that refuses a message for good (FERRY_EHOSTUNREACH from a MANDATORY
- * ROUTER) loses it, counted in STATISTICS.
+ * subscriber's HWM, a ROUTER to an unknown or full peer: FERRY_OPT_DROPPED
+ * on it); one that refuses a message for good (FERRY_EHOSTUNREACH from a
+ * MANDATORY ROUTER, a message over its FERRY_OPT_MAXMSGSIZE) loses it,
+ * counted in STATISTICS. A message held for room waits for all behind it
+ * in its direction: a MANDATORY ROUTER waiting for one full peer holds up
+ * the replies to the others.
  *
  * capture (or NULL): every message, both ways, is also sent to it, waiting
- * for room (a capture that cannot keep up slows the proxy; make it a PUB,
- * which never waits, to lose copies instead).
+ * for room (a capture that cannot keep up, or a PUSH with no peer, stalls
+ * the proxy; make it a PUB, which never waits, to lose copies instead).
  *
  * control (or NULL): a socket the proxy receives commands on, each a
  * message whose first part is the word: PAUSE (stop moving messages; those
@@ -712,15 +721,18 @@ FERRY_API int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, 
  * each destination's FERRY_OPT_SNDTIMEO, and return 0) and STATISTICS,
  * answered on control with nine 8-byte counters in host byte order:
  * frontend messages and bytes received, messages and bytes sent, the same
- * four for the backend (libzmq's eight), and messages lost. A REP control
- * socket gets an answer to every command (the word itself; UNKNOWN for
- * others); a PAIR only to STATISTICS. Closing control stops the proxy.
+ * four for the backend (laid out as libzmq's eight, but counting messages
+ * where libzmq counts frames), and messages lost. A REP control socket
+ * gets an answer to every command (the word itself; UNKNOWN for others); a
+ * PAIR only to STATISTICS. Answers are sent without waiting: a controller
+ * that does not read them loses them, and never stalls the proxy.
  *
- * Returns 0 after TERMINATE, FERRY_ECLOSED when frontend or backend was
- * closed (by another thread), FERRY_EINVAL when no message could move
- * (two senders, two receivers, or one socket twice). Signals do not stop
- * it: a program that must stop on SIGINT sends TERMINATE from another
- * thread (as `ferry proxy` does). The sockets stay the caller's. */
+ * Returns 0 after TERMINATE, FERRY_EINVAL when no message could move (two
+ * senders, two receivers, one socket given twice). Signals do not stop it:
+ * a program that must stop on SIGINT sends TERMINATE from another thread
+ * (as `ferry proxy` does). The sockets stay the caller's, but while the
+ * proxy runs no other thread may use (or close) frontend, backend or
+ * capture; control only through its peer. */
 FERRY_API int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *capture,
                           ferry_socket *control);
 

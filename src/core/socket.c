@@ -818,6 +818,15 @@ static int sock_send_msg(ferry_socket *s, struct fy_txmsg *m, int flags)
     return rc;
 }
 
+void ferry_send_discard(ferry_socket *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mtx);
+    tx_reset(s);
+    pthread_mutex_unlock(&s->mtx);
+}
+
 int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
 {
     if (s == NULL || (buf == NULL && len > 0))
@@ -835,6 +844,8 @@ int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
     if (flags & FERRY_MORE) {
         pthread_mutex_lock(&s->mtx);
         int rc = tx_append(s, buf, len);
+        if (rc != 0)
+            tx_reset(s); /* the message can no longer be whole: dropped */
         pthread_mutex_unlock(&s->mtx);
         return rc;
     }
@@ -842,8 +853,10 @@ int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
     struct fy_txmsg m = {.parts = &one, .nparts = 1, .total = len};
     if (s->tx_nparts > 0) {
         int rc = tx_append(s, buf, len);
-        if (rc != 0)
+        if (rc != 0) {
+            tx_reset(s); /* out of memory: the message is dropped whole */
             return rc;
+        }
         m.parts = s->tx_parts;
         m.nparts = s->tx_nparts;
         m.total = s->tx_total;
@@ -991,8 +1004,8 @@ static int send_ready(ferry_socket *s)
 {
     if (!s->proto->can_send || s->claim != NULL)
         return 0;
-    if (s->tx_nparts > 0)
-        return 1; /* the next part of a message is only kept */
+    /* (parts kept for a message under way do not count: its last part is
+     * what may wait, and it needs the room a message needs) */
     return s->proto->send_ready ? s->proto->send_ready(s) : fy_any_writable(s);
 }
 

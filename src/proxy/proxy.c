@@ -7,15 +7,17 @@
  * user does (FERRY_OPT_TYPE), and the core stays free of them.
  *
  * Nothing it takes is lost to a full peer. A direction (a "flow", source to
- * destination) takes a message from its source only when it holds none:
- * every part but the last is handed to the destination at once (the core
- * keeps the parts of a message until its last one), and the last part is
- * sent without waiting; when the destination has no room, that last part
- * is held and the flow waits for FERRY_POLLOUT on the destination instead
- * of FERRY_POLLIN on its source. The source's own high-water mark then
- * pushes back on its senders, as with a direct connection. A message
- * received in place in an shm:// ring is copied once, into the
- * destination, and its ring room is given back then.
+ * destination) takes a whole message from its source only when it holds
+ * none, and hands it over without waiting; when the destination has no
+ * room, the message is held and the flow waits for FERRY_POLLOUT on the
+ * destination instead of FERRY_POLLIN on its source. The source's own
+ * high-water mark then pushes back on its senders, as with a direct
+ * connection. POLLOUT means room for a small message: one that needs more
+ * (a message larger than a ring's free room, streamed as the reader frees
+ * it) is then sent with a wait of PROXY_SLICE_MS at a time, between which
+ * the control socket is heard, so the proxy never spins on a promise of
+ * room. A single-part message received in place in an shm:// ring is
+ * copied once, into the destination.
  */
 #include "ferry.h"
 
@@ -36,8 +38,11 @@ struct side {
 
 struct flow {
     struct side *src, *dst;
-    ferry_msg *held; /* the last part of a message dst had no room for */
-    uint64_t held_bytes;
+    ferry_msg **parts; /* a whole message taken from src, not yet all in dst */
+    size_t nparts, cap;
+    size_t given;   /* parts already handed to dst with FERRY_MORE (its core keeps them) */
+    uint64_t bytes; /* the message's */
+    int stuck;      /* POLLOUT came, and still no room: the next try waits a while */
 };
 
 struct proxy {
@@ -49,6 +54,12 @@ struct proxy {
     int paused;
     uint64_t lost; /* messages dropped for good (a destination that failed) */
 };
+
+/* How long a try waits once POLLOUT has promised room the message did not
+ * find (a message larger than a ring's free room is taken only as the
+ * reader frees it: streamed, which needs a waiting send): long enough for
+ * that, short enough that the control socket is heard. */
+#define PROXY_SLICE_MS 200
 
 static int type_of(ferry_socket *s)
 {
@@ -66,79 +77,121 @@ static void side_init(struct side *d, ferry_socket *s)
     d->can_send = t != FERRY_SUB && t != FERRY_PULL;
 }
 
-/* Copies a part to the capture socket, if any (waiting for it: a capture
- * that cannot keep up slows the proxy down rather than losing a copy). */
-static void capture_part(struct proxy *px, const ferry_msg *m, int more)
+static void flow_drop(struct proxy *px, struct flow *f)
 {
-    if (px->capture != NULL)
-        ferry_send(px->capture, ferry_msg_data((ferry_msg *)m), ferry_msg_size(m),
-                   more ? FERRY_MORE : 0);
+    for (size_t i = f->given; i < f->nparts; i++)
+        ferry_msg_free(f->parts[i]);
+    if (f->given > 0)
+        ferry_send_discard(f->dst->s);
+    f->nparts = f->given = 0;
+    f->stuck = 0;
+    px->lost++;
 }
 
-/* Sends the held last part. 1 sent (or lost for good, counted), 0 no room
- * yet (still held). */
-static int flow_flush(struct proxy *px, struct flow *f, int flags)
+/* How a flush waits: not at all, a slice, or the destination's SNDTIMEO. */
+enum { FLUSH_NOW, FLUSH_SLICE, FLUSH_FINAL };
+
+/* Hands the held message to dst: the parts before the last with
+ * FERRY_MORE (kept by dst's core, which never waits for them), then the
+ * last. 1 done (or lost for good, counted), 0 no room yet (held). */
+static int flow_flush(struct proxy *px, struct flow *f, int how)
 {
-    int rc = ferry_msg_send(f->dst->s, f->held, flags);
-    if (rc == FERRY_EAGAIN || rc == FERRY_ETIMEDOUT || rc == FERRY_EINTR) {
-        if (!(flags & FERRY_DONTWAIT) && rc != FERRY_EINTR) {
-            ferry_msg_free(f->held); /* the final flush ran out of time */
-            f->held = NULL;
-            px->lost++;
+    ferry_socket *dst = f->dst->s;
+    for (; f->given + 1 < f->nparts; f->given++) {
+        if (ferry_msg_send(dst, f->parts[f->given], FERRY_MORE) != 0) {
+            flow_drop(px, f); /* out of memory, or over its size: never */
             return 1;
         }
-        return 0;
     }
-    if (rc < 0) {
-        ferry_msg_free(f->held);
-        px->lost++;
-    } else {
+    int64_t keep = -1;
+    if (how == FLUSH_SLICE) {
+        ferry_getopt_int(dst, FERRY_OPT_SNDTIMEO, &keep);
+        ferry_setopt_int(dst, FERRY_OPT_SNDTIMEO, PROXY_SLICE_MS);
+    }
+    int rc = ferry_msg_send(dst, f->parts[f->nparts - 1], how == FLUSH_NOW ? FERRY_DONTWAIT : 0);
+    if (how == FLUSH_SLICE)
+        ferry_setopt_int(dst, FERRY_OPT_SNDTIMEO, keep);
+    if (rc == 0) {
         f->dst->msgs_out++;
-        f->dst->bytes_out += f->held_bytes;
+        f->dst->bytes_out += f->bytes;
+        f->nparts = f->given = 0;
+        f->stuck = 0;
+        return 1;
     }
-    f->held = NULL;
+    int later = rc == FERRY_EAGAIN || rc == FERRY_ETIMEDOUT || rc == FERRY_EINTR;
+    if (later && how != FLUSH_FINAL)
+        return 0;             /* the last part is still ours; the others wait in dst */
+    f->given = f->nparts - 1; /* the last part is still ours: freed with the rest */
+    flow_drop(px, f);
     return 1;
 }
 
-/* Moves one whole message along f. 1 moved (or held for room), 0 nothing
- * waiting, < 0 the source failed. */
+/* Copies one part to the capture socket, if any, waiting for room (a
+ * capture that cannot keep up slows the proxy rather than losing a copy);
+ * a copy it refuses is dropped whole. *ok: this message's copy so far. */
+static void capture_part(struct proxy *px, const ferry_msg *m, int more, int *ok)
+{
+    if (px->capture == NULL || !*ok)
+        return;
+    if (ferry_send(px->capture, ferry_msg_data((ferry_msg *)m), ferry_msg_size(m),
+                   more ? FERRY_MORE : 0) != 0) {
+        ferry_send_discard(px->capture);
+        *ok = 0;
+    }
+}
+
+static int flow_keep(struct flow *f, ferry_msg *m)
+{
+    if (f->nparts == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 8;
+        ferry_msg **v = realloc(f->parts, cap * sizeof *v);
+        if (v == NULL)
+            return FERRY_ENOMEM;
+        f->parts = v;
+        f->cap = cap;
+    }
+    f->parts[f->nparts++] = m;
+    return 0;
+}
+
+/* Takes one whole message from f's source and tries to hand it over.
+ * 1 taken, 0 nothing waiting, < 0 the source is gone. */
 static int flow_move(struct proxy *px, struct flow *f)
 {
-    uint64_t bytes = 0;
-    int first = 1, failed = 0;
+    int first = 1, copy_ok = 1, kept = 1;
+    f->bytes = 0;
     for (;;) {
         ferry_msg *m;
+        /* a message arrives whole: its later parts are there already */
         int rc = ferry_msg_recv(f->src->s, &m, first ? FERRY_DONTWAIT : 0);
         if (rc == FERRY_EAGAIN && first)
             return 0;
-        if (rc < 0)
+        if (rc == FERRY_ECLOSED)
             return rc;
+        if (rc < 0) { /* e.g. a REQ's peer gone: nothing to move, go on */
+            if (!first)
+                flow_drop(px, f);
+            return first ? 0 : 1;
+        }
         first = 0;
         int more = ferry_msg_more(m);
-        bytes += ferry_msg_size(m);
-        capture_part(px, m, more);
-        if (failed) { /* the destination refused a part: drop the rest */
+        f->bytes += ferry_msg_size(m);
+        capture_part(px, m, more, &copy_ok);
+        if (!kept || flow_keep(f, m) != 0) {
             ferry_msg_free(m);
-        } else if (more) {
-            rc = ferry_msg_send(f->dst->s, m, FERRY_MORE); /* kept by the core: no wait */
-            if (rc < 0) {
-                ferry_msg_free(m);
-                failed = 1;
-            }
-        } else {
-            f->held = m;
-            f->held_bytes = bytes;
+            kept = 0;
         }
         if (!more)
             break;
     }
     f->src->msgs_in++;
-    f->src->bytes_in += bytes;
-    if (failed) {
-        px->lost++;
+    f->src->bytes_in += f->bytes;
+    if (!kept) {
+        f->given = 0;
+        flow_drop(px, f);
         return 1;
     }
-    flow_flush(px, f, FERRY_DONTWAIT);
+    flow_flush(px, f, FLUSH_NOW);
     return 1;
 }
 
@@ -152,7 +205,10 @@ static void send_stats(struct proxy *px)
                            px->front.bytes_out, px->back.msgs_in,   px->back.bytes_in,
                            px->back.msgs_out,   px->back.bytes_out, px->lost};
     for (int i = 0; i < 9; i++)
-        ferry_send(px->control, &v[i], sizeof v[i], i < 8 ? FERRY_MORE : 0);
+        if (ferry_send(px->control, &v[i], sizeof v[i], i < 8 ? FERRY_MORE : FERRY_DONTWAIT) != 0) {
+            ferry_send_discard(px->control); /* a controller that does not read */
+            return;
+        }
 }
 
 /* Takes one command from the control socket. 1 to stop, 0 to go on. */
@@ -166,9 +222,10 @@ static int control_command(struct proxy *px)
     int64_t more = 0;
     char rest[1];
     while (ferry_getopt_int(px->control, FERRY_OPT_RCVMORE, &more) == 0 && more)
-        ferry_recv(px->control, rest, 0, NULL, 0); /* only the first part counts */
-    if (n >= sizeof cmd)
-        n = sizeof cmd - 1;
+        if (ferry_recv(px->control, rest, 0, NULL, 0) != 0) /* only the first part counts */
+            break;
+    if (n >= sizeof cmd || memchr(cmd, '\0', n) != NULL)
+        n = 0; /* not a command word: UNKNOWN */
     cmd[n] = '\0';
     int stop = 0;
     const char *answer = cmd;
@@ -183,8 +240,8 @@ static int control_command(struct proxy *px)
         return 0;
     } else
         answer = "UNKNOWN";
-    if (px->control_replies)
-        ferry_send(px->control, answer, strlen(answer), 0);
+    if (px->control_replies && ferry_send(px->control, answer, strlen(answer), FERRY_DONTWAIT) != 0)
+        ferry_send_discard(px->control); /* nobody reads them: not ours to wait for */
     return stop;
 }
 
@@ -197,9 +254,9 @@ static void want(struct proxy *px, ferry_poller *p)
         int ev = 0;
         for (int i = 0; i < px->nflows; i++) {
             const struct flow *f = &px->flows[i];
-            if (f->src == sides[k] && !f->held && !px->paused)
+            if (f->src == sides[k] && f->nparts == 0 && !px->paused)
                 ev |= FERRY_POLLIN;
-            if (f->dst == sides[k] && f->held)
+            if (f->dst == sides[k] && f->nparts > 0)
                 ev |= FERRY_POLLOUT;
         }
         if (ev != sides[k]->events && ferry_poller_modify(p, sides[k]->s, ev, sides[k]) == 0)
@@ -217,10 +274,11 @@ static int on_ready(struct proxy *px, const ferry_poll_event *ev)
     struct side *d = ev->user;
     for (int i = 0; i < px->nflows; i++) {
         struct flow *f = &px->flows[i];
-        if (f->dst == d && f->held && (ev->events & FERRY_POLLOUT))
-            flow_flush(px, f, FERRY_DONTWAIT);
+        if (f->dst == d && f->nparts > 0 && (ev->events & FERRY_POLLOUT) &&
+            flow_flush(px, f, f->stuck ? FLUSH_SLICE : FLUSH_NOW) == 0)
+            f->stuck = 1; /* room for a small message, not for this one */
         if (f->src == d && (ev->events & FERRY_POLLIN))
-            for (int k = 0; k < PROXY_BURST && !f->held && !px->paused; k++) {
+            for (int k = 0; k < PROXY_BURST && f->nparts == 0 && !px->paused; k++) {
                 int rc = flow_move(px, f);
                 if (rc < 0)
                     return rc;
@@ -234,7 +292,9 @@ static int on_ready(struct proxy *px, const ferry_poll_event *ev)
 int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *capture,
                 ferry_socket *control)
 {
-    if (frontend == NULL || backend == NULL || frontend == backend)
+    if (frontend == NULL || backend == NULL || frontend == backend ||
+        (capture != NULL && (capture == frontend || capture == backend || capture == control)) ||
+        (control != NULL && (control == frontend || control == backend)))
         return FERRY_EINVAL;
     struct proxy px = {.capture = capture, .control = control};
     side_init(&px.front, frontend);
@@ -268,9 +328,11 @@ int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *cap
             rc = on_ready(&px, &ev[i]);
     }
     /* what was taken is delivered, within the destination's SNDTIMEO */
-    for (int i = 0; i < px.nflows; i++)
-        while (px.flows[i].held && flow_flush(&px, &px.flows[i], 0) == 0) {
-        } /* (0: interrupted by a signal; the send is tried again) */
+    for (int i = 0; i < px.nflows; i++) {
+        if (px.flows[i].nparts > 0)
+            flow_flush(&px, &px.flows[i], FLUSH_FINAL);
+        free(px.flows[i].parts);
+    }
     ferry_poller_free(p);
     return rc == 1 ? 0 : rc;
 }

@@ -32,7 +32,7 @@ for r in rs:
     if r["pattern"] == "pubsub":
         assert r["subscribers"] in (1, 4, 16) and 0 <= r["dropped_ratio"] <= 1, r
     assert r["system"] in ("ferry", "raw", "limit", "libzmq", "nng"), r
-    assert r["metric"] in ("latency_ns", "msgs_per_s", "bytes_per_s"), r
+    assert r["metric"] in ("latency_ns", "msgs_per_s", "bytes_per_s", "cpu_ns_per_msg"), r
     if r["metric"] == "msgs_per_s":
         assert abs(r["bytes_per_s"] - r["value"] * r["size"]) <= 1 + 1e-4 * r["bytes_per_s"], r
 have = {(r["system"], r["transport"], r["pattern"]) for r in rs}
@@ -49,6 +49,10 @@ for t in ("shm", "ipc", "tcp"):  # the router suite: DEALER/ROUTER against REQ/R
     assert dr and dr[0]["ratio"] > 0 and dr[0]["baseline_reqrep_p50"] > 0, t
     fi = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "router_fanin")]
     assert fi and fi[0]["clients"] == 16 and fi[0]["value"] > 0, t
+px = {r["pattern"]: r for r in rs if r["pattern"].startswith("proxy_") or r["pattern"] == "pubsub_direct"}
+assert px["proxy_fanout"]["subscribers"] == 8 and px["proxy_fanout"]["ratio"] > 0, px
+assert px["proxy_fanout"]["publisher_cpu_ns_per_msg"] > 0 and px["pubsub_direct"]["value"] > 0, px
+assert px["proxy_pub_cpu"]["ratio"] > 0 and px["proxy_pushpull"]["baseline_direct"] > 0, px
 for t in ("shm", "tcp"):  # the poller suite: 1,000 idle sockets against none
     pi = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "poller_idle")]
     assert pi and pi[0]["ratio"] > 0 and pi[0]["baseline_alone_p50"] > 0, t

@@ -55,6 +55,9 @@ static const char bench_help[] =
     "  router  ferry DEALER/ROUTER round trip against REQ/REP (interleaved) on\n"
     "          shm, ipc, tcp; a ROUTER serving 16 DEALER processes, ferry and\n"
     "          libzmq interleaved\n"
+    "  proxy   a tcp:// PUB through ferry_proxy to 8 SUBs on shm, against 8 SUBs\n"
+    "          on tcp directly (per-subscriber rate, publisher CPU); PUSH->proxy->\n"
+    "          PULL on shm against PUSH->PULL\n"
     "  poller  a REP waiting in a ferry_poller that also holds 1,000 idle\n"
     "          sockets, against the same poller holding the REP alone\n"
     "          (interleaved), on shm and tcp\n"
@@ -141,7 +144,8 @@ struct result {
     double base;    /* prefix_cost: the baseline's rate (one prefix) */
     double ratio;   /* prefix_cost: median of the interleaved pairs' ratios */
     int reps, subscribers;
-    int clients; /* router_fanin: DEALER processes served at once */
+    int clients;   /* router_fanin: DEALER processes served at once */
+    double cpu_ns; /* proxy_fanout, pubsub_tcp8: the publisher's CPU per message */
 };
 
 static struct result results[256];
@@ -664,12 +668,58 @@ static void pull_child(void *arg)
     ferry_close(s);
 }
 
+/* --- a proxy in between -------------------------------------------------- */
+
+static int g_pp_proxy;     /* pushpull_once: through a ferry_proxy process */
+static char g_px_in[160];  /* where the proxy's frontend listens */
+static char g_px_out[160]; /* where its backend dials (or, fan-out, listens) */
+static int g_px_peers;     /* fan-out: subscribers to wait for before starting */
+
+/* The proxy process: PULL->PUSH (g_px_peers 0) or XSUB->XPUB. It runs
+ * until killed; it says 'p' on g_pipe once its backend has its peers.
+ * Free to run on every CPU: it is a third party to the two it joins. */
+static void proxy_child(void *arg)
+{
+    (void)arg;
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int i = 0; i < ncpus; i++)
+        CPU_SET(i, &all);
+    sched_setaffinity(0, sizeof all, &all);
+    int fan = g_px_peers > 0;
+    ferry_socket *front = bench_open_ferry(fan ? FERRY_XSUB : FERRY_PULL, 0);
+    ferry_socket *back = bench_open_ferry(fan ? FERRY_XPUB : FERRY_PUSH, 0);
+    if (fan ? (ferry_dial(front, g_px_in) != 0 || ferry_listen(back, g_px_out) != 0 ||
+               ferry_wait_peers(back, g_px_peers, 30000) != 0)
+            : (ferry_listen(front, g_px_in) != 0 || ferry_dial(back, g_px_out) != 0))
+        _exit(2);
+    if (write(g_pipe[1], "p", 1) != 1)
+        _exit(3);
+    close(g_pipe[1]); /* the parent's EOF is the other child's death */
+    ferry_proxy(front, back, NULL, NULL);
+    _exit(4);
+}
+
 static double pushpull_once(void)
 {
     static unsigned seq;
     snprintf(g_url, sizeof g_url, "shm://bench-pp-%d-%u", (int)getpid(), seq++);
     if (pipe(g_pipe) != 0)
         return 0;
+    pid_t px = -1;
+    if (g_pp_proxy) { /* pusher -> g_px_in: proxy -> g_url: puller */
+        snprintf(g_px_in, sizeof g_px_in, "%s-in", g_url);
+        snprintf(g_px_out, sizeof g_px_out, "%s", g_url);
+        g_px_peers = 0;
+        px = spawn(proxy_child, NULL);
+        char p;
+        if (read(g_pipe[0], &p, 1) != 1) {
+            reap(px);
+            close(g_pipe[0]);
+            close(g_pipe[1]);
+            return 0;
+        }
+    }
     pid_t pid = spawn(pull_child, NULL);
     close(g_pipe[1]); /* only the child writes: its death is our end of file */
     g_pipe[1] = -1;
@@ -680,7 +730,7 @@ static double pushpull_once(void)
         return 0;
     }
     ferry_socket *s = bench_open_ferry(FERRY_PUSH, g_spin_us);
-    ferry_dial(s, g_url);
+    ferry_dial(s, g_pp_proxy ? g_px_in : g_url);
     ferry_wait_peers(s, 1, 30000);
     unsigned char *buf = malloc(g_size);
     memset(buf, 7, g_size);
@@ -703,6 +753,10 @@ static double pushpull_once(void)
     double secs = (double)(now_ns() - t0) / 1e9;
     ferry_close(s);
     reap(pid);
+    if (px > 0) {
+        kill(px, SIGKILL); /* a proxy runs until stopped; ferry survives a kill */
+        reap(px);
+    }
     free(buf);
     close(g_pipe[0]);
     return all && sent == g_iters && secs > 0 ? (double)g_iters / secs : 0;
@@ -730,6 +784,8 @@ struct fan_report {
 static int g_fan_prefixes; /* 0: subscribe to everything; else "p00000"... */
 static double g_pub_rate;  /* the publisher's own rate in the last fanout() */
 
+static int g_fan_hwm = 1000; /* the PUB's SNDHWM (0: nothing dropped, all delivered) */
+
 static void fanout_sub(int ready_fd, int res_fd)
 {
     ferry_socket *s;
@@ -744,6 +800,8 @@ static void fanout_sub(int ready_fd, int res_fd)
     }
     ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 300);
     ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
+    if (g_fan_hwm == 0)
+        ferry_setopt_int(s, FERRY_OPT_RCVHWM, 0); /* nothing dropped on the way */
     ferry_dial(s, g_url);
     if (write(ready_fd, "r", 1) != 1)
         _exit(2);
@@ -769,6 +827,15 @@ static void fanout_sub(int ready_fd, int res_fd)
 }
 
 static const char *g_fan_scheme = "shm";
+static int g_fan_proxy;     /* fanout: a tcp:// PUB, a proxy, the SUBs on shm:// */
+static double g_pub_cpu_ns; /* the publisher process's CPU per message, last fanout() */
+
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void fanout(struct result *r, int reps, int nsubs)
 {
@@ -778,7 +845,10 @@ static void fanout(struct result *r, int reps, int nsubs)
     for (int k = 0; k < reps; k++) {
         rate[k] = drop[k] = 0;
         static unsigned seq;
-        if (strcmp(g_fan_scheme, "tcp") == 0)
+        char pub_url[128];
+        if (g_fan_proxy)
+            snprintf(g_url, sizeof g_url, "shm://bench-pxf-%d-%u", (int)getpid(), seq++);
+        else if (strcmp(g_fan_scheme, "tcp") == 0)
             snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:%d", cli_free_port());
         else if (strcmp(g_fan_scheme, "ipc") == 0)
             snprintf(g_url, sizeof g_url, "ipc:///tmp/ferry-bench-ps-%d-%u.sock", (int)getpid(),
@@ -808,23 +878,43 @@ static void fanout(struct result *r, int reps, int nsubs)
         int ok = 1;
         for (int i = 0; i < nsubs; i++)
             ok &= read(ready[0], &c, 1) == 1;
+        snprintf(pub_url, sizeof pub_url, "%s", g_url);
+        pid_t px = -1;
+        if (g_fan_proxy && ok) { /* the subscribers wait at the proxy's XPUB */
+            snprintf(pub_url, sizeof pub_url, "tcp://127.0.0.1:%d", cli_free_port());
+            snprintf(g_px_in, sizeof g_px_in, "%s", pub_url);
+            snprintf(g_px_out, sizeof g_px_out, "%s", g_url);
+            g_px_peers = nsubs;
+            ok = pipe(g_pipe) == 0;
+            if (ok) {
+                px = spawn(proxy_child, NULL);
+                close(g_pipe[1]);
+                ok = read(g_pipe[0], &c, 1) == 1;
+                close(g_pipe[0]);
+            }
+        }
         ferry_socket *pub = bench_open_ferry(FERRY_PUB, 0);
-        ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 1000);
+        ferry_setopt_int(pub, FERRY_OPT_SNDHWM, g_fan_hwm);
         ferry_setopt_int(pub, FERRY_OPT_SUB_MAX, g_fan_prefixes + 1);
-        ok = ok && ferry_listen(pub, g_url) == 0 && ferry_wait_peers(pub, nsubs, 30000) == 0;
+        ok = ok && ferry_listen(pub, pub_url) == 0 &&
+             ferry_wait_peers(pub, g_fan_proxy ? 1 : nsubs, 30000) == 0;
         if (!ok) { /* the subscribers give up on their own (fanout_sub) */
             fprintf(stderr, "ferry: bench: PUB/SUB over %s: the subscribers never all joined\n",
                     g_fan_scheme);
             ferry_close(pub);
             for (int i = 0; i < nsubs; i++)
                 reap(pids[i]);
+            if (px > 0) {
+                kill(px, SIGKILL);
+                reap(px);
+            }
             close(ready[0]);
             close(res[0]);
             continue;
         }
         char msg[64];
         memset(msg, 'm', sizeof msg);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = now_ns(), c0 = cpu_ns();
         for (long i = 0; i < g_iters; i++) {
             if (g_fan_prefixes > 0) { /* every message matches one of the prefixes */
                 char topic[16];
@@ -842,12 +932,19 @@ static void fanout(struct result *r, int reps, int nsubs)
             rates[i] = rep.ns ? (double)rep.got / ((double)rep.ns / 1e9) : 0;
             total += (double)rep.got;
         }
+        /* the publisher's CPU until every subscriber is done: its I/O thread's
+         * writes included */
+        g_pub_cpu_ns = (double)(cpu_ns() - c0) / (double)g_iters;
         double sp;
         rate[k] = median(rates, nsubs, &sp);
         drop[k] = 1.0 - total / ((double)g_iters * nsubs);
         ferry_close(pub);
         for (int i = 0; i < nsubs; i++)
             reap(pids[i]);
+        if (px > 0) {
+            kill(px, SIGKILL);
+            reap(px);
+        }
         close(ready[0]);
         close(res[0]);
     }
@@ -1551,6 +1648,111 @@ static void poller_suite(int quick, int reps)
     }
 }
 
+/* --- the proxy: fan-out of a network stream, and forwarding cost ------------------- */
+
+static void proxy_suite(int quick, int reps)
+{
+    static char labels[4][80];
+    struct result tmp;
+    double via[16], direct[16], ratio[16], cv[16], cd[16], c1[16], dv[16], dd[16], flat[16], sp;
+    snprintf(labels[0], 80, "ferry tcp->proxy->shm: PUB/SUB 64 B to 8");
+    snprintf(labels[1], 80, "ferry tcp: PUB/SUB 64 B to 8 subscribers");
+    snprintf(labels[2], 80, "ferry proxy: publisher CPU, 8 local subs vs 1");
+    progress(labels[0]);
+    g_iters = quick ? 100000 : 400000;
+    g_fan_prefixes = 0;
+    g_fan_hwm = 0;                   /* every message delivered: the rates are of the same work */
+    for (int k = 0; k < reps; k++) { /* interleaved: through the proxy, direct, one subscriber */
+        g_fan_proxy = 1;
+        fanout(&tmp, 1, 8);
+        via[k] = tmp.value;
+        dv[k] = tmp.dropped;
+        cv[k] = g_pub_cpu_ns;
+        g_fan_proxy = 0;
+        g_fan_scheme = "tcp";
+        fanout(&tmp, 1, 8);
+        direct[k] = tmp.value;
+        dd[k] = tmp.dropped;
+        cd[k] = g_pub_cpu_ns;
+        g_fan_proxy = 1;
+        fanout(&tmp, 1, 1);
+        c1[k] = g_pub_cpu_ns;
+        g_fan_proxy = 0;
+        g_fan_scheme = "shm";
+        ratio[k] = direct[k] > 0 ? via[k] / direct[k] : 0;
+        flat[k] = c1[k] > 0 ? cv[k] / c1[k] : 0;
+    }
+    g_fan_hwm = 1000;
+    struct result *r = add_result();
+    *r = (struct result){.system = "ferry",
+                         .transport = "tcp",
+                         .pattern = "proxy_fanout",
+                         .size = 64,
+                         .wait = NULL,
+                         .subscribers = 8,
+                         .label = labels[0],
+                         .metric = "msgs_per_s",
+                         .reps = reps};
+    r->value = median(via, reps, &r->spread);
+    r->dropped = median(dv, reps, &sp);
+    r->cpu_ns = median(cv, reps, &sp);
+    r->base = median(direct, reps, &sp);
+    r->ratio = median(ratio, reps, &sp);
+    r = add_result();
+    *r = (struct result){.system = "ferry",
+                         .transport = "tcp",
+                         .pattern = "pubsub_direct",
+                         .size = 64,
+                         .subscribers = 8,
+                         .label = labels[1],
+                         .metric = "msgs_per_s",
+                         .reps = reps};
+    r->value = median(direct, reps, &r->spread);
+    r->dropped = median(dd, reps, &sp);
+    r->cpu_ns = median(cd, reps, &sp);
+    r = add_result();
+    *r = (struct result){.system = "ferry",
+                         .transport = "tcp",
+                         .pattern = "proxy_pub_cpu",
+                         .size = 64,
+                         .subscribers = 8,
+                         .label = labels[2],
+                         .metric = "cpu_ns_per_msg",
+                         .reps = reps};
+    r->value = median(cv, reps, &r->spread);
+    r->base = median(c1, reps, &sp);
+    r->ratio = median(flat, reps, &sp);
+
+    /* PUSH -> proxy -> PULL on shm://, against PUSH -> PULL, interleaved;
+     * nobody spins (three processes on the machine's CPUs) */
+    snprintf(labels[3], 80, "ferry shm: PUSH->proxy->PULL 64 B");
+    progress(labels[3]);
+    double a[16], b[16];
+    g_size = 64;
+    g_zero_copy = 0;
+    g_spin_us = 0;
+    g_iters = quick ? 200000 : 1000000;
+    for (int k = 0; k < reps; k++) {
+        g_pp_proxy = 1;
+        a[k] = pushpull_once();
+        g_pp_proxy = 0;
+        b[k] = pushpull_once();
+        ratio[k] = b[k] > 0 ? a[k] / b[k] : 0;
+    }
+    r = add_result();
+    *r = (struct result){.system = "ferry",
+                         .transport = "shm",
+                         .pattern = "proxy_pushpull",
+                         .size = 64,
+                         .wait = "sleep",
+                         .label = labels[3],
+                         .metric = "msgs_per_s",
+                         .reps = reps};
+    r->value = median(a, reps, &r->spread);
+    r->base = median(b, reps, &sp);
+    r->ratio = median(ratio, reps, &sp);
+}
+
 /* --- report ------------------------------------------------------------------------ */
 
 static const struct result *find(const char *system, const char *pattern, const char *wait)
@@ -1619,6 +1821,14 @@ static void write_json(FILE *f)
                     r->base, r->ratio);
         if (strcmp(r->pattern, "dealer_router") == 0)
             fprintf(f, ", \"baseline_reqrep_p50\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
+        if (r->cpu_ns > 0 && strcmp(r->metric, "msgs_per_s") == 0)
+            fprintf(f, ", \"publisher_cpu_ns_per_msg\": %.1f", r->cpu_ns);
+        if (strcmp(r->pattern, "proxy_fanout") == 0)
+            fprintf(f, ", \"baseline_direct_tcp\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
+        if (strcmp(r->pattern, "proxy_pub_cpu") == 0)
+            fprintf(f, ", \"baseline_1_subscriber\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
+        if (strcmp(r->pattern, "proxy_pushpull") == 0)
+            fprintf(f, ", \"baseline_direct\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
         if (strcmp(r->pattern, "poller_idle") == 0)
             fprintf(f, ", \"idle_sockets\": 1000, \"baseline_alone_p50\": %.1f, \"ratio\": %.3f",
                     r->base, r->ratio);
@@ -1659,6 +1869,27 @@ static void print_table(void)
     for (int i = 0; i < nresults; i++) {
         const struct result *r = &results[i];
         char ratio[96] = "";
+        if (strcmp(r->pattern, "proxy_fanout") == 0 || strcmp(r->pattern, "pubsub_direct") == 0) {
+            char extra[64] = "";
+            if (strcmp(r->pattern, "proxy_fanout") == 0)
+                snprintf(extra, sizeof extra, "; %.2fx direct tcp (interleaved)", r->ratio);
+            printf("%-44s %8.2fM msg/s %26s %6.0f%%  per subscriber; %.1f%% dropped; publisher "
+                   "%.0f ns CPU/msg%s\n",
+                   r->label, r->value / 1e6, "", r->spread * 100, r->dropped * 100, r->cpu_ns,
+                   extra);
+            continue;
+        }
+        if (strcmp(r->pattern, "proxy_pub_cpu") == 0) {
+            printf("%-44s %8.0f ns/msg %26s %6.0f%%  %.2fx its CPU with 1 subscriber (%.0f ns)\n",
+                   r->label, r->value, "", r->spread * 100, r->ratio, r->base);
+            continue;
+        }
+        if (strcmp(r->pattern, "proxy_pushpull") == 0) {
+            printf("%-44s %8.2fM msg/s %26s %6.0f%%  %.2fx direct PUSH->PULL (%.2fM, "
+                   "interleaved)\n",
+                   r->label, r->value / 1e6, "", r->spread * 100, r->ratio, r->base / 1e6);
+            continue;
+        }
         if (strcmp(r->pattern, "poller_idle") == 0) {
             printf("%-44s %8.0fns %8.0fns %8.0fns %8.0fns %6.0f%%  %.2fx the REP alone in it "
                    "(%.0f ns, interleaved)\n",
@@ -1984,9 +2215,10 @@ int cmd_bench(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm") &&
             strcmp(argv[i], "tcp") && strcmp(argv[i], "ipc") && strcmp(argv[i], "inproc") &&
-            strcmp(argv[i], "router") && strcmp(argv[i], "poller"))
+            strcmp(argv[i], "router") && strcmp(argv[i], "poller") && strcmp(argv[i], "proxy"))
             return cli_usage(
-                "bench", "unknown suite '%s' (limit, raw, shm, router, poller, ipc, tcp, inproc)",
+                "bench",
+                "unknown suite '%s' (limit, raw, shm, router, poller, proxy, ipc, tcp, inproc)",
                 argv[i]);
     char **suites = argv + optind;
     int nsuites = argc - optind;
@@ -2173,6 +2405,8 @@ int cmd_bench(int argc, char **argv)
         router_suite(quick, reps);
     if (want(suites, nsuites, "poller"))
         poller_suite(quick, reps);
+    if (want(suites, nsuites, "proxy"))
+        proxy_suite(quick, reps);
     if (want(suites, nsuites, "ipc"))
         net_suite("ipc", quick, reps, lat_iters, sizes, nsizes);
     if (want(suites, nsuites, "tcp"))

@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdatomic.h>
+#include <sys/random.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -54,6 +56,9 @@ static const char proxy_help[] =
     "for good). Nothing is lost to a full destination: the proxy stops taking\n"
     "from the other side until there is room. See ferry-proxy(1).\n";
 
+/* What a stop may take: delivering what is held, then each close. */
+#define PROXY_STOP_MS 2000
+
 struct endpoints {
     const char **url;
     int *dial;
@@ -81,6 +86,10 @@ static int open_side(const char *what, int type, const struct endpoints *e, ferr
     int rc = ferry_socket_open(&s, type);
     if (rc != 0)
         return cli_fail(rc, "proxy: %s socket", what);
+    /* bounds the delivery of what the proxy holds when it is stopped (its
+     * own sends never wait otherwise), and the close's linger */
+    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, PROXY_STOP_MS);
+    ferry_setopt_int(s, FERRY_OPT_LINGER, PROXY_STOP_MS);
     for (int i = 0; i < e->n; i++) {
         rc = e->dial[i] ? ferry_dial(s, e->url[i]) : ferry_listen(s, e->url[i]);
         if (rc != 0) {
@@ -101,13 +110,15 @@ static int open_side(const char *what, int type, const struct endpoints *e, ferr
 struct run {
     ferry_socket *front, *back, *capture, *control;
     int rc;
+    atomic_int ended;
 };
 
 static void *proxy_main(void *arg)
 {
     struct run *r = arg;
     r->rc = ferry_proxy(r->front, r->back, r->capture, r->control);
-    kill(getpid(), SIGUSR2); /* ended: the main thread waits in sigtimedwait */
+    atomic_store(&r->ended, 1);
+    kill(getpid(), SIGUSR2); /* the main thread waits in sigtimedwait */
     return NULL;
 }
 
@@ -145,8 +156,14 @@ static int parse_kind(const char *s, int *front, int *back)
 /* The control pair: the proxy's end listens on a name only we know. */
 static int open_control(struct run *r, ferry_socket **ctl)
 {
+    /* a name nobody can guess and take first (abstract names have no
+     * permissions; the peer-uid check keeps other users from connecting) */
+    uint64_t nonce = 0;
+    if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
+        nonce = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     char url[96];
-    snprintf(url, sizeof url, "ipc://@ferry-proxy-%d-%ld", (int)getpid(), (long)time(NULL));
+    snprintf(url, sizeof url, "ipc://@ferry-proxy-%d-%016llx", (int)getpid(),
+             (unsigned long long)nonce);
     int rc = ferry_socket_open(&r->control, FERRY_PAIR);
     if (rc == 0)
         rc = ferry_listen(r->control, url);
@@ -160,7 +177,7 @@ static int open_control(struct run *r, ferry_socket **ctl)
 }
 
 /* Waits for signals; steers the proxy. Returns when it ended. */
-static void steer(ferry_socket *ctl, const sigset_t *set, long stats_s)
+static void steer(struct run *r, ferry_socket *ctl, const sigset_t *set, long stats_s)
 {
     for (;;) {
         struct timespec ts = {.tv_sec = stats_s > 0 ? stats_s : 3600};
@@ -169,7 +186,7 @@ static void steer(ferry_socket *ctl, const sigset_t *set, long stats_s)
             ferry_send(ctl, "TERMINATE", 9, 0);
             return;
         }
-        if (sig == SIGUSR2) /* the proxy ended by itself (an error) */
+        if (atomic_load(&r->ended)) /* by itself (an error); a stray SIGUSR2 is not it */
             return;
         if (sig == SIGUSR1 || (sig < 0 && errno == EAGAIN && stats_s > 0))
             print_stats(ctl);
@@ -261,7 +278,7 @@ int cmd_proxy(int argc, char **argv)
     if (rc == 0 && pthread_create(&thr, NULL, proxy_main, &r) != 0)
         rc = cli_fail(FERRY_ENOMEM, "proxy: thread");
     if (rc == 0) {
-        steer(ctl, &set, stats_s);
+        steer(&r, ctl, &set, stats_s);
         pthread_join(thr, NULL);
         if (r.rc != 0)
             rc = cli_fail(r.rc, "proxy");

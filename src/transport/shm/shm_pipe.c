@@ -301,6 +301,11 @@ static void shm_abort_tx(struct fy_pipe *p)
 static int shm_writable(struct fy_pipe *p, size_t len)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
+    /* An ABORT still owed (a streamed message given up while the ring was
+     * full) goes first, now if it fits: a caller that only asks (a poller)
+     * would otherwise never see room, since only a send would write it. */
+    if (sp->abort_pending && !p->dead && shm_flush_abort(sp) == 1)
+        shm_wake_peer(sp);
     if (p->dead || p->tx_partial || sp->abort_pending || sp->w.claim_pos != UINT64_MAX ||
         peer_closed(sp))
         return 0;
