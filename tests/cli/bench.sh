@@ -53,6 +53,10 @@ px = {r["pattern"]: r for r in rs if r["pattern"].startswith("proxy_") or r["pat
 assert px["proxy_fanout"]["subscribers"] == 8 and px["proxy_fanout"]["ratio"] > 0, px
 assert px["proxy_fanout"]["publisher_cpu_ns_per_msg"] > 0 and px["pubsub_direct"]["value"] > 0, px
 assert px["proxy_pub_cpu"]["ratio"] > 0 and px["proxy_pushpull"]["baseline_direct"] > 0, px
+if ctypes.util.find_library("zmq"):  # ferry_proxy's chain against zmq_proxy's, over tcp
+    ch = [r for r in rs if r["pattern"] == "proxy_chain"]
+    assert {r["system"] for r in ch} == {"ferry", "libzmq"} and all(r["value"] > 0 for r in ch), ch
+    assert [r for r in ch if r["system"] == "ferry"][0]["baseline_libzmq"] > 0, ch
 for t in ("shm", "tcp"):  # the poller suite: 1,000 idle sockets against none
     pi = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "poller_idle")]
     assert pi and pi[0]["ratio"] > 0 and pi[0]["baseline_alone_p50"] > 0, t

@@ -23,6 +23,8 @@ struct backend {
     /* multipart, for DEALER and ROUTER (NULL: the peer has no ROUTER) */
     int (*send_part)(void *s, const void *b, size_t n, int more);
     int (*recv_part)(void *s, void *b, size_t cap, size_t *n, int *more);
+    /* moves messages front -> back until the process ends (NULL: none) */
+    int (*proxy)(void *front, void *back);
 };
 
 extern const struct backend bench_ferry, bench_zmq, bench_nng;

@@ -48,8 +48,18 @@ static int fb_recv_part(void *s, void *b, size_t cap, size_t *n, int *more)
     *more = (int)m;
     return rc;
 }
-const struct backend bench_ferry = {"ferry", fb_open,  fb_listen,    fb_dial,     fb_send,
-                                    fb_recv, fb_close, fb_send_part, fb_recv_part};
+static int fb_proxy(void *front, void *back) { return ferry_proxy(front, back, NULL, NULL); }
+
+const struct backend bench_ferry = {.name = "ferry",
+                                    .open = fb_open,
+                                    .listen = fb_listen,
+                                    .dial = fb_dial,
+                                    .send = fb_send,
+                                    .recv = fb_recv,
+                                    .close = fb_close,
+                                    .send_part = fb_send_part,
+                                    .recv_part = fb_recv_part,
+                                    .proxy = fb_proxy};
 
 /* libzmq's ABI (zmq.h, stable since 4.0): the few calls and constants used */
 static struct {
@@ -64,6 +74,7 @@ static struct {
     int (*recv)(void *, void *, size_t, int);
     int (*setsockopt)(void *, int, const void *, size_t);
     int (*getsockopt)(void *, int, void *, size_t *);
+    int (*proxy)(void *, void *, void *);
 } zq;
 enum {
     ZQ_REQ = 3,
@@ -113,6 +124,7 @@ int bench_zmq_load(void)
         {"zmq_recv", (void **)&zq.recv},
         {"zmq_setsockopt", (void **)&zq.setsockopt},
         {"zmq_getsockopt", (void **)&zq.getsockopt},
+        {"zmq_proxy", (void **)&zq.proxy},
     };
     if (zq.lib == NULL)
         zq.lib = load_lib("libzmq.so.5", syms, sizeof syms / sizeof syms[0]);
@@ -172,8 +184,19 @@ static int zb_recv_part(void *s, void *b, size_t cap, size_t *n, int *more)
     return 0;
 }
 
-const struct backend bench_zmq = {"libzmq", zb_open,  zb_listen,    zb_dial,     zb_send,
-                                  zb_recv,  zb_close, zb_send_part, zb_recv_part};
+/* zmq_proxy: until the context ends (here: the process is killed). */
+static int zb_proxy(void *front, void *back) { return zq.proxy ? zq.proxy(front, back, NULL) : -1; }
+
+const struct backend bench_zmq = {.name = "libzmq",
+                                  .open = zb_open,
+                                  .listen = zb_listen,
+                                  .dial = zb_dial,
+                                  .send = zb_send,
+                                  .recv = zb_recv,
+                                  .close = zb_close,
+                                  .send_part = zb_send_part,
+                                  .recv_part = zb_recv_part,
+                                  .proxy = zb_proxy};
 
 /* nng 1.x's ABI (nng.h): a socket and a listener are 32-bit ids passed by
  * value; the protocols open with nng_<proto>0_open. */
@@ -271,7 +294,7 @@ static void nb_close(void *s)
     nn.fini();
 }
 const struct backend bench_nng = {"nng",   nb_open,  nb_listen, nb_dial, nb_send,
-                                  nb_recv, nb_close, NULL,      NULL};
+                                  nb_recv, nb_close, NULL,      NULL,    NULL};
 
 void bench_zmq_term(void)
 {

@@ -671,8 +671,8 @@ static void pull_child(void *arg)
 /* --- a proxy in between -------------------------------------------------- */
 
 static int g_pp_proxy;     /* pushpull_once: through a ferry_proxy process */
-static char g_px_in[160];  /* where the proxy's frontend listens */
-static char g_px_out[160]; /* where its backend dials (or, fan-out, listens) */
+static char g_px_in[256];  /* where the proxy's frontend listens */
+static char g_px_out[256]; /* where its backend dials (or, fan-out, listens) */
 static int g_px_peers;     /* fan-out: subscribers to wait for before starting */
 
 /* The proxy process: PULL->PUSH (g_px_peers 0) or XSUB->XPUB. It runs
@@ -1650,6 +1650,86 @@ static void poller_suite(int quick, int reps)
 
 /* --- the proxy: fan-out of a network stream, and forwarding cost ------------------- */
 
+static const struct backend *g_xbe; /* the chain's library: every socket and the proxy */
+static int g_xpipe[2];
+
+/* The chain's PULL: listens, says where, takes g_iters messages, says so. */
+static void chain_pull(void *arg)
+{
+    (void)arg;
+    void *s = g_xbe->open(FERRY_PULL);
+    char ep[256] = "";
+    if (g_xbe->listen(s, "tcp://127.0.0.1:0", ep, sizeof ep) != 0 ||
+        write(g_xpipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+        _exit(2);
+    char buf[256];
+    for (long i = 0; i < g_iters; i++)
+        if (g_xbe->recv(s, buf, sizeof buf) != 0)
+            _exit(3);
+    if (write(g_xpipe[1], ep, 1) != 1)
+        _exit(4);
+    g_xbe->close(s);
+}
+
+/* The chain's proxy: PULL listening (it says where), PUSH dialling the
+ * puller at g_px_out; runs until killed, free to run on every CPU. */
+static void chain_proxy(void *arg)
+{
+    (void)arg;
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int i = 0; i < ncpus; i++)
+        CPU_SET(i, &all);
+    sched_setaffinity(0, sizeof all, &all);
+    void *front = g_xbe->open(FERRY_PULL), *back = g_xbe->open(FERRY_PUSH);
+    char ep[256] = "";
+    if (g_xbe->listen(front, "tcp://127.0.0.1:0", ep, sizeof ep) != 0 ||
+        g_xbe->dial(back, g_px_out) != 0 || write(g_xpipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+        _exit(2);
+    g_xbe->proxy(front, back);
+    _exit(0);
+}
+
+/* PUSH -> proxy -> PULL over tcp://, every socket and the proxy of one
+ * library: messages per second until the puller has them all. */
+static double chain_once(const struct backend *be)
+{
+    g_xbe = be;
+    if (pipe(g_xpipe) != 0)
+        return 0;
+    char ep[256], pep[256];
+    pid_t puller = spawn(chain_pull, NULL), px = -1;
+    double rate = 0;
+    if (full_read(g_xpipe[0], ep, sizeof ep) == 0) {
+        snprintf(g_px_out, sizeof g_px_out, "%s", ep);
+        px = spawn(chain_proxy, NULL);
+        if (full_read(g_xpipe[0], pep, sizeof pep) == 0) {
+            void *s = be->open(FERRY_PUSH);
+            be->dial(s, pep);
+            char msg[64];
+            memset(msg, 7, sizeof msg);
+            uint64_t t0 = now_ns();
+            long sent = 0;
+            while (sent < g_iters && be->send(s, msg, sizeof msg) == 0)
+                sent++;
+            char c;
+            int all = read(g_xpipe[0], &c, 1) == 1;
+            double secs = (double)(now_ns() - t0) / 1e9;
+            rate = all && sent == g_iters && secs > 0 ? (double)g_iters / secs : 0;
+            be->close(s);
+        }
+    }
+    close(g_xpipe[0]);
+    close(g_xpipe[1]);
+    if (px > 0) {
+        kill(px, SIGKILL);
+        reap(px);
+    }
+    kill(puller, SIGKILL); /* done, or stuck: either way it ends here */
+    reap(puller);
+    return rate;
+}
+
 static void proxy_suite(int quick, int reps)
 {
     static char labels[4][80];
@@ -1751,6 +1831,36 @@ static void proxy_suite(int quick, int reps)
     r->value = median(a, reps, &r->spread);
     r->base = median(b, reps, &sp);
     r->ratio = median(ratio, reps, &sp);
+
+    /* the same chain over tcp://: ferry's sockets and ferry_proxy against
+     * libzmq's sockets and zmq_proxy, interleaved */
+    if (!bench_zmq_load())
+        return;
+    static char zl[2][80];
+    snprintf(zl[0], 80, "ferry tcp: PUSH->proxy->PULL 64 B");
+    snprintf(zl[1], 80, "libzmq tcp: PUSH->zmq_proxy->PULL 64 B");
+    progress(zl[0]);
+    g_iters = quick ? 100000 : 500000;
+    for (int k = 0; k < reps; k++) {
+        a[k] = chain_once(&bench_ferry);
+        b[k] = chain_once(&bench_zmq);
+        ratio[k] = b[k] > 0 ? a[k] / b[k] : 0;
+    }
+    for (int z = 0; z < 2; z++) {
+        r = add_result();
+        *r = (struct result){.system = z ? "libzmq" : "ferry",
+                             .transport = "tcp",
+                             .pattern = "proxy_chain",
+                             .size = 64,
+                             .label = zl[z],
+                             .metric = "msgs_per_s",
+                             .reps = reps};
+        r->value = median(z ? b : a, reps, &r->spread);
+        if (z == 0) {
+            r->base = median(b, reps, &sp);
+            r->ratio = median(ratio, reps, &sp);
+        }
+    }
 }
 
 /* --- report ------------------------------------------------------------------------ */
@@ -1827,6 +1937,8 @@ static void write_json(FILE *f)
             fprintf(f, ", \"baseline_direct_tcp\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
         if (strcmp(r->pattern, "proxy_pub_cpu") == 0)
             fprintf(f, ", \"baseline_1_subscriber\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
+        if (strcmp(r->pattern, "proxy_chain") == 0 && strcmp(r->system, "ferry") == 0)
+            fprintf(f, ", \"baseline_libzmq\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
         if (strcmp(r->pattern, "proxy_pushpull") == 0)
             fprintf(f, ", \"baseline_direct\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
         if (strcmp(r->pattern, "poller_idle") == 0)
@@ -1882,6 +1994,14 @@ static void print_table(void)
         if (strcmp(r->pattern, "proxy_pub_cpu") == 0) {
             printf("%-44s %8.0f ns/msg %26s %6.0f%%  %.2fx its CPU with 1 subscriber (%.0f ns)\n",
                    r->label, r->value, "", r->spread * 100, r->ratio, r->base);
+            continue;
+        }
+        if (strcmp(r->pattern, "proxy_chain") == 0) {
+            if (strcmp(r->system, "ferry") == 0)
+                snprintf(ratio, sizeof ratio, "%.2fx libzmq's zmq_proxy chain (interleaved)",
+                         r->ratio);
+            printf("%-44s %8.2fM msg/s %26s %6.0f%%  %s\n", r->label, r->value / 1e6, "",
+                   r->spread * 100, ratio);
             continue;
         }
         if (strcmp(r->pattern, "proxy_pushpull") == 0) {
