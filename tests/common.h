@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -139,6 +140,19 @@ static inline void t_pipe_close(struct t_pipe *p)
 {
     close(p->r);
     close(p->w);
+}
+
+/* Raises the soft limit on open files to the hard one; 0 when at least
+ * need descriptors may then be open. */
+static inline int t_raise_nofile(rlim_t need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    return rl.rlim_cur >= need ? 0 : -1;
 }
 
 static inline uint64_t t_now_ms(void)

@@ -57,23 +57,11 @@ static int count_dir(const char *path)
 static int threads(void) { return count_dir("/proc/self/task"); }
 static int fds(void) { return count_dir("/proc/self/fd"); }
 
-/* Room for NSOCK sockets' fds: the soft limit up to the hard one. */
-static int raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    return rl.rlim_cur >= 4 * NSOCK + 64 ? 0 : -1;
-}
-
 /* NSOCK listening sockets, a third each on shm://, ipc:// and tcp://, of
  * mixed types; then one of each transport carries a message. */
 static void many_listeners(int want_threads)
 {
-    if (raise_nofile() != 0) {
+    if (t_raise_nofile(4 * NSOCK + 64) != 0) {
         fprintf(stderr, "note: RLIMIT_NOFILE too low for %d sockets; skipped\n", NSOCK);
         skip();
     }

@@ -442,24 +442,13 @@ static void test_timeouts_and_args(void **state)
 
 enum { NIDLE = 1000 };
 
-static int raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    getrlimit(RLIMIT_NOFILE, &rl);
-    return rl.rlim_cur >= 4 * NIDLE + 64 ? 0 : -1;
-}
-
 /* 1,000 idle sockets and a busy pair: every wait reports the busy one
  * alone; ten sockets with messages and room for three per wait are all
  * reported within four waits (they take turns). */
 static void test_thousand_sockets(void **state)
 {
     (void)state;
-    if (raise_nofile() != 0) {
+    if (t_raise_nofile(4 * NIDLE + 64) != 0) {
         fprintf(stderr, "note: RLIMIT_NOFILE too low for %d sockets; skipped\n", NIDLE);
         skip();
     }

@@ -361,6 +361,21 @@ static void test_router_dealer(void **state)
     assert_int_equal(ferry_send(ctl, "NONSENSE", 8, 0), 0);
     assert_int_equal(ferry_recv(ctl, ans, sizeof ans, &n, 0), 0);
     assert_memory_equal(ans, "UNKNOWN", 7);
+    /* garbage on the control socket: a word with a NUL and junk after it,
+     * one far too long, a command in two parts (the first counts) */
+    assert_int_equal(ferry_send(ctl, "STATISTICS\0junk", 15, 0), 0);
+    assert_int_equal(ferry_recv(ctl, ans, sizeof ans, &n, 0), 0);
+    assert_memory_equal(ans, "UNKNOWN", 7);
+    char longcmd[300];
+    memset(longcmd, 'P', sizeof longcmd);
+    assert_int_equal(ferry_send(ctl, longcmd, sizeof longcmd, 0), 0);
+    assert_int_equal(ferry_recv(ctl, ans, sizeof ans, &n, 0), 0);
+    assert_memory_equal(ans, "UNKNOWN", 7);
+    assert_int_equal(ferry_send(ctl, "RESUME", 6, FERRY_MORE), 0);
+    assert_int_equal(ferry_send(ctl, "and more", 8, 0), 0);
+    assert_int_equal(ferry_recv(ctl, ans, sizeof ans, &n, 0), 0);
+    assert_int_equal(n, 6);
+    assert_memory_equal(ans, "RESUME", 6);
     struct client c[4];
     for (int i = 0; i < 4; i++) {
         c[i] = (struct client){.id = i};
