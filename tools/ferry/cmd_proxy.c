@@ -193,7 +193,21 @@ static void steer(struct run *r, ferry_socket *ctl, const sigset_t *set, long st
     }
 }
 
-int cmd_proxy(int argc, char **argv)
+struct args {
+    struct endpoints fe, be;
+    const char *capture;
+    int ft, bt;
+    long stats_s;
+};
+
+static void endpoints_free(struct endpoints *e)
+{
+    free(e->url);
+    free(e->dial);
+}
+
+/* The command line into *a. -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
     enum { O_FCONNECT = 1000, O_BCONNECT, O_CAPTURE, O_STATS };
     static const struct option opts[] = {{"type", required_argument, 0, 't'},
@@ -205,9 +219,7 @@ int cmd_proxy(int argc, char **argv)
                                          {"stats", required_argument, 0, O_STATS},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    struct endpoints fe = {0}, be = {0};
-    const char *kind = NULL, *capture = NULL;
-    long stats_s = 0;
+    const char *kind = NULL;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":t:f:b:h", opts, NULL)) != -1) {
@@ -218,19 +230,19 @@ int cmd_proxy(int argc, char **argv)
             break;
         case 'f':
         case O_FCONNECT:
-            add(&fe, optarg, c == O_FCONNECT);
+            add(&a->fe, optarg, c == O_FCONNECT);
             break;
         case 'b':
         case O_BCONNECT:
-            add(&be, optarg, c == O_BCONNECT);
+            add(&a->be, optarg, c == O_BCONNECT);
             break;
         case O_CAPTURE:
-            capture = optarg;
+            a->capture = optarg;
             break;
         case O_STATS:
             errno = 0;
-            stats_s = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || stats_s < 1 || stats_s > 86400)
+            a->stats_s = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || a->stats_s < 1 || a->stats_s > 86400)
                 return cli_usage("proxy", "--stats: a number of seconds, 1 to 86400");
             break;
         case 'h':
@@ -244,12 +256,16 @@ int cmd_proxy(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage("proxy", "unexpected argument '%s'", argv[optind]);
-    int ft, bt;
-    if (kind == NULL || parse_kind(kind, &ft, &bt) != 0)
+    if (kind == NULL || parse_kind(kind, &a->ft, &a->bt) != 0)
         return cli_usage("proxy", "--type: xsub-xpub, router-dealer or pull-push");
-    if (fe.n == 0 || be.n == 0)
+    if (a->fe.n == 0 || a->be.n == 0)
         return cli_usage("proxy", "a frontend and a backend endpoint are needed");
+    return -1;
+}
 
+/* Opens the sockets, runs the proxy in a thread, steers it; exit code. */
+static int run_proxy(const struct args *a)
+{
     /* every signal to the main thread: the proxy thread inherits the mask */
     sigset_t set;
     sigemptyset(&set);
@@ -262,15 +278,14 @@ int cmd_proxy(int argc, char **argv)
 
     struct run r = {0};
     ferry_socket *ctl = NULL;
-    int rc = open_side("frontend", ft, &fe, &r.front);
+    int rc = open_side("frontend", a->ft, &a->fe, &r.front);
     if (rc == 0)
-        rc = open_side("backend", bt, &be, &r.back);
-    if (rc == 0 && capture != NULL) {
+        rc = open_side("backend", a->bt, &a->be, &r.back);
+    if (rc == 0 && a->capture != NULL) {
         struct endpoints ce = {0};
-        add(&ce, capture, 0);
+        add(&ce, a->capture, 0);
         rc = open_side("capture", FERRY_PUB, &ce, &r.capture);
-        free(ce.url);
-        free(ce.dial);
+        endpoints_free(&ce);
     }
     if (rc == 0)
         rc = open_control(&r, &ctl);
@@ -278,7 +293,7 @@ int cmd_proxy(int argc, char **argv)
     if (rc == 0 && pthread_create(&thr, NULL, proxy_main, &r) != 0)
         rc = cli_fail(FERRY_ENOMEM, "proxy: thread");
     if (rc == 0) {
-        steer(&r, ctl, &set, stats_s);
+        steer(&r, ctl, &set, a->stats_s);
         pthread_join(thr, NULL);
         if (r.rc != 0)
             rc = cli_fail(r.rc, "proxy");
@@ -288,9 +303,16 @@ int cmd_proxy(int argc, char **argv)
     ferry_close(r.capture);
     ferry_close(r.front);
     ferry_close(r.back);
-    free(fe.url);
-    free(fe.dial);
-    free(be.url);
-    free(be.dial);
+    return rc;
+}
+
+int cmd_proxy(int argc, char **argv)
+{
+    struct args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc < 0)
+        rc = run_proxy(&a);
+    endpoints_free(&a.fe); /* on every way out, usage errors included */
+    endpoints_free(&a.be);
     return rc;
 }
