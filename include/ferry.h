@@ -433,6 +433,14 @@ enum ferry_type {
 
 #define FERRY_DONTWAIT 0x1 /* send/recv: do not wait, FERRY_EAGAIN instead */
 #define FERRY_MORE 0x2     /* send: another part of this message follows   */
+/* send: more messages follow at once. The peer need not be woken for this
+ * one: the wake-up it is owed is given with the next send on this socket
+ * without FERRY_BATCH, by ferry_flush(), by any call that waits on this
+ * socket (a send that finds no room, a blocking recv) and by ferry_close.
+ * A forwarder that moves a burst uses it so that its reader wakes once
+ * per burst instead of once per message. On the last part of a multipart
+ * message; a hint (tcp:// and ipc:// write as they do without it). */
+#define FERRY_BATCH 0x4
 
 /* Socket options (ferry_setopt / ferry_getopt). Integer options take an
  * int64_t (ferry_setopt_int). Unless noted, they apply to connections made
@@ -558,6 +566,13 @@ FERRY_API int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags
  * whole (a sender giving up on it: after its last part failed with
  * FERRY_EAGAIN or FERRY_ETIMEDOUT, the parts are kept for a retry). */
 FERRY_API void ferry_send_discard(ferry_socket *s);
+
+/* Wakes the peers owed a wake-up by sends made with FERRY_BATCH. Never
+ * blocks; a socket that owes none returns at once. Call it when a burst
+ * ends and before waiting anywhere else (a ferry_poller, a plain poll):
+ * until then the readers of the batch may sleep on (at most a second, the
+ * watchdog of every sleeping receiver). 0, or FERRY_EINVAL. */
+FERRY_API int ferry_flush(ferry_socket *s);
 
 /* Receives the next part into buf (copying it). *len is set to the part's
  * full size; when that is larger than cap the part is truncated to cap

@@ -127,6 +127,9 @@ struct fy_rxmsg {
  *           appears. NULL: the transport signals room anyway.
  *  abort_tx a message was left half-written (timeout): tell the peer to
  *           discard it.
+ *  flush    give the peer the wake-up its sends skipped while the socket's
+ *           tx_batch was set (FERRY_BATCH). NULL: the transport never
+ *           skips one.
  *  close    the pipe leaves the socket: let the peer see it now (may run
  *           while in-place messages still reference the pipe).
  *  destroy  frees the pipe; called once, when the last reference goes,
@@ -143,6 +146,7 @@ struct fy_pipe_ops {
     int (*writable)(struct fy_pipe *p, size_t len);
     void (*arm_room)(struct fy_pipe *p);
     void (*abort_tx)(struct fy_pipe *p);
+    void (*flush)(struct fy_pipe *p);
     void (*close)(struct fy_pipe *p);
     void (*destroy)(struct fy_pipe *p);
 };
@@ -368,6 +372,12 @@ struct ferry_socket {
     int rx_err; /* a receive error a poller's look found, for the next recv */
     char rx_err_text[160];
 
+    /* FERRY_BATCH: set (mtx) while the protocol sends such a message, so a
+     * transport may skip the peer's wake-up; it then sets wake_owed, and
+     * fy_sock_flush_locked gives what is owed. */
+    int tx_batch;
+    int wake_owed;
+
     ferry_msg *claim; /* the outstanding zero-copy allocation, if any */
     ferry_msg *spare; /* recycled message structs (mtx), a short free list */
     int nspare;
@@ -404,6 +414,9 @@ void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc);
  * pipe leaves the socket once the protocol has drained it. */
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
 void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
+
+/* Gives the wake-ups skipped by FERRY_BATCH sends (mtx held). */
+void fy_sock_flush_locked(ferry_socket *s);
 
 /* Removes a pipe from the socket (mtx held). */
 void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p);

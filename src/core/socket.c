@@ -607,6 +607,7 @@ int ferry_close(ferry_socket *s)
         return close_inherited(s);
     pthread_mutex_lock(&s->mtx);
     s->closing = 1;
+    fy_sock_flush_locked(s);
     pthread_mutex_unlock(&s->mtx);
     /* a poller waiting on a copy of the pollable fd wakes and sees it */
     self_signal(s);
@@ -689,6 +690,8 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         atomic_store_explicit(&w->woken, 0, memory_order_seq_cst);
         pthread_mutex_lock(&s->mtx);
         int rc = step(s, arg, 1);
+        if (rc == 0)
+            fy_sock_flush_locked(s); /* no reader sleeps on what we batched while we do */
         pthread_mutex_unlock(&s->mtx);
         if (rc == 0) {
             /* Sleep at most a second at a time: the wake block is shared
@@ -761,10 +764,43 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
 
 /* --- send ------------------------------------------------------------------ */
 
+void fy_sock_flush_locked(ferry_socket *s)
+{
+    if (!s->wake_owed)
+        return;
+    s->wake_owed = 0;
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i]->ops->flush)
+            s->pipes[i]->ops->flush(s->pipes[i]);
+}
+
+int ferry_flush(ferry_socket *s)
+{
+    if (s == NULL)
+        return FERRY_EINVAL;
+    pthread_mutex_lock(&s->mtx);
+    fy_sock_flush_locked(s);
+    pthread_mutex_unlock(&s->mtx);
+    return 0;
+}
+
+struct send_arg {
+    struct fy_txmsg *m;
+    int batch; /* FERRY_BATCH */
+};
+
+/* A batch's skipped wake-ups are given as soon as a send is not batched
+ * or finds no room: a sender about to wait (or to return EAGAIN) must not
+ * leave a reader asleep over what it already wrote. */
 static int send_step(ferry_socket *s, void *arg, int check)
 {
     FY_UNUSED(check);
-    int rc = s->proto->send(s, arg);
+    struct send_arg *sa = arg;
+    s->tx_batch = sa->batch;
+    int rc = s->proto->send(s, sa->m);
+    s->tx_batch = 0;
+    if (rc != 1 || !sa->batch)
+        fy_sock_flush_locked(s);
     if (rc == 1)
         tell_poller(s);
     return rc;
@@ -803,7 +839,8 @@ static int tx_append(ferry_socket *s, const void *buf, size_t len)
 
 static int sock_send_msg(ferry_socket *s, struct fy_txmsg *m, int flags)
 {
-    int rc = sock_run(s, send_step, m, s->opt.sndtimeo, flags & FERRY_DONTWAIT);
+    struct send_arg sa = {m, (flags & FERRY_BATCH) != 0};
+    int rc = sock_run(s, send_step, &sa, s->opt.sndtimeo, flags & FERRY_DONTWAIT);
     if (rc > 0)
         return 0;
     /* Gave up with a message half-written into a pipe (one larger than

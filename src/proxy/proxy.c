@@ -108,7 +108,10 @@ static int flow_flush(struct proxy *px, struct flow *f, int how)
         ferry_getopt_int(dst, FERRY_OPT_SNDTIMEO, &keep);
         ferry_setopt_int(dst, FERRY_OPT_SNDTIMEO, PROXY_SLICE_MS);
     }
-    int rc = ferry_msg_send(dst, f->parts[f->nparts - 1], how == FLUSH_NOW ? FERRY_DONTWAIT : 0);
+    /* FLUSH_NOW sends belong to a burst: the reader is woken once, at its
+     * end (on_ready's ferry_flush), not once per message */
+    int rc = ferry_msg_send(dst, f->parts[f->nparts - 1],
+                            how == FLUSH_NOW ? FERRY_DONTWAIT | FERRY_BATCH : 0);
     if (how == FLUSH_SLICE)
         ferry_setopt_int(dst, FERRY_OPT_SNDTIMEO, keep);
     if (rc == 0) {
@@ -134,7 +137,7 @@ static void capture_part(struct proxy *px, const ferry_msg *m, int more, int *ok
     if (px->capture == NULL || !*ok)
         return;
     if (ferry_send(px->capture, ferry_msg_data((ferry_msg *)m), ferry_msg_size(m),
-                   more ? FERRY_MORE : 0) != 0) {
+                   more ? FERRY_MORE : FERRY_BATCH) != 0) {
         ferry_send_discard(px->capture);
         *ok = 0;
     }
@@ -285,7 +288,10 @@ static int on_ready(struct proxy *px, const ferry_poll_event *ev)
                 if (rc == 0)
                     break;
             }
+        ferry_flush(f->dst->s); /* the burst is over: wake its reader */
     }
+    if (px->capture != NULL)
+        ferry_flush(px->capture);
     return 0;
 }
 

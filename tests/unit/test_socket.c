@@ -3,6 +3,7 @@
 #include "../common.h"
 
 #include <poll.h>
+#include <pthread.h>
 
 static ferry_socket *sock(int type)
 {
@@ -683,6 +684,103 @@ static void test_socket_fd(void **state)
     ferry_close(pull);
 }
 
+/* FERRY_BATCH: the reader's wake-up is given at the end of the batch, not
+ * per message: by ferry_flush, by a send without the flag, by a send that
+ * finds no room, by a call that waits. The reader's pollable fd shows each
+ * wake-up (the writer writes it, in the writer's call). */
+static int batch_fd(ferry_socket *s, struct pollfd *pfd)
+{
+    char b[8];
+    size_t n;
+    int fd = -1;
+    assert_int_equal(ferry_socket_fd(s, &fd), 0);
+    *pfd = (struct pollfd){.fd = fd, .events = POLLIN};
+    int got = 0;
+    while (ferry_recv(s, b, sizeof b, &n, FERRY_DONTWAIT) == 0)
+        got++; /* drains, and arms the fd at the EAGAIN */
+    return got;
+}
+
+struct batch_reader {
+    ferry_socket *s;
+    char got[8];
+    int rc;
+};
+
+static void *batch_recv_thread(void *arg)
+{
+    struct batch_reader *r = arg;
+    size_t n;
+    r->rc = ferry_recv(r->s, r->got, sizeof r->got, &n, 0);
+    return NULL;
+}
+
+static void test_batch(void **state)
+{
+    (void)state;
+    char u[96];
+    struct pollfd pfd;
+    t_url(u, sizeof u, "batch");
+    ferry_socket *pull = sock(FERRY_PULL), *push = sock(FERRY_PUSH);
+    ferry_setopt_int(push, FERRY_OPT_SNDHWM, 4);
+    assert_int_equal(ferry_listen(pull, u), 0);
+    assert_int_equal(ferry_dial(push, u), 0);
+    assert_int_equal(ferry_wait_peers(push, 1, 10000), 0);
+    assert_int_equal(ferry_flush(NULL), FERRY_EINVAL);
+    assert_int_equal(batch_fd(pull, &pfd), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ferry_send(push, &i, sizeof i, FERRY_BATCH), 0);
+    assert_int_equal(poll(&pfd, 1, 0), 0); /* three messages, nobody woken */
+    assert_int_equal(ferry_flush(push), 0);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    for (int i = 0; i < 3; i++) {
+        int v = -1;
+        size_t n;
+        assert_int_equal(ferry_recv(pull, &v, sizeof v, &n, FERRY_DONTWAIT), 0);
+        assert_int_equal(v, i); /* in order, all there */
+    }
+    /* a send without the flag ends the batch */
+    assert_int_equal(batch_fd(pull, &pfd), 0);
+    assert_int_equal(ferry_send(push, "a", 1, FERRY_BATCH), 0);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    assert_int_equal(ferry_send(push, "b", 1, 0), 0);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(batch_fd(pull, &pfd), 2);
+    /* a send that finds no room (HWM 4) gives what is owed before it fails */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ferry_send(push, "c", 1, FERRY_BATCH | FERRY_DONTWAIT), 0);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    assert_int_equal(ferry_send(push, "d", 1, FERRY_BATCH | FERRY_DONTWAIT), FERRY_EAGAIN);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(batch_fd(pull, &pfd), 4);
+    ferry_close(push);
+    ferry_close(pull);
+
+    /* a call that waits gives it too: a PAIR that sends a batched request
+     * and blocks for the answer must not leave its peer asleep */
+    t_url(u, sizeof u, "batch-pair");
+    ferry_socket *a = sock(FERRY_PAIR), *b = sock(FERRY_PAIR);
+    assert_int_equal(ferry_listen(b, u), 0);
+    assert_int_equal(ferry_dial(a, u), 0);
+    assert_int_equal(ferry_wait_peers(a, 1, 10000), 0);
+    assert_int_equal(batch_fd(b, &pfd), 0);
+    assert_int_equal(ferry_send(a, "q", 1, FERRY_BATCH), 0);
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    struct batch_reader r = {.s = a, .rc = -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, batch_recv_thread, &r), 0);
+    assert_int_equal(poll(&pfd, 1, 10000), 1); /* the waiting recv woke b */
+    char q[4];
+    size_t n;
+    assert_int_equal(ferry_recv(b, q, sizeof q, &n, FERRY_DONTWAIT), 0);
+    assert_int_equal(ferry_send(b, "r", 1, 0), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.got[0], 'r');
+    ferry_close(a);
+    ferry_close(b);
+}
+
 /* A REQ that waits for its reply in poll() hears of the peer's death. */
 static void test_socket_fd_peer_death(void **state)
 {
@@ -1015,6 +1113,7 @@ int main(void)
         cmocka_unit_test(test_socket_fd_peer_death),
         cmocka_unit_test(test_hold_then_poll),
         cmocka_unit_test(test_zero_copy),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_zero_copy_multipart),
         cmocka_unit_test(test_max_msg_size),
         cmocka_unit_test(test_dial_before_listen),

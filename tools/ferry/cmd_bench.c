@@ -57,7 +57,8 @@ static const char bench_help[] =
     "          libzmq interleaved\n"
     "  proxy   a tcp:// PUB through ferry_proxy to 8 SUBs on shm, against 8 SUBs\n"
     "          on tcp directly (per-subscriber rate, publisher CPU); PUSH->proxy->\n"
-    "          PULL on shm against PUSH->PULL\n"
+    "          PULL on shm against PUSH->PULL; the chain on tcp, ferry_proxy\n"
+    "          against libzmq's zmq_proxy (interleaved)\n"
     "  poller  a REP waiting in a ferry_poller that also holds 1,000 idle\n"
     "          sockets, against the same poller holding the REP alone\n"
     "          (interleaved), on shm and tcp\n"
@@ -691,7 +692,8 @@ static void proxy_child(void *arg)
     ferry_socket *back = bench_open_ferry(fan ? FERRY_XPUB : FERRY_PUSH, 0);
     if (fan ? (ferry_dial(front, g_px_in) != 0 || ferry_listen(back, g_px_out) != 0 ||
                ferry_wait_peers(back, g_px_peers, 30000) != 0)
-            : (ferry_listen(front, g_px_in) != 0 || ferry_dial(back, g_px_out) != 0))
+            : (ferry_listen(front, g_px_in) != 0 || ferry_dial(back, g_px_out) != 0 ||
+               ferry_wait_peers(back, 1, 30000) != 0))
         _exit(2);
     if (write(g_pipe[1], "p", 1) != 1)
         _exit(3);
@@ -707,28 +709,33 @@ static double pushpull_once(void)
     if (pipe(g_pipe) != 0)
         return 0;
     pid_t px = -1;
-    if (g_pp_proxy) { /* pusher -> g_px_in: proxy -> g_url: puller */
+    pid_t pid = spawn(pull_child, NULL);
+    char c;
+    if (read(g_pipe[0], &c, 1) != 1) {
+        close(g_pipe[1]);
+        reap(pid);
+        close(g_pipe[0]);
+        return 0;
+    }
+    /* pusher -> g_px_in: proxy -> g_url: puller. The proxy starts once the
+     * puller listens and says so once connected to it: the clock must not
+     * run while its dialer waits to retry. */
+    if (g_pp_proxy) {
         snprintf(g_px_in, sizeof g_px_in, "%s-in", g_url);
         snprintf(g_px_out, sizeof g_px_out, "%s", g_url);
         g_px_peers = 0;
         px = spawn(proxy_child, NULL);
-        char p;
-        if (read(g_pipe[0], &p, 1) != 1) {
+        if (read(g_pipe[0], &c, 1) != 1) {
+            kill(pid, SIGKILL);
+            reap(pid);
             reap(px);
             close(g_pipe[0]);
             close(g_pipe[1]);
             return 0;
         }
     }
-    pid_t pid = spawn(pull_child, NULL);
-    close(g_pipe[1]); /* only the child writes: its death is our end of file */
+    close(g_pipe[1]); /* only the children write: the puller's death is our end of file */
     g_pipe[1] = -1;
-    char c;
-    if (read(g_pipe[0], &c, 1) != 1) {
-        reap(pid);
-        close(g_pipe[0]);
-        return 0;
-    }
     ferry_socket *s = bench_open_ferry(FERRY_PUSH, g_spin_us);
     ferry_dial(s, g_pp_proxy ? g_px_in : g_url);
     ferry_wait_peers(s, 1, 30000);

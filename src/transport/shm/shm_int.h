@@ -122,8 +122,9 @@ struct shm_pipe {
     size_t tx_part;
     uint64_t tx_off;
     int abort_pending;
-    int no_room; /* the last send attempt found no room            */
-    int asked;   /* we set want_room in the ring and wait for room */
+    int no_room;   /* the last send attempt found no room            */
+    int asked;     /* we set want_room in the ring and wait for room */
+    int wake_owed; /* wrote for a FERRY_BATCH send and did not wake the peer */
     /* receiving: the message being assembled */
     struct fy_rxmsg partial;
     unsigned char *cur;

@@ -54,6 +54,20 @@ static int peer_closed(const struct shm_pipe *sp)
 
 static void shm_wake_peer(struct shm_pipe *sp) { fy_wake(sp->peer_wake, sp->peer_efd); }
 
+/* Records were published: the peer is woken now, or, for a FERRY_BATCH
+ * send, when the socket flushes (shm_flush). */
+static void published(struct shm_pipe *sp)
+{
+    ferry_socket *s = sp->base.sock;
+    if (s && s->tx_batch) {
+        sp->wake_owed = 1;
+        s->wake_owed = 1;
+        return;
+    }
+    sp->wake_owed = 0;
+    shm_wake_peer(sp);
+}
+
 /* The writer found no room (ring or HWM): remember to ask the reader for
  * a wake-up (shm_send announces it, then looks once more). */
 static void want_room(struct shm_pipe *sp) { sp->no_room = 1; }
@@ -285,8 +299,17 @@ static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
     int wrote = 0;
     int rc = shm_send_records(sp, m, &wrote);
     if (wrote)
-        shm_wake_peer(sp);
+        published(sp);
     return rc;
+}
+
+static void shm_flush(struct fy_pipe *p)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (sp->wake_owed) {
+        sp->wake_owed = 0;
+        shm_wake_peer(sp);
+    }
 }
 
 static void shm_abort_tx(struct fy_pipe *p)
@@ -344,7 +367,7 @@ static int shm_commit(struct fy_pipe *p, size_t size)
     }
     sp->w.claim_size = size;
     fy_ring_commit(&sp->w, 0);
-    shm_wake_peer(sp);
+    published(sp);
     return 1;
 }
 
@@ -817,6 +840,7 @@ const struct fy_pipe_ops fy_shm_pipe_ops = {
     .writable = shm_writable,
     .arm_room = shm_arm_room,
     .abort_tx = shm_abort_tx,
+    .flush = shm_flush,
     .close = shm_close,
     .destroy = shm_destroy,
 };
