@@ -752,6 +752,62 @@ FERRY_API int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_s
                           ferry_socket *control);
 
 /* ------------------------------------------------------------------------ */
+/* Counters, live (what `ferry stat` reads)                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Every socket counts what it moves, per peer, in a file of its process's
+ * (/dev/shm/ferry-stat.PID, mode 0600, removed at exit; a killed process's
+ * is removed by the next one and by ferry_stats_list) that other processes
+ * read without disturbing it. FERRY_STATS=0 in the environment keeps the
+ * counts in process memory only: ferry_socket_stats still works, the
+ * process is not listed. A process lists up to 256 sockets and 1,024 peers;
+ * the others are counted but not listed. */
+
+typedef struct ferry_stats {
+    uint64_t msgs_in, bytes_in;   /* whole messages received, bytes of all parts */
+    uint64_t msgs_out, bytes_out; /* whole messages sent                          */
+    uint64_t dropped;             /* messages the pattern dropped: a full peer (HWM), no route */
+    uint64_t bad_input;           /* connections dropped for bad input (FERRY_OPT_ERRORS) */
+    uint64_t refused;             /* connections refused at a limit (FERRY_OPT_REFUSED)  */
+    uint64_t reconnects;          /* dial attempts after the first (a peer gone or absent) */
+    uint32_t peers;               /* connected now (tcp/ipc: handshake done)            */
+} ferry_stats;
+
+/* The socket's counters: its peers' now, plus those of peers gone. */
+FERRY_API int ferry_socket_stats(ferry_socket *s, ferry_stats *out);
+
+typedef struct ferry_peer_info {
+    char transport[8]; /* "shm", "ipc", "tcp" */
+    char addr[96];     /* tcp://HOST:PORT of a tcp peer; empty otherwise */
+    int pid;           /* shm:// and ipc://: the peer's, from the kernel; else 0 */
+    unsigned uid;
+    uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
+    uint64_t dropped;    /* messages dropped because this peer was full */
+    int64_t last_active; /* unix time (s) of its last message; 0 never */
+} ferry_peer_info;
+
+typedef struct ferry_sock_info {
+    int pid;             /* the owner process */
+    unsigned uid;        /* its user */
+    char command[64];    /* its name (/proc/PID/comm) */
+    unsigned id;         /* the socket's number in that process, from 1 */
+    int type;            /* FERRY_PAIR... */
+    char endpoints[320]; /* "listen URL" and "dial URL" lines, in order */
+    ferry_stats stats;
+    size_t npeers;
+    const ferry_peer_info *peers; /* valid during the callback only */
+} ferry_sock_info;
+
+/* Calls fn for each listed socket of process pid (0: of every process
+ * whose file the caller may read), processes in pid order. fn returns 0
+ * to go on, anything else to stop (that value is returned). Files of dead
+ * processes are removed (when the caller may); files that are not
+ * well-formed are skipped. Counters are read while their owner runs: each
+ * is whole, two may be a message apart. */
+FERRY_API int ferry_stats_list(int pid, int (*fn)(const ferry_sock_info *info, void *arg),
+                               void *arg);
+
+/* ------------------------------------------------------------------------ */
 /* Listing and removing objects (what `ferry ls` and `ferry rm` use)        */
 /* ------------------------------------------------------------------------ */
 

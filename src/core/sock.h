@@ -20,6 +20,7 @@
 #define FY_SOCK_H
 
 #include "fy.h"
+#include "stats.h"
 
 #include <pthread.h>
 
@@ -127,6 +128,9 @@ struct fy_rxmsg {
  *           appears. NULL: the transport signals room anyway.
  *  abort_tx a message was left half-written (timeout): tell the peer to
  *           discard it.
+ *  describe the transport's name ("shm", "ipc", "tcp") and the peer's
+ *           address as text (tcp: host:port), for the counters file;
+ *           called when the pipe joins the socket and when it starts.
  *  flush    give the peer the wake-up its sends skipped while the socket's
  *           tx_batch was set (FERRY_BATCH). NULL: the transport never
  *           skips one.
@@ -147,6 +151,7 @@ struct fy_pipe_ops {
     void (*arm_room)(struct fy_pipe *p);
     void (*abort_tx)(struct fy_pipe *p);
     void (*flush)(struct fy_pipe *p);
+    void (*describe)(struct fy_pipe *p, const char **transport, char *addr, size_t len);
     void (*close)(struct fy_pipe *p);
     void (*destroy)(struct fy_pipe *p);
 };
@@ -171,11 +176,36 @@ struct fy_pipe {
      * pipe starts (pipe_start), read by the protocol (a ROUTER). */
     unsigned char peer_rid[FY_RID_MAX];
     size_t peer_rid_len;
-    void *proto_data; /* the protocol's state for this pipe (pipe_size bytes,
-                         from joining the socket until pipe_rm) */
-    void *tran;       /* transport state                  */
-    void *dialer;     /* the dialer that made it, if any  */
+    void *proto_data;          /* the protocol's state for this pipe (pipe_size bytes,
+                                  from joining the socket until pipe_rm) */
+    void *tran;                /* transport state                  */
+    void *dialer;              /* the dialer that made it, if any  */
+    struct fy_stat_peer *stat; /* its counters (stats.h), while in the socket */
 };
+
+/* The protocols move messages through these, so every message a pipe
+ * takes or gives is counted in one place (mtx held: one writer). */
+static inline int fy_pipe_send(struct fy_pipe *p, const struct fy_txmsg *m)
+{
+    int rc = p->ops->send(p, m);
+    if (rc == 1) {
+        fy_stat_add(&p->stat->io.msgs_out, 1);
+        fy_stat_add(&p->stat->io.bytes_out, m->total);
+        fy_stat_touch(p->stat);
+    }
+    return rc;
+}
+
+static inline int fy_pipe_commit(struct fy_pipe *p, size_t size)
+{
+    int rc = p->ops->commit(p, size);
+    if (rc == 1) {
+        fy_stat_add(&p->stat->io.msgs_out, 1);
+        fy_stat_add(&p->stat->io.bytes_out, size);
+        fy_stat_touch(p->stat);
+    }
+    return rc;
+}
 
 void fy_pipe_ref(struct fy_pipe *p);
 void fy_pipe_unref(struct fy_pipe *p);
@@ -382,9 +412,10 @@ struct ferry_socket {
     ferry_msg *spare; /* recycled message structs (mtx), a short free list */
     int nspare;
 
-    uint64_t dropped; /* messages the pattern dropped (FERRY_OPT_DROPPED) */
-    uint64_t errors;  /* pipes dropped for bad input */
-    uint64_t refused; /* connections refused at a limit */
+    /* its counters (stats.h): messages the pattern dropped
+     * (FERRY_OPT_DROPPED), pipes dropped for bad input, connections refused
+     * at a limit, and its peers' totals */
+    struct fy_stat_sock *stat;
     int closing;
 
     struct fy_loop *loop;  /* the I/O thread its transports run on, once one needs it */
@@ -414,6 +445,9 @@ void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc);
  * pipe leaves the socket once the protocol has drained it. */
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
 void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
+
+/* Receives through a pipe, counting what arrived (mtx held). */
+int fy_pipe_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check);
 
 /* Gives the wake-ups skipped by FERRY_BATCH sends (mtx held). */
 void fy_sock_flush_locked(ferry_socket *s);

@@ -79,7 +79,7 @@ void fy_sock_wake(ferry_socket *s) { fy_wake(s->wake, -1); }
 void fy_sock_note(ferry_socket *s, int bad, const char *what)
 {
     if (bad)
-        s->errors++;
+        fy_stat_inc(&s->stat->bad_input);
     fy_escape(s->drop_reason, sizeof s->drop_reason, what);
     fy_sock_wake(s); /* a caller may be waiting to see it (FERRY_OPT_ERRORS) */
     if (getenv("FERRY_DEBUG") != NULL)
@@ -118,6 +118,31 @@ int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p)
     return rc;
 }
 
+/* A peer slot in the counters file, described by its transport. */
+static struct fy_stat_peer *pipe_stat_open(ferry_socket *s, struct fy_pipe *p)
+{
+    const char *tran = "?";
+    char addr[96] = "";
+    if (p->ops->describe)
+        p->ops->describe(p, &tran, addr, sizeof addr);
+    return fy_stat_peer_open(s->stat, tran, addr, p->peer_pid, p->peer_uid);
+}
+
+int fy_pipe_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
+{
+    size_t n0 = m->nparts;
+    int rc = p->ops->recv(p, m, check);
+    if (rc == 1) {
+        uint64_t bytes = 0;
+        for (size_t i = n0; i < m->nparts; i++)
+            bytes += m->parts[i]->size;
+        fy_stat_add(&p->stat->io.msgs_in, 1);
+        fy_stat_add(&p->stat->io.bytes_in, bytes);
+        fy_stat_touch(p->stat);
+    }
+    return rc;
+}
+
 int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
 {
     int rc = 0;
@@ -135,6 +160,8 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
     }
     if (rc == 0 && s->proto->pipe_size && (p->proto_data = calloc(1, s->proto->pipe_size)) == NULL)
         rc = FERRY_ENOMEM;
+    if (rc == 0 && (p->stat = pipe_stat_open(s, p)) == NULL)
+        rc = FERRY_ENOMEM;
     if (rc == 0 && s->proto->pipe_add)
         rc = s->proto->pipe_add(s, p);
     if (rc == 0 && !p->pending && s->proto->pipe_start && (rc = s->proto->pipe_start(s, p)) != 0 &&
@@ -143,6 +170,8 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
     if (rc != 0) {
         free(p->proto_data);
         p->proto_data = NULL;
+        fy_stat_peer_close(NULL, p->stat);
+        p->stat = NULL;
     }
     if (rc == 0) {
         p->sock = s;
@@ -158,6 +187,12 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
 int fy_sock_pipe_start_locked(ferry_socket *s, struct fy_pipe *p)
 {
     int rc = s->proto->pipe_start ? s->proto->pipe_start(s, p) : 0;
+    if (rc == 0 && p->stat != NULL && p->ops->describe) {
+        const char *tran = "?";
+        char addr[96] = "";
+        p->ops->describe(p, &tran, addr, sizeof addr);
+        fy_stat_peer_describe(p->stat, tran, addr, p->peer_pid, p->peer_uid);
+    }
     if (rc == 0)
         p->pending = 0;
     return rc;
@@ -176,6 +211,8 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
             s->proto->pipe_rm(s, p);
         free(p->proto_data);
         p->proto_data = NULL;
+        fy_stat_peer_close(s->stat, p->stat);
+        p->stat = NULL;
         fy_pipe_unref(p);
         fy_sock_wake(s);
         tell_poller(s); /* what it waits for may have changed (a REP's requester) */
@@ -453,6 +490,7 @@ void fy_sock_unref(ferry_socket *s)
         s->spare = m->data;
         free(m);
     }
+    fy_stat_sock_release(s->stat);
     pthread_mutex_destroy(&s->mtx);
     free(s);
 }
@@ -554,6 +592,8 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .sub_max = 4096,
                               .sub_max_bytes = 256u << 10};
     int rc = sock_wake_create(s);
+    if (rc == 0 && (s->stat = fy_stat_sock_open(type)) == NULL)
+        rc = fy_err(FERRY_ENOMEM, "socket open");
     if (rc == 0 && proto->state_size) {
         s->proto_state = calloc(1, proto->state_size);
         if (s->proto_state == NULL)
@@ -629,6 +669,7 @@ int ferry_close(ferry_socket *s)
     pthread_mutex_unlock(&s->mtx);
     if (s->proto->fini)
         s->proto->fini(s);
+    fy_stat_sock_close(s->stat);
     tx_reset(s);
     free(s->tx_parts);
     free(s->tx_bufs);
@@ -667,7 +708,10 @@ static int sock_endpoint(ferry_socket *s, const char *url, int dial)
     const struct fy_tran_ops *t = tran_find(url, &rest);
     if (t == NULL)
         return FERRY_EBADURL;
-    return dial ? t->dial(s, rest) : t->listen(s, rest);
+    int rc = dial ? t->dial(s, rest) : t->listen(s, rest);
+    if (rc == 0) /* a listener's URL with its port resolved */
+        fy_stat_sock_endpoint(s->stat, dial ? "dial" : "listen", dial ? url : s->endpoint);
+    return rc;
 }
 
 int ferry_listen(ferry_socket *s, const char *url) { return sock_endpoint(s, url, 0); }
@@ -1436,10 +1480,10 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
         *val = s->proto->type;
         break;
     case FERRY_OPT_DROPPED:
-        *val = (int64_t)s->dropped;
+        *val = (int64_t)atomic_load_explicit(&s->stat->dropped, memory_order_relaxed);
         break;
     case FERRY_OPT_ERRORS:
-        *val = (int64_t)s->errors;
+        *val = (int64_t)atomic_load_explicit(&s->stat->bad_input, memory_order_relaxed);
         break;
     case FERRY_OPT_REQ_RESEND:
         *val = o->req_resend;
@@ -1484,7 +1528,7 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
         *val = (int64_t)o->sub_max_bytes;
         break;
     case FERRY_OPT_REFUSED:
-        *val = (int64_t)s->refused;
+        *val = (int64_t)atomic_load_explicit(&s->stat->refused, memory_order_relaxed);
         break;
     case FERRY_OPT_PEERS: {
         int64_t n = 0;

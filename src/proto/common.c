@@ -83,7 +83,7 @@ int fy_rr_send(ferry_socket *s, const struct fy_txmsg *m, size_t *cursor, struct
         struct fy_pipe *p = s->pipes[i];
         if (!p->tx_partial)
             continue;
-        int rc = p->ops->send(p, m);
+        int rc = fy_pipe_send(p, m);
         if (rc == 1) {
             *cursor = i + 1;
             if (out)
@@ -101,7 +101,7 @@ int fy_rr_send(ferry_socket *s, const struct fy_txmsg *m, size_t *cursor, struct
         struct fy_pipe *p = s->pipes[i];
         if (p->dead)
             continue;
-        int rc = p->ops->send(p, m);
+        int rc = fy_pipe_send(p, m);
         if (rc == 1) {
             *cursor = i + 1;
             if (out)
@@ -137,7 +137,7 @@ int fy_fq_recv(ferry_socket *s, struct fy_rxmsg *m, size_t *cursor, int check)
     for (size_t k = 0; k < n && s->npipes > 0; k++) {
         size_t i = (*cursor + k) % s->npipes;
         struct fy_pipe *p = s->pipes[i];
-        int rc = p->ops->recv(p, m, check || p->dead);
+        int rc = fy_pipe_recv(p, m, check || p->dead);
         if (rc == 1) {
             m->from = p;
             *cursor = i + 1;
@@ -157,5 +157,5 @@ int fy_send_claim(ferry_socket *s, const struct fy_txmsg *m)
     struct fy_pipe *p = m->claim->pipe;
     if (!fy_pipe_live(s, p))
         return FERRY_ECONNRESET;
-    return p->ops->commit(p, m->claim->size);
+    return fy_pipe_commit(p, m->claim->size);
 }

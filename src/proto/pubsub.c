@@ -121,7 +121,7 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m)
         struct fy_rxmsg junk = {0};
         struct fy_pipe *p = s->pipes[i];
         int rc;
-        while ((rc = p->ops->recv(p, &junk, 0)) == 1)
+        while ((rc = fy_pipe_recv(p, &junk, 0)) == 1)
             fy_rxmsg_clear(&junk);
         if (rc < 0) { /* garbage from a subscriber, or it left */
             fy_sock_pipe_failed(s, p, rc);
@@ -144,10 +144,11 @@ void fy_ps_publish(ferry_socket *s, const struct fy_txmsg *m0)
         struct fy_ps_pipe *pp = p->proto_data;
         if (p->dead || !fy_prefixes_match(pp->subs, first, flen))
             continue;
-        int rc = p->ops->send(p, m);
+        int rc = fy_pipe_send(p, m);
         if (rc == 0) {
             pp->dropped++;
-            s->dropped++;
+            fy_stat_add(&p->stat->dropped, 1);
+            fy_stat_add(&s->stat->dropped, 1);
         } else if (rc < 0) {
             fy_sock_remove_pipe(s, p);
             i--;
@@ -174,7 +175,7 @@ static int pub_peer_ready(ferry_socket *s, struct fy_pipe *p)
 {
     FY_UNUSED(s);
     struct fy_rxmsg junk = {0};
-    while (p->ops->recv(p, &junk, 0) == 1)
+    while (fy_pipe_recv(p, &junk, 0) == 1)
         fy_rxmsg_clear(&junk);
     struct fy_ps_pipe *pp = p->proto_data;
     return pp != NULL && fy_prefixes_count(pp->subs) > 0;

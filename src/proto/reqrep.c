@@ -125,10 +125,10 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
         struct fy_pipe *p = s->pipes[i];
         struct fy_rxmsg junk = {0};
         int maybe = p->ops->readable == NULL || p->ops->readable(p);
-        for (int k = 0; maybe && k < RR_DROP_BUDGET && !p->dead && p->ops->recv(p, &junk, 0) == 1;
+        for (int k = 0; maybe && k < RR_DROP_BUDGET && !p->dead && fy_pipe_recv(p, &junk, 0) == 1;
              k++) {
             fy_rxmsg_clear(&junk);
-            s->errors++;
+            fy_stat_inc(&s->stat->bad_input);
         }
         if (p->dead)
             fy_sock_remove_pipe(s, s->pipes[i--]);
@@ -179,7 +179,7 @@ static int env_split(const struct fy_rxmsg *m, size_t max, size_t *n)
 static int req_take(ferry_socket *s, struct fy_pipe *p, struct fy_rxmsg *m, int check)
 {
     for (int k = 0; k < RR_DROP_BUDGET; k++) {
-        int rc = p->ops->recv(p, m, check || p->dead);
+        int rc = fy_pipe_recv(p, m, check || p->dead);
         if (rc != 1)
             return rc;
         size_t n;
@@ -282,12 +282,12 @@ static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
     struct fy_pipe *p = st->source;
     int rc = 1;
     if (!fy_pipe_live(s, p)) {
-        s->dropped++; /* the requester is gone: nobody to deliver to */
+        fy_stat_add(&s->stat->dropped, 1); /* the requester is gone: nobody to deliver to */
     } else {
-        rc = p->ops->send(p, &tx);
+        rc = fy_pipe_send(p, &tx);
         if (rc < 0) {
             fy_sock_remove_pipe(s, p);
-            s->dropped++;
+            fy_stat_add(&s->stat->dropped, 1);
             rc = 1;
         }
     }

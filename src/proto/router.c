@@ -89,7 +89,7 @@ static int router_refuse(ferry_socket *s, int rc, const struct fy_pipe *p, const
         if (id[i] == '\0')
             id[i] = '?'; /* the note escapes the rest */
     snprintf(why, sizeof why, "router: a peer announced routing id '%s', %s: refused", id, what);
-    s->refused++;
+    fy_stat_inc(&s->stat->refused);
     fy_sock_note(s, 0, why);
     return fy_err(rc, "%s", why);
 }
@@ -144,12 +144,12 @@ static int router_send(ferry_socket *s, const struct fy_txmsg *m)
     if (p == NULL) {
         if (st->mandatory)
             return fy_err(FERRY_EHOSTUNREACH, "router send: no peer has that routing id");
-        s->dropped++;
+        fy_stat_add(&s->stat->dropped, 1);
         return 1;
     }
     struct fy_txmsg rest = {
         .parts = m->parts + 1, .nparts = m->nparts - 1, .total = m->total - id->len};
-    int rc = p->ops->send(p, &rest);
+    int rc = fy_pipe_send(p, &rest);
     if (rc == 1)
         return 1;
     if (rc == 0 && (p->tx_partial || st->mandatory))
@@ -161,7 +161,7 @@ static int router_send(ferry_socket *s, const struct fy_txmsg *m)
         if (st->mandatory)
             return fy_err(FERRY_EHOSTUNREACH, "router send: the peer is gone");
     }
-    s->dropped++; /* full, or gone: libzmq's ROUTER drops it too */
+    fy_stat_add(&s->stat->dropped, 1); /* full, or gone: libzmq's ROUTER drops it too */
     return 1;
 }
 

@@ -108,7 +108,7 @@ static void notify(ferry_socket *s, struct xpub_state *st, int sub, const void *
     if (f == NULL || q_push(st, &m) != 0) {
         if (f)
             ferry_msg_free(f);
-        s->dropped++;
+        fy_stat_add(&s->stat->dropped, 1);
         fy_sock_note(s, 0,
                      "xpub: a subscription notice was dropped: the application's queue is full");
         return;
@@ -164,7 +164,7 @@ static void xpub_take(ferry_socket *s, struct xpub_state *st, int check)
         int rc = 0, share = XPUB_TAKE_PIPE;
         struct fy_rxmsg m = {0};
         while (!q_full(st) && share-- > 0 && budget-- > 0 &&
-               (rc = p->ops->recv(p, &m, check || p->dead)) == 1) {
+               (rc = fy_pipe_recv(p, &m, check || p->dead)) == 1) {
             if (is_subscription(&m)) {
                 const unsigned char *b = m.parts[0]->data;
                 xpub_cmd(s, p, b[0], b + 1, m.parts[0]->size - 1);
@@ -217,8 +217,9 @@ static int xpub_pipe_add(ferry_socket *s, struct fy_pipe *p)
         return 0;
     struct fy_part part = {st->welcome, st->welcome_len};
     struct fy_txmsg tm = {.parts = &part, .nparts = 1, .total = st->welcome_len, .whole = 1};
-    if (p->ops->send(p, &tm) != 1)
-        s->dropped++; /* no room in a brand-new pipe: a ring smaller than the message */
+    if (fy_pipe_send(p, &tm) != 1)
+        fy_stat_add(&s->stat->dropped,
+                    1); /* no room in a brand-new pipe: a ring smaller than the message */
     return 0;
 }
 
@@ -348,9 +349,9 @@ static int xsub_send(ferry_socket *s, const struct fy_txmsg *m)
         struct fy_pipe *p = s->pipes[i];
         if (p->dead)
             continue;
-        int rc = p->ops->send(p, &whole);
+        int rc = fy_pipe_send(p, &whole);
         if (rc == 0)
-            s->dropped++;
+            fy_stat_add(&s->stat->dropped, 1);
         else if (rc < 0) {
             fy_sock_remove_pipe(s, p);
             i--;

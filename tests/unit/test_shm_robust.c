@@ -35,15 +35,34 @@ static int count_maps(const char *what)
 
 /* Entries in /dev/shm, except the named objects other tests running in
  * parallel make (ferry.t-...): shm:// itself must never add any. */
+static int stat_noop(const ferry_sock_info *info, void *arg)
+{
+    (void)info;
+    (void)arg;
+    return 0;
+}
+
+/* Files in /dev/shm but counters files: those of the test processes that
+ * run beside us come and go (stat_file_gone checks the victims'). */
 static int count_dev_shm(void)
 {
     int n = 0;
     DIR *d = opendir("/dev/shm");
     struct dirent *de;
     while ((de = readdir(d)) != NULL)
-        n += de->d_name[0] != '.' && strncmp(de->d_name, "ferry.t-", 8) != 0;
+        n += de->d_name[0] != '.' && strncmp(de->d_name, "ferry.t-", 8) != 0 &&
+             strncmp(de->d_name, "ferry-stat.", 11) != 0;
     closedir(d);
     return n;
+}
+
+/* A SIGKILLed process's counters file is gone once anyone lists them. */
+static int stat_file_gone(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/dev/shm/ferry-stat.%d", (int)pid);
+    assert_int_equal(ferry_stats_list(0, stat_noop, NULL), 0);
+    return access(path, F_OK) != 0;
 }
 
 /* Children are forked before the test process starts any thread (no
@@ -228,6 +247,8 @@ static void test_kill_loop_pull(void **state)
     assert_int_equal(count_maps("ferry-conn"), 0);
     assert_int_equal(count_maps("ferry-wake"), 0);
     assert_int_equal(count_dev_shm(), shm_before);
+    for (int k = 0; k <= KILLS; k++)
+        assert_true(stat_file_gone(kids[k].pid));
 }
 
 /* REP serving a steady REQ while other REQs are killed mid-request. */

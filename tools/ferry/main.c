@@ -17,6 +17,7 @@
 static const struct cli_cmd commands[] = {
     {"ls", "list ferry objects on this machine (like ipcs)", cmd_ls},
     {"rm", "remove ferry objects by name (like ipcrm)", cmd_rm},
+    {"stat", "live sockets and their counters: ferry stat [PID | URL] [--json]", cmd_stat},
     {"send", "send messages: ferry send --connect URL --type push|pub|req|pair [--format F] MSG...",
      cmd_send},
     {"recv",

@@ -247,6 +247,7 @@ static uint64_t run_dialers(struct shm_tran *t, uint64_t now)
             hs_abort(t, d); /* a listener that accepts but never answers */
         if (!d->connected && d->hs == NULL && d->next_try != 0 && d->next_try <= now) {
             d->next_try = 0;
+            fy_stat_inc(&t->s->stat->reconnects);
             struct shm_pipe *sp = NULL;
             if (shm_dial_start(t->s, d->name, &sp) != 0) {
                 dialer_schedule(t, d);
@@ -396,7 +397,7 @@ static int over_limits(struct shm_tran *t, int fd)
     char line[160];
     snprintf(line, sizeof line, "accepted connection refused: %s", why);
     pthread_mutex_lock(&s->mtx); /* counted before the dialer can hear of it */
-    s->refused++;
+    fy_stat_inc(&s->stat->refused);
     fy_sock_note(s, 0, line);
     pthread_mutex_unlock(&s->mtx);
     shm_refuse(fd, s, FERRY_ECONNREFUSED, "%s", why);

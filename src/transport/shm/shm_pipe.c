@@ -303,6 +303,14 @@ static int shm_send_try(struct fy_pipe *p, const struct fy_txmsg *m)
     return rc;
 }
 
+static void shm_describe(struct fy_pipe *p, const char **transport, char *addr, size_t len)
+{
+    FY_UNUSED(p);
+    *transport = "shm";
+    if (len)
+        addr[0] = '\0'; /* the peer is its pid, from the kernel */
+}
+
 static void shm_flush(struct fy_pipe *p)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
@@ -841,6 +849,7 @@ const struct fy_pipe_ops fy_shm_pipe_ops = {
     .arm_room = shm_arm_room,
     .abort_tx = shm_abort_tx,
     .flush = shm_flush,
+    .describe = shm_describe,
     .close = shm_close,
     .destroy = shm_destroy,
 };

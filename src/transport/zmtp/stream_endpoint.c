@@ -132,9 +132,9 @@ static void refuse(struct st_tran *t, int fd, int bad, const char *why)
     FY_UNUSED(w);
     close(fd);
     if (bad)
-        s->errors++;
+        fy_stat_inc(&s->stat->bad_input);
     else
-        s->refused++;
+        fy_stat_inc(&s->stat->refused);
     char line[160];
     snprintf(line, sizeof line, "accepted connection refused: %s", why);
     fy_sock_note(s, 0, line);
@@ -244,6 +244,7 @@ void st_dialer_schedule(struct st_dialer *d, int first)
     struct st_tran *t = p->t;
     ferry_socket *s = t->s;
     int ivl = d->backoff_ms;
+    fy_stat_inc(&s->stat->reconnects);
     if (!first) { /* exponential backoff, capped */
         long next = (long)d->backoff_ms * 2;
         d->backoff_ms = next > s->opt.reconnect_max_ms ? s->opt.reconnect_max_ms : (int)next;

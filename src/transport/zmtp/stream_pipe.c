@@ -201,6 +201,28 @@ static void st_release(struct fy_pipe *p, int64_t token)
     FY_UNUSED(token);
 }
 
+/* tcp:// or ipc:// by the socket's family; a tcp peer's address:port. */
+static void st_describe(struct fy_pipe *bp, const char **transport, char *addr, size_t len)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (len)
+        addr[0] = '\0';
+    *transport = "tcp";
+    if (p->fd < 0 || getsockname(p->fd, (struct sockaddr *)&ss, &sl) != 0)
+        return;
+    if (ss.ss_family == AF_UNIX) {
+        *transport = "ipc";
+        return;
+    }
+    struct st_addr a = {.len = sizeof a.ss};
+    if (getpeername(p->fd, (struct sockaddr *)&a.ss, &a.len) == 0) {
+        a.family = a.ss.ss_family;
+        st_addr_url(&a, addr, len);
+    }
+}
+
 static int st_send_cmd(struct fy_pipe *bp, int cmd, const void *data, size_t len)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
@@ -283,6 +305,7 @@ static void st_destroy(struct fy_pipe *bp)
 
 const struct fy_pipe_ops st_pipe_ops = {
     .send = st_send,
+    .describe = st_describe,
     .claim = st_claim,
     .commit = st_commit,
     .unclaim = st_unclaim,
