@@ -436,7 +436,8 @@ enum ferry_type {
 /* send: more messages follow at once. The peer need not be woken for this
  * one: the wake-up it is owed is given with the next send on this socket
  * without FERRY_BATCH, by ferry_flush(), by any call that waits on this
- * socket (a send that finds no room, a blocking recv) and by ferry_close.
+ * socket (a send that finds no room, a blocking recv) and by ferry_close;
+ * while another thread already waits on this socket, sends wake at once.
  * A forwarder that moves a burst uses it so that its reader wakes once
  * per burst instead of once per message. On the last part of a multipart
  * message; a hint (tcp:// and ipc:// write as they do without it). */
@@ -569,9 +570,11 @@ FERRY_API void ferry_send_discard(ferry_socket *s);
 
 /* Wakes the peers owed a wake-up by sends made with FERRY_BATCH. Never
  * blocks; a socket that owes none returns at once. Call it when a burst
- * ends and before waiting anywhere else (a ferry_poller, a plain poll):
- * until then the readers of the batch may sleep on (at most a second, the
- * watchdog of every sleeping receiver). 0, or FERRY_EINVAL. */
+ * ends and before waiting anywhere but in this socket's own calls (a
+ * ferry_poller, a plain poll): until then a reader of the batch blocked in
+ * ferry_recv sleeps on for up to a second (its watchdog), and one waiting
+ * in a poller or on its pollable fd is not woken at all. 0, or
+ * FERRY_EINVAL. */
 FERRY_API int ferry_flush(ferry_socket *s);
 
 /* Receives the next part into buf (copying it). *len is set to the part's
@@ -756,12 +759,14 @@ FERRY_API int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_s
 /* ------------------------------------------------------------------------ */
 
 /* Every socket counts what it moves, per peer, in a file of its process's
- * (/dev/shm/ferry-stat.PID, mode 0600, removed at exit; a killed process's
- * is removed by the next one and by ferry_stats_list) that other processes
- * read without disturbing it. FERRY_STATS=0 in the environment keeps the
+ * (/dev/shm/ferry-stat.PID, mode 0600) that other processes read without
+ * disturbing it. The file exists while the process has sockets (made at
+ * the first, removed with the last or at exit; a killed process's is
+ * removed by the next one and by ferry_stats_list) and costs the process
+ * one descriptor meanwhile. FERRY_STATS=0 in the environment keeps the
  * counts in process memory only: ferry_socket_stats still works, the
- * process is not listed. A process lists up to 256 sockets and 1,024 peers;
- * the others are counted but not listed. */
+ * process is not listed. A process lists up to 256 sockets and 1,024
+ * peers; the others are counted but not listed. */
 
 typedef struct ferry_stats {
     uint64_t msgs_in, bytes_in;   /* whole messages received, bytes of all parts */

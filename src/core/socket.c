@@ -25,7 +25,7 @@ static const struct fy_tran_ops *const transports[] = {&fy_shm_tran, &fy_tcp_tra
 
 /* --- wake-ups ------------------------------------------------------------ */
 
-static void wake_seq(struct fy_wake *w)
+static int wake_seq(struct fy_wake *w)
 {
     /* Pairs with the waiter's seq_cst increment of sleepers before its
      * last check: either it sees our progress, or we see it sleeping. */
@@ -37,7 +37,9 @@ static void wake_seq(struct fy_wake *w)
          * (FUTEX_WAKE wakes them all, and each re-arms before sleeping) */
         atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
         fy_futex_wake(&w->seq, INT_MAX);
+        return 1;
     }
+    return 0;
 }
 
 /* 1 if the pollable fd is armed and we are the one to write it. */
@@ -47,13 +49,15 @@ static int wake_fd_claim(struct fy_wake *w)
            atomic_exchange_explicit(&w->fd_armed, 0, memory_order_acq_rel);
 }
 
-void fy_wake(struct fy_wake *w, int efd)
+int fy_wake(struct fy_wake *w, int efd)
 {
-    wake_seq(w);
+    int sys = wake_seq(w);
     if (efd >= 0 && wake_fd_claim(w)) {
         ssize_t n = send(efd, "m", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
         FY_UNUSED(n); /* EAGAIN: the fd is readable already */
+        sys = 1;
     }
+    return sys;
 }
 
 /* A datagram from the socket to its own pollable fd: the read end sends
@@ -125,7 +129,9 @@ static struct fy_stat_peer *pipe_stat_open(ferry_socket *s, struct fy_pipe *p)
     char addr[96] = "";
     if (p->ops->describe)
         p->ops->describe(p, &tran, addr, sizeof addr);
-    return fy_stat_peer_open(s->stat, tran, addr, p->peer_pid, p->peer_uid);
+    struct fy_stat_peer *sp = fy_stat_peer_open(s->stat, tran, addr, p->peer_pid, p->peer_uid);
+    p->stat_heap = sp != NULL && fy_stat_is_heap(sp);
+    return sp;
 }
 
 int fy_pipe_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
@@ -136,11 +142,20 @@ int fy_pipe_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
         uint64_t bytes = 0;
         for (size_t i = n0; i < m->nparts; i++)
             bytes += m->parts[i]->size;
-        fy_stat_add(&p->stat->io.msgs_in, 1);
-        fy_stat_add(&p->stat->io.bytes_in, bytes);
-        fy_stat_touch(p->stat);
+        fy_pipe_count(p, &p->stat->io.msgs_in, &p->stat->io.bytes_in, bytes);
     }
     return rc;
+}
+
+void fy_sock_stamp_locked(ferry_socket *s)
+{
+    for (size_t i = 0; i < s->npipes; i++) {
+        struct fy_pipe *p = s->pipes[i];
+        if (atomic_load_explicit(&p->stat->io.msgs_in, memory_order_relaxed) +
+                atomic_load_explicit(&p->stat->io.msgs_out, memory_order_relaxed) !=
+            p->stamped)
+            fy_pipe_stamp(p);
+    }
 }
 
 int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
@@ -170,7 +185,7 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
     if (rc != 0) {
         free(p->proto_data);
         p->proto_data = NULL;
-        fy_stat_peer_close(NULL, p->stat);
+        fy_stat_peer_close(NULL, p->stat, p->stat_heap);
         p->stat = NULL;
     }
     if (rc == 0) {
@@ -211,7 +226,7 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
             s->proto->pipe_rm(s, p);
         free(p->proto_data);
         p->proto_data = NULL;
-        fy_stat_peer_close(s->stat, p->stat);
+        fy_stat_peer_close(s->stat, p->stat, p->stat_heap);
         p->stat = NULL;
         fy_pipe_unref(p);
         fy_sock_wake(s);
@@ -490,7 +505,7 @@ void fy_sock_unref(ferry_socket *s)
         s->spare = m->data;
         free(m);
     }
-    fy_stat_sock_release(s->stat);
+    fy_stat_sock_release(s->stat, s->stat_heap);
     pthread_mutex_destroy(&s->mtx);
     free(s);
 }
@@ -594,6 +609,7 @@ int ferry_socket_open(ferry_socket **out, int type)
     int rc = sock_wake_create(s);
     if (rc == 0 && (s->stat = fy_stat_sock_open(type)) == NULL)
         rc = fy_err(FERRY_ENOMEM, "socket open");
+    s->stat_heap = s->stat != NULL && fy_stat_is_heap(s->stat);
     if (rc == 0 && proto->state_size) {
         s->proto_state = calloc(1, proto->state_size);
         if (s->proto_state == NULL)
@@ -669,7 +685,7 @@ int ferry_close(ferry_socket *s)
     pthread_mutex_unlock(&s->mtx);
     if (s->proto->fini)
         s->proto->fini(s);
-    fy_stat_sock_close(s->stat);
+    fy_stat_sock_close(s->stat, s->stat_heap);
     tx_reset(s);
     free(s->tx_parts);
     free(s->tx_bufs);
@@ -709,8 +725,11 @@ static int sock_endpoint(ferry_socket *s, const char *url, int dial)
     if (t == NULL)
         return FERRY_EBADURL;
     int rc = dial ? t->dial(s, rest) : t->listen(s, rest);
-    if (rc == 0) /* a listener's URL with its port resolved */
+    if (rc == 0) { /* a listener's URL with its port resolved; mtx: one writer of the text */
+        pthread_mutex_lock(&s->mtx);
         fy_stat_sock_endpoint(s->stat, dial ? "dial" : "listen", dial ? url : s->endpoint);
+        pthread_mutex_unlock(&s->mtx);
+    }
     return rc;
 }
 
@@ -734,8 +753,10 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         atomic_store_explicit(&w->woken, 0, memory_order_seq_cst);
         pthread_mutex_lock(&s->mtx);
         int rc = step(s, arg, 1);
-        if (rc == 0)
+        if (rc == 0) {
             fy_sock_flush_locked(s); /* no reader sleeps on what we batched while we do */
+            fy_sock_stamp_locked(s);
+        }
         pthread_mutex_unlock(&s->mtx);
         if (rc == 0) {
             /* Sleep at most a second at a time: the wake block is shared

@@ -1,6 +1,15 @@
 /*
  * stats.c - the owner's side of the counters file (stats.h): creating it
- * at the process's first socket, handing out slots, removing it at exit.
+ * at the process's first socket, handing out slots, removing it at exit,
+ * and sweeping the files of processes that died without removing theirs.
+ *
+ * Who owns a file is told by a lock, not by the pid in its name: the
+ * owner holds a shared flock(2) on it for its life (the descriptor is
+ * close-on-exec, so an exec'd program lets go too). A file nobody holds is
+ * stale, whatever its name says: that holds across pid namespaces sharing
+ * /dev/shm, where the name's pid means nothing to the sweeper. A file is
+ * made under a temporary name, locked, filled in, and only then linked to
+ * its public name, so a sweeper never finds a public file not yet locked.
  */
 #include "stats.h"
 
@@ -12,66 +21,90 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SLOT_HEAP 3u /* live: a slot in process memory (no file slot was free) */
-
-#define STAT_SIZE FY_STAT_SIZE
+/* Files a sweep looks at, at most: a directory flooded with names costs a
+ * process's first socket a bounded time. */
+#define SWEEP_MAX 256
 
 static pthread_mutex_t stat_mtx = PTHREAD_MUTEX_INITIALIZER;
 static struct fy_stat_hdr *page; /* this process's file, or NULL */
 static pid_t page_pid;           /* the process that made it (a fork's child makes its own) */
-static int page_off;             /* FERRY_STATS=0, or the file could not be made */
+static int page_fd = -1;         /* holds the shared lock */
+static char page_path[64];
+static int page_off;   /* FERRY_STATS=0, or the file could not be made */
+static int page_users; /* sockets with a slot in it, until their memory goes */
 static uint32_t next_sock_id;
 
-static struct fy_stat_sock *sock_slots(struct fy_stat_hdr *h) { return fy_stat_socks(h); }
-static struct fy_stat_peer *peer_slots(struct fy_stat_hdr *h) { return fy_stat_peers(h); }
+/* fork(): the child must not inherit stat_mtx held by another thread. */
+static void atfork_prepare(void) { pthread_mutex_lock(&stat_mtx); }
+static void atfork_parent(void) { pthread_mutex_unlock(&stat_mtx); }
+static void atfork_child(void) { pthread_mutex_unlock(&stat_mtx); }
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void atfork_register(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
 
-static void stat_path(char *buf, size_t len, int pid)
+static int in_page(const void *p)
 {
-    snprintf(buf, len, "/dev/shm/" FY_STAT_PREFIX "%d", pid);
+    return page != NULL && page_pid == getpid() && (const char *)p >= (const char *)page &&
+           (const char *)p < (const char *)page + FY_STAT_SIZE;
 }
 
 static void remove_own_file(void)
 {
-    if (page != NULL && page_pid == getpid()) {
-        char path[64];
-        stat_path(path, sizeof path, (int)page_pid);
-        unlink(path);
-    }
+    if (page != NULL && page_pid == getpid())
+        unlink(page_path);
 }
 
-/* Removes the files of processes that died without removing theirs (a
- * SIGKILL): the pid in the name is dead, or it is alive but started after
- * the file was written (a recycled pid). Files we may not remove stay. */
+/* 1 when name is a public counters file name: the prefix, then a pid,
+ * then nothing or "-N" (a second name when the first was taken). */
+int fy_stat_name_pid(const char *name, int *pid)
+{
+    if (strncmp(name, FY_STAT_PREFIX, sizeof FY_STAT_PREFIX - 1) != 0)
+        return 0;
+    char *end;
+    errno = 0;
+    long v = strtol(name + sizeof FY_STAT_PREFIX - 1, &end, 10);
+    if (errno || end == name + sizeof FY_STAT_PREFIX - 1 || v <= 0 || v > INT32_MAX)
+        return 0;
+    if (*end == '-' && end[1] >= '1' && end[1] <= '9' && end[2] == '\0')
+        end += 2;
+    if (*end != '\0')
+        return 0;
+    *pid = (int)v;
+    return 1;
+}
+
+/* Removes path if nobody holds its lock and it is still the file we
+ * opened (not one made under the same name since). */
+static void sweep_one(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return;
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        lstat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        unlink(path);
+    close(fd); /* drops the lock */
+}
+
 void fy_stat_sweep(void)
 {
     DIR *d = opendir("/dev/shm");
     if (d == NULL)
         return;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, FY_STAT_PREFIX, sizeof FY_STAT_PREFIX - 1) != 0)
+    int seen = 0, pid;
+    while (seen < SWEEP_MAX && (e = readdir(d)) != NULL) {
+        if (!fy_stat_name_pid(e->d_name, &pid) || pid == (int)getpid())
             continue;
-        char *end;
-        long pid = strtol(e->d_name + sizeof FY_STAT_PREFIX - 1, &end, 10);
-        if (*end != '\0' || pid <= 0 || pid > INT32_MAX || pid == (long)getpid())
-            continue;
+        seen++;
         char path[300];
         snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
-        uint64_t started = 0;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd >= 0) {
-            struct fy_stat_hdr h;
-            if (pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
-                memcmp(h.magic, FY_STAT_MAGIC, 8) == 0)
-                started = h.start_time;
-            close(fd);
-        }
-        if (!fy_proc_alive((pid_t)pid, started))
-            unlink(path);
+        sweep_one(path);
     }
     closedir(d);
 }
@@ -86,7 +119,7 @@ static void fill_header(struct fy_stat_hdr *h)
     h->sock_slots = FY_STAT_SOCKS;
     h->peer_slots = FY_STAT_PEERS;
     h->pid = (int32_t)getpid();
-    h->uid = (uint32_t)getuid();
+    h->uid = (uint32_t)geteuid();
     h->start_time = fy_proc_starttime(getpid());
     int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -97,45 +130,88 @@ static void fill_header(struct fy_stat_hdr *h)
     }
 }
 
-/* The file, made at the first socket (stat_mtx held). NULL when off. */
-static struct fy_stat_hdr *page_get(void)
+/* Makes the file under a temporary name, locks and fills it, then gives
+ * it the first free public name (another user may squat the plain one).
+ * The mapping, or NULL. */
+static struct fy_stat_hdr *page_create(void)
 {
-    if (page != NULL && page_pid == getpid())
-        return page;
-    if (page != NULL) { /* a fork's child: the parent's file is not ours */
-        page = NULL;
-        page_off = 0;
-        next_sock_id = 0;
-    }
-    const char *env = getenv("FERRY_STATS");
-    if (page_off || (env != NULL && strcmp(env, "0") == 0)) {
-        page_off = 1;
-        return NULL;
-    }
-    page_off = 1; /* until it works */
-    fy_stat_sweep();
-    char path[64];
-    stat_path(path, sizeof path, (int)getpid());
-    unlink(path); /* a dead namesake's (swept above unless it was not readable) */
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    char tmp[80];
+    snprintf(tmp, sizeof tmp, "/dev/shm/.ferry-stat-tmp.%d", (int)getpid());
+    unlink(tmp);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return NULL;
     void *map = MAP_FAILED;
-    if (ftruncate(fd, STAT_SIZE) == 0)
-        map = mmap(NULL, STAT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
+    if (flock(fd, LOCK_SH) == 0 && fchmod(fd, 0600) == 0 && ftruncate(fd, FY_STAT_SIZE) == 0)
+        map = mmap(NULL, FY_STAT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map != MAP_FAILED) {
+        fill_header(map);
+        int linked = 0;
+        for (int k = 0; k < 10 && !linked; k++) {
+            if (k == 0)
+                snprintf(page_path, sizeof page_path, "/dev/shm/" FY_STAT_PREFIX "%d",
+                         (int)getpid());
+            else
+                snprintf(page_path, sizeof page_path, "/dev/shm/" FY_STAT_PREFIX "%d-%d",
+                         (int)getpid(), k);
+            linked = link(tmp, page_path) == 0;
+            if (!linked && errno == EEXIST) { /* a dead namesake's: swept if nobody holds it */
+                sweep_one(page_path);
+                linked = link(tmp, page_path) == 0;
+            }
+        }
+        if (!linked) {
+            munmap(map, FY_STAT_SIZE);
+            map = MAP_FAILED;
+        }
+    }
+    unlink(tmp);
     if (map == MAP_FAILED) {
-        unlink(path);
+        close(fd);
         return NULL;
     }
-    fill_header(map);
-    page = map;
-    page_pid = getpid();
-    page_off = 0;
-    static int registered;
-    if (!registered && atexit(remove_own_file) == 0)
-        registered = 1;
-    return page;
+    page_fd = fd;
+    return map;
+}
+
+/* The file, made at the first socket. NULL when off. */
+static struct fy_stat_hdr *page_get(void)
+{
+    pthread_once(&atfork_once, atfork_register);
+    pthread_mutex_lock(&stat_mtx);
+    if (page != NULL && page_pid != getpid()) {
+        /* a fork's child: the parent's file and lock are not ours (the
+         * inherited descriptor shares the parent's lock: drop ours) */
+        if (page_fd >= 0)
+            close(page_fd);
+        page = NULL;
+        page_fd = -1;
+        page_off = 0;
+        page_users = 0;
+        next_sock_id = 0;
+    }
+    const char *env = getenv("FERRY_STATS");
+    int make = page == NULL && !page_off && !(env != NULL && strcmp(env, "0") == 0);
+    page_off = page == NULL; /* until it works */
+    pthread_mutex_unlock(&stat_mtx);
+    if (!make)
+        return page;
+    fy_stat_sweep(); /* without the lock: it opens files others made */
+    struct fy_stat_hdr *h = page_create();
+    pthread_mutex_lock(&stat_mtx);
+    if (h != NULL && page == NULL) {
+        page = h;
+        page_pid = getpid();
+        page_off = 0;
+        static int registered;
+        if (!registered && atexit(remove_own_file) == 0)
+            registered = 1;
+    } else if (h != NULL) { /* another thread made one meanwhile */
+        munmap(h, FY_STAT_SIZE);
+    }
+    h = page;
+    pthread_mutex_unlock(&stat_mtx);
+    return h;
 }
 
 static void seq_begin(_Atomic uint32_t *seq)
@@ -152,62 +228,89 @@ static void seq_end(_Atomic uint32_t *seq)
 struct fy_stat_sock *fy_stat_sock_open(int type)
 {
     struct fy_stat_sock *ss = NULL;
-    pthread_mutex_lock(&stat_mtx);
     struct fy_stat_hdr *h = page_get();
+    pthread_mutex_lock(&stat_mtx);
+    if (h != page || !in_page(h))
+        h = NULL; /* gone with the last socket meanwhile: count in memory */
     uint32_t id = ++next_sock_id;
     for (uint32_t i = 0; h != NULL && i < FY_STAT_SOCKS && ss == NULL; i++)
-        if (atomic_load_explicit(&sock_slots(h)[i].live, memory_order_relaxed) == 0)
-            ss = &sock_slots(h)[i];
+        if (atomic_load_explicit(&fy_stat_socks(h)[i].live, memory_order_relaxed) == 0) {
+            ss = &fy_stat_socks(h)[i];
+            atomic_store_explicit(&ss->live, 2, memory_order_relaxed); /* taken, not listed */
+        }
     if (h != NULL && ss == NULL)
         atomic_fetch_add_explicit(&h->unlisted_socks, 1, memory_order_relaxed);
+    if (ss != NULL)
+        page_users++;
     pthread_mutex_unlock(&stat_mtx);
-    if (ss == NULL) { /* counted in memory only */
+    if (ss == NULL) /* counted in memory only */
         ss = calloc(1, sizeof *ss);
-        if (ss == NULL)
-            return NULL;
-        atomic_store_explicit(&ss->live, SLOT_HEAP, memory_order_relaxed);
-    } else {
-        atomic_store_explicit(&ss->live, 2, memory_order_relaxed); /* taken, not listed yet */
+    else
         seq_begin(&ss->seq);
-        /* the counters start from zero for the new socket */
+    if (ss == NULL)
+        return NULL;
+    if (in_page(ss)) /* the counters start from zero for the new socket */
         memset((char *)ss + offsetof(struct fy_stat_sock, retired), 0,
                sizeof *ss - offsetof(struct fy_stat_sock, retired));
-    }
     ss->id = id;
     ss->type = type;
     ss->endpoints[0] = '\0';
-    if (atomic_load_explicit(&ss->live, memory_order_relaxed) != SLOT_HEAP) {
+    if (in_page(ss)) {
         atomic_store_explicit(&ss->live, 1, memory_order_relaxed);
         seq_end(&ss->seq);
     }
     return ss;
 }
 
-/* Frees a slot: process memory is freed; a file slot is given back when
- * the file is this process's (a fork's child leaves its parent's alone). */
-static void slot_free(void *slot, _Atomic uint32_t *live)
+/* Gives a slot back: a file slot of this process's file is freed; process
+ * memory is freed; a slot of a parent's file (a fork's child) is left. */
+static void slot_free(void *slot, _Atomic uint32_t *live, int heap)
 {
-    if (atomic_load_explicit(live, memory_order_relaxed) == SLOT_HEAP) {
+    if (heap) {
         free(slot);
         return;
     }
     pthread_mutex_lock(&stat_mtx);
-    if (page != NULL && page_pid == getpid() && (char *)slot >= (char *)page &&
-        (char *)slot < (char *)page + STAT_SIZE)
+    if (in_page(slot))
         atomic_store_explicit(live, 0, memory_order_release);
     pthread_mutex_unlock(&stat_mtx);
 }
 
-void fy_stat_sock_close(struct fy_stat_sock *ss)
+void fy_stat_sock_close(struct fy_stat_sock *ss, int heap)
 {
-    if (ss != NULL && atomic_load_explicit(&ss->live, memory_order_relaxed) != SLOT_HEAP)
-        slot_free(ss, &ss->live);
+    if (ss != NULL && !heap)
+        slot_free(ss, &ss->live, 0);
 }
 
-void fy_stat_sock_release(struct fy_stat_sock *ss)
+/* The last socket with a slot is gone: the file goes too (a process
+ * without sockets is not listed and holds no descriptor for it); the next
+ * socket makes a new one. */
+void fy_stat_sock_release(struct fy_stat_sock *ss, int heap)
 {
-    if (ss != NULL && atomic_load_explicit(&ss->live, memory_order_relaxed) == SLOT_HEAP)
+    if (ss == NULL)
+        return;
+    if (heap) {
         free(ss);
+        return;
+    }
+    pthread_mutex_lock(&stat_mtx);
+    if (in_page(ss) && --page_users == 0) {
+        unlink(page_path);
+        munmap(page, FY_STAT_SIZE);
+        close(page_fd);
+        page = NULL;
+        page_fd = -1;
+        page_off = 0;
+    }
+    pthread_mutex_unlock(&stat_mtx);
+}
+
+int fy_stat_is_heap(const void *slot)
+{
+    pthread_mutex_lock(&stat_mtx);
+    int heap = !in_page(slot);
+    pthread_mutex_unlock(&stat_mtx);
+    return heap;
 }
 
 void fy_stat_sock_endpoint(struct fy_stat_sock *ss, const char *how, const char *url)
@@ -227,27 +330,24 @@ struct fy_stat_peer *fy_stat_peer_open(struct fy_stat_sock *ss, const char *tran
 {
     struct fy_stat_peer *sp = NULL;
     pthread_mutex_lock(&stat_mtx);
-    if (ss != NULL && atomic_load_explicit(&ss->live, memory_order_relaxed) != SLOT_HEAP &&
-        page != NULL && page_pid == getpid()) {
-        struct fy_stat_peer *v = peer_slots(page);
+    if (ss != NULL && in_page(ss)) {
+        struct fy_stat_peer *v = fy_stat_peers(page);
         for (uint32_t i = 0; i < FY_STAT_PEERS && sp == NULL; i++)
-            if (atomic_load_explicit(&v[i].live, memory_order_relaxed) == 0)
+            if (atomic_load_explicit(&v[i].live, memory_order_relaxed) == 0) {
                 sp = &v[i];
+                atomic_store_explicit(&sp->live, 2, memory_order_relaxed); /* taken, not listed */
+            }
         if (sp == NULL)
             atomic_fetch_add_explicit(&page->unlisted_peers, 1, memory_order_relaxed);
-        else
-            atomic_store_explicit(&sp->live, 2, memory_order_relaxed); /* taken, not listed yet */
     }
+    uint32_t idx = sp != NULL ? (uint32_t)(ss - fy_stat_socks(page)) : 0;
     pthread_mutex_unlock(&stat_mtx);
-    if (sp == NULL) {
-        if ((sp = calloc(1, sizeof *sp)) != NULL)
-            atomic_store_explicit(&sp->live, SLOT_HEAP, memory_order_relaxed);
-        return sp;
-    }
+    if (sp == NULL)
+        return calloc(1, sizeof *sp);
     seq_begin(&sp->seq);
     memset((char *)sp + offsetof(struct fy_stat_peer, io), 0,
            sizeof *sp - offsetof(struct fy_stat_peer, io));
-    sp->sock = (uint32_t)(ss - sock_slots(page));
+    sp->sock = idx;
     seq_end(&sp->seq);
     fy_stat_peer_describe(sp, transport, addr, pid, uid);
     atomic_store_explicit(&sp->live, 1, memory_order_release);
@@ -265,7 +365,7 @@ void fy_stat_peer_describe(struct fy_stat_peer *sp, const char *transport, const
     seq_end(&sp->seq);
 }
 
-void fy_stat_peer_close(struct fy_stat_sock *ss, struct fy_stat_peer *sp)
+void fy_stat_peer_close(struct fy_stat_sock *ss, struct fy_stat_peer *sp, int heap)
 {
     if (sp == NULL)
         return;
@@ -276,5 +376,5 @@ void fy_stat_peer_close(struct fy_stat_sock *ss, struct fy_stat_peer *sp)
         fy_stat_add(&ss->retired.bytes_out, atomic_load(&sp->io.bytes_out));
         fy_stat_add(&ss->retired_dropped, atomic_load(&sp->dropped));
     }
-    slot_free(sp, &sp->live);
+    slot_free(sp, &sp->live, heap);
 }

@@ -2,16 +2,18 @@
  * stats.h - live counters, readable by other processes (`ferry stat`).
  *
  * Each process that opens a socket gets one counters file,
- * /dev/shm/ferry-stat.PID (mode 0600: its user and root may read it),
- * created at its first socket and removed at its exit; a file whose
- * process died without removing it (SIGKILL) is removed by the next
- * process that creates one, and by `ferry stat`. The layout is fixed, so
- * a reader maps it once and reads it while the owner runs, with no system
- * call per read (Aeron's counters file is the model):
+ * /dev/shm/ferry-stat.PID (or ferry-stat.PID-N when that name is taken),
+ * mode 0600, created at its first socket and removed with its last (or
+ * at exit). The
+ * owner holds a shared flock on it while it lives; a file nobody holds is
+ * stale (a SIGKILLed process's) and is removed by the next process that
+ * creates one and by `ferry stat`. The layout is fixed, so a reader reads
+ * it while the owner runs, with no effect on the owner (Aeron's counters
+ * file is the model):
  *
  *   offset 0       struct fy_stat_hdr   (one 4 KiB page)
- *   4096           sock_slots x struct fy_stat_sock  (512 B each)
- *   then           peer_slots x struct fy_stat_peer  (256 B each)
+ *   4096           FY_STAT_SOCKS x struct fy_stat_sock  (512 B each)
+ *   then           FY_STAT_PEERS x struct fy_stat_peer  (256 B each)
  *
  * Only the owner writes. A counter is a 64-bit word stored with relaxed
  * atomics by the one thread that holds the socket's mutex, so a reader
@@ -19,11 +21,11 @@
  * message apart. The text of a slot (type, endpoints, peer address) and
  * its identity are guarded by the slot's `seq` (a seqlock: odd while the
  * owner writes; a reader copies, then accepts the copy only if `seq` was
- * even and unchanged). A slot is free while `live` is 0. A reader trusts
- * nothing in the file: every length and index is checked, every string is
- * cut at its field's end.
+ * even and unchanged). A slot is free while `live` is 0, listed at 1. A
+ * reader trusts nothing in the file: every length and index is checked,
+ * every string is cut at its field's end.
  *
- * Per peer the hot path stores four counters into the peer's own slot (a
+ * Per peer the hot path stores its counters into the peer's own slot (a
  * cache line the owner alone writes); the socket's totals are the sum of
  * its live peers plus `retired`, what peers that left had counted.
  */
@@ -82,11 +84,12 @@ struct fy_stat_peer {
     _Alignas(64) struct fy_stat_io io;
     _Atomic uint64_t dropped;     /* messages dropped for this peer (HWM) */
     _Atomic uint64_t last_active; /* unix seconds of the last message */
+    char reserved[80];            /* to 256 bytes: room for later counters */
 };
 
 _Static_assert(sizeof(struct fy_stat_hdr) <= 4096, "header fits its page");
-_Static_assert(sizeof(struct fy_stat_sock) <= 512, "socket slot is 512 bytes");
-_Static_assert(sizeof(struct fy_stat_peer) <= 256, "peer slot is 256 bytes");
+_Static_assert(sizeof(struct fy_stat_sock) == 512, "socket slot is 512 bytes");
+_Static_assert(sizeof(struct fy_stat_peer) == 256, "peer slot is 256 bytes");
 
 #define FY_STAT_SIZE                                                                               \
     (4096u + FY_STAT_SOCKS * sizeof(struct fy_stat_sock) +                                         \
@@ -102,14 +105,19 @@ static inline struct fy_stat_peer *fy_stat_peers(const struct fy_stat_hdr *h)
     return (struct fy_stat_peer *)(void *)(fy_stat_socks(h) + FY_STAT_SOCKS);
 }
 
-/* Removes the files of dead processes (stats.c). */
+/* Removes the files nobody holds (stats.c), a bounded number per call. */
 void fy_stat_sweep(void);
+/* 1 and *pid when name is a counters file's public name. */
+int fy_stat_name_pid(const char *name, int *pid);
+/* 1 when a slot is in process memory, not in the file (decided by
+ * address, never by what the shared file says). */
+int fy_stat_is_heap(const void *slot);
 
 /* A slot of process-local memory stands in when no file slot is free (or
  * counting to a file is off: FERRY_STATS=0), so the hot path never tests. */
 struct fy_stat_sock *fy_stat_sock_open(int type);
-void fy_stat_sock_close(struct fy_stat_sock *ss);   /* ferry_close: not listed any more */
-void fy_stat_sock_release(struct fy_stat_sock *ss); /* the socket's memory goes */
+void fy_stat_sock_close(struct fy_stat_sock *ss, int heap);   /* ferry_close: not listed */
+void fy_stat_sock_release(struct fy_stat_sock *ss, int heap); /* the socket's memory goes */
 /* Appends "listen URL" or "dial URL" to the socket's endpoint list. */
 void fy_stat_sock_endpoint(struct fy_stat_sock *ss, const char *how, const char *url);
 
@@ -121,7 +129,7 @@ void fy_stat_peer_describe(struct fy_stat_peer *sp, const char *transport, const
                            int pid, unsigned uid);
 /* Adds the peer's counts to its socket's retired totals and frees it
  * (the socket's mutex held). */
-void fy_stat_peer_close(struct fy_stat_sock *ss, struct fy_stat_peer *sp);
+void fy_stat_peer_close(struct fy_stat_sock *ss, struct fy_stat_peer *sp, int heap);
 
 /* Single-writer increments (the caller holds the socket's mutex). */
 static inline void fy_stat_add(_Atomic uint64_t *c, uint64_t n)
@@ -137,8 +145,9 @@ static inline void fy_stat_inc(_Atomic uint64_t *c)
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* The time of the last message, in whole seconds: the coarse clock is
- * read from the vDSO's data page, no system call, no TSC read. */
+/* Stamps the time of the last message, in whole seconds (the coarse
+ * clock: the vDSO's data page, no system call; still 4 ns, so the callers
+ * stamp only now and then: sock.h, fy_pipe_stamp). */
 static inline void fy_stat_touch(struct fy_stat_peer *sp)
 {
     struct timespec ts;

@@ -2,10 +2,11 @@
  * stats_read.c - reading counters: a socket's own (ferry_socket_stats) and
  * every process's files (ferry_stats_list, for `ferry stat`).
  *
- * A file is another process's memory: its header is checked against the
- * layout we write, every slot index against the slot counts, every string
- * is cut at its field's end, and text fields are taken only from a copy
- * the slot's seqlock says was whole.
+ * A file is another process's memory: it is read with pread, never
+ * mapped; its header is checked against the layout we write, every slot
+ * index against the slot counts, every string is cut at its field's end
+ * and cleaned of escapes, and a slot is taken only from a copy its
+ * seqlock says was whole.
  */
 #include "sock.h"
 
@@ -14,7 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,89 +53,150 @@ int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
 
 /* --- other processes' files ------------------------------------------------ */
 
-/* Copies n bytes guarded by seq; 1 when the copy is whole. */
-static int seq_copy(void *dst, const void *src, size_t n, const _Atomic uint32_t *seq)
+/* A file is read with pread into our memory, never mapped: its owner may
+ * truncate it under us, which would kill a reader of a mapping (SIGBUS). */
+struct snap {
+    unsigned char *buf; /* FY_STAT_SIZE bytes */
+    int fd;
+};
+
+static const struct fy_stat_hdr *snap_hdr(const struct snap *sn)
 {
-    for (int tries = 0; tries < 100; tries++) {
-        uint32_t a = atomic_load_explicit(seq, memory_order_acquire);
-        if (a & 1)
-            continue;
-        memcpy(dst, src, n);
-        atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(seq, memory_order_relaxed) == a)
-            return 1;
-    }
-    return 0;
+    return (const struct fy_stat_hdr *)(const void *)sn->buf;
 }
 
-static void cut(char *s, size_t n) { s[n - 1] = '\0'; }
+/* Re-reads the seq word of the slot at off: the copy of the slot in the
+ * snapshot is whole when its seq was even and is unchanged now. */
+static int slot_whole(const struct snap *sn, size_t off)
+{
+    uint32_t then, now;
+    memcpy(&then, sn->buf + off, sizeof then);
+    return (then & 1) == 0 && pread(sn->fd, &now, sizeof now, (off_t)off) == (ssize_t)sizeof now &&
+           now == then;
+}
 
-static int header_ok(const struct fy_stat_hdr *h, int pid)
+/* Text from another process: cut at the field's end; control bytes (but
+ * newlines where keep_nl), DEL and bytes that are not UTF-8 become '?',
+ * so neither JSON nor a terminal can be fed escapes. */
+static void clean_text(char *dst, const char *src, size_t n, int keep_nl)
+{
+    size_t i = 0, o = 0;
+    while (i < n && src[i] != '\0' && o + 1 < n) {
+        unsigned char c = (unsigned char)src[i];
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xe0) == 0xc0 ? 2
+                     : (c & 0xf0) == 0xe0 ? 3
+                     : (c & 0xf8) == 0xf0 ? 4
+                                          : 0;
+        int ok = len > 0 && i + len <= n && (c >= 0x20 || (keep_nl && c == '\n')) && c != 0x7f &&
+                 !(len == 2 && c < 0xc2);
+        for (size_t k = 1; ok && k < len; k++)
+            ok = ((unsigned char)src[i + k] & 0xc0) == 0x80;
+        if (!ok) {
+            dst[o++] = '?';
+            i++;
+            continue;
+        }
+        if (o + len >= n)
+            break;
+        memcpy(dst + o, src + i, len);
+        o += len;
+        i += len;
+    }
+    dst[o] = '\0';
+}
+
+static int header_ok(const struct fy_stat_hdr *h, int pid, const struct stat *st)
 {
     return memcmp(h->magic, FY_STAT_MAGIC, 8) == 0 && h->version == FY_STAT_VERSION &&
            h->hdr_size == 4096 && h->sock_size == sizeof(struct fy_stat_sock) &&
            h->peer_size == sizeof(struct fy_stat_peer) && h->sock_slots == FY_STAT_SOCKS &&
-           h->peer_slots == FY_STAT_PEERS && h->pid == pid;
+           h->peer_slots == FY_STAT_PEERS && h->pid == pid && h->uid == st->st_uid &&
+           h->start_time != 0;
 }
 
-/* One peer slot into the public form; 0 when it is not a live, whole one
- * of socket slot idx. */
-static int peer_read(const struct fy_stat_peer *sp, uint32_t idx, ferry_peer_info *out)
+/* One peer slot of the snapshot into the public form; 0 when it is not a
+ * live, whole one. *sock: its socket slot's index. */
+static int peer_read(const struct snap *sn, uint32_t k, ferry_peer_info *out, uint32_t *sock)
 {
-    struct fy_stat_peer copy;
-    if (atomic_load_explicit(&sp->live, memory_order_acquire) != 1 ||
-        !seq_copy(&copy, sp, offsetof(struct fy_stat_peer, io), &sp->seq) || copy.sock != idx)
+    size_t off = (size_t)((const unsigned char *)&fy_stat_peers(snap_hdr(sn))[k] - sn->buf);
+    const struct fy_stat_peer *sp = (const struct fy_stat_peer *)(const void *)(sn->buf + off);
+    if (atomic_load_explicit(&sp->live, memory_order_relaxed) != 1 || sp->sock >= FY_STAT_SOCKS ||
+        !slot_whole(sn, off))
         return 0;
     memset(out, 0, sizeof *out);
-    memcpy(out->transport, copy.transport, sizeof out->transport);
-    cut(out->transport, sizeof out->transport);
-    memcpy(out->addr, copy.addr, sizeof out->addr);
-    cut(out->addr, sizeof out->addr);
-    out->pid = copy.pid;
-    out->uid = copy.uid;
+    clean_text(out->transport, sp->transport, sizeof out->transport, 0);
+    clean_text(out->addr, sp->addr, sizeof out->addr, 0);
+    out->pid = sp->pid;
+    out->uid = sp->uid;
     out->msgs_in = atomic_load_explicit(&sp->io.msgs_in, memory_order_relaxed);
     out->bytes_in = atomic_load_explicit(&sp->io.bytes_in, memory_order_relaxed);
     out->msgs_out = atomic_load_explicit(&sp->io.msgs_out, memory_order_relaxed);
     out->bytes_out = atomic_load_explicit(&sp->io.bytes_out, memory_order_relaxed);
     out->dropped = atomic_load_explicit(&sp->dropped, memory_order_relaxed);
     out->last_active = (int64_t)atomic_load_explicit(&sp->last_active, memory_order_relaxed);
+    *sock = sp->sock;
     return 1;
 }
 
-/* The sockets of one mapped file. */
-static int list_file(const struct fy_stat_hdr *h, ferry_peer_info *peers,
+/* The live peers, grouped by socket slot: peers[first[i] .. first[i+1]). */
+static void group_peers(const struct snap *sn, ferry_peer_info *peers, uint32_t *first)
+{
+    static const uint32_t none = UINT32_MAX;
+    uint32_t *of = malloc(FY_STAT_PEERS * sizeof *of);
+    ferry_peer_info *tmp = malloc(FY_STAT_PEERS * sizeof *tmp);
+    memset(first, 0, (FY_STAT_SOCKS + 1) * sizeof *first);
+    if (of == NULL || tmp == NULL) {
+        free(of);
+        free(tmp);
+        return;
+    }
+    for (uint32_t k = 0; k < FY_STAT_PEERS; k++) {
+        of[k] = none;
+        if (peer_read(sn, k, &tmp[k], &of[k]))
+            first[of[k] + 1]++;
+    }
+    for (uint32_t i = 0; i < FY_STAT_SOCKS; i++)
+        first[i + 1] += first[i];
+    uint32_t fill[FY_STAT_SOCKS];
+    memcpy(fill, first, sizeof fill);
+    for (uint32_t k = 0; k < FY_STAT_PEERS; k++)
+        if (of[k] != none)
+            peers[fill[of[k]]++] = tmp[k];
+    free(of);
+    free(tmp);
+}
+
+/* The sockets of one file's snapshot. */
+static int list_snap(const struct snap *sn, ferry_peer_info *peers,
                      int (*fn)(const ferry_sock_info *, void *), void *arg)
 {
-    const struct fy_stat_sock *socks = fy_stat_socks(h);
-    const struct fy_stat_peer *pv = fy_stat_peers(h);
+    const struct fy_stat_hdr *h = snap_hdr(sn);
+    uint32_t first[FY_STAT_SOCKS + 1];
+    group_peers(sn, peers, first);
     for (uint32_t i = 0; i < FY_STAT_SOCKS; i++) {
-        const struct fy_stat_sock *ss = &socks[i];
-        struct fy_stat_sock copy;
-        if (atomic_load_explicit(&ss->live, memory_order_acquire) != 1 ||
-            !seq_copy(&copy, ss, offsetof(struct fy_stat_sock, retired), &ss->seq))
+        size_t off = (size_t)((const unsigned char *)&fy_stat_socks(h)[i] - sn->buf);
+        const struct fy_stat_sock *ss = (const struct fy_stat_sock *)(const void *)(sn->buf + off);
+        if (atomic_load_explicit(&ss->live, memory_order_relaxed) != 1 || !slot_whole(sn, off))
             continue;
         ferry_sock_info info;
         memset(&info, 0, sizeof info);
         info.pid = h->pid;
         info.uid = h->uid;
-        memcpy(info.command, h->command, sizeof info.command);
-        cut(info.command, sizeof info.command);
-        info.id = copy.id;
-        info.type = copy.type;
-        memcpy(info.endpoints, copy.endpoints, sizeof info.endpoints);
-        cut(info.endpoints, sizeof info.endpoints);
+        clean_text(info.command, h->command, sizeof info.command, 0);
+        info.id = ss->id;
+        info.type = ss->type;
+        clean_text(info.endpoints, ss->endpoints, sizeof info.endpoints, 1);
         sock_counters(&info.stats, ss);
-        for (uint32_t k = 0; k < FY_STAT_PEERS; k++) {
-            if (!peer_read(&pv[k], i, &peers[info.npeers]))
-                continue;
-            const ferry_peer_info *p = &peers[info.npeers++];
-            info.stats.msgs_in += p->msgs_in;
-            info.stats.bytes_in += p->bytes_in;
-            info.stats.msgs_out += p->msgs_out;
-            info.stats.bytes_out += p->bytes_out;
+        info.peers = &peers[first[i]];
+        info.npeers = first[i + 1] - first[i];
+        for (size_t k = 0; k < info.npeers; k++) {
+            info.stats.msgs_in += info.peers[k].msgs_in;
+            info.stats.bytes_in += info.peers[k].bytes_in;
+            info.stats.msgs_out += info.peers[k].msgs_out;
+            info.stats.bytes_out += info.peers[k].bytes_out;
         }
         info.stats.peers = (uint32_t)info.npeers;
-        info.peers = peers;
         int rc = fn(&info, arg);
         if (rc != 0)
             return rc;
@@ -142,41 +204,54 @@ static int list_file(const struct fy_stat_hdr *h, ferry_peer_info *peers,
     return 0;
 }
 
-/* Maps the file of process pid read-only; NULL when it is not there, not
- * ours to read, not a regular file of the layout's size, or not well
- * formed. */
-static const struct fy_stat_hdr *map_file(int pid)
+/* Reads the file called name (of process pid) into sn; 0 when it is not
+ * a regular file with one link and mode 0600, of the layout's size, owned
+ * by the owner of the process it names, held by a live owner (its lock),
+ * with a header that matches. The descriptor stays open for slot_whole. */
+static int snap_read(const char *name, int pid, struct snap *sn)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/dev/shm/" FY_STAT_PREFIX "%d", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    void *map = MAP_FAILED;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == FY_STAT_SIZE)
-        map = mmap(NULL, FY_STAT_SIZE, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return NULL;
-    if (!header_ok(map, pid)) {
-        munmap(map, FY_STAT_SIZE);
-        return NULL;
+    char path[300], proc[32];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    snprintf(proc, sizeof proc, "/proc/%d", pid);
+    sn->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (sn->fd < 0)
+        return 0;
+    struct stat st, ps;
+    int ok = fstat(sn->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+             (st.st_mode & 07777) == 0600 && (uint64_t)st.st_size == FY_STAT_SIZE &&
+             stat(proc, &ps) == 0 && ps.st_uid == st.st_uid;
+    if (ok && flock(sn->fd, LOCK_EX | LOCK_NB) == 0) { /* nobody holds it: stale */
+        flock(sn->fd, LOCK_UN);
+        ok = 0;
     }
-    return map;
+    ok = ok && pread(sn->fd, sn->buf, FY_STAT_SIZE, 0) == (ssize_t)FY_STAT_SIZE &&
+         header_ok(snap_hdr(sn), pid, &st) &&
+         fy_proc_alive(snap_hdr(sn)->pid, snap_hdr(sn)->start_time);
+    if (!ok) {
+        close(sn->fd);
+        sn->fd = -1;
+    }
+    return ok;
 }
 
-static int cmp_int(const void *a, const void *b)
+struct named {
+    int pid;
+    char name[64];
+};
+
+static int cmp_named(const void *a, const void *b)
 {
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
+    const struct named *x = a, *y = b;
+    if (x->pid != y->pid)
+        return (x->pid > y->pid) - (x->pid < y->pid);
+    return strcmp(x->name, y->name);
 }
 
-/* The pids that have a file, sorted; *n of them. NULL on no memory. */
-static int *file_pids(size_t *n)
+/* The counters files' names, sorted by pid; *n of them. */
+static struct named *file_names(size_t *n)
 {
     size_t cap = 64;
-    int *v = malloc(cap * sizeof *v);
+    struct named *v = malloc(cap * sizeof *v);
     *n = 0;
     DIR *d = opendir("/dev/shm");
     if (v == NULL || d == NULL) {
@@ -185,24 +260,24 @@ static int *file_pids(size_t *n)
         return v;
     }
     struct dirent *e;
+    int pid;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, FY_STAT_PREFIX, sizeof FY_STAT_PREFIX - 1) != 0)
-            continue;
-        char *end;
-        long pid = strtol(e->d_name + sizeof FY_STAT_PREFIX - 1, &end, 10);
-        if (*end != '\0' || pid <= 0 || pid > INT32_MAX)
+        size_t len = strlen(e->d_name);
+        if (!fy_stat_name_pid(e->d_name, &pid) || len >= sizeof v->name)
             continue;
         if (*n == cap) {
-            int *w = realloc(v, 2 * cap * sizeof *v);
+            struct named *w = realloc(v, 2 * cap * sizeof *v);
             if (w == NULL)
                 break;
             v = w;
             cap *= 2;
         }
-        v[(*n)++] = (int)pid;
+        v[*n].pid = pid;
+        memcpy(v[*n].name, e->d_name, len + 1);
+        (*n)++;
     }
     closedir(d);
-    qsort(v, *n, sizeof *v, cmp_int);
+    qsort(v, *n, sizeof *v, cmp_named);
     return v;
 }
 
@@ -213,22 +288,23 @@ int ferry_stats_list(int pid, int (*fn)(const ferry_sock_info *info, void *arg),
         return FERRY_EINVAL;
     fy_stat_sweep();
     size_t n = 0;
-    int *pids = file_pids(&n);
+    struct named *names = file_names(&n);
     ferry_peer_info *peers = malloc(FY_STAT_PEERS * sizeof *peers);
+    struct snap sn = {.buf = malloc(FY_STAT_SIZE), .fd = -1};
     int rc = 0;
-    if (pids == NULL || peers == NULL)
+    if (names == NULL || peers == NULL || sn.buf == NULL)
         rc = FERRY_ENOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (pid != 0 && pids[i] != pid)
+        if (pid != 0 && names[i].pid != pid)
             continue;
-        const struct fy_stat_hdr *h = map_file(pids[i]);
-        if (h == NULL)
+        if (!snap_read(names[i].name, names[i].pid, &sn))
             continue;
-        if (fy_proc_alive(h->pid, h->start_time))
-            rc = list_file(h, peers, fn, arg);
-        munmap((void *)(uintptr_t)h, FY_STAT_SIZE);
+        rc = list_snap(&sn, peers, fn, arg);
+        close(sn.fd);
+        sn.fd = -1;
     }
+    free(sn.buf);
     free(peers);
-    free(pids);
+    free(names);
     return rc;
 }

@@ -333,6 +333,11 @@ int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *cap
         for (int i = 0; i < n && rc == 0; i++)
             rc = on_ready(&px, &ev[i]);
     }
+    /* what a burst wrote is announced, whatever ended the loop */
+    ferry_flush(frontend);
+    ferry_flush(backend);
+    if (capture != NULL)
+        ferry_flush(capture);
     /* what was taken is delivered, within the destination's SNDTIMEO */
     for (int i = 0; i < px.nflows; i++) {
         if (px.flows[i].nparts > 0)

@@ -52,4 +52,7 @@ wait_for "the killed publisher is gone, and its file" gone
 kill -CONT $sub
 kill $sub
 wait $sub 2>/dev/null
+# a process that exits removes its own file (no sweep needed: no ferry call here)
+[ ! -e "/dev/shm/ferry-stat.$sub" ] && pass "the subscriber's file removed at its exit" \
+  || fail "the subscriber's file outlived it"
 finish

@@ -52,14 +52,19 @@ static int peer_closed(const struct shm_pipe *sp)
                                 memory_order_relaxed) != 0;
 }
 
-static void shm_wake_peer(struct shm_pipe *sp) { fy_wake(sp->peer_wake, sp->peer_efd); }
+static void shm_wake_peer(struct shm_pipe *sp)
+{
+    sp->base.woke |= fy_wake(sp->peer_wake, sp->peer_efd);
+}
 
 /* Records were published: the peer is woken now, or, for a FERRY_BATCH
  * send, when the socket flushes (shm_flush). */
 static void published(struct shm_pipe *sp)
 {
     ferry_socket *s = sp->base.sock;
-    if (s && s->tx_batch) {
+    /* A thread of ours already asleep on this socket (a recv begun before
+     * the batch) would give nothing owed: wake now then. */
+    if (s && s->tx_batch && atomic_load_explicit(&s->wake->sleepers, memory_order_relaxed) == 0) {
         sp->wake_owed = 1;
         s->wake_owed = 1;
         return;

@@ -139,6 +139,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
      * within ST_BURST_NS is part of a burst: leave it to the I/O thread,
      * which then writes everything queued meanwhile in one call (one
      * system call per message would cap a stream at a tenth of its rate). */
+    bp->woke = direct; /* a write now, or a sendmsg above: a system call */
     if (direct && !tried)
         st_conn_flush(p);
     else /* the rest goes on FY_IO_OUT (after a sendmsg: the kernel is full now) */
