@@ -782,6 +782,7 @@ typedef struct ferry_stats {
 FERRY_API int ferry_socket_stats(ferry_socket *s, ferry_stats *out);
 
 typedef struct ferry_peer_info {
+    unsigned id;       /* the connection's number in its socket, from 1 */
     char transport[8]; /* "shm", "ipc", "tcp" */
     char addr[96];     /* tcp://HOST:PORT of a tcp peer; empty otherwise */
     int pid;           /* shm:// and ipc://: the peer's, from the kernel; else 0 */

@@ -191,6 +191,7 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
     if (rc == 0) {
         p->sock = s;
         p->id = ++s->next_pipe_id;
+        fy_stat_peer_id(p->stat, (uint32_t)p->id);
         s->pipes[s->npipes++] = p;
         fy_pipe_ref(p);
         fy_sock_wake(s);

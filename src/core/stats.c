@@ -365,6 +365,13 @@ void fy_stat_peer_describe(struct fy_stat_peer *sp, const char *transport, const
     seq_end(&sp->seq);
 }
 
+void fy_stat_peer_id(struct fy_stat_peer *sp, uint32_t id)
+{
+    seq_begin(&sp->seq);
+    sp->id = id;
+    seq_end(&sp->seq);
+}
+
 void fy_stat_peer_close(struct fy_stat_sock *ss, struct fy_stat_peer *sp, int heap)
 {
     if (sp == NULL)

@@ -77,6 +77,7 @@ struct fy_stat_peer {
     _Atomic uint32_t seq;  /* seqlock over the fields up to addr */
     _Atomic uint32_t live; /* 0 free */
     uint32_t sock;         /* index of its socket's slot */
+    uint32_t id;           /* the connection's number in its socket, from 1 */
     int32_t pid;           /* shm:// and ipc://: from the kernel; else 0 */
     uint32_t uid;
     char transport[8]; /* "shm", "ipc", "tcp" */
@@ -127,6 +128,8 @@ struct fy_stat_peer *fy_stat_peer_open(struct fy_stat_sock *ss, const char *tran
  * connected). */
 void fy_stat_peer_describe(struct fy_stat_peer *sp, const char *transport, const char *addr,
                            int pid, unsigned uid);
+/* Records the connection's number in its socket. */
+void fy_stat_peer_id(struct fy_stat_peer *sp, uint32_t id);
 /* Adds the peer's counts to its socket's retired totals and frees it
  * (the socket's mutex held). */
 void fy_stat_peer_close(struct fy_stat_sock *ss, struct fy_stat_peer *sp, int heap);

@@ -127,6 +127,7 @@ static int peer_read(const struct snap *sn, uint32_t k, ferry_peer_info *out, ui
     memset(out, 0, sizeof *out);
     clean_text(out->transport, sp->transport, sizeof out->transport, 0);
     clean_text(out->addr, sp->addr, sizeof out->addr, 0);
+    out->id = sp->id;
     out->pid = sp->pid;
     out->uid = sp->uid;
     out->msgs_in = atomic_load_explicit(&sp->io.msgs_in, memory_order_relaxed);

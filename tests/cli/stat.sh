@@ -40,6 +40,20 @@ wait_for "the publisher is listed, sending" sent_some
 contains text "pub"
 contains text "dial $url"
 contains text "listen $url"
+expect 2 "--watch with a bad interval" -- "$ferry" stat --watch=0
+one_line_error "--watch with a bad interval"
+expect 2 "--watch with --json" -- "$ferry" stat --watch --json
+one_line_error "--watch with --json"
+# --watch: rates between looks; SIGINT ends it with exit 0
+"$ferry" stat $pub --watch=0.2 >"$T/watch" &
+w=$!
+rated() { # a look after the first: the publisher's out msg/s is a number above 0
+  # columns: PID COMMAND #N TYPE HOW URL, in msg/s, in B/s, out msg/s (9th)
+  awk -v pid=$pub '$1 == pid && $9 ~ /^[0-9.]+[kMG]?$/ && $9 != "0" {found=1} END {exit !found}' "$T/watch"
+}
+wait_for "--watch shows the publisher's rate" rated
+kill -INT $w
+wait $w && pass "--watch ends on SIGINT with exit 0" || fail "--watch exit on SIGINT"
 kill -STOP $sub # a subscriber that stops reading: its ring fills, the PUB drops
 dropping() { d1=$(field $pub dropped); [ "$d1" -gt 0 ]; }
 wait_for "drops counted" dropping
@@ -55,4 +69,17 @@ wait $sub 2>/dev/null
 # a process that exits removes its own file (no sweep needed: no ferry call here)
 [ ! -e "/dev/shm/ferry-stat.$sub" ] && pass "the subscriber's file removed at its exit" \
   || fail "the subscriber's file outlived it"
+# ferry ls lists the ipc:// and tcp:// endpoints of live sockets too
+"$ferry" recv --bind "ipc://@t-cli-stat-$$" --type pull >/dev/null &
+lr=$!
+listed() { "$ferry" ls >"$T/ls" && grep -q "^endpoint ipc://@t-cli-stat-$$ .* $lr " "$T/ls"; }
+wait_for "ferry ls shows the ipc:// listener with its pid" listed
+"$ferry" ls --json | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if any(o["name"] == sys.argv[1] and o["kind"] == "endpoint" and o["creator_pid"] == int(sys.argv[2])
+                  for o in d["objects"]) else 1)' "ipc://@t-cli-stat-$$" $lr \
+  && pass "ferry ls --json has it" || fail "ferry ls --json lacks the ipc:// listener"
+kill $lr
+wait $lr 2>/dev/null
 finish

@@ -432,10 +432,8 @@ static void test_name_taken(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counts),
-        cmocka_unit_test(test_pub_drops),
-        cmocka_unit_test(test_stats_off),
-        cmocka_unit_test(test_hostile_files),
+        cmocka_unit_test(test_counts),     cmocka_unit_test(test_pub_drops),
+        cmocka_unit_test(test_stats_off),  cmocka_unit_test(test_hostile_files),
         cmocka_unit_test(test_name_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

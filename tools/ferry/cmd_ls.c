@@ -15,7 +15,9 @@ static const char ls_help[] =
     "that creator still runs, how many processes map it and when it was made;\n"
     "then every live shm:// endpoint (kind 'endpoint', name 'shm://NAME') with\n"
     "the listener's pid, its ring size (SIZE), its connected peers and the\n"
-    "bytes queued in their rings.\n"
+    "bytes queued in their rings; then the tcp:// and ipc:// endpoints of live\n"
+    "sockets (kind 'endpoint' for a listener, 'dial' for a connection it makes)\n"
+    "with the owner's pid and its socket's peers (`ferry stat` has the rest).\n"
     "\n"
     "  --json    print one JSON object: {\"ferry_version\", \"schema\", \"objects\": [...]}\n"
     "  --stale   only objects whose creator is dead and that nobody maps\n"
@@ -120,6 +122,48 @@ static int ls_one(const ferry_objinfo *o, void *arg)
     return 0;
 }
 
+/* tcp:// and ipc:// endpoints, from the live sockets' counters files
+ * (shm:// ones are listed above, from their listeners' addresses): one
+ * entry per "listen URL" or "dial URL" line of a socket. */
+static int ls_socket(const ferry_sock_info *s, void *arg)
+{
+    struct ls_state *st = arg;
+    for (const char *line = s->endpoints; *line;) {
+        const char *end = strchr(line, '\n');
+        char buf[320];
+        snprintf(buf, sizeof buf, "%.*s", end ? (int)(end - line) : (int)strlen(line), line);
+        char *url = strchr(buf, ' ');
+        if (url != NULL && strncmp(url + 1, "shm://", 6) != 0) {
+            *url++ = '\0';
+            const char *kind = strcmp(buf, "listen") == 0 ? "endpoint" : "dial";
+            if (st->json) {
+                printf("%s\n    {\"name\": ", st->count ? "," : "");
+                cli_json_str(stdout, url);
+                printf(", \"kind\": \"%s\", \"uid\": %u, \"creator_pid\": %d, "
+                       "\"creator_alive\": true, \"stale\": false, \"peers\": %u}",
+                       kind, s->uid, s->pid, s->stats.peers);
+            } else {
+                if (st->count == 0)
+                    printf("%-8s %-24s %10s %5s %-8s %7s %5s %8s %-19s %s\n", "KIND", "NAME",
+                           "SIZE", "MODE", "OWNER", "PID", "ALIVE", "ATTACHED", "CREATED", "INFO");
+                struct passwd *pw = getpwuid(s->uid);
+                char owner[32];
+                if (pw)
+                    snprintf(owner, sizeof owner, "%s", pw->pw_name);
+                else
+                    snprintf(owner, sizeof owner, "%u", s->uid);
+                printf("%-8s %-24s %10s %5s %-8s %7d %5s %8s %-19s peers=%u\n", kind, url, "-", "-",
+                       owner, s->pid, "yes", "-", "-", s->stats.peers);
+            }
+            st->count++;
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    return 0;
+}
+
 int cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, 0, 'j'},
@@ -149,6 +193,8 @@ int cmd_ls(int argc, char **argv)
     if (st.json)
         printf("{\"ferry_version\": \"%s\", \"schema\": 1, \"objects\": [", ferry_version());
     int rc = ferry_objects_list(ls_one, &st);
+    if (rc == 0 && !st.stale_only) /* a socket listed is a live one */
+        rc = ferry_stats_list(0, ls_socket, &st);
     if (st.json)
         printf("%s]}\n", st.count ? "\n" : "");
     if (rc != 0)

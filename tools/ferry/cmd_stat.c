@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +13,7 @@
 
 static const char stat_help[] =
     "usage: ferry stat [PID | URL] [--json]\n"
+    "       ferry stat [PID | URL] --watch[=SECONDS]\n"
     "\n"
     "List the live ferry sockets on this machine that you may see (your own\n"
     "processes; root sees all): the owner's pid and command, the socket type,\n"
@@ -25,11 +29,26 @@ static const char stat_help[] =
     "/dev/shm/ferry-stat.PID while it runs; the files of dead processes are\n"
     "removed on the way. Processes run with FERRY_STATS=0 are not listed.\n"
     "\n"
-    "  --json    one JSON object: {\"ferry_version\", \"schema\", \"sockets\": [...]}\n"
+    "  --json             one JSON object: {\"ferry_version\", \"schema\", \"sockets\": [...]}\n"
+    "  --watch[=SECONDS]  list again every SECONDS (default 1; 0.1 to 3600) with rates:\n"
+    "                     messages/s and bytes/s each way and drops/s, per socket and\n"
+    "                     per peer; on a terminal the screen is redrawn in place, like\n"
+    "                     top; until interrupted (exit 0)\n"
     "  -h, --help\n";
+
+/* One socket's or one peer's counts at one look (--watch). */
+struct sample {
+    int pid;
+    unsigned sock, peer; /* peer 0: the socket's totals */
+    uint64_t in, bin, out, bout, drop;
+};
 
 struct stat_state {
     int json;
+    double watch; /* seconds between two looks; 0: once */
+    struct sample *now, *then;
+    size_t nnow, nthen, cap;
+    double dt;       /* seconds since the last look, 0 at the first */
     int pid;         /* 0: every process */
     const char *url; /* NULL: every socket */
     int count;
@@ -161,12 +180,137 @@ static void text_socket(const ferry_sock_info *s)
         text_peer(&s->peers[i], now);
 }
 
+/* --- --watch: rates between two looks -------------------------------- */
+
+static void human(char *buf, size_t len, double v, const char *unit)
+{
+    static const char *const k[] = {"", "k", "M", "G", "T"};
+    int i = 0;
+    while (v >= 1000 && i < 4) {
+        v /= 1000;
+        i++;
+    }
+    snprintf(buf, len, i ? "%.1f%s%s" : "%.0f%s%s", v, k[i], unit);
+}
+
+static const struct sample *find_sample(const struct stat_state *st, const struct sample *x)
+{
+    for (size_t i = 0; i < st->nthen; i++)
+        if (st->then[i].pid == x->pid && st->then[i].sock == x->sock && st->then[i].peer == x->peer)
+            return &st->then[i];
+    return NULL;
+}
+
+/* Records x and prints its rates since the last look (blank at the first,
+ * and for what was not there then). */
+static void rate_line(struct stat_state *st, const struct sample *x, const char *lead)
+{
+    if (st->nnow == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 64;
+        struct sample *v = realloc(st->now, cap * sizeof *v);
+        if (v == NULL)
+            return;
+        st->now = v;
+        st->cap = cap;
+    }
+    st->now[st->nnow++] = *x;
+    const struct sample *p = find_sample(st, x);
+    char r[5][16];
+    if (p == NULL || st->dt <= 0) {
+        for (int i = 0; i < 5; i++)
+            snprintf(r[i], sizeof r[i], "-");
+    } else {
+        uint64_t d[5] = {x->in - p->in, x->bin - p->bin, x->out - p->out, x->bout - p->bout,
+                         x->drop - p->drop};
+        for (int i = 0; i < 5; i++) /* a counter that went back: a new socket in that place */
+            human(r[i], sizeof r[i], d[i] > (uint64_t)INT64_MAX ? 0 : (double)d[i] / st->dt,
+                  i == 1 || i == 3 ? "B" : "");
+    }
+    printf("%-44.44s %9s %9s %9s %9s %8s\n", lead, r[0], r[1], r[2], r[3], r[4]);
+}
+
+static void watch_socket(struct stat_state *st, const ferry_sock_info *s)
+{
+    const ferry_stats *c = &s->stats;
+    char lead[128];
+    const char *nl = strchr(s->endpoints, '\n');
+    snprintf(lead, sizeof lead, "%d %s #%u %s %.*s", s->pid, s->command, s->id, type_name(s->type),
+             nl ? (int)(nl - s->endpoints) : (int)strlen(s->endpoints), s->endpoints);
+    struct sample x = {s->pid,      s->id,        0,         c->msgs_in, c->bytes_in,
+                       c->msgs_out, c->bytes_out, c->dropped};
+    rate_line(st, &x, lead);
+    for (size_t i = 0; i < s->npeers; i++) {
+        const ferry_peer_info *p = &s->peers[i];
+        if (p->addr[0])
+            snprintf(lead, sizeof lead, "  %s %s", p->transport, p->addr);
+        else
+            snprintf(lead, sizeof lead, "  %s pid %d", p->transport, p->pid);
+        x = (struct sample){s->pid,      s->id,       p->id,        p->msgs_in,
+                            p->bytes_in, p->msgs_out, p->bytes_out, p->dropped};
+        rate_line(st, &x, lead);
+    }
+}
+
+static volatile sig_atomic_t stop_watch;
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_watch = 1;
+}
+
+static int stat_one(const ferry_sock_info *s, void *arg);
+
+static int watch(struct stat_state *st)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop; /* no SA_RESTART: the sleep ends at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int tty = isatty(1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!stop_watch) {
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(when, sizeof when, "%H:%M:%S", localtime_r(&now, &tm));
+        printf("%sferry stat, every %gs, %s\n%-44s %9s %9s %9s %9s %8s\n",
+               tty ? "\033[H\033[2J" : "", st->watch, when,
+               "PID COMMAND #SOCKET TYPE ENDPOINT / PEER", "in msg/s", "in B/s", "out msg/s",
+               "out B/s", "drop/s");
+        st->nnow = 0;
+        int rc = ferry_stats_list(st->pid, stat_one, st);
+        if (rc != 0)
+            return cli_fail(rc, "stat");
+        if (!tty)
+            printf("\n");
+        fflush(stdout);
+        struct sample *t = st->nnow ? realloc(st->then, st->nnow * sizeof *t) : st->then;
+        if (t != NULL) { /* this look becomes the last one */
+            memcpy(t, st->now, st->nnow * sizeof *t);
+            st->then = t;
+            st->nthen = st->nnow;
+        }
+        st->nnow = 0;
+        struct timespec d = {(time_t)st->watch, (long)((st->watch - floor(st->watch)) * 1e9)};
+        while (!stop_watch && nanosleep(&d, &d) != 0 && errno == EINTR)
+            ;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        st->dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        t0 = t1;
+    }
+    return CLI_OK;
+}
+
 static int stat_one(const ferry_sock_info *s, void *arg)
 {
     struct stat_state *st = arg;
     if (st->url && !has_endpoint(s->endpoints, st->url))
         return 0;
-    if (st->json)
+    if (st->watch > 0)
+        watch_socket(st, s);
+    else if (st->json)
         json_socket(s, st->count == 0);
     else
         text_socket(s);
@@ -176,8 +320,10 @@ static int stat_one(const ferry_sock_info *s, void *arg)
 
 int cmd_stat(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"watch", optional_argument, 0, 'w'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     struct stat_state st = {0};
     int c;
     opterr = 0;
@@ -186,6 +332,14 @@ int cmd_stat(int argc, char **argv)
         case 'j':
             st.json = 1;
             break;
+        case 'w': {
+            char *end = NULL;
+            st.watch = optarg ? strtod(optarg, &end) : 1.0;
+            if (optarg && (*end || end == optarg || !(st.watch >= 0.1 && st.watch <= 3600)))
+                return cli_usage(
+                    "stat", "--watch: '%s' is not a number of seconds from 0.1 to 3600", optarg);
+            break;
+        }
         case 'h':
             fputs(stat_help, stdout);
             return CLI_OK;
@@ -207,6 +361,14 @@ int cmd_stat(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage("stat", "unexpected argument '%s'", argv[optind]);
+    if (st.json && st.watch > 0)
+        return cli_usage("stat", "--watch and --json do not go together (run --json repeatedly)");
+    if (st.watch > 0) {
+        int rc = watch(&st);
+        free(st.now);
+        free(st.then);
+        return rc;
+    }
     if (st.json)
         printf("{\"ferry_version\": \"%s\", \"schema\": 1, \"sockets\": [", ferry_version());
     int rc = ferry_stats_list(st.pid, stat_one, &st);
