@@ -789,7 +789,15 @@ typedef struct ferry_peer_info {
     unsigned uid;
     uint64_t msgs_in, bytes_in, msgs_out, bytes_out;
     uint64_t dropped;    /* messages dropped because this peer was full */
-    int64_t last_active; /* unix time (s) of its last message; 0 never */
+    int64_t last_active; /* unix time (s) of its last message; 0 never. Exact
+                            once the socket waits; while it is busy, written
+                            every 64 messages */
+    /* Its queues, sampled with last_active (so as of then): messages
+     * written to it and not yet taken (and the most seen), messages from
+     * it not yet received by the user; shm:// the bytes in the ring toward
+     * it and that ring's size (ring_size 0 elsewhere). */
+    uint64_t queued_out, queued_out_max, queued_in;
+    uint64_t ring_fill, ring_size;
 } ferry_peer_info;
 
 typedef struct ferry_sock_info {

@@ -68,6 +68,29 @@ static inline const char *t_url(char *buf, size_t len, const char *tag)
     return buf;
 }
 
+/* A URL to listen at for scheme "shm", "ipc" or "tcp" (tcp: a free port
+ * on loopback, chosen at listen time: read it back with
+ * ferry_socket_addr). */
+static inline void t_url_for(char *buf, size_t len, const char *scheme, const char *tag)
+{
+    if (strcmp(scheme, "shm") == 0)
+        t_url(buf, len, tag);
+    else if (strcmp(scheme, "ipc") == 0)
+        snprintf(buf, len, "ipc://@ferry-test-%s-%d", tag, (int)getpid());
+    else
+        snprintf(buf, len, "tcp://127.0.0.1:*");
+}
+
+/* A socket of type whose sends and receives give up after 10 s. */
+static inline ferry_socket *t_open_timed(int type)
+{
+    ferry_socket *s = NULL;
+    assert_int_equal(ferry_socket_open(&s, type), 0);
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
+    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000);
+    return s;
+}
+
 /* In a child process: exit with code (and say why on stderr) unless cond. */
 #define CHILD_CHECK(cond, code)                                                                    \
     do {                                                                                           \

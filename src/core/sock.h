@@ -107,6 +107,13 @@ struct fy_rxmsg {
     ferry_msg *few[FY_RX_FEW];
 };
 
+/* A pipe's queues at one look (pipe op depth). */
+struct fy_depth {
+    uint64_t out_msgs, out_bytes; /* toward the peer, not yet taken by it */
+    uint64_t in_msgs;             /* from the peer, not yet taken by the user */
+    uint64_t ring_size;           /* shm://: the ring toward the peer; else 0 */
+};
+
 /* Transport-side operations on a pipe. All are called with the socket's
  * mtx held and must not block.
  *  send     writes a whole message. 1 sent, 0 no room now, < 0 broken.
@@ -131,6 +138,8 @@ struct fy_rxmsg {
  *  describe the transport's name ("shm", "ipc", "tcp") and the peer's
  *           address as text (tcp: host:port), for the counters file;
  *           called when the pipe joins the socket and when it starts.
+ *  depth    what waits in the pipe's queues now (for the counters; a
+ *           peer's numbers clamped to what is possible). NULL: unknown.
  *  flush    give the peer the wake-up its sends skipped while the socket's
  *           tx_batch was set (FERRY_BATCH). NULL: the transport never
  *           skips one.
@@ -152,6 +161,7 @@ struct fy_pipe_ops {
     void (*abort_tx)(struct fy_pipe *p);
     void (*flush)(struct fy_pipe *p);
     void (*describe)(struct fy_pipe *p, const char **transport, char *addr, size_t len);
+    void (*depth)(struct fy_pipe *p, struct fy_depth *d);
     void (*close)(struct fy_pipe *p);
     void (*destroy)(struct fy_pipe *p);
 };
@@ -184,19 +194,27 @@ struct fy_pipe {
     int stat_heap;             /* stat is in process memory, not in the counters file */
     uint64_t stamped;          /* its message count when last_active was last written */
     int woke;                  /* the last send made a system call (see fy_pipe_stamp) */
+    unsigned full;             /* sends that found it full */
 };
+
+/* Samples the pipe's queues into its counters (socket.c). */
+void fy_pipe_depth(struct fy_pipe *p);
 
 /* The protocols move messages through these, so every message a pipe
  * takes or gives is counted in one place (mtx held: one writer). The time
  * of the last message is read from the clock only where it is cheap
  * against what the call costs anyway: the first message and every 64th, a
  * send that made a system call to wake the peer or write (p->woke, set by
- * the transport), and the socket's waits (fy_sock_stamp_locked, before it
- * sleeps). A clock read per message cost 10 % of shm:// throughput. */
+ * the transport), the first send that found the pipe full and every 64th,
+ * and the socket's waits (fy_sock_stamp_locked, before it sleeps). The
+ * queues are sampled at the same moments. A clock read per message cost
+ * 10 % of shm:// throughput. */
 static inline void fy_pipe_stamp(struct fy_pipe *p)
 {
     p->woke = 0;
     fy_stat_touch(p->stat);
+    if (p->ops->depth)
+        fy_pipe_depth(p);
     p->stamped = atomic_load_explicit(&p->stat->io.msgs_in, memory_order_relaxed) +
                  atomic_load_explicit(&p->stat->io.msgs_out, memory_order_relaxed);
 }
@@ -216,6 +234,8 @@ static inline int fy_pipe_send(struct fy_pipe *p, const struct fy_txmsg *m)
     int rc = p->ops->send(p, m);
     if (rc == 1)
         fy_pipe_count(p, &p->stat->io.msgs_out, &p->stat->io.bytes_out, m->total);
+    else if (rc == 0 && (++p->full & 63) == 1)
+        fy_pipe_stamp(p); /* full: the moment its queue matters (first and every 64th) */
     return rc;
 }
 

@@ -147,6 +147,19 @@ int fy_pipe_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
     return rc;
 }
 
+void fy_pipe_depth(struct fy_pipe *p)
+{
+    struct fy_depth d = {0, 0, 0, 0};
+    p->ops->depth(p, &d);
+    struct fy_stat_peer *sp = p->stat;
+    atomic_store_explicit(&sp->queued_out, d.out_msgs, memory_order_relaxed);
+    if (d.out_msgs > atomic_load_explicit(&sp->queued_out_max, memory_order_relaxed))
+        atomic_store_explicit(&sp->queued_out_max, d.out_msgs, memory_order_relaxed);
+    atomic_store_explicit(&sp->queued_in, d.in_msgs, memory_order_relaxed);
+    atomic_store_explicit(&sp->ring_fill, d.out_bytes, memory_order_relaxed);
+    atomic_store_explicit(&sp->ring_size, d.ring_size, memory_order_relaxed);
+}
+
 void fy_sock_stamp_locked(ferry_socket *s)
 {
     for (size_t i = 0; i < s->npipes; i++) {

@@ -85,7 +85,13 @@ struct fy_stat_peer {
     _Alignas(64) struct fy_stat_io io;
     _Atomic uint64_t dropped;     /* messages dropped for this peer (HWM) */
     _Atomic uint64_t last_active; /* unix seconds of the last message */
-    char reserved[80];            /* to 256 bytes: room for later counters */
+    /* queues, sampled when last_active is written (sock.h, fy_pipe_stamp) */
+    _Atomic uint64_t queued_out;     /* messages written, not yet taken by the peer */
+    _Atomic uint64_t queued_out_max; /* the most seen */
+    _Atomic uint64_t queued_in;      /* messages arrived, not yet taken by the user */
+    _Atomic uint64_t ring_fill;      /* shm://: bytes in the ring toward the peer */
+    _Atomic uint64_t ring_size;      /* shm://: that ring's size; else 0 */
+    char reserved[40];               /* to 256 bytes: room for later counters */
 };
 
 _Static_assert(sizeof(struct fy_stat_hdr) <= 4096, "header fits its page");

@@ -136,6 +136,11 @@ static int peer_read(const struct snap *sn, uint32_t k, ferry_peer_info *out, ui
     out->bytes_out = atomic_load_explicit(&sp->io.bytes_out, memory_order_relaxed);
     out->dropped = atomic_load_explicit(&sp->dropped, memory_order_relaxed);
     out->last_active = (int64_t)atomic_load_explicit(&sp->last_active, memory_order_relaxed);
+    out->queued_out = atomic_load_explicit(&sp->queued_out, memory_order_relaxed);
+    out->queued_out_max = atomic_load_explicit(&sp->queued_out_max, memory_order_relaxed);
+    out->queued_in = atomic_load_explicit(&sp->queued_in, memory_order_relaxed);
+    out->ring_fill = atomic_load_explicit(&sp->ring_fill, memory_order_relaxed);
+    out->ring_size = atomic_load_explicit(&sp->ring_size, memory_order_relaxed);
     *sock = sp->sock;
     return 1;
 }

@@ -16,25 +16,6 @@
 
 static const char *const schemes[] = {"shm", "ipc", "tcp"};
 
-static void url_for(char *buf, size_t len, const char *scheme, const char *tag)
-{
-    if (strcmp(scheme, "shm") == 0)
-        t_url(buf, len, tag);
-    else if (strcmp(scheme, "ipc") == 0)
-        snprintf(buf, len, "ipc://@ferry-test-%s-%d", tag, (int)getpid());
-    else
-        snprintf(buf, len, "tcp://127.0.0.1:*");
-}
-
-static ferry_socket *open_sock(int type)
-{
-    ferry_socket *s;
-    assert_int_equal(ferry_socket_open(&s, type), 0);
-    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
-    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000);
-    return s;
-}
-
 struct find {
     const char *url;
     int seen_listen, seen_dial;
@@ -82,8 +63,8 @@ static void test_counts(void **state)
     (void)state;
     for (size_t k = 0; k < 3; k++) {
         char url[128];
-        url_for(url, sizeof url, schemes[k], "stats");
-        ferry_socket *pull = open_sock(FERRY_PULL), *push = open_sock(FERRY_PUSH);
+        t_url_for(url, sizeof url, schemes[k], "stats");
+        ferry_socket *pull = t_open_timed(FERRY_PULL), *push = t_open_timed(FERRY_PUSH);
         assert_int_equal(ferry_listen(pull, url), 0);
         if (strcmp(schemes[k], "tcp") == 0)
             assert_int_equal(ferry_socket_addr(pull, url, sizeof url), 0);
@@ -157,7 +138,7 @@ static void test_pub_drops(void **state)
     (void)state;
     char url[128];
     t_url(url, sizeof url, "stats-pub");
-    ferry_socket *pub = open_sock(FERRY_PUB), *sub = open_sock(FERRY_SUB);
+    ferry_socket *pub = t_open_timed(FERRY_PUB), *sub = t_open_timed(FERRY_SUB);
     ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 4);
     assert_int_equal(ferry_listen(pub, url), 0);
     assert_int_equal(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "", 0), 0);
@@ -178,6 +159,11 @@ static void test_pub_drops(void **state)
     assert_int_equal(f.listen.stats.dropped, 6);
     assert_int_equal(f.listen_peer.dropped, 6);
     assert_int_equal(f.listen_peer.msgs_out, 4);
+    /* its queue, sampled when it was found full: four waiting, in the ring */
+    assert_int_equal(f.listen_peer.queued_out, 4);
+    assert_int_equal(f.listen_peer.queued_out_max, 4);
+    assert_true(f.listen_peer.ring_size > 0);
+    assert_true(f.listen_peer.ring_fill >= 4 && f.listen_peer.ring_fill <= f.listen_peer.ring_size);
     ferry_close(sub);
     ferry_close(pub);
 }
@@ -315,7 +301,7 @@ static void test_hostile_files(void **state)
     char path[64], own[64];
     snprintf(path, sizeof path, "/dev/shm/ferry-stat.%d", (int)pid);
     snprintf(own, sizeof own, "/dev/shm/ferry-stat.%d", (int)getpid());
-    ferry_socket *mine = open_sock(FERRY_PAIR); /* so our own file exists */
+    ferry_socket *mine = t_open_timed(FERRY_PAIR); /* so our own file exists */
     assert_int_equal(access(own, F_OK), 0);
     int n = 0;
 

@@ -10,30 +10,10 @@
 
 static const char *const schemes[] = {"shm", "ipc", "tcp"};
 
-/* A URL to listen at for scheme (tcp: a free port, read back after). */
-static void url_for(char *buf, size_t len, const char *scheme, const char *tag)
-{
-    if (strcmp(scheme, "shm") == 0)
-        t_url(buf, len, tag);
-    else if (strcmp(scheme, "ipc") == 0)
-        snprintf(buf, len, "ipc://@ferry-test-%s-%d", tag, (int)getpid());
-    else
-        snprintf(buf, len, "tcp://127.0.0.1:*");
-}
-
-static ferry_socket *open_sock(int type)
-{
-    ferry_socket *s;
-    assert_int_equal(ferry_socket_open(&s, type), 0);
-    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000);
-    ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000);
-    return s;
-}
-
 /* Listens at a fresh URL of scheme; *url is where to dial. */
 static void listen_at(ferry_socket *s, const char *scheme, const char *tag, char *url, size_t len)
 {
-    url_for(url, len, scheme, tag);
+    t_url_for(url, len, scheme, tag);
     assert_int_equal(ferry_listen(s, url), 0);
     if (strcmp(scheme, "tcp") == 0)
         assert_int_equal(ferry_socket_addr(s, url, len), 0);
@@ -61,8 +41,8 @@ static void expect_nothing(ferry_socket *s)
 static void xpub_notices(const char *scheme)
 {
     char url[128];
-    ferry_socket *xpub = open_sock(FERRY_XPUB), *a = open_sock(FERRY_SUB),
-                 *b = open_sock(FERRY_SUB);
+    ferry_socket *xpub = t_open_timed(FERRY_XPUB), *a = t_open_timed(FERRY_SUB),
+                 *b = t_open_timed(FERRY_SUB);
     listen_at(xpub, scheme, "xpn", url, sizeof url);
     assert_int_equal(ferry_setopt(a, FERRY_OPT_SUBSCRIBE, "A", 1), 0);
     assert_int_equal(ferry_dial(a, url), 0);
@@ -109,11 +89,11 @@ static void test_xpub_verbose_and_welcome(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++) {
         char url[128];
-        ferry_socket *xpub = open_sock(FERRY_XPUB);
+        ferry_socket *xpub = t_open_timed(FERRY_XPUB);
         ferry_setopt_int(xpub, FERRY_OPT_XPUB_VERBOSE, 1);
         assert_int_equal(ferry_setopt(xpub, FERRY_OPT_XPUB_WELCOME_MSG, "Wstate=42", 9), 0);
         listen_at(xpub, schemes[i], "xpv", url, sizeof url);
-        ferry_socket *a = open_sock(FERRY_SUB), *b = open_sock(FERRY_SUB);
+        ferry_socket *a = t_open_timed(FERRY_SUB), *b = t_open_timed(FERRY_SUB);
         assert_int_equal(ferry_setopt(a, FERRY_OPT_SUBSCRIBE, "W", 1), 0);
         assert_int_equal(ferry_setopt(b, FERRY_OPT_SUBSCRIBE, "W", 1), 0);
         assert_int_equal(ferry_dial(a, url), 0);
@@ -134,7 +114,7 @@ static void test_xsub_subscribes_with_messages(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++) {
         char url[128];
-        ferry_socket *pub = open_sock(FERRY_PUB), *xsub = open_sock(FERRY_XSUB);
+        ferry_socket *pub = t_open_timed(FERRY_PUB), *xsub = t_open_timed(FERRY_XSUB);
         listen_at(pub, schemes[i], "xsm", url, sizeof url);
         assert_int_equal(ferry_dial(xsub, url), 0);
         assert_int_equal(ferry_send(xsub, "\x01T", 2, 0), 0);
@@ -167,9 +147,9 @@ static void test_forwarder_chain(void **state)
 {
     (void)state;
     char up[128], down[128];
-    ferry_socket *pub = open_sock(FERRY_PUB), *xsub = open_sock(FERRY_XSUB),
-                 *xpub = open_sock(FERRY_XPUB), *a = open_sock(FERRY_SUB),
-                 *b = open_sock(FERRY_SUB);
+    ferry_socket *pub = t_open_timed(FERRY_PUB), *xsub = t_open_timed(FERRY_XSUB),
+                 *xpub = t_open_timed(FERRY_XPUB), *a = t_open_timed(FERRY_SUB),
+                 *b = t_open_timed(FERRY_SUB);
     listen_at(pub, "tcp", "fwu", up, sizeof up);
     listen_at(xpub, "shm", "fwd", down, sizeof down);
     assert_int_equal(ferry_dial(xsub, up), 0);
@@ -226,8 +206,8 @@ static void test_oversized_subscription(void **state)
 {
     (void)state;
     char url[128];
-    ferry_socket *xpub = open_sock(FERRY_XPUB), *xsub = open_sock(FERRY_XSUB),
-                 *sub = open_sock(FERRY_SUB);
+    ferry_socket *xpub = t_open_timed(FERRY_XPUB), *xsub = t_open_timed(FERRY_XSUB),
+                 *sub = t_open_timed(FERRY_SUB);
     listen_at(xpub, "shm", "xbig", url, sizeof url);
     ferry_setopt_int(xsub, FERRY_OPT_RING_SIZE, 1 << 20);
     assert_int_equal(ferry_dial(xsub, url), 0);

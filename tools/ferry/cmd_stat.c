@@ -24,10 +24,12 @@ static const char stat_help[] =
     "bytes of all parts), messages its pattern dropped (a full peer, an\n"
     "unknown route), connections dropped for bad input (errors), connections\n"
     "refused at a limit, and dial attempts after the first (reconnects); each\n"
-    "peer the same, with its transport, its address (tcp) or pid (shm, ipc)\n"
-    "and the time of its last message. Counters are read from each process's\n"
-    "/dev/shm/ferry-stat.PID while it runs; the files of dead processes are\n"
-    "removed on the way. Processes run with FERRY_STATS=0 are not listed.\n"
+    "peer the same, with its transport, its address (tcp) or pid (shm, ipc),\n"
+    "the time of its last message and its queues (messages waiting for the\n"
+    "peer, the most seen, messages waiting for the user; shm: ring fill).\n"
+    "Counters are read from each process's /dev/shm/ferry-stat.PID while it\n"
+    "runs; the files of dead processes are removed on the way. Processes run\n"
+    "with FERRY_STATS=0 are not listed.\n"
     "\n"
     "  --json             one JSON object: {\"ferry_version\", \"schema\", \"sockets\": [...]}\n"
     "  --watch[=SECONDS]  list again every SECONDS (default 1; 0.1 to 3600) with rates:\n"
@@ -132,10 +134,14 @@ static void json_socket(const ferry_sock_info *s, int first)
         cli_json_str(stdout, p->addr);
         printf(", \"pid\": %d, \"uid\": %u, \"messages_received\": %llu, \"bytes_received\": "
                "%llu, \"messages_sent\": %llu, \"bytes_sent\": %llu, \"dropped\": %llu, "
-               "\"last_active\": %lld}",
+               "\"last_active\": %lld, \"queued_out\": %llu, \"queued_out_max\": %llu, "
+               "\"queued_in\": %llu, \"ring_fill\": %llu, \"ring_size\": %llu}",
                p->pid, p->uid, (unsigned long long)p->msgs_in, (unsigned long long)p->bytes_in,
                (unsigned long long)p->msgs_out, (unsigned long long)p->bytes_out,
-               (unsigned long long)p->dropped, (long long)p->last_active);
+               (unsigned long long)p->dropped, (long long)p->last_active,
+               (unsigned long long)p->queued_out, (unsigned long long)p->queued_out_max,
+               (unsigned long long)p->queued_in, (unsigned long long)p->ring_fill,
+               (unsigned long long)p->ring_size);
     }
     printf("]}");
 }
@@ -150,10 +156,16 @@ static void text_peer(const ferry_peer_info *p, time_t now)
     if (p->last_active > 0)
         snprintf(ago, sizeof ago, "%llds ago",
                  (long long)(now > p->last_active ? now - p->last_active : 0));
-    printf("    peer %-34s in %llu msg %llu B  out %llu msg %llu B  dropped %llu  last %s\n", who,
-           (unsigned long long)p->msgs_in, (unsigned long long)p->bytes_in,
+    char ring[64] = "";
+    if (p->ring_size)
+        snprintf(ring, sizeof ring, "  ring %llu/%llu B", (unsigned long long)p->ring_fill,
+                 (unsigned long long)p->ring_size);
+    printf("    peer %-34s in %llu msg %llu B  out %llu msg %llu B  dropped %llu  last %s\n"
+           "         queued out %llu (max %llu) in %llu%s\n",
+           who, (unsigned long long)p->msgs_in, (unsigned long long)p->bytes_in,
            (unsigned long long)p->msgs_out, (unsigned long long)p->bytes_out,
-           (unsigned long long)p->dropped, ago);
+           (unsigned long long)p->dropped, ago, (unsigned long long)p->queued_out,
+           (unsigned long long)p->queued_out_max, (unsigned long long)p->queued_in, ring);
 }
 
 static void text_socket(const ferry_sock_info *s)

@@ -316,6 +316,19 @@ static void shm_describe(struct fy_pipe *p, const char **transport, char *addr, 
         addr[0] = '\0'; /* the peer is its pid, from the kernel */
 }
 
+/* The peer's counts are its word: clamped to what our own side allows. */
+static void shm_depth(struct fy_pipe *p, struct fy_depth *d)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    uint64_t consumed = atomic_load_explicit(&sp->w.sh->consumed, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&sp->w.sh->head, memory_order_relaxed);
+    uint64_t produced = atomic_load_explicit(&sp->r.sh->produced, memory_order_relaxed);
+    d->out_msgs = consumed <= sp->w.produced ? sp->w.produced - consumed : 0;
+    d->out_bytes = head <= sp->w.tail && sp->w.tail - head <= sp->w.cap ? sp->w.tail - head : 0;
+    d->in_msgs = produced >= sp->r.consumed ? produced - sp->r.consumed : 0;
+    d->ring_size = sp->w.cap;
+}
+
 static void shm_flush(struct fy_pipe *p)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
@@ -855,6 +868,7 @@ const struct fy_pipe_ops fy_shm_pipe_ops = {
     .abort_tx = shm_abort_tx,
     .flush = shm_flush,
     .describe = shm_describe,
+    .depth = shm_depth,
     .close = shm_close,
     .destroy = shm_destroy,
 };

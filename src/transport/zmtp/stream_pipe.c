@@ -224,6 +224,15 @@ static void st_describe(struct fy_pipe *bp, const char **transport, char *addr, 
     }
 }
 
+static void st_depth(struct fy_pipe *bp, struct fy_depth *d)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    d->out_msgs = p->mk_n;
+    d->out_bytes = p->tx_len - p->tx_off;
+    d->in_msgs = p->rx_n;
+    d->ring_size = 0;
+}
+
 static int st_send_cmd(struct fy_pipe *bp, int cmd, const void *data, size_t len)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
@@ -307,6 +316,7 @@ static void st_destroy(struct fy_pipe *bp)
 const struct fy_pipe_ops st_pipe_ops = {
     .send = st_send,
     .describe = st_describe,
+    .depth = st_depth,
     .claim = st_claim,
     .commit = st_commit,
     .unclaim = st_unclaim,
