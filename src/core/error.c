@@ -53,7 +53,13 @@ const char *ferry_err_name(int err)
 
 const char *ferry_errdetail(void) { return err_detail; }
 
-void fy_err_clear(void) { err_detail[0] = '\0'; }
+/* Called on every API entry: a store only when there is something to
+ * clear (stores on the message path queue behind the ring's, and cost). */
+void fy_err_clear(void)
+{
+    if (err_detail[0] != '\0')
+        err_detail[0] = '\0';
+}
 
 void fy_escape(char *dst, size_t cap, const char *src)
 {

@@ -875,9 +875,11 @@ static int send_step(ferry_socket *s, void *arg, int check)
 {
     FY_UNUSED(check);
     struct send_arg *sa = arg;
-    s->tx_batch = sa->batch;
+    if (sa->batch) /* stored only when set: the common send stores nothing here */
+        s->tx_batch = 1;
     int rc = s->proto->send(s, sa->m);
-    s->tx_batch = 0;
+    if (sa->batch)
+        s->tx_batch = 0;
     if (rc != 1 || !sa->batch)
         fy_sock_flush_locked(s);
     if (rc == 1)

@@ -54,7 +54,8 @@ static int peer_closed(const struct shm_pipe *sp)
 
 static void shm_wake_peer(struct shm_pipe *sp)
 {
-    sp->base.woke |= fy_wake(sp->peer_wake, sp->peer_efd);
+    if (fy_wake(sp->peer_wake, sp->peer_efd))
+        sp->base.woke = 1;
 }
 
 /* Records were published: the peer is woken now, or, for a FERRY_BATCH
@@ -69,7 +70,8 @@ static void published(struct shm_pipe *sp)
         s->wake_owed = 1;
         return;
     }
-    sp->wake_owed = 0;
+    if (sp->wake_owed)
+        sp->wake_owed = 0;
     shm_wake_peer(sp);
 }
 
@@ -205,7 +207,8 @@ static int shm_write(struct fy_pipe *p, const struct fy_txmsg *m, int cmd, const
                      size_t len)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
-    sp->no_room = 0;
+    if (sp->no_room)
+        sp->no_room = 0;
     int rc = m ? shm_send_try(p, m) : shm_send_cmd_try(p, cmd, data, len);
     if (rc == 0 && sp->no_room && p->sock &&
         atomic_load_explicit(&p->sock->wake->sleepers, memory_order_relaxed) != 0) {
