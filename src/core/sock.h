@@ -388,6 +388,7 @@ struct fy_opts {
     int sndhwm, rcvhwm;     /* messages, 0 unlimited */
     uint64_t maxmsgsize;    /* bytes */
     uint64_t ring_size;     /* shm:// bytes per direction */
+    int ring_prefault;      /* shm://: populate the rings at connection set-up */
     int spin_us;            /* busy-poll this long before sleeping */
     int req_resend;         /* REQ: resend to another peer when the peer dies */
     int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */

@@ -606,6 +606,7 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .rcvhwm = 1000,
                               .maxmsgsize = 256u << 20,
                               .ring_size = 1u << 20,
+                              .ring_prefault = 0,
                               .spin_us = 0,
                               .peer_uid = (int64_t)geteuid(),
                               .reconnect_ms = 100,
@@ -1393,6 +1394,12 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         else
             o->ring_size = ((uint64_t)v + 63u) & ~(uint64_t)63u;
         break;
+    case FERRY_OPT_RING_PREFAULT:
+        if (v != 0 && v != 1)
+            rc = FERRY_EINVAL;
+        else
+            o->ring_prefault = (int)v;
+        break;
     case FERRY_OPT_SPIN:
         if (v < 0 || v > 10000000)
             rc = FERRY_EINVAL;
@@ -1509,6 +1516,9 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
         break;
     case FERRY_OPT_SPIN:
         *val = o->spin_us;
+        break;
+    case FERRY_OPT_RING_PREFAULT:
+        *val = o->ring_prefault;
         break;
     case FERRY_OPT_RCVMORE:
         *val = s->rcvmore;

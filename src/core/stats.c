@@ -26,6 +26,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Where a file is made before it is locked and linked to its name. */
+#define STAT_TMP ".ferry-stat-tmp."
+
 /* Files a sweep looks at, at most: a directory flooded with names costs a
  * process's first socket a bounded time. */
 #define SWEEP_MAX 256
@@ -99,8 +102,15 @@ void fy_stat_sweep(void)
     struct dirent *e;
     int seen = 0, pid;
     while (seen < SWEEP_MAX && (e = readdir(d)) != NULL) {
-        if (!fy_stat_name_pid(e->d_name, &pid) || pid == (int)getpid())
+        /* a temporary name too: its maker died between creating and linking */
+        int tmp = strncmp(e->d_name, STAT_TMP, sizeof STAT_TMP - 1) == 0;
+        if (tmp) { /* only a dead maker's: a live one may be between open and flock */
+            pid = atoi(e->d_name + sizeof STAT_TMP - 1);
+            if (pid <= 0 || fy_proc_alive(pid, 0))
+                continue;
+        } else if (!fy_stat_name_pid(e->d_name, &pid) || pid == (int)getpid()) {
             continue;
+        }
         seen++;
         char path[300];
         snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
@@ -136,7 +146,7 @@ static void fill_header(struct fy_stat_hdr *h)
 static struct fy_stat_hdr *page_create(void)
 {
     char tmp[80];
-    snprintf(tmp, sizeof tmp, "/dev/shm/.ferry-stat-tmp.%d", (int)getpid());
+    snprintf(tmp, sizeof tmp, "/dev/shm/" STAT_TMP "%d", (int)getpid());
     unlink(tmp);
     int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)

@@ -163,7 +163,8 @@ struct fy_wake *shm_map_wake(int fd)
 {
     if (fy_shm_check_memfd(fd, FY_WAKE_SIZE) != 0)
         return NULL;
-    void *p = mmap(NULL, FY_WAKE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* populated: the first wake-up of the peer takes no page fault */
+    void *p = mmap(NULL, FY_WAKE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 

@@ -68,7 +68,7 @@ static int refused(const char *name, const struct shm_pipe *sp, const struct shm
 
 /* The connection memory: two rings of cap bytes behind a header, made,
  * formatted and sealed by us. The memfd, or < 0. */
-static int conn_memory(const char *name, struct shm_pipe *sp, uint64_t cap)
+static int conn_memory(const char *name, struct shm_pipe *sp, uint64_t cap, int prefault)
 {
     sp->map_len = SHM_CONN_HDR + 2 * fy_ring_bytes(cap);
     int memfd = memfd_create("ferry-conn", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -92,6 +92,11 @@ static int conn_memory(const char *name, struct shm_pipe *sp, uint64_t cap)
     h->ring_cap = cap;
     fy_ring_format((char *)sp->map + SHM_CONN_HDR, cap);
     fy_ring_format((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), cap);
+    /* both rings are ours to make: in place before the first message */
+    if (prefault) {
+        shm_populate((char *)sp->map + SHM_CONN_HDR, fy_ring_bytes(cap));
+        shm_populate((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), fy_ring_bytes(cap));
+    }
     return memfd;
 }
 
@@ -141,7 +146,7 @@ int shm_dial_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp)
     if (c.ring_size > cap && c.ring_size <= FY_RING_MAX)
         cap = c.ring_size;
     cap = (cap + 63u) & ~(uint64_t)63u;
-    int memfd = conn_memory(name, sp, cap);
+    int memfd = conn_memory(name, sp, cap, s->opt.ring_prefault);
     if (memfd < 0)
         return memfd;
     shm_pipe_rings(sp, s, cap, 1, c.maxmsgsize, c.rcvhwm, c.sndhwm);

@@ -19,6 +19,8 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
@@ -46,4 +48,27 @@ int fy_shm_check_event_sock(int fd)
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM)
         return FERRY_EPROTO;
     return 0;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL: then lazily */
+#endif
+
+void shm_populate(void *addr, size_t len)
+{
+    if (len > SHM_POPULATE_MAX)
+        return;
+    /* madvise wants a page-aligned start: the pages the range touches (a
+     * ring starts just past the connection header, inside the mapping) */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)addr & ~(page - 1);
+    uintptr_t end = ((uintptr_t)addr + len + page - 1) & ~(page - 1);
+    (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+    /* and written: on this VM a page populated but never written still
+     * cost 10-20 us at its first store (measured: 2,000 slow round trips
+     * on a 4 MiB ring's first lap with the madvise alone, 95 with this).
+     * An atomic add of 0 writes without changing a byte the peer may be
+     * writing at the same time. */
+    for (uintptr_t a = start; a < end; a += page)
+        atomic_fetch_add_explicit((_Atomic unsigned char *)a, 0, memory_order_relaxed);
 }

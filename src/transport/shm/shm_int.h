@@ -140,6 +140,17 @@ struct shm_pipe {
 
 extern const struct fy_pipe_ops fy_shm_pipe_ops;
 
+/* Faults in len bytes at addr now, writable (MADV_POPULATE_WRITE), and
+ * writes each page once, so the first lap of a ring takes no fault in the
+ * middle of traffic: on this VM each first touch of a fresh memfd page
+ * cost 20-50 us, the p99 of a busy REQ/REP. Only up to SHM_POPULATE_MAX:
+ * a larger ring (a peer's choice, on the listener's side) would stall the
+ * I/O thread that many page allocations; it faults in as it is used. Best
+ * effort (shm_fd.c); only with FERRY_OPT_RING_PREFAULT, since on the same
+ * VM it makes a connection's set-up cost ~9 ms instead of 0.5. */
+#define SHM_POPULATE_MAX (16u << 20)
+void shm_populate(void *addr, size_t len);
+
 /* Descriptor checks (shm_fd.c). A memfd of exactly size bytes on tmpfs,
  * sealed against shrinking (seals read before the size); a datagram
  * socket. 0 or FERRY_EPROTO. */
