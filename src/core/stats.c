@@ -8,8 +8,8 @@
  * close-on-exec, so an exec'd program lets go too). A file nobody holds is
  * stale, whatever its name says: that holds across pid namespaces sharing
  * /dev/shm, where the name's pid means nothing to the sweeper. A file is
- * made under a temporary name, locked, filled in, and only then linked to
- * its public name, so a sweeper never finds a public file not yet locked.
+ * made unnamed (O_TMPFILE), locked, filled in, and only then linked to its
+ * public name, so a sweeper never finds a public file not yet locked.
  */
 #include "stats.h"
 
@@ -25,9 +25,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* Where a file is made before it is locked and linked to its name. */
-#define STAT_TMP ".ferry-stat-tmp."
 
 /* Files a sweep looks at, at most: a directory flooded with names costs a
  * process's first socket a bounded time. */
@@ -102,15 +99,8 @@ void fy_stat_sweep(void)
     struct dirent *e;
     int seen = 0, pid;
     while (seen < SWEEP_MAX && (e = readdir(d)) != NULL) {
-        /* a temporary name too: its maker died between creating and linking */
-        int tmp = strncmp(e->d_name, STAT_TMP, sizeof STAT_TMP - 1) == 0;
-        if (tmp) { /* only a dead maker's: a live one may be between open and flock */
-            pid = atoi(e->d_name + sizeof STAT_TMP - 1);
-            if (pid <= 0 || fy_proc_alive(pid, 0))
-                continue;
-        } else if (!fy_stat_name_pid(e->d_name, &pid) || pid == (int)getpid()) {
+        if (!fy_stat_name_pid(e->d_name, &pid) || pid == (int)getpid())
             continue;
-        }
         seen++;
         char path[300];
         snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
@@ -140,15 +130,13 @@ static void fill_header(struct fy_stat_hdr *h)
     }
 }
 
-/* Makes the file under a temporary name, locks and fills it, then gives
- * it the first free public name (another user may squat the plain one).
- * The mapping, or NULL. */
+/* Makes the file unnamed (O_TMPFILE), locks and fills it, then gives it
+ * the first free public name (another user may squat the plain one): a
+ * sweeper never meets it unheld, and a maker that dies half-way leaves
+ * nothing behind. The mapping, or NULL. */
 static struct fy_stat_hdr *page_create(void)
 {
-    char tmp[80];
-    snprintf(tmp, sizeof tmp, "/dev/shm/" STAT_TMP "%d", (int)getpid());
-    unlink(tmp);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0)
         return NULL;
     void *map = MAP_FAILED;
@@ -156,6 +144,8 @@ static struct fy_stat_hdr *page_create(void)
         map = mmap(NULL, FY_STAT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map != MAP_FAILED) {
         fill_header(map);
+        char self[64];
+        snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
         int linked = 0;
         for (int k = 0; k < 10 && !linked; k++) {
             if (k == 0)
@@ -164,10 +154,10 @@ static struct fy_stat_hdr *page_create(void)
             else
                 snprintf(page_path, sizeof page_path, "/dev/shm/" FY_STAT_PREFIX "%d-%d",
                          (int)getpid(), k);
-            linked = link(tmp, page_path) == 0;
+            linked = linkat(AT_FDCWD, self, AT_FDCWD, page_path, AT_SYMLINK_FOLLOW) == 0;
             if (!linked && errno == EEXIST) { /* a dead namesake's: swept if nobody holds it */
                 sweep_one(page_path);
-                linked = link(tmp, page_path) == 0;
+                linked = linkat(AT_FDCWD, self, AT_FDCWD, page_path, AT_SYMLINK_FOLLOW) == 0;
             }
         }
         if (!linked) {
@@ -175,7 +165,6 @@ static struct fy_stat_hdr *page_create(void)
             map = MAP_FAILED;
         }
     }
-    unlink(tmp);
     if (map == MAP_FAILED) {
         close(fd);
         return NULL;

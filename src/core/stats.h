@@ -37,7 +37,7 @@
 #include <time.h>
 
 #define FY_STAT_MAGIC "FERRYST1"
-#define FY_STAT_VERSION 1u
+#define FY_STAT_VERSION 2u
 #define FY_STAT_SOCKS 256u  /* sockets listed per process; more are counted */
 #define FY_STAT_PEERS 1024u /* peers listed per process; more are counted  */
 #define FY_STAT_PREFIX "ferry-stat."

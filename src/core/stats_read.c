@@ -75,23 +75,40 @@ static int slot_whole(const struct snap *sn, size_t off)
            now == then;
 }
 
+/* Length of the well-formed UTF-8 character at s (at most n bytes), or 0:
+ * no overlong forms, no surrogates, nothing above U+10FFFF, and no C1
+ * control (U+0080-U+009F: a terminal may take U+009B as CSI). */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t k = 1; k < len; k++)
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+    unsigned c1 = s[1];
+    if ((c == 0xc2 && c1 < 0xa0) || (c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0) ||
+        (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90))
+        return 0;
+    return len;
+}
+
 /* Text from another process: cut at the field's end; control bytes (but
- * newlines where keep_nl), DEL and bytes that are not UTF-8 become '?',
- * so neither JSON nor a terminal can be fed escapes. */
+ * newlines where keep_nl), DEL and what is not well-formed UTF-8 (above)
+ * become '?', so neither JSON nor a terminal can be fed escapes. */
 static void clean_text(char *dst, const char *src, size_t n, int keep_nl)
 {
+    const unsigned char *u = (const unsigned char *)src;
     size_t i = 0, o = 0;
-    while (i < n && src[i] != '\0' && o + 1 < n) {
-        unsigned char c = (unsigned char)src[i];
-        size_t len = c < 0x80             ? 1
-                     : (c & 0xe0) == 0xc0 ? 2
-                     : (c & 0xf0) == 0xe0 ? 3
-                     : (c & 0xf8) == 0xf0 ? 4
-                                          : 0;
-        int ok = len > 0 && i + len <= n && (c >= 0x20 || (keep_nl && c == '\n')) && c != 0x7f &&
-                 !(len == 2 && c < 0xc2);
-        for (size_t k = 1; ok && k < len; k++)
-            ok = ((unsigned char)src[i + k] & 0xc0) == 0x80;
+    while (i < n && u[i] != '\0' && o + 1 < n) {
+        size_t len = utf8_char(u + i, n - i);
+        int ok = len > 0 && (u[i] >= 0x20 || (keep_nl && u[i] == '\n')) && u[i] != 0x7f;
         if (!ok) {
             dst[o++] = '?';
             i++;
@@ -99,7 +116,7 @@ static void clean_text(char *dst, const char *src, size_t n, int keep_nl)
         }
         if (o + len >= n)
             break;
-        memcpy(dst + o, src + i, len);
+        memcpy(dst + o, u + i, len);
         o += len;
         i += len;
     }

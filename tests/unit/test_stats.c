@@ -180,7 +180,9 @@ static int count_all(const ferry_sock_info *s, void *arg)
 static int clean(const char *s, int nl)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p < 0x20 && !(nl && *p == '\n')) || *p == 0x7f || *p >= 0xf8)
+        if ((*p < 0x20 && !(nl && *p == '\n')) || *p == 0x7f || *p >= 0xf5 || *p == 0xc0 ||
+            *p == 0xc1 || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0) || /* C1: CSI, OSC */
+            (p[0] == 0xed && p[1] >= 0xa0))                                /* surrogates */
             return 0;
     return 1;
 }
@@ -348,7 +350,7 @@ static void test_hostile_files(void **state)
         memcpy(w + off, &seq, 4);
         memcpy(w + off + 4, &live, 4);
         if (off % 512 == 0 && off + 64 <= (size_t)st.st_size) /* text with escapes */
-            memcpy(w + off + 16, "\x1b[31m\xff\xc0\x80ok\x7f", 11);
+            memcpy(w + off + 16, "\x1b[31m\xff\xc0\x80ok\x7f\xc2\x9b\xed\xa0\x80", 16);
     }
     memcpy(w2, w, (size_t)st.st_size);
     put_file(path, w, (size_t)st.st_size, (size_t)st.st_size);

@@ -133,9 +133,12 @@ static int ls_socket(const ferry_sock_info *s, void *arg)
         char buf[320];
         snprintf(buf, sizeof buf, "%.*s", end ? (int)(end - line) : (int)strlen(line), line);
         char *url = strchr(buf, ' ');
-        if (url != NULL && strncmp(url + 1, "shm://", 6) != 0) {
+        if (url != NULL) /* as the owner wrote it: listen or dial, then a tcp:// or ipc:// URL */
             *url++ = '\0';
-            const char *kind = strcmp(buf, "listen") == 0 ? "endpoint" : "dial";
+        int listen = strcmp(buf, "listen") == 0;
+        if (url != NULL && (listen || strcmp(buf, "dial") == 0) &&
+            (strncmp(url, "tcp://", 6) == 0 || strncmp(url, "ipc://", 6) == 0)) {
+            const char *kind = listen ? "endpoint" : "dial";
             if (st->json) {
                 printf("%s\n    {\"name\": ", st->count ? "," : "");
                 cli_json_str(stdout, url);

@@ -205,12 +205,20 @@ static void human(char *buf, size_t len, double v, const char *unit)
     snprintf(buf, len, i ? "%.1f%s%s" : "%.0f%s%s", v, k[i], unit);
 }
 
+static int cmp_sample(const void *a, const void *b)
+{
+    const struct sample *x = a, *y = b;
+    if (x->pid != y->pid)
+        return x->pid < y->pid ? -1 : 1;
+    if (x->sock != y->sock)
+        return x->sock < y->sock ? -1 : 1;
+    return x->peer < y->peer ? -1 : x->peer > y->peer;
+}
+
+/* The last look is kept sorted: one binary search a line. */
 static const struct sample *find_sample(const struct stat_state *st, const struct sample *x)
 {
-    for (size_t i = 0; i < st->nthen; i++)
-        if (st->then[i].pid == x->pid && st->then[i].sock == x->sock && st->then[i].peer == x->peer)
-            return &st->then[i];
-    return NULL;
+    return st->nthen ? bsearch(x, st->then, st->nthen, sizeof *x, cmp_sample) : NULL;
 }
 
 /* Records x and prints its rates since the last look (blank at the first,
@@ -263,22 +271,17 @@ static void watch_socket(struct stat_state *st, const ferry_sock_info *s)
     }
 }
 
-static volatile sig_atomic_t stop_watch;
-static void on_stop(int sig)
-{
-    (void)sig;
-    stop_watch = 1;
-}
+static int stop_watch;
 
 static int stat_one(const ferry_sock_info *s, void *arg);
 
 static int watch(struct stat_state *st)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop; /* no SA_RESTART: the sleep ends at once */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stops, NULL);
     int tty = isatty(1);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -301,13 +304,18 @@ static int watch(struct stat_state *st)
         struct sample *t = st->nnow ? realloc(st->then, st->nnow * sizeof *t) : st->then;
         if (t != NULL) { /* this look becomes the last one */
             memcpy(t, st->now, st->nnow * sizeof *t);
+            qsort(t, st->nnow, sizeof *t, cmp_sample);
             st->then = t;
             st->nthen = st->nnow;
+        } else { /* no memory: the next look shows no rates rather than wrong ones */
+            st->nthen = 0;
         }
         st->nnow = 0;
+        /* the signals are blocked (above) and taken here: none is missed
+         * between the check and the sleep */
         struct timespec d = {(time_t)st->watch, (long)((st->watch - floor(st->watch)) * 1e9)};
-        while (!stop_watch && nanosleep(&d, &d) != 0 && errno == EINTR)
-            ;
+        if (sigtimedwait(&stops, NULL, &d) > 0)
+            stop_watch = 1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         st->dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         t0 = t1;

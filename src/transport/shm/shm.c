@@ -539,18 +539,18 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
         if (memcmp(h->magic, "FERRYCON", 8) != 0 || h->version != 1 || h->ring_cap != cap)
             rc = FERRY_EPROTO;
     }
-    /* our page tables for both rings, before the first message: the pages
-     * exist when the dialer populated them, and what a dialer that did not
-     * makes us allocate is bounded by SHM_POPULATE_MAX a ring (we would
-     * touch all of it on the first lap anyway) */
-    if (rc == 0 && s->opt.ring_prefault) {
-        shm_populate((char *)sp->map + SHM_CONN_HDR, fy_ring_bytes(cap));
-        shm_populate((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), fy_ring_bytes(cap));
-    }
     if (rc == 0 && (sp->peer_wake = shm_map_wake(fds[1])) == NULL)
         rc = FERRY_EPROTO;
     if (rc == 0 && fy_shm_check_event_sock(fds[2]) != 0)
         rc = FERRY_EPROTO;
+    /* Once all is checked, our page tables, before the first message: the
+     * ring we write (we would touch all of it on its first lap), and the
+     * one we read only if the dialer made all of its pages (else it stays
+     * lazy: a dialer cannot make us allocate its side). */
+    if (rc == 0 && s->opt.ring_prefault) {
+        shm_populate((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), fy_ring_bytes(cap), 0);
+        shm_populate((char *)sp->map + SHM_CONN_HDR, fy_ring_bytes(cap), 1);
+    }
     if (rc != 0) {
         shm_refuse(fd, s, rc, "bad connection memory or descriptors");
         sp->base.ops->destroy(&sp->base);

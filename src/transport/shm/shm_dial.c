@@ -94,8 +94,8 @@ static int conn_memory(const char *name, struct shm_pipe *sp, uint64_t cap, int 
     fy_ring_format((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), cap);
     /* both rings are ours to make: in place before the first message */
     if (prefault) {
-        shm_populate((char *)sp->map + SHM_CONN_HDR, fy_ring_bytes(cap));
-        shm_populate((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), fy_ring_bytes(cap));
+        shm_populate((char *)sp->map + SHM_CONN_HDR, fy_ring_bytes(cap), 0);
+        shm_populate((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), fy_ring_bytes(cap), 0);
     }
     return memfd;
 }

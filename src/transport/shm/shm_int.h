@@ -145,11 +145,12 @@ extern const struct fy_pipe_ops fy_shm_pipe_ops;
  * middle of traffic: on this VM each first touch of a fresh memfd page
  * cost 20-50 us, the p99 of a busy REQ/REP. Only up to SHM_POPULATE_MAX:
  * a larger ring (a peer's choice, on the listener's side) would stall the
- * I/O thread that many page allocations; it faults in as it is used. Best
- * effort (shm_fd.c); only with FERRY_OPT_RING_PREFAULT, since on the same
- * VM it makes a connection's set-up cost ~9 ms instead of 0.5. */
+ * I/O thread that many page allocations; it faults in as it is used.
+ * present_only: only when every page already exists (the peer's memory:
+ * mapping it costs us no allocation). Best effort (shm_fd.c); only with FERRY_OPT_RING_PREFAULT,
+ * since on the same VM it makes a connection's set-up cost ~9 ms instead of 0.5. */
 #define SHM_POPULATE_MAX (16u << 20)
-void shm_populate(void *addr, size_t len);
+void shm_populate(void *addr, size_t len, int present_only);
 
 /* Descriptor checks (shm_fd.c). A memfd of exactly size bytes on tmpfs,
  * sealed against shrinking (seals read before the size); a datagram

@@ -326,9 +326,12 @@ static void shm_depth(struct fy_pipe *p, struct fy_depth *d)
     uint64_t consumed = atomic_load_explicit(&sp->w.sh->consumed, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&sp->w.sh->head, memory_order_relaxed);
     uint64_t produced = atomic_load_explicit(&sp->r.sh->produced, memory_order_relaxed);
+    uint64_t most = sp->w.cap / 8; /* a record is 8 bytes at least */
     d->out_msgs = consumed <= sp->w.produced ? sp->w.produced - consumed : 0;
+    d->out_msgs = d->out_msgs < most ? d->out_msgs : most;
     d->out_bytes = head <= sp->w.tail && sp->w.tail - head <= sp->w.cap ? sp->w.tail - head : 0;
     d->in_msgs = produced >= sp->r.consumed ? produced - sp->r.consumed : 0;
+    d->in_msgs = d->in_msgs < sp->r.cap / 8 ? d->in_msgs : sp->r.cap / 8;
     d->ring_size = sp->w.cap;
 }
 
