@@ -782,6 +782,8 @@ typedef struct ferry_stats {
     uint64_t msgs_in, bytes_in;   /* whole messages received, bytes of all parts */
     uint64_t msgs_out, bytes_out; /* whole messages sent                          */
     uint64_t dropped;             /* messages the pattern dropped: a full peer (HWM), no route */
+    uint64_t dropped_no_route;    /* of those, with no peer to go to (an unknown routing id,
+                                     a requester gone); the rest found their peer full */
     uint64_t bad_input;           /* connections dropped for bad input (FERRY_OPT_ERRORS) */
     uint64_t refused;             /* connections refused at a limit (FERRY_OPT_REFUSED)  */
     uint64_t reconnects;          /* dial attempts after the first (a peer gone or absent) */

@@ -488,6 +488,17 @@ void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc);
 void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
 void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
 
+/* A message the pattern dropped, and why: its peer was full (HWM, ring),
+ * or it had none to go to (an unknown routing id, a requester gone).
+ * FERRY_OPT_DROPPED counts both (mtx held). */
+enum { FY_DROP_FULL, FY_DROP_NOROUTE };
+static inline void fy_sock_dropped(ferry_socket *s, int why)
+{
+    fy_stat_add(&s->stat->dropped, 1);
+    if (why == FY_DROP_NOROUTE)
+        fy_stat_add(&s->stat->dropped_noroute, 1);
+}
+
 /* Receives through a pipe, counting what arrived (mtx held). */
 int fy_pipe_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check);
 

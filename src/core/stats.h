@@ -37,7 +37,7 @@
 #include <time.h>
 
 #define FY_STAT_MAGIC "FERRYST1"
-#define FY_STAT_VERSION 2u
+#define FY_STAT_VERSION 3u
 #define FY_STAT_SOCKS 256u  /* sockets listed per process; more are counted */
 #define FY_STAT_PEERS 1024u /* peers listed per process; more are counted  */
 #define FY_STAT_PREFIX "ferry-stat."
@@ -71,6 +71,7 @@ struct fy_stat_sock {
     _Atomic uint64_t refused;   /* connections refused at a limit */
     _Atomic uint64_t reconnects;
     _Atomic uint64_t retired_dropped;
+    _Atomic uint64_t dropped_noroute; /* of dropped: no peer to take it (unknown or gone) */
 };
 
 struct fy_stat_peer {

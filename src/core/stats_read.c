@@ -31,6 +31,7 @@ static void sock_counters(ferry_stats *out, const struct fy_stat_sock *ss)
 {
     io_add(out, &ss->retired);
     out->dropped = atomic_load_explicit(&ss->dropped, memory_order_relaxed);
+    out->dropped_no_route = atomic_load_explicit(&ss->dropped_noroute, memory_order_relaxed);
     out->bad_input = atomic_load_explicit(&ss->bad_input, memory_order_relaxed);
     out->refused = atomic_load_explicit(&ss->refused, memory_order_relaxed);
     out->reconnects = atomic_load_explicit(&ss->reconnects, memory_order_relaxed);

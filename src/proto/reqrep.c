@@ -282,12 +282,12 @@ static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
     struct fy_pipe *p = st->source;
     int rc = 1;
     if (!fy_pipe_live(s, p)) {
-        fy_stat_add(&s->stat->dropped, 1); /* the requester is gone: nobody to deliver to */
+        fy_sock_dropped(s, FY_DROP_NOROUTE); /* the requester is gone: nobody to deliver to */
     } else {
         rc = fy_pipe_send(p, &tx);
         if (rc < 0) {
             fy_sock_remove_pipe(s, p);
-            fy_stat_add(&s->stat->dropped, 1);
+            fy_sock_dropped(s, FY_DROP_NOROUTE);
             rc = 1;
         }
     }

@@ -144,7 +144,7 @@ static int router_send(ferry_socket *s, const struct fy_txmsg *m)
     if (p == NULL) {
         if (st->mandatory)
             return fy_err(FERRY_EHOSTUNREACH, "router send: no peer has that routing id");
-        fy_stat_add(&s->stat->dropped, 1);
+        fy_sock_dropped(s, FY_DROP_NOROUTE);
         return 1;
     }
     struct fy_txmsg rest = {
@@ -161,7 +161,8 @@ static int router_send(ferry_socket *s, const struct fy_txmsg *m)
         if (st->mandatory)
             return fy_err(FERRY_EHOSTUNREACH, "router send: the peer is gone");
     }
-    fy_stat_add(&s->stat->dropped, 1); /* full, or gone: libzmq's ROUTER drops it too */
+    /* full, or gone: libzmq's ROUTER drops it too */
+    fy_sock_dropped(s, rc < 0 ? FY_DROP_NOROUTE : FY_DROP_FULL);
     return 1;
 }
 

@@ -108,7 +108,7 @@ static void notify(ferry_socket *s, struct xpub_state *st, int sub, const void *
     if (f == NULL || q_push(st, &m) != 0) {
         if (f)
             ferry_msg_free(f);
-        fy_stat_add(&s->stat->dropped, 1);
+        fy_sock_dropped(s, FY_DROP_FULL);
         fy_sock_note(s, 0,
                      "xpub: a subscription notice was dropped: the application's queue is full");
         return;
@@ -218,8 +218,8 @@ static int xpub_pipe_add(ferry_socket *s, struct fy_pipe *p)
     struct fy_part part = {st->welcome, st->welcome_len};
     struct fy_txmsg tm = {.parts = &part, .nparts = 1, .total = st->welcome_len, .whole = 1};
     if (fy_pipe_send(p, &tm) != 1)
-        fy_stat_add(&s->stat->dropped,
-                    1); /* no room in a brand-new pipe: a ring smaller than the message */
+        /* no room in a brand-new pipe: a ring smaller than the message */
+        fy_sock_dropped(s, FY_DROP_FULL);
     return 0;
 }
 
@@ -351,7 +351,7 @@ static int xsub_send(ferry_socket *s, const struct fy_txmsg *m)
             continue;
         int rc = fy_pipe_send(p, &whole);
         if (rc == 0)
-            fy_stat_add(&s->stat->dropped, 1);
+            fy_sock_dropped(s, FY_DROP_FULL);
         else if (rc < 0) {
             fy_sock_remove_pipe(s, p);
             i--;

@@ -150,6 +150,7 @@ static void test_pub_drops(void **state)
     assert_int_equal(ferry_socket_stats(pub, &st), 0);
     assert_int_equal(st.msgs_out, 4);
     assert_int_equal(st.dropped, 6);
+    assert_int_equal(st.dropped_no_route, 0); /* all six found their peer full */
     int64_t dropped = -1;
     assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
     assert_int_equal(dropped, 6);
@@ -173,6 +174,21 @@ static int count_all(const ferry_sock_info *s, void *arg)
     (void)s;
     ++*(int *)arg;
     return 0;
+}
+
+/* A ROUTER's message to a routing id nobody has: dropped, with no route. */
+static void test_router_no_route(void **state)
+{
+    (void)state;
+    ferry_socket *r = t_open_timed(FERRY_ROUTER);
+    assert_int_equal(ferry_send(r, "nobody", 6, FERRY_MORE), 0);
+    assert_int_equal(ferry_send(r, "x", 1, 0), 0); /* dropped, as libzmq's ROUTER does */
+    ferry_stats st;
+    assert_int_equal(ferry_socket_stats(r, &st), 0);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(st.dropped_no_route, 1);
+    assert_int_equal(st.msgs_out, 0);
+    ferry_close(r);
 }
 
 /* What a hostile file lists must be clean text: no control byte but the
@@ -422,7 +438,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts),     cmocka_unit_test(test_pub_drops),
         cmocka_unit_test(test_stats_off),  cmocka_unit_test(test_hostile_files),
-        cmocka_unit_test(test_name_taken),
+        cmocka_unit_test(test_name_taken), cmocka_unit_test(test_router_no_route),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

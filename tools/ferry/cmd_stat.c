@@ -21,9 +21,10 @@ static const char stat_help[] =
     "sockets; URL the sockets that listen on or dial that endpoint.\n"
     "\n"
     "Each socket counts messages and bytes received and sent (whole messages,\n"
-    "bytes of all parts), messages its pattern dropped (a full peer, an\n"
-    "unknown route), connections dropped for bad input (errors), connections\n"
-    "refused at a limit, and dial attempts after the first (reconnects); each\n"
+    "bytes of all parts), messages its pattern dropped (a full peer, or no\n"
+    "route: an unknown routing id, a requester gone), connections dropped\n"
+    "for bad input (errors), connections refused at a limit, and dial\n"
+    "attempts after the first (reconnects); each\n"
     "peer the same, with its transport, its address (tcp) or pid (shm, ipc),\n"
     "the time of its last message and its queues (messages waiting for the\n"
     "peer, the most seen, messages waiting for the user; shm: ring fill).\n"
@@ -109,12 +110,13 @@ static void json_endpoints(const char *endpoints)
 static void json_counters(const ferry_stats *c)
 {
     printf("{\"messages_received\": %llu, \"bytes_received\": %llu, \"messages_sent\": %llu, "
-           "\"bytes_sent\": %llu, \"dropped\": %llu, \"errors\": %llu, \"refused\": %llu, "
-           "\"reconnects\": %llu}",
+           "\"bytes_sent\": %llu, \"dropped\": %llu, \"dropped_no_route\": %llu, "
+           "\"errors\": %llu, \"refused\": %llu, \"reconnects\": %llu}",
            (unsigned long long)c->msgs_in, (unsigned long long)c->bytes_in,
            (unsigned long long)c->msgs_out, (unsigned long long)c->bytes_out,
-           (unsigned long long)c->dropped, (unsigned long long)c->bad_input,
-           (unsigned long long)c->refused, (unsigned long long)c->reconnects);
+           (unsigned long long)c->dropped, (unsigned long long)c->dropped_no_route,
+           (unsigned long long)c->bad_input, (unsigned long long)c->refused,
+           (unsigned long long)c->reconnects);
 }
 
 static void json_socket(const ferry_sock_info *s, int first)
@@ -181,12 +183,13 @@ static void text_socket(const ferry_sock_info *s)
             break;
         line = end + 1;
     }
-    printf("    in %llu msg %llu B  out %llu msg %llu B  dropped %llu  errors %llu  refused %llu"
-           "  reconnects %llu\n",
+    printf("    in %llu msg %llu B  out %llu msg %llu B  dropped %llu (no route %llu)  errors %llu"
+           "  refused %llu  reconnects %llu\n",
            (unsigned long long)c->msgs_in, (unsigned long long)c->bytes_in,
            (unsigned long long)c->msgs_out, (unsigned long long)c->bytes_out,
-           (unsigned long long)c->dropped, (unsigned long long)c->bad_input,
-           (unsigned long long)c->refused, (unsigned long long)c->reconnects);
+           (unsigned long long)c->dropped, (unsigned long long)c->dropped_no_route,
+           (unsigned long long)c->bad_input, (unsigned long long)c->refused,
+           (unsigned long long)c->reconnects);
     time_t now = time(NULL);
     for (size_t i = 0; i < s->npeers; i++)
         text_peer(&s->peers[i], now);
