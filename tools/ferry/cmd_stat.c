@@ -274,8 +274,6 @@ static void watch_socket(struct stat_state *st, const ferry_sock_info *s)
     }
 }
 
-static int stop_watch;
-
 static int stat_one(const ferry_sock_info *s, void *arg);
 
 static int watch(struct stat_state *st)
@@ -285,7 +283,7 @@ static int watch(struct stat_state *st)
     sigaddset(&stops, SIGINT);
     sigaddset(&stops, SIGTERM);
     sigprocmask(SIG_BLOCK, &stops, NULL);
-    int tty = isatty(1);
+    int tty = isatty(1), stop_watch = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (!stop_watch) {
