@@ -563,6 +563,20 @@ void fy_sock_wake(ferry_socket *s);
 /* Frees a received message's parts; the socket's mtx must be held. */
 void fy_rxmsg_clear(struct fy_rxmsg *m);
 
+/* What a pattern's recv may spend on messages it drops (unwanted topics,
+ * bad envelopes) before it yields the socket's lock and says "not now":
+ * FY_DROP_TURN parts, since freeing a message costs a part each, so a peer
+ * flooding 65,535-part messages holds the lock no longer than one sending
+ * single parts. The waiting loop, which keeps timeouts, comes back at once. */
+#define FY_DROP_TURN 4096u
+
+/* Frees m, a message being dropped, and charges it to *spent (parts). */
+static inline void fy_rxmsg_drop(struct fy_rxmsg *m, size_t *spent)
+{
+    *spent += m->nparts ? m->nparts : 1;
+    fy_rxmsg_clear(m);
+}
+
 /* Makes m a message of the one part f. */
 void fy_rxmsg_one(struct fy_rxmsg *m, ferry_msg *f);
 

@@ -244,24 +244,21 @@ int fy_ps_sub_update(ferry_socket *s, int subscribe, const void *data, size_t le
     return rc;
 }
 
-/* Messages a SUB discards per call (a publisher that does not filter may
- * send many): past it the call says "not now" and the waiting loop, which
- * keeps timeouts, comes back at once. */
-#define SUB_DISCARD_BUDGET 256
-
+/* A publisher that does not filter may send many messages a SUB does not
+ * want: they are discarded a turn (FY_DROP_TURN) at a time. */
 static int sub_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
 {
     struct fy_ps_sub *st = s->proto_state;
     if (st->npend)
         fy_ps_sub_flush(s, st);
-    for (int k = 0; k < SUB_DISCARD_BUDGET; k++) {
+    for (size_t spent = 0; spent < FY_DROP_TURN;) {
         int rc = fy_fq_recv(s, m, &st->cursor, check);
         if (rc != 1)
             return rc;
         ferry_msg *first = m->parts[0];
         if (fy_prefixes_match(st->subs, first->data, first->size))
             return 1;
-        fy_rxmsg_clear(m);
+        fy_rxmsg_drop(m, &spent);
     }
     fy_sock_signal(s);
     return 0;

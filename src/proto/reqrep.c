@@ -31,10 +31,6 @@
  * small whatever a peer sends. */
 #define REP_MAX_HOPS 256
 
-/* Received messages looked at per call before the protocol yields: a peer
- * flooding messages that are dropped must not hold the socket's lock. */
-#define RR_DROP_BUDGET 64
-
 struct req_state {
     size_t cursor;
     int waiting;            /* a request is out, its reply due */
@@ -125,9 +121,9 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
         struct fy_pipe *p = s->pipes[i];
         struct fy_rxmsg junk = {0};
         int maybe = p->ops->readable == NULL || p->ops->readable(p);
-        for (int k = 0; maybe && k < RR_DROP_BUDGET && !p->dead && fy_pipe_recv(p, &junk, 0) == 1;
-             k++) {
-            fy_rxmsg_clear(&junk);
+        for (size_t spent = 0;
+             maybe && spent < FY_DROP_TURN && !p->dead && fy_pipe_recv(p, &junk, 0) == 1;) {
+            fy_rxmsg_drop(&junk, &spent);
             fy_stat_inc(&s->stat->bad_input);
         }
         if (p->dead)
@@ -178,7 +174,7 @@ static int env_split(const struct fy_rxmsg *m, size_t max, size_t *n)
  * < 0 the pipe broke. */
 static int req_take(ferry_socket *s, struct fy_pipe *p, struct fy_rxmsg *m, int check)
 {
-    for (int k = 0; k < RR_DROP_BUDGET; k++) {
+    for (size_t spent = 0; spent < FY_DROP_TURN;) {
         int rc = fy_pipe_recv(p, m, check || p->dead);
         if (rc != 1)
             return rc;
@@ -188,7 +184,7 @@ static int req_take(ferry_socket *s, struct fy_pipe *p, struct fy_rxmsg *m, int 
             fy_rxmsg_strip(m, 1);
             return 1;
         }
-        fy_rxmsg_clear(m);
+        fy_rxmsg_drop(m, &spent);
         fy_sock_note(s, 1, "req: a reply without the empty delimiter frame was dropped");
     }
     fy_sock_signal(s); /* more may wait: come back after the others had the lock */
@@ -331,7 +327,7 @@ static int rep_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
     struct rep_state *st = s->proto_state;
     if (st->replying)
         return fy_err(FERRY_ESTATE, "rep recv: the reply to the previous request is due");
-    for (int k = 0; k < RR_DROP_BUDGET; k++) {
+    for (size_t spent = 0; spent < FY_DROP_TURN;) {
         int rc = fy_fq_recv(s, m, &st->cursor, check);
         if (rc != 1)
             return rc;
@@ -356,7 +352,7 @@ static int rep_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
                      "rep: a request without an envelope (no empty delimiter before a body) "
                      "from peer %d was dropped",
                      m->from->id);
-        fy_rxmsg_clear(m);
+        fy_rxmsg_drop(m, &spent);
         fy_sock_note(s, 1, why);
     }
     fy_sock_signal(s); /* more may wait: come back after the others had the lock */

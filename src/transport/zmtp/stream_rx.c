@@ -336,13 +336,28 @@ const struct zmtp_dec_ops st_dec_ops = {
     .frame = dec_frame,
 };
 
-/* Reads and decodes what the kernel has, up to a budget (fairness between
- * connections: level-triggered readiness brings us back for the rest). */
+/* What one call of st_conn_read may take in before it gives the loop (and
+ * the socket's lock) to the others, in bytes read or in what decoding them
+ * costs us, whichever is more: a frame costs ST_PART_COST however short it
+ * is, so a peer sending one-byte frames is held to ~8,000 of them a turn
+ * rather than a megabyte's worth (350,000), and other connections'
+ * handshakes and the user's receives are not kept waiting behind it. */
+#define ST_READ_TURN (1u << 20)
+
+/* The charge for what p holds, queued and arriving. */
+static uint64_t rx_held(const struct st_pipe *p)
+{
+    return p->rx_bytes + partial_held(p);
+}
+
+/* Reads and decodes what the kernel has, up to a turn's worth (fairness
+ * between connections: level-triggered readiness brings us back for the
+ * rest). */
 void st_conn_read(struct st_pipe *p, uint32_t events)
 {
     struct st_tran *t = p->t;
     ferry_socket *s = t->s;
-    size_t budget = 1u << 20;
+    size_t budget = ST_READ_TURN;
     size_t before = p->rx_n;
     /* A hang-up or error is reported even while reading is paused: then
      * read on regardless (the kernel holds a bounded amount) to reach the
@@ -378,12 +393,18 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
             }
             break;
         }
-        budget -= (size_t)n < budget ? (size_t)n : budget;
         p->last_rx = fy_now_mono_ns();
-        if (p->state == C_LINGER)
+        if (p->state == C_LINGER) {
+            budget -= (size_t)n < budget ? (size_t)n : budget;
             continue; /* closing: the peer's data is read only to reach its FIN */
+        }
+        uint64_t held = rx_held(p);
         int rc =
             direct ? zmtp_dec_filled(&p->dec, (size_t)n) : zmtp_dec_feed(&p->dec, dst, (size_t)n);
+        uint64_t cost = rx_held(p) > held ? rx_held(p) - held : 0;
+        if (cost < (uint64_t)n)
+            cost = (uint64_t)n;
+        budget -= cost < budget ? (size_t)cost : budget;
         if (rc < 0) {
             if (p->state != C_CLOSED && p->state != C_IDLE)
                 st_conn_broken(p, rc != FERRY_ENOMEM, "%s",
