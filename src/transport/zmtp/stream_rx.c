@@ -345,10 +345,7 @@ const struct zmtp_dec_ops st_dec_ops = {
 #define ST_READ_TURN (1u << 20)
 
 /* The charge for what p holds, queued and arriving. */
-static uint64_t rx_held(const struct st_pipe *p)
-{
-    return p->rx_bytes + partial_held(p);
-}
+static uint64_t rx_held(const struct st_pipe *p) { return p->rx_bytes + partial_held(p); }
 
 /* Reads and decodes what the kernel has, up to a turn's worth (fairness
  * between connections: level-triggered readiness brings us back for the
