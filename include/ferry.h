@@ -765,6 +765,111 @@ FERRY_API int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_s
                           ferry_socket *control);
 
 /* ------------------------------------------------------------------------ */
+/* Events: what happens to a socket's connections                           */
+/* ------------------------------------------------------------------------ */
+
+/* XX(symbol, value, name): every kind of event, with its number (an event
+ * of kind K is chosen with the bit 1u << K) and the name ferry_event_name
+ * gives it. What each one means, and what its fields carry:
+ *  LISTENING         ferry_listen succeeded; endpoint is the URL with its
+ *                    port resolved.
+ *  BIND_FAILED       ferry_listen failed: error, reason.
+ *  ACCEPTED          a listener took a connection: the peer's pid and uid
+ *                    (shm://, ipc://, from the kernel) or address (tcp://).
+ *                    On shm:// once its first message shows a dialer (a
+ *                    `ferry ls` looking at the listener is not reported).
+ *  CONNECTED         a dialer's connection is up (its handshake follows).
+ *  CONNECT_RETRIED   a dialer will try again in value ms: error and reason
+ *                    say why (refused, unreachable, the peer went away).
+ *  HANDSHAKE_OK      the peer is known and counts as one: peer_id names it
+ *                    in ferry_socket_stats' listing and in later events.
+ *  HANDSHAKE_FAILED  a connection ended before its handshake was done:
+ *                    garbage or another protocol (FERRY_EPROTO), an
+ *                    incompatible socket type (FERRY_EPEERTYPE), a refusal
+ *                    (ours at a limit, the peer's: FERRY_ECONNREFUSED,
+ *                    FERRY_EACCES), silence (FERRY_ETIMEDOUT). reason.
+ *  DISCONNECTED      a peer that had completed its handshake is gone:
+ *                    FERRY_ECONNRESET (it closed, or its process died),
+ *                    FERRY_ETIMEDOUT (heartbeat: no answer), FERRY_EPROTO and
+ *                    others (bad input: reason says which), FERRY_ECLOSED
+ *                    (we closed).
+ *  DROPPED           value messages dropped by the pattern: error is
+ *                    FERRY_EAGAIN (a peer was full: HWM, ring) or
+ *                    FERRY_EHOSTUNREACH (no peer to go to). At most ten such
+ *                    events a second per socket and cause; drops in
+ *                    between are added to the next one, which comes within
+ *                    100 ms, so each drop is in exactly one event.
+ *  CLOSED            the socket was closed: the last event. */
+#define FERRY_EVENT_MAP(XX)                                                                        \
+    XX(LISTENING, 1, "listening")                                                                  \
+    XX(BIND_FAILED, 2, "bind-failed")                                                              \
+    XX(ACCEPTED, 3, "accepted")                                                                    \
+    XX(CONNECTED, 4, "connected")                                                                  \
+    XX(CONNECT_RETRIED, 5, "connect-retried")                                                      \
+    XX(HANDSHAKE_OK, 6, "handshake-ok")                                                            \
+    XX(HANDSHAKE_FAILED, 7, "handshake-failed")                                                    \
+    XX(DISCONNECTED, 8, "disconnected")                                                            \
+    XX(DROPPED, 9, "dropped")                                                                      \
+    XX(CLOSED, 10, "closed")
+
+typedef enum ferry_event_kind {
+#define FERRY_EVENT_ENUM(sym, val, name) FERRY_EVENT_##sym = val,
+    FERRY_EVENT_MAP(FERRY_EVENT_ENUM)
+#undef FERRY_EVENT_ENUM
+} ferry_event_kind;
+
+#define FERRY_EVENT_ALL 0x7feu /* every kind above */
+
+typedef struct ferry_event {
+    int kind;           /* FERRY_EVENT_* */
+    int error;          /* why, as a ferry error code; 0 when the kind has none */
+    int64_t value;      /* CONNECT_RETRIED: the delay (ms); DROPPED: messages */
+    uint64_t time_ns;   /* when (CLOCK_REALTIME, ns since the epoch) */
+    uint64_t lost;      /* events lost just before this one (the queue was full) */
+    unsigned peer_id;   /* the peer's number in its socket (ferry_peer_info.id); 0: none yet */
+    int peer_pid;       /* shm:// and ipc://: from the kernel; 0 unknown */
+    int64_t peer_uid;   /* from the kernel; -1 unknown */
+    char endpoint[256]; /* the listener's or dialer's URL */
+    char peer_addr[96]; /* tcp://: the peer's tcp://HOST:PORT; empty otherwise */
+    char reason[200];   /* why, as text (a peer's bytes in it are escaped) */
+} ferry_event;
+
+/* A monitor: a socket's events, queued for the program in the order they
+ * happened. A slow reader never holds the socket back: when the queue is
+ * full, new events are lost and counted (the next event read carries the
+ * count in `lost`; ferry_monitor_lost gives the total), never silently.
+ * CLOSED is never lost. The monitor outlives its socket: after ferry_close
+ * the queued events, CLOSED last, can still be read.
+ *
+ * kinds: the bits of the kinds wanted (FERRY_EVENT_ALL). queue: events
+ * held at most (1 to 65,536; 0: 256); each costs sizeof(ferry_event).
+ * One monitor per socket at a time (FERRY_ESTATE while one is open). 0
+ * and *out, or an error. */
+typedef struct ferry_monitor ferry_monitor;
+FERRY_API int ferry_monitor_open(ferry_socket *s, unsigned kinds, int queue, ferry_monitor **out);
+
+/* The next event, waiting up to timeout_ms for one (0: do not wait; -1:
+ * forever). 0 and *ev; FERRY_EAGAIN (timeout 0) or FERRY_ETIMEDOUT when
+ * none came; FERRY_ECLOSED once the socket is closed and every event was
+ * read. Any thread. */
+FERRY_API int ferry_monitor_recv(ferry_monitor *m, ferry_event *ev, int timeout_ms);
+
+/* A descriptor for poll, epoll or ferry_poller_add_fd: readable while an
+ * event waits (level-triggered), and once the socket is closed. Owned by
+ * the monitor: do not read or close it. */
+FERRY_API int ferry_monitor_fd(const ferry_monitor *m);
+
+/* Events lost so far because the queue was full. */
+FERRY_API uint64_t ferry_monitor_lost(ferry_monitor *m);
+
+/* Stops monitoring and frees the monitor (its socket, if still open, goes
+ * on without one). No other thread may be using m. */
+FERRY_API void ferry_monitor_close(ferry_monitor *m);
+
+/* The kind's name ("handshake-failed"), or "unknown". */
+FERRY_API const char *ferry_event_name(int kind);
+
+/* ------------------------------------------------------------------------ */
 /* Counters, live (what `ferry stat` reads)                                 */
 /* ------------------------------------------------------------------------ */
 

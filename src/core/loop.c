@@ -28,7 +28,7 @@
 
 #define LOOP_MAX_THREADS 64
 #define LOOP_BATCH 64
-#define LOOP_TIMERS_PER_SOCKET 2 /* a socket's shm:// and tcp/ipc transports */
+#define LOOP_TIMERS_PER_SOCKET 3 /* a socket's shm:// and tcp/ipc transports, its monitor */
 
 struct loop_task {
     void (*fn)(void *);

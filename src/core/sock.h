@@ -20,6 +20,7 @@
 #define FY_SOCK_H
 
 #include "fy.h"
+#include "loop.h"
 #include "stats.h"
 
 #include <pthread.h>
@@ -195,7 +196,16 @@ struct fy_pipe {
     uint64_t stamped;          /* its message count when last_active was last written */
     int woke;                  /* the last send made a system call (see fy_pipe_stamp) */
     unsigned full;             /* sends that found it full */
+    char *url;                 /* the endpoint it came from (heap; fy_pipe_set_url) */
+    char addr[96];             /* tcp://: the peer's address, kept once known (events) */
 };
+
+/* Names the endpoint a pipe came from (a listener's or dialer's URL, from
+ * a printf format), for its events. The transport calls it when it makes
+ * the pipe, and fy_pipe_fini in its destroy. Without memory the name
+ * stays empty. */
+void fy_pipe_set_url(struct fy_pipe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fy_pipe_fini(struct fy_pipe *p);
 
 /* Samples the pipe's queues into its counters (socket.c). */
 void fy_pipe_depth(struct fy_pipe *p);
@@ -460,9 +470,17 @@ struct ferry_socket {
     int stat_heap; /* stat is in process memory, not in the counters file */
     int closing;
 
-    struct fy_loop *loop;  /* the I/O thread its transports run on, once one needs it */
-    void *shm_tran;        /* shm:// transport state (listeners, dialers, watches) */
-    void *stream_tran;     /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
+    struct fy_loop *loop; /* the I/O thread its transports run on, once one needs it */
+    void *shm_tran;       /* shm:// transport state (listeners, dialers, watches) */
+    void *stream_tran;    /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
+    /* events (monitor.c, monitor.h) */
+    pthread_mutex_t mon_lk;     /* a leaf lock: guards mon and mon_gone */
+    struct ferry_monitor *mon;  /* the monitor, if one is open */
+    int mon_gone;               /* closed: no monitor may attach now */
+    _Atomic unsigned mon_kinds; /* the kinds mon wants (0: none): read without the lock */
+    struct fy_timer mon_timer;  /* sends the drops the rate limit held back */
+    int mon_timer_used;         /* mon_timer was armed once (ferry_close stops it) */
+
     char endpoint[160];    /* the last endpoint bound, ports resolved */
     char drop_reason[200]; /* why the last connection was dropped */
 };
@@ -483,20 +501,25 @@ int fy_sock_pipe_start_locked(ferry_socket *s, struct fy_pipe *p);
  * reason). Either way the pipe leaves the socket. mtx held. */
 void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc);
 
-/* Marks a pipe dead (the peer went away); takes mtx; wakes waiters. The
- * pipe leaves the socket once the protocol has drained it. */
-void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p);
-void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p); /* mtx held */
+/* Marks a pipe dead (the peer went away: err and why say how, for its
+ * DISCONNECTED event); takes mtx; wakes waiters. The pipe leaves the
+ * socket once the protocol has drained it. */
+void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p, int err, const char *why);
+void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p, int err,
+                              const char *why); /* mtx held */
 
 /* A message the pattern dropped, and why: its peer was full (HWM, ring),
  * or it had none to go to (an unknown routing id, a requester gone).
  * FERRY_OPT_DROPPED counts both (mtx held). */
 enum { FY_DROP_FULL, FY_DROP_NOROUTE };
+void fy_ev_dropped(ferry_socket *s, int why); /* monitor.c: a DROPPED event */
 static inline void fy_sock_dropped(ferry_socket *s, int why)
 {
     fy_stat_add(&s->stat->dropped, 1);
     if (why == FY_DROP_NOROUTE)
         fy_stat_add(&s->stat->dropped_noroute, 1);
+    if (atomic_load_explicit(&s->mon_kinds, memory_order_relaxed) != 0)
+        fy_ev_dropped(s, why);
 }
 
 /* Receives through a pipe, counting what arrived (mtx held). */

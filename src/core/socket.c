@@ -8,10 +8,12 @@
  * on the socket's wake word when the protocol says "not now".
  */
 #include "loop.h"
+#include "monitor.h"
 #include "sock.h"
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,23 @@ void fy_pipe_ref(struct fy_pipe *p)
     atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 }
 
+void fy_pipe_set_url(struct fy_pipe *p, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    free(p->url);
+    p->url = strdup(buf);
+}
+
+void fy_pipe_fini(struct fy_pipe *p)
+{
+    free(p->url);
+    p->url = NULL;
+}
+
 void fy_pipe_unref(struct fy_pipe *p)
 {
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
@@ -126,10 +145,9 @@ int fy_sock_add_pipe(ferry_socket *s, struct fy_pipe *p)
 static struct fy_stat_peer *pipe_stat_open(ferry_socket *s, struct fy_pipe *p)
 {
     const char *tran = "?";
-    char addr[96] = "";
     if (p->ops->describe)
-        p->ops->describe(p, &tran, addr, sizeof addr);
-    struct fy_stat_peer *sp = fy_stat_peer_open(s->stat, tran, addr, p->peer_pid, p->peer_uid);
+        p->ops->describe(p, &tran, p->addr, sizeof p->addr);
+    struct fy_stat_peer *sp = fy_stat_peer_open(s->stat, tran, p->addr, p->peer_pid, p->peer_uid);
     p->stat_heap = sp != NULL && fy_stat_is_heap(sp);
     return sp;
 }
@@ -209,6 +227,8 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
         fy_pipe_ref(p);
         fy_sock_wake(s);
         tell_poller(s); /* a peer to send to: a poller's POLLOUT */
+        if (!p->pending)
+            fy_ev_report(s, FERRY_EVENT_HANDSHAKE_OK, 0, 0, NULL, p, NULL, NULL);
     }
     return rc;
 }
@@ -218,12 +238,13 @@ int fy_sock_pipe_start_locked(ferry_socket *s, struct fy_pipe *p)
     int rc = s->proto->pipe_start ? s->proto->pipe_start(s, p) : 0;
     if (rc == 0 && p->stat != NULL && p->ops->describe) {
         const char *tran = "?";
-        char addr[96] = "";
-        p->ops->describe(p, &tran, addr, sizeof addr);
-        fy_stat_peer_describe(p->stat, tran, addr, p->peer_pid, p->peer_uid);
+        p->ops->describe(p, &tran, p->addr, sizeof p->addr);
+        fy_stat_peer_describe(p->stat, tran, p->addr, p->peer_pid, p->peer_uid);
     }
-    if (rc == 0)
+    if (rc == 0) {
         p->pending = 0;
+        fy_ev_report(s, FERRY_EVENT_HANDSHAKE_OK, 0, 0, NULL, p, NULL, NULL);
+    }
     return rc;
 }
 
@@ -249,24 +270,33 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
     }
 }
 
+/* A started pipe's peer is gone, first seen now: DISCONNECTED. */
+static void pipe_gone(ferry_socket *s, struct fy_pipe *p, int err, const char *why)
+{
+    if (!p->dead && !p->pending)
+        fy_ev_report(s, FERRY_EVENT_DISCONNECTED, err, 0, NULL, p, NULL, "%s",
+                     why && why[0] ? why : ferry_strerror(err));
+}
+
 void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc)
 {
-    if (rc != FERRY_ECONNRESET) { /* out of memory is ours, not the peer's doing */
-        const char *why = ferry_errdetail();
+    const char *why = ferry_errdetail();
+    if (rc != FERRY_ECONNRESET) /* out of memory is ours, not the peer's doing */
         fy_sock_note(s, rc != FERRY_ENOMEM, why[0] ? why : ferry_strerror(rc));
-    }
+    pipe_gone(s, p, rc, why);
     fy_sock_remove_pipe(s, p);
 }
 
-void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p)
+void fy_sock_pipe_dead(ferry_socket *s, struct fy_pipe *p, int err, const char *why)
 {
     pthread_mutex_lock(&s->mtx);
-    fy_sock_pipe_dead_locked(s, p);
+    fy_sock_pipe_dead_locked(s, p, err, why);
     pthread_mutex_unlock(&s->mtx);
 }
 
-void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p)
+void fy_sock_pipe_dead_locked(ferry_socket *s, struct fy_pipe *p, int err, const char *why)
 {
+    pipe_gone(s, p, err, why);
     p->dead = 1;
     /* A socket that receives keeps the pipe until it has taken what the
      * peer committed before it died; the others let it go now. */
@@ -520,6 +550,7 @@ void fy_sock_unref(ferry_socket *s)
         free(m);
     }
     fy_stat_sock_release(s->stat, s->stat_heap);
+    pthread_mutex_destroy(&s->mon_lk);
     pthread_mutex_destroy(&s->mtx);
     free(s);
 }
@@ -599,6 +630,7 @@ int ferry_socket_open(ferry_socket **out, int type)
     s->pid = (int)getpid();
     atomic_store(&s->refs, 1); /* the user's; in-place messages add theirs */
     pthread_mutex_init(&s->mtx, NULL);
+    pthread_mutex_init(&s->mon_lk, NULL);
     s->proto = proto;
     s->opt = (struct fy_opts){.rcvtimeo = -1,
                               .sndtimeo = -1,
@@ -684,6 +716,11 @@ int ferry_close(ferry_socket *s)
     self_signal(s);
     for (size_t i = 0; i < FY_ARRAY_LEN(transports); i++)
         transports[i]->close_all(s);
+    pthread_mutex_lock(&s->mtx);
+    for (size_t i = 0; i < s->npipes; i++)
+        pipe_gone(s, s->pipes[i], FERRY_ECLOSED, "the socket was closed");
+    pthread_mutex_unlock(&s->mtx);
+    fy_ev_socket_closed(s);
     fy_loop_release(s->loop);
     s->loop = NULL;
     pthread_mutex_lock(&s->mtx);
@@ -743,7 +780,13 @@ static int sock_endpoint(ferry_socket *s, const char *url, int dial)
     if (rc == 0) { /* a listener's URL with its port resolved; mtx: one writer of the text */
         pthread_mutex_lock(&s->mtx);
         fy_stat_sock_endpoint(s->stat, dial ? "dial" : "listen", dial ? url : s->endpoint);
+        if (!dial)
+            fy_ev_report(s, FERRY_EVENT_LISTENING, 0, 0, s->endpoint, NULL, NULL, NULL);
         pthread_mutex_unlock(&s->mtx);
+    } else if (!dial) {
+        const char *why = ferry_errdetail();
+        fy_ev_report(s, FERRY_EVENT_BIND_FAILED, rc, 0, url, NULL, NULL, "%s",
+                     why[0] ? why : ferry_strerror(rc));
     }
     return rc;
 }

@@ -49,7 +49,8 @@ struct shm_listener {
 struct shm_pending {
     struct fy_io io;
     struct shm_tran *t;
-    int fd_taken; /* the pipe made from it owns the fd */
+    const struct shm_listener *l; /* the listener that took it (freed after it) */
+    int fd_taken;                 /* the pipe made from it owns the fd */
     uid_t uid;
     pid_t pid;
     uint64_t deadline;
@@ -132,7 +133,7 @@ static int tran_adopt(struct shm_tran *t, struct shm_pipe *sp)
         return rc;
     sp->t = t;
     if (fy_io_add(t->loop, &sp->io, sp->ctl_fd, on_pipe_event, FY_IO_IN | FY_IO_RDHUP) != 0) {
-        fy_sock_pipe_dead(t->s, &sp->base);
+        fy_sock_pipe_dead(t->s, &sp->base, FERRY_ENOMEM, "epoll: out of memory");
         return FERRY_ENOMEM;
     }
     t->watched[t->nwatched++] = sp; /* the creator's reference moves here */
@@ -143,7 +144,7 @@ static int tran_adopt(struct shm_tran *t, struct shm_pipe *sp)
 
 /* --- the watch on each connection ---------------------------------------------- */
 
-static void dialer_schedule(struct shm_tran *t, struct shm_dialer *d);
+static void dialer_schedule(struct shm_tran *t, struct shm_dialer *d, int err, const char *why);
 
 static void watch_drop(struct shm_tran *t, struct shm_pipe *sp)
 {
@@ -165,9 +166,10 @@ static void on_pipe_event(struct fy_io *io, uint32_t events)
     pthread_mutex_lock(&t->lk);
     /* Nothing is sent on the control socket after the handshake: any event
      * is EOF, a hang-up, or a protocol violation. All end the pipe. */
-    fy_sock_pipe_dead(t->s, &sp->base);
+    static const char why[] = "the peer closed the connection, or its process ended";
+    fy_sock_pipe_dead(t->s, &sp->base, FERRY_ECONNRESET, why);
     if (sp->dialer)
-        dialer_schedule(t, sp->dialer);
+        dialer_schedule(t, sp->dialer, FERRY_ECONNRESET, why);
     watch_drop(t, sp);
     pthread_mutex_unlock(&t->lk);
 }
@@ -187,10 +189,14 @@ static struct shm_dialer *dialer_add(struct shm_tran *t, const char *name)
     return d;
 }
 
-/* The next attempt after the backoff, which doubles up to the maximum
- * (lk held). */
-static void dialer_schedule(struct shm_tran *t, struct shm_dialer *d)
+/* The next attempt after the backoff, which doubles up to the maximum; err
+ * and why: what ended the last one (lk held). */
+static void dialer_schedule(struct shm_tran *t, struct shm_dialer *d, int err, const char *why)
 {
+    char url[FERRY_NAME_MAX + 8];
+    snprintf(url, sizeof url, "shm://%s", d->name);
+    fy_ev_report(t->s, FERRY_EVENT_CONNECT_RETRIED, err, d->backoff_ms, url, NULL, NULL, "%s",
+                 why && why[0] ? why : ferry_strerror(err));
     d->connected = 0;
     d->next_try = fy_now_mono_ns() + (uint64_t)d->backoff_ms * 1000000u;
     int max = t->s->opt.reconnect_max_ms;
@@ -198,13 +204,15 @@ static void dialer_schedule(struct shm_tran *t, struct shm_dialer *d)
     timer_at(t, d->next_try);
 }
 
-static void hs_abort(struct shm_tran *t, struct shm_dialer *d)
+/* A redial's handshake failed with rc (its detail in fy_err). */
+static void hs_abort(struct shm_tran *t, struct shm_dialer *d, int rc)
 {
+    shm_dial_failed(t->s, d->hs, rc);
     fy_io_del(&d->hs_io);
     d->hs->base.ops->destroy(&d->hs->base);
     d->hs = NULL;
     d->hs_step = 0;
-    dialer_schedule(t, d);
+    dialer_schedule(t, d, rc, ferry_errdetail());
 }
 
 /* A redial's handshake moves on when the listener answers (lk taken). */
@@ -224,15 +232,15 @@ static void on_dial_io(struct fy_io *io, uint32_t events)
         d->hs = NULL;
         d->hs_step = 0;
         sp->dialer = d;
-        if (tran_adopt(t, sp) == 0) {
+        if ((rc = tran_adopt(t, sp)) == 0) {
             d->connected = 1;
             d->backoff_ms = t->s->opt.reconnect_ms;
         } else {
             fy_pipe_unref(&sp->base);
-            dialer_schedule(t, d);
+            dialer_schedule(t, d, rc, "refused by our own socket");
         }
     } else if (rc != -EAGAIN) {
-        hs_abort(t, d);
+        hs_abort(t, d, rc);
     }
     pthread_mutex_unlock(&t->lk);
 }
@@ -243,18 +251,21 @@ static uint64_t run_dialers(struct shm_tran *t, uint64_t now)
 {
     uint64_t next = UINT64_MAX;
     for (struct shm_dialer *d = t->dialers; d; d = d->next) {
-        if (d->hs != NULL && now >= d->hs_deadline)
-            hs_abort(t, d); /* a listener that accepts but never answers */
+        if (d->hs != NULL && now >= d->hs_deadline) {
+            fy_err(FERRY_ETIMEDOUT, "shm://%s: handshake: the listener did not answer", d->name);
+            hs_abort(t, d, FERRY_ETIMEDOUT); /* a listener that accepts but never answers */
+        }
         if (!d->connected && d->hs == NULL && d->next_try != 0 && d->next_try <= now) {
             d->next_try = 0;
             fy_stat_inc(&t->s->stat->reconnects);
             struct shm_pipe *sp = NULL;
-            if (shm_dial_start(t->s, d->name, &sp) != 0) {
-                dialer_schedule(t, d);
+            int rc = shm_dial_start(t->s, d->name, &sp);
+            if (rc != 0) {
+                dialer_schedule(t, d, rc, ferry_errdetail());
             } else if (fy_io_add(t->loop, &d->hs_io, sp->ctl_fd, on_dial_io,
                                  FY_IO_IN | FY_IO_RDHUP) != 0) {
                 sp->base.ops->destroy(&sp->base);
-                dialer_schedule(t, d);
+                dialer_schedule(t, d, FERRY_ENOMEM, "epoll: out of memory");
             } else {
                 d->hs = sp;
                 d->hs_step = 1;
@@ -299,7 +310,7 @@ static int shm_dial(ferry_socket *s, const char *name)
         }
         d->connected = 1;
     } else {
-        dialer_schedule(t, d); /* nobody listens yet: keep trying */
+        dialer_schedule(t, d, rc, ferry_errdetail()); /* nobody listens yet: keep trying */
     }
     pthread_mutex_unlock(&t->lk);
     fy_err_clear();
@@ -373,12 +384,31 @@ static uint64_t listeners_resume(struct shm_tran *t, uint64_t now)
 
 static void on_pending(struct fy_io *io, uint32_t events);
 
+/* A connection the listener took, reported once its first message says
+ * it is a dialer (a `ferry ls` probe is not reported) or it fails:
+ * ACCEPTED, and with err its HANDSHAKE_FAILED (the reason from fy_err). */
+static void accepted_report(ferry_socket *s, const struct shm_listener *l, pid_t pid, uid_t uid,
+                            int accepted, int err)
+{
+    char url[FERRY_NAME_MAX + 8];
+    snprintf(url, sizeof url, "shm://%s", l->name);
+    struct fy_ev_peer peer = {.pid = pid, .uid = uid, .addr = NULL};
+    if (accepted)
+        fy_ev_report(s, FERRY_EVENT_ACCEPTED, 0, 0, url, NULL, &peer, NULL);
+    if (err != 0) {
+        const char *why = ferry_errdetail();
+        fy_ev_report(s, FERRY_EVENT_HANDSHAKE_FAILED, err, 0, url, NULL, &peer, "%s",
+                     why[0] ? why : ferry_strerror(err));
+    }
+}
+
 /* The socket's limits on what dialers can make it hold, as on tcp:// and
  * ipc://: FERRY_OPT_MAX_CONNECTIONS accepted connections, FERRY_OPT_BACKLOG
  * handshakes in progress. Past either, the dialer is told why and keeps
  * retrying (FERRY_ECONNREFUSED), and the refusal is counted in
  * FERRY_OPT_REFUSED. 1 if refused (fd closed). lk held. */
-static int over_limits(struct shm_tran *t, int fd)
+static int over_limits(struct shm_tran *t, const struct shm_listener *l, int fd,
+                       const struct ucred *cr)
 {
     ferry_socket *s = t->s;
     int conns = 0, shaking = 0;
@@ -401,6 +431,7 @@ static int over_limits(struct shm_tran *t, int fd)
     fy_sock_note(s, 0, line);
     pthread_mutex_unlock(&s->mtx);
     shm_refuse(fd, s, FERRY_ECONNREFUSED, "%s", why);
+    accepted_report(s, l, cr->pid, cr->uid, 1, FERRY_ECONNREFUSED);
     close(fd);
     return 1;
 }
@@ -424,10 +455,11 @@ static int accept_one(struct shm_tran *t, struct shm_listener *l)
         shm_refuse(fd, s, FERRY_EACCES,
                    "uid %u may not connect (allowed: %lld and root; see FERRY_OPT_PEER_UID)",
                    (unsigned)cr.uid, (long long)s->opt.peer_uid);
+        accepted_report(s, l, cr.pid, cr.uid, 1, FERRY_EACCES);
         close(fd);
         return 0;
     }
-    if (over_limits(t, fd))
+    if (over_limits(t, l, fd, &cr))
         return 0;
     struct shm_ctl c;
     shm_ctl_init(&c, SHM_OP_WELCOME, s);
@@ -444,6 +476,7 @@ static int accept_one(struct shm_tran *t, struct shm_listener *l)
     }
     close(efd); /* the peer's now */
     pd->t = t;
+    pd->l = l;
     pd->uid = cr.uid;
     pd->pid = cr.pid;
     pd->deadline = fy_deadline_ns(s->opt.handshake_ms);
@@ -524,7 +557,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     }
     struct shm_pipe *sp = shm_pipe_new();
     if (sp == NULL)
-        return FERRY_ENOMEM;
+        return fy_err(FERRY_ENOMEM, "out of memory");
     sp->map_len = SHM_CONN_HDR + 2 * fy_ring_bytes(cap);
     int rc = fy_shm_check_memfd(fds[0], sp->map_len);
     if (rc == 0) {
@@ -558,6 +591,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     }
     sp->peer_efd = fds[2];
     fds[2] = -1;
+    fy_pipe_set_url(&sp->base, "shm://%s", pd->l->name);
     sp->base.peer_pid = pd->pid;
     sp->base.peer_uid = pd->uid;
     shm_ctl_peer_rid(c, &sp->base); /* its length was checked above */
@@ -606,6 +640,7 @@ static void on_pending(struct fy_io *io, uint32_t events)
         pthread_mutex_unlock(&t->lk);
         return;
     }
+    int got = rc == 0; /* fds[0..nfds) are ours to close */
     if (rc == FERRY_EVERSION) {
         char why[160];
         snprintf(why, sizeof why,
@@ -616,16 +651,29 @@ static void on_pending(struct fy_io *io, uint32_t events)
         fy_sock_note(t->s, 0, why);
         pthread_mutex_unlock(&t->s->mtx);
         shm_refuse(pd->io.fd, t->s, FERRY_EVERSION, "%s", why + 5);
+    } else if (rc != 0) {
+        fy_err(rc, "handshake: %s", rc == FERRY_ECONNRESET ? "the dialer hung up" : "garbage");
     }
     if (rc == 0 && c.op == SHM_OP_STAT_REQ) {
-        stat_reply(t, pd->io.fd);
+        stat_reply(t, pd->io.fd); /* `ferry ls`: not a peer, not reported */
     } else if (rc == 0 && c.op == SHM_OP_HELLO) {
+        accepted_report(t->s, pd->l, pd->pid, pd->uid, 1, 0);
         fy_io_del(&pd->io); /* the pipe's watch takes the fd over */
-        on_hello(t, pd, &c, fds, nfds);
-    } else if (rc == 0) {
-        shm_refuse(pd->io.fd, t->s, FERRY_EPROTO, "unexpected message %u", c.op);
+        rc = on_hello(t, pd, &c, fds, nfds);
+        accepted_report(t->s, pd->l, pd->pid, pd->uid, 0, rc);
+    } else if (rc == 0 && c.op == SHM_OP_REFUSE) { /* the dialer did not like our WELCOME */
+        c.text[sizeof c.text - 1] = '\0';
+        rc = c.err < 0 && c.err > -5000 ? c.err : FERRY_ECONNREFUSED;
+        fy_err(rc, "refused by the dialer: %s", c.text);
+        accepted_report(t->s, pd->l, pd->pid, pd->uid, 1, rc);
+    } else {
+        if (rc == 0) {
+            rc = FERRY_EPROTO;
+            shm_refuse(pd->io.fd, t->s, rc, "unexpected message %u", c.op);
+        }
+        accepted_report(t->s, pd->l, pd->pid, pd->uid, 1, rc);
     }
-    shm_close_fds(fds, rc == 0 ? nfds : 0);
+    shm_close_fds(fds, got ? nfds : 0);
     pending_free(t, pd);
     pthread_mutex_unlock(&t->lk);
 }
@@ -639,9 +687,11 @@ static void on_timer(struct fy_timer *tm)
     uint64_t now = fy_now_mono_ns(), next = UINT64_MAX;
     for (struct shm_pending *p = t->pendings, *nx; p; p = nx) {
         nx = p->next;
-        if (p->deadline <= now)
+        if (p->deadline <= now) {
+            fy_err(FERRY_ETIMEDOUT, "handshake: no HELLO within %d ms", t->s->opt.handshake_ms);
+            accepted_report(t->s, p->l, p->pid, p->uid, 1, FERRY_ETIMEDOUT);
             pending_free(t, p); /* half a handshake, then silence */
-        else if (p->deadline < next)
+        } else if (p->deadline < next)
             next = p->deadline;
     }
     uint64_t l = listeners_resume(t, now), d = run_dialers(t, now);

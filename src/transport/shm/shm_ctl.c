@@ -178,6 +178,7 @@ void shm_refuse(int fd, ferry_socket *s, int err, const char *fmt, ...)
     vsnprintf(c.text, sizeof c.text, fmt, ap);
     va_end(ap);
     shm_ctl_send(fd, &c, NULL, 0);
+    fy_err(err, "refused: %s", c.text); /* for the caller's HANDSHAKE_FAILED event */
 }
 
 /* --- `ferry ls`: live endpoints ------------------------------------------------ */

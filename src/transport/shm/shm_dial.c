@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/un.h>
@@ -27,6 +28,7 @@ int shm_dial_start(ferry_socket *s, const char *name, struct shm_pipe **out)
     struct shm_pipe *sp = shm_pipe_new();
     if (sp == NULL)
         return FERRY_ENOMEM;
+    fy_pipe_set_url(&sp->base, "shm://%s", name);
     int rc;
     /* non-blocking: a listener with a full backlog must not stall us */
     sp->ctl_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -52,6 +54,7 @@ int shm_dial_start(ferry_socket *s, const char *name, struct shm_pipe **out)
     /* who the listener is, from the kernel: its messages' pid is a claim */
     sp->base.peer_pid = (int)cr.pid;
     sp->base.peer_uid = (unsigned)cr.uid;
+    fy_ev_report(s, FERRY_EVENT_CONNECTED, 0, 0, NULL, &sp->base, NULL, NULL);
     *out = sp;
     return 0;
 fail:
@@ -140,6 +143,15 @@ int shm_dial_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp)
     }
     rc = check_welcome(s, name, sp, &c, fds, nfds);
     shm_close_fds(fds, nfds);
+    if (rc != 0 && c.op != SHM_OP_REFUSE) { /* tell the listener why, keeping our detail */
+        char why[sizeof c.text];
+        snprintf(why, sizeof why, "%s", ferry_errdetail());
+        size_t wl = strlen(why), el = strlen(ferry_strerror(rc)) + 2;
+        if (wl >= el && strcmp(why + wl - el + 2, ferry_strerror(rc)) == 0)
+            why[wl - el] = '\0'; /* fy_err adds it again */
+        shm_refuse(sp->ctl_fd, s, rc, "%s", why);
+        fy_err(rc, "%s", why);
+    }
     if (rc != 0)
         return rc;
     uint64_t cap = s->opt.ring_size;
@@ -198,9 +210,17 @@ int shm_dial_connect(ferry_socket *s, const char *name, struct shm_pipe **out)
     if (rc != 0) {
         if (rc == FERRY_ETIMEDOUT)
             fy_err(rc, "shm://%s: handshake", name);
+        shm_dial_failed(s, sp, rc);
         sp->base.ops->destroy(&sp->base);
         return rc;
     }
     *out = sp;
     return 0;
+}
+
+void shm_dial_failed(ferry_socket *s, struct shm_pipe *sp, int rc)
+{
+    const char *why = ferry_errdetail();
+    fy_ev_report(s, FERRY_EVENT_HANDSHAKE_FAILED, rc, 0, NULL, &sp->base, NULL, "%s",
+                 why[0] ? why : ferry_strerror(rc));
 }

@@ -28,6 +28,7 @@
 #define FY_SHM_INT_H
 
 #include "../../core/loop.h"
+#include "../../core/monitor.h"
 #include "../../core/sock.h"
 #include "ring.h"
 
@@ -181,7 +182,7 @@ int shm_ctl_send(int fd, const struct shm_ctl *c, const int *fds, int nfds);
  * -EAGAIN, FERRY_ECONNRESET on EOF, FERRY_EVERSION for another release's
  * handshake, FERRY_EPROTO for anything malformed, or -errno. */
 int shm_ctl_recv(int fd, struct shm_ctl *c, int *fds, int *nfds);
-/* Sends a REFUSE saying why (printf format). */
+/* Sends a REFUSE saying why (printf format), and sets fy_err to it. */
 void shm_refuse(int fd, ferry_socket *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Waits until fd is readable or the deadline (monotonic ns) passes. */
@@ -204,6 +205,9 @@ int shm_dial_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp);
 int shm_dial_ack(ferry_socket *s, const char *name, struct shm_pipe *sp);
 /* The three in a row, waiting up to the handshake timeout. */
 int shm_dial_connect(ferry_socket *s, const char *name, struct shm_pipe **out);
+/* A dial's handshake failed with rc after its connection was up: its
+ * HANDSHAKE_FAILED event (the detail from fy_err). */
+void shm_dial_failed(ferry_socket *s, struct shm_pipe *sp, int rc);
 
 /* `ferry ls` (shm_ctl.c): asks the listener of NAME for its peers;
  * out->pid and out->uid are the kernel's (SO_PEERCRED), not its word. */

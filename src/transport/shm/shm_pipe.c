@@ -805,6 +805,7 @@ static void shm_close(struct fy_pipe *p)
 static void shm_destroy(struct fy_pipe *p)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
+    fy_pipe_fini(p);
     /* Normally empty (shm_close dropped it under the mutex). Without the
      * mutex, and maybe after the socket: freed as the user frees, which
      * recycles nothing into the socket; no part here is in place, since

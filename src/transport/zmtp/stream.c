@@ -62,7 +62,7 @@ static void on_timer(struct fy_timer *tm)
         for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
             nx = p->next;
             if (p->removed)
-                st_conn_broken(p, 0, "released by the socket");
+                st_conn_broken(p, 0, FERRY_ECLOSED, "released by the socket");
         }
     }
     for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
@@ -138,7 +138,7 @@ static void close_begin(void *arg)
                 st_conn_interest(p);
             }
         } else if (p->state != C_CLOSED) {
-            st_conn_broken(p, 0, "socket closed");
+            st_conn_broken(p, 0, FERRY_ECLOSED, "socket closed");
         }
     }
     t->close_deadline = deadline;

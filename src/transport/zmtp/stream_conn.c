@@ -251,6 +251,27 @@ static void conn_reset_io(struct st_pipe *p)
     p->ttl_ns = 0;
 }
 
+/* A dialer whose connection broke after its handshake starts over with a
+ * fresh pending pipe (the old one's queue went with it). */
+static void redial(struct st_tran *t, struct st_dialer *d, int err, const char *why)
+{
+    ferry_socket *s = t->s;
+    struct st_pipe *np = st_pipe_new(t);
+    if (np != NULL) {
+        np->d = d;
+        d->pipe = np;
+        np->base.pending = 1;
+        np->state = C_IDLE;
+        fy_pipe_set_url(&np->base, "%s://%s", d->ipc ? "ipc" : "tcp", d->rest);
+        if (fy_sock_add_pipe_locked(s, &np->base) == 0)
+            np->in_sock = 1;
+        np->next = t->conns;
+        t->conns = np;
+    }
+    d->backoff_ms = s->opt.reconnect_ms;
+    st_dialer_schedule(d, 1, err, why);
+}
+
 static void linger_done(struct st_pipe *p)
 {
     p->lingering = 0;
@@ -260,7 +281,7 @@ static void linger_done(struct st_pipe *p)
 
 /* The connection is over (error, EOF, timeout, protocol violation). bad:
  * the peer broke the rules (counted in FERRY_OPT_ERRORS). */
-void st_conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
+void st_conn_broken(struct st_pipe *p, int bad, int err, const char *fmt, ...)
 {
     struct st_tran *t = p->t;
     ferry_socket *s = t->s;
@@ -276,6 +297,8 @@ void st_conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
     int was_active = p->state >= C_ACTIVE;
     struct st_dialer *d = p->d;
     int retry = d != NULL && !was_active && !p->removed && (!t->closing || p->lingering);
+    if (p->state == C_HANDSHAKE && !t->closing) /* while the fd still says who the peer is */
+        fy_ev_report(s, FERRY_EVENT_HANDSHAKE_FAILED, err, 0, NULL, &p->base, NULL, "%s", why);
     st_conn_close_fd(p);
     if (!t->closing)
         fy_sock_note(s, bad, line);
@@ -285,32 +308,19 @@ void st_conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
     if (retry) {
         /* never connected: the pipe keeps what was queued and waits */
         p->state = C_IDLE;
-        st_dialer_schedule(d, 0);
+        st_dialer_schedule(d, 0, err, why);
         return;
     }
     p->state = C_CLOSED;
     conns_unlink(t, p);
     if (p->in_sock)
-        fy_sock_pipe_dead_locked(s, &p->base);
+        fy_sock_pipe_dead_locked(s, &p->base, err, why);
     if (d != NULL) {
         d->pipe = NULL;
         d->retry_at = 0;
         p->d = NULL;
-        if (!t->closing) {
-            struct st_pipe *np = st_pipe_new(t);
-            if (np != NULL) {
-                np->d = d;
-                d->pipe = np;
-                np->base.pending = 1;
-                np->state = C_IDLE;
-                if (fy_sock_add_pipe_locked(s, &np->base) == 0)
-                    np->in_sock = 1;
-                np->next = t->conns;
-                t->conns = np;
-            }
-            d->backoff_ms = s->opt.reconnect_ms;
-            st_dialer_schedule(d, 1);
-        }
+        if (!t->closing)
+            redial(t, d, err, why);
     }
     st_grave_add(t, p);
     st_poke(t);
@@ -336,7 +346,7 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     size_t vn = 0;
     int rc = zmtp_meta_find(meta, mlen, "Socket-Type", &v, &vn);
     if (rc < 0) {
-        st_conn_broken(p, 1, "malformed READY metadata");
+        st_conn_broken(p, 1, FERRY_EPROTO, "malformed READY metadata");
         return FERRY_EPROTO;
     }
     if (rc == 0 || !peer_ok(s->proto->wire, v, vn)) {
@@ -353,14 +363,16 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
             ssize_t w = send(p->fd, err, n, MSG_NOSIGNAL | MSG_DONTWAIT);
             FY_UNUSED(w);
         }
-        st_conn_broken(p, 1, "peer socket type %s cannot talk to %s", got, s->proto->wire->name);
+        st_conn_broken(p, 1, FERRY_EPEERTYPE, "peer socket type %s cannot talk to %s", got,
+                       s->proto->wire->name);
         return FERRY_EPEERTYPE;
     }
     /* The routing id the peer announced, for a pattern that routes (a
      * ROUTER): at most 255 bytes (RFC 23), like every ZeroMQ peer sends. */
     rc = zmtp_meta_find(meta, mlen, "Identity", &v, &vn);
     if (rc > 0 && vn > FY_RID_MAX) {
-        st_conn_broken(p, 1, "the peer announced a routing id (Identity) of %zu bytes, over %d", vn,
+        st_conn_broken(p, 1, FERRY_EPROTO,
+                       "the peer announced a routing id (Identity) of %zu bytes, over %d", vn,
                        FY_RID_MAX);
         return FERRY_EPROTO;
     }
@@ -371,13 +383,13 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         p->base.pending = 0;
         rc = fy_sock_add_pipe_locked(s, &p->base);
         if (rc != 0) {
-            st_conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc),
+            st_conn_broken(p, 0, rc, "refused by the socket (%s): %s", ferry_strerror(rc),
                            ferry_errdetail());
             return rc;
         }
         p->in_sock = 1;
     } else if (p->base.pending && (rc = fy_sock_pipe_start_locked(s, &p->base)) != 0) {
-        st_conn_broken(p, 0, "refused by the socket (%s): %s", ferry_strerror(rc),
+        st_conn_broken(p, 0, rc, "refused by the socket (%s): %s", ferry_strerror(rc),
                        ferry_errdetail());
         return rc;
     }
@@ -459,7 +471,7 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
     }
     if (p->state == C_CONNECTING || p->state == C_HANDSHAKE) {
         if (now >= p->hs_deadline) {
-            st_conn_broken(p, p->state == C_HANDSHAKE, "%s timed out after %d ms",
+            st_conn_broken(p, p->state == C_HANDSHAKE, FERRY_ETIMEDOUT, "%s timed out after %d ms",
                            p->state == C_HANDSHAKE ? "handshake" : "connect", s->opt.handshake_ms);
             return -1;
         }
@@ -470,12 +482,12 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
         if (p->rx_paused)     /* we are the one not reading: the peer's answers wait */
             p->ping_sent = 0, p->last_rx = now;
         if (p->ping_sent && now >= p->ping_sent + hb_to) {
-            st_conn_broken(p, 0, "heartbeat: no answer within %llu ms",
+            st_conn_broken(p, 0, FERRY_ETIMEDOUT, "heartbeat: no answer within %llu ms",
                            (unsigned long long)(hb_to / 1000000u));
             return -1;
         }
         if (p->ttl_ns && now >= p->last_rx + p->ttl_ns) {
-            st_conn_broken(p, 0, "heartbeat: silent past the peer's TTL");
+            st_conn_broken(p, 0, FERRY_ETIMEDOUT, "heartbeat: silent past the peer's TTL");
             return -1;
         }
         if (ivl && now >= p->next_ping) {
@@ -504,7 +516,7 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
     if (p->lingering) {
         if (now >= p->linger_deadline) {
             linger_done(p);
-            st_conn_broken(p, 0, "linger time over");
+            st_conn_broken(p, 0, FERRY_ETIMEDOUT, "linger time over");
             return -1;
         }
         *next = min_nz(*next, p->linger_deadline);

@@ -106,6 +106,7 @@ int st_listen(ferry_socket *s, const char *rest, int ipc)
             snprintf(s->endpoint, sizeof s->endpoint, "ipc://%s", rest);
         else
             st_addr_url(&bound, s->endpoint, sizeof s->endpoint);
+        snprintf(l->url, sizeof l->url, "%s", s->endpoint);
     }
     pthread_mutex_unlock(&s->mtx);
     if (t == NULL) {
@@ -120,9 +121,11 @@ int st_listen(ferry_socket *s, const char *rest, int ipc)
 /* Refuses a connection we accepted: a ZMTP greeting and an ERROR command
  * saying why (so the peer can tell its user), then close. Written without
  * waiting: a peer that does not read just loses the explanation. */
-static void refuse(struct st_tran *t, int fd, int bad, const char *why)
+static void refuse(struct st_tran *t, const struct st_listener *l, int fd,
+                   const struct fy_ev_peer *peer, int err, const char *why)
 {
     ferry_socket *s = t->s;
+    fy_ev_report(s, FERRY_EVENT_HANDSHAKE_FAILED, err, 0, l->url, NULL, peer, "refused: %s", why);
     unsigned char out[ZMTP_GREETING_SIZE + 128], body[100];
     size_t n = zmtp_greeting(out), wl = strlen(why) < 96 ? strlen(why) : 96;
     body[0] = (unsigned char)wl;
@@ -131,19 +134,17 @@ static void refuse(struct st_tran *t, int fd, int bad, const char *why)
     ssize_t w = send(fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     FY_UNUSED(w);
     close(fd);
-    if (bad)
-        fy_stat_inc(&s->stat->bad_input);
-    else
-        fy_stat_inc(&s->stat->refused);
+    fy_stat_inc(&s->stat->refused);
     char line[160];
     snprintf(line, sizeof line, "accepted connection refused: %s", why);
     fy_sock_note(s, 0, line);
 }
 
 /* Whether a connection just accepted may stay: the socket's limits, and
- * over ipc:// the peer's uid as the kernel reports it. 0, or refused (the
- * fd is closed). */
-static int admit(struct st_tran *t, int fd, int family, struct ucred *cr)
+ * over ipc:// the peer's uid as the kernel reports it (cr, peer). 0, or
+ * refused (the fd is closed). */
+static int admit(struct st_tran *t, const struct st_listener *l, int fd, const struct ucred *cr,
+                 const struct fy_ev_peer *peer)
 {
     ferry_socket *s = t->s;
     int conns = 0, shaking = 0;
@@ -152,31 +153,56 @@ static int admit(struct st_tran *t, int fd, int family, struct ucred *cr)
         shaking += p->d == NULL && p->state == C_HANDSHAKE;
     }
     char why[96];
-    if (family == AF_UNIX) {
-        socklen_t cl = sizeof *cr;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &cl) != 0) {
-            refuse(t, fd, 0, "peer credentials unavailable");
-            return -1;
-        }
-        if (!fy_uid_allowed(s, cr->uid)) {
-            snprintf(why, sizeof why, "access denied: uid %u may not connect (FERRY_OPT_PEER_UID)",
-                     (unsigned)cr->uid);
-            refuse(t, fd, 0, why);
-            return -1;
-        }
+    if (peer->pid < 0) {
+        refuse(t, l, fd, peer, FERRY_EACCES, "peer credentials unavailable");
+        return -1;
+    }
+    if (peer->uid >= 0 && !fy_uid_allowed(s, cr->uid)) {
+        snprintf(why, sizeof why, "access denied: uid %u may not connect (FERRY_OPT_PEER_UID)",
+                 (unsigned)cr->uid);
+        refuse(t, l, fd, peer, FERRY_EACCES, why);
+        return -1;
     }
     if (conns >= s->opt.max_conns) {
         snprintf(why, sizeof why, "too many connections (%d, FERRY_OPT_MAX_CONNECTIONS)", conns);
-        refuse(t, fd, 0, why);
+        refuse(t, l, fd, peer, FERRY_ECONNREFUSED, why);
         return -1;
     }
     if (shaking >= s->opt.backlog) {
         snprintf(why, sizeof why, "too many handshakes in progress (%d, FERRY_OPT_BACKLOG)",
                  shaking);
-        refuse(t, fd, 0, why);
+        refuse(t, l, fd, peer, FERRY_ECONNREFUSED, why);
         return -1;
     }
     return 0;
+}
+
+/* Who connected, as the kernel says: over ipc:// its pid and uid (pid -1
+ * when the kernel would not say), over tcp:// its address. */
+static int peer_of(int fd, struct ucred *cr, struct fy_ev_peer *peer, char *addr, size_t alen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : AF_UNIX;
+    *peer = (struct fy_ev_peer){.pid = 0, .uid = -1, .addr = NULL};
+    addr[0] = '\0';
+    if (family == AF_UNIX) {
+        socklen_t cl = sizeof *cr;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &cl) != 0) {
+            peer->pid = -1;
+        } else {
+            peer->pid = cr->pid;
+            peer->uid = cr->uid;
+        }
+    } else {
+        struct st_addr a = {.len = sizeof a.ss};
+        if (getpeername(fd, (struct sockaddr *)&a.ss, &a.len) == 0) {
+            a.family = a.ss.ss_family;
+            st_addr_url(&a, addr, alen);
+            peer->addr = addr;
+        }
+    }
+    return family;
 }
 
 static void accept_batch(struct st_tran *t, struct st_listener *l)
@@ -197,11 +223,12 @@ static void accept_batch(struct st_tran *t, struct st_listener *l)
             }
             return;
         }
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : AF_UNIX;
         struct ucred cr = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
-        if (admit(t, fd, family, &cr) != 0)
+        struct fy_ev_peer peer;
+        char addr[96];
+        int family = peer_of(fd, &cr, &peer, addr, sizeof addr);
+        fy_ev_report(s, FERRY_EVENT_ACCEPTED, 0, 0, l->url, NULL, &peer, NULL);
+        if (admit(t, l, fd, &cr, &peer) != 0)
             continue;
         sock_setup(fd, family);
         struct st_pipe *p = st_pipe_new(t);
@@ -211,6 +238,7 @@ static void accept_batch(struct st_tran *t, struct st_listener *l)
         }
         p->base.peer_pid = cr.pid;
         p->base.peer_uid = cr.uid;
+        fy_pipe_set_url(&p->base, "%s", l->url);
         p->fd = fd;
         p->events = FY_IO_IN;
         if (fy_io_add(t->loop, &p->io, fd, st_conn_event, FY_IO_IN) != 0) {
@@ -236,7 +264,7 @@ static void on_accept(struct fy_io *io, uint32_t events)
     pthread_mutex_unlock(&t->s->mtx);
 }
 
-void st_dialer_schedule(struct st_dialer *d, int first)
+void st_dialer_schedule(struct st_dialer *d, int first, int err, const char *why)
 {
     struct st_pipe *p = d->pipe;
     if (p == NULL)
@@ -245,6 +273,7 @@ void st_dialer_schedule(struct st_dialer *d, int first)
     ferry_socket *s = t->s;
     int ivl = d->backoff_ms;
     fy_stat_inc(&s->stat->reconnects);
+    fy_ev_report(s, FERRY_EVENT_CONNECT_RETRIED, err, ivl, NULL, &p->base, NULL, "%s", why);
     if (!first) { /* exponential backoff, capped */
         long next = (long)d->backoff_ms * 2;
         d->backoff_ms = next > s->opt.reconnect_max_ms ? s->opt.reconnect_max_ms : (int)next;
@@ -322,15 +351,20 @@ void st_dialer_try(struct st_tran *t, struct st_dialer *d, int resolve)
     }
     struct st_pipe *p = d->pipe;
     int fd = socket(d->addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    char why[96];
     if (fd < 0) {
-        st_dialer_schedule(d, 0);
+        int e = errno;
+        snprintf(why, sizeof why, "socket: %s", strerror(e));
+        st_dialer_schedule(d, 0, -e, why);
         return;
     }
     sock_setup(fd, d->addr.family);
     int rc = connect(fd, (const struct sockaddr *)&d->addr.ss, d->addr.len);
     if (rc != 0 && errno != EINPROGRESS) {
+        int e = errno;
         close(fd);
-        st_dialer_schedule(d, 0);
+        snprintf(why, sizeof why, "connect: %s", strerror(e));
+        st_dialer_schedule(d, 0, -e, why);
         return;
     }
     p->fd = fd;
@@ -341,7 +375,7 @@ void st_dialer_try(struct st_tran *t, struct st_dialer *d, int resolve)
         close(fd);
         p->fd = -1;
         p->state = C_IDLE;
-        st_dialer_schedule(d, 0);
+        st_dialer_schedule(d, 0, FERRY_ENOMEM, "epoll: out of memory");
         return;
     }
     p->hs_deadline = fy_now_mono_ns() + (uint64_t)t->s->opt.handshake_ms * 1000000u;
@@ -355,7 +389,7 @@ void st_on_connected(struct st_pipe *p)
     if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err != 0) {
-        st_conn_broken(p, 0, "connect: %s", strerror(err));
+        st_conn_broken(p, 0, -err, "connect: %s", strerror(err));
         return;
     }
     if (p->d != NULL && p->d->ipc) {
@@ -364,17 +398,19 @@ void st_on_connected(struct st_pipe *p)
         struct ucred cr;
         socklen_t cl = sizeof cr;
         if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
-            st_conn_broken(p, 0, "peer credentials: %s", strerror(errno));
+            st_conn_broken(p, 0, -errno, "peer credentials: %s", strerror(errno));
             return;
         }
         if (!fy_uid_allowed(p->t->s, cr.uid)) {
-            st_conn_broken(p, 0, "the listener runs as uid %u, not allowed (FERRY_OPT_PEER_UID)",
+            st_conn_broken(p, 0, FERRY_EACCES,
+                           "the listener runs as uid %u, not allowed (FERRY_OPT_PEER_UID)",
                            (unsigned)cr.uid);
             return;
         }
         p->base.peer_pid = cr.pid;
         p->base.peer_uid = cr.uid;
     }
+    fy_ev_report(p->t->s, FERRY_EVENT_CONNECTED, 0, 0, NULL, &p->base, NULL, NULL);
     st_conn_start(p);
 }
 
@@ -404,6 +440,7 @@ int st_dial(ferry_socket *s, const char *rest, int ipc)
         p->base.pending = 1;
         p->state = C_IDLE;
         p->d = d;
+        fy_pipe_set_url(&p->base, "%s://%s", ipc ? "ipc" : "tcp", rest);
         rc = fy_sock_add_pipe_locked(s, &p->base);
         if (rc != 0) {
             p->base.ops->destroy(&p->base);

@@ -45,6 +45,7 @@
 #define FY_STREAM_INT_H
 
 #include "../../core/loop.h"
+#include "../../core/monitor.h"
 #include "../../core/sock.h"
 #include "zmtp.h"
 
@@ -86,6 +87,7 @@ struct st_listener {
     dev_t dev;
     ino_t ino;
     char path[108];
+    char url[160]; /* its URL, the port resolved (its connections' events) */
     struct st_listener *next;
 };
 
@@ -238,8 +240,9 @@ int st_dial(ferry_socket *s, const char *rest, int ipc);
 /* The dialer leaves (teardown, I/O thread): a lookup in progress is
  * orphaned, d freed. */
 void st_dialer_free(struct st_dialer *d);
-/* The next attempt after the backoff (first: without doubling it). */
-void st_dialer_schedule(struct st_dialer *d, int first);
+/* The next attempt after the backoff (first: without doubling it); err
+ * and why say what ended the last one (its CONNECT_RETRIED event). */
+void st_dialer_schedule(struct st_dialer *d, int first, int err, const char *why);
 /* One connection attempt; resolve: look the host name up again first (on
  * a thread of its own; the attempt follows). */
 void st_dialer_try(struct st_tran *t, struct st_dialer *d, int resolve);
@@ -258,10 +261,11 @@ void st_conn_interest(struct st_pipe *p);
 void st_conn_flush(struct st_pipe *p);
 /* A write failed under a pipe op: the I/O thread tears down. */
 void st_conn_fail_later(struct st_pipe *p, int err);
-/* The connection is over; bad: the peer broke the rules (counted). I/O
- * thread. */
-void st_conn_broken(struct st_pipe *p, int bad, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* The connection is over; bad: the peer broke the rules (counted); err:
+ * why, as a ferry error code, and fmt the text (both go to its event:
+ * HANDSHAKE_FAILED, DISCONNECTED, CONNECT_RETRIED). I/O thread. */
+void st_conn_broken(struct st_pipe *p, int bad, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* A connection is up (accepted, or connected): our greeting goes out. */
 void st_conn_start(struct st_pipe *p);
 /* The peer's READY is in: checks its type and routing id, joins the

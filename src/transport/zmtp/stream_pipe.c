@@ -295,6 +295,7 @@ static void st_destroy(struct fy_pipe *bp)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
     p->dying = 1; /* the transport may be freed: no pool to give back to */
+    fy_pipe_fini(bp);
     if (p->fd >= 0)
         close(p->fd);
     zmtp_dec_fini(&p->dec);

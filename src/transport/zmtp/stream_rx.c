@@ -83,7 +83,7 @@ void st_asm_clear(struct st_pipe *p)
  * at once, and st_conn_read sees the closed fd). */
 static void *over_budget(struct st_pipe *p)
 {
-    st_conn_broken(p, 1,
+    st_conn_broken(p, 1, FERRY_ENOMEM,
                    "partial messages past the socket's budget (%llu bytes, FERRY_OPT_PARTIAL_MAX)",
                    (unsigned long long)p->t->s->opt.partial_max);
     return NULL;
@@ -233,7 +233,7 @@ static int on_command(struct st_pipe *p, const unsigned char *body, size_t len)
     const unsigned char *name, *data;
     size_t nlen, dlen;
     if (zmtp_cmd_split(body, len, &name, &nlen, &data, &dlen) != 0) {
-        st_conn_broken(p, 1, "malformed command frame");
+        st_conn_broken(p, 1, FERRY_EPROTO, "malformed command frame");
         return FERRY_EPROTO;
     }
     if (p->state == C_HANDSHAKE) {
@@ -241,9 +241,10 @@ static int on_command(struct st_pipe *p, const unsigned char *body, size_t len)
             return st_conn_ready(p, data, dlen);
         if (zmtp_cmd_is(name, nlen, "ERROR")) {
             int rl = dlen >= 1 && data[0] <= dlen - 1 ? data[0] : 0;
-            st_conn_broken(p, 1, "peer sent ERROR '%.*s'", rl, (const char *)data + 1);
+            st_conn_broken(p, 1, FERRY_ECONNREFUSED, "peer sent ERROR '%.*s'", rl,
+                           (const char *)data + 1);
         } else {
-            st_conn_broken(p, 1, "unexpected command '%.*s' during the handshake",
+            st_conn_broken(p, 1, FERRY_EPROTO, "unexpected command '%.*s' during the handshake",
                            (int)(nlen < 20 ? nlen : 20), (const char *)name);
         }
         return FERRY_EPROTO;
@@ -268,7 +269,8 @@ static int on_command(struct st_pipe *p, const unsigned char *body, size_t len)
     }
     if (zmtp_cmd_is(name, nlen, "ERROR")) {
         int rl = dlen >= 1 && data[0] <= dlen - 1 ? data[0] : 0;
-        st_conn_broken(p, 0, "peer sent ERROR '%.*s'", rl, (const char *)data + 1);
+        st_conn_broken(p, 0, FERRY_ECONNRESET, "peer sent ERROR '%.*s'", rl,
+                       (const char *)data + 1);
         return FERRY_ECONNRESET;
     }
     return 0; /* PONG and unknown commands: ignored, as RFC 37 asks */
@@ -292,13 +294,14 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
     }
     if (p->state != C_ACTIVE) {
         ferry_msg_free(m);
-        st_conn_broken(p, 1, "message before the handshake finished");
+        st_conn_broken(p, 1, FERRY_EPROTO, "message before the handshake finished");
         return FERRY_EPROTO;
     }
     ferry_socket *s = p->t->s;
     if (p->asm_n == ST_MAX_PARTS || size > st_msg_max(p) - p->asm_total) {
         ferry_msg_free(m);
-        st_conn_broken(p, 1, "message larger than the maximum size (%llu bytes) or %d parts",
+        st_conn_broken(p, 1, FERRY_EMSGSIZE,
+                       "message larger than the maximum size (%llu bytes) or %d parts",
                        (unsigned long long)s->opt.maxmsgsize, ST_MAX_PARTS);
         return FERRY_EMSGSIZE;
     }
@@ -375,18 +378,19 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
             continue;
         if (n < 0) {
             if (errno != EAGAIN)
-                st_conn_broken(p, 0, "read: %s", strerror(p->werr ? p->werr : errno));
+                st_conn_broken(p, 0, -(p->werr ? p->werr : errno), "read: %s",
+                               strerror(p->werr ? p->werr : errno));
             else if (p->werr) /* what the gone peer sent is read: over */
-                st_conn_broken(p, 0, "write: %s", strerror(p->werr));
+                st_conn_broken(p, 0, -p->werr, "write: %s", strerror(p->werr));
             break;
         }
         if (n == 0) {
             if (p->werr) {
-                st_conn_broken(p, 0, "write: %s", strerror(p->werr));
+                st_conn_broken(p, 0, -p->werr, "write: %s", strerror(p->werr));
             } else if (p->state == C_LINGER) { /* the peer's FIN: a clean four-way close */
-                st_conn_broken(p, 0, "closed");
+                st_conn_broken(p, 0, FERRY_ECLOSED, "closed by this socket");
             } else {
-                st_conn_broken(p, 0, "the peer closed the connection");
+                st_conn_broken(p, 0, FERRY_ECONNRESET, "the peer closed the connection");
             }
             break;
         }
@@ -404,7 +408,7 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
         budget -= cost < budget ? (size_t)cost : budget;
         if (rc < 0) {
             if (p->state != C_CLOSED && p->state != C_IDLE)
-                st_conn_broken(p, rc != FERRY_ENOMEM, "%s",
+                st_conn_broken(p, rc != FERRY_ENOMEM, rc, "%s",
                                p->dec.why ? p->dec.why : ferry_strerror(rc));
             break;
         }
