@@ -777,7 +777,8 @@ FERRY_API int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_s
  *  ACCEPTED          a listener took a connection: the peer's pid and uid
  *                    (shm://, ipc://, from the kernel) or address (tcp://).
  *                    On shm:// once its first message shows a dialer (a
- *                    `ferry ls` looking at the listener is not reported).
+ *                    `ferry ls` looking at the listener is not reported,
+ *                    unless it is refused first: another uid, a limit).
  *  CONNECTED         a dialer's connection is up (its handshake follows).
  *  CONNECT_RETRIED   a dialer will try again in value ms: error and reason
  *                    say why (refused, unreachable, the peer went away).

@@ -138,13 +138,11 @@ void fy_ev_report(ferry_socket *s, int kind, int err, int64_t value, const char 
         ev.peer_uid = peer->uid;
         snprintf(ev.peer_addr, sizeof ev.peer_addr, "%s", peer->addr ? peer->addr : "");
     }
-    if (fmt != NULL) {
-        char raw[sizeof ev.reason];
+    if (fmt != NULL) { /* escaped by the caller (monitor.h) */
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(raw, sizeof raw, fmt, ap);
+        vsnprintf(ev.reason, sizeof ev.reason, fmt, ap);
         va_end(ap);
-        fy_escape(ev.reason, sizeof ev.reason, raw);
     }
     deliver(s, &ev);
 }
@@ -197,12 +195,12 @@ void fy_ev_dropped(ferry_socket *s, int why)
     if (!fy_ev_wanted(s, FERRY_EVENT_DROPPED))
         return;
     int c = why == FY_DROP_NOROUTE ? DROP_NOROUTE : DROP_FULL;
-    int err = 0;
-    struct fy_loop *loop = fy_sock_loop(s, &err); /* for the timer (a socket without endpoints
-                                                      has none yet); without one, no limit */
+    /* the timer runs on the socket's I/O thread; a socket without one (no
+     * endpoint: nothing to drop for but a routing id) reports each drop */
+    struct fy_loop *loop = s->loop;
     pthread_mutex_lock(&s->mon_lk);
     struct ferry_monitor *m = s->mon;
-    if (m != NULL) {
+    if (m != NULL && (m->kinds >> FERRY_EVENT_DROPPED) & 1u) {
         pthread_mutex_lock(&m->lk);
         m->drops[c]++;
         uint64_t now = fy_now_mono_ns(), due = m->drop_sent_ns[c] + MON_DROP_NS;

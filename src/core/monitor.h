@@ -2,12 +2,13 @@
  * monitor.h - a socket's events (ferry_monitor, ferry.h), as the core and
  * the transports report them.
  *
- * Who reports what. The core: LISTENING and BIND_FAILED (ferry_listen),
- * HANDSHAKE_OK (a pipe starts counting as a peer), DISCONNECTED (a started
- * pipe's peer is gone, with the reason its transport gives), DROPPED (the
- * pattern dropped a message) and CLOSED (ferry_close). The transports:
- * ACCEPTED, CONNECTED, CONNECT_RETRIED and HANDSHAKE_FAILED, which only
- * they can see. No pattern reports anything.
+ * Who reports what. The core: BIND_FAILED (ferry_listen), HANDSHAKE_OK (a
+ * pipe starts counting as a peer), DISCONNECTED (a started pipe's peer is
+ * gone, with the reason its transport gives), DROPPED (the pattern dropped
+ * a message) and CLOSED (ferry_close). The transports: LISTENING (before
+ * the listener can take a connection, so it comes first), ACCEPTED,
+ * CONNECTED, CONNECT_RETRIED and HANDSHAKE_FAILED, which only they can
+ * see. No pattern reports anything.
  *
  * Cost. A socket without a monitor pays one relaxed load per report
  * (fy_ev_wanted); the text of an event is formatted only when it is
@@ -37,7 +38,9 @@ static inline int fy_ev_wanted(ferry_socket *s, int kind)
 
 /* Reports an event to s's monitor, if it wants the kind. url: the
  * endpoint (NULL: the pipe's). p: the pipe concerned (its id, peer and
- * address), or NULL and peer (or neither). fmt: the reason, or NULL. */
+ * address), or NULL and peer (or neither). fmt: the reason, or NULL; its
+ * text must be escaped already (fy_escape), as ferry_errdetail's is, since
+ * it may quote a peer's bytes and is not escaped again. */
 void fy_ev_report(ferry_socket *s, int kind, int err, int64_t value, const char *url,
                   struct fy_pipe *p, const struct fy_ev_peer *peer, const char *fmt, ...)
     __attribute__((format(printf, 8, 9)));

@@ -280,7 +280,9 @@ static void pipe_gone(ferry_socket *s, struct fy_pipe *p, int err, const char *w
 
 void fy_sock_pipe_failed(ferry_socket *s, struct fy_pipe *p, int rc)
 {
-    const char *why = ferry_errdetail();
+    /* a pipe that found its peer gone sets no detail: the thread's may be
+     * another pipe's */
+    const char *why = rc == FERRY_ECONNRESET ? "the peer went away" : ferry_errdetail();
     if (rc != FERRY_ECONNRESET) /* out of memory is ours, not the peer's doing */
         fy_sock_note(s, rc != FERRY_ENOMEM, why[0] ? why : ferry_strerror(rc));
     pipe_gone(s, p, rc, why);
@@ -774,15 +776,11 @@ static int sock_endpoint(ferry_socket *s, const char *url, int dial)
         return FERRY_EINVAL;
     const char *rest = NULL;
     const struct fy_tran_ops *t = tran_find(url, &rest);
-    if (t == NULL)
-        return FERRY_EBADURL;
-    int rc = dial ? t->dial(s, rest) : t->listen(s, rest);
+    int rc = t == NULL ? FERRY_EBADURL : dial ? t->dial(s, rest) : t->listen(s, rest);
     if (rc == 0) { /* a listener's URL with its port resolved; mtx: one writer of the text */
         pthread_mutex_lock(&s->mtx);
         fy_stat_sock_endpoint(s->stat, dial ? "dial" : "listen", dial ? url : s->endpoint);
-        if (!dial)
-            fy_ev_report(s, FERRY_EVENT_LISTENING, 0, 0, s->endpoint, NULL, NULL, NULL);
-        pthread_mutex_unlock(&s->mtx);
+        pthread_mutex_unlock(&s->mtx); /* LISTENING came from the transport */
     } else if (!dial) {
         const char *why = ferry_errdetail();
         fy_ev_report(s, FERRY_EVENT_BIND_FAILED, rc, 0, url, NULL, NULL, "%s",

@@ -89,7 +89,7 @@ int fy_rr_send(ferry_socket *s, const struct fy_txmsg *m, size_t *cursor, struct
             if (out)
                 *out = p;
         } else if (rc < 0) {
-            fy_sock_remove_pipe(s, p);
+            fy_sock_pipe_failed(s, p, rc);
             return 0; /* start over on another pipe */
         }
         return rc;

@@ -150,7 +150,7 @@ void fy_ps_publish(ferry_socket *s, const struct fy_txmsg *m0)
             fy_stat_add(&p->stat->dropped, 1);
             fy_sock_dropped(s, FY_DROP_FULL);
         } else if (rc < 0) {
-            fy_sock_remove_pipe(s, p);
+            fy_sock_pipe_failed(s, p, rc);
             i--;
         }
     }

@@ -282,7 +282,7 @@ static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
     } else {
         rc = fy_pipe_send(p, &tx);
         if (rc < 0) {
-            fy_sock_remove_pipe(s, p);
+            fy_sock_pipe_failed(s, p, rc);
             fy_sock_dropped(s, FY_DROP_NOROUTE);
             rc = 1;
         }

@@ -353,7 +353,7 @@ static int xsub_send(ferry_socket *s, const struct fy_txmsg *m)
         if (rc == 0)
             fy_sock_dropped(s, FY_DROP_FULL);
         else if (rc < 0) {
-            fy_sock_remove_pipe(s, p);
+            fy_sock_pipe_failed(s, p, rc);
             i--;
         }
     }

@@ -418,6 +418,10 @@ static void test_dropped_rate_limited(void **state)
     (void)state;
     ferry_socket *r = t_open_timed(FERRY_ROUTER);
     ferry_monitor *m = mon(r);
+    assert_int_equal(ferry_listen(r, "tcp://127.0.0.1:*"),
+                     0); /* its I/O thread: the limit's timer */
+    ferry_event ev;
+    expect(m, FERRY_EVENT_LISTENING, 1000);
     uint64_t t0 = t_now_ms();
     enum { N = 5000 };
     for (int i = 0; i < N; i++) { /* an unknown routing id: dropped, no route */
@@ -426,7 +430,6 @@ static void test_dropped_rate_limited(void **state)
     }
     uint64_t took = t_now_ms() - t0;
     int64_t total = 0, events = 0;
-    ferry_event ev;
     while (total < N && next_of(m, FERRY_EVENT_DROPPED, &ev, 2000) == 0) {
         assert_int_equal(ev.error, FERRY_EHOSTUNREACH);
         assert_true(ev.value > 0);
@@ -492,6 +495,13 @@ static void test_monitor_api(void **state)
     assert_string_equal(ferry_event_name(FERRY_EVENT_HANDSHAKE_FAILED), "handshake-failed");
     assert_string_equal(ferry_event_name(99), "unknown");
     /* closed before its socket: the socket goes on without it */
+    ferry_monitor_close(m);
+    assert_int_equal(ferry_monitor_open(s, FERRY_EVENT_ALL, 0, &m), 0);
+    assert_int_equal(ferry_listen(s, "bogus://x"), FERRY_EBADURL); /* no transport: still said */
+    assert_int_equal(ferry_monitor_recv(m, &ev, 0), 0);
+    assert_int_equal(ev.kind, FERRY_EVENT_BIND_FAILED);
+    assert_int_equal(ev.error, FERRY_EBADURL);
+    assert_string_equal(ev.endpoint, "bogus://x");
     ferry_monitor_close(m);
     assert_int_equal(ferry_monitor_open(s, FERRY_EVENT_ALL, 0, &m), 0);
     ferry_monitor_close(m);

@@ -218,6 +218,7 @@ static void test_xsub_xpub(void **state)
     /* Each subscription reaches the PUB through the proxy some time after
      * the SUB made it: probe each topic until its SUB hears one. */
     int synced[3] = {0}, nsynced = 0;
+    uint64_t probes_sent = 0;
     for (int round = 0; round < 2000 && nsynced < 3; round++) {
         for (int i = 0; i < 3; i++) {
             char b[32], got[32];
@@ -226,6 +227,7 @@ static void test_xsub_xpub(void **state)
                 continue;
             int len = snprintf(b, sizeof b, "%s probe", topics[i]);
             assert_int_equal(ferry_send(pub, b, (size_t)len, 0), 0);
+            probes_sent++;
             assert_int_equal(ferry_setopt_int(subs[i], FERRY_OPT_RCVTIMEO, 5), 0);
             if (ferry_recv(subs[i], got, sizeof got, &n, 0) == 0) {
                 synced[i] = 1;
@@ -258,8 +260,11 @@ static void test_xsub_xpub(void **state)
         }
     stats(ctl, v);
     /* the PUB sent only what the subscriptions that came up through the
-     * proxy asked for: no zeta reached it */
-    assert_int_equal(v[0], probes + 300);
+     * proxy asked for: no zeta reached it. Beside the 300, the proxy took
+     * the probes it had when first asked and maybe some still on their way
+     * then, never more than were sent. */
+    assert_true(v[0] >= probes + 300);
+    assert_true(v[0] <= probes_sent + 300);
     for (int s = 0; s < 3; s++) {
         char b[32];
         size_t n;

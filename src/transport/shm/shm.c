@@ -349,6 +349,10 @@ static int shm_listen(ferry_socket *s, const char *name)
         return rc;
     }
     pthread_mutex_lock(&t->lk);
+    char url[FERRY_NAME_MAX + 8];
+    snprintf(url, sizeof url, "shm://%s", name);
+    /* before the first connection can be taken and reported */
+    fy_ev_report(s, FERRY_EVENT_LISTENING, 0, 0, url, NULL, NULL, NULL);
     rc = fy_io_add(t->loop, &l->io, fd, on_accept, FY_IO_IN);
     if (rc == 0) {
         l->next = t->listeners;
@@ -663,7 +667,9 @@ static void on_pending(struct fy_io *io, uint32_t events)
         accepted_report(t->s, pd->l, pd->pid, pd->uid, 0, rc);
     } else if (rc == 0 && c.op == SHM_OP_REFUSE) { /* the dialer did not like our WELCOME */
         c.text[sizeof c.text - 1] = '\0';
-        rc = c.err < 0 && c.err > -5000 ? c.err : FERRY_ECONNREFUSED;
+        rc = c.err == FERRY_EPEERTYPE || c.err == FERRY_EPROTO || c.err == FERRY_EACCES
+                 ? c.err
+                 : FERRY_ECONNREFUSED; /* what a dialer refuses for; nothing else is taken */
         fy_err(rc, "refused by the dialer: %s", c.text);
         accepted_report(t->s, pd->l, pd->pid, pd->uid, 1, rc);
     } else {

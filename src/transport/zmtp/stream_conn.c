@@ -287,13 +287,14 @@ void st_conn_broken(struct st_pipe *p, int bad, int err, const char *fmt, ...)
     ferry_socket *s = t->s;
     if (p->state == C_CLOSED)
         return;
-    char why[200], line[260];
+    char raw[200], why[200], line[260];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    fy_escape(why, sizeof why, raw); /* it may quote the peer (its ERROR, its type) */
     snprintf(line, sizeof line, "%s connection %d dropped: %s", p->d ? "dialed" : "accepted",
-             p->base.id, why);
+             p->base.id, raw); /* fy_sock_note escapes it */
     int was_active = p->state >= C_ACTIVE;
     struct st_dialer *d = p->d;
     int retry = d != NULL && !was_active && !p->removed && (!t->closing || p->lingering);
@@ -516,7 +517,7 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
     if (p->lingering) {
         if (now >= p->linger_deadline) {
             linger_done(p);
-            st_conn_broken(p, 0, FERRY_ETIMEDOUT, "linger time over");
+            st_conn_broken(p, 0, FERRY_ECLOSED, "closed by this socket (linger time over)");
             return -1;
         }
         *next = min_nz(*next, p->linger_deadline);

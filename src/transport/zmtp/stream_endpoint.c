@@ -89,10 +89,16 @@ int st_listen(ferry_socket *s, const char *rest, int ipc)
         l->ino = st.st_ino;
         snprintf(l->path, sizeof l->path, "%s", rest);
     }
+    if (ipc)
+        snprintf(l->url, sizeof l->url, "ipc://%s", rest);
+    else
+        st_addr_url(&bound, l->url, sizeof l->url);
     pthread_mutex_lock(&s->mtx);
     struct st_tran *t = st_tran_get(s, &rc);
     if (t != NULL) {
         l->t = t;
+        /* before the first connection can be taken and reported */
+        fy_ev_report(s, FERRY_EVENT_LISTENING, 0, 0, l->url, NULL, NULL, NULL);
         rc = fy_io_add(t->loop, &l->io, fd, on_accept, FY_IO_IN);
         if (rc != 0) {
             fy_err(rc, "%s://%s: epoll", ipc ? "ipc" : "tcp", rest);
@@ -102,11 +108,7 @@ int st_listen(ferry_socket *s, const char *rest, int ipc)
     if (t != NULL) {
         l->next = t->listeners;
         t->listeners = l;
-        if (ipc)
-            snprintf(s->endpoint, sizeof s->endpoint, "ipc://%s", rest);
-        else
-            st_addr_url(&bound, s->endpoint, sizeof s->endpoint);
-        snprintf(l->url, sizeof l->url, "%s", s->endpoint);
+        snprintf(s->endpoint, sizeof s->endpoint, "%s", l->url);
     }
     pthread_mutex_unlock(&s->mtx);
     if (t == NULL) {

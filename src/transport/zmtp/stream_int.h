@@ -171,6 +171,7 @@ struct st_pipe {
     int lingering;       /* the socket closes: deliver what is queued, then FIN */
     int removed;         /* the protocol let the pipe go: the I/O thread closes it */
     size_t rx_bytes;     /* queued input, part overhead included */
+    uint64_t frames_in;  /* frames decoded, data and commands (a read turn's measure) */
     uint64_t frame_cap;  /* bytes of the frame being received, allocated so far */
     uint64_t pool_held;  /* what the partial message draws from the socket's pool */
     int dying;           /* st_destroy: the transport may be gone */

@@ -281,6 +281,7 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
     struct st_pipe *p = ctx;
     ferry_msg *m = handle;
     m->size = (size_t)size;
+    p->frames_in++;   /* a turn's measure (st_conn_read) */
     p->frame_cap = 0; /* charged again below, as a part, if it is kept */
     st_pool_charge(p, 0);
     if (flags & ZMTP_COMMAND) {
@@ -340,15 +341,13 @@ const struct zmtp_dec_ops st_dec_ops = {
 };
 
 /* What one call of st_conn_read may take in before it gives the loop (and
- * the socket's lock) to the others, in bytes read or in what decoding them
- * costs us, whichever is more: a frame costs ST_PART_COST however short it
- * is, so a peer sending one-byte frames is held to ~8,000 of them a turn
- * rather than a megabyte's worth (350,000), and other connections'
- * handshakes and the user's receives are not kept waiting behind it. */
+ * the socket's lock) to the others, in bytes read plus ST_PART_COST for
+ * each frame decoded, data or command: a frame costs us that however short
+ * it is, so a peer sending one-byte frames or PINGs is held to ~8,000 of
+ * them a turn rather than a megabyte's worth (350,000), and other
+ * connections' handshakes and the user's receives are not kept waiting
+ * behind it. */
 #define ST_READ_TURN (1u << 20)
-
-/* The charge for what p holds, queued and arriving. */
-static uint64_t rx_held(const struct st_pipe *p) { return p->rx_bytes + partial_held(p); }
 
 /* Reads and decodes what the kernel has, up to a turn's worth (fairness
  * between connections: level-triggered readiness brings us back for the
@@ -399,12 +398,10 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
             budget -= (size_t)n < budget ? (size_t)n : budget;
             continue; /* closing: the peer's data is read only to reach its FIN */
         }
-        uint64_t held = rx_held(p);
+        uint64_t frames = p->frames_in;
         int rc =
             direct ? zmtp_dec_filled(&p->dec, (size_t)n) : zmtp_dec_feed(&p->dec, dst, (size_t)n);
-        uint64_t cost = rx_held(p) > held ? rx_held(p) - held : 0;
-        if (cost < (uint64_t)n)
-            cost = (uint64_t)n;
+        uint64_t cost = (uint64_t)n + (p->frames_in - frames) * ST_PART_COST;
         budget -= cost < budget ? (size_t)cost : budget;
         if (rc < 0) {
             if (p->state != C_CLOSED && p->state != C_IDLE)
