@@ -44,6 +44,14 @@ if ctypes.util.find_library("zmq"):
 if ctypes.util.find_library("nng"):
     assert ("nng", "ipc", "reqrep") in have
 assert ("raw", "tcp", "stream") in have and ("raw", "pipe", "stream") in have
+# latency rows against their baseline, measured pair by pair in the same run
+lat = [r for r in rs if r["system"] == "ferry" and r["pattern"] == "reqrep" and r["transport"] in ("shm", "ipc", "tcp")]
+want = {("shm", "limit"), ("shm", "pipe"), ("ipc", "unix"), ("tcp", "tcp")}
+assert want <= {(r["transport"], r.get("baseline")) for r in lat}, lat
+for r in lat:
+    assert r["interleaved"] and r["ratio_p50"] > 0 and r["ratio_p99"] > 0 and r["baseline_p50"] > 0, r
+    assert abs(r["ratio_p50"] * r["baseline_p50"] - r["p50"]) < 0.6 * r["p50"], r  # medians of pairs: near, not equal
+assert any(r.get("ring_prefault") for r in lat), "the prefaulted busy-polling row"
 for t in ("shm", "ipc", "tcp"):  # the router suite: DEALER/ROUTER against REQ/REP, the fan-in
     dr = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "dealer_router")]
     assert dr and dr[0]["ratio"] > 0 and dr[0]["baseline_reqrep_p50"] > 0, t
