@@ -19,7 +19,7 @@ CTEST  := ctest --output-on-failure -j$(JOBS)
 
 # What building and testing needs on Debian 12.
 DEPS := gcc make cmake pkg-config libcmocka-dev clang-format python3 procps iproute2 util-linux \
-        python3-zmq libzmq3-dev libnng-dev clang libpcap-dev tshark \
+        python3-zmq libzmq3-dev libnng-dev clang libpcap-dev libsodium-dev tshark \
         scdoc groff-base man-db
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find include src tools tests examples -name '*.[ch]')

@@ -871,6 +871,34 @@ FERRY_API void ferry_monitor_close(ferry_monitor *m);
 FERRY_API const char *ferry_event_name(int kind);
 
 /* ------------------------------------------------------------------------ */
+/* Keys: CURVE key pairs and Z85 text                                        */
+/* ------------------------------------------------------------------------ */
+
+/* A CURVE key (Curve25519, RFC 26) is 32 bytes, written as 40 characters of
+ * Z85 (RFC 32), as libzmq writes them (zmq_curve_keypair). The buffers
+ * below hold the 40 characters and a NUL. */
+#define FERRY_KEY_TEXT 41
+
+/* A new key pair, from the system's random source (libsodium). The secret
+ * key is for its owner's eyes only: keep it in a file of mode 0600
+ * (`ferry keygen -o FILE` does). 0, or FERRY_EIO without entropy. */
+FERRY_API int ferry_curve_keypair(char public_key[FERRY_KEY_TEXT], char secret_key[FERRY_KEY_TEXT]);
+
+/* The public key that goes with secret_key (40 characters of Z85). 0 or
+ * FERRY_EINVAL. */
+FERRY_API int ferry_curve_public(char public_key[FERRY_KEY_TEXT], const char *secret_key);
+
+/* Z85: size bytes (a multiple of 4) as size / 4 * 5 characters and a NUL
+ * in dest (cap bytes). 0, FERRY_EINVAL (size), FERRY_ERANGE (cap). */
+FERRY_API int ferry_z85_encode(char *dest, size_t cap, const void *data, size_t size);
+
+/* Z85 text (a multiple of 5 characters, every one from Z85's alphabet, each
+ * group of 5 worth at most 32 bits) back to bytes in dest (cap bytes);
+ * *size (if not NULL) gets their number. 0, FERRY_EINVAL (bad text, with
+ * the place in ferry_errdetail), FERRY_ERANGE (cap). */
+FERRY_API int ferry_z85_decode(void *dest, size_t cap, const char *text, size_t *size);
+
+/* ------------------------------------------------------------------------ */
 /* Counters, live (what `ferry stat` reads)                                 */
 /* ------------------------------------------------------------------------ */
 

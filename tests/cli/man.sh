@@ -8,7 +8,8 @@ if [ -z "$scdoc" ] || [ "$scdoc" = SCDOC-NOTFOUND ]; then
   echo "scdoc is not installed: the man pages were not built (skipped)"
   exit 77
 fi
-for page in ferry ferry-send ferry-recv ferry-ls ferry-rm ferry-bench ferry-trace ferry-proxy; do
+for page in ferry ferry-send ferry-recv ferry-ls ferry-rm ferry-stat ferry-bench ferry-trace ferry-proxy \
+  ferry-keygen; do
   f=$dir/$page.1
   [ -s "$f" ] && pass "$page.1 was built" || { fail "$page.1 missing"; continue; }
   if groff -k -man -Tutf8 -ww -z "$f" 2>"$T/groff.err" && [ ! -s "$T/groff.err" ]; then

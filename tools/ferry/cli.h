@@ -37,6 +37,7 @@ void cli_json_str(FILE *f, const char *s);
 int cli_free_port(void);
 
 int cmd_ls(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_send(int argc, char **argv);

@@ -31,6 +31,7 @@ static const struct cli_cmd commands[] = {
      "move messages between two sockets: ferry proxy --type xsub-xpub|router-dealer|pull-push "
      "--frontend URL --backend URL",
      cmd_proxy},
+    {"keygen", "a new CURVE key pair (Z85): ferry keygen [-o FILE]", cmd_keygen},
 };
 
 static void usage(FILE *f)
