@@ -8,9 +8,13 @@
 #include <sodium.h>
 #include <string.h>
 
-static int sodium_ready(void)
+/* Every call's start: its two arguments there, libsodium started (which
+ * is thread-safe, and cheap after the first time). */
+static int keys_begin(const void *a, const void *b)
 {
-    /* thread-safe, and cheap after the first call */
+    fy_err_clear();
+    if (a == NULL || b == NULL)
+        return FERRY_EINVAL;
     if (sodium_init() < 0)
         return fy_err(FERRY_EIO, "libsodium could not start (no entropy source?)");
     return 0;
@@ -18,10 +22,7 @@ static int sodium_ready(void)
 
 int ferry_curve_keypair(char public_key[41], char secret_key[41])
 {
-    fy_err_clear();
-    if (public_key == NULL || secret_key == NULL)
-        return FERRY_EINVAL;
-    int rc = sodium_ready();
+    int rc = keys_begin(public_key, secret_key);
     if (rc != 0)
         return rc;
     unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
@@ -35,10 +36,7 @@ int ferry_curve_keypair(char public_key[41], char secret_key[41])
 
 int ferry_curve_public(char public_key[41], const char *secret_key)
 {
-    fy_err_clear();
-    if (public_key == NULL || secret_key == NULL)
-        return FERRY_EINVAL;
-    int rc = sodium_ready();
+    int rc = keys_begin(public_key, secret_key);
     if (rc != 0)
         return rc;
     unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
