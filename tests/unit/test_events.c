@@ -10,6 +10,7 @@
  */
 #include "../common.h"
 #include "core/fy.h"
+#include "raw_shm.h"
 #include "raw_zmtp.h"
 
 #include <net/if.h>
@@ -357,6 +358,47 @@ static void test_handshake_silent(void **state)
     }
 }
 
+/* A hand-played shm:// dialer answers the WELCOME with a REFUSE of its own
+ * whose code is no refusal (-EINTR, and one that is no error at all) and
+ * whose text holds control bytes: the listener reports it as refused, not
+ * with the peer's code, escaped, and serves the next dialer. */
+static void test_shm_dialer_refusal_untrusted(void **state)
+{
+    (void)state;
+    static const int32_t codes[] = {-EINTR, -4500, 7, FERRY_EPROTO};
+    for (size_t i = 0; i < FY_ARRAY_LEN(codes); i++) {
+        ferry_socket *l = t_open_timed(FERRY_PULL);
+        ferry_monitor *ml = mon(l);
+        char url[128];
+        t_url(url, sizeof url, "refuse");
+        const char *name = url + 6; /* after "shm://" */
+        assert_int_equal(ferry_listen(l, url), 0);
+        int fd = raw_shm_connect(name);
+        assert_true(fd >= 0);
+        struct shm_ctl c;
+        assert_true(raw_shm_read(fd, &c) > 0); /* the WELCOME */
+        memset(&c, 0, sizeof c);
+        memcpy(c.magic, "FERRYCTL", 8);
+        c.version = SHM_CTL_VERSION;
+        c.op = SHM_OP_REFUSE;
+        c.err = codes[i];
+        memset(c.text, 0x1b, sizeof c.text); /* escapes, and no NUL */
+        assert_true(raw_shm_send(fd, &c, NULL, 0) > 0);
+        expect(ml, FERRY_EVENT_ACCEPTED, 5000);
+        ferry_event ev = expect(ml, FERRY_EVENT_HANDSHAKE_FAILED, 5000);
+        assert_int_equal(ev.error, codes[i] == FERRY_EPROTO ? FERRY_EPROTO : FERRY_ECONNREFUSED);
+        assert_non_null(strstr(ev.reason, "refused by the dialer"));
+        assert_null(strchr(ev.reason, 0x1b)); /* escaped */
+        close(fd);
+        ferry_socket *d = t_open_timed(FERRY_PUSH);
+        assert_int_equal(ferry_dial(d, url), 0);
+        expect(ml, FERRY_EVENT_HANDSHAKE_OK, 5000);
+        ferry_close(d);
+        ferry_close(l);
+        ferry_monitor_close(ml);
+    }
+}
+
 /* --- a heartbeat timeout: the link goes down under a live connection ------------ */
 
 /* In a network namespace of its own (so the link taken down is ours
@@ -553,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_handshake_garbage),
         cmocka_unit_test(test_handshake_wrong_type),
         cmocka_unit_test(test_handshake_silent),
+        cmocka_unit_test(test_shm_dialer_refusal_untrusted),
         cmocka_unit_test(test_heartbeat_timeout_link_down),
         cmocka_unit_test(test_dropped_rate_limited),
         cmocka_unit_test(test_lost_counted_closed_kept),
