@@ -96,7 +96,9 @@ FERRY_API const char *ferry_version(void);
     XX(ESTATE, -4010, "operation not valid in the socket's current state")                         \
     XX(ECLOSED, -4011, "socket is closed")                                                         \
     XX(ENOPEER, -4012, "no peer to send to")                                                       \
-    XX(EOWNER, -4013, "object belongs to another user")
+    XX(EOWNER, -4013, "object belongs to another user")                                            \
+    XX(EMECH, -4014, "the peer's security mechanism does not match ours (NULL against CURVE)")     \
+    XX(EAUTH, -4015, "authentication failed: the peer's key is not admitted, or not proven")
 
 enum ferry_errno {
 #define FERRY_XX_(name, val, str) FERRY_##name = (val),
@@ -516,6 +518,30 @@ enum ferry_option {
                                         without), on the listener's I/O thread for its
                                         side, and the rings' memory committed at once.
                                         0 = pages as the traffic reaches them (default) */
+    ,
+    /* CURVE (RFC 26) on tcp:// and ipc:// (docs/security.md). A key is 32
+     * bytes, or 40 characters of Z85 (41 with a NUL). A socket speaks CURVE
+     * once it is a server with its secret key, or a client with its secret
+     * key and the server's public key; every connection it makes after that
+     * is encrypted, and a peer speaking NULL is refused (FERRY_EMECH). A
+     * CURVE socket refuses shm:// endpoints (FERRY_ENOTSUP): shared memory
+     * admits by uid, not by key. */
+    FERRY_OPT_CURVE_SERVER = 70,     /* 1 = this socket is a CURVE server; 0 (default) */
+    FERRY_OPT_CURVE_SECRETKEY = 71,  /* our permanent secret key (set only) */
+    FERRY_OPT_CURVE_PUBLICKEY = 72,  /* get: our public key (32 bytes, or Z85 when len
+                                        >= 41); set: checked against the secret's */
+    FERRY_OPT_CURVE_SERVERKEY = 73,  /* client: the server's public key */
+    FERRY_OPT_CURVE_ALLOW = 74,      /* server: admit this client public key (each set
+                                        adds one, up to 65,536; len 0 clears the list) */
+    FERRY_OPT_CURVE_ALLOW_FILE = 75, /* server: a file of client public keys, Z85, one a
+                                        line ('#' comments); read again at the next
+                                        handshake after it changes. Fails closed: a
+                                        missing, unsafe (writable by others) or
+                                        malformed file admits nobody. len 0: none */
+    FERRY_OPT_CURVE_ALLOW_ANY = 76   /* server: 1 = admit any client key (encryption
+                                        without client authentication); 0 (default).
+                                        A server with no key list, no file and not
+                                        this cannot listen or dial (FERRY_EINVAL) */
 };
 
 /* Opens a socket of the given type. */

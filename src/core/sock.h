@@ -381,6 +381,7 @@ int fy_types_compatible(int a, int b);
  * block for a bounded time per endpoint. */
 struct fy_tran_ops {
     const char *scheme; /* "shm" */
+    int secure;         /* carries the CURVE mechanism (auth.h) */
     int (*listen)(ferry_socket *s, const char *addr);
     int (*dial)(ferry_socket *s, const char *addr);
     void (*close_all)(ferry_socket *s);
@@ -480,6 +481,8 @@ struct ferry_socket {
     _Atomic unsigned mon_kinds; /* the kinds mon wants (0: none): read without the lock */
     struct fy_timer mon_timer;  /* sends the drops the rate limit held back */
     int mon_timer_used;         /* mon_timer was armed once (ferry_close stops it) */
+
+    struct fy_auth *auth; /* CURVE settings (auth.h), once a FERRY_OPT_CURVE_* is set */
 
     char endpoint[160];    /* the last endpoint bound, ports resolved */
     char drop_reason[200]; /* why the last connection was dropped */

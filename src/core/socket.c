@@ -7,6 +7,7 @@
  * of a multipart message, hands whole messages to the protocol, and waits
  * on the socket's wake word when the protocol says "not now".
  */
+#include "auth.h"
 #include "loop.h"
 #include "monitor.h"
 #include "sock.h"
@@ -552,6 +553,7 @@ void fy_sock_unref(ferry_socket *s)
         free(m);
     }
     fy_stat_sock_release(s->stat, s->stat_heap);
+    fy_auth_free(s);
     pthread_mutex_destroy(&s->mon_lk);
     pthread_mutex_destroy(&s->mtx);
     free(s);
@@ -776,7 +778,9 @@ static int sock_endpoint(ferry_socket *s, const char *url, int dial)
         return FERRY_EINVAL;
     const char *rest = NULL;
     const struct fy_tran_ops *t = tran_find(url, &rest);
-    int rc = t == NULL ? FERRY_EBADURL : dial ? t->dial(s, rest) : t->listen(s, rest);
+    int rc = t == NULL ? FERRY_EBADURL : fy_auth_endpoint_ok(s, t->secure);
+    if (rc == 0)
+        rc = dial ? t->dial(s, rest) : t->listen(s, rest);
     if (rc == 0) { /* a listener's URL with its port resolved; mtx: one writer of the text */
         pthread_mutex_lock(&s->mtx);
         fy_stat_sock_endpoint(s->stat, dial ? "dial" : "listen", dial ? url : s->endpoint);
@@ -1398,6 +1402,8 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         return fy_err(FERRY_ENOTSUP, "subscribe on a %s socket", s->proto->name);
     if (opt == FERRY_OPT_ROUTING_ID)
         return sock_set_routing_id(s, val, len);
+    if (fy_auth_is_opt(opt))
+        return fy_auth_setopt(s, opt, val, len);
     int64_t v;
     if (opt_int(val, len, &v) != 0)
         return fy_err(FERRY_EINVAL, "setopt %d: integer option needs an int or int64_t", opt);
@@ -1528,6 +1534,10 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
 {
     if (s == NULL || val == NULL)
         return FERRY_EINVAL;
+    if (opt == FERRY_OPT_CURVE_SERVER || opt == FERRY_OPT_CURVE_ALLOW_ANY) {
+        size_t len = sizeof *val;
+        return fy_auth_getopt(s, opt, val, &len);
+    }
     pthread_mutex_lock(&s->mtx);
     int rc = s->proto->getopt ? s->proto->getopt(s, opt, val) : FERRY_ENOTSUP;
     if (rc != FERRY_ENOTSUP) { /* the pattern's own option */
@@ -1634,6 +1644,8 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
 
 int ferry_getopt(ferry_socket *s, int opt, void *val, size_t *len)
 {
+    if (s != NULL && fy_auth_is_opt(opt))
+        return fy_auth_getopt(s, opt, val, len);
     if (s != NULL && opt == FERRY_OPT_ROUTING_ID && len != NULL && (val != NULL || *len == 0)) {
         pthread_mutex_lock(&s->mtx);
         size_t n = s->opt.routing_id_len;

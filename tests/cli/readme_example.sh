@@ -7,7 +7,7 @@ awk -v dir="$T" '/^```c$/{on=1; n++; next} /^```$/{on=0} on{print > (dir "/examp
   || fail "C examples missing from README"
 for i in 1 2; do
   expect 0 "README example $i compiles" -- cc -std=c11 -Wall -Wextra -Werror -I"$src/include" \
-    -o "$T/example$i" "$T/example$i.c" "$lib" -pthread
+    -o "$T/example$i" "$T/example$i.c" "$lib" -pthread $(pkg-config --libs libsodium)
 done
 "$ferry" rm hello.counter 2>/dev/null
 expect 0 "README example 1 runs" -- "$T/example1"

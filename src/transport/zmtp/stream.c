@@ -208,6 +208,7 @@ static int ipc_dial(ferry_socket *s, const char *rest) { return st_dial(s, rest,
 
 const struct fy_tran_ops fy_tcp_tran = {
     .scheme = "tcp",
+    .secure = 1,
     .listen = tcp_listen,
     .dial = tcp_dial,
     .close_all = stream_close_all,
@@ -215,6 +216,7 @@ const struct fy_tran_ops fy_tcp_tran = {
 
 const struct fy_tran_ops fy_ipc_tran = {
     .scheme = "ipc",
+    .secure = 1,
     .listen = ipc_listen,
     .dial = ipc_dial,
     .close_all = stream_close_all,

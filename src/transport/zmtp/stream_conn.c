@@ -120,15 +120,41 @@ int st_marks_written(struct st_pipe *p)
     return any;
 }
 
+int st_tx_frame(struct st_pipe *p, int flags, const void *a, size_t alen, const void *b,
+                size_t blen)
+{
+    if (p->zc != NULL && p->state >= C_ACTIVE) {
+        if (st_tx_reserve(p, (size_t)zc_wire_size(alen + blen)) != 0)
+            return FERRY_ENOMEM;
+        size_t n = zc_encode(p->zc, p->tx + p->tx_len,
+                             ((flags & ZMTP_MORE) ? ZC_MORE : 0) |
+                                 ((flags & ZMTP_COMMAND) ? ZC_COMMAND : 0),
+                             a, alen, b, blen);
+        if (n == 0)
+            return FERRY_EPROTO; /* the nonces are spent: never reuse one */
+        p->tx_len += n;
+        return 0;
+    }
+    unsigned char h[ZMTP_HDR_MAX];
+    size_t hl = zmtp_frame_hdr(h, flags, alen + blen);
+    if (st_tx_reserve(p, hl + alen + blen) != 0)
+        return FERRY_ENOMEM;
+    st_tx_put(p, h, hl);
+    st_tx_put(p, a, alen);
+    st_tx_put(p, b, blen);
+    return 0;
+}
+
 /* Appends a command frame (commands are never counted against SNDHWM). */
 int st_tx_command(struct st_pipe *p, const char *name, const void *data, size_t len)
 {
-    size_t need = ZMTP_HDR_MAX + 1 + strlen(name) + len;
-    if (st_tx_reserve(p, need) != 0)
-        return FERRY_ENOMEM;
-    size_t n = zmtp_command(p->tx + p->tx_len, p->tx_cap - p->tx_len, name, data, len);
-    p->tx_len += n;
-    return n ? 0 : FERRY_EINVAL;
+    unsigned char head[256];
+    size_t nlen = strlen(name);
+    if (nlen == 0 || nlen > 255)
+        return FERRY_EINVAL;
+    head[0] = (unsigned char)nlen;
+    memcpy(head + 1, name, nlen);
+    return st_tx_frame(p, ZMTP_COMMAND, head, 1 + nlen, data, len);
 }
 
 int st_tx_subscription(struct st_pipe *p, int cmd, const void *data, size_t len)
@@ -136,14 +162,8 @@ int st_tx_subscription(struct st_pipe *p, int cmd, const void *data, size_t len)
     if (p->peer_minor >= 1)
         return st_tx_command(p, cmd ? "SUBSCRIBE" : "CANCEL", data, len);
     /* ZMTP 3.0: a message whose first byte is 1 (subscribe) or 0 */
-    if (st_tx_reserve(p, ZMTP_HDR_MAX + 1 + len) != 0)
-        return FERRY_ENOMEM;
-    unsigned char h[ZMTP_HDR_MAX];
     unsigned char c = cmd ? 1 : 0;
-    st_tx_put(p, h, zmtp_frame_hdr(h, 0, 1 + len));
-    st_tx_put(p, &c, 1);
-    st_tx_put(p, data, len);
-    return 0;
+    return st_tx_frame(p, 0, &c, 1, data, len);
 }
 
 /* Writes what can be written now, without blocking. */
@@ -243,6 +263,7 @@ void st_conn_close_fd(struct st_pipe *p)
 static void conn_reset_io(struct st_pipe *p)
 {
     zmtp_dec_fini(&p->dec);
+    st_mech_end(p);
     st_asm_clear(p);
     p->hs_len = p->hs_off = 0;
     p->shut_wr = 0;
@@ -330,7 +351,11 @@ void st_conn_broken(struct st_pipe *p, int bad, int err, const char *fmt, ...)
 void st_conn_start(struct st_pipe *p)
 {
     ferry_socket *s = p->t->s;
-    p->hs_len = zmtp_greeting(p->hs); /* READY follows once the peer's greeting is in */
+    if (st_mech_start(p) != 0) {
+        st_conn_broken(p, 0, FERRY_ENOMEM, "out of memory for the CURVE state");
+        return;
+    }
+    p->hs_len = st_mech_greeting(p, p->hs); /* what follows waits for the peer's greeting */
     p->hs_off = 0;
     p->state = C_HANDSHAKE;
     p->hs_deadline = fy_now_mono_ns() + (uint64_t)s->opt.handshake_ms * 1000000u;
@@ -338,11 +363,22 @@ void st_conn_start(struct st_pipe *p)
     st_conn_flush(p);
 }
 
-/* The peer's READY arrived and its type fits: messages may flow. */
-int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
+void st_send_error(struct st_pipe *p, const char *reason)
 {
-    struct st_tran *t = p->t;
-    ferry_socket *s = t->s;
+    unsigned char err[300], body[256];
+    size_t rl = strlen(reason) < 255 ? strlen(reason) : 255;
+    body[0] = (unsigned char)rl;
+    memcpy(body + 1, reason, rl);
+    size_t n = zmtp_command(err, sizeof err, "ERROR", body, 1 + rl);
+    if (p->fd >= 0 && p->hs_off == p->hs_len) { /* never into the middle of our own output */
+        ssize_t w = send(p->fd, err, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        FY_UNUSED(w);
+    }
+}
+
+int st_conn_peer_ok(struct st_pipe *p, const unsigned char *meta, size_t mlen)
+{
+    ferry_socket *s = p->t->s;
     const unsigned char *v = NULL;
     size_t vn = 0;
     int rc = zmtp_meta_find(meta, mlen, "Socket-Type", &v, &vn);
@@ -354,16 +390,7 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         char got[32];
         snprintf(got, sizeof got, "%.*s", rc == 0 ? 4 : (int)(vn < 16 ? vn : 16),
                  rc == 0 ? "none" : (const char *)v);
-        static const char reason[] = "invalid socket type";
-        unsigned char err[64];
-        unsigned char body[1 + sizeof reason];
-        body[0] = (unsigned char)(sizeof reason - 1);
-        memcpy(body + 1, reason, sizeof reason - 1);
-        size_t n = zmtp_command(err, sizeof err, "ERROR", body, sizeof reason);
-        if (p->hs_off == p->hs_len) { /* never into the middle of our READY */
-            ssize_t w = send(p->fd, err, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-            FY_UNUSED(w);
-        }
+        st_send_error(p, "invalid socket type");
         st_conn_broken(p, 1, FERRY_EPEERTYPE, "peer socket type %s cannot talk to %s", got,
                        s->proto->wire->name);
         return FERRY_EPEERTYPE;
@@ -380,6 +407,15 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     p->base.peer_rid_len = rc > 0 ? vn : 0;
     if (rc > 0 && vn)
         memcpy(p->base.peer_rid, v, vn);
+    return 0;
+}
+
+/* The handshake is done and the peer fits: messages may flow. */
+int st_conn_join(struct st_pipe *p)
+{
+    struct st_tran *t = p->t;
+    ferry_socket *s = t->s;
+    int rc;
     if (!p->in_sock) {
         p->base.pending = 0;
         rc = fy_sock_add_pipe_locked(s, &p->base);
@@ -395,12 +431,21 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         return rc;
     }
     p->state = C_ACTIVE;
+    if (p->zc != NULL && st_curve_seal_queue(p) != 0) {
+        st_conn_broken(p, 0, FERRY_ENOMEM, "out of memory sealing the queued messages");
+        return FERRY_ENOMEM;
+    }
     /* the handshake is over: messages up to MAXMSGSIZE; commands up to
      * ST_CMD_MAX, or what a SUBSCRIBE may carry if more (a longer prefix
-     * would be refused anyway: FERRY_OPT_SUB_MAX_BYTES) */
+     * would be refused anyway: FERRY_OPT_SUB_MAX_BYTES). Under CURVE every
+     * frame is a command (a MESSAGE) and the limits apply to what it holds. */
     p->dec.max_frame = st_msg_max(p);
     p->dec.max_cmd =
         s->opt.sub_max_bytes + 16 > ST_CMD_MAX ? s->opt.sub_max_bytes + 16 : ST_CMD_MAX;
+    if (p->zc != NULL && p->dec.max_cmd < p->dec.max_frame)
+        p->dec.max_cmd = p->dec.max_frame;
+    if (p->zc != NULL)
+        p->dec.max_cmd += ZC_MESSAGE_OVERHEAD;
     uint64_t now = fy_now_mono_ns();
     p->last_rx = now;
     if (s->opt.heartbeat_ivl > 0) {
@@ -421,6 +466,12 @@ int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
     st_conn_flush(p);
     fy_sock_signal(s);
     return 0;
+}
+
+int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen)
+{
+    int rc = st_conn_peer_ok(p, meta, mlen);
+    return rc != 0 ? rc : st_conn_join(p);
 }
 
 void st_conn_event(struct fy_io *io, uint32_t events)

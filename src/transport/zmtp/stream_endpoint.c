@@ -6,6 +6,8 @@
  */
 #include "stream_int.h"
 
+#include "../../core/auth.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -129,7 +131,12 @@ static void refuse(struct st_tran *t, const struct st_listener *l, int fd,
     ferry_socket *s = t->s;
     fy_ev_report(s, FERRY_EVENT_HANDSHAKE_FAILED, err, 0, l->url, NULL, peer, "refused: %s", why);
     unsigned char out[ZMTP_GREETING_SIZE + 128], body[100];
-    size_t n = zmtp_greeting(out), wl = strlen(why) < 96 ? strlen(why) : 96;
+    /* our mechanism in the greeting, or a CURVE client would read a
+     * mismatch instead of the reason */
+    int mech = fy_auth_mech(s);
+    size_t n = zmtp_greeting_mech(out, mech == FY_MECH_NULL ? ZMTP_MECH_NULL : ZMTP_MECH_CURVE,
+                                  mech == FY_MECH_CURVE_SERVER),
+           wl = strlen(why) < 96 ? strlen(why) : 96;
     body[0] = (unsigned char)wl;
     memcpy(body + 1, why, wl);
     n += zmtp_command(out + n, sizeof out - n, "ERROR", body, wl + 1);

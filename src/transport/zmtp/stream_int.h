@@ -10,6 +10,8 @@
  *   stream_conn.c      a connection's life: handshake, output, teardown
  *   stream_rx.c        a connection's input: decoding, budgets, queueing
  *   stream_pipe.c      the pipe ops the socket calls (send, recv, ...)
+ *   stream_curve.c     the CURVE mechanism on a connection (curve.h): its
+ *                      handshake commands, sealing output, opening input
  *   stream_addr.c      addresses
  *
  * One lock. Everything here (listeners, dialers, connections, their
@@ -47,6 +49,7 @@
 #include "../../core/loop.h"
 #include "../../core/monitor.h"
 #include "../../core/sock.h"
+#include "curve.h"
 #include "zmtp.h"
 
 #include <sys/socket.h>
@@ -142,8 +145,11 @@ struct st_pipe {
     struct st_dialer *d;
     uint32_t events; /* what io waits for now */
     int peer_minor;
-    /* handshake output, written before anything else */
-    unsigned char hs[512]; /* greeting, READY with a 255-byte Identity, ERROR */
+    struct zmtp_curve *zc; /* CURVE: the mechanism's state; NULL: NULL mechanism */
+    /* handshake output, written before anything else: the greeting, READY
+     * (a 255-byte Identity), ERROR; CURVE's HELLO and INITIATE, or WELCOME
+     * and READY */
+    unsigned char hs[64 + 2 * ZC_FRAME_MAX];
     size_t hs_len, hs_off;
     uint64_t hs_deadline;
     /* input */
@@ -272,6 +278,10 @@ void st_conn_start(struct st_pipe *p);
 /* The peer's READY is in: checks its type and routing id, joins the
  * socket. 0 or < 0 (the connection is closed). */
 int st_conn_ready(struct st_pipe *p, const unsigned char *meta, size_t mlen);
+/* Its two halves: the check (the peer's type fits ours, its routing id's
+ * length; an ERROR and the connection closed when not), and the join. */
+int st_conn_peer_ok(struct st_pipe *p, const unsigned char *meta, size_t mlen);
+int st_conn_join(struct st_pipe *p);
 /* Handshake deadline, heartbeats and linger of one connection at now; the
  * next time it needs the timer (UINT64_MAX: none). 0, or -1 when the
  * connection was closed. */
@@ -307,6 +317,38 @@ void st_rx_free(struct st_rx *r);
 uint64_t st_msg_max(const struct st_pipe *p);
 /* 1 when the input queue is at RCVHWM or ST_RX_BYTES. */
 int st_rx_full(const struct st_pipe *p);
+
+/* --- stream_curve.c: CURVE on a connection --------------------------------------------- */
+
+/* The connection starts: the mechanism it speaks is the socket's now
+ * (auth.h); for CURVE, its state is made. 0 or FERRY_ENOMEM. */
+int st_mech_start(struct st_pipe *p);
+/* Its greeting, with our mechanism and role. */
+size_t st_mech_greeting(struct st_pipe *p, unsigned char out[ZMTP_GREETING_SIZE]);
+/* The peer's greeting is in: refuses a mechanism or role that does not
+ * fit ours (FERRY_EMECH, the connection is closed), and writes what we
+ * say next: READY (NULL) or HELLO (a CURVE client). */
+int st_mech_peer_greeting(struct st_pipe *p);
+/* A command during a CURVE handshake (body as the frame has it, opened in
+ * place). 0 or < 0 (the connection is closed). */
+int st_curve_handshake(struct st_pipe *p, unsigned char *body, size_t len);
+/* A frame of an active CURVE session: opens the MESSAGE in place and sets
+ * *flags (ZMTP_MORE, ZMTP_COMMAND), *body and *size to the frame inside.
+ * 0 or < 0 (the connection is closed). */
+int st_curve_open(struct st_pipe *p, int *flags, unsigned char **body, uint64_t *size);
+/* The session is up: what was queued in clear before it existed (messages
+ * sent before the connection) is sealed in place of it. 0 or FERRY_ENOMEM. */
+int st_curve_seal_queue(struct st_pipe *p);
+/* Wipes and frees the mechanism's state. */
+void st_mech_end(struct st_pipe *p);
+/* Appends one frame to the output: in clear, or sealed in a MESSAGE when
+ * a CURVE session is up. Its body is the a bytes then the b bytes. */
+int st_tx_frame(struct st_pipe *p, int flags, const void *a, size_t alen, const void *b,
+                size_t blen);
+/* A refusal that stops the handshake: an ERROR with this reason (a ZAP
+ * status code such as "400" for CURVE), written directly when our own
+ * handshake output is all out. */
+void st_send_error(struct st_pipe *p, const char *reason);
 
 /* --- stream_pipe.c ------------------------------------------------------------------ */
 

@@ -75,6 +75,36 @@ static void frames_done(struct st_frames *f)
         f->iov[i].iov_base = f->hdr[i / 2];
 }
 
+/* A message on a CURVE session: each part sealed into our output (a
+ * sealed frame cannot go from the caller's buffer to the kernel). */
+static int st_send_sealed(struct st_pipe *p, const struct fy_txmsg *m)
+{
+    uint64_t need = m->nparts ? 0 : zc_wire_size(0);
+    for (size_t i = 0; i < m->nparts; i++)
+        need += zc_wire_size(m->parts[i].len);
+    int was_empty = p->tx_off == p->tx_len;
+    if (need > SIZE_MAX / 2 || st_mark_reserve(p) != 0 || st_tx_reserve(p, (size_t)need) != 0)
+        return FERRY_ENOMEM;
+    int rc = m->nparts ? 0 : st_tx_frame(p, 0, NULL, 0, NULL, 0);
+    for (size_t i = 0; i < m->nparts && rc == 0; i++)
+        rc = st_tx_frame(p, i + 1 < m->nparts ? ZMTP_MORE : 0, m->parts[i].data, m->parts[i].len,
+                         NULL, 0);
+    if (rc != 0) { /* the nonces are spent: the session cannot go on */
+        st_conn_fail_later(p, EPROTO);
+        return FERRY_ECONNRESET;
+    }
+    st_mark_push(p, p->tx_base + p->tx_len);
+    uint64_t now = fy_now_mono_ns();
+    int direct = p->state == C_ACTIVE && was_empty && now - p->last_write >= ST_BURST_NS;
+    p->last_write = now;
+    p->base.woke = direct; /* as st_send: write now unless part of a burst */
+    if (direct)
+        st_conn_flush(p);
+    else
+        st_conn_interest(p);
+    return 1;
+}
+
 static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
@@ -83,6 +113,8 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
         return FERRY_ECONNRESET;
     if (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm)
         return 0;
+    if (p->zc != NULL && p->state == C_ACTIVE)
+        return st_send_sealed(p, m);
     struct st_frames f;
     frames_init(&f);
     int rc = 0;
@@ -309,6 +341,7 @@ static void st_destroy(struct fy_pipe *bp)
         p->subq = q->next;
         free(q);
     }
+    st_mech_end(p);
     free(p->tx);
     free(p->marks);
     free(p);

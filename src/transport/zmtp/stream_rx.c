@@ -133,24 +133,16 @@ static void dec_free(void *ctx, void *handle)
     st_pool_charge(p, 0);
 }
 
-/* The peer's greeting is in: now our READY. Sending it only now (not with
- * the greeting) gives the peer's READY a head start: libzmq checks our
- * READY as soon as it arrives and, on a type mismatch, closes before its
- * own READY is written, and then we could not tell why we were dropped. */
+/* The peer's greeting is in: now our READY (or CURVE's HELLO). Sending it
+ * only now (not with the greeting) gives the peer's READY a head start:
+ * libzmq checks our READY as soon as it arrives and, on a type mismatch,
+ * closes before its own READY is written, and then we could not tell why
+ * we were dropped. */
 static int dec_greeting(void *ctx, int minor)
 {
     struct st_pipe *p = ctx;
-    ferry_socket *s = p->t->s;
     p->peer_minor = minor;
-    const struct fy_wire *w = s->proto->wire;
-    size_t n = zmtp_ready_id(p->hs + p->hs_len, sizeof p->hs - p->hs_len, w->name,
-                             w->identity ? s->opt.routing_id : NULL,
-                             w->identity ? s->opt.routing_id_len : 0);
-    if (n == 0)
-        return FERRY_EINVAL;
-    p->hs_len += n;
-    st_conn_flush(p);
-    return 0;
+    return st_mech_peer_greeting(p);
 }
 
 /* A SUBSCRIBE or CANCEL, in either ZMTP form, for the pattern (when it takes subscriptions: it has
@@ -228,10 +220,12 @@ static int deliver(struct st_pipe *p)
     return 1;
 }
 
-static int on_command(struct st_pipe *p, const unsigned char *body, size_t len)
+static int on_command(struct st_pipe *p, unsigned char *body, size_t len)
 {
     const unsigned char *name, *data;
     size_t nlen, dlen;
+    if (p->state == C_HANDSHAKE && p->zc != NULL)
+        return st_curve_handshake(p, body, len);
     if (zmtp_cmd_split(body, len, &name, &nlen, &data, &dlen) != 0) {
         st_conn_broken(p, 1, FERRY_EPROTO, "malformed command frame");
         return FERRY_EPROTO;
@@ -284,6 +278,14 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
     p->frames_in++;   /* a turn's measure (st_conn_read) */
     p->frame_cap = 0; /* charged again below, as a part, if it is kept */
     st_pool_charge(p, 0);
+    if (p->zc != NULL && p->state == C_ACTIVE) { /* the frame is inside the MESSAGE */
+        if (st_curve_open(p, &flags, &body, &size) != 0) {
+            ferry_msg_free(m);
+            return FERRY_EPROTO;
+        }
+        m->data = body;
+        m->size = (size_t)size;
+    }
     if (flags & ZMTP_COMMAND) {
         int rc = on_command(p, body, (size_t)size);
         ferry_msg_free(m);

@@ -12,17 +12,28 @@
 
 #include <string.h>
 
-static const char mechanism_null[20] = "NULL";
+static const char mechanisms[][20] = {"NULL", "PLAIN", "CURVE"};
 
-size_t zmtp_greeting(unsigned char out[ZMTP_GREETING_SIZE])
+const char *zmtp_mech_name(int mech)
+{
+    return mech >= 0 && mech < ZMTP_MECH_OTHER ? mechanisms[mech] : "unknown";
+}
+
+size_t zmtp_greeting_mech(unsigned char out[ZMTP_GREETING_SIZE], int mech, int as_server)
 {
     memset(out, 0, ZMTP_GREETING_SIZE);
     out[0] = 0xff;
     out[9] = 0x7f;
     out[10] = 3;
     out[11] = 1;
-    memcpy(out + 12, mechanism_null, sizeof mechanism_null);
+    memcpy(out + 12, mechanisms[mech < ZMTP_MECH_OTHER ? mech : 0], 20);
+    out[32] = as_server ? 1 : 0;
     return ZMTP_GREETING_SIZE;
+}
+
+size_t zmtp_greeting(unsigned char out[ZMTP_GREETING_SIZE])
+{
+    return zmtp_greeting_mech(out, ZMTP_MECH_NULL, 0);
 }
 
 size_t zmtp_frame_hdr(unsigned char out[ZMTP_HDR_MAX], int flags, uint64_t size)
@@ -71,15 +82,21 @@ static size_t put_prop_n(unsigned char *p, const char *name, const void *val, si
     return 5 + n + v;
 }
 
-size_t zmtp_ready_id(unsigned char *out, size_t cap, const char *type, const void *id, size_t idlen)
+size_t zmtp_meta(unsigned char out[ZMTP_META_MAX], const char *type, const void *id, size_t idlen)
 {
-    unsigned char meta[64 + 255];
     if (strlen(type) > 16 || idlen > 255)
         return 0;
-    size_t n = put_prop_n(meta, "Socket-Type", type, strlen(type));
+    size_t n = put_prop_n(out, "Socket-Type", type, strlen(type));
     if (id != NULL)
-        n += put_prop_n(meta + n, "Identity", id, idlen);
-    return zmtp_command(out, cap, "READY", meta, n);
+        n += put_prop_n(out + n, "Identity", id, idlen);
+    return n;
+}
+
+size_t zmtp_ready_id(unsigned char *out, size_t cap, const char *type, const void *id, size_t idlen)
+{
+    unsigned char meta[ZMTP_META_MAX];
+    size_t n = zmtp_meta(meta, type, id, idlen);
+    return n ? zmtp_command(out, cap, "READY", meta, n) : 0;
 }
 
 size_t zmtp_ready(unsigned char *out, size_t cap, const char *type, int with_identity)
@@ -177,8 +194,21 @@ static int greeting_check(struct zmtp_dec *d)
         return dec_fail(d, FERRY_EPROTO, "not ZMTP 3: bad signature end (ZMTP 1.0?)");
     if (d->have >= 11 && g[10] < 3)
         return dec_fail(d, FERRY_EPROTO, "ZMTP version before 3.0 is not supported");
-    if (d->have > 12 && memcmp(g + 12, mechanism_null, (d->have < 32 ? d->have : 32) - 12) != 0)
-        return dec_fail(d, FERRY_EPROTO, "unsupported security mechanism (only NULL)");
+    /* refused at the first octet that fits neither mechanism we speak */
+    if (d->have > 12) {
+        size_t n = (d->have < 32 ? d->have : 32) - 12;
+        if (memcmp(g + 12, mechanisms[ZMTP_MECH_NULL], n) != 0 &&
+            memcmp(g + 12, mechanisms[ZMTP_MECH_CURVE], n) != 0)
+            return dec_fail(d, FERRY_EPROTO,
+                            "unsupported security mechanism (NULL and CURVE only)");
+    }
+    if (d->have >= 33) {
+        d->peer_mech = ZMTP_MECH_OTHER;
+        for (int m = 0; m < ZMTP_MECH_OTHER; m++)
+            if (memcmp(g + 12, mechanisms[m], 20) == 0)
+                d->peer_mech = m;
+        d->peer_as_server = g[32] & 1;
+    }
     return 0;
 }
 

@@ -9,7 +9,8 @@
  *
  *   greeting   64 octets: FF, 8 octets of padding (not checked: libzmq puts
  *              a length there), 7F, major 03, minor (01 = 3.1), mechanism
- *              "NULL" padded with NULs to 20 octets, as-server, 31 fillers.
+ *              ("NULL" or "CURVE", curve.h) padded with NULs to 20 octets,
+ *              as-server (CURVE: 1 from the server), 31 fillers.
  *   frames     flags (MORE 0x01, LONG 0x02, COMMAND 0x04; the rest
  *              reserved and ignored), size (1 octet, or 8 big-endian with
  *              LONG), body.
@@ -35,8 +36,17 @@
 #define ZMTP_COMMAND 0x04
 #define ZMTP_HDR_MAX 9
 
+/* Security mechanisms, as a greeting names them (all 20 octets compared,
+ * as libzmq does). */
+enum { ZMTP_MECH_NULL, ZMTP_MECH_PLAIN, ZMTP_MECH_CURVE, ZMTP_MECH_OTHER };
+
+/* The mechanism's name ("NULL", "CURVE", ...; "unknown" for OTHER). */
+const char *zmtp_mech_name(int mech);
+
 /* Writes ferry's greeting (3.1, NULL, as-server 0). Returns 64. */
 size_t zmtp_greeting(unsigned char out[ZMTP_GREETING_SIZE]);
+/* The same with a mechanism and the as-server flag. */
+size_t zmtp_greeting_mech(unsigned char out[ZMTP_GREETING_SIZE], int mech, int as_server);
 
 /* Writes a frame header for a body of size bytes (flags: ZMTP_MORE and/or
  * ZMTP_COMMAND; LONG is chosen here). Returns its length, 2 or 9. */
@@ -45,6 +55,12 @@ size_t zmtp_frame_hdr(unsigned char out[ZMTP_HDR_MAX], int flags, uint64_t size)
 /* Writes a command frame (header and body) "name" + data into out (cap
  * bytes). Returns its length, or 0 when it does not fit. */
 size_t zmtp_command(unsigned char *out, size_t cap, const char *name, const void *data, size_t len);
+
+/* Writes the metadata properties a READY (or CURVE's INITIATE and READY)
+ * carries: Socket-Type, and an Identity of idlen (<= 255) bytes when id is
+ * not NULL. Returns their length (at most ZMTP_META_MAX), 0 when too long. */
+#define ZMTP_META_MAX (64 + 255)
+size_t zmtp_meta(unsigned char out[ZMTP_META_MAX], const char *type, const void *id, size_t idlen);
 
 /* Writes a READY command frame announcing socket type `type` ("REQ",
  * "PUSH", ...); with_identity adds an empty Identity property (libzmq's
@@ -84,8 +100,10 @@ int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop, const u
  *            the decoder stops with FERRY_ENOMEM. Optional.
  *  free      releases a handle from alloc or grow (a frame cut short).
  *  greeting  the peer's 64 octets, already checked (signature, version
- *            3 or later, NULL mechanism); minor is the peer's minor
- *            version. 0 to go on, < 0 to stop with that error.
+ *            3 or later); minor is the peer's minor version, and
+ *            d->peer_mech and d->peer_as_server say what it offers (the
+ *            callee checks that it fits). 0 to go on, < 0 to stop with
+ *            that error.
  *  frame     a whole frame; ownership of handle passes to the callee.
  *            0 to go on, < 0 to stop with that error. */
 #define ZMTP_DEC_CHUNK (64u << 10)
@@ -105,6 +123,7 @@ struct zmtp_dec {
     uint64_t max_frame; /* larger message bodies are refused (FERRY_EMSGSIZE) */
     uint64_t max_cmd;   /* the same for command bodies (zmtp_dec_init: = max_frame) */
     int state;
+    int peer_mech, peer_as_server;         /* from the peer's greeting */
     unsigned char buf[ZMTP_GREETING_SIZE]; /* greeting, or a frame header */
     size_t have, need;
     int flags;
