@@ -33,6 +33,11 @@
  *   refused   (ferry build) bind or connect as TYPE=$PEER_TYPE and expect
  *             the peer to be refused for its socket type: exit 0 once
  *             FERRY_OPT_ERRORS counts it and no message got through
+ *             ($EXPECT_COUNTER=refused and $EXPECT_WHY: another refusal)
+ *
+ * CURVE (any role): $CURVE_SERVER=SECRET makes the socket a server
+ * ($CURVE_ALLOW=KEY,KEY... the client keys ferry admits, else any);
+ * $CURVE_CLIENT=SECRET with $CURVE_SERVERKEY=PUBLIC a client.
  *
  * A binding peer prints "ENDPOINT <url>" on stdout (the port resolved)
  * once it listens, so the test can start the other side.
@@ -219,6 +224,23 @@ static void p_routing_id(sock_t *s, const char *id)
     zmq_setsockopt(s, ZMQ_ROUTING_ID, id, strlen(id));
 }
 
+static void p_curve(sock_t *s, const char *server_secret, const char *allow,
+                    const char *client_secret, const char *server_key)
+{
+    (void)allow; /* without a ZAP handler libzmq admits every client key */
+    int one = 1;
+    if (server_secret) {
+        zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, server_secret, 40);
+        return;
+    }
+    char pub[41];
+    zmq_curve_public(pub, client_secret);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, client_secret, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_key, 40);
+}
+
 static void p_mandatory(sock_t *s)
 {
     int one = 1;
@@ -326,6 +348,25 @@ static void p_routing_id(sock_t *s, const char *id)
 {
     if (ferry_setopt(s, FERRY_OPT_ROUTING_ID, id, strlen(id)) != 0)
         die("routing id", -1);
+}
+
+static void p_curve(sock_t *s, const char *server_secret, const char *allow,
+                    const char *client_secret, const char *server_key)
+{
+    int rc = 0;
+    if (server_secret) {
+        rc |= ferry_setopt_int(s, FERRY_OPT_CURVE_SERVER, 1);
+        rc |= ferry_setopt(s, FERRY_OPT_CURVE_SECRETKEY, server_secret, strlen(server_secret));
+        if (allow == NULL)
+            rc |= ferry_setopt_int(s, FERRY_OPT_CURVE_ALLOW_ANY, 1);
+        for (const char *k = allow; k && *k; k += k[40] ? 41 : 40) /* "KEY,KEY" */
+            rc |= ferry_setopt(s, FERRY_OPT_CURVE_ALLOW, k, 40);
+    } else {
+        rc |= ferry_setopt(s, FERRY_OPT_CURVE_SECRETKEY, client_secret, strlen(client_secret));
+        rc |= ferry_setopt(s, FERRY_OPT_CURVE_SERVERKEY, server_key, strlen(server_key));
+    }
+    if (rc != 0)
+        die("curve options", rc);
 }
 
 static void p_mandatory(sock_t *s) { ferry_setopt_int(s, FERRY_OPT_ROUTER_MANDATORY, 1); }
@@ -589,11 +630,16 @@ static int role_req_retry(sock_t *s, long count)
 
 static int role_refused(sock_t *s)
 {
-    /* The peer (of an incompatible type) connects or is connected to; it
-     * must be refused: counted as an error, never a peer. */
+    /* The peer (of an incompatible type, or with a key we do not admit:
+     * $EXPECT_COUNTER=refused and $EXPECT_WHY) connects or is connected
+     * to; it must be refused: counted, never a peer. */
+    const char *want = getenv("EXPECT_WHY") ? getenv("EXPECT_WHY") : "socket type";
+    int counter = getenv("EXPECT_COUNTER") && strcmp(getenv("EXPECT_COUNTER"), "refused") == 0
+                      ? FERRY_OPT_REFUSED
+                      : FERRY_OPT_ERRORS;
     for (int i = 0; i < 500; i++) {
         int64_t errors = 0, peers = 0;
-        ferry_getopt_int(s, FERRY_OPT_ERRORS, &errors);
+        ferry_getopt_int(s, counter, &errors);
         ferry_getopt_int(s, FERRY_OPT_PEERS, &peers);
         if (peers > 0) {
             fprintf(stderr, "peer: an incompatible peer was admitted\n");
@@ -602,7 +648,7 @@ static int role_refused(sock_t *s)
         if (errors > 0) {
             char why[256];
             ferry_socket_drop_reason(s, why, sizeof why);
-            if (strstr(why, "socket type") == NULL) {
+            if (strstr(why, want) == NULL) {
                 fprintf(stderr, "peer: dropped for another reason: %s\n", why);
                 return 1;
             }
@@ -692,6 +738,9 @@ int main(int argc, char **argv)
     sock_t *s = p_open(type);
     if (getenv("ROUTING_ID"))
         p_routing_id(s, getenv("ROUTING_ID"));
+    if (getenv("CURVE_SERVER") || getenv("CURVE_CLIENT")) /* keys: 40 characters of Z85 */
+        p_curve(s, getenv("CURVE_SERVER"), getenv("CURVE_ALLOW"), getenv("CURVE_CLIENT"),
+                getenv("CURVE_SERVERKEY"));
 #ifndef USE_ZMQ
     if (strcmp(role, "xpub-welcome") == 0)
         ferry_setopt(s, FERRY_OPT_XPUB_WELCOME_MSG, "W", 1);

@@ -11,6 +11,7 @@
 # connecting side, and requires both to exit 0 (a publisher, which runs
 # until stopped, is stopped once its subscriber is satisfied).
 set -u
+set -f # no pathname expansion: commands are built as strings, and a Z85 key may hold * ? [
 FP=$1
 ZP=$2
 PY="/usr/bin/python3 $3"
@@ -264,6 +265,69 @@ router_xpub_cases() {
         "$PY sub-welcome" "$FP xpub-welcome" "$url" -
 }
 
+# CURVE both ways round: ferry the server (admitting the client's key) and
+# the zmq side the client, then the zmq side the server and ferry the
+# client; every pattern, SEQ sequenced messages each way over PUSH/PULL.
+curve_cases() {
+    local tr=$1 url=$2 impl=$3 z=$4
+    local keys
+    keys=$(/usr/bin/python3 -c 'import zmq; a = zmq.curve_keypair(); b = zmq.curve_keypair(); print(a[0].decode(), a[1].decode(), b[0].decode(), b[1].decode())')
+    set -- $keys
+    local spub=$1 ssec=$2 cpub=$3 csec=$4
+    local srv="env CURVE_SERVER=$ssec CURVE_ALLOW=$cpub"
+    local cli="env CURVE_CLIENT=$csec CURVE_SERVERKEY=$spub"
+    local spec
+    for spec in "rep req - " "req rep - " "push pull - $SEQ" "pull push - $SEQ" "pub sub ferry " \
+        "sub pub zmq " "router-echo dealer - " "dealer router-echo - "; do
+        set -- $spec
+        local fr=$1 zr=$2 inf=$3 count=${4:-} which=-
+        [ "$inf" = ferry ] && which=binder
+        [ "$inf" = zmq ] && which=connector
+        one_case "$tr CURVE ferry $fr (bind, server) <-> $impl $zr (connect, client)" \
+            "$srv $FP $fr" "$cli $z $zr" "$url" "$which" $count
+        which=-
+        [ "$inf" = ferry ] && which=connector
+        [ "$inf" = zmq ] && which=binder
+        one_case "$tr CURVE $impl $zr (bind, server) <-> ferry $fr (connect, client)" \
+            "$srv $z $zr" "$cli $FP $fr" "$url" "$which" $count
+    done
+}
+
+# A pyzmq client whose key ferry does not admit: ERROR 400 (pyzmq sees an
+# authentication failure), counted as refused. One that knows the wrong
+# server key: its HELLO does not open, the handshake fails, counted as bad
+# input.
+curve_refusal_cases() {
+    local tr=$1 url=$2 keys
+    keys=$(/usr/bin/python3 -c 'import zmq; k = [zmq.curve_keypair() for _ in range(3)]; print(" ".join(x.decode() for p in k for x in p))')
+    set -- $keys
+    local spub=$1 ssec=$2 cpub=$3 csec=$4 opub=$5
+    local want=$opub # the list holds another key
+    local case_
+    for case_ in denied fails; do
+        local env_s="CURVE_SERVER=$ssec CURVE_ALLOW=$want EXPECT_COUNTER=refused" role=curve-denied
+        local why="not on the allow list" skey=$spub
+        if [ $case_ = fails ]; then
+            env_s="CURVE_SERVER=$ssec CURVE_ALLOW=$cpub"
+            why="wrong server key"
+            skey=$opub
+            role=curve-fails
+        fi
+        start env $env_s EXPECT_WHY="$why" PEER_TYPE=7 $FP refused bind "$url"
+        local f=$spid ffd=$sfd ferr=$serr
+        local ep
+        ep=$(endpoint)
+        start env CURVE_CLIENT=$csec CURVE_SERVERKEY=$skey $PY $role connect "$ep"
+        local z=$spid zfd=$sfd zerr=$serr
+        waitfor $f 20
+        local rc=$?
+        waitfor $z 20
+        local zrc=$?
+        exec {ffd}<&- {zfd}<&-
+        report "$tr CURVE pyzmq client $case_ ($why)" $((rc > zrc ? rc : zrc)) "$ferr" "$zerr"
+    done
+}
+
 free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -284,6 +348,12 @@ router_xpub_cases tcp "tcp://127.0.0.1:*"
 router_xpub_cases ipc "ipc://$TMP/rx.sock"
 refusal_case tcp "tcp://127.0.0.1:*"
 refusal_case ipc "ipc://$TMP/refuse.sock"
+for impl in $IMPLS; do
+    if [ $impl = pyzmq ]; then z="$PY"; else z="$ZP"; fi
+    curve_cases tcp "tcp://127.0.0.1:*" $impl "$z"
+done
+curve_cases ipc "ipc://$TMP/curve.sock" libzmq "$ZP"
+[ "$MODE" = quick ] || curve_refusal_cases tcp "tcp://127.0.0.1:*"
 if [ -n "$CLI" ]; then
     parts_case tcp "tcp://127.0.0.1:*"
     parts_case ipc "ipc://$TMP/parts.sock"

@@ -19,6 +19,7 @@ import sys
 import time
 
 import zmq
+import zmq.utils.monitor
 
 BIG = 10 << 20
 
@@ -58,7 +59,7 @@ TYPES = {"push-parts": zmq.PUSH, "rep": zmq.REP, "req": zmq.REQ, "pair-echo": zm
          "push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
          "rep-die": zmq.REP, "sender": zmq.PUSH, "dealer": zmq.DEALER, "dealer-req": zmq.DEALER,
          "router-echo": zmq.ROUTER, "router-mandatory": zmq.ROUTER, "dealer-bye": zmq.DEALER,
-         "sub-welcome": zmq.SUB}
+         "sub-welcome": zmq.SUB, "curve-denied": zmq.PUSH, "curve-fails": zmq.PUSH}
 
 
 def router_mandatory(s):
@@ -79,6 +80,39 @@ def router_mandatory(s):
     fail("a message to the departed dealer never failed with EHOSTUNREACH")
 
 
+def curve_setup(s):
+    """CURVE from the environment, as peer.c reads it (keys in Z85)."""
+    if os.environ.get("CURVE_SERVER"):
+        s.curve_server = True
+        s.curve_secretkey = os.environ["CURVE_SERVER"].encode()
+    elif os.environ.get("CURVE_CLIENT"):
+        secret = os.environ["CURVE_CLIENT"].encode()
+        s.curve_secretkey = secret
+        s.curve_publickey = zmq.curve_public(secret)
+        s.curve_serverkey = os.environ["CURVE_SERVERKEY"].encode()
+
+
+def curve_denied(mon, want):
+    """Waits for the handshake to fail as `want` says ("auth": the server's
+    ERROR 400; "any": any failure or a disconnect) before any success; mon
+    was attached before the connect (libzmq does not retry after ERROR)."""
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if not mon.poll(1000):
+            continue
+        ev = zmq.utils.monitor.recv_monitor_message(mon)
+        kind = ev["event"]
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            fail("the CURVE handshake succeeded")
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH and ev["value"] == 400:
+            return 0
+        if want == "any" and kind in (zmq.EVENT_DISCONNECTED,
+                                      zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                                      zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+            return 0
+    fail("no handshake failure seen")
+
+
 def fail(why):
     sys.stderr.write("zpeer[%d]: %s\n" % (os.getpid(), why))
     sys.exit(1)
@@ -95,6 +129,7 @@ def main():
     if os.environ.get("ZPEER_TYPE"):
         stype = getattr(zmq, os.environ["ZPEER_TYPE"])
     s = ctx.socket(stype)
+    curve_setup(s)
     if os.environ.get("ROUTING_ID"):
         s.setsockopt(zmq.ROUTING_ID, os.environ["ROUTING_ID"].encode())
     s.RCVTIMEO = 10000
@@ -102,6 +137,7 @@ def main():
     s.LINGER = 2000
     if role == "sub-welcome":  # before connecting: the welcome is sent on connect
         s.subscribe(b"W")
+    mon = s.get_monitor_socket() if role.startswith("curve-") else None
     if mode == "bind":
         s.bind(url)
         print("ENDPOINT", s.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
@@ -173,6 +209,10 @@ def main():
             fail("the first message is not the XPUB's welcome")
         if s.recv() != b"Wlast":
             fail("the published message after the welcome is wrong")
+    elif role in ("curve-denied", "curve-fails"):
+        rc = curve_denied(mon, "auth" if role == "curve-denied" else "any")
+        s.disable_monitor()
+        mon.close()  # or ctx.term() waits for it
     elif role == "sender":
         # an incompatible peer: it may never get through; send and linger
         try:

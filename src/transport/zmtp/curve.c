@@ -350,7 +350,9 @@ size_t zc_encode(struct zmtp_curve *c, unsigned char *out, int flags, const void
     if (v == 0)
         return 0;
     size_t plen = 1 + alen + blen;
-    size_t h = frame_start(out, ZC_MESSAGE_OVERHEAD - 1 + plen);
+    /* in a data frame: libzmq 4.3 sends MESSAGE so, and silently drops
+     * one that comes in a command frame */
+    size_t h = zmtp_frame_hdr(out, 0, ZC_MESSAGE_OVERHEAD - 1 + plen);
     unsigned char *body = out + h, n[24];
     memcpy(body, "\7MESSAGE", 8);
     put64(body + MSG_NONCE, v);

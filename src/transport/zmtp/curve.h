@@ -16,10 +16,13 @@
  *                     holds the secret of its permanent key C
  *   S -> C  READY     Box[metadata](S'->C')
  *
- * then every frame, commands included, travels as a MESSAGE command:
+ * then every frame, commands included, travels as a MESSAGE:
  * Box[flags + body](C'->S' or S'->C'), flags bit 0 MORE and bit 1 COMMAND
- * (libzmq's tunnelling of PING, SUBSCRIBE...). Capital letters are
- * permanent keys, primed ones short-term keys made for this connection.
+ * (libzmq's tunnelling of PING, SUBSCRIBE...). RFC 26 calls MESSAGE a
+ * command, but libzmq 4.3 sends it in a ZMTP data frame (never with MORE)
+ * and drops, without a word, one that arrives in a command frame: we send
+ * it as libzmq does and take either. Capital letters are permanent keys,
+ * primed ones short-term keys made for this connection.
  *
  * Nonces: each side counts its short nonces from 1 (HELLO, INITIATE, READY
  * and MESSAGE share the counter), and a received short nonce must be
@@ -121,15 +124,15 @@ int zc_ready(struct zmtp_curve *c, const unsigned char *meta, size_t mlen, unsig
 int zc_on_ready(struct zmtp_curve *c, unsigned char *body, size_t len, const unsigned char **meta,
                 size_t *mlen);
 
-/* The bytes a frame of len bytes takes as a MESSAGE command frame. */
+/* The bytes a frame of len bytes takes sealed in a MESSAGE. */
 static inline uint64_t zc_wire_size(uint64_t len)
 {
     uint64_t body = ZC_MESSAGE_OVERHEAD + len;
     return (body > 255 ? 9 : 2) + body;
 }
 
-/* Writes one frame (flags ZC_MORE, ZC_COMMAND) as a MESSAGE command frame
- * into out, which has zc_wire_size(alen + blen) bytes: its body is the a
+/* Writes one frame (flags ZC_MORE, ZC_COMMAND) as a MESSAGE (in a data
+ * frame) into out, which has zc_wire_size(alen + blen) bytes: its body is the a
  * bytes then the b bytes (a command's name, then its data). Returns the
  * length written, or 0 when the nonces are spent (2^64: never in practice,
  * but a nonce is never reused). */

@@ -439,13 +439,13 @@ int st_conn_join(struct st_pipe *p)
      * ST_CMD_MAX, or what a SUBSCRIBE may carry if more (a longer prefix
      * would be refused anyway: FERRY_OPT_SUB_MAX_BYTES). Under CURVE every
      * frame is a command (a MESSAGE) and the limits apply to what it holds. */
-    p->dec.max_frame = st_msg_max(p);
+    p->dec.max_frame = st_frame_max(p, st_msg_max(p));
     p->dec.max_cmd =
         s->opt.sub_max_bytes + 16 > ST_CMD_MAX ? s->opt.sub_max_bytes + 16 : ST_CMD_MAX;
-    if (p->zc != NULL && p->dec.max_cmd < p->dec.max_frame)
-        p->dec.max_cmd = p->dec.max_frame;
-    if (p->zc != NULL)
-        p->dec.max_cmd += ZC_MESSAGE_OVERHEAD;
+    if (p->zc != NULL) /* a MESSAGE may come in either kind of frame */
+        p->dec.max_cmd = p->dec.max_frame > p->dec.max_cmd + ZC_MESSAGE_OVERHEAD
+                             ? p->dec.max_frame
+                             : p->dec.max_cmd + ZC_MESSAGE_OVERHEAD;
     uint64_t now = fy_now_mono_ns();
     p->last_rx = now;
     if (s->opt.heartbeat_ivl > 0) {

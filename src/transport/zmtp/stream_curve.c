@@ -98,12 +98,12 @@ int st_mech_peer_greeting(struct st_pipe *p)
         size_t m = our_meta(p, meta);
         n = m ? zmtp_command(out, cap, "READY", meta, m) : 0;
     } else {
-        int server = p->zc->server;
-        if (p->dec.peer_as_server == server)
-            return mech_mismatch(p, server
-                                        ? "both ends are CURVE servers (one must be the client)"
-                                        : "both ends are CURVE clients (one must be the server)");
-        if (server)
+        /* libzmq's greeting says as-server 0 whatever its role, so only a
+         * peer claiming to be a server tells us anything: two servers
+         * would each wait for the other's HELLO */
+        if (p->zc->server && p->dec.peer_as_server)
+            return mech_mismatch(p, "both ends are CURVE servers (one must be the client)");
+        if (p->zc->server)
             return 0; /* the client speaks first */
         n = zc_hello(p->zc, out, cap);
     }
@@ -178,6 +178,10 @@ int st_curve_handshake(struct st_pipe *p, unsigned char *body, size_t len)
     if (zmtp_cmd_split(body, len, &name, &nlen, &data, &dlen) == 0 &&
         zmtp_cmd_is(name, nlen, "ERROR"))
         return peer_error(p, data, dlen);
+    if (c->state == ZC_CLIENT_WELCOME &&
+        zmtp_cmd_split(body, len, &name, &nlen, &data, &dlen) == 0 &&
+        zmtp_cmd_is(name, nlen, "HELLO"))
+        return mech_mismatch(p, "both ends are CURVE clients (one must be the server)");
     unsigned char *out = hs_room(p, &cap);
     switch (c->state) {
     case ZC_SERVER_HELLO:
@@ -211,8 +215,11 @@ int st_curve_handshake(struct st_pipe *p, unsigned char *body, size_t len)
 
 int st_curve_open(struct st_pipe *p, int *flags, unsigned char **body, uint64_t *size)
 {
-    if (!(*flags & ZMTP_COMMAND)) {
-        st_conn_broken(p, 1, FERRY_EPROTO, "a frame in clear inside a CURVE session");
+    /* RFC 26 makes MESSAGE a command; libzmq sends it in a data frame,
+     * and so do we (curve.h). Either is taken: only a box that opens (and
+     * a nonce above the last) counts. A MESSAGE never has MORE. */
+    if (*flags & ZMTP_MORE) {
+        st_conn_broken(p, 1, FERRY_EPROTO, "CURVE: a MESSAGE frame with MORE set");
         return FERRY_EPROTO;
     }
     int f;

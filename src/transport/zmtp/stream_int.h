@@ -315,6 +315,9 @@ void st_asm_clear(struct st_pipe *p);
 void st_rx_free(struct st_rx *r);
 /* The most a message from this peer may carry. */
 uint64_t st_msg_max(const struct st_pipe *p);
+/* The largest frame that may bring body bytes (under CURVE, a MESSAGE's
+ * overhead more). */
+uint64_t st_frame_max(const struct st_pipe *p, uint64_t body);
 /* 1 when the input queue is at RCVHWM or ST_RX_BYTES. */
 int st_rx_full(const struct st_pipe *p);
 

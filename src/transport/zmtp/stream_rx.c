@@ -162,6 +162,11 @@ int st_rx_full(const struct st_pipe *p)
     return (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm) || p->rx_bytes >= ST_RX_BYTES;
 }
 
+uint64_t st_frame_max(const struct st_pipe *p, uint64_t body)
+{
+    return p->zc != NULL ? body + ZC_MESSAGE_OVERHEAD : body;
+}
+
 /* The most a message from this peer may carry: MAXMSGSIZE, or for a
  * pattern that takes only subscriptions as data (a PUB), what the longest
  * subscription may be. */
@@ -180,7 +185,7 @@ static int deliver(struct st_pipe *p)
 {
     ferry_socket *s = p->t->s;
     const struct fy_wire *w = s->proto->wire;
-    p->dec.max_frame = st_msg_max(p); /* the next frame starts a message */
+    p->dec.max_frame = st_frame_max(p, st_msg_max(p)); /* the next frame starts a message */
     ferry_msg **parts = p->asm_parts;
     size_t n = p->asm_n;
     if (w->in == FY_IN_SUBSCRIPTIONS) {
@@ -278,7 +283,7 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
     p->frames_in++;   /* a turn's measure (st_conn_read) */
     p->frame_cap = 0; /* charged again below, as a part, if it is kept */
     st_pool_charge(p, 0);
-    if (p->zc != NULL && p->state == C_ACTIVE) { /* the frame is inside the MESSAGE */
+    if (p->zc != NULL && p->state == C_ACTIVE) { /* the frame is inside a MESSAGE */
         if (st_curve_open(p, &flags, &body, &size) != 0) {
             ferry_msg_free(m);
             return FERRY_EPROTO;
@@ -327,7 +332,7 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
     p->asm_total += size;
     if (flags & ZMTP_MORE) {
         /* the next frame may bring only what the message has left */
-        p->dec.max_frame = st_msg_max(p) - p->asm_total;
+        p->dec.max_frame = st_frame_max(p, st_msg_max(p) - p->asm_total);
         return 0;
     }
     int rc = deliver(p);
