@@ -28,6 +28,14 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
  * or CLI_USAGE when err is a usage error (a bad name). */
 int cli_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The same for a wait on s that failed: a timeout says why the last
+ * connection was dropped, if one was (a refused CURVE key, a peer of the
+ * wrong type), since that is usually why nothing came. */
+int cli_fail_sock(ferry_socket *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* That reason as " (last connection dropped: ...)", or "". */
+const char *cli_drop_note(ferry_socket *s, char *buf, size_t len);
+
 /* Writes s to f as a JSON string literal. */
 #include <stdio.h>
 void cli_json_str(FILE *f, const char *s);

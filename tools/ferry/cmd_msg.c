@@ -177,7 +177,7 @@ static int check_opts(struct msg_opts *o, const int *allowed_types)
         return cli_usage(o->cmd, "--subscribe needs --type sub or xsub");
     if (o->reply && o->type != FERRY_REP)
         return cli_usage(o->cmd, "--reply needs --type rep");
-    return -1;
+    return cli_curve_check(&o->curve, o->cmd);
 }
 
 int msg_parse(int argc, char **argv, struct msg_opts *o, const char *help, const int *allowed_types)
@@ -196,6 +196,7 @@ int msg_parse(int argc, char **argv, struct msg_opts *o, const char *help, const
                                          {"interval", required_argument, 0, O_INTERVAL},
                                          {"repeat", required_argument, 0, O_REPEAT},
                                          {"help", no_argument, 0, 'h'},
+                                         CLI_CURVE_OPTIONS,
                                          {0, 0, 0, 0}};
     int c, rc;
     o->timeout = -1;
@@ -204,12 +205,15 @@ int msg_parse(int argc, char **argv, struct msg_opts *o, const char *help, const
     while ((c = getopt_long(argc, argv, ":c:b:t:s:n:f:h", opts, NULL)) != -1) {
         if (c == 'h') {
             fputs(help, stdout);
+            fputs(cli_curve_help, stdout);
             return CLI_OK;
         }
         if (c == ':')
             return cli_usage(o->cmd, "option '%s' needs a value", argv[optind - 1]);
         if (c == '?')
             return cli_usage(o->cmd, "unknown option '%s'", argv[optind - 1]);
+        if (cli_curve_opt(&o->curve, c, optarg))
+            continue;
         if ((rc = apply_opt(c, optarg, o)) >= 0)
             return rc;
     }
@@ -224,6 +228,10 @@ int msg_open_socket(struct msg_opts *o, ferry_socket **out)
     int rc = ferry_socket_open(&s, o->type);
     if (rc != 0)
         return cli_fail(rc, "%s: socket", o->cmd);
+    if ((rc = cli_curve_apply(&o->curve, s, o->cmd)) >= 0) {
+        ferry_close(s);
+        return rc;
+    }
     if (o->type == FERRY_ROUTER) /* a message for a peer not there: an error (cmd_send.c waits) */
         ferry_setopt_int(s, FERRY_OPT_ROUTER_MANDATORY, 1);
     if (o->timeout >= 0) {
@@ -343,7 +351,9 @@ static int recv_loop(ferry_socket *s, const struct msg_opts *o)
         if (r == FERRY_ETIMEDOUT || r == FERRY_EAGAIN || r == FERRY_EINTR) {
             waited += slice;
             if (o->timeout >= 0 && waited >= o->timeout) {
-                fprintf(stderr, "ferry: recv: no message within %d ms\n", o->timeout);
+                char note[300];
+                fprintf(stderr, "ferry: recv: no message within %d ms%s\n", o->timeout,
+                        cli_drop_note(s, note, sizeof note));
                 rc = CLI_FAIL;
                 break;
             }
@@ -358,7 +368,7 @@ static int recv_loop(ferry_socket *s, const struct msg_opts *o)
             break;
         }
         if (r != 0) {
-            rc = cli_fail(r, "recv");
+            rc = cli_fail_sock(s, r, "recv");
             break;
         }
         waited = 0;

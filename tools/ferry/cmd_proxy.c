@@ -11,6 +11,7 @@
  * and print the answer on stderr.
  */
 #include "cli.h"
+#include "curve_cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -54,7 +55,10 @@ static const char proxy_help[] =
     "SIGUSR1 prints the statistics on stderr at once: messages and bytes each\n"
     "side received and sent, and messages lost (a destination that refused one\n"
     "for good). Nothing is lost to a full destination: the proxy stops taking\n"
-    "from the other side until there is room. See ferry-proxy(1).\n";
+    "from the other side until there is room. See ferry-proxy(1).\n"
+    "\n"
+    "The CURVE options below apply to each side (and the capture) that has a\n"
+    "tcp:// or ipc:// endpoint; an shm:// side stays local and admits by uid.\n";
 
 /* What a stop may take: delivering what is held, then each close. */
 #define PROXY_STOP_MS 2000
@@ -80,12 +84,26 @@ static void add(struct endpoints *e, const char *url, int dial)
     e->dial = d;
 }
 
-static int open_side(const char *what, int type, const struct endpoints *e, ferry_socket **out)
+/* 1 if a side reaches beyond the host (where CURVE applies). */
+static int networked(const struct endpoints *e)
+{
+    for (int i = 0; i < e->n; i++)
+        if (strncmp(e->url[i], "tcp://", 6) == 0 || strncmp(e->url[i], "ipc://", 6) == 0)
+            return 1;
+    return 0;
+}
+
+static int open_side(const char *what, int type, const struct endpoints *e,
+                     const struct cli_curve *curve, ferry_socket **out)
 {
     ferry_socket *s;
     int rc = ferry_socket_open(&s, type);
     if (rc != 0)
         return cli_fail(rc, "proxy: %s socket", what);
+    if (networked(e) && (rc = cli_curve_apply(curve, s, "proxy")) >= 0) {
+        ferry_close(s);
+        return rc;
+    }
     /* bounds the delivery of what the proxy holds when it is stopped (its
      * own sends never wait otherwise), and the close's linger */
     ferry_setopt_int(s, FERRY_OPT_SNDTIMEO, PROXY_STOP_MS);
@@ -195,6 +213,7 @@ static void steer(struct run *r, ferry_socket *ctl, const sigset_t *set, long st
 
 struct args {
     struct endpoints fe, be;
+    struct cli_curve curve;
     const char *capture;
     int ft, bt;
     long stats_s;
@@ -218,12 +237,15 @@ static int parse_args(int argc, char **argv, struct args *a)
                                          {"capture", required_argument, 0, O_CAPTURE},
                                          {"stats", required_argument, 0, O_STATS},
                                          {"help", no_argument, 0, 'h'},
+                                         CLI_CURVE_OPTIONS,
                                          {0, 0, 0, 0}};
     const char *kind = NULL;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":t:f:b:h", opts, NULL)) != -1) {
         char *end;
+        if (cli_curve_opt(&a->curve, c, optarg))
+            continue;
         switch (c) {
         case 't':
             kind = optarg;
@@ -247,6 +269,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case 'h':
             fputs(proxy_help, stdout);
+            fputs(cli_curve_help, stdout);
             return CLI_OK;
         case ':':
             return cli_usage("proxy", "option '%s' needs a value", argv[optind - 1]);
@@ -260,7 +283,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         return cli_usage("proxy", "--type: xsub-xpub, router-dealer or pull-push");
     if (a->fe.n == 0 || a->be.n == 0)
         return cli_usage("proxy", "a frontend and a backend endpoint are needed");
-    return -1;
+    return cli_curve_check(&a->curve, "proxy");
 }
 
 /* Opens the sockets, runs the proxy in a thread, steers it; exit code. */
@@ -278,13 +301,13 @@ static int run_proxy(const struct args *a)
 
     struct run r = {0};
     ferry_socket *ctl = NULL;
-    int rc = open_side("frontend", a->ft, &a->fe, &r.front);
+    int rc = open_side("frontend", a->ft, &a->fe, &a->curve, &r.front);
     if (rc == 0)
-        rc = open_side("backend", a->bt, &a->be, &r.back);
+        rc = open_side("backend", a->bt, &a->be, &a->curve, &r.back);
     if (rc == 0 && a->capture != NULL) {
         struct endpoints ce = {0};
         add(&ce, a->capture, 0);
-        rc = open_side("capture", FERRY_PUB, &ce, &r.capture);
+        rc = open_side("capture", FERRY_PUB, &ce, &a->curve, &r.capture);
         endpoints_free(&ce);
     }
     if (rc == 0)

@@ -118,7 +118,7 @@ static int send_msg(struct sender *x, const struct fmt_msg *m)
         return CLI_FAIL;
     }
     if (rc != 0)
-        return cli_fail(rc, "send");
+        return cli_fail_sock(x->s, rc, "send");
     x->sent++;
     if (x->o->type == FERRY_REQ) {
         rc = msg_recv_print(x->s, x->o->format, &x->reply, NULL);
@@ -127,7 +127,7 @@ static int send_msg(struct sender *x, const struct fmt_msg *m)
             return CLI_FAIL;
         }
         if (rc != 0)
-            return cli_fail(rc, "send: reply");
+            return cli_fail_sock(x->s, rc, "send: reply");
     }
     return CLI_OK;
 }
@@ -429,7 +429,7 @@ int cmd_send(int argc, char **argv)
     if (o.nbind > 0 || publisher) {
         int r = ferry_wait_peers(x.s, 1, o.timeout);
         if (r != 0)
-            rc = cli_fail(r, "send: waiting for a %s", publisher ? "subscriber" : "peer");
+            rc = cli_fail_sock(x.s, r, "send: waiting for a %s", publisher ? "subscriber" : "peer");
     }
     if (rc == CLI_OK)
         rc = send_all(&x, items, nitems);

@@ -75,6 +75,30 @@ int cli_fail(int err, const char *fmt, ...)
     return err == FERRY_EBADNAME ? CLI_USAGE : CLI_FAIL;
 }
 
+const char *cli_drop_note(ferry_socket *s, char *buf, size_t len)
+{
+    char why[256];
+    if (ferry_socket_drop_reason(s, why, sizeof why) != 0 || why[0] == '\0')
+        return "";
+    snprintf(buf, len, " (last connection dropped: %s)", why);
+    return buf;
+}
+
+int cli_fail_sock(ferry_socket *s, int err, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("ferry: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    const char *d = ferry_errdetail();
+    char note[300];
+    fprintf(stderr, ": %s%s\n", d[0] ? d : ferry_strerror(err),
+            err == FERRY_ETIMEDOUT || err == FERRY_EAGAIN ? cli_drop_note(s, note, sizeof note)
+                                                          : "");
+    return err == FERRY_EBADNAME ? CLI_USAGE : CLI_FAIL;
+}
+
 int cli_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -7,6 +7,7 @@
 #define FERRY_CLI_MSG_H
 
 #include "cli.h"
+#include "curve_cli.h"
 #include "format.h"
 
 #include <signal.h>
@@ -22,6 +23,7 @@ struct msg_opts {
     const char *reply;
     enum fmt_kind format;
     int timeout;
+    struct cli_curve curve;
     /* send only */
     const char **files;
     int nfiles;
