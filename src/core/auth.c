@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef unsigned char fy_key[32];
@@ -23,6 +24,7 @@ typedef unsigned char fy_key[32];
 struct key_set {
     fy_key *v;
     size_t n, cap;
+    int unsorted; /* keys were added since the last sort */
 };
 
 struct fy_auth {
@@ -63,11 +65,17 @@ static int set_add(struct key_set *k, const fy_key key)
         k->cap = cap;
     }
     memcpy(k->v[k->n++], key, sizeof(fy_key));
+    k->unsorted = 1;
     return 0;
 }
 
-static int set_has(const struct key_set *k, const fy_key key)
+/* Sorted when first asked after additions, so adding n keys costs one
+ * sort rather than n. */
+static int set_has(struct key_set *k, const fy_key key)
 {
+    if (k->unsorted && k->n)
+        qsort(k->v, k->n, sizeof(fy_key), key_cmp);
+    k->unsorted = 0;
     return k->n && bsearch(key, k->v, k->n, sizeof(fy_key), key_cmp) != NULL;
 }
 
@@ -91,6 +99,7 @@ static int key_parse(fy_key out, const void *val, size_t len)
     memcpy(text, t, 40);
     text[40] = '\0';
     int rc = ferry_z85_decode(out, 32, text, &n);
+    sodium_memzero(text, sizeof text); /* it may be a secret key */
     return rc == 0 && n == 32
                ? 0
                : fy_err(FERRY_EINVAL, "curve: a key is 32 bytes or 40 characters of Z85");
@@ -173,12 +182,8 @@ static int auth_set_locked(struct fy_auth *a, int opt, const void *val, size_t l
         }
         if ((rc = key_parse(k, val, len)) != 0)
             break;
-        if (set_has(&a->keys, k))
-            break;
-        if ((rc = set_add(&a->keys, k)) == FERRY_ENOSPC)
+        if ((rc = set_add(&a->keys, k)) == FERRY_ENOSPC) /* a repeat costs a slot, no more */
             rc = fy_err(FERRY_ENOSPC, "curve: at most %d allowed keys by option", FY_AUTH_KEYS_MAX);
-        if (rc == 0)
-            qsort(a->keys.v, a->keys.n, sizeof(fy_key), key_cmp);
         break;
     case FERRY_OPT_CURVE_ALLOW_FILE:
         rc = set_file(a, val, len);
@@ -198,7 +203,17 @@ int fy_auth_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         return fy_err(FERRY_EIO, "libsodium could not start (no entropy source?)");
     pthread_mutex_lock(&s->mtx);
     struct fy_auth *a = auth_get(s);
-    int rc = a == NULL ? FERRY_ENOMEM : auth_set_locked(a, opt, val, len);
+    int rc = a == NULL ? FERRY_ENOMEM : 0;
+    /* what the socket speaks is settled by its first endpoint: a later
+     * change would make its connections disagree (and a shm:// endpoint
+     * was allowed only because it was plain); who is admitted may change */
+    int mechanism = opt == FERRY_OPT_CURVE_SERVER || opt == FERRY_OPT_CURVE_SECRETKEY ||
+                    opt == FERRY_OPT_CURVE_SERVERKEY;
+    if (rc == 0 && mechanism && (s->stream_tran != NULL || s->shm_tran != NULL))
+        rc = fy_err(FERRY_ESTATE, "curve: the keys and the role are set before the first "
+                                  "listen or dial");
+    if (rc == 0)
+        rc = auth_set_locked(a, opt, val, len);
     pthread_mutex_unlock(&s->mtx);
     return rc;
 }
@@ -244,7 +259,7 @@ int fy_auth_mech(const ferry_socket *s)
         return FY_MECH_NULL;
     if (a->server && a->have_secret)
         return FY_MECH_CURVE_SERVER;
-    if (!a->server && a->have_server)
+    if (!a->server && a->have_server && a->have_secret)
         return FY_MECH_CURVE_CLIENT;
     return FY_MECH_NULL;
 }
@@ -322,8 +337,6 @@ static int file_parse(struct fy_auth *a, char *text, size_t len)
         }
         p = e + 1;
     }
-    if (a->fkeys.n)
-        qsort(a->fkeys.v, a->fkeys.n, sizeof(fy_key), key_cmp);
     return 0;
 }
 
@@ -343,8 +356,17 @@ static int file_refresh(struct fy_auth *a)
         a->file_read = 0;
         return file_fail(a, "allow file %s: %s", a->file, strerror(errno));
     }
-    if (a->file_read && same_file(&st, &a->sig))
+    /* A file changed within the clock's granularity of our last read may
+     * look unchanged: one changed in the last 2 s is read again anyway. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int settled = now.tv_sec - st.st_mtim.tv_sec > 2 && now.tv_sec - st.st_ctim.tv_sec > 2;
+    if (a->file_read && settled && same_file(&st, &a->sig))
         return a->file_err[0] ? -1 : 0;
+    if (!S_ISREG(st.st_mode)) { /* not opened at all: a device may act on open */
+        a->file_read = 0;
+        return file_fail(a, "allow file %s: not a regular file", a->file);
+    }
     a->file_read = 0;
     a->file_err[0] = '\0';
     set_wipe(&a->fkeys);
@@ -391,10 +413,10 @@ static int file_refresh(struct fy_auth *a)
 int fy_auth_admit(ferry_socket *s, const unsigned char key[32], char *why, size_t cap)
 {
     struct fy_auth *a = s->auth;
-    char z[41];
-    ferry_z85_encode(z, sizeof z, key, 32);
     if (a->allow_any || set_has(&a->keys, key))
         return 0;
+    char z[41];
+    ferry_z85_encode(z, sizeof z, key, 32);
     if (a->file != NULL) {
         if (file_refresh(a) != 0) {
             snprintf(why, cap, "client key %s refused: %s", z, a->file_err);

@@ -228,7 +228,9 @@ static void p_curve(sock_t *s, const char *server_secret, const char *allow,
                     const char *client_secret, const char *server_key)
 {
     (void)allow; /* without a ZAP handler libzmq admits every client key */
-    int one = 1;
+    int one = 1, ivl = 100, hb_timeout = 3000; /* PING and PONG travel sealed too */
+    zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
     if (server_secret) {
         zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, server_secret, 40);
@@ -354,6 +356,8 @@ static void p_curve(sock_t *s, const char *server_secret, const char *allow,
                     const char *client_secret, const char *server_key)
 {
     int rc = 0;
+    rc |= ferry_setopt_int(s, FERRY_OPT_HEARTBEAT_IVL, 100); /* PING and PONG travel sealed too */
+    rc |= ferry_setopt_int(s, FERRY_OPT_HEARTBEAT_TIMEOUT, 3000);
     if (server_secret) {
         rc |= ferry_setopt_int(s, FERRY_OPT_CURVE_SERVER, 1);
         rc |= ferry_setopt(s, FERRY_OPT_CURVE_SECRETKEY, server_secret, strlen(server_secret));

@@ -135,6 +135,8 @@ static void test_codec_handshake(void **state)
     assert_true(sodium_is_zero(d.c.eph_sec, 32));
     assert_true(sodium_is_zero(d.s.eph_sec, 32));
     assert_true(sodium_is_zero(d.s.cookie_key, 32));
+    assert_true(sodium_is_zero(d.c.perm_sec, 32)); /* each copy of a permanent secret too */
+    assert_true(sodium_is_zero(d.s.perm_sec, 32));
     /* HELLO is 200 octets, 72 of them padding (RFC 26's grammar, as libzmq) */
     size_t bl;
     unsigned char *b = frame_body(d.hello, &bl);
@@ -699,6 +701,10 @@ static void test_options(void **state)
     snprintf(url, sizeof url, "shm://%s", t_name(n, sizeof n, "curveshm"));
     assert_int_equal(ferry_listen(s, url), FERRY_ENOTSUP);
     assert_int_equal(ferry_listen(s, "tcp://127.0.0.1:*"), 0);
+    /* the role and keys are settled by the first endpoint; admission is not */
+    assert_int_equal(ferry_setopt_int(s, FERRY_OPT_CURVE_SERVER, 0), FERRY_ESTATE);
+    assert_int_equal(ferry_setopt(s, FERRY_OPT_CURVE_SECRETKEY, k.sec, 40), FERRY_ESTATE);
+    assert_int_equal(ferry_setopt(s, FERRY_OPT_CURVE_ALLOW, other.pub, 40), 0);
     ferry_close(s);
     /* a client without the server's key, or without its own */
     assert_int_equal(ferry_socket_open(&s, FERRY_PUSH), 0);
@@ -712,6 +718,45 @@ static void test_options(void **state)
     assert_int_equal(ferry_dial(s, "tcp://127.0.0.1:1"), FERRY_EINVAL);
     assert_non_null(strstr(ferry_errdetail(), "without its secret key"));
     ferry_close(s);
+}
+
+/* PINGs and PONGs sealed both ways keep a quiet session alive past the
+ * heartbeat timeout; empty parts survive the trip. */
+static void test_heartbeat_and_empty(void **state)
+{
+    (void)state;
+    struct kp sk = new_kp(), ck = new_kp();
+    ferry_socket *srv = curve_server(FERRY_PAIR, &sk, ck.pub);
+    ferry_socket *cli = curve_client(FERRY_PAIR, &ck, sk.pub);
+    for (int i = 0; i < 2; i++) {
+        ferry_socket *s = i ? cli : srv;
+        assert_int_equal(ferry_setopt_int(s, FERRY_OPT_HEARTBEAT_IVL, 20), 0);
+        assert_int_equal(ferry_setopt_int(s, FERRY_OPT_HEARTBEAT_TIMEOUT, 200), 0);
+    }
+    ferry_monitor *m = mon(srv);
+    char url[200];
+    bind_any(srv, "tcp", url, sizeof url);
+    assert_int_equal(ferry_dial(cli, url), 0);
+    assert_int_equal(ferry_wait_peers(srv, 1, 10000), 0);
+    expect(m, FERRY_EVENT_HANDSHAKE_OK, 5000);
+    /* ten heartbeat timeouts of silence: a dead PONG would end it */
+    ferry_event ev;
+    uint64_t end = t_now_ms() + 2000;
+    while (t_now_ms() < end)
+        if (ferry_monitor_recv(m, &ev, 100) == 0 && ev.kind == FERRY_EVENT_DISCONNECTED)
+            fail_msg("disconnected during the silence: %s", ev.reason);
+    assert_int_equal(ferry_send(cli, "", 0, FERRY_MORE), 0);
+    assert_int_equal(ferry_send(cli, "x", 1, FERRY_MORE), 0);
+    assert_int_equal(ferry_send(cli, "", 0, 0), 0);
+    recv_is(srv, "", 0);
+    recv_is(srv, "x", 1);
+    recv_is(srv, "", 0);
+    ferry_stats st;
+    assert_int_equal(ferry_socket_stats(srv, &st), 0);
+    assert_int_equal(st.bad_input, 0);
+    ferry_monitor_close(m);
+    ferry_close(cli);
+    ferry_close(srv);
 }
 
 /* A client that completes the handshake by hand (the codec over a raw TCP
@@ -792,11 +837,17 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_codec_handshake), cmocka_unit_test(test_codec_replay_reorder),
-        cmocka_unit_test(test_codec_forgeries), cmocka_unit_test(test_codec_noise),
-        cmocka_unit_test(test_patterns),        cmocka_unit_test(test_admission),
-        cmocka_unit_test(test_mismatches),      cmocka_unit_test(test_allow_file),
-        cmocka_unit_test(test_options),         cmocka_unit_test(test_hostile_client),
+        cmocka_unit_test(test_codec_handshake),
+        cmocka_unit_test(test_codec_replay_reorder),
+        cmocka_unit_test(test_codec_forgeries),
+        cmocka_unit_test(test_codec_noise),
+        cmocka_unit_test(test_patterns),
+        cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_mismatches),
+        cmocka_unit_test(test_allow_file),
+        cmocka_unit_test(test_options),
+        cmocka_unit_test(test_hostile_client),
+        cmocka_unit_test(test_heartbeat_and_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

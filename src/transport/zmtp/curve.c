@@ -95,8 +95,6 @@ static int init_common(struct zmtp_curve *c, const unsigned char secret[ZC_KEY])
     if (sodium_init() < 0)
         return FERRY_EIO;
     memcpy(c->perm_sec, secret, ZC_KEY);
-    crypto_scalarmult_base(c->perm_pub, c->perm_sec);
-    crypto_box_keypair(c->eph_pub, c->eph_sec);
     c->tx_nonce = 1;
     return 0;
 }
@@ -105,26 +103,30 @@ int zc_client_init(struct zmtp_curve *c, const unsigned char secret[ZC_KEY],
                    const unsigned char server_public[ZC_KEY])
 {
     int rc = init_common(c, secret);
+    crypto_scalarmult_base(c->perm_pub, c->perm_sec);
+    crypto_box_keypair(c->eph_pub, c->eph_sec);
     memcpy(c->peer_perm, server_public, ZC_KEY);
     c->state = ZC_CLIENT_HELLO;
     return rc;
 }
 
+/* A server does no curve arithmetic until a HELLO comes: an accepted
+ * connection that never speaks costs nothing but its memory. */
 int zc_server_init(struct zmtp_curve *c, const unsigned char secret[ZC_KEY])
 {
     int rc = init_common(c, secret);
-    randombytes_buf(c->cookie_key, sizeof c->cookie_key);
     c->server = 1;
     c->state = ZC_SERVER_HELLO;
     return rc;
 }
 
-/* The session key is made: the short-term secret and the cookie key have
- * served their purpose. */
+/* The session key is made: the short-term secret, the cookie key and our
+ * permanent secret have served their purpose. */
 static void session_made(struct zmtp_curve *c)
 {
     sodium_memzero(c->eph_sec, sizeof c->eph_sec);
     sodium_memzero(c->cookie_key, sizeof c->cookie_key);
+    sodium_memzero(c->perm_sec, sizeof c->perm_sec);
 }
 
 size_t zc_hello(struct zmtp_curve *c, unsigned char *out, size_t cap)
@@ -160,14 +162,22 @@ int zc_on_hello(struct zmtp_curve *c, const unsigned char *body, size_t len, uns
     memcpy(c->peer_eph, body + HELLO_CEPH, ZC_KEY);
     if (take_nonce(c, body + HELLO_NONCE) != 0)
         return fail(c, "CURVE: HELLO with a zero nonce");
-    unsigned char n[24], zeros[64];
-    nonce_short(n, "CurveZMQHELLO---", c->rx_nonce);
-    if (crypto_box_open_easy(zeros, body + HELLO_BOX, 64 + MAC, n, c->peer_eph, c->perm_sec) != 0)
-        return fail(c, "CURVE: HELLO's box does not open (the client has the wrong server key)");
-    if (!sodium_is_zero(zeros, sizeof zeros))
-        return fail(c, "CURVE: HELLO's box is not 64 zeros");
     if (cap < 2 + ZC_WELCOME_SIZE)
         return fail(c, "CURVE: internal: no room for WELCOME");
+    /* C' and s agree one key, for HELLO's box and for WELCOME's */
+    unsigned char k[crypto_box_BEFORENMBYTES], n[24], zeros[64];
+    if (crypto_box_beforenm(k, c->peer_eph, c->perm_sec) != 0)
+        return fail(c, "CURVE: the client's short-term key is weak");
+    nonce_short(n, "CurveZMQHELLO---", c->rx_nonce);
+    int rc = crypto_box_open_easy_afternm(zeros, body + HELLO_BOX, 64 + MAC, n, k);
+    if (rc != 0 || !sodium_is_zero(zeros, sizeof zeros)) {
+        sodium_memzero(k, sizeof k);
+        return fail(c, rc != 0 ? "CURVE: HELLO's box does not open (the client has the wrong "
+                                 "server key)"
+                               : "CURVE: HELLO's box is not 64 zeros");
+    }
+    crypto_box_keypair(c->eph_pub, c->eph_sec);
+    randombytes_buf(c->cookie_key, sizeof c->cookie_key);
     /* the cookie: C' and s' sealed with a key only we hold */
     unsigned char plain[ZC_KEY + COOKIE_LEN], cn[24];
     unsigned char *cookie = plain + ZC_KEY;
@@ -184,8 +194,11 @@ int zc_on_hello(struct zmtp_curve *c, const unsigned char *body, size_t len, uns
     memcpy(b, "\7WELCOME", 8);
     randombytes_buf(b + WELCOME_NONCE, 16);
     nonce_long(n, "WELCOME-", b + WELCOME_NONCE);
-    if (crypto_box_easy(b + WELCOME_BOX, plain, sizeof plain, n, c->peer_eph, c->perm_sec) != 0)
-        return fail(c, "CURVE: the client's short-term key is weak");
+    crypto_box_easy_afternm(b + WELCOME_BOX, plain, sizeof plain, n, k);
+    sodium_memzero(k, sizeof k);
+    /* s is needed no more: the vouch is checked with S, its public half */
+    crypto_scalarmult_base(c->perm_pub, c->perm_sec);
+    sodium_memzero(c->perm_sec, sizeof c->perm_sec);
     *outlen = h + ZC_WELCOME_SIZE;
     c->state = ZC_SERVER_INITIATE;
     return 0;

@@ -390,7 +390,13 @@ int st_conn_peer_ok(struct st_pipe *p, const unsigned char *meta, size_t mlen)
         char got[32];
         snprintf(got, sizeof got, "%.*s", rc == 0 ? 4 : (int)(vn < 16 ? vn : 16),
                  rc == 0 ? "none" : (const char *)v);
-        st_send_error(p, "invalid socket type");
+        if (p->zc != NULL && p->zc->state == ZC_ACTIVE) { /* the server is past its READY */
+            static const char r[] = "\023invalid socket type";
+            if (st_tx_command(p, "ERROR", r, sizeof r - 1) == 0)
+                st_conn_flush(p);
+        } else {
+            st_send_error(p, "invalid socket type");
+        }
         st_conn_broken(p, 1, FERRY_EPEERTYPE, "peer socket type %s cannot talk to %s", got,
                        s->proto->wire->name);
         return FERRY_EPEERTYPE;
@@ -432,7 +438,7 @@ int st_conn_join(struct st_pipe *p)
     }
     p->state = C_ACTIVE;
     if (p->zc != NULL && st_curve_seal_queue(p) != 0) {
-        st_conn_broken(p, 0, FERRY_ENOMEM, "out of memory sealing the queued messages");
+        st_conn_broken(p, 0, FERRY_ENOMEM, "the queued messages could not be sealed");
         return FERRY_ENOMEM;
     }
     /* the handshake is over: messages up to MAXMSGSIZE; commands up to

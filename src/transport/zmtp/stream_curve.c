@@ -79,6 +79,8 @@ static int mech_mismatch(struct st_pipe *p, const char *why)
     return FERRY_EMECH;
 }
 
+static int curve_failed(struct st_pipe *p);
+
 int st_mech_peer_greeting(struct st_pipe *p)
 {
     int want = p->zc ? ZMTP_MECH_CURVE : ZMTP_MECH_NULL;
@@ -106,6 +108,8 @@ int st_mech_peer_greeting(struct st_pipe *p)
         if (p->zc->server)
             return 0; /* the client speaks first */
         n = zc_hello(p->zc, out, cap);
+        if (n == 0)
+            return curve_failed(p);
     }
     if (n == 0)
         return FERRY_EINVAL;
@@ -229,6 +233,14 @@ int st_curve_open(struct st_pipe *p, int *flags, unsigned char **body, uint64_t 
     *flags = ((f & ZC_MORE) ? ZMTP_MORE : 0) | ((f & ZC_COMMAND) ? ZMTP_COMMAND : 0);
     *body += ZC_MESSAGE_OVERHEAD;
     *size = dlen;
+    /* a tunnelled command is held to what it may be in clear */
+    ferry_socket *s = p->t->s;
+    uint64_t cmd_max =
+        s->opt.sub_max_bytes + 16 > ST_CMD_MAX ? s->opt.sub_max_bytes + 16 : ST_CMD_MAX;
+    if ((f & ZC_COMMAND) && dlen > cmd_max) {
+        st_conn_broken(p, 1, FERRY_EMSGSIZE, "CURVE: a tunnelled command of %zu bytes", dlen);
+        return FERRY_EMSGSIZE;
+    }
     return 0;
 }
 
@@ -257,7 +269,9 @@ int st_curve_seal_queue(struct st_pipe *p)
     size_t from = p->tx_off, end = p->tx_len, grown = 0, i;
     for (i = from; i < end;) {
         int f;
-        size_t bl, hl = own_hdr(p->tx + i, &f, &bl);
+        size_t bl, hl = (p->tx[i] & ZMTP_LONG) ? 9 : 2;
+        if (hl > end - i || (own_hdr(p->tx + i, &f, &bl), bl > end - i - hl))
+            return FERRY_EPROTO; /* not whole frames: st_send only queues whole ones */
         grown += (size_t)zc_wire_size(bl) - hl - bl;
         i += hl + bl;
     }

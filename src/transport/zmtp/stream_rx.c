@@ -288,7 +288,9 @@ static int dec_frame(void *ctx, int flags, void *handle, unsigned char *body, ui
             ferry_msg_free(m);
             return FERRY_EPROTO;
         }
-        m->data = body;
+        /* an empty part points at the flags octet: a byte it owns, for a
+         * caller that writes a NUL after what it received */
+        m->data = size ? body : body - 1;
         m->size = (size_t)size;
     }
     if (flags & ZMTP_COMMAND) {
