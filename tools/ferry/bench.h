@@ -38,6 +38,13 @@ int bench_nng_load(void);
 extern int bench_zmq_inproc;
 void bench_zmq_term(void);
 
+/* 1: ferry's and libzmq's listeners are CURVE servers (admitting any
+ * client key) and their dialers CURVE clients: the tcp suite's "curve"
+ * rows. bench_curve_on(1) makes the keys, which the peer processes forked
+ * after it share. */
+extern int bench_curve;
+void bench_curve_on(int on);
+
 /* A ferry socket set up for measuring (cmd_bench.c): timeouts, no HWM,
  * busy-polling for spin microseconds. Exits the process on failure. */
 ferry_socket *bench_open_ferry(int type, int spin);

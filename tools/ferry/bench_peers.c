@@ -15,6 +15,28 @@
 #include <string.h>
 #include <unistd.h>
 
+/* CURVE (bench_curve): one key pair for every listener (a server
+ * admitting any client) and one for every dialer, made once. */
+int bench_curve;
+static char ck_srv_pub[41], ck_srv_sec[41], ck_cli_pub[41], ck_cli_sec[41];
+static void curve_keys(void);
+
+void bench_curve_on(int on)
+{
+    bench_curve = on;
+    if (on)
+        curve_keys();
+}
+
+static void curve_keys(void)
+{
+    if (ck_srv_pub[0] == '\0' && (ferry_curve_keypair(ck_srv_pub, ck_srv_sec) != 0 ||
+                                  ferry_curve_keypair(ck_cli_pub, ck_cli_sec) != 0)) {
+        fputs("ferry: bench: no CURVE keys (libsodium)\n", stderr);
+        _exit(2);
+    }
+}
+
 static void *fb_open(int type)
 {
     ferry_socket *s = bench_open_ferry(type, 0);
@@ -24,9 +46,25 @@ static void *fb_open(int type)
 }
 static int fb_listen(void *s, const char *url, char *ep, size_t len)
 {
+    if (bench_curve) {
+        curve_keys();
+        if (ferry_setopt_int(s, FERRY_OPT_CURVE_SERVER, 1) ||
+            ferry_setopt(s, FERRY_OPT_CURVE_SECRETKEY, ck_srv_sec, 40) ||
+            ferry_setopt_int(s, FERRY_OPT_CURVE_ALLOW_ANY, 1))
+            return -1;
+    }
     return ferry_listen(s, url) || ferry_socket_addr(s, ep, len);
 }
-static int fb_dial(void *s, const char *url) { return ferry_dial(s, url); }
+static int fb_dial(void *s, const char *url)
+{
+    if (bench_curve) {
+        curve_keys();
+        if (ferry_setopt(s, FERRY_OPT_CURVE_SECRETKEY, ck_cli_sec, 40) ||
+            ferry_setopt(s, FERRY_OPT_CURVE_SERVERKEY, ck_srv_pub, 40))
+            return -1;
+    }
+    return ferry_dial(s, url);
+}
 static int fb_send(void *s, const void *b, size_t n) { return ferry_send(s, b, n, 0); }
 static int fb_recv(void *s, void *b, size_t cap)
 {
@@ -90,7 +128,11 @@ enum {
     ZQ_RCVHWM = 24,
     ZQ_LAST_ENDPOINT = 32,
     ZQ_RCVTIMEO = 27,
-    ZQ_SNDTIMEO = 28
+    ZQ_SNDTIMEO = 28,
+    ZQ_CURVE_SERVER = 47,
+    ZQ_CURVE_PUBLICKEY = 48,
+    ZQ_CURVE_SECRETKEY = 49,
+    ZQ_CURVE_SERVERKEY = 50
 };
 
 /* Loads a library and the symbols it must have (all or nothing). */
@@ -152,9 +194,26 @@ static void *zb_open(int type)
 }
 static int zb_listen(void *s, const char *url, char *ep, size_t len)
 {
+    int one = 1;
+    if (bench_curve) {
+        curve_keys();
+        if (zq.setsockopt(s, ZQ_CURVE_SERVER, &one, sizeof one) ||
+            zq.setsockopt(s, ZQ_CURVE_SECRETKEY, ck_srv_sec, 40))
+            return -1;
+    }
     return zq.bind(s, url) || zq.getsockopt(s, ZQ_LAST_ENDPOINT, ep, &len);
 }
-static int zb_dial(void *s, const char *url) { return zq.connect(s, url); }
+static int zb_dial(void *s, const char *url)
+{
+    if (bench_curve) {
+        curve_keys();
+        if (zq.setsockopt(s, ZQ_CURVE_PUBLICKEY, ck_cli_pub, 40) ||
+            zq.setsockopt(s, ZQ_CURVE_SECRETKEY, ck_cli_sec, 40) ||
+            zq.setsockopt(s, ZQ_CURVE_SERVERKEY, ck_srv_pub, 40))
+            return -1;
+    }
+    return zq.connect(s, url);
+}
 static int zb_send(void *s, const void *b, size_t n) { return zq.send(s, b, n, 0) < 0; }
 static int zb_recv(void *s, void *b, size_t cap) { return zq.recv(s, b, cap, 0) < 0; }
 int bench_zmq_inproc; /* both sockets in one process share the context */

@@ -1280,6 +1280,52 @@ static void net_throughput(struct result *r, int reps)
     r->metric = "msgs_per_s";
 }
 
+/* CURVE on tcp://, ferry and libzmq: the REQ/REP round trip against the
+ * raw TCP ping-pong (interleaved), PUSH/PULL 64 B and 64 KiB. Their
+ * transport reads "curve", so each ferry row is set against libzmq's, and
+ * against ferry's plain tcp rows of the same run in docs/benchmarks.md. */
+static void curve_suite(int quick, int reps, long lat_iters)
+{
+    static char labels[2][3][80];
+    static const size_t sizes[] = {64, 65536};
+    bench_curve_on(1); /* the keys, made before any peer process is forked */
+    g_tr = "tcp";
+    for (int b = 0; b < 2; b++) {
+        if (b == 1 && !bench_zmq_load())
+            continue;
+        g_be = b == 0 ? &bench_ferry : &bench_zmq;
+        const char *sys = b == 0 ? "ferry" : "libzmq";
+        snprintf(labels[b][0], 80, "%s tcp CURVE: REQ/REP 64 B round trip", sys);
+        progress(labels[b][0]);
+        g_iters = lat_iters / 10;
+        g_size = 64;
+        struct result *r = add_result();
+        *r = (struct result){.system = sys,
+                             .transport = "curve",
+                             .pattern = "reqrep",
+                             .size = 64,
+                             .label = labels[b][0]};
+        const struct baseline base = {"tcp", raw_once, lat_iters / 10, RAW_TCP};
+        latency_vs(r, reps, net_reqrep_once, &base);
+        for (int i = 0; i < 2; i++) {
+            g_size = sizes[i];
+            g_iters = (long)((quick ? (64u << 20) : (256u << 20)) / sizes[i]);
+            if (g_iters > (quick ? 300000 : 2000000))
+                g_iters = quick ? 300000 : 2000000;
+            snprintf(labels[b][1 + i], 80, "%s tcp CURVE: PUSH/PULL %zu B", sys, sizes[i]);
+            progress(labels[b][1 + i]);
+            r = add_result();
+            *r = (struct result){.system = sys,
+                                 .transport = "curve",
+                                 .pattern = "pushpull",
+                                 .size = sizes[i],
+                                 .label = labels[b][1 + i]};
+            net_throughput(r, reps);
+        }
+    }
+    bench_curve_on(0);
+}
+
 /* One transport: ferry and the peers that speak it (libzmq, nng; loaded
  * when installed), REQ/REP round trip and PUSH/PULL by message size. */
 static void net_suite(const char *tr, int quick, int reps, long lat_iters, const size_t *sizes,
@@ -1356,6 +1402,8 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
         }
     }
     bench_zmq_inproc = 0;
+    if (t == 0)
+        curve_suite(quick, reps, lat_iters);
 }
 
 /* --- router: DEALER/ROUTER against REQ/REP; a ROUTER serving many ------------------ */
@@ -2148,7 +2196,7 @@ static void print_table(void)
             continue;
         }
         int net = strcmp(r->transport, "tcp") == 0 || strcmp(r->transport, "ipc") == 0 ||
-                  strcmp(r->transport, "inproc") == 0;
+                  strcmp(r->transport, "inproc") == 0 || strcmp(r->transport, "curve") == 0;
         int ferry = strcmp(r->system, "ferry") == 0;
         if (strcmp(r->metric, "latency_ns") == 0 && net && strcmp(r->system, "raw") != 0) {
             /* tcp/ipc: against the raw socket ping-pong of the same transport,
