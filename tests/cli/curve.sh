@@ -116,10 +116,11 @@ wait $px && pass "the proxy exits 0 on SIGTERM" || fail "proxy exit"
 
 # The capture: the bodies never on the wire under CURVE, and they are in a
 # plain session (so the check can fail).
-# fins PCAP: 0 when the file (as written so far) holds two TCP FINs. Read
-# with a few lines of Python rather than tshark, which is slow to start.
+# fins PCAP [any]: 0 when the file (as written so far) holds two TCP FINs
+# (with "any": at least one packet of any kind). Read with a few lines of
+# Python rather than tshark, which is slow to start.
 fins() {
-  /usr/bin/python3 - "$1" <<'PY'
+  /usr/bin/python3 - "$@" <<'PY'
 import struct, sys
 try:
     d = open(sys.argv[1], "rb").read()
@@ -139,6 +140,8 @@ while off + 16 <= len(d):
         tcp = ip[(ip[0] & 15) * 4:]
         if len(tcp) >= 14 and tcp[13] & 1:
             n += 1
+    if len(sys.argv) > 2:
+        sys.exit(0)
 sys.exit(0 if n >= 2 else 1)
 PY
 }
@@ -147,8 +150,13 @@ capture() { # PORT RECV_ARGS SEND_ARGS PCAP
   tshark -i lo -B 64 -f "tcp port $1" -F pcap -w "$4" >"$T/tshark.err" 2>&1 &
   local t=$!
   local i
-  for i in $(seq 100); do # tshark says when it captures
-    grep -q "Capturing on" "$T/tshark.err" && break
+  for i in $(seq 100); do # capturing when a probe's packets (a refused connect) are in the file
+    /usr/bin/python3 -c 'import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)
+except OSError:
+    pass' "$1"
+    fins "$4" any && break
     sleep 0.1
   done
   session "$1" "$2" "$3"
