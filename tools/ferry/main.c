@@ -63,16 +63,27 @@ int cli_usage(const char *cmd, const char *fmt, ...)
     return CLI_USAGE;
 }
 
+/* cli_fail and cli_fail_sock: the line, with s's drop reason after a
+ * timeout when s is given. */
+static int fail_line(ferry_socket *s, int err, const char *fmt, va_list ap)
+{
+    fputs("ferry: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    const char *d = ferry_errdetail();
+    char note[300];
+    int timeout = err == FERRY_ETIMEDOUT || err == FERRY_EAGAIN;
+    fprintf(stderr, ": %s%s\n", d[0] ? d : ferry_strerror(err),
+            s && timeout ? cli_drop_note(s, note, sizeof note) : "");
+    return err == FERRY_EBADNAME ? CLI_USAGE : CLI_FAIL;
+}
+
 int cli_fail(int err, const char *fmt, ...)
 {
     va_list ap;
-    fputs("ferry: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int rc = fail_line(NULL, err, fmt, ap);
     va_end(ap);
-    const char *d = ferry_errdetail();
-    fprintf(stderr, ": %s\n", d[0] ? d : ferry_strerror(err));
-    return err == FERRY_EBADNAME ? CLI_USAGE : CLI_FAIL;
+    return rc;
 }
 
 const char *cli_drop_note(ferry_socket *s, char *buf, size_t len)
@@ -87,16 +98,10 @@ const char *cli_drop_note(ferry_socket *s, char *buf, size_t len)
 int cli_fail_sock(ferry_socket *s, int err, const char *fmt, ...)
 {
     va_list ap;
-    fputs("ferry: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int rc = fail_line(s, err, fmt, ap);
     va_end(ap);
-    const char *d = ferry_errdetail();
-    char note[300];
-    fprintf(stderr, ": %s%s\n", d[0] ? d : ferry_strerror(err),
-            err == FERRY_ETIMEDOUT || err == FERRY_EAGAIN ? cli_drop_note(s, note, sizeof note)
-                                                          : "");
-    return err == FERRY_EBADNAME ? CLI_USAGE : CLI_FAIL;
+    return rc;
 }
 
 int cli_free_port(void)

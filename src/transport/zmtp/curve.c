@@ -83,6 +83,15 @@ static int take_nonce(struct zmtp_curve *c, const unsigned char *p)
     return 0;
 }
 
+/* Opens in place a box of the session key with the short nonce just taken:
+ * box is its MAC, then clen octets that become the text. 0 or -1. */
+static int open_short(struct zmtp_curve *c, unsigned char *box, size_t clen, const char prefix[16])
+{
+    unsigned char n[24];
+    nonce_short(n, prefix, c->rx_nonce);
+    return crypto_box_open_detached_afternm(box + MAC, box + MAC, box, clen, n, c->session);
+}
+
 /* The frame header of a command body of len octets, written before it. */
 static size_t frame_start(unsigned char *out, size_t len)
 {
@@ -299,11 +308,9 @@ int zc_on_initiate(struct zmtp_curve *c, unsigned char *body, size_t len,
         return fail(c, "CURVE: INITIATE's nonce is not above HELLO's");
     if (crypto_box_beforenm(c->session, c->peer_eph, c->eph_sec) != 0)
         return fail(c, "CURVE: the client's short-term key is weak");
-    unsigned char n[24];
-    nonce_short(n, "CurveZMQINITIATE", c->rx_nonce);
     size_t clen = len - INIT_BOX - MAC;
     unsigned char *plain = body + INIT_BOX + MAC;
-    if (crypto_box_open_detached_afternm(plain, plain, body + INIT_BOX, clen, n, c->session) != 0)
+    if (open_short(c, body + INIT_BOX, clen, "CurveZMQINITIATE") != 0)
         return fail(c, "CURVE: INITIATE's box does not open");
     memcpy(c->peer_perm, plain, ZC_KEY);
     if (vouch_check(c, plain + ZC_KEY) != 0)
@@ -344,11 +351,9 @@ int zc_on_ready(struct zmtp_curve *c, unsigned char *body, size_t len, const uns
         return fail(c, "CURVE: malformed READY (too short)");
     if (take_nonce(c, body + READY_NONCE) != 0)
         return fail(c, "CURVE: READY with a zero nonce");
-    unsigned char n[24];
-    nonce_short(n, "CurveZMQREADY---", c->rx_nonce);
     size_t clen = len - READY_BOX - MAC;
     unsigned char *plain = body + READY_BOX + MAC;
-    if (crypto_box_open_detached_afternm(plain, plain, body + READY_BOX, clen, n, c->session) != 0)
+    if (open_short(c, body + READY_BOX, clen, "CurveZMQREADY---") != 0)
         return fail(c, "CURVE: READY's box does not open");
     *meta = plain;
     *mlen = clen;
@@ -390,11 +395,9 @@ int zc_decode(struct zmtp_curve *c, unsigned char *body, size_t len, int *flags,
     uint64_t last = c->rx_nonce;
     if (take_nonce(c, body + MSG_NONCE) != 0)
         return fail(c, "CURVE: MESSAGE replayed or out of order (nonce not above the last)");
-    unsigned char n[24];
-    nonce_short(n, c->server ? "CurveZMQMESSAGEC" : "CurveZMQMESSAGES", c->rx_nonce);
     unsigned char *plain = body + MSG_BOX + MAC;
-    if (crypto_box_open_detached_afternm(plain, plain, body + MSG_BOX, len - MSG_BOX - MAC, n,
-                                         c->session) != 0) {
+    if (open_short(c, body + MSG_BOX, len - MSG_BOX - MAC,
+                   c->server ? "CurveZMQMESSAGEC" : "CurveZMQMESSAGES") != 0) {
         c->rx_nonce = last;
         return fail(c, "CURVE: MESSAGE's box does not open (forged or damaged)");
     }
