@@ -66,6 +66,9 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 /* cli_fail and cli_fail_sock: the line, with s's drop reason after a
  * timeout when s is given. */
 static int fail_line(ferry_socket *s, int err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static int fail_line(ferry_socket *s, int err, const char *fmt, va_list ap)
 {
     fputs("ferry: ", stderr);
     vfprintf(stderr, fmt, ap);
