@@ -5,6 +5,7 @@
  * file, NULL against CURVE), and a hand-played hostile client over TCP.
  */
 #include "common.h"
+#include "events.h"
 #include "raw_zmtp.h"
 #include "transport/zmtp/curve.h"
 #include "transport/zmtp/zmtp.h"
@@ -476,29 +477,6 @@ static void test_patterns(void **state)
         }
     }
     free(big);
-}
-
-static ferry_monitor *mon(ferry_socket *s)
-{
-    ferry_monitor *m = NULL;
-    assert_int_equal(ferry_monitor_open(s, FERRY_EVENT_ALL, 0, &m), 0);
-    return m;
-}
-
-/* The next event of kind within ms, skipping others. */
-static ferry_event expect(ferry_monitor *m, int kind, int ms)
-{
-    ferry_event ev;
-    uint64_t end = t_now_ms() + (uint64_t)ms;
-    for (;;) {
-        uint64_t now = t_now_ms();
-        if (now >= end)
-            fail_msg("no %s event within %d ms", ferry_event_name(kind), ms);
-        if (ferry_monitor_recv(m, &ev, (int)(end - now)) != 0)
-            fail_msg("no %s event within %d ms", ferry_event_name(kind), ms);
-        if (ev.kind == kind)
-            return ev;
-    }
 }
 
 /* A client whose key is not admitted: ERROR 400, FERRY_EAUTH on both
