@@ -519,6 +519,13 @@ enum ferry_option {
                                         side, and the rings' memory committed at once.
                                         0 = pages as the traffic reaches them (default) */
     ,
+    FERRY_OPT_SNDHWM_BYTES = 61, /* tcp/ipc: bytes of output one connection queues
+                                    beyond what the kernel took before a sender waits
+                                    (or a PUB drops), as SNDHWM counts messages; an
+                                    empty queue takes a message of any size. Keeps
+                                    what a stalled peer makes us hold bounded and
+                                    the queue in the cache; 0 = messages only.
+                                    256 KiB                                        */
     /* CURVE (RFC 26) on tcp:// and ipc:// (docs/security.md). A key is 32
      * bytes, or 40 characters of Z85 (41 with a NUL). A socket speaks CURVE
      * once it is a server with its secret key, or a client with its secret

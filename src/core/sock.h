@@ -397,6 +397,7 @@ int fy_tran_list(int (*fn)(const ferry_objinfo *, void *), void *arg);
 struct fy_opts {
     int rcvtimeo, sndtimeo; /* ms, -1 forever */
     int sndhwm, rcvhwm;     /* messages, 0 unlimited */
+    uint64_t sndhwm_bytes;  /* tcp/ipc output queued per connection, 0 unlimited */
     uint64_t maxmsgsize;    /* bytes */
     uint64_t ring_size;     /* shm:// bytes per direction */
     int ring_prefault;      /* shm://: populate the rings at connection set-up */

@@ -640,6 +640,7 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .sndtimeo = -1,
                               .sndhwm = 1000,
                               .rcvhwm = 1000,
+                              .sndhwm_bytes = 256u << 10,
                               .maxmsgsize = 256u << 20,
                               .ring_size = 1u << 20,
                               .ring_prefault = 0,
@@ -1429,6 +1430,12 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         else
             o->rcvhwm = (int)v;
         break;
+    case FERRY_OPT_SNDHWM_BYTES:
+        if (v < 0)
+            rc = FERRY_EINVAL;
+        else
+            o->sndhwm_bytes = (uint64_t)v;
+        break;
     case FERRY_OPT_MAXMSGSIZE:
         if (v <= 0)
             rc = FERRY_EINVAL;
@@ -1558,6 +1565,9 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
         break;
     case FERRY_OPT_RCVHWM:
         *val = o->rcvhwm;
+        break;
+    case FERRY_OPT_SNDHWM_BYTES:
+        *val = (int64_t)o->sndhwm_bytes;
         break;
     case FERRY_OPT_MAXMSGSIZE:
         *val = (int64_t)o->maxmsgsize;

@@ -3,8 +3,8 @@
  * against raw sockets that play a broken or hostile peer: addresses
  * (free port, IPv6, host names, stale and live ipc paths), queueing before
  * the connection exists, bad input dropped while a good peer is served,
- * 1,000 idle connections, heartbeats, and linger (nothing lost at close,
- * the closer ends in TIME_WAIT).
+ * 1,000 idle connections, heartbeats, linger (nothing lost at close,
+ * the closer ends in TIME_WAIT), and output bounded in bytes.
  *
  * Waiting is always for an event: a message, a closed socket seen by
  * poll(), a counter that ferry_wait_peers() wakes us to re-read.
@@ -433,6 +433,7 @@ static void test_linger_delivers_then_fin(void **state)
      * and the kernel buffers when the pusher closes */
     ferry_setopt_int(pull, FERRY_OPT_RCVHWM, 100);
     ferry_setopt_int(push, FERRY_OPT_SNDHWM, N);
+    ferry_setopt_int(push, FERRY_OPT_SNDHWM_BYTES, 0); /* the whole 20 MB may queue */
     ferry_setopt_int(push, FERRY_OPT_LINGER, 30000);
     assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
     int port = port_of(pull);
@@ -456,6 +457,72 @@ static void test_linger_delivers_then_fin(void **state)
     /* the active closer (the pusher) holds TIME_WAIT, the receiver not */
     assert_true(time_wait_to(port) >= tw_before + 1);
     ferry_close(pull);
+}
+
+/* SNDHWM_BYTES: a connection's output is bounded in bytes as well as in
+ * messages (without it, SNDHWM alone lets a reader that stalls make us
+ * hold all 20 MB); a sender refused for room goes on once the reader
+ * drains, nothing lost or reordered; an empty queue takes a message larger
+ * than the limit. */
+static void test_output_bounded_in_bytes(void **state)
+{
+    (void)state;
+    enum { N = 20000, SZ = 1024, LIMIT = 256 << 10 };
+    long wmem_max = 4l << 20;
+    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
+    if (f != NULL) {
+        assert_int_equal(fscanf(f, "%ld", &wmem_max), 1);
+        fclose(f);
+    }
+    static unsigned char buf[1 << 20];
+    for (int limited = 0; limited < 2; limited++) {
+        ferry_socket *pull = open_sock(FERRY_PULL), *push = open_sock(FERRY_PUSH);
+        ferry_setopt_int(pull, FERRY_OPT_RCVHWM, 10); /* stops reading early */
+        ferry_setopt_int(push, FERRY_OPT_SNDHWM, N);
+        int64_t v = -1;
+        assert_int_equal(ferry_getopt_int(push, FERRY_OPT_SNDHWM_BYTES, &v), 0);
+        assert_int_equal(v, 256 << 10); /* the default */
+        assert_int_equal(ferry_setopt_int(push, FERRY_OPT_SNDHWM_BYTES, -1), FERRY_EINVAL);
+        assert_int_equal(ferry_setopt_int(push, FERRY_OPT_SNDHWM_BYTES, limited ? LIMIT : 0), 0);
+        char url[64];
+        snprintf(url, sizeof url, "ipc://@ferry-test-outbytes-%d-%d", (int)getpid(), limited);
+        assert_int_equal(ferry_listen(pull, url), 0);
+        assert_int_equal(ferry_dial(push, url), 0);
+        int n = 0;
+        for (; n < N; n++) {
+            memcpy(buf, &n, sizeof n);
+            if (ferry_send(push, buf, SZ, FERRY_DONTWAIT) != 0)
+                break;
+        }
+        if (!limited) {
+            assert_int_equal(n, N);
+        } else {
+            /* the limit, one message, the kernel's buffers (at most
+             * wmem_max each way) and the reader's 10 */
+            assert_true(n < N);
+            assert_true((long)n * SZ <= LIMIT + SZ + 2 * wmem_max + 10 * SZ);
+        }
+        struct drain d = {pull, N, 0};
+        pthread_t thr;
+        assert_int_equal(pthread_create(&thr, NULL, drain_main, &d), 0);
+        for (int i = n; i < N; i++) { /* waits for room, then goes on */
+            memcpy(buf, &i, sizeof i);
+            assert_int_equal(ferry_send(push, buf, SZ, 0), 0);
+        }
+        pthread_join(thr, NULL);
+        assert_true(d.ok); /* all, in order */
+        /* the queue is empty: a message four times the limit is taken at once */
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (unsigned char)(i * 7);
+        assert_int_equal(ferry_send(push, buf, sizeof buf, FERRY_DONTWAIT), 0);
+        static unsigned char back[1 << 20];
+        size_t len;
+        assert_int_equal(ferry_recv(pull, back, sizeof back, &len, 0), 0);
+        assert_int_equal(len, sizeof buf);
+        assert_memory_equal(back, buf, sizeof buf);
+        ferry_close(push);
+        ferry_close(pull);
+    }
 }
 
 /* --- SIGKILL at any moment -------------------------------------------------------- */
@@ -713,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_thousand_idle_connections),
         cmocka_unit_test(test_heartbeats),
         cmocka_unit_test(test_linger_delivers_then_fin),
+        cmocka_unit_test(test_output_bounded_in_bytes),
         cmocka_unit_test(test_killed_pushers),
         cmocka_unit_test(test_subscription_forms),
         cmocka_unit_test(test_many_parts_and_large),

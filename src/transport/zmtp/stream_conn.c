@@ -78,6 +78,14 @@ int st_tx_reserve(struct st_pipe *p, size_t more)
     return 0;
 }
 
+int st_tx_full(const struct st_pipe *p)
+{
+    const struct fy_opts *o = &p->t->s->opt;
+    uint64_t bytes = o->sndhwm_bytes;
+    return (o->sndhwm > 0 && p->mk_n >= (size_t)o->sndhwm) ||
+           (bytes > 0 && p->tx_len - p->tx_off >= bytes);
+}
+
 void st_tx_put(struct st_pipe *p, const void *data, size_t len)
 {
     if (len)
@@ -206,13 +214,15 @@ void st_conn_flush(struct st_pipe *p)
         p->shut_wr = 1;
     }
     st_conn_interest(p);
-    /* Room under the HWM wakes senders (and a poller's POLLOUT) once the
-     * queue is down to half of it, as libzmq's low-water mark: waking a
-     * blocked sender for every message written would have it send one and
-     * sleep again, a thread switch per message whenever the reader is the
-     * slower side (CURVE's 64 B stream ran at half libzmq's rate so). */
+    /* Room wakes senders (and a poller's POLLOUT) once the queue is down
+     * to half its limits, as libzmq's low-water mark: waking a blocked
+     * sender for every message written would have it send one and sleep
+     * again, a thread switch per message whenever the reader is the slower
+     * side (CURVE's 64 B stream ran at half libzmq's rate so). */
     int hwm = p->t->s->opt.sndhwm;
-    if (freed && (hwm == 0 || p->mk_n <= (size_t)hwm / 2))
+    uint64_t bytes = p->t->s->opt.sndhwm_bytes;
+    if (freed && (hwm == 0 || p->mk_n <= (size_t)hwm / 2) &&
+        (bytes == 0 || p->tx_len - p->tx_off <= bytes / 2))
         fy_sock_signal(p->t->s);
 }
 

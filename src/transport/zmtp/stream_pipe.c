@@ -111,7 +111,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     ferry_socket *s = p->t->s;
     if (p->state == C_CLOSED || p->state == C_LINGER)
         return FERRY_ECONNRESET;
-    if (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm)
+    if (st_tx_full(p))
         return 0;
     if (p->zc != NULL && p->state == C_ACTIVE)
         return st_send_sealed(p, m);
@@ -129,7 +129,9 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     frames_done(&f);
     int was_empty = p->tx_off == p->tx_len;
     uint64_t now = fy_now_mono_ns();
-    int direct = p->state == C_ACTIVE && was_empty && now - p->last_write >= ST_BURST_NS;
+    /* a large message is a burst of its own: it goes at once */
+    int direct = p->state == C_ACTIVE && was_empty &&
+                 (f.len >= ST_DIRECT_MIN || now - p->last_write >= ST_BURST_NS);
     p->last_write = now;
     size_t sent = 0;
     int tried = 0;
@@ -296,8 +298,7 @@ static int st_writable(struct fy_pipe *bp, size_t len)
 {
     FY_UNUSED(len);
     struct st_pipe *p = (struct st_pipe *)bp;
-    ferry_socket *s = p->t->s;
-    return p->state != C_CLOSED && (s->opt.sndhwm == 0 || p->mk_n < (size_t)s->opt.sndhwm);
+    return p->state != C_CLOSED && !st_tx_full(p);
 }
 
 static void st_abort_tx(struct fy_pipe *p) { FY_UNUSED(p); }
