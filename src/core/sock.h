@@ -464,6 +464,8 @@ struct ferry_socket {
     ferry_msg *claim; /* the outstanding zero-copy allocation, if any */
     ferry_msg *spare; /* recycled message structs (mtx), a short free list */
     int nspare;
+    ferry_msg *spare_big; /* large heap messages ferry_recv copied out (mtx) */
+    size_t spare_big_bytes;
 
     /* its counters (stats.h): messages the pattern dropped
      * (FERRY_OPT_DROPPED), pipes dropped for bad input, connections refused
@@ -646,6 +648,13 @@ ferry_msg *fy_msg_empty(ferry_socket *s);
 /* A zeroed message struct without data (for in-place messages), from the
  * socket's free list when it has one; mtx held. */
 ferry_msg *fy_msg_struct(ferry_socket *s);
+
+/* A heap message of `size` bytes for a transport's input (fy_msg_heap),
+ * taken from the large messages ferry_recv has copied out when one fits:
+ * a stream of large messages then reuses memory that is mapped and in the
+ * cache instead of taking page faults on blocks the allocator gave back to
+ * the system. mtx held. */
+ferry_msg *fy_msg_heap_in(ferry_socket *s, size_t size);
 
 /* 1 if a peer running as uid may talk to s: root, s's own uid, and
  * FERRY_OPT_PEER_UID (-1: anyone). The uid must come from the kernel

@@ -334,6 +334,44 @@ static void msg_release(ferry_msg *m)
 
 #define SPARE_MAX 64
 
+/* Large heap messages kept for reuse: from FY_BIG_MIN bytes (below it the
+ * allocator's own free lists serve well), at most FY_BIG_KEPT bytes a
+ * socket (a few frames of a stream: the input queue of a connection pauses
+ * at 1 MiB). */
+#define FY_BIG_MIN (32u << 10)
+#define FY_BIG_KEPT (4u << 20)
+
+/* Keeps a heap message ferry_recv copied out; 0 when it is not kept. */
+static int msg_keep_big(ferry_socket *s, ferry_msg *m)
+{
+    if (m->kind != FY_MSG_HEAP || m->pipe != NULL || m->data != (void *)(m + 1) ||
+        m->size < FY_BIG_MIN || m->size > FY_BIG_KEPT - s->spare_big_bytes || s->closing)
+        return 0;
+    m->cap = m->size; /* its data follows the struct: at least this much */
+    m->data = s->spare_big;
+    s->spare_big = m;
+    s->spare_big_bytes += m->cap;
+    return 1;
+}
+
+ferry_msg *fy_msg_heap_in(ferry_socket *s, size_t size)
+{
+    for (ferry_msg **pp = &s->spare_big; size >= FY_BIG_MIN && *pp;
+         pp = (ferry_msg **)&(*pp)->data) {
+        ferry_msg *m = *pp;
+        if (m->cap < size || m->cap / 2 > size)
+            continue; /* too small, or would waste more than half */
+        *pp = m->data;
+        s->spare_big_bytes -= m->cap;
+        memset(m, 0, sizeof *m);
+        m->data = m + 1;
+        m->size = size;
+        m->kind = FY_MSG_HEAP;
+        return m;
+    }
+    return fy_msg_heap(size);
+}
+
 ferry_msg *fy_msg_struct(ferry_socket *s)
 {
     ferry_msg *m = s ? s->spare : NULL;
@@ -550,6 +588,11 @@ void fy_sock_unref(ferry_socket *s)
     while (s->spare) {
         ferry_msg *m = s->spare;
         s->spare = m->data;
+        free(m);
+    }
+    while (s->spare_big) {
+        ferry_msg *m = s->spare_big;
+        s->spare_big = m->data;
         free(m);
     }
     fy_stat_sock_release(s->stat, s->stat_heap);
@@ -1237,7 +1280,8 @@ static int recv_step(ferry_socket *s, void *arg, int check)
             memcpy(rq->buf, m->data, n);
         if (rq->len)
             *rq->len = m->size;
-        msg_free(m, 1);
+        if (!msg_keep_big(s, m))
+            msg_free(m, 1);
     }
     return 1;
 }

@@ -765,6 +765,23 @@ static void test_many_parts_and_large(void **state)
     assert_int_equal(ferry_recv(a, back, sizeof back, &len, 0), 0);
     assert_int_equal(len, sizeof big);
     assert_memory_equal(back, big, sizeof big);
+    /* Large messages of mixed sizes, received by copy: their buffers are
+     * reused for the next frames that fit (fy_msg_heap_in), and nothing of
+     * an earlier message may show through in a later one. */
+    static const size_t sizes[] = {40 << 10, 1 << 20,  100 << 10, 33 << 10, 2 << 20,    600 << 10,
+                                   1 << 20,  64 << 10, 3 << 20,   32 << 10, 1000 << 10, 70 << 10};
+    for (int round = 0; round < 3; round++) {
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            for (size_t i = 0; i < sizes[k]; i++)
+                big[i] = (unsigned char)(i * 13 + k * 7 + (size_t)round);
+            assert_int_equal(ferry_send(b, big, sizes[k], 0), 0);
+            assert_int_equal(ferry_recv(a, back, sizeof back, &len, 0), 0);
+            assert_int_equal(len, sizes[k]);
+            for (size_t i = 0; i < sizes[k]; i++)
+                if (back[i] != (unsigned char)(i * 13 + k * 7 + (size_t)round))
+                    fail_msg("message %zu of round %d differs at %zu", k, round, i);
+        }
+    }
     ferry_close(b);
     ferry_close(a);
 }

@@ -217,7 +217,7 @@ static int st_recv(struct fy_pipe *bp, struct fy_rxmsg *m, int check)
     }
     p->rx_bytes -= r->charge;
     st_pool_charge(p, 0);
-    if (p->rx_paused && !st_rx_full(p)) {
+    if (p->rx_paused && st_rx_low(p)) {
         p->rx_paused = 0;
         st_conn_interest(p);
     }

@@ -96,7 +96,7 @@ static void *dec_alloc(void *ctx, uint64_t cap, unsigned char **body)
         return NULL;
     if (st_pool_charge(p, cap) < 0)
         return over_budget(p);
-    ferry_msg *m = fy_msg_heap((size_t)cap);
+    ferry_msg *m = fy_msg_heap_in(p->t->s, (size_t)cap);
     if (m == NULL) {
         st_pool_charge(p, 0);
         return NULL;
@@ -159,7 +159,14 @@ static void sub_command_in(struct st_pipe *p, int sub, const unsigned char *data
 int st_rx_full(const struct st_pipe *p)
 {
     const ferry_socket *s = p->t->s;
-    return (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm) || p->rx_bytes >= ST_RX_BYTES;
+    return (s->opt.rcvhwm > 0 && p->rx_n >= (size_t)s->opt.rcvhwm) || p->rx_bytes >= ST_RX_QUEUE;
+}
+
+int st_rx_low(const struct st_pipe *p)
+{
+    const ferry_socket *s = p->t->s;
+    return (s->opt.rcvhwm == 0 || p->rx_n <= (size_t)s->opt.rcvhwm / 2) &&
+           p->rx_bytes <= ST_RX_QUEUE / 2;
 }
 
 uint64_t st_frame_max(const struct st_pipe *p, uint64_t body)
