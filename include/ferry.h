@@ -521,8 +521,9 @@ enum ferry_option {
     ,
     FERRY_OPT_SNDHWM_BYTES = 61, /* tcp/ipc: bytes of output one connection queues
                                     beyond what the kernel took before a sender waits
-                                    (or a PUB drops), as SNDHWM counts messages; an
-                                    empty queue takes a message of any size. Keeps
+                                    (or a PUB drops), as SNDHWM counts messages; a
+                                    message of any size is taken while less waits,
+                                    so an empty queue always takes one. Keeps
                                     what a stalled peer makes us hold bounded and
                                     the queue in the cache; 0 = messages only.
                                     256 KiB                                        */

@@ -91,7 +91,9 @@ struct ferry_msg {
                              INPLACE: holds a reference on it;
                              EMPTY: whose spare list may take the struct
                              back (no reference: used only under its mtx) */
-    size_t cap;           /* CLAIM: room claimed               */
+    size_t cap;           /* CLAIM: room claimed; HEAP: the block's
+                             capacity when it is larger than size (0:
+                             size)                             */
 };
 
 /* A received message: its parts, in order, delivered one per recv. The
@@ -650,10 +652,10 @@ ferry_msg *fy_msg_empty(ferry_socket *s);
 ferry_msg *fy_msg_struct(ferry_socket *s);
 
 /* A heap message of `size` bytes for a transport's input (fy_msg_heap),
- * taken from the large messages ferry_recv has copied out when one fits:
- * a stream of large messages then reuses memory that is mapped and in the
- * cache instead of taking page faults on blocks the allocator gave back to
- * the system. mtx held. */
+ * taken from the 32-64 KiB messages ferry_recv has copied out when one
+ * fits: a stream of such messages then reuses memory that is mapped and in
+ * the cache, instead of taking page faults on blocks the allocator gave
+ * back to the system once its queue emptied. mtx held. */
 ferry_msg *fy_msg_heap_in(ferry_socket *s, size_t size);
 
 /* 1 if a peer running as uid may talk to s: root, s's own uid, and

@@ -334,20 +334,26 @@ static void msg_release(ferry_msg *m)
 
 #define SPARE_MAX 64
 
-/* Large heap messages kept for reuse: from FY_BIG_MIN bytes (below it the
- * allocator's own free lists serve well), at most FY_BIG_KEPT bytes a
- * socket (a few frames of a stream: the input queue of a connection pauses
- * at 1 MiB). */
+/* Heap messages kept for reuse: from FY_BIG_MIN bytes (below it the
+ * allocator's own free lists serve well) to FY_BIG_MAX, the largest first
+ * buffer a stream transport asks for (a larger frame's buffer grows from
+ * there, zmtp.h), at most FY_BIG_KEPT bytes a socket: the input queue of a
+ * connection pauses at 1 MiB. */
 #define FY_BIG_MIN (32u << 10)
-#define FY_BIG_KEPT (4u << 20)
+#define FY_BIG_MAX (64u << 10)
+#define FY_BIG_KEPT (1u << 20)
 
-/* Keeps a heap message ferry_recv copied out; 0 when it is not kept. */
+/* Keeps a heap message ferry_recv copied out; 0 when it is not kept. Its
+ * capacity: m->cap when fy_msg_heap_in made it from a kept block, else its
+ * size (fy_msg_heap and a frame's growth allocate exactly). */
 static int msg_keep_big(ferry_socket *s, ferry_msg *m)
 {
+    size_t cap = m->cap > m->size ? m->cap : m->size;
     if (m->kind != FY_MSG_HEAP || m->pipe != NULL || m->data != (void *)(m + 1) ||
-        m->size < FY_BIG_MIN || m->size > FY_BIG_KEPT - s->spare_big_bytes || s->closing)
+        cap < FY_BIG_MIN || cap > FY_BIG_MAX || cap > FY_BIG_KEPT - s->spare_big_bytes ||
+        s->closing)
         return 0;
-    m->cap = m->size; /* its data follows the struct: at least this much */
+    m->cap = cap;
     m->data = s->spare_big;
     s->spare_big = m;
     s->spare_big_bytes += m->cap;
@@ -362,11 +368,13 @@ ferry_msg *fy_msg_heap_in(ferry_socket *s, size_t size)
         if (m->cap < size || m->cap / 2 > size)
             continue; /* too small, or would waste more than half */
         *pp = m->data;
-        s->spare_big_bytes -= m->cap;
+        size_t cap = m->cap;
+        s->spare_big_bytes -= cap;
         memset(m, 0, sizeof *m);
         m->data = m + 1;
         m->size = size;
         m->kind = FY_MSG_HEAP;
+        m->cap = cap; /* what the block holds, kept when it is kept again */
         return m;
     }
     return fy_msg_heap(size);

@@ -78,12 +78,14 @@ int st_tx_reserve(struct st_pipe *p, size_t more)
     return 0;
 }
 
-int st_tx_full(const struct st_pipe *p)
+int st_tx_full(struct st_pipe *p)
 {
     const struct fy_opts *o = &p->t->s->opt;
     uint64_t bytes = o->sndhwm_bytes;
-    return (o->sndhwm > 0 && p->mk_n >= (size_t)o->sndhwm) ||
-           (bytes > 0 && p->tx_len - p->tx_off >= bytes);
+    int full = (o->sndhwm > 0 && p->mk_n >= (size_t)o->sndhwm) ||
+               (bytes > 0 && p->tx_len - p->tx_off >= bytes);
+    p->tx_blocked |= full;
+    return full;
 }
 
 void st_tx_put(struct st_pipe *p, const void *data, size_t len)
@@ -219,11 +221,16 @@ void st_conn_flush(struct st_pipe *p)
      * sender for every message written would have it send one and sleep
      * again, a thread switch per message whenever the reader is the slower
      * side (CURVE's 64 B stream ran at half libzmq's rate so). */
+    /* Only a queue someone found full owes a wake; commands (PING, PONG,
+     * subscriptions) count against the bytes too, so the queue may get
+     * there without any message finishing. */
     int hwm = p->t->s->opt.sndhwm;
     uint64_t bytes = p->t->s->opt.sndhwm_bytes;
-    if (freed && (hwm == 0 || p->mk_n <= (size_t)hwm / 2) &&
-        (bytes == 0 || p->tx_len - p->tx_off <= bytes / 2))
+    if ((freed || p->tx_blocked) && (hwm == 0 || p->mk_n <= (size_t)hwm / 2) &&
+        (bytes == 0 || p->tx_len - p->tx_off <= bytes / 2)) {
+        p->tx_blocked = 0;
         fy_sock_signal(p->t->s);
+    }
 }
 
 /* A write failed. Writes happen inside pipe ops, while a protocol walks the

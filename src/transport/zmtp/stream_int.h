@@ -173,6 +173,7 @@ struct st_pipe {
     uint64_t last_rx, next_ping, ping_sent, ttl_ns;
     uint64_t linger_deadline;
     int shut_wr;
+    int tx_blocked;      /* st_send or st_writable found the queue full: wake at half */
     int werr;            /* a write failed with this errno; the I/O thread tears down */
     int lingering;       /* the socket closes: deliver what is queued, then FIN */
     int removed;         /* the protocol let the pipe go: the I/O thread closes it */
@@ -308,7 +309,7 @@ int st_tx_reserve(struct st_pipe *p, size_t more);
  * the copy in and the kernel's copy out then run at the cache's speed, and
  * a large message finds the queue empty and goes from the caller's buffer
  * (ipc:// 64 KiB messages: 1.4 -> 3-4 GB/s on the bench machine). */
-int st_tx_full(const struct st_pipe *p);
+int st_tx_full(struct st_pipe *p);
 void st_tx_put(struct st_pipe *p, const void *data, size_t len);
 int st_mark_reserve(struct st_pipe *p);
 void st_mark_push(struct st_pipe *p, uint64_t end);

@@ -120,6 +120,7 @@ static void *dec_grow(void *ctx, void *handle, uint64_t cap, unsigned char **bod
     }
     m->data = m + 1;
     m->size = (size_t)cap;
+    m->cap = 0; /* allocated exactly now */
     p->frame_cap = cap;
     *body = m->data;
     return m;
