@@ -412,9 +412,13 @@ FERRY_API int ferry_mutex_destroy(ferry_mutex *m);
  *
  * I/O threads: sockets that listen or dial share one background thread
  * per process (FERRY_IO_THREADS=N in the environment, 1 to 64, for more),
- * started with the first such socket and stopped with the last close. A
- * socket holds 2 descriptors plus one per listening endpoint and one or
- * two per connection.
+ * named "ferry-io", started with the first such socket and stopped with
+ * the last close. They read tcp:// and ipc:// connections ahead of the
+ * user, except that a blocking ferry_recv() on a socket with one
+ * connection reads it itself while it waits, so the arrival of the data
+ * wakes the receiver directly. A socket holds 2 descriptors (3 once such
+ * a receive has waited) plus one per listening endpoint and one or two
+ * per connection.
  */
 typedef struct ferry_socket ferry_socket;
 typedef struct ferry_msg ferry_msg;

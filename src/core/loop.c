@@ -390,6 +390,7 @@ static void *loop_thread(void *arg)
 {
     struct fy_loop *l = arg;
     tl_loop = l;
+    pthread_setname_np(pthread_self(), "ferry-io"); /* top -H, gdb, /proc: which thread is ours */
     pthread_mutex_lock(&l->lk);
     l->running = 1; /* loop_start waits for this */
     pthread_cond_broadcast(&l->task_done);

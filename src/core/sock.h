@@ -146,6 +146,18 @@ struct fy_depth {
  *  flush    give the peer the wake-up its sends skipped while the socket's
  *           tx_batch was set (FERRY_BATCH). NULL: the transport never
  *           skips one.
+ *  park     the socket's only pipe, and its caller is about to sleep
+ *           waiting for a message: the caller takes the reading over from
+ *           the I/O thread, so that the data's arrival wakes it directly
+ *           (one wake-up, as a plain blocking recv(2), rather than the I/O
+ *           thread's and then the caller's). Returns an fd the caller
+ *           polls for POLLIN, or -1 (not now: the caller sleeps as usual).
+ *           Until unpark, the transport keeps the I/O thread from waiting
+ *           on that fd's input, and wakes the socket's waiters if it
+ *           closes the fd. NULL: never.
+ *  unpark   the caller woke; readable: the fd polled readable, so read
+ *           and decode what is there now, on the caller's thread, then
+ *           give the reading back to the I/O thread.
  *  close    the pipe leaves the socket: let the peer see it now (may run
  *           while in-place messages still reference the pipe).
  *  destroy  frees the pipe; called once, when the last reference goes,
@@ -165,6 +177,8 @@ struct fy_pipe_ops {
     void (*flush)(struct fy_pipe *p);
     void (*describe)(struct fy_pipe *p, const char **transport, char *addr, size_t len);
     void (*depth)(struct fy_pipe *p, struct fy_depth *d);
+    int (*park)(struct fy_pipe *p);
+    void (*unpark)(struct fy_pipe *p, int readable);
     void (*close)(struct fy_pipe *p);
     void (*destroy)(struct fy_pipe *p);
 };
@@ -443,7 +457,13 @@ struct ferry_socket {
      * of its own connected to it (fy_sock_event_sender), never ours */
     char event_addr[112];
     unsigned event_addrlen;
-    _Atomic int fd_want;  /* the user has armed the pollable fd at least once */
+    _Atomic int fd_want; /* the user has armed the pollable fd at least once */
+    /* A receiver reading its only connection itself (pipe op park): it
+     * sleeps in poll(2) on that connection's fd and park_fd, an eventfd
+     * made at the first such wait, which the socket's own wakers
+     * (fy_sock_signal, fy_sock_wake) write while `parked` is set. */
+    _Atomic int park_fd;
+    _Atomic int parked;
     _Atomic int npollers; /* ferry_pollers holding it (at most one) */
 
     /* multipart assembly of outgoing parts */
@@ -571,10 +591,28 @@ void fy_sock_fd_watchdog(ferry_socket *s);
 /* Waits on the socket's wake word until step (called with mtx held; check
  * 1: "confirm thoroughly, the caller will sleep") returns non-zero, or the
  * deadline (monotonic ns; UINT64_MAX: none) passes: the one place a
- * socket's waiter arms and sleeps. Returns 1 when step succeeded, step's
- * error, or FERRY_ETIMEDOUT. Called without mtx. */
+ * socket's waiter arms and sleeps. recv: step waits for a message, so the
+ * waiter may read the socket's only connection itself (pipe op park).
+ * Returns 1 when step succeeded, step's error, or FERRY_ETIMEDOUT. Called
+ * without mtx. */
 int fy_sock_wait(ferry_socket *s, int (*step)(ferry_socket *s, void *arg, int check), void *arg,
-                 uint64_t deadline);
+                 uint64_t deadline, int recv);
+
+/* park.c: a receive wait reading the socket's only connection itself.
+ * claim   before the waiter's last look (without mtx): 1 if it may park
+ *         (nobody else is parked; `parked` is set), else 0.
+ * begin   after that look found nothing (mtx held): the fd to poll and
+ *         the pipe (a reference), or -1 (sleep on the wake word; call
+ *         fy_park_end first if claimed).
+ * sleep   polls, then unparks the pipe (reading it if it polled readable)
+ *         and drops the reference; it also does the waiter's decrement of
+ *         `sleepers`. 0, FERRY_EINTR or FERRY_ETIMEDOUT. Without mtx.
+ * kick    a waker's part: writes park_fd while a receiver is parked. */
+int fy_park_claim(ferry_socket *s);
+int fy_park_begin(ferry_socket *s, int claimed, struct fy_pipe **out);
+void fy_park_end(ferry_socket *s);
+int fy_park_sleep(ferry_socket *s, struct fy_pipe *p, int fd, uint64_t deadline);
+void fy_park_kick(ferry_socket *s);
 
 /* A message may be ready, or room to send: wakes the socket's waiters
  * and, if the user armed it, its pollable fd (mtx may be held). */

@@ -74,14 +74,19 @@ static void self_signal(ferry_socket *s)
 
 void fy_sock_signal(ferry_socket *s)
 {
-    wake_seq(s->wake);
+    if (wake_seq(s->wake))
+        fy_park_kick(s);
     if (wake_fd_claim(s->wake))
         self_signal(s);
 }
 
 /* Wakes the socket's sleeping callers. The pollable fd is not signalled:
  * it promises a message, and only peers writing data signal it. */
-void fy_sock_wake(ferry_socket *s) { fy_wake(s->wake, -1); }
+void fy_sock_wake(ferry_socket *s)
+{
+    if (wake_seq(s->wake))
+        fy_park_kick(s);
+}
 
 void fy_sock_note(ferry_socket *s, int bad, const char *what)
 {
@@ -682,6 +687,7 @@ int ferry_socket_open(ferry_socket **out, int type)
     if (s == NULL)
         return fy_err(FERRY_ENOMEM, "socket open");
     s->wake_fd = s->event_fd = -1;
+    atomic_store(&s->park_fd, -1);
     s->pid = (int)getpid();
     atomic_store(&s->refs, 1); /* the user's; in-place messages add theirs */
     pthread_mutex_init(&s->mtx, NULL);
@@ -750,6 +756,8 @@ static void release_own_fds(ferry_socket *s)
         close(s->wake_fd);
     if (s->event_fd >= 0)
         close(s->event_fd);
+    if (s->park_fd >= 0)
+        close(s->park_fd);
 }
 
 static int close_inherited(ferry_socket *s)
@@ -854,22 +862,39 @@ int ferry_dial(ferry_socket *s, const char *url) { return sock_endpoint(s, url, 
 typedef int (*sock_step_fn)(ferry_socket *s, void *arg, int check);
 
 /* The one arm-and-sleep sequence (sock.h, struct fy_wake). */
-int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline)
+int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline, int recv)
 {
     struct fy_wake *w = s->wake;
     for (;;) {
         uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
+        int claimed = recv && fy_park_claim(s); /* before the arming: park.c */
         atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
         /* arm: the next waker must wake us (cleared before the re-check, so
          * any progress after the check finds it clear) */
         atomic_store_explicit(&w->woken, 0, memory_order_seq_cst);
         pthread_mutex_lock(&s->mtx);
         int rc = step(s, arg, 1);
+        struct fy_pipe *pp = NULL;
+        int pfd = -1;
         if (rc == 0) {
             fy_sock_flush_locked(s); /* no reader sleeps on what we batched while we do */
             fy_sock_stamp_locked(s);
+            if (recv)
+                pfd = fy_park_begin(s, claimed, &pp);
         }
         pthread_mutex_unlock(&s->mtx);
+        if (pfd >= 0) {
+            rc = fy_park_sleep(s, pp, pfd, deadline); /* sleepers given back there */
+            if (rc == FERRY_ETIMEDOUT) {
+                pthread_mutex_lock(&s->mtx);
+                rc = step(s, arg, 1);
+                pthread_mutex_unlock(&s->mtx);
+                return rc != 0 ? rc : FERRY_ETIMEDOUT;
+            }
+            continue; /* FERRY_EINTR too: the futex wait retries those */
+        }
+        if (claimed)
+            fy_park_end(s);
         if (rc == 0) {
             /* Sleep at most a second at a time: the wake block is shared
              * with peers, and one that scribbles over it could otherwise
@@ -908,9 +933,10 @@ static int run_step(ferry_socket *s, void *arg, int check)
 
 /* Runs step until it returns non-zero, sleeping on the wake word between
  * tries. step runs with mtx held. timeout_ms: -1 forever; nowait: one try
- * only. Returns step's result (> 0 success, < 0 error), FERRY_EAGAIN or
- * FERRY_ETIMEDOUT. */
-static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_ms, int nowait)
+ * only; recv: step waits for a message (fy_sock_wait). Returns step's result (> 0 success, < 0
+ * error), FERRY_EAGAIN or FERRY_ETIMEDOUT. */
+static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_ms, int nowait,
+                    int recv)
 {
     uint64_t deadline = 0;
     int rc;
@@ -936,7 +962,7 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
         }
     }
     struct run_arg ra = {step, arg};
-    return fy_sock_wait(s, run_step, &ra, deadline);
+    return fy_sock_wait(s, run_step, &ra, deadline, recv);
 }
 
 /* --- send ------------------------------------------------------------------ */
@@ -1019,7 +1045,7 @@ static int tx_append(ferry_socket *s, const void *buf, size_t len)
 static int sock_send_msg(ferry_socket *s, struct fy_txmsg *m, int flags)
 {
     struct send_arg sa = {m, (flags & FERRY_BATCH) != 0};
-    int rc = sock_run(s, send_step, &sa, s->opt.sndtimeo, flags & FERRY_DONTWAIT);
+    int rc = sock_run(s, send_step, &sa, s->opt.sndtimeo, flags & FERRY_DONTWAIT, 0);
     if (rc > 0)
         return 0;
     /* Gave up with a message half-written into a pipe (one larger than
@@ -1299,7 +1325,7 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
     if (!s->proto->can_recv)
         return fy_err(FERRY_ENOTSUP, "recv on a %s socket", s->proto->name);
     int nowait = flags & FERRY_DONTWAIT;
-    int rc = sock_run(s, recv_step, rq, s->opt.rcvtimeo, nowait);
+    int rc = sock_run(s, recv_step, rq, s->opt.rcvtimeo, nowait, 1);
     if (rc == FERRY_EAGAIN && nowait) {
         /* Arm the pollable fd, then look once more so no message slips
          * between. A poller holding the socket drains the fd itself: what
@@ -1353,7 +1379,7 @@ int ferry_wait_peers(ferry_socket *s, int count, int timeout_ms)
     if (s == NULL || count < 0)
         return FERRY_EINVAL;
     fy_err_clear();
-    int rc = sock_run(s, peers_step, &count, timeout_ms, 0);
+    int rc = sock_run(s, peers_step, &count, timeout_ms, 0, 0);
     if (rc == FERRY_EAGAIN || rc == FERRY_ETIMEDOUT)
         return fy_err(FERRY_ETIMEDOUT, "waiting for %d peer%s", count, count == 1 ? "" : "s");
     return rc > 0 ? 0 : rc;

@@ -57,6 +57,14 @@ static void on_timer(struct fy_timer *tm)
     ferry_socket *s = t->s;
     pthread_mutex_lock(&s->mtx);
     uint64_t now = fy_now_mono_ns(), next = UINT64_MAX;
+    if (t->any_failed) { /* found broken on a parked receiver's thread */
+        t->any_failed = 0;
+        for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
+            nx = p->next;
+            if (p->rx_fail)
+                st_conn_broken(p, p->rx_fail_bad, p->rx_fail, "%s", p->rx_fail_why);
+        }
+    }
     if (t->any_removed) {
         t->any_removed = 0;
         for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
@@ -176,6 +184,7 @@ static void teardown(void *arg)
     s->stream_tran = NULL;
     pthread_mutex_unlock(&s->mtx);
     free(t->grave);
+    free(t->scratch);
     free(t);
 }
 
@@ -197,7 +206,7 @@ static void stream_close_all(ferry_socket *s)
     if (t == NULL)
         return;
     fy_loop_run(t->loop, close_begin, t);
-    fy_sock_wait(s, linger_over, t, t->close_deadline);
+    fy_sock_wait(s, linger_over, t, t->close_deadline, 0);
     fy_loop_run(t->loop, teardown, t);
 }
 

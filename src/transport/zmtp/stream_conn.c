@@ -37,7 +37,7 @@ void st_conn_interest(struct st_pipe *p)
     if (p->state == C_CONNECTING)
         want = FY_IO_OUT;
     else if (p->state != C_CLOSED) {
-        if (!p->rx_paused || p->state == C_LINGER)
+        if ((!p->rx_paused && !p->parked) || p->state == C_LINGER)
             want |= FY_IO_IN;
         if (p->hs_off < p->hs_len || (p->state >= C_ACTIVE && p->tx_off < p->tx_len))
             want |= FY_IO_OUT;
@@ -277,6 +277,8 @@ void st_conn_close_fd(struct st_pipe *p)
     if (p->fd >= 0) {
         assert(fy_loop_on_thread(p->t->loop));
         fy_io_del(&p->io);
+        if (p->parked) /* its receiver polls the fd: let it look again */
+            fy_sock_wake(p->t->s);
         close(p->fd);
     }
     p->fd = -1;
@@ -293,6 +295,7 @@ static void conn_reset_io(struct st_pipe *p)
     p->werr = 0;
     p->ping_sent = 0;
     p->ttl_ns = 0;
+    p->rx_fail = 0;
 }
 
 /* A dialer whose connection broke after its handshake starts over with a
@@ -336,6 +339,16 @@ void st_conn_broken(struct st_pipe *p, int bad, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    if (!fy_loop_on_thread(t->loop)) { /* a parked receiver's read: park.c */
+        if (p->rx_fail == 0) {
+            p->rx_fail = err != 0 ? err : FERRY_EPROTO;
+            p->rx_fail_bad = bad;
+            memcpy(p->rx_fail_why, raw, sizeof raw);
+            t->any_failed = 1;
+            st_poke(t);
+        }
+        return;
+    }
     fy_escape(why, sizeof why, raw); /* it may quote the peer (its ERROR, its type) */
     snprintf(line, sizeof line, "%s connection %d dropped: %s", p->d ? "dialed" : "accepted",
              p->base.id, raw); /* fy_sock_note escapes it */

@@ -26,7 +26,14 @@
  * the kernel does not take is written by the I/O thread on FY_IO_OUT, many
  * messages per write. Receiving: the I/O thread reads, decodes and queues
  * whole messages (up to RCVHWM, then it stops reading and TCP's flow
- * control pushes back on the peer), and wakes the socket's waiters.
+ * control pushes back on the peer), and wakes the socket's waiters. But a
+ * receiver about to sleep on a socket whose only pipe is a live connection
+ * parks on it (sock.h, park.c): the I/O thread stops waiting on its input,
+ * the receiver polls the fd and reads and decodes on its own thread, with
+ * the same code under the same lock, and hands the reading back when it
+ * wakes. What only the I/O thread may do (closing the fd) is left to it:
+ * a connection found broken on a user's thread is recorded (rx_fail) and
+ * torn down at the I/O thread's next turn.
  *
  * A connection is a pipe (struct st_pipe). An accepted connection joins the
  * socket only once the handshake is done and the peer's socket type fits.
@@ -173,15 +180,19 @@ struct st_pipe {
     uint64_t last_rx, next_ping, ping_sent, ttl_ns;
     uint64_t linger_deadline;
     int shut_wr;
-    int tx_blocked;      /* st_send or st_writable found the queue full: wake at half */
-    int werr;            /* a write failed with this errno; the I/O thread tears down */
-    int lingering;       /* the socket closes: deliver what is queued, then FIN */
-    int removed;         /* the protocol let the pipe go: the I/O thread closes it */
-    size_t rx_bytes;     /* queued input, part overhead included */
-    uint64_t frames_in;  /* frames decoded, data and commands (a read turn's measure) */
-    uint64_t frame_cap;  /* bytes of the frame being received, allocated so far */
-    uint64_t pool_held;  /* what the partial message draws from the socket's pool */
-    int dying;           /* st_destroy: the transport may be gone */
+    int tx_blocked;     /* st_send or st_writable found the queue full: wake at half */
+    int werr;           /* a write failed with this errno; the I/O thread tears down */
+    int lingering;      /* the socket closes: deliver what is queued, then FIN */
+    int removed;        /* the protocol let the pipe go: the I/O thread closes it */
+    size_t rx_bytes;    /* queued input, part overhead included */
+    uint64_t frames_in; /* frames decoded, data and commands (a read turn's measure) */
+    uint64_t frame_cap; /* bytes of the frame being received, allocated so far */
+    uint64_t pool_held; /* what the partial message draws from the socket's pool */
+    int dying;          /* st_destroy: the transport may be gone */
+    int parked;         /* a receiver reads it (park): the I/O thread waits for no input */
+    int rx_fail;        /* found broken off the I/O thread: the error, torn down there */
+    int rx_fail_bad;
+    char rx_fail_why[200];
     uint64_t last_write; /* when a send last wrote (or queued) */
 };
 
@@ -198,6 +209,8 @@ struct st_tran {
     int nlinger;
     uint64_t close_deadline; /* lingering ends by then (UINT64_MAX: never) */
     int any_removed;         /* some pipe has `removed` set */
+    int any_failed;          /* some pipe has `rx_fail` set */
+    unsigned char *scratch;  /* FY_LOOP_SCRATCH bytes for reading on a user's thread (park) */
     uint64_t pool_used;      /* partial input past the connections' floors */
 };
 
@@ -278,7 +291,9 @@ void st_conn_flush(struct st_pipe *p);
 void st_conn_fail_later(struct st_pipe *p, int err);
 /* The connection is over; bad: the peer broke the rules (counted); err:
  * why, as a ferry error code, and fmt the text (both go to its event:
- * HANDSHAKE_FAILED, DISCONNECTED, CONNECT_RETRIED). I/O thread. */
+ * HANDSHAKE_FAILED, DISCONNECTED, CONNECT_RETRIED). On the I/O thread it
+ * is torn down now; on a parked receiver's, it is marked (rx_fail: no more
+ * input is read) and torn down by the I/O thread's next timer run. */
 void st_conn_broken(struct st_pipe *p, int bad, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* A connection is up (accepted, or connected): our greeting goes out. */
@@ -323,7 +338,8 @@ int st_tx_subscription(struct st_pipe *p, int cmd, const void *data, size_t len)
 /* --- stream_rx.c: input ------------------------------------------------------------- */
 
 extern const struct zmtp_dec_ops st_dec_ops;
-/* Reads and decodes what the kernel has, up to a budget. */
+/* Reads and decodes what the kernel has, up to a budget. On the I/O
+ * thread, or on a parked receiver's (mtx held either way). */
 void st_conn_read(struct st_pipe *p, uint32_t events);
 /* Charges what p holds beyond its allowance (plus extra) to the pool; 0,
  * or -1 when the pool cannot take it (nothing changes). */

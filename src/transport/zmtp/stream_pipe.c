@@ -230,6 +230,37 @@ static int st_readable(struct fy_pipe *bp)
     return p->rx_n > 0 || p->state == C_CLOSED;
 }
 
+/* A receiver takes the reading over (sock.h, park.c): only from a live
+ * connection the I/O thread is not tearing down or pausing. */
+static int st_park(struct fy_pipe *bp)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    struct st_tran *t = p->t;
+    if (p->state != C_ACTIVE || p->fd < 0 || p->rx_paused || p->rx_fail || p->werr || p->removed ||
+        p->lingering || p->dying || p->parked || t->closing)
+        return -1;
+    if (t->scratch == NULL && (t->scratch = malloc(FY_LOOP_SCRATCH)) == NULL)
+        return -1;
+    p->parked = 1;
+    st_conn_interest(p); /* the I/O thread stops waiting for input */
+    return p->fd;
+}
+
+static void st_unpark(struct fy_pipe *bp, int readable)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    if (!p->parked)
+        return;
+    p->parked = 0;
+    if (p->dying) /* the transport is gone (its fd with it) */
+        return;
+    /* the fd polled may have been closed (the I/O thread wakes us first) */
+    if (readable && p->fd >= 0 && p->state == C_ACTIVE)
+        st_conn_read(p, 0); /* gives the input back to the I/O thread too */
+    else
+        st_conn_interest(p);
+}
+
 static void st_release(struct fy_pipe *p, int64_t token)
 {
     FY_UNUSED(p);
@@ -358,6 +389,8 @@ const struct fy_pipe_ops st_pipe_ops = {
     .recv = st_recv,
     .readable = st_readable,
     .release = st_release,
+    .park = st_park,
+    .unpark = st_unpark,
     .send_cmd = st_send_cmd,
     .writable = st_writable,
     .abort_tx = st_abort_tx,

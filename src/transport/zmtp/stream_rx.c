@@ -375,18 +375,24 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
     ferry_socket *s = t->s;
     size_t budget = ST_READ_TURN;
     size_t before = p->rx_n;
+    unsigned char *scratch = fy_loop_scratch();
+    if (!fy_loop_on_thread(t->loop))
+        scratch = t->scratch; /* a parked receiver's thread (st_park made it) */
+    else if (p->rx_fail)      /* a parked receiver found it broken: over now */
+        st_conn_broken(p, p->rx_fail_bad, p->rx_fail, "%s", p->rx_fail_why);
     /* A hang-up or error is reported even while reading is paused: then
      * read on regardless (the kernel holds a bounded amount) to reach the
      * end, or the loop would report it again and again. */
     int hup = (events & (FY_IO_HUP | FY_IO_ERR)) != 0;
-    while (p->fd >= 0 && (!p->rx_paused || hup || p->state == C_LINGER) && budget > 0) {
+    while (p->fd >= 0 && !p->rx_fail && (!p->rx_paused || hup || p->state == C_LINGER) &&
+           budget > 0) {
         size_t room;
         unsigned char *dst = zmtp_dec_room(&p->dec, &room);
-        if (p->fd < 0)
+        if (p->fd < 0 || p->rx_fail)
             break; /* growing the frame's buffer went past the budget */
         int direct = dst != NULL && room >= FY_LOOP_SCRATCH / 2;
         if (!direct) {
-            dst = fy_loop_scratch();
+            dst = scratch;
             room = FY_LOOP_SCRATCH;
         }
         ssize_t n = recv(p->fd, dst, room, 0);
@@ -426,6 +432,9 @@ void st_conn_read(struct st_pipe *p, uint32_t events)
                                p->dec.why ? p->dec.why : ferry_strerror(rc));
             break;
         }
+        if ((size_t)n < room)
+            break; /* the kernel had no more: a read for EAGAIN would be one more system call
+                      (level-triggered, the loop comes back if more has come meanwhile) */
     }
     st_conn_interest(p);
     if (p->rx_n != before)
