@@ -360,9 +360,10 @@ static void run_timers(struct fy_loop *l)
     size_t budget = l->nheap;
     while (budget-- > 0 && l->nheap > 0 && l->heap[0]->due <= now) {
         struct fy_timer *t = l->heap[0];
+        fy_timer_fn *fn = t->fn; /* under lk: fy_timer_set may re-arm it from any thread */
         heap_remove(l, t);
         pthread_mutex_unlock(&l->lk);
-        t->fn(t);
+        fn(t);
         pthread_mutex_lock(&l->lk);
     }
     pthread_mutex_unlock(&l->lk);

@@ -11,21 +11,27 @@
  * How. A caller about to sleep in a recv on a socket whose only pipe can
  * park (pipe op park, sock.h) sleeps in poll(2) on that pipe's fd instead
  * of the wake word, and when it wakes, reads and decodes on its own thread
- * (pipe op unpark) under the socket's mtx, as the I/O thread would. Every
- * other reason to wake (a new pipe, the pipe dying, a message the I/O
- * thread queued after all, ferry_close) reaches it through the wakers the
- * socket already has: fy_sock_signal and fy_sock_wake write park_fd, an
- * eventfd in the same poll, while `parked` is set.
+ * (pipe op unpark) under the socket's mtx, as the I/O thread would, then
+ * gives the input back to the I/O thread. Every other reason to wake (a
+ * new pipe, the pipe dying, a message the I/O thread queued after all)
+ * reaches it through the wakers this process has for the socket:
+ * fy_sock_signal and fy_sock_wake write park_fd, an eventfd in the same
+ * poll, once per park while `parked` is set. (shm:// peers wake the wake
+ * word only; a socket with an shm:// pipe has two pipes and never parks,
+ * and the new pipe's arrival is itself a local wake.)
  *
- * The race with the wakers is the wake word's own (socket.c): the waiter
- * sets `parked` before it increments `sleepers` and clears `woken`, all
- * sequentially consistent, and only then looks for a message; a waker
- * that makes progress after that look finds `woken` clear, claims it, and
- * therefore sees `parked` too. One thread parks at a time (the others
- * sleep on the wake word as before); a waiter that cannot park after all
- * clears `parked` before it sleeps on the futex, which the claiming waker
- * wakes anyway. A write to park_fd that nobody waited for leaves it
- * readable: the next park wakes at once, drains it and looks again.
+ * The race with the wakers: the waiter clears `park_kicked` and sets
+ * `parked` (seq_cst) before its last look for a message, which it makes
+ * under mtx; progress is made under mtx too, and a waker's fence comes
+ * after its progress and before its look at `parked`. So either the
+ * waiter's look finds the progress, or the waker finds `parked` and, the
+ * first to set `park_kicked`, writes park_fd. Nothing here reads the wake
+ * block, which peers share and may scribble on. One thread parks at a
+ * time (the others sleep on the wake word as before); a waiter that
+ * cannot park after all clears `parked` before it sleeps on the futex,
+ * where wake_seq reaches it. A write to park_fd that nobody waited for
+ * leaves it readable: the next park wakes at once, drains it and looks
+ * again.
  */
 #include "sock.h"
 
@@ -50,8 +56,11 @@ int fy_park_claim(ferry_socket *s)
     if (atomic_load_explicit(&s->park_fd, memory_order_relaxed) < 0)
         return 0; /* made under mtx in fy_park_begin, once */
     int zero = 0;
-    return atomic_compare_exchange_strong_explicit(&s->parked, &zero, 1, memory_order_seq_cst,
-                                                   memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&s->parked, &zero, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return 0;
+    atomic_store_explicit(&s->park_kicked, 0, memory_order_seq_cst);
+    return 1;
 }
 
 int fy_park_begin(ferry_socket *s, int claimed, struct fy_pipe **out)
@@ -82,7 +91,8 @@ void fy_park_end(ferry_socket *s) { atomic_store_explicit(&s->parked, 0, memory_
 
 void fy_park_kick(ferry_socket *s)
 {
-    if (atomic_load_explicit(&s->parked, memory_order_relaxed)) {
+    if (atomic_load_explicit(&s->parked, memory_order_seq_cst) &&
+        !atomic_exchange_explicit(&s->park_kicked, 1, memory_order_seq_cst)) {
         uint64_t one = 1;
         ssize_t n =
             write(atomic_load_explicit(&s->park_fd, memory_order_relaxed), &one, sizeof one);
@@ -94,9 +104,10 @@ int fy_park_sleep(ferry_socket *s, struct fy_pipe *p, int fd, uint64_t deadline)
 {
     int kfd = atomic_load_explicit(&s->park_fd, memory_order_relaxed);
     struct pollfd fds[2] = {{.fd = fd, .events = POLLIN}, {.fd = kfd, .events = POLLIN}};
-    /* Unlike the wake word, nothing here is shared with a peer that could
-     * scribble on it, so there is no watchdog: a lost wake-up would show
-     * (test_park), not be papered over a second later. */
+    /* Unlike the wake word, nothing the poll or the kick depends on is
+     * shared with a peer that could scribble on it, so there is no
+     * watchdog: a lost wake-up would show (test_park), not be papered over
+     * a second later. */
     uint64_t now = fy_now_mono_ns();
     int rc = 0;
     if (now >= deadline) {

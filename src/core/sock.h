@@ -464,7 +464,8 @@ struct ferry_socket {
      * (fy_sock_signal, fy_sock_wake) write while `parked` is set. */
     _Atomic int park_fd;
     _Atomic int parked;
-    _Atomic int npollers; /* ferry_pollers holding it (at most one) */
+    _Atomic int park_kicked; /* park_fd written since the receiver parked */
+    _Atomic int npollers;    /* ferry_pollers holding it (at most one) */
 
     /* multipart assembly of outgoing parts */
     struct fy_part *tx_parts;
@@ -607,7 +608,10 @@ int fy_sock_wait(ferry_socket *s, int (*step)(ferry_socket *s, void *arg, int ch
  * sleep   polls, then unparks the pipe (reading it if it polled readable)
  *         and drops the reference; it also does the waiter's decrement of
  *         `sleepers`. 0, FERRY_EINTR or FERRY_ETIMEDOUT. Without mtx.
- * kick    a waker's part: writes park_fd while a receiver is parked. */
+ * kick    a waker's part, after its seq_cst fence: writes park_fd once
+ *         per park while a receiver is parked. It looks only at the
+ *         socket's own memory, never at the wake block, which shm://
+ *         peers share and may have written anything into. */
 int fy_park_claim(ferry_socket *s);
 int fy_park_begin(ferry_socket *s, int claimed, struct fy_pipe **out);
 void fy_park_end(ferry_socket *s);

@@ -74,8 +74,8 @@ static void self_signal(ferry_socket *s)
 
 void fy_sock_signal(ferry_socket *s)
 {
-    if (wake_seq(s->wake))
-        fy_park_kick(s);
+    wake_seq(s->wake); /* its fence orders the kick's look too */
+    fy_park_kick(s);
     if (wake_fd_claim(s->wake))
         self_signal(s);
 }
@@ -84,8 +84,8 @@ void fy_sock_signal(ferry_socket *s)
  * it promises a message, and only peers writing data signal it. */
 void fy_sock_wake(ferry_socket *s)
 {
-    if (wake_seq(s->wake))
-        fy_park_kick(s);
+    wake_seq(s->wake);
+    fy_park_kick(s);
 }
 
 void fy_sock_note(ferry_socket *s, int bad, const char *what)

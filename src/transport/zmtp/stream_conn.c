@@ -277,8 +277,12 @@ void st_conn_close_fd(struct st_pipe *p)
     if (p->fd >= 0) {
         assert(fy_loop_on_thread(p->t->loop));
         fy_io_del(&p->io);
-        if (p->parked) /* its receiver polls the fd: let it look again */
+        if (p->parked) {
+            /* its receiver polls the fd, and a poll holds the file open past
+             * close(): end the connection now, and let it look again */
+            shutdown(p->fd, SHUT_RDWR);
             fy_sock_wake(p->t->s);
+        }
         close(p->fd);
     }
     p->fd = -1;
