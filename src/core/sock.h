@@ -144,8 +144,9 @@ struct fy_depth {
  *  depth    what waits in the pipe's queues now (for the counters; a
  *           peer's numbers clamped to what is possible). NULL: unknown.
  *  flush    give the peer the wake-up its sends skipped while the socket's
- *           tx_batch was set (FERRY_BATCH). NULL: the transport never
- *           skips one.
+ *           tx_batch was set (FERRY_BATCH), and write what sends left in
+ *           the pipe's output to gather a batch (out_owed). NULL: the
+ *           transport never skips or holds back either.
  *  park     the socket's only pipe, and its caller is about to sleep
  *           waiting for a message: the caller takes the reading over from
  *           the I/O thread, so that the data's arrival wakes it directly
@@ -483,6 +484,11 @@ struct ferry_socket {
      * fy_sock_flush_locked gives what is owed. */
     int tx_batch;
     int wake_owed;
+    /* tcp://, ipc://: a streaming sender's last messages wait in a pipe's
+     * output to be written with the next ones; a wait on the socket,
+     * ferry_flush, ferry_close or a send that finds no room writes them
+     * (pipe op flush), else the transport's timer does. */
+    int out_owed;
 
     ferry_msg *claim; /* the outstanding zero-copy allocation, if any */
     ferry_msg *spare; /* recycled message structs (mtx), a short free list */

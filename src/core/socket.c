@@ -969,9 +969,10 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
 
 void fy_sock_flush_locked(ferry_socket *s)
 {
-    if (!s->wake_owed)
+    if (!s->wake_owed && !s->out_owed)
         return;
     s->wake_owed = 0;
+    s->out_owed = 0;
     for (size_t i = 0; i < s->npipes; i++)
         if (s->pipes[i]->ops->flush)
             s->pipes[i]->ops->flush(s->pipes[i]);
@@ -1004,7 +1005,7 @@ static int send_step(ferry_socket *s, void *arg, int check)
     int rc = s->proto->send(s, sa->m);
     if (sa->batch)
         s->tx_batch = 0;
-    if (rc != 1 || !sa->batch)
+    if (rc != 1 || (!sa->batch && s->wake_owed)) /* output held for a batch stays */
         fy_sock_flush_locked(s);
     if (rc == 1)
         tell_poller(s);

@@ -801,6 +801,67 @@ static void test_many_parts_and_large(void **state)
     ferry_close(a);
 }
 
+/* --- a streaming sender's last messages ---------------------------------------- */
+
+struct tail_reader {
+    ferry_socket *s;
+    int n, done_fd, got;
+};
+
+static void *tail_read(void *arg)
+{
+    struct tail_reader *r = arg;
+    for (; r->got < r->n; r->got++) {
+        uint32_t v;
+        size_t len;
+        if (ferry_recv(r->s, &v, sizeof v, &len, 0) != 0 || len != sizeof v ||
+            v != (uint32_t)r->got)
+            break;
+    }
+    if (write(r->done_fd, "d", 1) != 1)
+        r->got = -1;
+    return NULL;
+}
+
+/* A sender that streams writes its output in batches from its own thread
+ * and holds back what does not fill one (stream_int.h). When it stops
+ * without waiting on the socket, flushing or closing, the transport's timer
+ * must still write the rest: here the sender, once done, only waits on a
+ * pipe for the reader to have everything. */
+static void stream_tail(const char *url)
+{
+    enum { N = 50000 };
+    ferry_socket *pull = open_sock(FERRY_PULL), *push = open_sock(FERRY_PUSH);
+    assert_int_equal(ferry_listen(pull, url), 0);
+    char ep[160];
+    assert_int_equal(ferry_socket_addr(pull, ep, sizeof ep), 0);
+    assert_int_equal(ferry_dial(push, ep), 0);
+    int done[2];
+    assert_int_equal(pipe(done), 0);
+    struct tail_reader r = {.s = pull, .n = N, .done_fd = done[1]};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, tail_read, &r), 0);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(ferry_send(push, &i, sizeof i, 0), 0);
+    struct pollfd pd = {.fd = done[0], .events = POLLIN};
+    assert_int_equal(poll(&pd, 1, 20000), 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(r.got, N);
+    close(done[0]);
+    close(done[1]);
+    ferry_close(push);
+    ferry_close(pull);
+}
+
+static void test_stream_tail_written(void **state)
+{
+    (void)state;
+    char url[64];
+    snprintf(url, sizeof url, "ipc://@ferry-test-tail-%d", (int)getpid());
+    stream_tail(url);
+    stream_tail("tcp://127.0.0.1:*");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -816,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_killed_pushers),
         cmocka_unit_test(test_subscription_forms),
         cmocka_unit_test(test_many_parts_and_large),
+        cmocka_unit_test(test_stream_tail_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

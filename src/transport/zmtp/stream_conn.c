@@ -39,7 +39,7 @@ void st_conn_interest(struct st_pipe *p)
     else if (p->state != C_CLOSED) {
         if ((!p->rx_paused && !p->parked) || p->state == C_LINGER)
             want |= FY_IO_IN;
-        if (p->hs_off < p->hs_len || (p->state >= C_ACTIVE && p->tx_off < p->tx_len))
+        if (p->hs_off < p->hs_len || (p->state >= C_ACTIVE && p->tx_off < p->tx_len && !p->tx_held))
             want |= FY_IO_OUT;
     }
     if (want == p->events)
@@ -215,6 +215,7 @@ void st_conn_flush(struct st_pipe *p)
         shutdown(p->fd, SHUT_WR); /* our FIN: the peer reads to the end, then closes */
         p->shut_wr = 1;
     }
+    p->tx_held = 0; /* all written, or the kernel is full: FY_IO_OUT takes the rest */
     st_conn_interest(p);
     /* Room wakes senders (and a poller's POLLOUT) once the queue is down
      * to half its limits, as libzmq's low-water mark: waking a blocked
@@ -575,6 +576,18 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
         }
         *next = p->hs_deadline;
     } else if (p->state == C_ACTIVE) {
+        if (p->flush_armed) { /* a streaming sender's tail (ST_FLUSH_NS) */
+            if (!p->tx_held) {
+                p->flush_armed = 0;
+            } else if (now >= p->last_write + ST_FLUSH_NS) {
+                p->flush_armed = 0;
+                st_conn_flush(p);
+                if (p->fd < 0 || p->state != C_ACTIVE)
+                    return -1;
+            } else {
+                *next = p->last_write + ST_FLUSH_NS;
+            }
+        }
         if (p->ping_sent && p->last_rx >= p->ping_sent)
             p->ping_sent = 0; /* anything heard counts as an answer */
         if (p->rx_paused)     /* we are the one not reading: the peer's answers wait */

@@ -75,6 +75,32 @@ static void frames_done(struct st_frames *f)
         f->iov[i].iov_base = f->hdr[i / 2];
 }
 
+/* A message has joined the output: write it now (direct: the output was
+ * idle), leave it to the I/O thread (FY_IO_OUT: a short burst, written
+ * many messages a call), or, in a stream, write a batch from this thread
+ * once ST_BATCH_BYTES wait and hold less back (stream_int.h). prev: when
+ * the send before this one came. */
+static void out_next(struct st_pipe *p, int direct, uint64_t prev, uint64_t now)
+{
+    if (now - prev >= ST_FLUSH_NS)
+        p->stream_since = now; /* after a pause: not a stream (yet) */
+    int stream = now - p->stream_since >= ST_FLUSH_NS;
+    if (direct || (stream && p->tx_len - p->tx_off >= ST_BATCH_BYTES)) {
+        st_conn_flush(p);
+        return;
+    }
+    if (!stream || (p->events & FY_IO_OUT)) {
+        st_conn_interest(p); /* the I/O thread writes (it already will, when OUT is armed) */
+        return;
+    }
+    p->tx_held = 1;
+    p->t->s->out_owed = 1;
+    if (!p->flush_armed) {
+        p->flush_armed = 1;
+        st_timer_at(p->t, now + ST_FLUSH_NS);
+    }
+}
+
 /* A message on a CURVE session: each part sealed into our output (a
  * sealed frame cannot go from the caller's buffer to the kernel). */
 static int st_send_sealed(struct st_pipe *p, const struct fy_txmsg *m)
@@ -95,13 +121,11 @@ static int st_send_sealed(struct st_pipe *p, const struct fy_txmsg *m)
     }
     st_mark_push(p, p->tx_base + p->tx_len);
     uint64_t now = fy_now_mono_ns();
-    int direct = p->state == C_ACTIVE && was_empty && now - p->last_write >= ST_BURST_NS;
+    uint64_t prev = p->last_write;
+    int direct = p->state == C_ACTIVE && was_empty && now - prev >= ST_BURST_NS;
     p->last_write = now;
     p->base.woke = direct; /* as st_send: write now unless part of a burst */
-    if (direct)
-        st_conn_flush(p);
-    else
-        st_conn_interest(p);
+    out_next(p, direct, prev, now);
     return 1;
 }
 
@@ -129,9 +153,10 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     frames_done(&f);
     int was_empty = p->tx_off == p->tx_len;
     uint64_t now = fy_now_mono_ns();
+    uint64_t prev = p->last_write;
     /* a large message is a burst of its own: it goes at once */
-    int direct = p->state == C_ACTIVE && was_empty &&
-                 (f.len >= ST_DIRECT_MIN || now - p->last_write >= ST_BURST_NS);
+    int direct =
+        p->state == C_ACTIVE && was_empty && (f.len >= ST_DIRECT_MIN || now - prev >= ST_BURST_NS);
     p->last_write = now;
     size_t sent = 0;
     int tried = 0;
@@ -172,12 +197,13 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
      * with no thread switch. But a send that follows the last direct write
      * within ST_BURST_NS is part of a burst: leave it to the I/O thread,
      * which then writes everything queued meanwhile in one call (one
-     * system call per message would cap a stream at a tenth of its rate). */
+     * system call per message would cap a stream at a tenth of its rate),
+     * or, once the burst is a stream, write batches from here (out_next). */
     bp->woke = direct; /* a write now, or a sendmsg above: a system call */
-    if (direct && !tried)
-        st_conn_flush(p);
-    else /* the rest goes on FY_IO_OUT (after a sendmsg: the kernel is full now) */
+    if (tried)         /* the rest goes on FY_IO_OUT: the kernel is full now */
         st_conn_interest(p);
+    else
+        out_next(p, direct, prev, now);
     if (sent > 0 && st_marks_written(p))
         fy_sock_signal(s); /* room under the HWM: senders, and a poller's POLLOUT */
     return 1;
@@ -259,6 +285,15 @@ static void st_unpark(struct fy_pipe *bp, int readable)
         st_conn_read(p, 0); /* gives the input back to the I/O thread too */
     else
         st_conn_interest(p);
+}
+
+/* The socket is about to wait, or ferry_flush, ferry_close: what was held
+ * back for a batch goes now. */
+static void st_flush(struct fy_pipe *bp)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    if (p->tx_held)
+        st_conn_flush(p);
 }
 
 static void st_release(struct fy_pipe *p, int64_t token)
@@ -389,6 +424,7 @@ const struct fy_pipe_ops st_pipe_ops = {
     .recv = st_recv,
     .readable = st_readable,
     .release = st_release,
+    .flush = st_flush,
     .park = st_park,
     .unpark = st_unpark,
     .send_cmd = st_send_cmd,
