@@ -624,13 +624,16 @@ FERRY_API void ferry_send_discard(ferry_socket *s);
  * blocked in ferry_recv sleeps on for up to a second (its watchdog), and
  * one waiting in a poller or on its pollable fd is not woken at all.
  *
- * tcp:// and ipc:// batch on their own: a sender that has streamed for
- * 200 us (messages less than 10 us apart, none 200 us apart) writes 64 KiB
- * at a time from its own thread, and holds back what does not fill a
- * batch until it waits on the socket (a blocked send, a recv), calls this,
- * closes, or has sent nothing for 200 us (then its I/O thread writes it).
- * A single message, or a short burst, is written at once. 0, or
- * FERRY_EINVAL. */
+ * tcp:// and ipc:// batch on their own: once a sender has sent for 200 us
+ * with no pause of 200 us, a message that comes less than 10 us after the
+ * last is held back, and the sender writes what is held from its own
+ * thread when it reaches 64 KiB (or half of SNDHWM or SNDHWM_BYTES), when
+ * it is 200 us old or a send comes after a pause, when the sender waits
+ * on the socket (a send that blocks, a recv that sleeps), calls this,
+ * closes, or finds the queue full; else the I/O thread writes it 200 us
+ * after it began to be held (1 ms before Linux 5.11). So held output is
+ * at most about 200 us late. A single message, or a short burst, is
+ * written at once. 0, or FERRY_EINVAL. */
 FERRY_API int ferry_flush(ferry_socket *s);
 
 /* Receives the next part into buf (copying it). *len is set to the part's

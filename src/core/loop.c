@@ -414,8 +414,9 @@ static int loop_epoll(struct fy_loop *l, int64_t ns)
     if (LOOP_PWAIT2 && ns > 0 && !atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
         struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
         int n = epoll_pwait2(l->epfd, l->batch, LOOP_BATCH, &ts, NULL);
-        if (n >= 0 || errno != ENOSYS)
+        if (n >= 0 || errno == EINTR)
             return n;
+        /* ENOSYS before Linux 5.11; EPERM where a seccomp filter predates it */
         atomic_store_explicit(&no_pwait2, 1, memory_order_relaxed);
     }
     int ms = ns < 0                            ? -1

@@ -827,11 +827,13 @@ static void *tail_read(void *arg)
  * and holds back what does not fill one (stream_int.h). When it stops
  * without waiting on the socket, flushing or closing, the transport's timer
  * must still write the rest: here the sender, once done, only waits on a
- * pipe for the reader to have everything. */
-static void stream_tail(const char *url)
+ * pipe for the reader to have everything. With SNDHWM 10, a batch is at
+ * most 5 messages, and every message gets through. */
+static void stream_tail(const char *url, int hwm)
 {
     enum { N = 50000 };
     ferry_socket *pull = open_sock(FERRY_PULL), *push = open_sock(FERRY_PUSH);
+    ferry_setopt_int(push, FERRY_OPT_SNDHWM, hwm); /* what is held stays under half of it */
     assert_int_equal(ferry_listen(pull, url), 0);
     char ep[160];
     assert_int_equal(ferry_socket_addr(pull, ep, sizeof ep), 0);
@@ -858,8 +860,9 @@ static void test_stream_tail_written(void **state)
     (void)state;
     char url[64];
     snprintf(url, sizeof url, "ipc://@ferry-test-tail-%d", (int)getpid());
-    stream_tail(url);
-    stream_tail("tcp://127.0.0.1:*");
+    stream_tail(url, 1000);
+    stream_tail("tcp://127.0.0.1:*", 1000);
+    stream_tail("tcp://127.0.0.1:*", 10);
 }
 
 int main(void)

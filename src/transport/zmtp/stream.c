@@ -34,17 +34,69 @@ struct st_tran *st_tran_get(ferry_socket *s, int *err)
     }
     t->s = s;
     t->loop = loop;
+    t->walk_at = 0;
     s->stream_tran = t;
     return t;
 }
 
 void st_timer_at(struct st_tran *t, uint64_t when)
 {
-    if (when != 0)
-        fy_timer_set(t->loop, &t->timer, on_timer, when);
+    if (when == 0)
+        return;
+    if (when < t->walk_at)
+        t->walk_at = when;
+    fy_timer_set(t->loop, &t->timer, on_timer, when);
 }
 
-void st_poke(struct st_tran *t) { fy_timer_set(t->loop, &t->timer, on_timer, 0); }
+void st_poke(struct st_tran *t)
+{
+    t->walk_at = 0;
+    fy_timer_set(t->loop, &t->timer, on_timer, 0);
+}
+
+void st_hold(struct st_pipe *p, uint64_t now)
+{
+    struct st_tran *t = p->t;
+    p->tx_held = 1;
+    p->held_since = now;
+    t->s->out_owed = 1;
+    if (!p->in_held) {
+        if (t->nheld == t->cap_held) {
+            size_t cap = t->cap_held ? t->cap_held * 2 : 8;
+            struct st_pipe **v = realloc(t->held, cap * sizeof *v);
+            if (v == NULL) { /* unlisted, the output cannot be held: write it */
+                st_conn_flush(p);
+                return;
+            }
+            t->held = v;
+            t->cap_held = cap;
+        }
+        t->held[t->nheld++] = p;
+        p->in_held = 1;
+    }
+    fy_timer_set(t->loop, &t->timer, on_timer, now + ST_FLUSH_NS);
+}
+
+/* Held output ST_FLUSH_NS old is written; the list keeps the pipes still
+ * holding. The earliest of their deadlines, or UINT64_MAX. */
+static uint64_t held_due(struct st_tran *t, uint64_t now)
+{
+    uint64_t next = UINT64_MAX;
+    size_t k = 0;
+    for (size_t i = 0; i < t->nheld; i++) {
+        struct st_pipe *p = t->held[i];
+        if (p->tx_held && p->state == C_ACTIVE && p->fd >= 0 && now >= p->held_since + ST_FLUSH_NS)
+            st_conn_flush(p);
+        if (p->tx_held && p->state == C_ACTIVE && p->fd >= 0) {
+            t->held[k++] = p;
+            next = next < p->held_since + ST_FLUSH_NS ? next : p->held_since + ST_FLUSH_NS;
+        } else {
+            p->in_held = 0;
+        }
+    }
+    t->nheld = k;
+    return next;
+}
 
 static uint64_t min_nz(uint64_t a, uint64_t b) { return b != 0 && b < a ? b : a; }
 
@@ -57,6 +109,13 @@ static void on_timer(struct fy_timer *tm)
     ferry_socket *s = t->s;
     pthread_mutex_lock(&s->mtx);
     uint64_t now = fy_now_mono_ns(), next = UINT64_MAX;
+    uint64_t held = held_due(t, now); /* before the grave below lets pipes go */
+    if (now < t->walk_at) {           /* only held output was due */
+        fy_timer_set(t->loop, &t->timer, on_timer, held < t->walk_at ? held : t->walk_at);
+        pthread_mutex_unlock(&s->mtx);
+        return;
+    }
+    t->walk_at = UINT64_MAX;
     if (t->any_failed) { /* found broken on a parked receiver's thread */
         t->any_failed = 0;
         for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
@@ -100,6 +159,9 @@ static void on_timer(struct fy_timer *tm)
      * now (timers run between batches of events). */
     while (t->ngrave > 0)
         fy_pipe_unref(&t->grave[--t->ngrave]->base);
+    if (next < t->walk_at) /* st_timer_at during the walk may have asked for earlier */
+        t->walk_at = next;
+    next = held < t->walk_at ? held : t->walk_at;
     if (next != UINT64_MAX)
         fy_timer_set(t->loop, &t->timer, on_timer, next);
     pthread_mutex_unlock(&s->mtx);
@@ -184,6 +246,7 @@ static void teardown(void *arg)
     s->stream_tran = NULL;
     pthread_mutex_unlock(&s->mtx);
     free(t->grave);
+    free(t->held);
     free(t->scratch);
     free(t);
 }

@@ -576,18 +576,6 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
         }
         *next = p->hs_deadline;
     } else if (p->state == C_ACTIVE) {
-        if (p->flush_armed) { /* a streaming sender's tail (ST_FLUSH_NS) */
-            if (!p->tx_held) {
-                p->flush_armed = 0;
-            } else if (now >= p->last_write + ST_FLUSH_NS) {
-                p->flush_armed = 0;
-                st_conn_flush(p);
-                if (p->fd < 0 || p->state != C_ACTIVE)
-                    return -1;
-            } else {
-                *next = p->last_write + ST_FLUSH_NS;
-            }
-        }
         if (p->ping_sent && p->last_rx >= p->ping_sent)
             p->ping_sent = 0; /* anything heard counts as an answer */
         if (p->rx_paused)     /* we are the one not reading: the peer's answers wait */

@@ -196,7 +196,8 @@ struct st_pipe {
     uint64_t last_write;   /* when a send last wrote (or queued) */
     uint64_t stream_since; /* sends since then came less than ST_FLUSH_NS apart */
     int tx_held;           /* output held back for a batch: no FY_IO_OUT for it */
-    int flush_armed;       /* the timer will write held output once the sender pauses */
+    uint64_t held_since;   /* when the held output began */
+    int in_held;           /* listed in t->held */
 };
 
 struct st_tran {
@@ -213,8 +214,15 @@ struct st_tran {
     uint64_t close_deadline; /* lingering ends by then (UINT64_MAX: never) */
     int any_removed;         /* some pipe has `removed` set */
     int any_failed;          /* some pipe has `rx_fail` set */
-    unsigned char *scratch;  /* FY_LOOP_SCRATCH bytes for reading on a user's thread (park) */
-    uint64_t pool_used;      /* partial input past the connections' floors */
+    /* Pipes holding output back (tx_held), for the timer to write once it
+     * is ST_FLUSH_NS old without walking every connection; the walk runs
+     * only when walk_at (the earliest other deadline) is due or a poke
+     * asked for it (walk_at 0). */
+    struct st_pipe **held;
+    size_t nheld, cap_held;
+    uint64_t walk_at;
+    unsigned char *scratch; /* FY_LOOP_SCRATCH bytes for reading on a user's thread (park) */
+    uint64_t pool_used;     /* partial input past the connections' floors */
 };
 
 /* Limits on what one peer can make us hold (docs/security.md lists them).
@@ -254,14 +262,17 @@ struct st_tran {
 #define ST_BURST_NS 10000u       /* sends closer than this are batched */
 #define ST_DIRECT_MIN 8192u      /* messages this large skip our output buffer when they can */
 /* A sender that streams (has sent for ST_FLUSH_NS without a pause of that
- * long) writes its output itself once ST_BATCH_BYTES wait, rather than
- * handing each burst to the I/O thread (as a short burst still is):
+ * long) writes its output itself once ST_BATCH_BYTES wait (or half its
+ * SNDHWM, in messages or bytes), rather than handing each burst to the I/O
+ * thread (as a short burst still is):
  * when the sender and its I/O thread share a CPU (a pinned process) every
  * hand-off is a context switch and a fight for the socket's lock, and
  * CURVE's 64 B stream ran at 0.5 M messages/s so, 1.0 M without. What is
- * left when it stops is written by its next wait on the socket (a blocked
- * send, a recv), ferry_flush or ferry_close, or else by the transport's
- * timer once it has sent nothing for ST_FLUSH_NS. */
+ * held back is written by its next send once it is ST_FLUSH_NS old or that
+ * send comes after a pause (ST_BURST_NS), by a wait on the socket (a
+ * blocked send, a recv that sleeps), ferry_flush or ferry_close, by a send
+ * that finds the queue full, or else by the transport's timer ST_FLUSH_NS
+ * after it began to be held. */
 #define ST_BATCH_BYTES (64u << 10)
 #define ST_FLUSH_NS 200000u
 
@@ -272,6 +283,9 @@ struct st_tran {
 struct st_tran *st_tran_get(ferry_socket *s, int *err);
 /* Runs the transport's timer no later than when (0: ignored). */
 void st_timer_at(struct st_tran *t, uint64_t when);
+/* Lists p as holding output back since now: the timer writes it at now +
+ * ST_FLUSH_NS unless something does before. */
+void st_hold(struct st_pipe *p, uint64_t now);
 /* Runs the timer at the loop's next turn: removed pipes, the grave. */
 void st_poke(struct st_tran *t);
 

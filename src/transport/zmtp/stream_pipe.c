@@ -78,27 +78,49 @@ static void frames_done(struct st_frames *f)
 /* A message has joined the output: write it now (direct: the output was
  * idle), leave it to the I/O thread (FY_IO_OUT: a short burst, written
  * many messages a call), or, in a stream, write a batch from this thread
- * once ST_BATCH_BYTES wait and hold less back (stream_int.h). prev: when
- * the send before this one came. */
+ * and hold less back (stream_int.h). prev: when the send before this one
+ * came (stream_gap has seen it). */
 static void out_next(struct st_pipe *p, int direct, uint64_t prev, uint64_t now)
 {
-    if (now - prev >= ST_FLUSH_NS)
-        p->stream_since = now; /* after a pause: not a stream (yet) */
+    const ferry_socket *s = p->t->s;
     int stream = now - p->stream_since >= ST_FLUSH_NS;
-    if (direct || (stream && p->tx_len - p->tx_off >= ST_BATCH_BYTES)) {
+    uint64_t batch = ST_BATCH_BYTES;
+    if (s->opt.sndhwm_bytes > 0 && s->opt.sndhwm_bytes / 2 < batch)
+        batch = s->opt.sndhwm_bytes / 2;
+    int full = p->tx_len - p->tx_off >= batch ||
+               (s->opt.sndhwm > 0 && p->mk_n >= (size_t)s->opt.sndhwm / 2);
+    /* held output goes with a send after a pause, or once it is old */
+    int due = p->tx_held && (now - prev >= ST_BURST_NS || now - p->held_since >= ST_FLUSH_NS);
+    if (direct || due || (stream && full)) {
         st_conn_flush(p);
         return;
     }
+    if (p->tx_held)
+        return; /* joins what is held */
     if (!stream || (p->events & FY_IO_OUT)) {
         st_conn_interest(p); /* the I/O thread writes (it already will, when OUT is armed) */
         return;
     }
-    p->tx_held = 1;
-    p->t->s->out_owed = 1;
-    if (!p->flush_armed) {
-        p->flush_armed = 1;
-        st_timer_at(p->t, now + ST_FLUSH_NS);
-    }
+    st_hold(p, now);
+}
+
+/* Every send: a pause as long as ST_FLUSH_NS ends a stream. */
+static void stream_gap(struct st_pipe *p, uint64_t prev, uint64_t now)
+{
+    if (now - prev >= ST_FLUSH_NS)
+        p->stream_since = now;
+}
+
+/* A full queue that holds output back for a batch writes it and looks
+ * again: held output must not make a sender wait, or a PUB drop. */
+static int tx_full_held(struct st_pipe *p)
+{
+    if (!st_tx_full(p))
+        return 0;
+    if (!p->tx_held)
+        return 1;
+    st_conn_flush(p);
+    return st_tx_full(p);
 }
 
 /* A message on a CURVE session: each part sealed into our output (a
@@ -124,6 +146,7 @@ static int st_send_sealed(struct st_pipe *p, const struct fy_txmsg *m)
     uint64_t prev = p->last_write;
     int direct = p->state == C_ACTIVE && was_empty && now - prev >= ST_BURST_NS;
     p->last_write = now;
+    stream_gap(p, prev, now);
     p->base.woke = direct; /* as st_send: write now unless part of a burst */
     out_next(p, direct, prev, now);
     return 1;
@@ -135,7 +158,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     ferry_socket *s = p->t->s;
     if (p->state == C_CLOSED || p->state == C_LINGER)
         return FERRY_ECONNRESET;
-    if (st_tx_full(p))
+    if (tx_full_held(p))
         return 0;
     if (p->zc != NULL && p->state == C_ACTIVE)
         return st_send_sealed(p, m);
@@ -158,6 +181,7 @@ static int st_send(struct fy_pipe *bp, const struct fy_txmsg *m)
     int direct =
         p->state == C_ACTIVE && was_empty && (f.len >= ST_DIRECT_MIN || now - prev >= ST_BURST_NS);
     p->last_write = now;
+    stream_gap(p, prev, now);
     size_t sent = 0;
     int tried = 0;
     if (direct && f.len >= ST_DIRECT_MIN && p->hs_off == p->hs_len && p->fd >= 0) {
@@ -364,7 +388,7 @@ static int st_writable(struct fy_pipe *bp, size_t len)
 {
     FY_UNUSED(len);
     struct st_pipe *p = (struct st_pipe *)bp;
-    return p->state != C_CLOSED && !st_tx_full(p);
+    return p->state != C_CLOSED && !tx_full_held(p);
 }
 
 static void st_abort_tx(struct fy_pipe *p) { FY_UNUSED(p); }
