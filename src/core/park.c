@@ -117,8 +117,7 @@ int fy_park_sleep(ferry_socket *s, struct fy_pipe *p, int fd, uint64_t deadline)
         struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
         if (ppoll(fds, 2, deadline == UINT64_MAX ? NULL : &ts, NULL) < 0) {
             fds[0].revents = fds[1].revents = 0;
-            if (errno == EINTR)
-                rc = FERRY_EINTR;
+            rc = errno == EINTR ? FERRY_EINTR : fy_syserr("recv: ppoll"); /* not a busy loop */
         }
     }
     if (fds[1].revents & POLLIN) {

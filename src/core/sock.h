@@ -613,7 +613,7 @@ int fy_sock_wait(ferry_socket *s, int (*step)(ferry_socket *s, void *arg, int ch
  *         fy_park_end first if claimed).
  * sleep   polls, then unparks the pipe (reading it if it polled readable)
  *         and drops the reference; it also does the waiter's decrement of
- *         `sleepers`. 0, FERRY_EINTR or FERRY_ETIMEDOUT. Without mtx.
+ *         `sleepers`. 0, FERRY_EINTR, FERRY_ETIMEDOUT or a ppoll failure. Without mtx.
  * kick    a waker's part, after its seq_cst fence: writes park_fd once
  *         per park while a receiver is parked. It looks only at the
  *         socket's own memory, never at the wake block, which shm://

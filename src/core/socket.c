@@ -891,6 +891,8 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
                 pthread_mutex_unlock(&s->mtx);
                 return rc != 0 ? rc : FERRY_ETIMEDOUT;
             }
+            if (rc < 0 && rc != FERRY_EINTR)
+                return rc;
             continue; /* FERRY_EINTR too: the futex wait retries those */
         }
         if (claimed)
