@@ -862,6 +862,15 @@ int ferry_dial(ferry_socket *s, const char *url) { return sock_endpoint(s, url, 
 typedef int (*sock_step_fn)(ferry_socket *s, void *arg, int check);
 
 /* The one arm-and-sleep sequence (sock.h, struct fy_wake). */
+/* The deadline passed: one more look, for what came meanwhile. */
+static int last_look(ferry_socket *s, sock_step_fn step, void *arg)
+{
+    pthread_mutex_lock(&s->mtx);
+    int rc = step(s, arg, 1);
+    pthread_mutex_unlock(&s->mtx);
+    return rc != 0 ? rc : FERRY_ETIMEDOUT;
+}
+
 int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline, int recv)
 {
     struct fy_wake *w = s->wake;
@@ -885,12 +894,8 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         pthread_mutex_unlock(&s->mtx);
         if (pfd >= 0) {
             rc = fy_park_sleep(s, pp, pfd, deadline); /* sleepers given back there */
-            if (rc == FERRY_ETIMEDOUT) {
-                pthread_mutex_lock(&s->mtx);
-                rc = step(s, arg, 1);
-                pthread_mutex_unlock(&s->mtx);
-                return rc != 0 ? rc : FERRY_ETIMEDOUT;
-            }
+            if (rc == FERRY_ETIMEDOUT)
+                return last_look(s, step, arg);
             if (rc < 0 && rc != FERRY_EINTR)
                 return rc;
             continue; /* FERRY_EINTR too: the futex wait retries those */
@@ -911,12 +916,8 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         if (rc == INT_MAX)
             return 1;
-        if (rc == FERRY_ETIMEDOUT) {
-            pthread_mutex_lock(&s->mtx);
-            rc = step(s, arg, 1);
-            pthread_mutex_unlock(&s->mtx);
-            return rc != 0 ? rc : FERRY_ETIMEDOUT;
-        }
+        if (rc == FERRY_ETIMEDOUT)
+            return last_look(s, step, arg);
         if (rc < 0 && rc != FERRY_EINTR)
             return rc;
     }

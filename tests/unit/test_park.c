@@ -195,22 +195,46 @@ static void start_waiter(struct waiter *w, pthread_t *th, ferry_socket *s)
     wait_asleep(atomic_load(&w->tid));
 }
 
+/* A PULL listening on tcp://, with a raw PUSH peer (*fd) whose first
+ * message has been received: the connection is the socket's pipe. */
+static ferry_socket *warm_pull(int *fd, int *port)
+{
+    ferry_socket *pull = open_sock(FERRY_PULL);
+    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
+    *port = port_of(pull);
+    *fd = raw_peer(*port, "PUSH", "PULL");
+    unsigned char f[64];
+    raw_send(*fd, f, msg_frame(f, "warm-up"));
+    expect_msg(pull, "warm-up");
+    return pull;
+}
+
+/* A waiter that has returned must have received `want`. */
+static void expect_got(const struct waiter *w, const char *want)
+{
+    assert_int_equal(w->rc, 0);
+    assert_int_equal(w->len, strlen(want));
+    assert_memory_equal(w->buf, want, w->len);
+}
+
+static void join_expect(pthread_t th, struct waiter *w, const char *want)
+{
+    assert_int_equal(pthread_join(th, NULL), 0);
+    expect_got(w, want);
+}
+
 /* A second connection's message reaches a receiver parked on the first
  * (it polls only the first's fd). No watchdog masks a lost wake-up here:
  * the receive would time out. */
 static void test_second_connection_wakes(void **state)
 {
     (void)state;
-    ferry_socket *pull = open_sock(FERRY_PULL);
+    int a, port;
+    ferry_socket *pull = warm_pull(&a, &port);
     /* no timeout: a lost wake-up must not be rescued by the look a timed-out
      * wait takes before it gives up (joined with a deadline below) */
     ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, -1);
-    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
-    int port = port_of(pull);
-    int a = raw_peer(port, "PUSH", "PULL");
     unsigned char f[64];
-    raw_send(a, f, msg_frame(f, "from a"));
-    expect_msg(pull, "from a");
     struct waiter w;
     pthread_t th;
     start_waiter(&w, &th, pull);
@@ -221,9 +245,7 @@ static void test_second_connection_wakes(void **state)
     until.tv_sec += 20;
     if (pthread_timedjoin_np(th, NULL, &until) != 0)
         fail_msg("a receiver parked on one connection missed a message on another");
-    assert_int_equal(w.rc, 0);
-    assert_int_equal(w.len, 6);
-    assert_memory_equal(w.buf, "from b", 6);
+    expect_got(&w, "from b");
     close(a);
     close(b);
     ferry_close(pull);
@@ -235,13 +257,9 @@ static void test_second_connection_wakes(void **state)
 static void test_bad_input_while_parked(void **state)
 {
     (void)state;
-    ferry_socket *pull = open_sock(FERRY_PULL);
-    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
-    int port = port_of(pull);
-    int bad = raw_peer(port, "PUSH", "PULL");
+    int bad, port;
+    ferry_socket *pull = warm_pull(&bad, &port);
     unsigned char f[64];
-    raw_send(bad, f, msg_frame(f, "warm-up"));
-    expect_msg(pull, "warm-up");
     struct waiter w;
     pthread_t th;
     start_waiter(&w, &th, pull);
@@ -249,10 +267,7 @@ static void test_bad_input_while_parked(void **state)
     size_t n = msg_frame(f, "last good");
     memcpy(f + n, "\x05\x01x", 3);
     raw_send(bad, f, n + 3);
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(w.rc, 0);
-    assert_int_equal(w.len, 9);
-    assert_memory_equal(w.buf, "last good", 9);
+    join_expect(th, &w, "last good");
     assert_true(raw_closed(bad, 5000));
     int64_t errors = 0;
     for (int i = 0; i < 1000 && errors == 0; i++) {
@@ -264,9 +279,7 @@ static void test_bad_input_while_parked(void **state)
     start_waiter(&w, &th, pull);
     int good = raw_peer(port, "PUSH", "PULL");
     raw_send(good, f, msg_frame(f, "still served"));
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(w.rc, 0);
-    assert_memory_equal(w.buf, "still served", 12);
+    join_expect(th, &w, "still served");
     close(bad);
     close(good);
     ferry_close(pull);
@@ -276,12 +289,9 @@ static void test_bad_input_while_parked(void **state)
 static void test_ping_answered_while_parked(void **state)
 {
     (void)state;
-    ferry_socket *pull = open_sock(FERRY_PULL);
-    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
-    int fd = raw_peer(port_of(pull), "PUSH", "PULL");
+    int fd, port;
+    ferry_socket *pull = warm_pull(&fd, &port);
     unsigned char f[64];
-    raw_send(fd, f, msg_frame(f, "warm-up"));
-    expect_msg(pull, "warm-up");
     struct waiter w;
     pthread_t th;
     start_waiter(&w, &th, pull);
@@ -292,9 +302,7 @@ static void test_ping_answered_while_parked(void **state)
     raw_read(fd, pong, sizeof pong, 5000);
     assert_memory_equal(pong, "\x04\x08\x04PONGctx", 10);
     raw_send(fd, f, msg_frame(f, "after"));
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(w.rc, 0);
-    assert_memory_equal(w.buf, "after", 5);
+    join_expect(th, &w, "after");
     close(fd);
     ferry_close(pull);
 }
@@ -389,12 +397,9 @@ static void test_peer_killed_while_parked(void **state)
 static void test_timeout_and_two_receivers(void **state)
 {
     (void)state;
-    ferry_socket *pull = open_sock(FERRY_PULL);
-    assert_int_equal(ferry_listen(pull, "tcp://127.0.0.1:*"), 0);
-    int fd = raw_peer(port_of(pull), "PUSH", "PULL");
+    int fd, port;
+    ferry_socket *pull = warm_pull(&fd, &port);
     unsigned char f[64];
-    raw_send(fd, f, msg_frame(f, "warm-up"));
-    expect_msg(pull, "warm-up");
     ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 30);
     char buf[16];
     size_t len;
