@@ -341,20 +341,22 @@ static void msg_release(ferry_msg *m)
 
 /* Heap messages kept for reuse: from FY_BIG_MIN bytes (below it the
  * allocator's own free lists serve well) to FY_BIG_MAX, the largest first
- * buffer a stream transport asks for (a larger frame's buffer grows from
- * there, zmtp.h), at most FY_BIG_KEPT bytes a socket: the input queue of a
- * connection pauses at 1 MiB. */
+ * buffer a stream transport asks for (64 KiB and a CURVE box's overhead;
+ * a larger frame's buffer grows from there, zmtp.h), at most FY_BIG_KEPT
+ * bytes a socket: the input queue of a connection pauses at 1 MiB. */
 #define FY_BIG_MIN (32u << 10)
-#define FY_BIG_MAX (64u << 10)
+#define FY_BIG_MAX ((64u << 10) + 64u)
 #define FY_BIG_KEPT (1u << 20)
 
 /* Keeps a heap message ferry_recv copied out; 0 when it is not kept. Its
- * capacity: m->cap when fy_msg_heap_in made it from a kept block, else its
- * size (fy_msg_heap and a frame's growth allocate exactly). */
+ * capacity: m->cap when the block's size was noted (a kept block, a stream
+ * frame's buffer), else its size (fy_msg_heap allocates exactly). Its data
+ * may start past the block's start (an opened CURVE box) but lies in it. */
 static int msg_keep_big(ferry_socket *s, ferry_msg *m)
 {
     size_t cap = m->cap > m->size ? m->cap : m->size;
-    if (m->kind != FY_MSG_HEAP || m->pipe != NULL || m->data != (void *)(m + 1) ||
+    uintptr_t block = (uintptr_t)(m + 1), data = (uintptr_t)m->data;
+    if (m->kind != FY_MSG_HEAP || m->pipe != NULL || data < block || data - block > cap ||
         cap < FY_BIG_MIN || cap > FY_BIG_MAX || cap > FY_BIG_KEPT - s->spare_big_bytes ||
         s->closing)
         return 0;

@@ -739,6 +739,39 @@ static void test_heartbeat_and_empty(void **state)
     ferry_close(srv);
 }
 
+/* Sealed messages around the receiver's first buffer (64 KiB and a box's
+ * overhead): each size twice, each with other bytes, so a reused block
+ * (its data starting past the box's header) carries no earlier bytes
+ * through, and a block refilled at one size serves the next. */
+static void test_sizes_around_a_block(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {32768,      65536 - 33, 65536,  65536 + 31, 65536 + 32,
+                                   65536 + 33, 65536 + 64, 131072, 65536,      40000};
+    struct kp sk = new_kp(), ck = new_kp();
+    ferry_socket *srv = curve_server(FERRY_PULL, &sk, ck.pub);
+    ferry_socket *cli = curve_client(FERRY_PUSH, &ck, sk.pub);
+    char url[200];
+    bind_any(srv, "tcp", url, sizeof url);
+    assert_int_equal(ferry_dial(cli, url), 0);
+    size_t cap = 131072;
+    unsigned char *msg = malloc(cap);
+    assert_non_null(msg);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int round = 0; round < 2; round++) {
+            for (size_t j = 0; j < sizes[i]; j++)
+                msg[j] = (unsigned char)(j * 13 + i * 7 + (size_t)round + 1);
+            assert_int_equal(ferry_send(cli, msg, sizes[i], 0), 0);
+            recv_is(srv, msg, sizes[i]);
+        }
+    ferry_stats st;
+    assert_int_equal(ferry_socket_stats(srv, &st), 0);
+    assert_int_equal(st.bad_input, 0);
+    free(msg);
+    ferry_close(cli);
+    ferry_close(srv);
+}
+
 /* A client that completes the handshake by hand (the codec over a raw TCP
  * socket) and then lies: a replayed MESSAGE, a forged one, a frame in
  * clear. Each time the server drops it, counts bad input, and goes on
@@ -828,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_hostile_client),
         cmocka_unit_test(test_heartbeat_and_empty),
+        cmocka_unit_test(test_sizes_around_a_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -778,6 +778,22 @@ static void test_header_is_not_a_promise(void **state)
     assert_int_equal(r.frames, 0);
     assert_int_equal(r.live, 1);
     rec_end(&r, &d);
+
+    /* up to ZMTP_DEC_FIRST (64 KiB and a CURVE box's overhead) the whole
+     * body comes at once; one octet more starts at a chunk and grows */
+    for (size_t n = ZMTP_DEC_FIRST; n <= ZMTP_DEC_FIRST + 1; n++) {
+        hl = zmtp_frame_hdr(h, 0, n);
+        rec_start(&r, &d, 1 << 20);
+        assert_int_equal(zmtp_dec_feed(&d, g, sizeof g), 0);
+        assert_int_equal(zmtp_dec_feed(&d, h, hl), 0);
+        assert_non_null(zmtp_dec_room(&d, &room));
+        assert_int_equal(room, n == ZMTP_DEC_FIRST ? n : ZMTP_DEC_CHUNK);
+        assert_int_equal(zmtp_dec_feed(&d, body, n), 0);
+        assert_int_equal(r.frames, 1);
+        assert_int_equal(r.grows, n == ZMTP_DEC_FIRST ? 0 : 1);
+        assert_memory_equal(r.log.p + r.log.n - n, body, n);
+        rec_end(&r, &d);
+    }
 }
 
 /* The stream cut after every possible octet, then dropped: what was

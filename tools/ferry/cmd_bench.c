@@ -64,6 +64,8 @@ static const char bench_help[] =
     "          sockets, against the same poller holding the REP alone\n"
     "          (interleaved), on shm and tcp\n"
     "  ipc, tcp  ferry, libzmq and nng: REQ/REP round trip, PUSH/PULL by size\n"
+    "  curve   tcp:// with CURVE, ferry and libzmq: REQ/REP round trip against\n"
+    "          raw TCP, PUSH/PULL 64 B and 64 KiB (the two interleaved)\n"
     "  inproc  libzmq's in-process transport (for reference: ferry has shm://)\n"
     "libzmq (libzmq5) and nng (libnng1) are loaded with dlopen when installed\n"
     "(`make bench` installs them); ferry never links them. The table gives each\n"
@@ -1280,6 +1282,45 @@ static void net_throughput(struct result *r, int reps)
     r->metric = "msgs_per_s";
 }
 
+/* One PUSH/PULL size, ferry and libzmq repetition by repetition, so a
+ * change of the VM's state between them moves both alike. */
+static void curve_throughput(int quick, int reps, int nb, size_t size, char (*labels)[3][80], int i)
+{
+    static const struct backend *const bes[2] = {&bench_ferry, &bench_zmq};
+    static const char *const sys[2] = {"ferry", "libzmq"};
+    struct result *r[2];
+    long iters[2];
+    double v[2][16];
+    g_size = size;
+    for (int b = 0; b < nb; b++) {
+        snprintf(labels[b][1 + i], 80, "%s tcp CURVE: PUSH/PULL %zu B", sys[b], size);
+        progress(labels[b][1 + i]);
+        g_be = bes[b];
+        g_iters = (long)((quick ? (64u << 20) : (256u << 20)) / size);
+        if (g_iters > (quick ? 300000 : 2000000))
+            g_iters = quick ? 300000 : 2000000;
+        size_by_time(net_pushpull_once, g_iters);
+        iters[b] = g_iters;
+        r[b] = add_result();
+        *r[b] = (struct result){.system = sys[b],
+                                .transport = "curve",
+                                .pattern = "pushpull",
+                                .size = size,
+                                .label = labels[b][1 + i]};
+    }
+    for (int k = 0; k < reps; k++)
+        for (int b = 0; b < nb; b++) {
+            g_be = bes[b];
+            g_iters = iters[b];
+            v[b][k] = net_pushpull_once();
+        }
+    for (int b = 0; b < nb; b++) {
+        r[b]->value = median(v[b], reps, &r[b]->spread);
+        r[b]->reps = reps;
+        r[b]->metric = "msgs_per_s";
+    }
+}
+
 /* CURVE on tcp://, ferry and libzmq: the REQ/REP round trip against the
  * raw TCP ping-pong (interleaved), PUSH/PULL 64 B and 64 KiB. Their
  * transport reads "curve", so each ferry row is set against libzmq's, and
@@ -1288,41 +1329,28 @@ static void curve_suite(int quick, int reps, long lat_iters)
 {
     static char labels[2][3][80];
     static const size_t sizes[] = {64, 65536};
+    static const struct backend *const bes[2] = {&bench_ferry, &bench_zmq};
+    static const char *const sys[2] = {"ferry", "libzmq"};
     bench_curve_on(1); /* the keys, made before any peer process is forked */
     g_tr = "tcp";
-    for (int b = 0; b < 2; b++) {
-        if (b == 1 && !bench_zmq_load())
-            continue;
-        g_be = b == 0 ? &bench_ferry : &bench_zmq;
-        const char *sys = b == 0 ? "ferry" : "libzmq";
-        snprintf(labels[b][0], 80, "%s tcp CURVE: REQ/REP 64 B round trip", sys);
+    int nb = bench_zmq_load() ? 2 : 1;
+    for (int b = 0; b < nb; b++) {
+        g_be = bes[b];
+        snprintf(labels[b][0], 80, "%s tcp CURVE: REQ/REP 64 B round trip", sys[b]);
         progress(labels[b][0]);
         g_iters = lat_iters / 10;
         g_size = 64;
         struct result *r = add_result();
-        *r = (struct result){.system = sys,
+        *r = (struct result){.system = sys[b],
                              .transport = "curve",
                              .pattern = "reqrep",
                              .size = 64,
                              .label = labels[b][0]};
         const struct baseline base = {"tcp", raw_once, lat_iters / 10, RAW_TCP};
         latency_vs(r, reps, net_reqrep_once, &base);
-        for (int i = 0; i < 2; i++) {
-            g_size = sizes[i];
-            g_iters = (long)((quick ? (64u << 20) : (256u << 20)) / sizes[i]);
-            if (g_iters > (quick ? 300000 : 2000000))
-                g_iters = quick ? 300000 : 2000000;
-            snprintf(labels[b][1 + i], 80, "%s tcp CURVE: PUSH/PULL %zu B", sys, sizes[i]);
-            progress(labels[b][1 + i]);
-            r = add_result();
-            *r = (struct result){.system = sys,
-                                 .transport = "curve",
-                                 .pattern = "pushpull",
-                                 .size = sizes[i],
-                                 .label = labels[b][1 + i]};
-            net_throughput(r, reps);
-        }
     }
+    for (int i = 0; i < 2; i++)
+        curve_throughput(quick, reps, nb, sizes[i], labels, i);
     bench_curve_on(0);
 }
 
@@ -1402,8 +1430,6 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
         }
     }
     bench_zmq_inproc = 0;
-    if (t == 0)
-        curve_suite(quick, reps, lat_iters);
 }
 
 /* --- router: DEALER/ROUTER against REQ/REP; a ROUTER serving many ------------------ */
@@ -2504,10 +2530,12 @@ int cmd_bench(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm") &&
             strcmp(argv[i], "tcp") && strcmp(argv[i], "ipc") && strcmp(argv[i], "inproc") &&
-            strcmp(argv[i], "router") && strcmp(argv[i], "poller") && strcmp(argv[i], "proxy"))
+            strcmp(argv[i], "router") && strcmp(argv[i], "poller") && strcmp(argv[i], "proxy") &&
+            strcmp(argv[i], "curve"))
             return cli_usage(
                 "bench",
-                "unknown suite '%s' (limit, raw, shm, router, poller, proxy, ipc, tcp, inproc)",
+                "unknown suite '%s' (limit, raw, shm, router, poller, proxy, ipc, tcp, curve, "
+                "inproc)",
                 argv[i]);
     char **suites = argv + optind;
     int nsuites = argc - optind;
@@ -2711,6 +2739,8 @@ int cmd_bench(int argc, char **argv)
         net_suite("ipc", quick, reps, lat_iters, sizes, nsizes);
     if (want(suites, nsuites, "tcp"))
         net_suite("tcp", quick, reps, lat_iters, sizes, nsizes);
+    if (want(suites, nsuites, "curve"))
+        curve_suite(quick, reps, lat_iters);
     if (want(suites, nsuites, "inproc"))
         net_suite("inproc", quick, reps, lat_iters, sizes, nsizes);
     nn_server_stop();

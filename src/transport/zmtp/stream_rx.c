@@ -102,6 +102,8 @@ static void *dec_alloc(void *ctx, uint64_t cap, unsigned char **body)
         return NULL;
     }
     p->frame_cap = cap;
+    if (m->cap == 0)
+        m->cap = (size_t)cap; /* the block's size, after a CURVE box moves data and size */
     *body = m->data;
     return m;
 }
@@ -120,7 +122,7 @@ static void *dec_grow(void *ctx, void *handle, uint64_t cap, unsigned char **bod
     }
     m->data = m + 1;
     m->size = (size_t)cap;
-    m->cap = 0; /* allocated exactly now */
+    m->cap = (size_t)cap; /* allocated exactly now */
     p->frame_cap = cap;
     *body = m->data;
     return m;

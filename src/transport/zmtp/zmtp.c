@@ -228,7 +228,7 @@ static int frame_start(struct zmtp_dec *d)
         return dec_fail(d, FERRY_EPROTO, "command frame with MORE set");
     if (d->size > ((d->flags & ZMTP_COMMAND) ? d->max_cmd : d->max_frame))
         return dec_fail(d, FERRY_EMSGSIZE, "frame larger than the maximum message size");
-    d->cap = d->ops->grow != NULL && d->size > ZMTP_DEC_CHUNK ? ZMTP_DEC_CHUNK : d->size;
+    d->cap = d->ops->grow != NULL && d->size > ZMTP_DEC_FIRST ? ZMTP_DEC_CHUNK : d->size;
     d->handle = d->ops->alloc(d->ctx, d->cap, &d->body);
     if (d->handle == NULL)
         return dec_fail(d, FERRY_ENOMEM, "frame refused: out of memory or over the input budget");

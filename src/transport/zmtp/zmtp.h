@@ -92,7 +92,10 @@ int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop, const u
  *            A frame header is only a claim: with grow set, cap is at most
  *            ZMTP_DEC_CHUNK, and the buffer grows as the bytes arrive, so
  *            a peer that announces 200 MiB and sends 10 bytes makes us hold
- *            one chunk, not 200 MiB. Without grow, cap is the whole size.
+ *            one chunk, not 200 MiB. A frame of at most ZMTP_DEC_FIRST
+ *            bytes gets its whole size at once: a 64 KiB message sealed in
+ *            a CURVE box (33 bytes more) is not copied to grow by 33.
+ *            Without grow, cap is the whole size.
  *  grow      the body must now hold cap bytes (more than before, at most
  *            the frame's size), keeping those received: returns the handle
  *            (it may move), *body updated; NULL: refused, the old handle
@@ -107,6 +110,7 @@ int zmtp_meta_find(const unsigned char *p, size_t len, const char *prop, const u
  *  frame     a whole frame; ownership of handle passes to the callee.
  *            0 to go on, < 0 to stop with that error. */
 #define ZMTP_DEC_CHUNK (64u << 10)
+#define ZMTP_DEC_FIRST (ZMTP_DEC_CHUNK + 64u)
 struct zmtp_dec_ops {
     void *(*alloc)(void *ctx, uint64_t cap, unsigned char **body);
     void *(*grow)(void *ctx, void *handle, uint64_t cap, unsigned char **body);
