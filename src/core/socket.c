@@ -101,11 +101,15 @@ void fy_sock_note(ferry_socket *s, int bad, const char *what)
 /* A poller holding the socket looks at it again after a change the user's
  * own call made (a REP that replied may receive, a REQ that took its reply
  * may send), or a pipe that came or went: nothing else writes the fd for
- * those, and a plain ferry_socket_fd user is not woken by them. */
+ * those, and a plain ferry_socket_fd user is not woken by them. mtx held,
+ * as it is when a poller arms the fd and looks once more (fy_sock_ready):
+ * the lock orders our change against that look, so this needs no fence,
+ * and it costs a proxy's every send and receive only a load while the fd
+ * is not armed. Callers blocked on the socket are not this one's to wake. */
 static void tell_poller(ferry_socket *s)
 {
-    if (atomic_load_explicit(&s->npollers, memory_order_relaxed) != 0)
-        fy_sock_signal(s);
+    if (atomic_load_explicit(&s->npollers, memory_order_relaxed) != 0 && wake_fd_claim(s->wake))
+        self_signal(s);
 }
 
 /* --- pipes ----------------------------------------------------------------- */
@@ -1001,6 +1005,18 @@ struct send_arg {
 /* A batch's skipped wake-ups are given as soon as a send is not batched
  * or finds no room: a sender about to wait (or to return EAGAIN) must not
  * leave a reader asleep over what it already wrote. */
+/* A zero-copy message was published: the claim is over, and its struct
+ * is kept for the next ferry_msg_alloc (mtx held, as it is for the send,
+ * so a zero-copy send takes the lock once). */
+static void claim_sent(ferry_socket *s, ferry_msg *m)
+{
+    if (s->claim == m)
+        s->claim = NULL;
+    fy_pipe_unref(m->pipe);
+    if (!msg_recycle(s, m))
+        free(m);
+}
+
 static int send_step(ferry_socket *s, void *arg, int check)
 {
     FY_UNUSED(check);
@@ -1010,6 +1026,8 @@ static int send_step(ferry_socket *s, void *arg, int check)
     int rc = s->proto->send(s, sa->m);
     if (sa->batch)
         s->tx_batch = 0;
+    if (rc == 1 && sa->m->claim != NULL)
+        claim_sent(s, sa->m->claim);
     if (rc != 1 || (!sa->batch && s->wake_owed)) /* output held for a batch stays */
         fy_sock_flush_locked(s);
     if (rc == 1)
@@ -1135,8 +1153,9 @@ int ferry_msg_alloc(ferry_socket *s, ferry_msg **out, size_t size)
         struct fy_pipe *p = NULL;
         p = fy_proto_next_pipe(s, size);
         void *buf = p && p->ops->claim ? p->ops->claim(p, size) : NULL;
-        if (buf != NULL && (m = malloc(sizeof *m)) != NULL) {
-            memset(m, 0, sizeof *m);
+        if (buf != NULL && (m = fy_msg_struct(s)) == NULL)
+            p->ops->unclaim(p);
+        if (buf != NULL && m != NULL) {
             m->data = buf;
             m->size = m->cap = size;
             m->kind = FY_MSG_CLAIM;
@@ -1161,15 +1180,7 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
     if (m->kind == FY_MSG_CLAIM && m->sock == s && !(flags & FERRY_MORE) && s->tx_nparts == 0) {
         struct fy_part one = {m->data, m->size};
         struct fy_txmsg tx = {.parts = &one, .nparts = 1, .total = m->size, .claim = m};
-        int rc = sock_send_msg(s, &tx, flags);
-        if (rc == 0) {
-            pthread_mutex_lock(&s->mtx);
-            s->claim = NULL;
-            pthread_mutex_unlock(&s->mtx);
-            fy_pipe_unref(m->pipe);
-            free(m);
-        }
-        return rc;
+        return sock_send_msg(s, &tx, flags); /* sent: m is gone (claim_sent) */
     }
     if (m->kind == FY_MSG_CLAIM) {
         /* Sent as a part of a multipart message, or the claim's pipe is

@@ -66,13 +66,6 @@ static int ring_load_head(struct fy_ring_writer *w)
     return 0;
 }
 
-int fy_ring_free(struct fy_ring_writer *w, uint64_t *free)
-{
-    int rc = ring_load_head(w);
-    *free = rc == 0 ? w->cap - (w->tail - w->head_cache) : 0;
-    return rc;
-}
-
 int fy_ring_fits(struct fy_ring_writer *w, uint64_t total)
 {
     if (w->cap - (w->tail - w->head_cache) >= total)

@@ -175,10 +175,6 @@ void fy_ring_abort(struct fy_ring_writer *w);
 void fy_ring_batch_begin(struct fy_ring_writer *w);
 void fy_ring_batch_end(struct fy_ring_writer *w);
 
-/* Free bytes (refreshes the cached head) into *free; FERRY_ECORRUPT when
- * the reader's head is impossible. */
-int fy_ring_free(struct fy_ring_writer *w, uint64_t *free);
-
 /* A record seen by the reader. */
 struct fy_ring_rec {
     const void *data;

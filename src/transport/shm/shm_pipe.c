@@ -366,8 +366,11 @@ static int shm_writable(struct fy_pipe *p, size_t len)
         return 0;
     if (len > sp->max_rec || len > sp->peer_maxmsg || shm_hwm_full(sp))
         return 0;
-    uint64_t pos = sp->w.tail, room;
-    return fy_ring_free(&sp->w, &room) == 0 && room >= part_cost(sp, len, &pos);
+    /* against the head last read, read again only when it looks full: a
+     * zero-copy claim asks this for every message, and the reader's line
+     * is touched only then, as on the copying path */
+    uint64_t pos = sp->w.tail;
+    return fy_ring_fits(&sp->w, part_cost(sp, len, &pos)) == 1;
 }
 
 /* A poller waits for room: want_room makes the reader wake us (and write
