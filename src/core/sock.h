@@ -79,7 +79,11 @@ struct fy_txmsg {
 
 /* ferry_msg: one part of a message, owned by the user between recv and
  * free (or alloc and send). */
-enum { FY_MSG_HEAP, FY_MSG_CLAIM, FY_MSG_INPLACE, FY_MSG_EMPTY };
+/* HEAP: data in the same block, after the struct. CLAIM: room claimed in
+ * a peer's ring (ferry_msg_alloc). INPLACE: received, still in the ring.
+ * EMPTY: a zero-length part. COPY: data in a block of its own, freed with
+ * the struct (a claim given up before its multipart message was sent). */
+enum { FY_MSG_HEAP, FY_MSG_CLAIM, FY_MSG_INPLACE, FY_MSG_EMPTY, FY_MSG_COPY };
 struct ferry_msg {
     void *data;
     size_t size;
@@ -92,8 +96,9 @@ struct ferry_msg {
                              EMPTY: whose spare list may take the struct
                              back (no reference: used only under its mtx) */
     size_t cap;           /* CLAIM: room claimed; HEAP: the block's
-                             capacity when it is larger than size (0:
-                             size)                             */
+                             capacity, noted when the block was made
+                             for a received frame or kept for reuse
+                             (0: size)                          */
 };
 
 /* A received message: its parts, in order, delivered one per recv. The

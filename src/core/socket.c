@@ -463,15 +463,18 @@ static void msg_free(ferry_msg *m, int locked)
         ferry_socket *s = m->sock;
         if (!locked)
             pthread_mutex_lock(&s->mtx);
-        if (s->claim == m)
+        if (s->claim == m) {
             s->claim = NULL;
-        /* nothing was published: the room is simply not used */
-        m->pipe->ops->unclaim(m->pipe);
+            /* nothing was published: the room is simply not used, and a
+             * poller waiting for it to send is told */
+            m->pipe->ops->unclaim(m->pipe);
+            tell_poller(s);
+        }
         if (!locked)
             pthread_mutex_unlock(&s->mtx);
-        fy_pipe_unref(m->pipe);
-        m->pipe = NULL;
     }
+    if (m->kind == FY_MSG_COPY)
+        free(m->data);
     msg_release(m);
     free(m);
 }
@@ -1172,6 +1175,28 @@ int ferry_msg_alloc(ferry_socket *s, ferry_msg **out, size_t size)
     return 0;
 }
 
+/* Gives up m's claim on s, its bytes copied into a block of its own. */
+static int claim_to_copy(ferry_socket *s, ferry_msg *m)
+{
+    void *copy = malloc(m->size ? m->size : 1);
+    if (copy == NULL)
+        return FERRY_ENOMEM;
+    memcpy(copy, m->data, m->size);
+    pthread_mutex_lock(&s->mtx);
+    if (s->claim == m) {
+        s->claim = NULL;
+        m->pipe->ops->unclaim(m->pipe);
+        tell_poller(s);
+    }
+    pthread_mutex_unlock(&s->mtx);
+    msg_release(m);
+    m->sock = NULL;
+    m->kind = FY_MSG_COPY;
+    m->data = copy;
+    m->cap = 0;
+    return 0;
+}
+
 int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
 {
     if (s == NULL || m == NULL)
@@ -1182,30 +1207,18 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
         struct fy_txmsg tx = {.parts = &one, .nparts = 1, .total = m->size, .claim = m};
         return sock_send_msg(s, &tx, flags); /* sent: m is gone (claim_sent) */
     }
-    if (m->kind == FY_MSG_CLAIM) {
-        /* Sent as a part of a multipart message, or the claim's pipe is
-         * gone: copy it out and forget the claim. */
-        ferry_msg *h = fy_msg_heap(m->size);
-        if (h == NULL)
-            return FERRY_ENOMEM;
-        memcpy(h->data, m->data, m->size);
-        int rc;
-        pthread_mutex_lock(&s->mtx);
-        if (s->claim == m) {
-            s->claim = NULL;
-            m->pipe->ops->unclaim(m->pipe);
-        }
-        pthread_mutex_unlock(&s->mtx);
-        rc = ferry_send(s, h->data, h->size, flags);
-        free(h);
-        if (rc == 0) {
-            m->sock = NULL;
-            ferry_msg_free(m);
-        }
-        return rc;
+    /* A claim sent as a part of a multipart message on its own socket:
+     * the socket sends nothing else while a claim holds its ring, so the
+     * claim is given up first and its bytes kept in a copy, which stays
+     * the caller's if the send fails. Sent on another socket, it is
+     * copied like any bytes, and ends once they are taken. */
+    if (m->kind == FY_MSG_CLAIM && m->sock == s) {
+        int rc = claim_to_copy(s, m);
+        if (rc != 0)
+            return rc;
     }
-    /* heap, or received (in place in a ring: copied once, the ring's room
-     * given back at once): a proxy forwards what it received */
+    /* heap, a claim, or received (in place in a ring: copied once, the
+     * ring's room given back at once): a proxy forwards what it received */
     int rc = ferry_send(s, m->data, m->size, flags);
     if (rc == 0)
         ferry_msg_free(m);

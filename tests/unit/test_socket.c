@@ -1060,6 +1060,80 @@ static void test_zero_copy_multipart(void **state)
     ferry_close(b);
 }
 
+/* A zero-copy allocation sent otherwise than alone on its own socket: on
+ * another socket (its own socket's ring is then free again), as the first
+ * part of a multipart message, and refused (the message is still the
+ * caller's, its bytes intact, and the socket sends on). */
+static void test_zero_copy_elsewhere(void **state)
+{
+    (void)state;
+    char u[96], v[96];
+    t_url(u, sizeof u, "zce");
+    t_url(v, sizeof v, "zce2");
+    ferry_socket *a = sock(FERRY_PAIR), *b = sock(FERRY_PAIR);
+    ferry_socket *c = sock(FERRY_PAIR), *d = sock(FERRY_PAIR);
+    assert_int_equal(ferry_setopt_int(b, FERRY_OPT_MAXMSGSIZE, 1000), 0);
+    assert_int_equal(ferry_listen(b, u), 0);
+    assert_int_equal(ferry_dial(a, u), 0);
+    assert_int_equal(ferry_listen(d, v), 0);
+    assert_int_equal(ferry_dial(c, v), 0);
+    assert_int_equal(ferry_wait_peers(a, 1, 5000), 0);
+    assert_int_equal(ferry_wait_peers(c, 1, 5000), 0);
+    assert_int_equal(ferry_setopt_int(a, FERRY_OPT_SNDTIMEO, 5000), 0);
+    assert_int_equal(ferry_setopt_int(b, FERRY_OPT_RCVTIMEO, 5000), 0);
+    assert_int_equal(ferry_setopt_int(d, FERRY_OPT_RCVTIMEO, 5000), 0);
+    char buf[2000];
+    size_t n;
+    for (int round = 0; round < 3; round++) {
+        ferry_msg *m;
+        assert_int_equal(ferry_msg_alloc(a, &m, 5), 0);
+        memcpy(ferry_msg_data(m), "there", 5);
+        assert_int_equal(ferry_msg_send(c, m, 0), 0); /* a's claim ends here */
+        assert_int_equal(ferry_recv(d, buf, sizeof buf, &n, 0), 0);
+        assert_int_equal(n, 5);
+        assert_memory_equal(buf, "there", 5);
+        assert_int_equal(ferry_send(a, "free", 4, 0), 0); /* a's ring is not held */
+        assert_int_equal(ferry_recv(b, buf, sizeof buf, &n, 0), 0);
+        assert_memory_equal(buf, "free", 4);
+    }
+    ferry_msg *m;
+    assert_int_equal(ferry_msg_alloc(a, &m, 4), 0);
+    memcpy(ferry_msg_data(m), "part", 4);
+    assert_int_equal(ferry_msg_send(a, m, FERRY_MORE), 0);
+    assert_int_equal(ferry_send(a, "end", 3, 0), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ferry_recv(b, buf, sizeof buf, &n, 0), 0);
+        assert_int_equal(n, i ? 3 : 4);
+        assert_memory_equal(buf, i ? "end" : "part", n);
+    }
+    /* refused (over a's own MAXMSGSIZE, lowered after the allocation) */
+    assert_int_equal(ferry_msg_alloc(a, &m, 200), 0);
+    memset(ferry_msg_data(m), 'z', 200);
+    assert_int_equal(ferry_setopt_int(a, FERRY_OPT_MAXMSGSIZE, 100), 0);
+    assert_int_equal(ferry_msg_send(a, m, FERRY_MORE), FERRY_EMSGSIZE);
+    assert_int_equal(ferry_setopt_int(a, FERRY_OPT_MAXMSGSIZE, 1000), 0);
+    assert_int_equal(ferry_msg_size(m), 200);
+    const char *z = ferry_msg_data(m);
+    assert_int_equal(z[0], 'z');
+    assert_int_equal(z[199], 'z');
+    assert_int_equal(ferry_msg_send(c, m, 0), 0); /* still the caller's to send */
+    assert_int_equal(ferry_recv(d, buf, sizeof buf, &n, 0), 0);
+    assert_int_equal(n, 200);
+    assert_int_equal(ferry_send(a, "after", 5, 0), 0);
+    assert_int_equal(ferry_recv(b, buf, sizeof buf, &n, 0), 0);
+    assert_memory_equal(buf, "after", 5);
+    /* an allocation outlives its socket's close */
+    assert_int_equal(ferry_msg_alloc(a, &m, 3), 0);
+    memcpy(ferry_msg_data(m), "old", 3);
+    ferry_close(a);
+    assert_int_equal(ferry_msg_send(c, m, 0), 0);
+    assert_int_equal(ferry_recv(d, buf, sizeof buf, &n, 0), 0);
+    assert_memory_equal(buf, "old", 3);
+    ferry_close(b);
+    ferry_close(c);
+    ferry_close(d);
+}
+
 /* MAXMSGSIZE: the sender learns the receiver's limit at connect. */
 static void test_max_msg_size(void **state)
 {
@@ -1167,6 +1241,7 @@ int main(void)
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_ring_prefault),
         cmocka_unit_test(test_zero_copy_multipart),
+        cmocka_unit_test(test_zero_copy_elsewhere),
         cmocka_unit_test(test_max_msg_size),
         cmocka_unit_test(test_dial_before_listen),
         cmocka_unit_test(test_other_uid),
