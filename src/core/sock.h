@@ -75,6 +75,9 @@ struct fy_txmsg {
     ferry_msg *claim; /* single-part zero-copy message, or NULL */
     int whole;        /* write it only if it fits now, whole (PUB: never
                          stream, never leave half a message behind) */
+    int fanout;       /* the same message goes to several pipes in this
+                         send: a stream transport queues it rather than
+                         writing each pipe's copy at once (stream_pipe.c) */
 };
 
 /* ferry_msg: one part of a message, owned by the user between recv and

@@ -136,6 +136,7 @@ void fy_ps_publish(ferry_socket *s, const struct fy_txmsg *m0)
 {
     struct fy_txmsg whole = *m0;
     whole.whole = 1;
+    whole.fanout = s->npipes > 1;
     const struct fy_txmsg *m = &whole;
     const void *first = m->nparts ? m->parts[0].data : "";
     size_t flen = m->nparts ? m->parts[0].len : 0;

@@ -345,6 +345,7 @@ static int xsub_send(ferry_socket *s, const struct fy_txmsg *m)
     }
     struct fy_txmsg whole = *m;
     whole.whole = 1;
+    whole.fanout = s->npipes > 1;
     for (size_t i = 0; i < s->npipes; i++) { /* upstream, to every publisher */
         struct fy_pipe *p = s->pipes[i];
         if (p->dead)

@@ -18,6 +18,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -855,6 +856,84 @@ static void stream_tail(const char *url, int hwm)
     ferry_close(pull);
 }
 
+/* A PUB's fan-out: each message goes to every subscriber's queue and out
+ * in batches (stream_pipe.c, st_burst). Three subscribers each get every
+ * message in order, the last ones too, while the publisher only waits on a
+ * pipe. 1-byte probes, sent until every subscriber has seen one, make sure
+ * the subscriptions are in place before the counted messages. */
+struct fan_reader {
+    ferry_socket *s;
+    int n, done_fd, got;
+    _Atomic int *ready;
+};
+
+static void *fan_read(void *arg)
+{
+    struct fan_reader *r = arg;
+    int seen = 0;
+    while (r->got < r->n) {
+        uint32_t v;
+        size_t len;
+        if (ferry_recv(r->s, &v, sizeof v, &len, 0) != 0)
+            break;
+        if (len == 1) { /* a probe */
+            if (!seen)
+                atomic_fetch_add(r->ready, 1);
+            seen = 1;
+            continue;
+        }
+        if (len != sizeof v || v != (uint32_t)r->got)
+            break;
+        r->got++;
+    }
+    if (write(r->done_fd, "d", 1) != 1)
+        r->got = -1;
+    return NULL;
+}
+
+static void pub_tail(void)
+{
+    enum { N = 30000, SUBS = 3 };
+    ferry_socket *pub = open_sock(FERRY_PUB);
+    ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0); /* queue, never drop */
+    assert_int_equal(ferry_listen(pub, "tcp://127.0.0.1:*"), 0);
+    char ep[160];
+    assert_int_equal(ferry_socket_addr(pub, ep, sizeof ep), 0);
+    int done[2];
+    assert_int_equal(pipe(done), 0);
+    _Atomic int ready = 0;
+    struct fan_reader r[SUBS];
+    pthread_t th[SUBS];
+    for (int i = 0; i < SUBS; i++) {
+        ferry_socket *sub = open_sock(FERRY_SUB);
+        ferry_setopt_int(sub, FERRY_OPT_RCVHWM, 0);
+        assert_int_equal(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "", 0), 0);
+        assert_int_equal(ferry_dial(sub, ep), 0);
+        r[i] = (struct fan_reader){.s = sub, .n = N, .done_fd = done[1], .ready = &ready};
+        assert_int_equal(pthread_create(&th[i], NULL, fan_read, &r[i]), 0);
+    }
+    while (atomic_load(&ready) < SUBS) {
+        assert_int_equal(ferry_send(pub, "p", 1, 0), 0);
+        poll(NULL, 0, 1);
+    }
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(ferry_send(pub, &i, sizeof i, 0), 0);
+    for (int i = 0; i < SUBS; i++) {
+        struct pollfd pd = {.fd = done[0], .events = POLLIN};
+        assert_int_equal(poll(&pd, 1, 20000), 1);
+        char c;
+        assert_int_equal(read(done[0], &c, 1), 1);
+    }
+    for (int i = 0; i < SUBS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(r[i].got, N);
+        ferry_close(r[i].s);
+    }
+    close(done[0]);
+    close(done[1]);
+    ferry_close(pub);
+}
+
 static void test_stream_tail_written(void **state)
 {
     (void)state;
@@ -863,6 +942,7 @@ static void test_stream_tail_written(void **state)
     stream_tail(url, 1000);
     stream_tail("tcp://127.0.0.1:*", 1000);
     stream_tail("tcp://127.0.0.1:*", 10);
+    pub_tail();
 }
 
 int main(void)
