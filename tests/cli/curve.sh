@@ -99,6 +99,18 @@ wait $r
 grep -qF "$(cat "$T/other.key.pub") is not on the allow list" "$T/refusing.err" \
   && pass "the server names the refused key" || { fail "server's message"; cat "$T/refusing.err"; }
 
+# The same with a push, whose message would only be queued: the send waits
+# for a peer that never gets in, says why, and exits 1 rather than 0.
+p=$(port)
+"$ferry" recv --bind "tcp://127.0.0.1:$p" --type pull -n 1 --timeout 3000 $secure_r >/dev/null \
+  2>/dev/null &
+r=$!
+expect 1 "a refused push exits 1" -- "$ferry" send --connect "tcp://127.0.0.1:$p" --type push \
+  --timeout 2000 --curve-client "$T/other.key" --server-key "$T/server.key.pub" hello
+contains err "does not admit our key"
+wait $r
+[ $? = 1 ] && pass "the pull received nothing" || fail "the pull received a message"
+
 # The proxy: a CURVE frontend on tcp:// (the server), a plain backend on
 # shm:// (local, admitted by uid): the message crosses both.
 p=$(port)

@@ -27,7 +27,8 @@ static const char send_help[] =
     "to --timeout, then the send fails naming it. Exits 0 once every message has\n"
     "been handed to a connected peer.\n"
     "\n"
-    "  -c, --connect URL   dial URL (may come before the listener exists)\n"
+    "  -c, --connect URL   dial URL (may come before the listener exists: the\n"
+    "                      send waits for a connected peer, as with --bind)\n"
     "  -b, --bind URL      listen at URL, and wait for a peer before sending\n"
     "  -t, --type TYPE     push | pub | req | pair | dealer | router | xpub\n"
     "  -f, --format F      how MSG and stdin are read: text (default) | quoted |\n"
@@ -95,6 +96,39 @@ static int send_parts(struct sender *x, const struct fmt_msg *m)
             return rc;
         /* a bounded wait for a peer to come (never satisfied: it wakes on one) */
         ferry_wait_peers(x->s, 1 << 30, 100);
+    }
+}
+
+/* Waits for a peer whose handshake is done before the first send, when
+ * binding and when dialing alike: a message queued for a dialer that never
+ * gets in (a refused CURVE key, a listener that never comes) would be
+ * dropped when the socket closes, and the exit would say it was sent.
+ * While it waits, each new reason a connection was dropped for is said
+ * once; --timeout ends the wait (exit 1). */
+static int wait_peer(struct sender *x)
+{
+    const char *what = x->o->type == FERRY_PUB || x->o->type == FERRY_XPUB ? "subscriber" : "peer";
+    uint64_t start = now_ms();
+    char said[300] = "", note[300];
+    for (;;) {
+        int slice = 200;
+        if (x->o->timeout >= 0) {
+            uint64_t waited = now_ms() - start;
+            if (waited >= (uint64_t)x->o->timeout)
+                return cli_fail_sock(x->s, FERRY_ETIMEDOUT, "send: waiting for a %s", what);
+            if ((uint64_t)x->o->timeout - waited < (uint64_t)slice)
+                slice = (int)((uint64_t)x->o->timeout - waited);
+        }
+        int r = ferry_wait_peers(x->s, 1, slice);
+        if (r == 0 || msg_stop)
+            return CLI_OK;
+        if (r != FERRY_ETIMEDOUT)
+            return cli_fail_sock(x->s, r, "send: waiting for a %s", what);
+        const char *n = cli_drop_note(x->s, note, sizeof note);
+        if (n[0] && strcmp(n, said) != 0) {
+            fprintf(stderr, "ferry: send: still waiting for a %s%s\n", what, n);
+            snprintf(said, sizeof said, "%s", n);
+        }
     }
 }
 
@@ -425,13 +459,8 @@ int cmd_send(int argc, char **argv)
         msg_install_signals(); /* a long run ends on SIGINT/SIGTERM with exit 0 */
     signal(SIGPIPE, SIG_IGN);
     rc = CLI_OK;
-    int publisher = o.type == FERRY_PUB || o.type == FERRY_XPUB;
-    if (o.nbind > 0 || publisher) {
-        int r = ferry_wait_peers(x.s, 1, o.timeout);
-        if (r != 0)
-            rc = cli_fail_sock(x.s, r, "send: waiting for a %s", publisher ? "subscriber" : "peer");
-    }
-    if (rc == CLI_OK)
+    rc = wait_peer(&x);
+    if (rc == CLI_OK && !msg_stop)
         rc = send_all(&x, items, nitems);
     ferry_close(x.s);
     fmt_buf_free(&x.reply);
