@@ -113,17 +113,17 @@ static int wait_peer(struct sender *x)
     for (;;) {
         int slice = 200;
         if (x->o->timeout >= 0) {
-            uint64_t waited = now_ms() - start;
-            if (waited >= (uint64_t)x->o->timeout)
-                return cli_fail_sock(x->s, FERRY_ETIMEDOUT, "send: waiting for a %s", what);
-            if ((uint64_t)x->o->timeout - waited < (uint64_t)slice)
-                slice = (int)((uint64_t)x->o->timeout - waited);
+            uint64_t waited = now_ms() - start, t = (uint64_t)x->o->timeout;
+            uint64_t left = waited >= t ? 0 : t - waited;
+            slice = left < (uint64_t)slice ? (int)left : slice;
         }
-        int r = ferry_wait_peers(x->s, 1, slice);
+        int r = ferry_wait_peers(x->s, 1, slice); /* looked at once even with --timeout 0 */
         if (r == 0 || msg_stop)
             return CLI_OK;
-        if (r != FERRY_ETIMEDOUT)
-            return cli_fail_sock(x->s, r, "send: waiting for a %s", what);
+        int timed_out = r == FERRY_ETIMEDOUT || r == FERRY_EAGAIN;
+        if (!timed_out || (x->o->timeout >= 0 && now_ms() - start >= (uint64_t)x->o->timeout))
+            return cli_fail_sock(x->s, timed_out ? FERRY_ETIMEDOUT : r, "send: waiting for a %s",
+                                 what);
         const char *n = cli_drop_note(x->s, note, sizeof note);
         if (n[0] && strcmp(n, said) != 0) {
             fprintf(stderr, "ferry: send: still waiting for a %s%s\n", what, n);
