@@ -934,6 +934,75 @@ static void pub_tail(void)
     ferry_close(pub);
 }
 
+/* A raw subscriber that reads everything and answers nothing: a PING
+ * goes unanswered, so the heartbeat drops it, in the middle of a stream
+ * whose output the PUB is holding back for a batch. */
+static void *drain_all(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[65536];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    return NULL;
+}
+
+/* Subscribers dropped by the heartbeat while the PUB holds output for
+ * them: the pipe leaves the list of those holding before it is freed
+ * (under ASan, a pipe freed while listed is a use after free at the
+ * timer's next look), and the PUB goes on serving. */
+static void test_held_pipe_dropped(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        ferry_socket *pub = open_sock(FERRY_PUB);
+        ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 0);
+        ferry_setopt_int(pub, FERRY_OPT_HEARTBEAT_IVL, 20);
+        ferry_setopt_int(pub, FERRY_OPT_HEARTBEAT_TIMEOUT, 100);
+        assert_int_equal(ferry_listen(pub, "tcp://127.0.0.1:*"), 0);
+        int port = port_of(pub), fd[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            fd[i] = raw_peer(port, "SUB", "PUB");
+            raw_send(fd[i], "\x04\x0a\x09SUBSCRIBE", 12);
+            assert_int_equal(pthread_create(&th[i], NULL, drain_all, &fd[i]), 0);
+        }
+        assert_int_equal(ferry_wait_peers(pub, 2, 5000), 0);
+        uint64_t end = t_now_ms() + 10000;
+        char why[256] = "";
+        uint32_t n = 0;
+        for (; t_now_ms() < end; n++) { /* until both are dropped */
+            assert_int_equal(ferry_send(pub, &n, sizeof n, 0), 0);
+            int64_t peers = -1;
+            if ((n & 1023) == 0 && ferry_getopt_int(pub, FERRY_OPT_PEERS, &peers) == 0 &&
+                peers == 0)
+                break;
+        }
+        ferry_socket_drop_reason(pub, why, sizeof why);
+        assert_non_null(strstr(why, "heartbeat"));
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            close(fd[i]);
+        }
+        /* and it still serves a subscriber that answers */
+        ferry_socket *sub = open_sock(FERRY_SUB);
+        ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "", 0);
+        ferry_setopt_int(sub, FERRY_OPT_RCVTIMEO, 100);
+        char ep[64];
+        snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+        assert_int_equal(ferry_dial(sub, ep), 0);
+        uint32_t v = 0;
+        size_t len = 0;
+        int got = 0;
+        for (int k = 0; k < 100 && !got; k++) {
+            assert_int_equal(ferry_send(pub, &n, sizeof n, 0), 0);
+            got = ferry_recv(sub, &v, sizeof v, &len, 0) == 0;
+        }
+        assert_true(got);
+        ferry_close(sub);
+        ferry_close(pub);
+    }
+}
+
 static void test_stream_tail_written(void **state)
 {
     (void)state;
@@ -961,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_subscription_forms),
         cmocka_unit_test(test_many_parts_and_large),
         cmocka_unit_test(test_stream_tail_written),
+        cmocka_unit_test(test_held_pipe_dropped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -252,6 +252,18 @@ void st_conn_fail_later(struct st_pipe *p, int err)
 
 void st_grave_add(struct st_tran *t, struct st_pipe *p)
 {
+    /* off the list of pipes holding output: the grave may free it before
+     * the timer's next look at that list (a pipe broken later in the same
+     * timer run than held_due) */
+    if (p->in_held) {
+        for (size_t i = 0; i < t->nheld; i++)
+            if (t->held[i] == p) {
+                t->held[i] = t->held[--t->nheld];
+                break;
+            }
+        p->in_held = 0;
+    }
+    p->tx_held = 0;
     if (t->ngrave == t->cap_grave) {
         size_t cap = t->cap_grave ? t->cap_grave * 2 : 16;
         struct st_pipe **v = realloc(t->grave, cap * sizeof *v);
