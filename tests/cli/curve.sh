@@ -111,6 +111,26 @@ contains err "does not admit our key"
 wait $r
 [ $? = 1 ] && pass "the pull received nothing" || fail "the pull received a message"
 
+# Two pulls dialed, one admitting the client and one not: round robin
+# would give the refused one a message to lose, so the send waits for both
+# and exits 1, and nothing reaches the one that admits it.
+cp "$T/other.key.pub" "$T/only_other"
+p=$(port)
+q=$(port)
+"$ferry" recv --bind "tcp://127.0.0.1:$p" --type pull -n 1 --timeout 3000 $secure_r >"$T/ok_got" \
+  2>/dev/null &
+r=$!
+"$ferry" recv --bind "tcp://127.0.0.1:$q" --type pull -n 1 --timeout 3000 \
+  --curve-server "$T/server.key" --allow-keys "$T/only_other" >/dev/null 2>/dev/null &
+r2=$!
+expect 1 "a push to two, one refusing, exits 1" -- "$ferry" send --connect "tcp://127.0.0.1:$p" \
+  --connect "tcp://127.0.0.1:$q" --type push --timeout 2000 $secure_s m1 m2
+contains err "does not admit our key"
+wait $r
+wait $r2
+[ -s "$T/ok_got" ] && fail "a message went out before both were connected" \
+  || pass "nothing was sent before both were connected"
+
 # The proxy: a CURVE frontend on tcp:// (the server), a plain backend on
 # shm:// (local, admitted by uid): the message crosses both.
 p=$(port)

@@ -28,7 +28,7 @@ static const char send_help[] =
     "been handed to a connected peer.\n"
     "\n"
     "  -c, --connect URL   dial URL (may come before the listener exists: the\n"
-    "                      send waits for a connected peer, as with --bind)\n"
+    "                      send waits until each URL dialed is connected)\n"
     "  -b, --bind URL      listen at URL, and wait for a peer before sending\n"
     "  -t, --type TYPE     push | pub | req | pair | dealer | router | xpub\n"
     "  -f, --format F      how MSG and stdin are read: text (default) | quoted |\n"
@@ -99,10 +99,11 @@ static int send_parts(struct sender *x, const struct fmt_msg *m)
     }
 }
 
-/* Waits for a peer whose handshake is done before the first send, when
- * binding and when dialing alike: a message queued for a dialer that never
- * gets in (a refused CURVE key, a listener that never comes) would be
- * dropped when the socket closes, and the exit would say it was sent.
+/* Waits before the first send for a peer whose handshake is done at each
+ * --connect URL, and for one at the --bind URLs: a message queued for a
+ * dialer that never gets in (a refused CURVE key, a listener that never
+ * comes; round robin gives such a pipe its share) would be dropped when
+ * the socket closes, and the exit would say it was sent.
  * While it waits, each new reason a connection was dropped for is said
  * once; --timeout ends the wait (exit 1). */
 static int wait_peer(struct sender *x)
@@ -117,7 +118,8 @@ static int wait_peer(struct sender *x)
             uint64_t left = waited >= t ? 0 : t - waited;
             slice = left < (uint64_t)slice ? (int)left : slice;
         }
-        int r = ferry_wait_peers(x->s, 1, slice); /* looked at once even with --timeout 0 */
+        int want = x->o->nconnect + (x->o->nbind > 0 ? 1 : 0);
+        int r = ferry_wait_peers(x->s, want, slice); /* looked at once even with --timeout 0 */
         if (r == 0 || msg_stop)
             return CLI_OK;
         int timed_out = r == FERRY_ETIMEDOUT || r == FERRY_EAGAIN;
