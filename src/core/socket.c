@@ -432,6 +432,18 @@ static int msg_recycle(ferry_socket *s, ferry_msg *m)
     return 1;
 }
 
+/* Gives up an unsent claim, if it is still s's (mtx held): nothing was
+ * published, the room is simply not used, and a poller waiting for room
+ * to send is told. */
+static void claim_drop(ferry_socket *s, ferry_msg *m)
+{
+    if (s->claim != m)
+        return;
+    s->claim = NULL;
+    m->pipe->ops->unclaim(m->pipe);
+    tell_poller(s);
+}
+
 static void msg_free(ferry_msg *m, int locked)
 {
     if (m == NULL)
@@ -463,13 +475,7 @@ static void msg_free(ferry_msg *m, int locked)
         ferry_socket *s = m->sock;
         if (!locked)
             pthread_mutex_lock(&s->mtx);
-        if (s->claim == m) {
-            s->claim = NULL;
-            /* nothing was published: the room is simply not used, and a
-             * poller waiting for it to send is told */
-            m->pipe->ops->unclaim(m->pipe);
-            tell_poller(s);
-        }
+        claim_drop(s, m);
         if (!locked)
             pthread_mutex_unlock(&s->mtx);
     }
@@ -870,7 +876,6 @@ int ferry_dial(ferry_socket *s, const char *url) { return sock_endpoint(s, url, 
 
 typedef int (*sock_step_fn)(ferry_socket *s, void *arg, int check);
 
-/* The one arm-and-sleep sequence (sock.h, struct fy_wake). */
 /* The deadline passed: one more look, for what came meanwhile. */
 static int last_look(ferry_socket *s, sock_step_fn step, void *arg)
 {
@@ -880,6 +885,7 @@ static int last_look(ferry_socket *s, sock_step_fn step, void *arg)
     return rc != 0 ? rc : FERRY_ETIMEDOUT;
 }
 
+/* The one arm-and-sleep sequence (sock.h, struct fy_wake). */
 int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline, int recv)
 {
     struct fy_wake *w = s->wake;
@@ -1005,9 +1011,6 @@ struct send_arg {
     int batch; /* FERRY_BATCH */
 };
 
-/* A batch's skipped wake-ups are given as soon as a send is not batched
- * or finds no room: a sender about to wait (or to return EAGAIN) must not
- * leave a reader asleep over what it already wrote. */
 /* A zero-copy message was published: the claim is over, and its struct
  * is kept for the next ferry_msg_alloc (mtx held, as it is for the send,
  * so a zero-copy send takes the lock once). */
@@ -1020,6 +1023,9 @@ static void claim_sent(ferry_socket *s, ferry_msg *m)
         free(m);
 }
 
+/* A batch's skipped wake-ups are given as soon as a send is not batched
+ * or finds no room: a sender about to wait (or to return EAGAIN) must not
+ * leave a reader asleep over what it already wrote. */
 static int send_step(ferry_socket *s, void *arg, int check)
 {
     FY_UNUSED(check);
@@ -1183,11 +1189,7 @@ static int claim_to_copy(ferry_socket *s, ferry_msg *m)
         return FERRY_ENOMEM;
     memcpy(copy, m->data, m->size);
     pthread_mutex_lock(&s->mtx);
-    if (s->claim == m) {
-        s->claim = NULL;
-        m->pipe->ops->unclaim(m->pipe);
-        tell_poller(s);
-    }
+    claim_drop(s, m);
     pthread_mutex_unlock(&s->mtx);
     msg_release(m);
     m->sock = NULL;

@@ -1316,12 +1316,14 @@ static void net_throughput(struct result *r, int reps)
     r->metric = "msgs_per_s";
 }
 
+/* The curve suite's two libraries, in the order their rows are printed. */
+static const struct backend *const bes[2] = {&bench_ferry, &bench_zmq};
+static const char *const sys[2] = {"ferry", "libzmq"};
+
 /* One PUSH/PULL size, ferry and libzmq repetition by repetition, so a
  * change of the VM's state between them moves both alike. */
 static void curve_throughput(int quick, int reps, int nb, size_t size, char (*labels)[3][80], int i)
 {
-    static const struct backend *const bes[2] = {&bench_ferry, &bench_zmq};
-    static const char *const sys[2] = {"ferry", "libzmq"};
     struct result *r[2];
     long iters[2];
     double v[2][16];
@@ -1363,8 +1365,6 @@ static void curve_suite(int quick, int reps, long lat_iters)
 {
     static char labels[2][3][80];
     static const size_t sizes[] = {64, 65536};
-    static const struct backend *const bes[2] = {&bench_ferry, &bench_zmq};
-    static const char *const sys[2] = {"ferry", "libzmq"};
     bench_curve_on(1); /* the keys, made before any peer process is forked */
     g_tr = "tcp";
     int nb = bench_zmq_load() ? 2 : 1;
