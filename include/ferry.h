@@ -531,6 +531,16 @@ enum ferry_option {
                                     what a stalled peer makes us hold bounded and
                                     the queue in the cache; 0 = messages only.
                                     256 KiB                                        */
+    FERRY_OPT_SHM_POOL = 62,     /* shm://, PUB and XPUB: bytes of the broadcast pool.
+                                    A message of 2 KiB or more sent to several
+                                    subscribers is written into it once, and each
+                                    reads it in place through a read-only mapping
+                                    (one copy, not one per subscriber). When it has
+                                    no room (a slow subscriber holds the oldest
+                                    message) messages are copied into each ring as
+                                    without it. Rounded up to the page size, at most
+                                    256 MiB; set before the first shm:// connection
+                                    (later ones share the pool). 0 = off. 16 MiB   */
     /* CURVE (RFC 26) on tcp:// and ipc:// (docs/security.md). A key is 32
      * bytes, or 40 characters of Z85 (41 with a NUL). A socket speaks CURVE
      * once it is a server with its secret key, or a client with its secret

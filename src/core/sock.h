@@ -68,16 +68,28 @@ struct fy_part {
 
 /* An outgoing message: all its parts (the core buffers the parts of a
  * multipart message until the last one, so a message is sent whole). */
+/* Where a transport put a fan-out message it writes once for all its
+ * peers (the shm:// broadcast pool): the pattern gives each send that goes
+ * to several pipes one of these, zeroed, so the first pipe's transport
+ * places the message and the others of the same send refer to it.
+ * owner: the transport object that filled it; the rest is its own. */
+struct fy_fanout {
+    const void *owner;
+    uint64_t id, off, len;
+    uint32_t parts;
+};
+
 struct fy_txmsg {
     struct fy_part *parts;
     size_t nparts;
-    size_t total;     /* bytes in all parts */
-    ferry_msg *claim; /* single-part zero-copy message, or NULL */
-    int whole;        /* write it only if it fits now, whole (PUB: never
-                         stream, never leave half a message behind) */
-    int fanout;       /* the same message goes to several pipes in this
-                         send: a stream transport queues it rather than
-                         writing each pipe's copy at once (stream_pipe.c) */
+    size_t total;          /* bytes in all parts */
+    ferry_msg *claim;      /* single-part zero-copy message, or NULL */
+    int whole;             /* write it only if it fits now, whole (PUB: never
+                              stream, never leave half a message behind) */
+    int fanout;            /* the same message goes to several pipes in this
+                              send: a stream transport queues it rather than
+                              writing each pipe's copy at once (stream_pipe.c) */
+    struct fy_fanout *fan; /* with fanout: the send's shared placement, or NULL */
 };
 
 /* ferry_msg: one part of a message, owned by the user between recv and
@@ -301,6 +313,9 @@ struct fy_wire {
                              FERRY_OPT_ROUTING_ID, empty if unset (libzmq's REQ,
                              DEALER and ROUTER) */
     enum fy_wire_in in;
+    int fanout; /* sends the same message to many peers (PUB, XPUB): a transport
+                   that can write it once for all of them prepares for that at
+                   connection set-up (the shm:// broadcast pool) */
 };
 
 /* Protocol operations, called with mtx held; never block (setopt below
@@ -426,6 +441,7 @@ struct fy_opts {
     uint64_t maxmsgsize;    /* bytes */
     uint64_t ring_size;     /* shm:// bytes per direction */
     int ring_prefault;      /* shm://: populate the rings at connection set-up */
+    uint64_t shm_pool;      /* shm://: broadcast pool bytes (PUB, XPUB); 0 none */
     int spin_us;            /* busy-poll this long before sleeping */
     int req_resend;         /* REQ: resend to another peer when the peer dies */
     int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */

@@ -716,6 +716,7 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .maxmsgsize = 256u << 20,
                               .ring_size = 1u << 20,
                               .ring_prefault = 0,
+                              .shm_pool = 16u << 20,
                               .spin_us = 0,
                               .peer_uid = (int64_t)geteuid(),
                               .reconnect_ms = 100,
@@ -1558,6 +1559,14 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
         else
             o->ring_size = ((uint64_t)v + 63u) & ~(uint64_t)63u;
         break;
+    case FERRY_OPT_SHM_POOL:
+        if (v < 0 || v > (256 << 20))
+            rc = FERRY_EINVAL;
+        else {
+            uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+            o->shm_pool = ((uint64_t)v + pg - 1) / pg * pg;
+        }
+        break;
     case FERRY_OPT_RING_PREFAULT:
         if (v != 0 && v != 1)
             rc = FERRY_EINVAL;
@@ -1690,6 +1699,9 @@ int ferry_getopt_int(ferry_socket *s, int opt, int64_t *val)
         break;
     case FERRY_OPT_RING_PREFAULT:
         *val = o->ring_prefault;
+        break;
+    case FERRY_OPT_SHM_POOL:
+        *val = (int64_t)o->shm_pool;
         break;
     case FERRY_OPT_RCVMORE:
         *val = s->rcvmore;

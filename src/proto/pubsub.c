@@ -137,6 +137,8 @@ void fy_ps_publish(ferry_socket *s, const struct fy_txmsg *m0)
     struct fy_txmsg whole = *m0;
     whole.whole = 1;
     whole.fanout = s->npipes > 1;
+    struct fy_fanout fan = {0};
+    whole.fan = whole.fanout ? &fan : NULL;
     const struct fy_txmsg *m = &whole;
     const void *first = m->nparts ? m->parts[0].data : "";
     size_t flen = m->nparts ? m->parts[0].len : 0;
@@ -160,7 +162,7 @@ void fy_ps_publish(ferry_socket *s, const struct fy_txmsg *m0)
 /* A PUB's peers send only subscriptions: as commands (ZMTP 3.1) or as
  * 0x01/0x00 messages (3.0). */
 static const struct fy_wire pub_wire = {
-    .name = "PUB", .peers = {"SUB", "XSUB"}, .in = FY_IN_SUBSCRIPTIONS};
+    .name = "PUB", .peers = {"SUB", "XSUB"}, .in = FY_IN_SUBSCRIPTIONS, .fanout = 1};
 
 void fy_ps_pipe_rm(ferry_socket *s, struct fy_pipe *p)
 {

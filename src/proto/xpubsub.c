@@ -307,7 +307,7 @@ static void xpub_fini(ferry_socket *s)
 /* An XPUB's subscribers send subscriptions as commands (ZMTP 3.1, shm://)
  * or as 0x01/0x00 messages (ZMTP 3.0, an XSUB over shm://), and may send
  * other messages, which the application receives. */
-static const struct fy_wire xpub_wire = {.name = "XPUB", .peers = {"SUB", "XSUB"}};
+static const struct fy_wire xpub_wire = {.name = "XPUB", .peers = {"SUB", "XSUB"}, .fanout = 1};
 
 const struct fy_proto_ops fy_xpub_ops = {
     .wire = &xpub_wire,

@@ -69,6 +69,13 @@ for t in ("shm", "tcp"):  # the poller suite: 1,000 idle sockets against none
     pi = [r for r in rs if (r["system"], r["transport"], r["pattern"]) == ("ferry", t, "poller_idle")]
     assert pi and pi[0]["ratio"] > 0 and pi[0]["baseline_alone_p50"] > 0, t
     assert pi[0]["idle_sockets"] == 1000, t
+bc = [r for r in rs if r["pattern"] in ("pubsub_copy", "pubsub_pool")]  # the bcast suite
+assert {(r["pattern"], r["size"], r["subscribers"]) for r in bc} == {
+    (p, z, n) for p in ("pubsub_copy", "pubsub_pool") for z in (65536, 1048576) for n in (1, 4, 8, 16)}, bc
+for r in bc:
+    assert r["publisher_cpu_ns_per_msg"] > 0 and r["cpu_ratio_vs_1_subscriber"] > 0, r
+    if r["pattern"] == "pubsub_pool":
+        assert r["baseline_copies_cpu_ns"] > 0 and r["cpu_ratio_vs_copies"] > 0, r
 PY
 python3 -c "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); assert d.getElementsByTagName('polyline')" "$T/b.svg" \
   && pass "--plot wrote an SVG with throughput lines" || fail "--plot SVG"

@@ -11,6 +11,8 @@
 #include "ferry.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 struct backend {
     const char *name;
@@ -48,5 +50,38 @@ void bench_curve_on(int on);
 /* A ferry socket set up for measuring (cmd_bench.c): timeouts, no HWM,
  * busy-polling for spin microseconds. Exits the process on failure. */
 ferry_socket *bench_open_ferry(int type, int spin);
+
+/* One row of the results table and the JSON (cmd_bench.c prints them). */
+struct result {
+    const char *system, *transport, *pattern, *metric, *latency, *wait, *label;
+    size_t size;
+    double value, p50, p99, p999, max, spread;
+    double dropped; /* PUB/SUB: fraction of deliveries dropped */
+    double base;    /* prefix_cost: the baseline's rate (one prefix) */
+    double ratio;   /* prefix_cost: bench_median of the interleaved pairs' ratios */
+    /* latency rows measured in pairs with a baseline (latency_vs): its name,
+     * its p50 and p99 (medians), and the medians of the pairs' ratios */
+    const char *vs;
+    int prefault; /* shm://: FERRY_OPT_RING_PREFAULT set */
+    double vs_p50, vs_p99, vs_ratio, vs_ratio_p99, vs_spread;
+    int reps, subscribers;
+    int clients;   /* router_fanin: DEALER processes served at once */
+    double cpu_ns; /* proxy_fanout, pubsub_tcp8: the publisher's CPU per message */
+};
+
+/* The run's shared helpers (cmd_bench.c). */
+extern int bench_ncpus;
+struct result *bench_add_result(void);
+/* The median of n values; *spread: (max - min) / median. Sorts v. */
+double bench_median(double *v, int n, double *spread);
+void bench_pin(int cpu);               /* to that CPU, when there are several */
+int bench_reap(pid_t pid);             /* waits for pid; its exit code */
+void bench_progress(const char *what); /* on a terminal's stderr */
+uint64_t bench_now_ns(void);           /* CLOCK_MONOTONIC */
+uint64_t bench_cpu_ns(void);           /* the process's CPU time */
+
+/* The shm:// broadcast pool: PUB/SUB of large messages with the pool and
+ * with copies, interleaved (bench_bcast.c). */
+void bench_bcast_suite(int quick, int reps);
 
 #endif /* FERRY_BENCH_H */

@@ -53,6 +53,9 @@ static const char bench_help[] =
     "  shm     ferry shm://: REQ/REP busy-polling (rings lazy, and prefaulted)\n"
     "          and sleeping, PUB/SUB fan-out to 1, 4, 16 subscribers, PUSH/PULL\n"
     "          copying and zero-copy by size\n"
+    "  bcast   ferry shm://: PUB/SUB 64 KiB and 1 MiB to 1, 4, 8, 16 subscribers,\n"
+    "          every message delivered, with the broadcast pool against copies\n"
+    "          into each ring (interleaved): the publisher's CPU per message\n"
     "  router  ferry DEALER/ROUTER round trip against REQ/REP (interleaved) on\n"
     "          shm, ipc, tcp; a ROUTER serving 16 DEALER processes, ferry and\n"
     "          libzmq interleaved\n"
@@ -90,7 +93,7 @@ static const char bench_help[] =
 
 /* --- timing and histograms ------------------------------------------------ */
 
-static uint64_t now_ns(void)
+uint64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -143,23 +146,6 @@ static double hist_pct(const struct hist *h, double p)
 
 /* --- results ------------------------------------------------------------------ */
 
-struct result {
-    const char *system, *transport, *pattern, *metric, *latency, *wait, *label;
-    size_t size;
-    double value, p50, p99, p999, max, spread;
-    double dropped; /* PUB/SUB: fraction of deliveries dropped */
-    double base;    /* prefix_cost: the baseline's rate (one prefix) */
-    double ratio;   /* prefix_cost: median of the interleaved pairs' ratios */
-    /* latency rows measured in pairs with a baseline (latency_vs): its name,
-     * its p50 and p99 (medians), and the medians of the pairs' ratios */
-    const char *vs;
-    int prefault; /* shm://: FERRY_OPT_RING_PREFAULT set */
-    double vs_p50, vs_p99, vs_ratio, vs_ratio_p99, vs_spread;
-    int reps, subscribers;
-    int clients;   /* router_fanin: DEALER processes served at once */
-    double cpu_ns; /* proxy_fanout, pubsub_tcp8: the publisher's CPU per message */
-};
-
 static struct result results[256];
 static int nresults;
 
@@ -170,7 +156,7 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* Median of v[0..n) and spread (max - min) / median. */
-static double median(double *v, int n, double *spread)
+double bench_median(double *v, int n, double *spread)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_d);
     double m = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
@@ -178,7 +164,7 @@ static double median(double *v, int n, double *spread)
     return m;
 }
 
-static struct result *add_result(void)
+struct result *bench_add_result(void)
 {
     struct result *r = &results[nresults++];
     memset(r, 0, sizeof *r);
@@ -187,15 +173,15 @@ static struct result *add_result(void)
 
 /* --- processes ----------------------------------------------------------------- */
 
-static int ncpus;
+int bench_ncpus;
 
-static void pin(int cpu)
+void bench_pin(int cpu)
 {
-    if (ncpus < 2)
+    if (bench_ncpus < 2)
         return;
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(cpu % ncpus, &set);
+    CPU_SET(cpu % bench_ncpus, &set);
     sched_setaffinity(0, sizeof set, &set);
 }
 
@@ -205,21 +191,21 @@ static pid_t spawn(void (*fn)(void *), void *arg)
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
-        pin(1);
+        bench_pin(1);
         fn(arg);
         _exit(0);
     }
     return pid;
 }
 
-static int reap(pid_t pid)
+int bench_reap(pid_t pid)
 {
     int st;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static void progress(const char *what)
+void bench_progress(const char *what)
 {
     if (isatty(2))
         fprintf(stderr, "\r  %-60s", what);
@@ -262,14 +248,14 @@ static void cl_once(struct hist *h)
     memset((void *)g_cl, 0, sizeof *g_cl);
     pid_t pid = spawn(cl_child, NULL);
     for (long i = 1; i <= g_iters; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         __atomic_store_n(&g_cl->ping, (uint64_t)i, __ATOMIC_RELEASE);
         while (__atomic_load_n(&g_cl->pong, __ATOMIC_ACQUIRE) != (uint64_t)i)
             cpu_relax();
         if (i > g_iters / 10)
-            hist_add(h, now_ns() - t0);
+            hist_add(h, bench_now_ns() - t0);
     }
-    reap(pid);
+    bench_reap(pid);
     munmap((void *)g_cl, sizeof *g_cl);
 }
 
@@ -287,10 +273,10 @@ static void latency(struct result *r, int reps, void (*once)(struct hist *))
         free(h);
     }
     double sp;
-    r->p50 = median(p50, reps, &r->spread);
-    r->p99 = median(p99, reps, &sp);
-    r->p999 = median(p999, reps, &sp);
-    r->max = median(mx, reps, &sp);
+    r->p50 = bench_median(p50, reps, &r->spread);
+    r->p99 = bench_median(p99, reps, &sp);
+    r->p999 = bench_median(p999, reps, &sp);
+    r->max = bench_median(mx, reps, &sp);
     r->reps = reps;
     r->metric = "latency_ns";
     r->latency = "round_trip";
@@ -343,15 +329,15 @@ static void latency_vs(struct result *r, int reps, void (*once)(struct hist *),
         q99[k] = b99[k] > 0 ? p99[k] / b99[k] : 0;
     }
     double sp;
-    r->p50 = median(p50, reps, &r->spread);
-    r->p99 = median(p99, reps, &sp);
-    r->p999 = median(p999, reps, &sp);
-    r->max = median(mx, reps, &sp);
+    r->p50 = bench_median(p50, reps, &r->spread);
+    r->p99 = bench_median(p99, reps, &sp);
+    r->p999 = bench_median(p999, reps, &sp);
+    r->max = bench_median(mx, reps, &sp);
     r->vs = b->name;
-    r->vs_p50 = median(b50, reps, &sp);
-    r->vs_p99 = median(b99, reps, &sp);
-    r->vs_ratio = median(q50, reps, &r->vs_spread);
-    r->vs_ratio_p99 = median(q99, reps, &sp);
+    r->vs_p50 = bench_median(b50, reps, &sp);
+    r->vs_p99 = bench_median(b99, reps, &sp);
+    r->vs_ratio = bench_median(q50, reps, &r->vs_spread);
+    r->vs_ratio_p99 = bench_median(q99, reps, &sp);
     r->reps = reps;
     r->metric = "latency_ns";
     r->latency = "round_trip";
@@ -367,7 +353,7 @@ static void memcpy_bw(struct result *r, int reps, int quick, size_t block, size_
     double v[16];
     uint64_t total = quick ? (256u << 20) : (1024u << 20);
     for (int k = 0; k < reps; k++) {
-        uint64_t t0 = now_ns(), done = 0;
+        uint64_t t0 = bench_now_ns(), done = 0;
         size_t off = 0;
         while (done < total) {
             memcpy(b + off, a + off, block);
@@ -375,9 +361,9 @@ static void memcpy_bw(struct result *r, int reps, int quick, size_t block, size_
             off = off + block >= span ? 0 : off + block;
             done += block;
         }
-        v[k] = (double)done / ((double)(now_ns() - t0) / 1e9);
+        v[k] = (double)done / ((double)(bench_now_ns() - t0) / 1e9);
     }
-    r->value = median(v, reps, &r->spread);
+    r->value = bench_median(v, reps, &r->spread);
     r->reps = reps;
     r->metric = "bytes_per_s";
     free(a);
@@ -492,7 +478,7 @@ static void raw_once(struct hist *h)
     char buf[65536];
     memset(buf, 7, sizeof buf);
     for (long i = 0; i < g_iters; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (g_raw == RAW_EVENTFD) {
             uint64_t v = 1;
             memcpy((char *)g_evshm, buf, g_size);
@@ -504,10 +490,10 @@ static void raw_once(struct hist *h)
             break;
         }
         if (i > g_iters / 10)
-            hist_add(h, now_ns() - t0);
+            hist_add(h, bench_now_ns() - t0);
     }
     raw_close(0);
-    reap(pid);
+    bench_reap(pid);
     if (g_raw == RAW_EVENTFD)
         raw_close(1);
     if (g_raw == RAW_EVENTFD)
@@ -561,7 +547,7 @@ static double evring_once(void)
     char *buf = malloc(g_size);
     memset(buf, 7, g_size);
     long acked = 0;
-    uint64_t t0 = now_ns(), one = 1;
+    uint64_t t0 = bench_now_ns(), one = 1;
     for (long i = 0; i < g_iters; i++) {
         while (i - acked >= (long)g_slots) { /* full: wait for the consumer */
             uint64_t n;
@@ -579,8 +565,8 @@ static double evring_once(void)
             break;
         acked += (long)n;
     }
-    double secs = (double)(now_ns() - t0) / 1e9;
-    reap(pid);
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    bench_reap(pid);
     close(e1);
     close(e2);
     munmap(g_ring, g_slots * g_size);
@@ -616,7 +602,7 @@ static double raw_stream_once(void)
     raw_close(1); /* the child's ends: its death is our end of file */
     char *buf = malloc(g_size);
     memset(buf, 7, g_size);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (long i = 0; i < g_iters; i++) {
         size_t off = 0;
         while (off < g_size) {
@@ -629,9 +615,9 @@ static double raw_stream_once(void)
     char c;
     if (read(g_rd[0], &c, 1) != 1)
         c = 0;
-    double secs = (double)(now_ns() - t0) / 1e9;
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
     raw_close(0);
-    reap(pid);
+    bench_reap(pid);
     free(buf);
     return c == 'k' && secs > 0 ? (double)g_iters / secs : 0;
 }
@@ -692,7 +678,7 @@ static void reqrep_once(struct hist *h)
     g_pipe[1] = -1;
     char c;
     if (read(g_pipe[0], &c, 1) != 1) {
-        reap(pid);
+        bench_reap(pid);
         close(g_pipe[0]);
         return;
     }
@@ -702,14 +688,14 @@ static void reqrep_once(struct hist *h)
     memset(buf, 7, g_size);
     size_t n;
     for (long i = 0; i < g_iters; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (ferry_send(s, buf, g_size, 0) != 0 || ferry_recv(s, buf, sizeof buf, &n, 0) != 0)
             break;
         if (i > g_iters / 10)
-            hist_add(h, now_ns() - t0);
+            hist_add(h, bench_now_ns() - t0);
     }
     ferry_close(s);
-    reap(pid);
+    bench_reap(pid);
     close(g_pipe[0]);
     close(g_pipe[1]);
 }
@@ -760,7 +746,7 @@ static void proxy_child(void *arg)
     (void)arg;
     cpu_set_t all;
     CPU_ZERO(&all);
-    for (int i = 0; i < ncpus; i++)
+    for (int i = 0; i < bench_ncpus; i++)
         CPU_SET(i, &all);
     sched_setaffinity(0, sizeof all, &all);
     int fan = g_px_peers > 0;
@@ -789,7 +775,7 @@ static double pushpull_once(void)
     char c;
     if (read(g_pipe[0], &c, 1) != 1) {
         close(g_pipe[1]);
-        reap(pid);
+        bench_reap(pid);
         close(g_pipe[0]);
         return 0;
     }
@@ -803,8 +789,8 @@ static double pushpull_once(void)
         px = spawn(proxy_child, NULL);
         if (read(g_pipe[0], &c, 1) != 1) {
             kill(pid, SIGKILL);
-            reap(pid);
-            reap(px);
+            bench_reap(pid);
+            bench_reap(px);
             close(g_pipe[0]);
             close(g_pipe[1]);
             return 0;
@@ -817,7 +803,7 @@ static double pushpull_once(void)
     ferry_wait_peers(s, 1, 30000);
     unsigned char *buf = malloc(g_size);
     memset(buf, 7, g_size);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     long sent = 0;
     for (long i = 0; i < g_iters; i++, sent++) {
         if (g_zero_copy) {
@@ -833,12 +819,12 @@ static double pushpull_once(void)
         }
     }
     int all = read(g_pipe[0], &c, 1) == 1; /* the puller has them all */
-    double secs = (double)(now_ns() - t0) / 1e9;
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
     ferry_close(s);
-    reap(pid);
+    bench_reap(pid);
     if (px > 0) {
         kill(px, SIGKILL); /* a proxy runs until stopped; ferry survives a kill */
-        reap(px);
+        bench_reap(px);
     }
     free(buf);
     close(g_pipe[0]);
@@ -864,7 +850,7 @@ static void shm_pushpull_size(int quick, int reps, size_t size, int i)
     for (int zc = 0; zc < 2; zc++) {
         snprintf(labels[zc][i], sizeof labels[zc][i], "ferry shm: PUSH/PULL %zu B%s", size,
                  zc ? ", zero-copy" : "");
-        r[zc] = add_result();
+        r[zc] = bench_add_result();
         *r[zc] = (struct result){.system = "ferry",
                                  .transport = "shm",
                                  .pattern = zc ? "pushpull_zerocopy" : "pushpull",
@@ -874,7 +860,7 @@ static void shm_pushpull_size(int quick, int reps, size_t size, int i)
                                  .reps = reps,
                                  .label = labels[zc][i]};
     }
-    progress(labels[0][i]);
+    bench_progress(labels[0][i]);
     for (int k = 0; k < reps; k++) {
         for (int zc = 0; zc < 2; zc++) {
             g_zero_copy = zc;
@@ -884,9 +870,9 @@ static void shm_pushpull_size(int quick, int reps, size_t size, int i)
     }
     g_zero_copy = 0;
     for (int zc = 0; zc < 2; zc++)
-        r[zc]->value = median(v[zc], reps, &r[zc]->spread);
+        r[zc]->value = bench_median(v[zc], reps, &r[zc]->spread);
     r[1]->base = r[0]->value;
-    r[1]->ratio = median(ratio, reps, &sp);
+    r[1]->ratio = bench_median(ratio, reps, &sp);
 }
 
 /* PUB/SUB fan-out: one PUB sends g_iters 64-byte messages as fast as it
@@ -933,7 +919,7 @@ static void fanout_sub(int ready_fd, int res_fd)
             break; /* the stream ended, or never came (30 s) */
         if (rc != 0)
             continue;
-        last = now_ns();
+        last = bench_now_ns();
         if (rep.got++ == 0)
             first = last;
     }
@@ -947,7 +933,7 @@ static const char *g_fan_scheme = "shm";
 static int g_fan_proxy;     /* fanout: a tcp:// PUB, a proxy, the SUBs on shm:// */
 static double g_pub_cpu_ns; /* the publisher process's CPU per message, last fanout() */
 
-static uint64_t cpu_ns(void)
+uint64_t bench_cpu_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -984,7 +970,7 @@ static void fanout(struct result *r, int reps, int nsubs)
         fflush(stdout);
         for (int i = 0; i < nsubs; i++) { /* forked before the PUB exists */
             if ((pids[i] = fork()) == 0) {
-                pin(1 + i % (ncpus > 1 ? ncpus - 1 : 1));
+                bench_pin(1 + i % (bench_ncpus > 1 ? bench_ncpus - 1 : 1));
                 fanout_sub(ready[1], res[1]);
                 _exit(0);
             }
@@ -1020,10 +1006,10 @@ static void fanout(struct result *r, int reps, int nsubs)
                     g_fan_scheme);
             ferry_close(pub);
             for (int i = 0; i < nsubs; i++)
-                reap(pids[i]);
+                bench_reap(pids[i]);
             if (px > 0) {
                 kill(px, SIGKILL);
-                reap(px);
+                bench_reap(px);
             }
             close(ready[0]);
             close(res[0]);
@@ -1031,7 +1017,7 @@ static void fanout(struct result *r, int reps, int nsubs)
         }
         char msg[64];
         memset(msg, 'm', sizeof msg);
-        uint64_t t0 = now_ns(), c0 = cpu_ns();
+        uint64_t t0 = bench_now_ns(), c0 = bench_cpu_ns();
         for (long i = 0; i < g_iters; i++) {
             if (g_fan_prefixes > 0) { /* every message matches one of the prefixes */
                 char topic[16];
@@ -1040,7 +1026,7 @@ static void fanout(struct result *r, int reps, int nsubs)
             }
             ferry_send(pub, msg, sizeof msg, 0);
         }
-        g_pub_rate = (double)g_iters / ((double)(now_ns() - t0) / 1e9);
+        g_pub_rate = (double)g_iters / ((double)(bench_now_ns() - t0) / 1e9);
         double rates[16], total = 0;
         for (int i = 0; i < nsubs; i++) {
             struct fan_report rep = {0, 1};
@@ -1051,23 +1037,23 @@ static void fanout(struct result *r, int reps, int nsubs)
         }
         /* the publisher's CPU until every subscriber is done: its I/O thread's
          * writes included */
-        g_pub_cpu_ns = (double)(cpu_ns() - c0) / (double)g_iters;
+        g_pub_cpu_ns = (double)(bench_cpu_ns() - c0) / (double)g_iters;
         double sp;
-        rate[k] = median(rates, nsubs, &sp);
+        rate[k] = bench_median(rates, nsubs, &sp);
         drop[k] = 1.0 - total / ((double)g_iters * nsubs);
         ferry_close(pub);
         for (int i = 0; i < nsubs; i++)
-            reap(pids[i]);
+            bench_reap(pids[i]);
         if (px > 0) {
             kill(px, SIGKILL);
-            reap(px);
+            bench_reap(px);
         }
         close(ready[0]);
         close(res[0]);
     }
     double sp;
-    r->value = median(rate, reps, &r->spread);
-    r->dropped = median(drop, reps, &sp);
+    r->value = bench_median(rate, reps, &r->spread);
+    r->dropped = bench_median(drop, reps, &sp);
     r->reps = reps;
 }
 
@@ -1090,9 +1076,9 @@ static void prefix_cost(struct result *r, int reps, int many)
     }
     g_fan_prefixes = 0;
     r->metric = "msgs_per_s";
-    r->value = median(lots, reps, &r->spread);
-    r->base = median(one, reps, &sp);
-    r->ratio = median(ratio, reps, &sp);
+    r->value = bench_median(lots, reps, &r->spread);
+    r->base = bench_median(one, reps, &sp);
+    r->ratio = bench_median(ratio, reps, &sp);
     r->reps = reps;
 }
 
@@ -1140,9 +1126,9 @@ static void net_child(void *arg)
 static pthread_t g_thr;
 static void *net_thread(void *arg)
 {
-    pin(1);
+    bench_pin(1);
     net_child(arg);
-    pin(0);
+    bench_pin(0);
     return NULL;
 }
 
@@ -1193,7 +1179,7 @@ static void nn_server_stop(void)
         return;
     close(nn_cmd[1]);
     close(nn_out[0]);
-    reap(nn_server);
+    bench_reap(nn_server);
     nn_server = 0;
 }
 
@@ -1202,7 +1188,7 @@ static void net_reap(pid_t pid)
     if (pid == -2) /* the nng server: nothing to reap per job */
         return;
     if (pid > 0) {
-        reap(pid);
+        bench_reap(pid);
         return;
     }
     pthread_join(g_thr, NULL);
@@ -1256,11 +1242,11 @@ static void net_reqrep_once(struct hist *h)
     char buf[65536];
     memset(buf, 7, g_size);
     for (long i = 0; i < g_iters; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (g_be->send(s, buf, g_size) != 0 || g_be->recv(s, buf, sizeof buf) != 0)
             break;
         if (i > g_iters / 10)
-            hist_add(h, now_ns() - t0);
+            hist_add(h, bench_now_ns() - t0);
     }
     g_be->close(s);
     net_reap(pid);
@@ -1276,14 +1262,14 @@ static double net_pushpull_once(void)
         return 0;
     unsigned char *buf = malloc(g_size);
     memset(buf, 7, g_size);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (long i = 0; i < g_iters; i++)
         if (g_be->send(s, buf, g_size) != 0)
             break;
     char c;
     if (read(g_pipe[0], &c, 1) != 1) /* the puller has them all */
         c = 0;
-    double secs = (double)(now_ns() - t0) / 1e9;
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
     g_be->close(s);
     net_reap(pid);
     free(buf);
@@ -1311,7 +1297,7 @@ static void net_throughput(struct result *r, int reps)
     size_by_time(net_pushpull_once, g_iters);
     for (int k = 0; k < reps; k++)
         v[k] = net_pushpull_once();
-    r->value = median(v, reps, &r->spread);
+    r->value = bench_median(v, reps, &r->spread);
     r->reps = reps;
     r->metric = "msgs_per_s";
 }
@@ -1330,14 +1316,14 @@ static void curve_throughput(int quick, int reps, int nb, size_t size, char (*la
     g_size = size;
     for (int b = 0; b < nb; b++) {
         snprintf(labels[b][1 + i], 80, "%s tcp CURVE: PUSH/PULL %zu B", sys[b], size);
-        progress(labels[b][1 + i]);
+        bench_progress(labels[b][1 + i]);
         g_be = bes[b];
         g_iters = (long)((quick ? (64u << 20) : (256u << 20)) / size);
         if (g_iters > (quick ? 300000 : 2000000))
             g_iters = quick ? 300000 : 2000000;
         size_by_time(net_pushpull_once, g_iters);
         iters[b] = g_iters;
-        r[b] = add_result();
+        r[b] = bench_add_result();
         *r[b] = (struct result){.system = sys[b],
                                 .transport = "curve",
                                 .pattern = "pushpull",
@@ -1351,7 +1337,7 @@ static void curve_throughput(int quick, int reps, int nb, size_t size, char (*la
             v[b][k] = net_pushpull_once();
         }
     for (int b = 0; b < nb; b++) {
-        r[b]->value = median(v[b], reps, &r[b]->spread);
+        r[b]->value = bench_median(v[b], reps, &r[b]->spread);
         r[b]->reps = reps;
         r[b]->metric = "msgs_per_s";
     }
@@ -1371,10 +1357,10 @@ static void curve_suite(int quick, int reps, long lat_iters)
     for (int b = 0; b < nb; b++) {
         g_be = bes[b];
         snprintf(labels[b][0], 80, "%s tcp CURVE: REQ/REP 64 B round trip", sys[b]);
-        progress(labels[b][0]);
+        bench_progress(labels[b][0]);
         g_iters = lat_iters / 10;
         g_size = 64;
-        struct result *r = add_result();
+        struct result *r = bench_add_result();
         *r = (struct result){.system = sys[b],
                              .transport = "curve",
                              .pattern = "reqrep",
@@ -1409,10 +1395,10 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
         g_tr = tr;
         bench_zmq_inproc = t == 2;
         snprintf(labels[t][b][0], 80, "%s %s: REQ/REP 64 B round trip", sysname[b], tr);
-        progress(labels[t][b][0]);
+        bench_progress(labels[t][b][0]);
         g_iters = lat_iters / 10;
         g_size = 64;
-        struct result *r = add_result();
+        struct result *r = bench_add_result();
         *r = (struct result){.system = sysname[b],
                              .transport = tr,
                              .pattern = "reqrep",
@@ -1434,8 +1420,8 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
             if (g_iters < 200)
                 g_iters = 200;
             snprintf(labels[t][b][1 + i], 80, "%s %s: PUSH/PULL %zu B", sysname[b], tr, sizes[i]);
-            progress(labels[t][b][1 + i]);
-            r = add_result();
+            bench_progress(labels[t][b][1 + i]);
+            r = bench_add_result();
             *r = (struct result){.system = sysname[b],
                                  .transport = tr,
                                  .pattern = "pushpull",
@@ -1449,10 +1435,10 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
             for (int i = 0; i < 3; i++) {
                 snprintf(flabels[t][i], 80, "ferry %s: PUB/SUB 64 B to %d subscriber%s", tr,
                          fans[i], fans[i] > 1 ? "s" : "");
-                progress(flabels[t][i]);
+                bench_progress(flabels[t][i]);
                 g_fan_scheme = tr;
                 g_iters = quick ? 20000 : 200000;
-                r = add_result();
+                r = bench_add_result();
                 *r = (struct result){.system = "ferry",
                                      .transport = tr,
                                      .pattern = "pubsub",
@@ -1541,7 +1527,7 @@ static pid_t rt_start(int type, long total, char *ep)
     close(g_pipe[1]);
     g_pipe[1] = -1;
     if (full_read(g_pipe[0], ep, 256) != 0) {
-        reap(pid);
+        bench_reap(pid);
         close(g_pipe[0]);
         return -1;
     }
@@ -1561,17 +1547,17 @@ static void rt_roundtrip(struct hist *h, int client)
     char buf[64];
     memset(buf, 7, sizeof buf);
     for (long i = 0; i < g_iters; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         size_t n;
         int more;
         if (g_rbe->send_part(s, buf, sizeof buf, 0) != 0 ||
             g_rbe->recv_part(s, buf, sizeof buf, &n, &more) != 0)
             break;
         if (i > g_iters / 10)
-            hist_add(h, now_ns() - t0);
+            hist_add(h, bench_now_ns() - t0);
     }
     g_rbe->close(s);
-    reap(pid);
+    bench_reap(pid);
 }
 
 /* DEALER/ROUTER and REQ/REP round trips, interleaved rep by rep: r gets
@@ -1592,12 +1578,12 @@ static void rt_versus(struct result *r, int reps)
         free(a);
         free(b);
     }
-    r->p50 = median(p50, reps, &r->spread);
-    r->p99 = median(p99, reps, &sp);
-    r->p999 = median(p999, reps, &sp);
-    r->max = median(mx, reps, &sp);
-    r->base = median(base, reps, &sp);
-    r->ratio = median(ratio, reps, &sp);
+    r->p50 = bench_median(p50, reps, &r->spread);
+    r->p99 = bench_median(p99, reps, &sp);
+    r->p999 = bench_median(p999, reps, &sp);
+    r->max = bench_median(mx, reps, &sp);
+    r->base = bench_median(base, reps, &sp);
+    r->ratio = bench_median(ratio, reps, &sp);
     r->reps = reps;
     r->metric = "latency_ns";
     r->latency = "round_trip";
@@ -1623,7 +1609,7 @@ static double rt_fanin_once(int clients)
         if (pid[c] == 0) {
             cpu_set_t all;
             CPU_ZERO(&all);
-            for (int i = 0; i < ncpus; i++)
+            for (int i = 0; i < bench_ncpus; i++)
                 CPU_SET(i, &all);
             sched_setaffinity(0, sizeof all, &all);
             void *s = rt_open(FERRY_DEALER);
@@ -1649,15 +1635,15 @@ static double rt_fanin_once(int clients)
     for (int k = 0; k < clients; k++)
         if (read(ready[0], &c, 1) != 1)
             break;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (int k = 0; k < clients; k++)
         if (write(go[1], "g", 1) != 1)
             break;
     int ok = 1;
     for (int k = 0; k < clients; k++)
-        ok &= reap(pid[k]) == 0;
-    double secs = (double)(now_ns() - t0) / 1e9;
-    ok &= reap(srv) == 0;
+        ok &= bench_reap(pid[k]) == 0;
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    ok &= bench_reap(srv) == 0;
     close(ready[0]);
     close(ready[1]);
     close(go[0]);
@@ -1673,10 +1659,10 @@ static void router_suite(int quick, int reps)
         g_tr = trs[t];
         g_rbe = &bench_ferry;
         snprintf(labels[t][0], 80, "ferry %s: DEALER/ROUTER 64 B round trip", trs[t]);
-        progress(labels[t][0]);
+        bench_progress(labels[t][0]);
         g_iters = quick ? 5000 : 20000;
         g_rspin = 1000000;
-        struct result *r = add_result();
+        struct result *r = bench_add_result();
         *r = (struct result){.system = "ferry",
                              .transport = trs[t],
                              .pattern = "dealer_router",
@@ -1691,14 +1677,14 @@ static void router_suite(int quick, int reps)
         g_rspin = 0; /* 17 processes on the machine's CPUs: nobody may spin */
         snprintf(labels[t][1], 80, "ferry %s: ROUTER, 16 DEALER processes", trs[t]);
         snprintf(labels[t][2], 80, "libzmq %s: ROUTER, 16 DEALER processes", trs[t]);
-        progress(labels[t][1]);
+        bench_progress(labels[t][1]);
         for (int k = 0; k < reps; k++)
             for (int b = 0; b < nb; b++) {
                 g_rbe = b == 0 ? &bench_ferry : &bench_zmq;
                 v[b][k] = rt_fanin_once(16);
             }
         for (int b = 0; b < nb; b++) {
-            r = add_result();
+            r = bench_add_result();
             *r = (struct result){.system = b == 0 ? "ferry" : "libzmq",
                                  .transport = trs[t],
                                  .pattern = "router_fanin",
@@ -1706,7 +1692,7 @@ static void router_suite(int quick, int reps)
                                  .wait = t == 0 ? "sleep" : NULL,
                                  .clients = 16,
                                  .label = labels[t][1 + b]};
-            r->value = median(v[b], reps, &r->spread);
+            r->value = bench_median(v[b], reps, &r->spread);
             r->reps = reps;
             r->metric = "msgs_per_s";
         }
@@ -1772,7 +1758,7 @@ static void poll_roundtrip(struct hist *h, int idle)
     int ok = full_read(g_pipe[0], ep, sizeof ep) == 0;
     close(g_pipe[0]);
     if (!ok) {
-        reap(pid);
+        bench_reap(pid);
         return;
     }
     ferry_socket *s = bench_open_ferry(FERRY_REQ, 0);
@@ -1780,15 +1766,15 @@ static void poll_roundtrip(struct hist *h, int idle)
     char buf[64];
     memset(buf, 7, sizeof buf);
     for (long i = 0; i < g_iters; i++) {
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         size_t n;
         if (ferry_send(s, buf, sizeof buf, 0) != 0 || ferry_recv(s, buf, sizeof buf, &n, 0) != 0)
             break;
         if (i > g_iters / 10)
-            hist_add(h, now_ns() - t0);
+            hist_add(h, bench_now_ns() - t0);
     }
     ferry_close(s);
-    reap(pid);
+    bench_reap(pid);
 }
 
 /* The server's poller holding 1,000 idle sockets beside its REP against
@@ -1809,7 +1795,7 @@ static void poller_suite(int quick, int reps)
         }
         snprintf(labels[t], sizeof labels[t], "ferry %s: REQ/REP, REP in a poller of 1,001",
                  trs[t]);
-        progress(labels[t]);
+        bench_progress(labels[t]);
         double p50[16], p99[16], p999[16], mx[16], base[16], ratio[16], sp;
         for (int k = 0; k < reps; k++) {
             struct hist *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
@@ -1824,19 +1810,19 @@ static void poller_suite(int quick, int reps)
             free(a);
             free(b);
         }
-        struct result *r = add_result();
+        struct result *r = bench_add_result();
         *r = (struct result){.system = "ferry",
                              .transport = trs[t],
                              .pattern = "poller_idle",
                              .size = 64,
                              .wait = t == 0 ? "sleep" : NULL, /* in the poller's epoll */
                              .label = labels[t]};
-        r->p50 = median(p50, reps, &r->spread);
-        r->p99 = median(p99, reps, &sp);
-        r->p999 = median(p999, reps, &sp);
-        r->max = median(mx, reps, &sp);
-        r->base = median(base, reps, &sp);
-        r->ratio = median(ratio, reps, &sp);
+        r->p50 = bench_median(p50, reps, &r->spread);
+        r->p99 = bench_median(p99, reps, &sp);
+        r->p999 = bench_median(p999, reps, &sp);
+        r->max = bench_median(mx, reps, &sp);
+        r->base = bench_median(base, reps, &sp);
+        r->ratio = bench_median(ratio, reps, &sp);
         r->reps = reps;
         r->metric = "latency_ns";
         r->latency = "round_trip";
@@ -1873,7 +1859,7 @@ static void chain_proxy(void *arg)
     (void)arg;
     cpu_set_t all;
     CPU_ZERO(&all);
-    for (int i = 0; i < ncpus; i++)
+    for (int i = 0; i < bench_ncpus; i++)
         CPU_SET(i, &all);
     sched_setaffinity(0, sizeof all, &all);
     void *front = g_xbe->open(FERRY_PULL), *back = g_xbe->open(FERRY_PUSH);
@@ -1903,13 +1889,13 @@ static double chain_once(const struct backend *be)
             be->dial(s, pep);
             char msg[64];
             memset(msg, 7, sizeof msg);
-            uint64_t t0 = now_ns();
+            uint64_t t0 = bench_now_ns();
             long sent = 0;
             while (sent < g_iters && be->send(s, msg, sizeof msg) == 0)
                 sent++;
             char c;
             int all = read(g_xpipe[0], &c, 1) == 1;
-            double secs = (double)(now_ns() - t0) / 1e9;
+            double secs = (double)(bench_now_ns() - t0) / 1e9;
             rate = all && sent == g_iters && secs > 0 ? (double)g_iters / secs : 0;
             be->close(s);
         }
@@ -1918,10 +1904,10 @@ static double chain_once(const struct backend *be)
     close(g_xpipe[1]);
     if (px > 0) {
         kill(px, SIGKILL);
-        reap(px);
+        bench_reap(px);
     }
     kill(puller, SIGKILL); /* done, or stuck: either way it ends here */
-    reap(puller);
+    bench_reap(puller);
     return rate;
 }
 
@@ -1936,7 +1922,7 @@ static void proxy_fanout_suite(int quick, int reps)
     snprintf(labels[0], 80, "ferry tcp->proxy->shm: PUB/SUB 64 B to 8");
     snprintf(labels[1], 80, "ferry tcp: PUB/SUB 64 B to 8 subscribers");
     snprintf(labels[2], 80, "ferry proxy: publisher CPU, 8 local subs vs 1");
-    progress(labels[0]);
+    bench_progress(labels[0]);
     g_iters = quick ? 100000 : 400000;
     g_fan_prefixes = 0;
     g_fan_hwm = 0;                   /* every message delivered: the rates are of the same work */
@@ -1961,7 +1947,7 @@ static void proxy_fanout_suite(int quick, int reps)
         flat[k] = c1[k] > 0 ? cv[k] / c1[k] : 0;
     }
     g_fan_hwm = 1000;
-    struct result *r = add_result();
+    struct result *r = bench_add_result();
     *r = (struct result){.system = "ferry",
                          .transport = "tcp",
                          .pattern = "proxy_fanout",
@@ -1971,12 +1957,12 @@ static void proxy_fanout_suite(int quick, int reps)
                          .label = labels[0],
                          .metric = "msgs_per_s",
                          .reps = reps};
-    r->value = median(via, reps, &r->spread);
-    r->dropped = median(dv, reps, &sp);
-    r->cpu_ns = median(cv, reps, &sp);
-    r->base = median(direct, reps, &sp);
-    r->ratio = median(ratio, reps, &sp);
-    r = add_result();
+    r->value = bench_median(via, reps, &r->spread);
+    r->dropped = bench_median(dv, reps, &sp);
+    r->cpu_ns = bench_median(cv, reps, &sp);
+    r->base = bench_median(direct, reps, &sp);
+    r->ratio = bench_median(ratio, reps, &sp);
+    r = bench_add_result();
     *r = (struct result){.system = "ferry",
                          .transport = "tcp",
                          .pattern = "pubsub_direct",
@@ -1985,10 +1971,10 @@ static void proxy_fanout_suite(int quick, int reps)
                          .label = labels[1],
                          .metric = "msgs_per_s",
                          .reps = reps};
-    r->value = median(direct, reps, &r->spread);
-    r->dropped = median(dd, reps, &sp);
-    r->cpu_ns = median(cd, reps, &sp);
-    r = add_result();
+    r->value = bench_median(direct, reps, &r->spread);
+    r->dropped = bench_median(dd, reps, &sp);
+    r->cpu_ns = bench_median(cd, reps, &sp);
+    r = bench_add_result();
     *r = (struct result){.system = "ferry",
                          .transport = "tcp",
                          .pattern = "proxy_pub_cpu",
@@ -1997,9 +1983,9 @@ static void proxy_fanout_suite(int quick, int reps)
                          .label = labels[2],
                          .metric = "cpu_ns_per_msg",
                          .reps = reps};
-    r->value = median(cv, reps, &r->spread);
-    r->base = median(c1, reps, &sp);
-    r->ratio = median(flat, reps, &sp);
+    r->value = bench_median(cv, reps, &r->spread);
+    r->base = bench_median(c1, reps, &sp);
+    r->ratio = bench_median(flat, reps, &sp);
 }
 
 /* The proxy's forwarding cost: PUSH -> proxy -> PULL on shm://, against
@@ -2011,7 +1997,7 @@ static void proxy_forward_suite(int quick, int reps)
     double a[16], b[16], ratio[16], sp;
     struct result *r;
     snprintf(label, 80, "ferry shm: PUSH->proxy->PULL 64 B");
-    progress(label);
+    bench_progress(label);
     g_size = 64;
     g_zero_copy = 0;
     g_spin_us = 0;
@@ -2023,7 +2009,7 @@ static void proxy_forward_suite(int quick, int reps)
         b[k] = pushpull_once();
         ratio[k] = b[k] > 0 ? a[k] / b[k] : 0;
     }
-    r = add_result();
+    r = bench_add_result();
     *r = (struct result){.system = "ferry",
                          .transport = "shm",
                          .pattern = "proxy_pushpull",
@@ -2032,9 +2018,9 @@ static void proxy_forward_suite(int quick, int reps)
                          .label = label,
                          .metric = "msgs_per_s",
                          .reps = reps};
-    r->value = median(a, reps, &r->spread);
-    r->base = median(b, reps, &sp);
-    r->ratio = median(ratio, reps, &sp);
+    r->value = bench_median(a, reps, &r->spread);
+    r->base = bench_median(b, reps, &sp);
+    r->ratio = bench_median(ratio, reps, &sp);
 
     /* the same chain over tcp://: ferry's sockets and ferry_proxy against
      * libzmq's sockets and zmq_proxy, interleaved */
@@ -2043,7 +2029,7 @@ static void proxy_forward_suite(int quick, int reps)
     static char zl[2][80];
     snprintf(zl[0], 80, "ferry tcp: PUSH->proxy->PULL 64 B");
     snprintf(zl[1], 80, "libzmq tcp: PUSH->zmq_proxy->PULL 64 B");
-    progress(zl[0]);
+    bench_progress(zl[0]);
     g_iters = quick ? 100000 : 500000;
     for (int k = 0; k < reps; k++) {
         a[k] = chain_once(&bench_ferry);
@@ -2051,7 +2037,7 @@ static void proxy_forward_suite(int quick, int reps)
         ratio[k] = b[k] > 0 ? a[k] / b[k] : 0;
     }
     for (int z = 0; z < 2; z++) {
-        r = add_result();
+        r = bench_add_result();
         *r = (struct result){.system = z ? "libzmq" : "ferry",
                              .transport = "tcp",
                              .pattern = "proxy_chain",
@@ -2059,10 +2045,10 @@ static void proxy_forward_suite(int quick, int reps)
                              .label = zl[z],
                              .metric = "msgs_per_s",
                              .reps = reps};
-        r->value = median(z ? b : a, reps, &r->spread);
+        r->value = bench_median(z ? b : a, reps, &r->spread);
         if (z == 0) {
-            r->base = median(b, reps, &sp);
-            r->ratio = median(ratio, reps, &sp);
+            r->base = bench_median(b, reps, &sp);
+            r->ratio = bench_median(ratio, reps, &sp);
         }
     }
 }
@@ -2097,9 +2083,9 @@ static void machine(FILE *f)
     uname(&u);
     fprintf(f, "{\"cpu\": ");
     cli_json_str(f, model);
-    fprintf(f, ", \"cores\": %d, \"kernel\": ", ncpus);
+    fprintf(f, ", \"cores\": %d, \"kernel\": ", bench_ncpus);
     cli_json_str(f, u.release);
-    fprintf(f, ", \"pinned\": %s}", ncpus >= 2 ? "true" : "false");
+    fprintf(f, ", \"pinned\": %s}", bench_ncpus >= 2 ? "true" : "false");
 }
 
 /* A round trip faster than the cache-line ping-pong measured beside it is
@@ -2107,6 +2093,16 @@ static void machine(FILE *f)
 static int vs_fault(const struct result *r)
 {
     return r->vs != NULL && strcmp(r->vs, "limit") == 0 && r->vs_ratio > 0 && r->vs_ratio < 1.0;
+}
+
+/* The bcast row of the same size and kind with 1 subscriber. */
+static const struct result *bcast_one(const struct result *r)
+{
+    for (int k = 0; k < nresults; k++)
+        if (strcmp(results[k].pattern, r->pattern) == 0 && results[k].size == r->size &&
+            results[k].subscribers == 1)
+            return &results[k];
+    return NULL;
 }
 
 static void write_json(FILE *f)
@@ -2155,6 +2151,14 @@ static void write_json(FILE *f)
             fprintf(f, ", \"publisher_cpu_ns_per_msg\": %.1f", r->cpu_ns);
         if (strcmp(r->pattern, "proxy_fanout") == 0)
             fprintf(f, ", \"baseline_direct_tcp\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
+        if (strcmp(r->pattern, "pubsub_copy") == 0 || strcmp(r->pattern, "pubsub_pool") == 0) {
+            const struct result *one = bcast_one(r);
+            fprintf(f, ", \"cpu_ratio_vs_1_subscriber\": %.3f",
+                    one && one->cpu_ns > 0 ? r->cpu_ns / one->cpu_ns : 0);
+        }
+        if (strcmp(r->pattern, "pubsub_pool") == 0)
+            fprintf(f, ", \"baseline_copies_cpu_ns\": %.1f, \"cpu_ratio_vs_copies\": %.3f", r->base,
+                    r->ratio);
         if (strcmp(r->pattern, "proxy_pub_cpu") == 0)
             fprintf(f, ", \"baseline_1_subscriber\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
         if (strcmp(r->pattern, "proxy_chain") == 0 && strcmp(r->system, "ferry") == 0)
@@ -2209,6 +2213,17 @@ static void print_table(void)
                    "%.0f ns CPU/msg%s\n",
                    r->label, r->value / 1e6, "", r->spread * 100, r->dropped * 100, r->cpu_ns,
                    extra);
+            continue;
+        }
+        if (strcmp(r->pattern, "pubsub_copy") == 0 || strcmp(r->pattern, "pubsub_pool") == 0) {
+            const struct result *one = bcast_one(r);
+            char extra[64] = "";
+            if (strcmp(r->pattern, "pubsub_pool") == 0)
+                snprintf(extra, sizeof extra, "; %.2fx the copies' (interleaved)", r->ratio);
+            printf("%-44s %8.0f  msg/s %8.2f GB/s %17s %6.0f%%  per subscriber; publisher %.1f "
+                   "us CPU/msg = %.2fx 1 subscriber%s\n",
+                   r->label, r->value, r->value * (double)r->size / 1e9, "", r->spread * 100,
+                   r->cpu_ns / 1e3, one && one->cpu_ns > 0 ? r->cpu_ns / one->cpu_ns : 0, extra);
             continue;
         }
         if (strcmp(r->pattern, "proxy_pub_cpu") == 0) {
@@ -2565,11 +2580,11 @@ int cmd_bench(int argc, char **argv)
         if (strcmp(argv[i], "limit") && strcmp(argv[i], "raw") && strcmp(argv[i], "shm") &&
             strcmp(argv[i], "tcp") && strcmp(argv[i], "ipc") && strcmp(argv[i], "inproc") &&
             strcmp(argv[i], "router") && strcmp(argv[i], "poller") && strcmp(argv[i], "proxy") &&
-            strcmp(argv[i], "curve"))
+            strcmp(argv[i], "curve") && strcmp(argv[i], "bcast"))
             return cli_usage(
                 "bench",
-                "unknown suite '%s' (limit, raw, shm, router, poller, proxy, ipc, tcp, curve, "
-                "inproc)",
+                "unknown suite '%s' (limit, raw, shm, bcast, router, poller, proxy, ipc, tcp, "
+                "curve, inproc)",
                 argv[i]);
     char **suites = argv + optind;
     int nsuites = argc - optind;
@@ -2582,22 +2597,22 @@ int cmd_bench(int argc, char **argv)
     }
     long lat_iters = quick ? 20000 : 100000, sleep_iters = quick ? 5000 : 20000;
     g_budget_ms = quick ? 100 : 400;
-    ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    pin(0);
+    bench_ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    bench_pin(0);
     signal(SIGPIPE, SIG_IGN); /* a peer process that dies is a failed figure, not our end */
 
     if (want(suites, nsuites, "limit")) {
-        progress("limit: cache-line ping-pong");
+        bench_progress("limit: cache-line ping-pong");
         g_iters = lat_iters * 5;
-        struct result *r = add_result();
+        struct result *r = bench_add_result();
         *r = (struct result){.system = "limit",
                              .transport = "shm",
                              .pattern = "pingpong",
                              .size = 8,
                              .label = "limit: cache-line ping-pong (2 processes)"};
         latency(r, reps, cl_once);
-        progress("limit: memcpy");
-        r = add_result();
+        bench_progress("limit: memcpy");
+        r = bench_add_result();
         *r = (struct result){.system = "limit",
                              .transport = "memory",
                              .pattern = "memcpy",
@@ -2608,8 +2623,8 @@ int cmd_bench(int argc, char **argv)
         for (int i = 0; i < nsizes; i++) {
             snprintf(mlabels[i], sizeof mlabels[i], "limit: memcpy %zu B blocks, 4 MiB span",
                      sizes[i]);
-            progress(mlabels[i]);
-            r = add_result();
+            bench_progress(mlabels[i]);
+            r = bench_add_result();
             *r = (struct result){.system = "limit",
                                  .transport = "memory",
                                  .pattern = "memcpy",
@@ -2631,11 +2646,11 @@ int cmd_bench(int argc, char **argv)
             {RAW_EVENTFD, "shm", "raw: eventfd-signalled shm ping-pong 64 B"},
         };
         for (size_t k = 0; k < sizeof raws / sizeof raws[0]; k++) {
-            progress(raws[k].label);
+            bench_progress(raws[k].label);
             g_iters = lat_iters / 10;
             g_size = 64;
             g_raw = raws[k].kind;
-            struct result *r = add_result();
+            struct result *r = bench_add_result();
             *r = (struct result){.system = "raw",
                                  .transport = raws[k].transport,
                                  .pattern =
@@ -2655,7 +2670,7 @@ int cmd_bench(int argc, char **argv)
         for (size_t k = 0; k < 4; k++) {
             for (int i = 0; i < nsizes; i++) {
                 snprintf(slabels[k][i], 80, "raw: %s streaming %zu B", streams[k].name, sizes[i]);
-                progress(slabels[k][i]);
+                bench_progress(slabels[k][i]);
                 g_raw = streams[k].kind;
                 g_size = sizes[i];
                 uint64_t total = quick ? (64u << 20) : (256u << 20);
@@ -2664,7 +2679,7 @@ int cmd_bench(int argc, char **argv)
                     g_iters = quick ? 300000 : 2000000;
                 if (g_iters < 200)
                     g_iters = 200;
-                struct result *r = add_result();
+                struct result *r = bench_add_result();
                 *r = (struct result){.system = "raw",
                                      .transport = streams[k].transport,
                                      .pattern = "stream",
@@ -2674,7 +2689,7 @@ int cmd_bench(int argc, char **argv)
                 size_by_time(raw_stream_once, g_iters);
                 for (int q = 0; q < reps; q++)
                     v[q] = raw_stream_once();
-                r->value = median(v, reps, &r->spread);
+                r->value = bench_median(v, reps, &r->spread);
                 r->reps = reps;
                 r->metric = "msgs_per_s";
             }
@@ -2688,12 +2703,12 @@ int cmd_bench(int argc, char **argv)
                      {1000000, 1, "spin", "ferry shm: REQ/REP 64 B, busy, rings prefaulted"},
                      {0, 0, "sleep", "ferry shm: REQ/REP 64 B, sleeping receiver"}};
         for (int w = 0; w < 3; w++) {
-            progress(waits[w].label);
+            bench_progress(waits[w].label);
             g_spin_us = waits[w].spin;
             g_prefault = waits[w].prefault;
             g_iters = waits[w].spin ? lat_iters : sleep_iters;
             g_size = 64;
-            struct result *r = add_result();
+            struct result *r = bench_add_result();
             *r = (struct result){.system = "ferry",
                                  .transport = "shm",
                                  .pattern = "reqrep",
@@ -2714,9 +2729,9 @@ int cmd_bench(int argc, char **argv)
         for (int i = 0; i < 3; i++) {
             snprintf(flabels[i], sizeof flabels[i], "ferry shm: PUB/SUB 64 B to %d subscriber%s",
                      fans[i], fans[i] > 1 ? "s" : "");
-            progress(flabels[i]);
+            bench_progress(flabels[i]);
             g_iters = quick ? 50000 : 300000;
-            struct result *r = add_result();
+            struct result *r = bench_add_result();
             *r = (struct result){.system = "ferry",
                                  .transport = "shm",
                                  .pattern = "pubsub",
@@ -2725,9 +2740,9 @@ int cmd_bench(int argc, char **argv)
                                  .label = flabels[i]};
             fanout(r, reps > 3 ? 3 : reps, fans[i]);
         }
-        progress("ferry shm: PUB matching 10,000 prefixes against 1");
+        bench_progress("ferry shm: PUB matching 10,000 prefixes against 1");
         g_iters = quick ? 100000 : 500000;
-        struct result *pr = add_result();
+        struct result *pr = bench_add_result();
         *pr = (struct result){.system = "ferry",
                               .transport = "shm",
                               .pattern = "pub_prefixes",
@@ -2738,6 +2753,8 @@ int cmd_bench(int argc, char **argv)
         for (int i = 0; i < nsizes; i++)
             shm_pushpull_size(quick, reps, sizes[i], i);
     }
+    if (want(suites, nsuites, "bcast"))
+        bench_bcast_suite(quick, reps);
     if (want(suites, nsuites, "router"))
         router_suite(quick, reps);
     if (want(suites, nsuites, "poller"))
@@ -2763,8 +2780,8 @@ int cmd_bench(int argc, char **argv)
     int saved = dup(1);
     if (table == stderr)
         dup2(2, 1);
-    printf("ferry %s bench: %d CPUs%s, median of %d repetitions\n", ferry_version(), ncpus,
-           ncpus >= 2 ? ", processes pinned to CPUs 0 and 1" : "", reps);
+    printf("ferry %s bench: %d CPUs%s, median of %d repetitions\n", ferry_version(), bench_ncpus,
+           bench_ncpus >= 2 ? ", processes pinned to CPUs 0 and 1" : "", reps);
     print_table();
     fflush(stdout);
     if (table == stderr && saved >= 0)

@@ -205,7 +205,7 @@ int fy_ring_peek(struct fy_ring_reader *r, struct fy_ring_rec *rec, int check_ta
         if ((uint64_t)len > fy_ring_max_record(r->cap) ||
             ALIGN8(FY_RING_REC_HDR + (uint64_t)len) > to_end ||
             (flags & FY_RING_F_CMD && flags & (FY_RING_F_MORE | FY_RING_F_CONT)) ||
-            (flags & FY_RING_F_PACK && flags != FY_RING_F_PACK))
+            (flags & FY_RING_F_PACK && flags != FY_RING_F_PACK && flags != FY_RING_F_REF))
             return FERRY_ECORRUPT;
         rec->data = r->data + off + FY_RING_REC_HDR;
         rec->len = len;
@@ -233,7 +233,9 @@ static int ring_maybe_publish(struct fy_ring_reader *r)
 {
     /* also every publish_msgs messages (half the HWM), so a writer held by
      * its message HWM does not wait for a whole eighth of the ring */
-    if (r->head - r->published < r->cap / 8 && r->consumed - r->published_msgs < r->publish_msgs)
+    if (r->eager ? r->head == r->published
+                 : r->head - r->published < r->cap / 8 &&
+                       r->consumed - r->published_msgs < r->publish_msgs)
         return 0;
     ring_publish(r);
     return 1;

@@ -67,6 +67,9 @@
 #define FY_RING_F_CONT 0x20000000u   /* this part continues in the next record   */
 #define FY_RING_F_CMD 0x40000000u    /* a control record (subscriptions)         */
 #define FY_RING_F_PAD 0x80000000u    /* padding to the end of the data area      */
+/* PACK with CONT (never otherwise together): a REF record, a whole message
+ * lying in the writer's broadcast pool (pool.h) */
+#define FY_RING_F_REF (FY_RING_F_PACK | FY_RING_F_CONT)
 #define FY_RING_TAG_SALT 0x9e3779b9u
 #define FY_RING_MIN 4096u
 #define FY_RING_MAX (256u << 20)
@@ -120,6 +123,8 @@ struct fy_ring_reader {
     uint64_t published_msgs; /* consumed as the writer last saw it */
     uint64_t publish_msgs;   /* publish at least every this many messages */
     int flush_pending;       /* found empty while holding records in place */
+    int eager;               /* publish head whenever it moves: the writer
+                                waits for it to reuse its broadcast pool */
     uint64_t consumed;
     struct {
         uint64_t end;

@@ -51,6 +51,7 @@ struct shm_pending {
     struct shm_tran *t;
     const struct shm_listener *l; /* the listener that took it (freed after it) */
     int fd_taken;                 /* the pipe made from it owns the fd */
+    struct shm_pool *pool;        /* the pool our WELCOME offered (the transport's) */
     uid_t uid;
     pid_t pid;
     uint64_t deadline;
@@ -81,9 +82,50 @@ struct shm_tran {
     struct shm_dialer *dialers;
     struct shm_pipe **watched;
     size_t nwatched, cap_watched;
+    struct shm_pool *pool; /* the broadcast pool, once a connection needed it (s->mtx) */
 };
 
 static void on_timer(struct fy_timer *tm);
+
+struct shm_pool *shm_tran_pool(ferry_socket *s)
+{
+    if (!s->proto->wire || !s->proto->wire->fanout)
+        return NULL;
+    pthread_mutex_lock(&s->mtx);
+    struct shm_tran *t = s->shm_tran;
+    struct shm_pool *pl = NULL;
+    if (t != NULL) {
+        if (t->pool == NULL && s->opt.shm_pool > 0)
+            t->pool = shm_pool_new(s->opt.shm_pool); /* NULL: copies, as without one */
+        pl = t->pool;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    return pl;
+}
+
+int shm_pool_offer(ferry_socket *s, struct shm_pipe *sp, struct shm_ctl *c, int *fds, int *nfds)
+{
+    struct shm_pool *pl = shm_tran_pool(s);
+    c->pool_size = 0;
+    if (pl == NULL)
+        return 0;
+    if (sp != NULL && shm_pool_link(pl, &sp->pool, &sp->w) != 0)
+        return fy_err(FERRY_ENOMEM, "shm pool: out of memory");
+    c->pool_size = pl->size;
+    fds[(*nfds)++] = pl->fd;
+    return 0;
+}
+
+int shm_pool_accept(struct shm_pipe *sp, const struct shm_ctl *c, int fd)
+{
+    if (c->pool_size == 0)
+        return 0;
+    sp->rx_pool = shm_pool_map_peer(fd, c->pool_size);
+    if (sp->rx_pool == NULL)
+        return FERRY_EPROTO;
+    sp->rx_pool_len = c->pool_size;
+    return 0;
+}
 
 /* --- the transport state of a socket ----------------------------------------- */
 
@@ -468,9 +510,10 @@ static int accept_one(struct shm_tran *t, struct shm_listener *l)
     struct shm_ctl c;
     shm_ctl_init(&c, SHM_OP_WELCOME, s);
     int efd = fy_sock_event_sender(s);
-    int out_fds[2] = {s->wake_fd, efd};
+    int out_fds[3] = {s->wake_fd, efd}, nout = 2;
+    shm_pool_offer(s, NULL, &c, out_fds, &nout); /* linked once the pipe exists */
     struct shm_pending *pd = calloc(1, sizeof *pd);
-    if (pd == NULL || efd < 0 || shm_ctl_send(fd, &c, out_fds, 2) != 0 ||
+    if (pd == NULL || efd < 0 || shm_ctl_send(fd, &c, out_fds, nout) != 0 ||
         fy_io_add(t->loop, &pd->io, fd, on_pending, FY_IO_IN | FY_IO_RDHUP) != 0) {
         if (efd >= 0)
             close(efd);
@@ -480,6 +523,7 @@ static int accept_one(struct shm_tran *t, struct shm_listener *l)
     }
     close(efd); /* the peer's now */
     pd->t = t;
+    pd->pool = c.pool_size ? t->pool : NULL;
     pd->l = l;
     pd->uid = cr.uid;
     pd->pid = cr.pid;
@@ -554,7 +598,7 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
         }
     }
     uint64_t cap = c->ring_size;
-    if (nfds != 3 || cap < FY_RING_MIN || cap > FY_RING_MAX || (cap & 63u) ||
+    if (nfds != 3 + (c->pool_size != 0) || cap < FY_RING_MIN || cap > FY_RING_MAX || (cap & 63u) ||
         c->rid_len > FY_RID_MAX) {
         shm_refuse(fd, s, FERRY_EPROTO, "bad hello");
         return FERRY_EPROTO;
@@ -580,6 +624,10 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
         rc = FERRY_EPROTO;
     if (rc == 0 && fy_shm_check_event_sock(fds[2]) != 0)
         rc = FERRY_EPROTO;
+    if (rc == 0 && nfds == 4)
+        rc = shm_pool_accept(sp, c, fds[3]);
+    if (rc == 0 && pd->pool != NULL && shm_pool_link(pd->pool, &sp->pool, &sp->w) != 0)
+        rc = FERRY_ENOMEM;
     /* Once all is checked, our page tables, before the first message: the
      * ring we write (we would touch all of it on its first lap), and the
      * one we read only if the dialer made all of its pages (else it stays
@@ -748,6 +796,8 @@ static void teardown(void *arg)
         fy_pipe_unref(&sp->base);
     }
     free(t->watched);
+    if (t->pool != NULL)
+        shm_pool_unref(t->pool); /* pipes still linked keep it */
     pthread_mutex_destroy(&t->lk);
     free(t);
 }

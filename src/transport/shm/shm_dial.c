@@ -110,7 +110,7 @@ static int check_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp,
 {
     if (c->op == SHM_OP_REFUSE)
         return refused(name, sp, c);
-    if (c->op != SHM_OP_WELCOME || nfds != 2)
+    if (c->op != SHM_OP_WELCOME || nfds != 2 + (c->pool_size != 0))
         return fy_err(FERRY_EPROTO, "shm://%s: unexpected handshake message %u", name, c->op);
     if (shm_ctl_peer_rid(c, &sp->base) != 0)
         return fy_err(FERRY_EPROTO, "shm://%s: the listener announced a routing id of %u bytes",
@@ -121,6 +121,9 @@ static int check_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp,
     sp->peer_wake = shm_map_wake(fds[0]);
     if (sp->peer_wake == NULL || fy_shm_check_event_sock(fds[1]) != 0)
         return fy_err(FERRY_EPROTO, "shm://%s: listener sent bad descriptors", name);
+    if (nfds == 3 && shm_pool_accept(sp, c, fds[2]) != 0)
+        return fy_err(FERRY_EPROTO, "shm://%s: listener sent a bad pool (%llu bytes)", name,
+                      (unsigned long long)c->pool_size);
     sp->peer_efd = fds[1];
     fds[1] = -1;
     return 0;
@@ -165,8 +168,10 @@ int shm_dial_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp)
     shm_ctl_init(&c, SHM_OP_HELLO, s);
     c.ring_size = cap;
     int efd = fy_sock_event_sender(s);
-    int out_fds[3] = {memfd, s->wake_fd, efd};
-    rc = efd < 0 ? efd : shm_ctl_send(sp->ctl_fd, &c, out_fds, 3);
+    int out_fds[4] = {memfd, s->wake_fd, efd}, nout = 3;
+    rc = efd < 0 ? efd : shm_pool_offer(s, sp, &c, out_fds, &nout);
+    if (rc == 0)
+        rc = shm_ctl_send(sp->ctl_fd, &c, out_fds, nout);
     if (efd >= 0)
         close(efd); /* the peer's now */
     close(memfd);

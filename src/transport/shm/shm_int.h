@@ -30,6 +30,7 @@
 #include "../../core/loop.h"
 #include "../../core/monitor.h"
 #include "../../core/sock.h"
+#include "pool.h"
 #include "ring.h"
 
 #include <sys/socket.h>
@@ -49,8 +50,10 @@
  * a small multipart message may travel as one packed record
  * (FY_RING_F_PACK), which a version-3 reader would take for garbage. A
  * peer of another version is told so (FERRY_EVERSION, with both
- * versions), whichever side it is. */
-#define SHM_CTL_VERSION 4
+ * versions), whichever side it is. 5: the broadcast pool (pool.h): a
+ * WELCOME or HELLO may carry the sender's pool, and a ring may carry REF
+ * records into it. */
+#define SHM_CTL_VERSION 5
 
 struct shm_conn_hdr {
     char magic[8]; /* "FERRYCON" */
@@ -101,6 +104,9 @@ struct shm_ctl {
      * FY_RID_MAX (a longer claim is refused) */
     uint32_t rid_len;
     unsigned char rid[FY_RID_MAX + 1];
+    /* WELCOME, HELLO: the size of the sender's broadcast pool, whose memfd
+     * then comes last among the descriptors; 0: none */
+    uint64_t pool_size;
 };
 
 struct shm_dialer;
@@ -133,6 +139,11 @@ struct shm_pipe {
     uint64_t partial_total;
     uint64_t errors;
     unsigned empty_polls;
+    /* the broadcast pool: ours, when we fan out (REFs we sent into it);
+     * the peer's, mapped read-only, when it sent us one */
+    struct shm_pool_link pool;
+    const unsigned char *rx_pool;
+    uint64_t rx_pool_len;
     int side;                  /* 0: dialer, 1: listener */
     struct fy_io io;           /* liveness watch on the I/O thread */
     struct shm_tran *t;        /* the transport watching it       */
@@ -140,6 +151,26 @@ struct shm_pipe {
 };
 
 extern const struct fy_pipe_ops fy_shm_pipe_ops;
+
+/* Parts packed in one record at most: a writer's choice (the reader
+ * takes up to FY_MAX_PARTS), so the table stays small. */
+#define SHM_PACK_PARTS 64
+/* The packed form of m (at most SHM_PACK_PARTS parts): a u32 count, a u32
+ * length per part, then the parts back to back (native byte order: both
+ * peers run on this host). Its size, and writing it at dst (shm_pipe.c). */
+uint64_t shm_pack_bytes(const struct fy_txmsg *m);
+void shm_pack_write(unsigned char *dst, const struct fy_txmsg *m);
+
+/* The socket's broadcast pool (made at its first use) when its pattern
+ * fans out and FERRY_OPT_SHM_POOL is not 0; else NULL (shm.c). */
+struct shm_pool *shm_tran_pool(ferry_socket *s);
+/* The pool's descriptor and size go with a WELCOME or HELLO: fills
+ * c->pool_size, appends the fd to fds, links the pipe (which will send
+ * into it). 0 or FERRY_ENOMEM. */
+int shm_pool_offer(ferry_socket *s, struct shm_pipe *sp, struct shm_ctl *c, int *fds, int *nfds);
+/* Maps the pool a WELCOME or HELLO brought (fd = its last descriptor). 0
+ * or FERRY_EPROTO. */
+int shm_pool_accept(struct shm_pipe *sp, const struct shm_ctl *c, int fd);
 
 /* Faults in len bytes at addr now, writable (MADV_POPULATE_WRITE), and
  * writes each page once, so the first lap of a ring takes no fault in the

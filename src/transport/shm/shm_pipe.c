@@ -105,10 +105,6 @@ static int put_record(struct shm_pipe *sp, const void *data, uint64_t len, uint3
     return 1;
 }
 
-/* Parts packed in one record at most: a writer's choice (the reader
- * takes up to FY_MAX_PARTS), so the table stays small. */
-#define SHM_PACK_PARTS 64
-
 /* Ring bytes of m packed in one record (put_pack), or 0 when it is not
  * packed: one part, too many, or more than one record holds. */
 static uint64_t pack_len(const struct shm_pipe *sp, const struct fy_txmsg *m)
@@ -121,16 +117,16 @@ static uint64_t pack_len(const struct shm_pipe *sp, const struct fy_txmsg *m)
     return len <= sp->max_rec ? len : 0;
 }
 
-/* Writes a small multipart message as one record: u32 count, a u32
- * length per part, then the parts back to back (native byte order: both
- * peers run on this host). The reader takes it in one step, as it takes a
- * single part, instead of a record per part. 1, 0 no room, < 0 corrupt. */
-static int put_pack(struct shm_pipe *sp, const struct fy_txmsg *m, uint64_t len)
+uint64_t shm_pack_bytes(const struct fy_txmsg *m)
 {
-    int err;
-    unsigned char *dst = fy_ring_claim(&sp->w, len, &err);
-    if (dst == NULL)
-        return err ? err : 0;
+    uint64_t len = 4 + 4 * (uint64_t)m->nparts;
+    for (size_t i = 0; i < m->nparts; i++)
+        len += m->parts[i].len;
+    return len;
+}
+
+void shm_pack_write(unsigned char *dst, const struct fy_txmsg *m)
+{
     uint32_t n = (uint32_t)m->nparts;
     memcpy(dst, &n, 4);
     unsigned char *data = dst + 4 + 4 * (size_t)n;
@@ -141,8 +137,48 @@ static int put_pack(struct shm_pipe *sp, const struct fy_txmsg *m, uint64_t len)
             memcpy(data, m->parts[i].data, plen);
         data += plen;
     }
+}
+
+/* Writes a small multipart message as one packed record: the reader takes
+ * it in one step, as it takes a single part, instead of a record per
+ * part. 1, 0 no room, < 0 corrupt. */
+static int put_pack(struct shm_pipe *sp, const struct fy_txmsg *m, uint64_t len)
+{
+    int err;
+    unsigned char *dst = fy_ring_claim(&sp->w, len, &err);
+    if (dst == NULL)
+        return err ? err : 0;
+    shm_pack_write(dst, m);
     fy_ring_commit(&sp->w, FY_RING_F_PACK);
     return 1;
+}
+
+static int shm_hwm_full(struct shm_pipe *sp);
+
+/* Sends m as a REF to where the broadcast pool holds it (pool.h). 1, 0
+ * no room in the ring (or over the HWM), SHM_COPY when it must be copied
+ * instead, < 0 the peer broke the ring. */
+#define SHM_COPY 2
+static int put_ref(struct shm_pipe *sp, const struct fy_txmsg *m)
+{
+    if (shm_hwm_full(sp)) {
+        want_room(sp);
+        return 0;
+    }
+    struct shm_ref ref;
+    uint64_t chunk;
+    int rc = shm_pool_place(&sp->pool, m, &ref, &chunk);
+    if (rc < 0)
+        return fy_err(rc, "shm pipe %d (peer pid %d): the peer wrote an impossible ring head",
+                      sp->base.id, sp->base.peer_pid);
+    if (rc == 0)
+        return SHM_COPY;
+    rc = put_record(sp, &ref, sizeof ref, FY_RING_F_REF);
+    if (rc == 1)
+        shm_pool_hold(&sp->pool, chunk, sp->w.tail);
+    else if (rc == 0)
+        want_room(sp);
+    return rc;
 }
 
 /* Continues writing m from sp->tx_part/tx_off. 1 done, 0 room ran out. */
@@ -240,6 +276,12 @@ static int shm_send_records(struct shm_pipe *sp, const struct fy_txmsg *m, int *
         if (rc == 0)
             want_room(sp);
         return rc;
+    }
+    if (m->fan != NULL && sp->pool.pool != NULL && !p->tx_partial && m->total >= SHM_POOL_MIN) {
+        rc = put_ref(sp, m);
+        *wrote = rc == 1;
+        if (rc != SHM_COPY)
+            return rc;
     }
     uint64_t packed = p->tx_partial ? 0 : pack_len(sp, m);
     if ((!p->tx_partial && m->nparts == 1 && m->parts[0].len <= sp->max_rec) || packed) {
@@ -618,6 +660,40 @@ static int rx_take_pack(struct shm_pipe *sp, const struct fy_ring_rec *rec, stru
     return rc;
 }
 
+/* A REF record: the message lies in the peer's broadcast pool, which we
+ * map read-only. It is delivered as a record in place would be (its parts
+ * point into the pool; the REF record is held until they are freed, and
+ * moving head past it gives the chunk back), or copied out when too many
+ * are held. The reference is copied out of the ring and checked against
+ * our mapping; the pool's bytes are the peer's as a record's are. */
+static int rx_take_ref(struct shm_pipe *sp, const struct fy_ring_rec *rec, struct fy_rxmsg *m,
+                       int *moved)
+{
+    struct shm_ref ref;
+    if (rec->len != sizeof ref || sp->rx_pool == NULL || sp->partial.nparts > 0 || sp->cur_len > 0)
+        return fy_err(FERRY_ECORRUPT, "shm pipe %d (peer pid %d): a pool reference %s", sp->base.id,
+                      sp->base.peer_pid, sp->rx_pool == NULL ? "without a pool" : "out of place");
+    memcpy(&ref, rec->data, sizeof ref);
+    if (ref.off > sp->rx_pool_len || ref.len > sp->rx_pool_len - ref.off || ref.len == 0 ||
+        ref.parts > SHM_PACK_PARTS)
+        return fy_err(FERRY_ECORRUPT,
+                      "shm pipe %d (peer pid %d): a pool reference outside the pool (%llu bytes "
+                      "at %llu)",
+                      sp->base.id, sp->base.peer_pid, (unsigned long long)ref.len,
+                      (unsigned long long)ref.off);
+    struct fy_ring_rec in = {.data = sp->rx_pool + ref.off,
+                             .len = (uint32_t)ref.len,
+                             .flags = ref.parts ? FY_RING_F_PACK : 0,
+                             .end = rec->end};
+    if (ref.parts)
+        return rx_take_pack(sp, &in, m, moved);
+    ferry_msg *msg = NULL;
+    int rc = rx_take_whole(sp, &in, 1, &msg, moved);
+    if (rc == 0)
+        fy_rxmsg_one(m, msg);
+    return rc;
+}
+
 static void rx_command(struct shm_pipe *sp, const struct fy_ring_rec *rec)
 {
     const unsigned char *d = rec->data;
@@ -678,8 +754,9 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             moved_any |= moved;
             continue;
         }
-        if (rec.flags & FY_RING_F_PACK) {
-            rc = rx_take_pack(sp, &rec, m, &moved);
+        if (rec.flags & FY_RING_F_PACK) { /* packed, or a REF (PACK|CONT) */
+            rc = rec.flags & FY_RING_F_CONT ? rx_take_ref(sp, &rec, m, &moved)
+                                            : rx_take_pack(sp, &rec, m, &moved);
             if (rc < 0)
                 break;
             moved_any |= moved;
@@ -817,6 +894,9 @@ static void shm_destroy(struct fy_pipe *p)
         ferry_msg_free(sp->partial.parts[i]);
     sp->partial.nparts = 0;
     rx_partial_drop(sp);
+    shm_pool_unlink(&sp->pool);
+    if (sp->rx_pool)
+        munmap((void *)sp->rx_pool, sp->rx_pool_len);
     if (sp->map)
         munmap(sp->map, sp->map_len);
     if (sp->peer_wake)
@@ -862,6 +942,8 @@ void shm_pipe_rings(struct shm_pipe *sp, ferry_socket *s, uint64_t cap, int dial
      * HWM its writer works under, so a writer held by the HWM moves on. */
     uint64_t in_hwm = hwm_min(peer_sndhwm, (uint64_t)s->opt.rcvhwm);
     sp->r.publish_msgs = in_hwm ? (in_hwm + 1) / 2 : UINT64_MAX;
+    /* the writer reuses its pool as soon as our head passes its REFs */
+    sp->r.eager = sp->rx_pool != NULL;
 }
 
 const struct fy_pipe_ops fy_shm_pipe_ops = {

@@ -1,0 +1,428 @@
+/*
+ * test_shm_pool.c - the broadcast pool of shm:// (src/transport/shm/pool.h):
+ * a PUB writes a message for several subscribers once and each reads it in
+ * place. What is checked: every subscriber gets every message whole and in
+ * order, through the pool (in place) and through the copying fallback; the
+ * subscribers cannot write the pool; a subscriber that lies about its ring
+ * head is cut off while the others are served; a slow one costs copies and
+ * its own drops, never a stall; a SIGKILLed one gives back what it held;
+ * and a publisher that points outside its pool is refused by the reader.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "transport/shm/shm_int.h"
+
+#define NSUBS 3
+
+/* Message i: 8-byte index, then bytes derived from it, len bytes in all. */
+static void fill(unsigned char *b, size_t len, uint64_t i)
+{
+    memcpy(b, &i, sizeof i);
+    for (size_t k = sizeof i; k < len; k++)
+        b[k] = (unsigned char)(i * 31u + k * 7u);
+}
+
+static int check(const unsigned char *b, size_t len, uint64_t i)
+{
+    uint64_t got;
+    memcpy(&got, b, sizeof got);
+    if (got != i)
+        return 0;
+    for (size_t k = sizeof i; k < len; k++)
+        if (b[k] != (unsigned char)(i * 31u + k * 7u))
+            return 0;
+    return 1;
+}
+
+static size_t size_of(uint64_t i)
+{
+    static const size_t sizes[] = {100, 2048, 5000, 65536, 300000, 2047, 12345};
+    return sizes[i % (sizeof sizes / sizeof sizes[0])];
+}
+
+static struct shm_pipe *first_pipe(ferry_socket *s)
+{
+    assert_true(s->npipes >= 1);
+    assert_ptr_equal(s->pipes[0]->ops, &fy_shm_pipe_ops);
+    return (struct shm_pipe *)s->pipes[0];
+}
+
+static struct shm_pool *pool_of(ferry_socket *pub)
+{
+    for (size_t i = 0; i < pub->npipes; i++) {
+        struct shm_pipe *sp = (struct shm_pipe *)pub->pipes[i];
+        if (sp->pool.pool != NULL)
+            return sp->pool.pool;
+    }
+    return NULL;
+}
+
+static uint64_t pool_count(struct shm_pool *pl, const uint64_t *field)
+{
+    pthread_mutex_lock(&pl->lk);
+    uint64_t v = *field;
+    pthread_mutex_unlock(&pl->lk);
+    return v;
+}
+
+static size_t pool_links(struct shm_pool *pl)
+{
+    pthread_mutex_lock(&pl->lk);
+    size_t v = pl->nlinks;
+    pthread_mutex_unlock(&pl->lk);
+    return v;
+}
+
+/* A PUB bound at url with a pool of pool_bytes, and n SUBs on it
+ * subscribed to everything. */
+static ferry_socket *pub_with_subs(char *url, size_t ulen, int64_t pool_bytes, ferry_socket **subs,
+                                   int n)
+{
+    t_url(url, ulen, "pool");
+    ferry_socket *pub = t_open_timed(FERRY_PUB);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, pool_bytes), 0);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_RING_SIZE, 4 << 20), 0);
+    assert_int_equal(ferry_listen(pub, url), 0);
+    for (int k = 0; k < n; k++) {
+        subs[k] = t_open_timed(FERRY_SUB);
+        assert_int_equal(ferry_setopt_int(subs[k], FERRY_OPT_RING_SIZE, 4 << 20), 0);
+        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
+        assert_int_equal(ferry_dial(subs[k], url), 0);
+    }
+    assert_int_equal(ferry_wait_peers(pub, n, 10000), 0);
+    return pub;
+}
+
+/* Receives message i on s and checks it; 1 if it came in place out of
+ * the pool. */
+static int recv_check_len(ferry_socket *s, uint64_t i, size_t want)
+{
+    ferry_msg *m = NULL;
+    assert_int_equal(ferry_msg_recv(s, &m, 0), 0);
+    size_t len = ferry_msg_size(m);
+    assert_int_equal(len, want);
+    assert_true(check(ferry_msg_data(m), len, i));
+    struct shm_pipe *sp = (struct shm_pipe *)m->pipe;
+    int pooled = m->kind == FY_MSG_INPLACE && sp->rx_pool != NULL &&
+                 (const unsigned char *)m->data >= sp->rx_pool &&
+                 (const unsigned char *)m->data < sp->rx_pool + sp->rx_pool_len;
+    ferry_msg_free(m);
+    return pooled;
+}
+
+static int recv_check(ferry_socket *s, uint64_t i) { return recv_check_len(s, i, size_of(i)); }
+
+/* Every subscriber gets every message, in order and intact, of sizes on
+ * both sides of the pool's threshold; those of 2 KiB and more come in
+ * place out of the pool, and the pool goes round many times. */
+static void test_pool_delivers(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[NSUBS];
+    ferry_socket *pub = pub_with_subs(url, sizeof url, 1 << 20, subs, NSUBS);
+    unsigned char *buf = malloc(300000);
+    uint64_t pooled = 0, big = 0, i = 0;
+    for (int round = 0; round < 60; round++) {
+        uint64_t first = i;
+        for (int k = 0; k < 6; k++, i++) { /* at most ~0.7 MiB out at once */
+            fill(buf, size_of(i), i);
+            assert_int_equal(ferry_send(pub, buf, size_of(i), 0), 0);
+        }
+        for (int s = 0; s < NSUBS; s++)
+            for (uint64_t j = first; j < i; j++) {
+                pooled += (uint64_t)recv_check(subs[s], j);
+                big += size_of(j) >= SHM_POOL_MIN;
+            }
+    }
+    struct shm_pool *pl = pool_of(pub);
+    assert_non_null(pl);
+    assert_int_equal(pooled, big); /* every large one, for every subscriber */
+    assert_int_equal(pool_count(pl, &pl->fallbacks), 0);
+    assert_int_equal(pool_count(pl, &pl->placed), big / NSUBS);
+    int64_t dropped = -1;
+    assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
+    assert_int_equal(dropped, 0);
+    free(buf);
+    for (int s = 0; s < NSUBS; s++)
+        ferry_close(subs[s]);
+    ferry_close(pub);
+}
+
+/* Multipart messages (a topic, then a body) travel packed in one chunk. */
+static void test_pool_multipart(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[2];
+    ferry_socket *pub = pub_with_subs(url, sizeof url, 1 << 20, subs, 2);
+    unsigned char body[10000];
+    for (uint64_t i = 0; i < 500; i++) {
+        fill(body, sizeof body, i);
+        assert_int_equal(ferry_send(pub, "camera/front", 12, FERRY_MORE), 0);
+        assert_int_equal(ferry_send(pub, body, sizeof body, 0), 0);
+        for (int s = 0; s < 2; s++) {
+            char topic[32];
+            size_t tlen = 0;
+            assert_int_equal(ferry_recv(subs[s], topic, sizeof topic, &tlen, 0), 0);
+            assert_int_equal(tlen, 12);
+            assert_memory_equal(topic, "camera/front", 12);
+            int64_t more = 0;
+            ferry_getopt_int(subs[s], FERRY_OPT_RCVMORE, &more);
+            assert_int_equal(more, 1);
+            ferry_msg *m = NULL;
+            assert_int_equal(ferry_msg_recv(subs[s], &m, 0), 0);
+            assert_int_equal(ferry_msg_size(m), sizeof body);
+            assert_true(check(ferry_msg_data(m), sizeof body, i));
+            ferry_msg_free(m);
+        }
+    }
+    struct shm_pool *pl = pool_of(pub);
+    assert_int_equal(pool_count(pl, &pl->placed), 500);
+    assert_int_equal(pool_count(pl, &pl->fallbacks), 0);
+    for (int s = 0; s < 2; s++)
+        ferry_close(subs[s]);
+    ferry_close(pub);
+}
+
+/* A subscriber can read the pool and nothing more: its mapping cannot be
+ * made writable, and the pool's memfd cannot be mapped writable again. */
+static void test_pool_read_only(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[2];
+    ferry_socket *pub = pub_with_subs(url, sizeof url, 1 << 20, subs, 2);
+    struct shm_pipe *sp = first_pipe(subs[0]);
+    assert_non_null(sp->rx_pool);
+    assert_int_equal(mprotect((void *)sp->rx_pool, sp->rx_pool_len, PROT_READ | PROT_WRITE), -1);
+    struct shm_pool *pl = pool_of(pub);
+    assert_non_null(pl);
+    void *w = mmap(NULL, pl->size, PROT_READ | PROT_WRITE, MAP_SHARED, pl->fd, 0);
+    assert_true(w == MAP_FAILED);
+    assert_int_equal(errno, EPERM);
+    for (int s = 0; s < 2; s++)
+        ferry_close(subs[s]);
+    ferry_close(pub);
+}
+
+/* A subscriber that writes an impossible head into its ring (to make the
+ * publisher reuse chunks early, or to confuse it) is cut off; the others
+ * get every message intact. */
+static void test_pool_scribbled_head(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[2];
+    ferry_socket *pub = pub_with_subs(url, sizeof url, 256 << 10, subs, 2);
+    unsigned char buf[20000];
+    struct shm_pipe *liar = first_pipe(subs[0]);
+    for (uint64_t i = 0; i < 4; i++) { /* the liar holds references, unread */
+        fill(buf, sizeof buf, i);
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        ferry_msg *m = NULL;
+        assert_int_equal(ferry_msg_recv(subs[1], &m, 0), 0);
+        assert_true(check(ferry_msg_data(m), sizeof buf, i));
+        ferry_msg_free(m);
+    }
+    atomic_store(&liar->r.sh->head, (uint64_t)1 << 40);
+    for (uint64_t i = 4; i < 400; i++) {
+        fill(buf, sizeof buf, i);
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        ferry_msg *m = NULL;
+        assert_int_equal(ferry_msg_recv(subs[1], &m, 0), 0);
+        assert_int_equal(ferry_msg_size(m), sizeof buf);
+        assert_true(check(ferry_msg_data(m), sizeof buf, i));
+        ferry_msg_free(m);
+    }
+    int64_t errors = 0;
+    assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_ERRORS, &errors), 0);
+    assert_true(errors >= 1);
+    for (int s = 0; s < 2; s++)
+        ferry_close(subs[s]);
+    ferry_close(pub);
+}
+
+/* A subscriber that never reads costs the publisher copies and loses
+ * messages at its HWM; the publisher never waits and the reader that keeps
+ * up gets everything. */
+static void test_pool_slow_subscriber(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[2];
+    t_url(url, sizeof url, "pool");
+    ferry_socket *pub = t_open_timed(FERRY_PUB);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, 128 << 10), 0);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDTIMEO, 0), 0);
+    assert_int_equal(ferry_listen(pub, url), 0);
+    for (int k = 0; k < 2; k++) {
+        subs[k] = t_open_timed(FERRY_SUB);
+        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
+        assert_int_equal(ferry_dial(subs[k], url), 0);
+    }
+    assert_int_equal(ferry_wait_peers(pub, 2, 10000), 0);
+    unsigned char buf[10000];
+    for (uint64_t i = 0; i < 3000; i++) {
+        fill(buf, sizeof buf, i);
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        ferry_msg *m = NULL;
+        assert_int_equal(ferry_msg_recv(subs[1], &m, 0), 0);
+        assert_int_equal(ferry_msg_size(m), sizeof buf);
+        assert_true(check(ferry_msg_data(m), sizeof buf, i));
+        ferry_msg_free(m);
+    }
+    struct shm_pool *pl = pool_of(pub);
+    assert_true(pool_count(pl, &pl->fallbacks) > 0);
+    int64_t dropped = 0;
+    assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
+    assert_true(dropped > 0); /* the slow one's, at its HWM or ring */
+    /* what the slow one did take is whole and in order */
+    ferry_msg *m = NULL;
+    uint64_t prev = 0;
+    int got = 0;
+    while (ferry_msg_recv(subs[0], &m, FERRY_DONTWAIT) == 0) {
+        uint64_t i;
+        memcpy(&i, ferry_msg_data(m), sizeof i);
+        assert_true(got == 0 || i > prev);
+        assert_true(check(ferry_msg_data(m), ferry_msg_size(m), i));
+        prev = i;
+        got++;
+        ferry_msg_free(m);
+    }
+    assert_true(got > 0);
+    for (int s = 0; s < 2; s++)
+        ferry_close(subs[s]);
+    ferry_close(pub);
+}
+
+/* A subscriber SIGKILLed while it holds messages in place in the pool
+ * gives them back: afterwards the pool serves the survivor without a
+ * single copy. */
+static void test_pool_killed_reader(void **state)
+{
+    (void)state;
+    char url[96];
+    t_url(url, sizeof url, "poolkill");
+    struct t_pipe bound, held;
+    t_pipe_open(&bound);
+    t_pipe_open(&held);
+    pid_t kid = fork(); /* before this process has any thread */
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        t_die_with_parent();
+        t_pipe_recv(&bound);
+        ferry_socket *sub = NULL;
+        CHILD_CHECK(ferry_socket_open(&sub, FERRY_SUB) == 0, 2);
+        ferry_setopt_int(sub, FERRY_OPT_RCVTIMEO, 10000);
+        CHILD_CHECK(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "", 0) == 0, 3);
+        CHILD_CHECK(ferry_dial(sub, url) == 0, 4);
+        t_pipe_send(&held, 'c');
+        ferry_msg *keep[8];
+        for (int k = 0; k < 8; k++) /* held, in place, until killed */
+            CHILD_CHECK(ferry_msg_recv(sub, &keep[k], 0) == 0, 5);
+        t_pipe_send(&held, 'h');
+        pause();
+        _exit(0);
+    }
+    ferry_socket *pub = t_open_timed(FERRY_PUB);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, 1 << 20), 0);
+    assert_int_equal(ferry_listen(pub, url), 0);
+    ferry_socket *subs[2]; /* two survivors: one would get copies (no fan-out) */
+    for (int k = 0; k < 2; k++) {
+        subs[k] = t_open_timed(FERRY_SUB);
+        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
+        assert_int_equal(ferry_dial(subs[k], url), 0);
+    }
+    t_pipe_send(&bound, 'b');
+    assert_int_equal(t_pipe_recv(&held), 'c');
+    assert_int_equal(ferry_wait_peers(pub, 3, 10000), 0);
+    static unsigned char buf[100000];
+    uint64_t i = 0;
+    for (; i < 8; i++) { /* 800 KB of a 1 MiB pool: the child holds them */
+        fill(buf, sizeof buf, i);
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(recv_check_len(subs[k], i, sizeof buf), 1);
+    }
+    assert_int_equal(t_pipe_recv(&held), 'h');
+    kill(kid, SIGKILL);
+    assert_int_equal(t_wait(kid), 128 + SIGKILL);
+    struct shm_pool *pl = pool_of(pub);
+    assert_non_null(pl);
+    /* the publisher learns of the death from its I/O thread; the pipe's
+     * holds go when it is destroyed */
+    uint64_t deadline = t_now_ms() + 10000;
+    while (pool_links(pl) != 2 && t_now_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(pool_links(pl), 2);
+    uint64_t fb = pool_count(pl, &pl->fallbacks);
+    for (; i < 100; i++) {
+        fill(buf, sizeof buf, i);
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        for (int k = 0; k < 2; k++)
+            assert_int_equal(recv_check_len(subs[k], i, sizeof buf), 1);
+    }
+    assert_int_equal(pool_count(pl, &pl->fallbacks), fb);
+    for (int k = 0; k < 2; k++)
+        ferry_close(subs[k]);
+    ferry_close(pub);
+    t_pipe_close(&bound);
+    t_pipe_close(&held);
+}
+
+/* A publisher whose REF points outside its pool, or that sends a REF
+ * without having offered a pool, is dropped by the reader as corrupt. */
+static void ref_refused(int64_t pool_bytes, uint64_t off)
+{
+    char url[96];
+    ferry_socket *subs[1];
+    ferry_socket *pub = pub_with_subs(url, sizeof url, pool_bytes, subs, 1);
+    struct shm_pipe *w = first_pipe(pub);
+    struct shm_ref ref = {.off = off, .len = 4096};
+    int err = 0;
+    void *dst = fy_ring_claim(&w->w, sizeof ref, &err);
+    assert_non_null(dst);
+    memcpy(dst, &ref, sizeof ref);
+    fy_ring_commit(&w->w, FY_RING_F_REF);
+    assert_int_equal(ferry_send(pub, "x", 1, 0), 0); /* wakes the reader */
+    char b[16];
+    ferry_setopt_int(subs[0], FERRY_OPT_RCVTIMEO, 300);
+    size_t blen = 0;
+    assert_int_equal(ferry_recv(subs[0], b, sizeof b, &blen, 0), FERRY_ETIMEDOUT);
+    int64_t errors = 0;
+    assert_int_equal(ferry_getopt_int(subs[0], FERRY_OPT_ERRORS, &errors), 0);
+    assert_int_equal(errors, 1);
+    ferry_close(subs[0]);
+    ferry_close(pub);
+}
+
+static void test_ref_outside_pool(void **state)
+{
+    (void)state;
+    ref_refused(1 << 20, (1 << 20) - 100);
+}
+
+static void test_ref_without_pool(void **state)
+{
+    (void)state;
+    ref_refused(0, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pool_killed_reader), /* forks: first, before any thread */
+        cmocka_unit_test(test_pool_delivers),
+        cmocka_unit_test(test_pool_multipart),
+        cmocka_unit_test(test_pool_read_only),
+        cmocka_unit_test(test_pool_scribbled_head),
+        cmocka_unit_test(test_pool_slow_subscriber),
+        cmocka_unit_test(test_ref_outside_pool),
+        cmocka_unit_test(test_ref_without_pool),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
