@@ -661,9 +661,12 @@ FERRY_API int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, in
  * message is still yours. ferry_msg_recv() returns the next part; on
  * shm:// its data is read in place, in the ring, until ferry_msg_free()
  * (every part that fits one ring record, multipart messages included;
- * parts larger than that arrive in ordinary memory). At most one
- * allocated, unsent message per socket at a time: a second
- * ferry_msg_alloc() gets ordinary memory. */
+ * parts larger than that arrive in ordinary memory). A received message's
+ * data is for reading: a message of 2 KiB or more that a PUB or XPUB sent to
+ * several shm:// subscribers lies in the publisher's broadcast pool, which
+ * subscribers map read-only (FERRY_OPT_SHM_POOL), and writing to it faults;
+ * copy it to change it. At most one allocated, unsent message per socket at
+ * a time: a second ferry_msg_alloc() gets ordinary memory. */
 FERRY_API int ferry_msg_alloc(ferry_socket *s, ferry_msg **m, size_t size);
 FERRY_API int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags);
 FERRY_API int ferry_msg_recv(ferry_socket *s, ferry_msg **m, int flags);

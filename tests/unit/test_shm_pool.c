@@ -299,6 +299,81 @@ static void test_pool_slow_subscriber(void **state)
     ferry_close(pub);
 }
 
+/* References count against the subscriber's HWM like any message: a
+ * stalled subscriber holds about SNDHWM of them, the rest are dropped. */
+static void test_pool_hwm(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[2];
+    t_url(url, sizeof url, "pool");
+    ferry_socket *pub = t_open_timed(FERRY_PUB);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 8), 0);
+    assert_int_equal(ferry_listen(pub, url), 0);
+    for (int k = 0; k < 2; k++) {
+        subs[k] = t_open_timed(FERRY_SUB);
+        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
+        assert_int_equal(ferry_dial(subs[k], url), 0);
+    }
+    assert_int_equal(ferry_wait_peers(pub, 2, 10000), 0);
+    unsigned char buf[4096];
+    for (uint64_t i = 0; i < 200; i++) {
+        fill(buf, sizeof buf, i);
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        assert_int_equal(recv_check_len(subs[1], i, sizeof buf), 1);
+    }
+    int got = 0;
+    ferry_msg *m = NULL;
+    while (ferry_msg_recv(subs[0], &m, FERRY_DONTWAIT) == 0) {
+        got++;
+        ferry_msg_free(m);
+    }
+    assert_true(got >= 8 && got <= 16); /* the HWM is approximate by half of it */
+    int64_t dropped = 0;
+    assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
+    assert_int_equal(dropped, 200 - got);
+    for (int k = 0; k < 2; k++)
+        ferry_close(subs[k]);
+    ferry_close(pub);
+}
+
+/* A message read in place out of the pool stays valid after its socket is
+ * closed, until it is freed, however much the publisher sends meanwhile;
+ * after the free the publisher sees the subscriber leave. */
+static void test_pool_held_after_close(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[3];
+    ferry_socket *pub = pub_with_subs(url, sizeof url, 256 << 10, subs, 3);
+    unsigned char buf[20000];
+    fill(buf, sizeof buf, 0);
+    assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+    ferry_msg *kept = NULL;
+    assert_int_equal(ferry_msg_recv(subs[0], &kept, 0), 0);
+    for (int k = 1; k < 3; k++)
+        assert_int_equal(recv_check_len(subs[k], 0, sizeof buf), 1);
+    ferry_close(subs[0]);                /* still holding message 0 */
+    for (uint64_t i = 1; i < 200; i++) { /* the pool goes round about 15 times */
+        fill(buf, sizeof buf, i);
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        for (int k = 1; k < 3; k++)
+            recv_check_len(subs[k], i, sizeof buf);
+    }
+    assert_int_equal(ferry_msg_size(kept), sizeof buf);
+    assert_true(check(ferry_msg_data(kept), sizeof buf, 0));
+    ferry_msg_free(kept);
+    uint64_t deadline = t_now_ms() + 10000;
+    int64_t peers = 3;
+    while (ferry_getopt_int(pub, FERRY_OPT_PEERS, &peers) == 0 && peers != 2 &&
+           t_now_ms() < deadline)
+        usleep(1000);
+    assert_int_equal(peers, 2);
+    for (int k = 1; k < 3; k++)
+        ferry_close(subs[k]);
+    ferry_close(pub);
+}
+
 /* A subscriber SIGKILLed while it holds messages in place in the pool
  * gives them back: afterwards the pool serves the survivor without a
  * single copy. */
@@ -416,12 +491,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_killed_reader), /* forks: first, before any thread */
-        cmocka_unit_test(test_pool_delivers),
-        cmocka_unit_test(test_pool_multipart),
-        cmocka_unit_test(test_pool_read_only),
-        cmocka_unit_test(test_pool_scribbled_head),
-        cmocka_unit_test(test_pool_slow_subscriber),
-        cmocka_unit_test(test_ref_outside_pool),
+        cmocka_unit_test(test_pool_delivers),         cmocka_unit_test(test_pool_multipart),
+        cmocka_unit_test(test_pool_read_only),        cmocka_unit_test(test_pool_scribbled_head),
+        cmocka_unit_test(test_pool_slow_subscriber),  cmocka_unit_test(test_pool_hwm),
+        cmocka_unit_test(test_pool_held_after_close), cmocka_unit_test(test_ref_outside_pool),
         cmocka_unit_test(test_ref_without_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

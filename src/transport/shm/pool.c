@@ -107,22 +107,26 @@ static void link_release(struct shm_pool_link *lk, uint64_t head)
     }
 }
 
-/* Reads each peer's head and gives back what it has moved past. A head
+/* Reads a peer's head and gives back what it has moved past. A head
  * outside [tail - capacity, tail] marks the peer bad: it is cut off at its
  * next send, and holds nothing from now on. lk held. */
+static void link_reclaim(struct shm_pool_link *lk)
+{
+    if (lk->h_count == 0)
+        return;
+    uint64_t head = atomic_load_explicit(&lk->w->sh->head, memory_order_acquire);
+    if (head > lk->w->tail || lk->w->tail - head > lk->w->cap) {
+        lk->bad = 1;
+        head = UINT64_MAX;
+    }
+    link_release(lk, head);
+}
+
+/* Every peer's, then moves `freed`. lk held. */
 static void pool_reclaim(struct shm_pool *pl)
 {
-    for (size_t i = 0; i < pl->nlinks; i++) {
-        struct shm_pool_link *lk = pl->links[i];
-        if (lk->h_count == 0)
-            continue;
-        uint64_t head = atomic_load_explicit(&lk->w->sh->head, memory_order_acquire);
-        if (head > lk->w->tail || lk->w->tail - head > lk->w->cap) {
-            lk->bad = 1;
-            head = UINT64_MAX;
-        }
-        link_release(lk, head);
-    }
+    for (size_t i = 0; i < pl->nlinks; i++)
+        link_reclaim(pl->links[i]);
     pool_advance(pl);
 }
 
@@ -172,9 +176,12 @@ static int pool_put(struct shm_pool *pl, const struct fy_txmsg *m)
     /* Look at what the peers gave back only once an eighth of the pool is
      * out: each look reads a line per peer that its reader writes. */
     uint64_t seq, off;
-    if (pl->alloc - pl->freed > pl->size / 8)
+    int looked = pl->alloc - pl->freed > pl->size / 8;
+    if (looked)
         pool_reclaim(pl);
     if (pool_alloc(pl, len, &seq, &off) != 0) {
+        if (looked) /* just looked: nothing more to find */
+            return -1;
         pool_reclaim(pl);
         if (pool_alloc(pl, len, &seq, &off) != 0)
             return -1;
@@ -189,8 +196,7 @@ static int pool_put(struct shm_pool *pl, const struct fy_txmsg *m)
     return 0;
 }
 
-int shm_pool_place(struct shm_pool_link *lk, const struct fy_txmsg *m, struct shm_ref *ref,
-                   uint64_t *chunk)
+int shm_pool_place(struct shm_pool_link *lk, const struct fy_txmsg *m, struct shm_ref *ref)
 {
     struct shm_pool *pl = lk->pool;
     if (m->nparts == 0 || m->nparts > SHM_PACK_PARTS)
@@ -198,7 +204,7 @@ int shm_pool_place(struct shm_pool_link *lk, const struct fy_txmsg *m, struct sh
     pthread_mutex_lock(&pl->lk);
     int rc = 1;
     if (lk->h_count >= SHM_POOL_HOLDS)
-        pool_reclaim(pl);
+        link_reclaim(lk);
     if (lk->bad) {
         rc = FERRY_ECORRUPT;
     } else if ((m->fan->owner == pl && m->fan->id == UINT64_MAX) || lk->h_count >= SHM_POOL_HOLDS) {
@@ -209,23 +215,36 @@ int shm_pool_place(struct shm_pool_link *lk, const struct fy_txmsg *m, struct sh
         m->fan->id = UINT64_MAX;
         rc = 0;
     } else {
+        /* The hold is taken now, under the lock that placed the chunk: a
+         * pipe destroyed on another thread before the REF is in the ring
+         * must not let `freed` pass it. Its ring position comes with
+         * shm_pool_hold, after the commit. */
+        struct shm_pool_hold *h = &lk->holds[(lk->h_first + lk->h_count) % SHM_POOL_HOLDS];
+        h->ring_end = UINT64_MAX - 1; /* no head reaches it */
+        h->chunk = m->fan->id;
+        lk->h_count++;
+        chunk_at(pl, m->fan->id)->users++;
         *ref = (struct shm_ref){.off = m->fan->off, .len = m->fan->len, .parts = m->fan->parts};
-        *chunk = m->fan->id;
     }
     pthread_mutex_unlock(&pl->lk);
     return rc;
 }
 
-void shm_pool_hold(struct shm_pool_link *lk, uint64_t chunk, uint64_t ring_end)
+void shm_pool_placed(struct shm_pool_link *lk, int committed, uint64_t ring_end)
 {
     struct shm_pool *pl = lk->pool;
     pthread_mutex_lock(&pl->lk);
-    /* place() checked there is room for this hold, under the send's lock */
-    struct shm_pool_hold *h = &lk->holds[(lk->h_first + lk->h_count) % SHM_POOL_HOLDS];
-    h->ring_end = ring_end;
-    h->chunk = chunk;
-    lk->h_count++;
-    chunk_at(pl, chunk)->users++;
+    /* the hold place() took is the newest one (this pipe's send runs: its
+     * link cannot be unlinked meanwhile) */
+    if (lk->h_count > 0) {
+        struct shm_pool_hold *h = &lk->holds[(lk->h_first + lk->h_count - 1) % SHM_POOL_HOLDS];
+        if (committed) {
+            h->ring_end = ring_end;
+        } else {
+            chunk_at(pl, h->chunk)->users--;
+            lk->h_count--;
+        }
+    }
     pthread_mutex_unlock(&pl->lk);
 }
 

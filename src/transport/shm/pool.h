@@ -120,14 +120,14 @@ int shm_pool_link(struct shm_pool *pl, struct shm_pool_link *lk, struct fy_ring_
 void shm_pool_unlink(struct shm_pool_link *lk);
 
 /* Puts fan-out message m in the pool, or finds it there already (m->fan
- * says where the first pipe of this send put it), for link lk. 1 and *ref,
- * *chunk filled; 0 when it should be copied instead (no room, or lk has too
- * many references out); FERRY_ECORRUPT when lk's peer wrote an impossible
- * head. */
-int shm_pool_place(struct shm_pool_link *lk, const struct fy_txmsg *m, struct shm_ref *ref,
-                   uint64_t *chunk);
-/* The REF for chunk was committed to lk's ring, ending at ring_end. */
-void shm_pool_hold(struct shm_pool_link *lk, uint64_t chunk, uint64_t ring_end);
+ * says where the first pipe of this send put it), for link lk, and takes
+ * lk's hold on it. 1 and *ref filled: then call shm_pool_placed; 0 when it
+ * should be copied instead (no room, or lk has too many references out);
+ * FERRY_ECORRUPT when lk's peer wrote an impossible head. */
+int shm_pool_place(struct shm_pool_link *lk, const struct fy_txmsg *m, struct shm_ref *ref);
+/* After place(): the REF was committed to lk's ring, ending at ring_end,
+ * or (committed 0) not written, and the hold is given back. */
+void shm_pool_placed(struct shm_pool_link *lk, int committed, uint64_t ring_end);
 
 /* The receiving side: maps a peer's pool read-only after checking the
  * descriptor (a sealed memfd on tmpfs of exactly size bytes, size within

@@ -83,6 +83,7 @@ struct shm_tran {
     struct shm_pipe **watched;
     size_t nwatched, cap_watched;
     struct shm_pool *pool; /* the broadcast pool, once a connection needed it (s->mtx) */
+    int pool_failed;       /* making it failed (an old kernel): copies from then on */
 };
 
 static void on_timer(struct fy_timer *tm);
@@ -95,18 +96,22 @@ struct shm_pool *shm_tran_pool(ferry_socket *s)
     struct shm_tran *t = s->shm_tran;
     struct shm_pool *pl = NULL;
     if (t != NULL) {
-        if (t->pool == NULL && s->opt.shm_pool > 0)
-            t->pool = shm_pool_new(s->opt.shm_pool); /* NULL: copies, as without one */
+        if (t->pool == NULL && s->opt.shm_pool > 0 && !t->pool_failed) {
+            t->pool = shm_pool_new(s->opt.shm_pool);
+            t->pool_failed = t->pool == NULL; /* copies, as without one; not tried again */
+        }
         pl = t->pool;
     }
     pthread_mutex_unlock(&s->mtx);
     return pl;
 }
 
-int shm_pool_offer(ferry_socket *s, struct shm_pipe *sp, struct shm_ctl *c, int *fds, int *nfds)
+int shm_pool_offer(ferry_socket *s, struct shm_pipe *sp, struct shm_ctl *c, int *fds, int *nfds,
+                   struct shm_pool **offered)
 {
     struct shm_pool *pl = shm_tran_pool(s);
     c->pool_size = 0;
+    *offered = pl;
     if (pl == NULL)
         return 0;
     if (sp != NULL && shm_pool_link(pl, &sp->pool, &sp->w) != 0)
@@ -511,7 +516,8 @@ static int accept_one(struct shm_tran *t, struct shm_listener *l)
     shm_ctl_init(&c, SHM_OP_WELCOME, s);
     int efd = fy_sock_event_sender(s);
     int out_fds[3] = {s->wake_fd, efd}, nout = 2;
-    shm_pool_offer(s, NULL, &c, out_fds, &nout); /* linked once the pipe exists */
+    struct shm_pool *offered = NULL;
+    shm_pool_offer(s, NULL, &c, out_fds, &nout, &offered); /* linked once the pipe exists */
     struct shm_pending *pd = calloc(1, sizeof *pd);
     if (pd == NULL || efd < 0 || shm_ctl_send(fd, &c, out_fds, nout) != 0 ||
         fy_io_add(t->loop, &pd->io, fd, on_pending, FY_IO_IN | FY_IO_RDHUP) != 0) {
@@ -523,7 +529,7 @@ static int accept_one(struct shm_tran *t, struct shm_listener *l)
     }
     close(efd); /* the peer's now */
     pd->t = t;
-    pd->pool = c.pool_size ? t->pool : NULL;
+    pd->pool = offered;
     pd->l = l;
     pd->uid = cr.uid;
     pd->pid = cr.pid;
@@ -792,7 +798,7 @@ static void teardown(void *arg)
         struct shm_pipe *sp = t->watched[i];
         fy_io_del(&sp->io);
         sp->dialer = NULL;
-        shutdown(sp->ctl_fd, SHUT_RDWR);
+        shm_pipe_hangup(sp);
         fy_pipe_unref(&sp->base);
     }
     free(t->watched);

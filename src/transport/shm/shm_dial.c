@@ -169,7 +169,8 @@ int shm_dial_welcome(ferry_socket *s, const char *name, struct shm_pipe *sp)
     c.ring_size = cap;
     int efd = fy_sock_event_sender(s);
     int out_fds[4] = {memfd, s->wake_fd, efd}, nout = 3;
-    rc = efd < 0 ? efd : shm_pool_offer(s, sp, &c, out_fds, &nout);
+    struct shm_pool *offered = NULL;
+    rc = efd < 0 ? efd : shm_pool_offer(s, sp, &c, out_fds, &nout, &offered);
     if (rc == 0)
         rc = shm_ctl_send(sp->ctl_fd, &c, out_fds, nout);
     if (efd >= 0)

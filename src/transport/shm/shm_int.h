@@ -152,6 +152,11 @@ struct shm_pipe {
 
 extern const struct fy_pipe_ops fy_shm_pipe_ops;
 
+/* Tells the peer we are leaving: the `closed` flag and a shut control
+ * socket, or, while messages of its broadcast pool may be held here, only
+ * the read side (our watch lets go) until the pipe is destroyed. */
+void shm_pipe_hangup(struct shm_pipe *sp);
+
 /* Parts packed in one record at most: a writer's choice (the reader
  * takes up to FY_MAX_PARTS), so the table stays small. */
 #define SHM_PACK_PARTS 64
@@ -165,9 +170,10 @@ void shm_pack_write(unsigned char *dst, const struct fy_txmsg *m);
  * fans out and FERRY_OPT_SHM_POOL is not 0; else NULL (shm.c). */
 struct shm_pool *shm_tran_pool(ferry_socket *s);
 /* The pool's descriptor and size go with a WELCOME or HELLO: fills
- * c->pool_size, appends the fd to fds, links the pipe (which will send
- * into it). 0 or FERRY_ENOMEM. */
-int shm_pool_offer(ferry_socket *s, struct shm_pipe *sp, struct shm_ctl *c, int *fds, int *nfds);
+ * c->pool_size, appends the fd to fds, links the pipe sp if given (which
+ * will send into it); *offered: the pool, or NULL. 0 or FERRY_ENOMEM. */
+int shm_pool_offer(ferry_socket *s, struct shm_pipe *sp, struct shm_ctl *c, int *fds, int *nfds,
+                   struct shm_pool **offered);
 /* Maps the pool a WELCOME or HELLO brought (fd = its last descriptor). 0
  * or FERRY_EPROTO. */
 int shm_pool_accept(struct shm_pipe *sp, const struct shm_ctl *c, int fd);

@@ -166,17 +166,15 @@ static int put_ref(struct shm_pipe *sp, const struct fy_txmsg *m)
         return 0;
     }
     struct shm_ref ref;
-    uint64_t chunk;
-    int rc = shm_pool_place(&sp->pool, m, &ref, &chunk);
+    int rc = shm_pool_place(&sp->pool, m, &ref);
     if (rc < 0)
         return fy_err(rc, "shm pipe %d (peer pid %d): the peer wrote an impossible ring head",
                       sp->base.id, sp->base.peer_pid);
     if (rc == 0)
         return SHM_COPY;
     rc = put_record(sp, &ref, sizeof ref, FY_RING_F_REF);
-    if (rc == 1)
-        shm_pool_hold(&sp->pool, chunk, sp->w.tail);
-    else if (rc == 0)
+    shm_pool_placed(&sp->pool, rc == 1, sp->w.tail);
+    if (rc == 0)
         want_room(sp);
     return rc;
 }
@@ -749,7 +747,8 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
         if ((rec.flags & FY_RING_F_CMD) || !takes_data) {
             if (rec.flags & FY_RING_F_CMD)
                 rx_command(sp, &rec);
-            int msgs = !(rec.flags & (FY_RING_F_CMD | FY_RING_F_MORE | FY_RING_F_CONT));
+            int msgs = !(rec.flags & (FY_RING_F_CMD | FY_RING_F_MORE | FY_RING_F_CONT)) ||
+                       (rec.flags & FY_RING_F_REF) == FY_RING_F_REF;
             fy_ring_take(&sp->r, &rec, 0, (uint32_t)msgs, &moved);
             moved_any |= moved;
             continue;
@@ -873,6 +872,21 @@ static void shm_close(struct fy_pipe *p)
      * held, as their release needs), not at destroy, which they would
      * keep from ever coming. */
     rx_partial_drop(sp);
+    shm_pipe_hangup(sp);
+}
+
+void shm_pipe_hangup(struct shm_pipe *sp)
+{
+    /* Messages read in place out of the peer's broadcast pool stay valid
+     * until freed, after the close too; the peer reuses their chunks once
+     * it thinks us gone. So with a pool the peer learns of it when the
+     * last of them is freed (shm_destroy closes the socket); our own
+     * watch sees the read side shut now and lets its reference go. */
+    if (sp->rx_pool != NULL) {
+        if (sp->ctl_fd >= 0)
+            shutdown(sp->ctl_fd, SHUT_RD);
+        return;
+    }
     struct shm_conn_hdr *h = sp->map;
     if (h != NULL)
         atomic_store_explicit(&h->closed[sp->side], 1, memory_order_relaxed);
@@ -895,8 +909,12 @@ static void shm_destroy(struct fy_pipe *p)
     sp->partial.nparts = 0;
     rx_partial_drop(sp);
     shm_pool_unlink(&sp->pool);
-    if (sp->rx_pool)
+    if (sp->rx_pool) { /* what shm_pipe_hangup left for now: nothing is read in place any more */
+        if (sp->map != NULL)
+            atomic_store_explicit(&((struct shm_conn_hdr *)sp->map)->closed[sp->side], 1,
+                                  memory_order_relaxed);
         munmap((void *)sp->rx_pool, sp->rx_pool_len);
+    }
     if (sp->map)
         munmap(sp->map, sp->map_len);
     if (sp->peer_wake)
