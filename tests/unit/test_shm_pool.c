@@ -299,6 +299,55 @@ static void test_pool_slow_subscriber(void **state)
     ferry_close(pub);
 }
 
+/* A subscriber that keeps a message holds the chunks of what was sent to
+ * it since (its ring gives records back in order), but no one else's:
+ * the subscribers of another topic go on through the pool, and the kept
+ * message stays intact. */
+static void test_pool_kept_message(void **state)
+{
+    (void)state;
+    char url[96];
+    t_url(url, sizeof url, "pool");
+    ferry_socket *pub = t_open_timed(FERRY_PUB);
+    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, 256 << 10), 0);
+    assert_int_equal(ferry_listen(pub, url), 0);
+    ferry_socket *subs[3];
+    for (int k = 0; k < 3; k++) {
+        subs[k] = t_open_timed(FERRY_SUB);
+        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, k == 0 ? "a" : "b", 1), 0);
+        assert_int_equal(ferry_dial(subs[k], url), 0);
+    }
+    assert_int_equal(ferry_wait_peers(pub, 3, 10000), 0);
+    unsigned char buf[20000];
+    memset(buf, 'a', sizeof buf);
+    assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+    ferry_msg *kept = NULL;
+    assert_int_equal(ferry_msg_recv(subs[0], &kept, 0), 0);
+    for (uint64_t i = 1; i < 300; i++) { /* the pool's room is used about 20 times over */
+        fill(buf, sizeof buf, i);
+        buf[0] = 'b';
+        assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
+        for (int k = 1; k < 3; k++) {
+            ferry_msg *m = NULL;
+            assert_int_equal(ferry_msg_recv(subs[k], &m, 0), 0);
+            struct shm_pipe *sp = (struct shm_pipe *)m->pipe;
+            assert_true((const unsigned char *)m->data >= sp->rx_pool &&
+                        (const unsigned char *)m->data < sp->rx_pool + sp->rx_pool_len);
+            assert_int_equal(memcmp(m->data, buf, sizeof buf), 0);
+            ferry_msg_free(m);
+        }
+    }
+    struct shm_pool *pl = pool_of(pub);
+    assert_int_equal(pool_count(pl, &pl->fallbacks), 0);
+    const unsigned char *d = ferry_msg_data(kept);
+    for (size_t k = 0; k < sizeof buf; k++)
+        assert_int_equal(d[k], 'a');
+    ferry_msg_free(kept);
+    for (int k = 0; k < 3; k++)
+        ferry_close(subs[k]);
+    ferry_close(pub);
+}
+
 /* References count against the subscriber's HWM like any message: a
  * stalled subscriber holds about SNDHWM of them, the rest are dropped. */
 static void test_pool_hwm(void **state)
@@ -491,10 +540,15 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_killed_reader), /* forks: first, before any thread */
-        cmocka_unit_test(test_pool_delivers),         cmocka_unit_test(test_pool_multipart),
-        cmocka_unit_test(test_pool_read_only),        cmocka_unit_test(test_pool_scribbled_head),
-        cmocka_unit_test(test_pool_slow_subscriber),  cmocka_unit_test(test_pool_hwm),
-        cmocka_unit_test(test_pool_held_after_close), cmocka_unit_test(test_ref_outside_pool),
+        cmocka_unit_test(test_pool_delivers),
+        cmocka_unit_test(test_pool_multipart),
+        cmocka_unit_test(test_pool_read_only),
+        cmocka_unit_test(test_pool_scribbled_head),
+        cmocka_unit_test(test_pool_slow_subscriber),
+        cmocka_unit_test(test_pool_kept_message),
+        cmocka_unit_test(test_pool_hwm),
+        cmocka_unit_test(test_pool_held_after_close),
+        cmocka_unit_test(test_ref_outside_pool),
         cmocka_unit_test(test_ref_without_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,12 +1,11 @@
 /*
  * pool.c - the broadcast pool of shm:// (pool.h says what and why).
  *
- * The pool is used as a ring of chunks: a chunk is taken at `alloc` (a
- * chunk never wraps: the bytes left before the end are charged to it), and
- * `freed` moves over the oldest chunks once no ring refers to them. Chunks
- * are released roughly in the order they were sent, so a FIFO is enough;
- * a chunk still held keeps the ones after it in use, which costs room, not
- * correctness.
+ * Chunks are taken first fit from the front of a list of free extents
+ * (sorted, neighbours merged), so the pool's working set stays about what
+ * is in flight, warm in the cache, and chunks one subscriber keeps for
+ * long do not hold up the reuse of the others'. With the few chunks in
+ * flight of a healthy stream the list has one or two extents.
  */
 #include "pool.h"
 
@@ -46,6 +45,8 @@ struct shm_pool *shm_pool_new(uint64_t size)
               F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0)
         goto fail;
     pl->size = size;
+    pl->free[0] = (struct shm_pool_extent){0, size};
+    pl->nfree = 1;
     pl->refs = 1;
     pthread_mutex_init(&pl->lk, NULL);
     return pl;
@@ -78,16 +79,51 @@ static struct shm_pool_chunk *chunk_at(struct shm_pool *pl, uint64_t seq)
     return &pl->chunks[seq % SHM_POOL_CHUNKS];
 }
 
-/* Moves `freed` over the oldest chunks nobody refers to. lk held. */
-static void pool_advance(struct shm_pool *pl)
+/* The chunk seq if it is still in use, else NULL. */
+static struct shm_pool_chunk *chunk_live(struct shm_pool *pl, uint64_t seq)
 {
-    while (pl->c_count > 0 && chunk_at(pl, pl->c_first)->users == 0) {
-        pl->freed = chunk_at(pl, pl->c_first)->end;
-        pl->c_first++;
-        pl->c_count--;
+    struct shm_pool_chunk *c = chunk_at(pl, seq);
+    return c->live && c->seq == seq ? c : NULL;
+}
+
+/* Gives c's room back, merged with its free neighbours. lk held. */
+static void chunk_free(struct shm_pool *pl, struct shm_pool_chunk *c)
+{
+    uint32_t lo = 0, hi = pl->nfree; /* the first extent after c */
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (pl->free[mid].off < c->off)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    if (pl->c_count == 0)
-        pl->alloc = pl->freed = 0; /* empty: start again at the front, where pages are warm */
+    int prev = lo > 0 && pl->free[lo - 1].off + pl->free[lo - 1].len == c->off;
+    int next = lo < pl->nfree && c->off + c->len == pl->free[lo].off;
+    if (prev && next) {
+        pl->free[lo - 1].len += c->len + pl->free[lo].len;
+        memmove(&pl->free[lo], &pl->free[lo + 1], (pl->nfree - lo - 1) * sizeof pl->free[0]);
+        pl->nfree--;
+    } else if (prev) {
+        pl->free[lo - 1].len += c->len;
+    } else if (next) {
+        pl->free[lo].off = c->off;
+        pl->free[lo].len += c->len;
+    } else {
+        memmove(&pl->free[lo + 1], &pl->free[lo], (pl->nfree - lo) * sizeof pl->free[0]);
+        pl->free[lo] = (struct shm_pool_extent){c->off, c->len};
+        pl->nfree++;
+    }
+    c->live = 0;
+    pl->live--;
+    pl->used -= c->len;
+}
+
+/* One ring lets go of chunk seq; the last one frees it. lk held. */
+static void chunk_unuse(struct shm_pool *pl, uint64_t seq)
+{
+    struct shm_pool_chunk *c = chunk_live(pl, seq);
+    if (c != NULL && c->users > 0 && --c->users == 0)
+        chunk_free(pl, c);
 }
 
 /* Gives back the holds of lk up to ring position head (all with head =
@@ -99,9 +135,7 @@ static void link_release(struct shm_pool_link *lk, uint64_t head)
         struct shm_pool_hold *h = &lk->holds[lk->h_first % SHM_POOL_HOLDS];
         if (h->ring_end > head)
             break;
-        uint64_t seq = h->chunk;
-        if (seq - pl->c_first < pl->c_count) /* (always: a held chunk stays in use) */
-            chunk_at(pl, seq)->users--;
+        chunk_unuse(pl, h->chunk);
         lk->h_first++;
         lk->h_count--;
     }
@@ -122,36 +156,43 @@ static void link_reclaim(struct shm_pool_link *lk)
     link_release(lk, head);
 }
 
-/* Every peer's, then moves `freed`. lk held. */
+/* Every peer's. lk held. */
 static void pool_reclaim(struct shm_pool *pl)
 {
     for (size_t i = 0; i < pl->nlinks; i++)
         link_reclaim(pl->links[i]);
-    pool_advance(pl);
 }
 
-/* Room for len bytes as one chunk: its sequence number and offset, or -1. */
+/* Room for len bytes as one chunk, first fit from the front: its
+ * sequence number and offset, or -1. A new chunk needs its slot free: one
+ * kept in use while SHM_POOL_CHUNKS newer ones came and went is skipped
+ * over, a few times at most. lk held. */
 static int pool_alloc(struct shm_pool *pl, uint64_t len, uint64_t *seq, uint64_t *off)
 {
     len = (len + POOL_ALIGN - 1) & ~(uint64_t)(POOL_ALIGN - 1);
-    if (len > pl->size || pl->c_count >= SHM_POOL_CHUNKS)
+    if (pl->live >= SHM_POOL_CHUNKS)
         return -1;
-    uint64_t at = pl->alloc % pl->size, oldest = pl->freed % pl->size;
-    /* A chunk never wraps: the bytes up to the end go with it. It also
-     * goes back to the front as soon as the front is free up to the
-     * oldest chunk in use, so the pool's working set stays about what is
-     * in flight (warm in the cache) instead of the whole pool. */
-    int front = at + len > pl->size || (pl->c_count > 0 && at >= oldest && len <= oldest);
-    uint64_t need = front ? pl->size - at + len : len;
-    if (pl->size - (pl->alloc - pl->freed) < need)
+    int tries = 0;
+    while (chunk_at(pl, pl->next_seq)->live)
+        if (++pl->next_seq, ++tries == 8)
+            return -1;
+    uint32_t i = 0;
+    while (i < pl->nfree && pl->free[i].len < len)
+        i++;
+    if (i == pl->nfree)
         return -1;
-    *seq = pl->c_first + pl->c_count;
-    *off = front ? 0 : at;
-    pl->alloc += need;
+    *off = pl->free[i].off;
+    pl->free[i].off += len;
+    pl->free[i].len -= len;
+    if (pl->free[i].len == 0) {
+        memmove(&pl->free[i], &pl->free[i + 1], (pl->nfree - i - 1) * sizeof pl->free[0]);
+        pl->nfree--;
+    }
+    *seq = pl->next_seq++;
     struct shm_pool_chunk *c = chunk_at(pl, *seq);
-    c->end = pl->alloc;
-    c->users = 0;
-    pl->c_count++;
+    *c = (struct shm_pool_chunk){.seq = *seq, .off = *off, .len = len, .users = 0, .live = 1};
+    pl->live++;
+    pl->used += len;
     return 0;
 }
 
@@ -170,13 +211,13 @@ static void pool_write(struct shm_pool *pl, uint64_t off, const struct fy_txmsg 
 static int pool_put(struct shm_pool *pl, const struct fy_txmsg *m)
 {
     struct fy_fanout *f = m->fan;
-    if (f->owner == pl && f->id - pl->c_first < pl->c_count)
+    if (f->owner == pl && chunk_live(pl, f->id) != NULL)
         return 0;
     uint64_t len = m->nparts == 1 ? m->parts[0].len : shm_pack_bytes(m);
     /* Look at what the peers gave back only once an eighth of the pool is
      * out: each look reads a line per peer that its reader writes. */
     uint64_t seq, off;
-    int looked = pl->alloc - pl->freed > pl->size / 8;
+    int looked = pl->used > pl->size / 8;
     if (looked)
         pool_reclaim(pl);
     if (pool_alloc(pl, len, &seq, &off) != 0) {
@@ -217,13 +258,13 @@ int shm_pool_place(struct shm_pool_link *lk, const struct fy_txmsg *m, struct sh
     } else {
         /* The hold is taken now, under the lock that placed the chunk: a
          * pipe destroyed on another thread before the REF is in the ring
-         * must not let `freed` pass it. Its ring position comes with
+         * must not let the chunk be freed. Its ring position comes with
          * shm_pool_hold, after the commit. */
         struct shm_pool_hold *h = &lk->holds[(lk->h_first + lk->h_count) % SHM_POOL_HOLDS];
         h->ring_end = UINT64_MAX - 1; /* no head reaches it */
         h->chunk = m->fan->id;
         lk->h_count++;
-        chunk_at(pl, m->fan->id)->users++;
+        chunk_live(pl, m->fan->id)->users++; /* pool_put made sure it is */
         *ref = (struct shm_ref){.off = m->fan->off, .len = m->fan->len, .parts = m->fan->parts};
     }
     pthread_mutex_unlock(&pl->lk);
@@ -241,7 +282,7 @@ void shm_pool_placed(struct shm_pool_link *lk, int committed, uint64_t ring_end)
         if (committed) {
             h->ring_end = ring_end;
         } else {
-            chunk_at(pl, h->chunk)->users--;
+            chunk_unuse(pl, h->chunk);
             lk->h_count--;
         }
     }
@@ -289,7 +330,6 @@ void shm_pool_unlink(struct shm_pool_link *lk)
             break;
         }
     }
-    pool_advance(pl);
     pthread_mutex_unlock(&pl->lk);
     free(lk->holds);
     lk->holds = NULL;

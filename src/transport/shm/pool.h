@@ -31,12 +31,15 @@
  *  - A peer that dies, or is dropped, gives back everything it held when
  *    its pipe is destroyed (shm_pool_unlink).
  *
- * The publisher never waits for the pool: when it has no room (a slow
- * subscriber still holds the oldest chunk, or the pool is too small for
- * the message), the message goes into each ring as a copy, exactly as
- * without a pool, and is counted in `fallbacks`. A slow subscriber thus
- * costs the publisher copies, never a stall, and loses messages only at its
- * HWM, as before.
+ * The publisher never waits for the pool: when it has no room (slow
+ * subscribers hold most of it, or the pool is too small for the message),
+ * the message goes into each ring as a copy, exactly as without a pool,
+ * and is counted in `fallbacks`. A slow subscriber thus costs the publisher
+ * copies, never a stall, and loses messages only at its HWM, as before. A
+ * chunk is free as soon as the last ring lets go of it, whatever the order
+ * (first fit from the front, free room merged): a subscriber that lags, or
+ * keeps a message, holds what was sent to it since (its ring gives records
+ * back in order), never the room of what went only to others.
  *
  * Locking: the pool's own mutex guards everything here. The chunks are
  * placed and noted from a send (socket mutex held); links are dropped when
@@ -73,8 +76,14 @@ struct shm_ref {
 };
 
 struct shm_pool_chunk {
-    uint64_t end;   /* pool position after it (monotonic, wrap waste included) */
-    uint32_t users; /* rings still holding a reference */
+    uint64_t seq;      /* the chunk's id (its slot is seq % SHM_POOL_CHUNKS) */
+    uint64_t off, len; /* where in the pool (len rounded up to 64) */
+    uint32_t users;    /* rings still holding a reference */
+    int live;
+};
+
+struct shm_pool_extent {
+    uint64_t off, len;
 };
 
 struct shm_pool_hold {
@@ -90,9 +99,14 @@ struct shm_pool {
     int fd;
     unsigned char *map;
     uint64_t size;
-    uint64_t alloc, freed; /* pool positions, monotonic: [freed, alloc) is in use */
     struct shm_pool_chunk chunks[SHM_POOL_CHUNKS];
-    uint64_t c_first, c_count; /* chunk sequence numbers in use */
+    uint64_t next_seq;
+    uint32_t live; /* chunks in use */
+    uint64_t used; /* their bytes */
+    /* the free room, sorted by offset, neighbours merged: at most one
+     * extent more than there are chunks in use */
+    struct shm_pool_extent free[SHM_POOL_CHUNKS + 1];
+    uint32_t nfree;
     struct shm_pool_link **links;
     size_t nlinks, cap_links;
     uint64_t placed;    /* messages written into the pool */
