@@ -764,7 +764,7 @@ static void test_header_is_not_a_promise(void **state)
     for (size_t off = 0; off < BODY; off += 1000)
         assert_int_equal(zmtp_dec_feed(&d, body + off, BODY - off < 1000 ? BODY - off : 1000), 0);
     assert_int_equal(r.frames, 1);
-    assert_true(r.grows >= 2 && r.grows <= 4); /* doubling: 64K, 128K, 256K, 300,000 */
+    assert_true(r.grows >= 2 && r.grows <= 4); /* fourfold: 64K, 256K, 300,000 */
     assert_memory_equal(r.log.p + r.log.n - BODY, body, BODY);
     rec_end(&r, &d);
 
