@@ -76,24 +76,50 @@ static size_t pool_links(struct shm_pool *pl)
     return v;
 }
 
-/* A PUB bound at url with a pool of pool_bytes, and n SUBs on it
- * subscribed to everything. */
-static ferry_socket *pub_with_subs(char *url, size_t ulen, int64_t pool_bytes, ferry_socket **subs,
-                                   int n)
+/* n SUBs dialed to url, subscribed to topics[k] (NULL: everything),
+ * and the PUB's wait until it has them all (count: its peers then). */
+static void subs_dial(ferry_socket *pub, const char *url, ferry_socket **subs, int n,
+                      const char *const *topics, int count)
+{
+    for (int k = 0; k < n; k++) {
+        subs[k] = t_open_timed(FERRY_SUB);
+        assert_int_equal(ferry_setopt_int(subs[k], FERRY_OPT_RING_SIZE, 4 << 20), 0);
+        const char *t = topics ? topics[k] : "";
+        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, t, strlen(t)), 0);
+        assert_int_equal(ferry_dial(subs[k], url), 0);
+    }
+    assert_int_equal(ferry_wait_peers(pub, count, 10000), 0);
+}
+
+/* A PUB bound at a new url with a pool of pool_bytes and the given
+ * SNDHWM (< 0: the default). */
+static ferry_socket *pub_open(char *url, size_t ulen, int64_t pool_bytes, int64_t hwm)
 {
     t_url(url, ulen, "pool");
     ferry_socket *pub = t_open_timed(FERRY_PUB);
     assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, pool_bytes), 0);
     assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_RING_SIZE, 4 << 20), 0);
+    if (hwm >= 0)
+        assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, hwm), 0);
     assert_int_equal(ferry_listen(pub, url), 0);
-    for (int k = 0; k < n; k++) {
-        subs[k] = t_open_timed(FERRY_SUB);
-        assert_int_equal(ferry_setopt_int(subs[k], FERRY_OPT_RING_SIZE, 4 << 20), 0);
-        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
-        assert_int_equal(ferry_dial(subs[k], url), 0);
-    }
-    assert_int_equal(ferry_wait_peers(pub, n, 10000), 0);
     return pub;
+}
+
+/* A PUB with a pool of pool_bytes, and n SUBs on it subscribed to
+ * everything. */
+static ferry_socket *pub_with_subs(char *url, size_t ulen, int64_t pool_bytes, ferry_socket **subs,
+                                   int n)
+{
+    ferry_socket *pub = pub_open(url, ulen, pool_bytes, -1);
+    subs_dial(pub, url, subs, n, NULL, n);
+    return pub;
+}
+
+static void close_all(ferry_socket *pub, ferry_socket **subs, int n)
+{
+    for (int k = 0; k < n; k++)
+        ferry_close(subs[k]);
+    ferry_close(pub);
 }
 
 /* Receives message i on s and checks it; 1 if it came in place out of
@@ -147,9 +173,7 @@ static void test_pool_delivers(void **state)
     assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
     assert_int_equal(dropped, 0);
     free(buf);
-    for (int s = 0; s < NSUBS; s++)
-        ferry_close(subs[s]);
-    ferry_close(pub);
+    close_all(pub, subs, NSUBS);
 }
 
 /* Multipart messages (a topic, then a body) travel packed in one chunk. */
@@ -183,9 +207,7 @@ static void test_pool_multipart(void **state)
     struct shm_pool *pl = pool_of(pub);
     assert_int_equal(pool_count(pl, &pl->placed), 500);
     assert_int_equal(pool_count(pl, &pl->fallbacks), 0);
-    for (int s = 0; s < 2; s++)
-        ferry_close(subs[s]);
-    ferry_close(pub);
+    close_all(pub, subs, 2);
 }
 
 /* A subscriber can read the pool and nothing more: its mapping cannot be
@@ -204,9 +226,7 @@ static void test_pool_read_only(void **state)
     void *w = mmap(NULL, pl->size, PROT_READ | PROT_WRITE, MAP_SHARED, pl->fd, 0);
     assert_true(w == MAP_FAILED);
     assert_int_equal(errno, EPERM);
-    for (int s = 0; s < 2; s++)
-        ferry_close(subs[s]);
-    ferry_close(pub);
+    close_all(pub, subs, 2);
 }
 
 /* A subscriber that writes an impossible head into its ring (to make the
@@ -241,9 +261,7 @@ static void test_pool_scribbled_head(void **state)
     int64_t errors = 0;
     assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_ERRORS, &errors), 0);
     assert_true(errors >= 1);
-    for (int s = 0; s < 2; s++)
-        ferry_close(subs[s]);
-    ferry_close(pub);
+    close_all(pub, subs, 2);
 }
 
 /* A subscriber that never reads costs the publisher copies and loses
@@ -254,17 +272,9 @@ static void test_pool_slow_subscriber(void **state)
     (void)state;
     char url[96];
     ferry_socket *subs[2];
-    t_url(url, sizeof url, "pool");
-    ferry_socket *pub = t_open_timed(FERRY_PUB);
-    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, 128 << 10), 0);
+    ferry_socket *pub = pub_open(url, sizeof url, 128 << 10, -1);
     assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDTIMEO, 0), 0);
-    assert_int_equal(ferry_listen(pub, url), 0);
-    for (int k = 0; k < 2; k++) {
-        subs[k] = t_open_timed(FERRY_SUB);
-        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
-        assert_int_equal(ferry_dial(subs[k], url), 0);
-    }
-    assert_int_equal(ferry_wait_peers(pub, 2, 10000), 0);
+    subs_dial(pub, url, subs, 2, NULL, 2);
     unsigned char buf[10000];
     for (uint64_t i = 0; i < 3000; i++) {
         fill(buf, sizeof buf, i);
@@ -294,9 +304,7 @@ static void test_pool_slow_subscriber(void **state)
         ferry_msg_free(m);
     }
     assert_true(got > 0);
-    for (int s = 0; s < 2; s++)
-        ferry_close(subs[s]);
-    ferry_close(pub);
+    close_all(pub, subs, 2);
 }
 
 /* A subscriber that keeps a message holds the chunks of what was sent to
@@ -307,17 +315,10 @@ static void test_pool_kept_message(void **state)
 {
     (void)state;
     char url[96];
-    t_url(url, sizeof url, "pool");
-    ferry_socket *pub = t_open_timed(FERRY_PUB);
-    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, 256 << 10), 0);
-    assert_int_equal(ferry_listen(pub, url), 0);
+    ferry_socket *pub = pub_open(url, sizeof url, 256 << 10, -1);
     ferry_socket *subs[3];
-    for (int k = 0; k < 3; k++) {
-        subs[k] = t_open_timed(FERRY_SUB);
-        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, k == 0 ? "a" : "b", 1), 0);
-        assert_int_equal(ferry_dial(subs[k], url), 0);
-    }
-    assert_int_equal(ferry_wait_peers(pub, 3, 10000), 0);
+    static const char *const topics[] = {"a", "b", "b"};
+    subs_dial(pub, url, subs, 3, topics, 3);
     unsigned char buf[20000];
     memset(buf, 'a', sizeof buf);
     assert_int_equal(ferry_send(pub, buf, sizeof buf, 0), 0);
@@ -343,9 +344,7 @@ static void test_pool_kept_message(void **state)
     for (size_t k = 0; k < sizeof buf; k++)
         assert_int_equal(d[k], 'a');
     ferry_msg_free(kept);
-    for (int k = 0; k < 3; k++)
-        ferry_close(subs[k]);
-    ferry_close(pub);
+    close_all(pub, subs, 3);
 }
 
 /* References count against the subscriber's HWM like any message: a
@@ -355,16 +354,8 @@ static void test_pool_hwm(void **state)
     (void)state;
     char url[96];
     ferry_socket *subs[2];
-    t_url(url, sizeof url, "pool");
-    ferry_socket *pub = t_open_timed(FERRY_PUB);
-    assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SNDHWM, 8), 0);
-    assert_int_equal(ferry_listen(pub, url), 0);
-    for (int k = 0; k < 2; k++) {
-        subs[k] = t_open_timed(FERRY_SUB);
-        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
-        assert_int_equal(ferry_dial(subs[k], url), 0);
-    }
-    assert_int_equal(ferry_wait_peers(pub, 2, 10000), 0);
+    ferry_socket *pub = pub_open(url, sizeof url, 16 << 20, 8);
+    subs_dial(pub, url, subs, 2, NULL, 2);
     unsigned char buf[4096];
     for (uint64_t i = 0; i < 200; i++) {
         fill(buf, sizeof buf, i);
@@ -381,9 +372,7 @@ static void test_pool_hwm(void **state)
     int64_t dropped = 0;
     assert_int_equal(ferry_getopt_int(pub, FERRY_OPT_DROPPED, &dropped), 0);
     assert_int_equal(dropped, 200 - got);
-    for (int k = 0; k < 2; k++)
-        ferry_close(subs[k]);
-    ferry_close(pub);
+    close_all(pub, subs, 2);
 }
 
 /* A message read in place out of the pool stays valid after its socket is
@@ -456,11 +445,7 @@ static void test_pool_killed_reader(void **state)
     assert_int_equal(ferry_setopt_int(pub, FERRY_OPT_SHM_POOL, 1 << 20), 0);
     assert_int_equal(ferry_listen(pub, url), 0);
     ferry_socket *subs[2]; /* two survivors: one would get copies (no fan-out) */
-    for (int k = 0; k < 2; k++) {
-        subs[k] = t_open_timed(FERRY_SUB);
-        assert_int_equal(ferry_setopt(subs[k], FERRY_OPT_SUBSCRIBE, "", 0), 0);
-        assert_int_equal(ferry_dial(subs[k], url), 0);
-    }
+    subs_dial(pub, url, subs, 2, NULL, 2);
     t_pipe_send(&bound, 'b');
     assert_int_equal(t_pipe_recv(&held), 'c');
     assert_int_equal(ferry_wait_peers(pub, 3, 10000), 0);
@@ -491,9 +476,7 @@ static void test_pool_killed_reader(void **state)
             assert_int_equal(recv_check_len(subs[k], i, sizeof buf), 1);
     }
     assert_int_equal(pool_count(pl, &pl->fallbacks), fb);
-    for (int k = 0; k < 2; k++)
-        ferry_close(subs[k]);
-    ferry_close(pub);
+    close_all(pub, subs, 2);
     t_pipe_close(&bound);
     t_pipe_close(&held);
 }
