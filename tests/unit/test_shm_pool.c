@@ -45,19 +45,24 @@ static size_t size_of(uint64_t i)
 
 static struct shm_pipe *first_pipe(ferry_socket *s)
 {
+    pthread_mutex_lock(&s->mtx);
     assert_true(s->npipes >= 1);
-    assert_ptr_equal(s->pipes[0]->ops, &fy_shm_pipe_ops);
-    return (struct shm_pipe *)s->pipes[0];
+    struct fy_pipe *p = s->pipes[0];
+    pthread_mutex_unlock(&s->mtx);
+    assert_ptr_equal(p->ops, &fy_shm_pipe_ops);
+    return (struct shm_pipe *)p;
 }
 
+/* The PUB's pool (it outlives the pipe it is found through: the
+ * transport holds it until the socket closes). */
 static struct shm_pool *pool_of(ferry_socket *pub)
 {
-    for (size_t i = 0; i < pub->npipes; i++) {
-        struct shm_pipe *sp = (struct shm_pipe *)pub->pipes[i];
-        if (sp->pool.pool != NULL)
-            return sp->pool.pool;
-    }
-    return NULL;
+    struct shm_pool *pl = NULL;
+    pthread_mutex_lock(&pub->mtx);
+    for (size_t i = 0; i < pub->npipes && pl == NULL; i++)
+        pl = ((struct shm_pipe *)pub->pipes[i])->pool.pool;
+    pthread_mutex_unlock(&pub->mtx);
+    return pl;
 }
 
 static uint64_t pool_count(struct shm_pool *pl, const uint64_t *field)
