@@ -11,6 +11,7 @@
 #include "ferry.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -68,6 +69,17 @@ struct result {
     int clients;   /* router_fanin: DEALER processes served at once */
     double cpu_ns; /* proxy_fanout, pubsub_tcp8: the publisher's CPU per message */
 };
+
+/* The results of the run, in the order measured (cmd_bench.c). */
+#define BENCH_MAX_RESULTS 512
+extern struct result bench_results[BENCH_MAX_RESULTS];
+extern int bench_nresults;
+
+/* The table on stdout, the JSON of --json, the SVG of --plot (0 or -1
+ * with errno) (bench_report.c). */
+void bench_print_table(void);
+void bench_write_json(FILE *f);
+int bench_write_plot(const char *path);
 
 /* The run's shared helpers (cmd_bench.c). */
 extern int bench_ncpus;
