@@ -461,7 +461,9 @@ enum ferry_option {
     FERRY_OPT_SUBSCRIBE = 6,          /* SUB: bytes, a prefix to receive (may be empty)   */
     FERRY_OPT_UNSUBSCRIBE = 7,        /* SUB: bytes, undo one SUBSCRIBE of that prefix    */
     FERRY_OPT_RING_SIZE = 8,          /* shm://: ring bytes per direction; 1 MiB          */
-    FERRY_OPT_SPIN = 9,               /* busy-poll this many microseconds before sleeping; 0 */
+    FERRY_OPT_SPIN = 9,               /* busy-poll this many microseconds before sleeping;
+                                         0 never; -1 (default) adaptive: up to 10 us,
+                                         only while recent waits ended that soon     */
     FERRY_OPT_RCVMORE = 10,           /* get: 1 if the last part received has more after it */
     FERRY_OPT_TYPE = 11,              /* get: the socket type                             */
     FERRY_OPT_DROPPED = 12,           /* get: messages dropped: PUB at a subscriber's HWM,

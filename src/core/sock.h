@@ -442,7 +442,7 @@ struct fy_opts {
     uint64_t ring_size;     /* shm:// bytes per direction */
     int ring_prefault;      /* shm://: populate the rings at connection set-up */
     uint64_t shm_pool;      /* shm://: broadcast pool bytes (PUB, XPUB); 0 none */
-    int spin_us;            /* busy-poll this long before sleeping */
+    int spin_us;            /* busy-poll this long before sleeping; -1 adaptive */
     int req_resend;         /* REQ: resend to another peer when the peer dies */
     int64_t peer_uid;       /* shm:// allowed peer uid, -1 any; default: own uid */
     int reconnect_ms, reconnect_max_ms;
@@ -529,7 +529,15 @@ struct ferry_socket {
 
     struct fy_loop *loop; /* the I/O thread its transports run on, once one needs it */
     void *shm_tran;       /* shm:// transport state (listeners, dialers, watches) */
-    void *stream_tran;    /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
+    /* FERRY_OPT_SPIN -1 (adaptive, socket.c spin_adaptive): how long the
+     * next wait spins before it sleeps, and waits left before spinning is
+     * tried again after a spin that found nothing. Hints, not state: any
+     * thread may update them, relaxed. */
+    _Atomic uint32_t spin_ns;
+    _Atomic uint32_t spin_skip;
+    _Atomic uint32_t spin_fails;  /* spins in a row that found nothing */
+    _Atomic uint32_t spin_streak; /* calls served without a wait since the last */
+    void *stream_tran;            /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
     /* events (monitor.c, monitor.h) */
     pthread_mutex_t mon_lk;     /* a leaf lock: guards mon and mon_gone */
     struct ferry_monitor *mon;  /* the monitor, if one is open */

@@ -717,7 +717,7 @@ int ferry_socket_open(ferry_socket **out, int type)
                               .ring_size = 1u << 20,
                               .ring_prefault = 0,
                               .shm_pool = 16u << 20,
-                              .spin_us = 0,
+                              .spin_us = -1,
                               .peer_uid = (int64_t)geteuid(),
                               .reconnect_ms = 100,
                               .reconnect_max_ms = 5000,
@@ -950,6 +950,90 @@ static int run_step(ferry_socket *s, void *arg, int check)
     return s->closing ? FERRY_ECLOSED : ra->step(s, ra->arg, check);
 }
 
+/* Tries step until it succeeds or fails, or until the clock passes end
+ * (busy-polling: FERRY_OPT_SPIN). Its result, or 0. gentle: the looks
+ * grow apart (up to 32 pauses between two), so a reader that spins while
+ * a stream is being written does not take the line being written from
+ * the writer at every look. */
+static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int gentle)
+{
+    unsigned pauses = gentle ? 32 : 1;
+    for (unsigned i = 1;; i++) {
+        for (unsigned k = 0; k < pauses; k++)
+            fy_cpu_relax();
+        if (gentle && pauses < 32)
+            pauses *= 2;
+        pthread_mutex_lock(&s->mtx);
+        int rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
+        pthread_mutex_unlock(&s->mtx);
+        if (rc != 0)
+            return rc;
+        if ((i & (gentle ? 7 : 63)) == 0 && fy_now_mono_ns() >= end)
+            return 0;
+    }
+}
+
+/* Adaptive spinning (FERRY_OPT_SPIN -1, the default). Sleeping and being
+ * woken costs both sides system calls, on a VM several microseconds each
+ * way; when the peer answers or the stream goes on within a few
+ * microseconds, a short spin finds it first. So a wait spins up to
+ * spin_ns, learnt from the waits before it:
+ *  - a spin that found the message: the next spins twice as long as this
+ *    one took (at least SPIN_MIN_NS, at most SPIN_MAX_NS);
+ *  - a spin that found nothing: the wait sleeps, and the next
+ *    SPIN_BACKOFF waits do not spin, twice as many after each such spin
+ *    in a row, up to 64 times as many (so a connection whose answers take
+ *    longer, a tcp:// round trip, soon spends SPIN_MAX_NS only once in
+ *    a thousand waits);
+ *  - a wait that slept and still ended within SPIN_TRY_NS (the message
+ *    came soon after we slept): the next tries a full spin.
+ * An idle socket does not spin: its waits are long. Nor does one that
+ * served SPIN_STREAK calls or more without waiting since its last wait: a
+ * reader that keeps up with a fast stream only now and then catches up,
+ * and sleeping there lets the writer run ahead, so the reader then takes
+ * a batch instead of following the writer message by message over the
+ * same cache lines (a 64 B stream: 20 % slower when such a reader spun). */
+#define SPIN_MIN_NS 1000u
+#define SPIN_MAX_NS 10000u
+#define SPIN_TRY_NS 50000u
+#define SPIN_BACKOFF 16u
+#define SPIN_STREAK 8u
+
+static int spin_adaptive(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline, int recv)
+{
+    uint32_t budget = atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
+    uint32_t skip = atomic_load_explicit(&s->spin_skip, memory_order_relaxed);
+    uint32_t streak = atomic_load_explicit(&s->spin_streak, memory_order_relaxed);
+    atomic_store_explicit(&s->spin_streak, 0, memory_order_relaxed);
+    uint64_t t0 = fy_now_mono_ns();
+    int rc;
+    /* a wait after a fast stream's catch-up neither spins nor teaches */
+    int learn = streak < SPIN_STREAK && skip == 0 && budget == 0;
+    if (streak >= SPIN_STREAK) {
+    } else if (skip > 0) {
+        atomic_store_explicit(&s->spin_skip, skip - 1, memory_order_relaxed);
+    } else if (budget > 0) {
+        uint64_t end = t0 + budget < deadline ? t0 + budget : deadline;
+        if ((rc = spin(s, step, arg, end, 1)) != 0) {
+            uint64_t took = fy_now_mono_ns() - t0;
+            uint64_t next = 2 * took < SPIN_MIN_NS ? SPIN_MIN_NS : 2 * took;
+            atomic_store_explicit(&s->spin_ns, next > SPIN_MAX_NS ? SPIN_MAX_NS : (uint32_t)next,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&s->spin_fails, 0, memory_order_relaxed);
+            return rc;
+        }
+        uint32_t fails = atomic_load_explicit(&s->spin_fails, memory_order_relaxed);
+        atomic_store_explicit(&s->spin_fails, fails < 6 ? fails + 1 : 6, memory_order_relaxed);
+        atomic_store_explicit(&s->spin_skip, SPIN_BACKOFF << fails, memory_order_relaxed);
+        atomic_store_explicit(&s->spin_ns, SPIN_MAX_NS, memory_order_relaxed);
+    }
+    struct run_arg ra = {step, arg};
+    rc = fy_sock_wait(s, run_step, &ra, deadline, recv);
+    if (rc > 0 && learn && fy_now_mono_ns() - t0 < SPIN_TRY_NS)
+        atomic_store_explicit(&s->spin_ns, SPIN_MAX_NS, memory_order_relaxed);
+    return rc;
+}
+
 /* Runs step until it returns non-zero, sleeping on the wake word between
  * tries. step runs with mtx held. timeout_ms: -1 forever; nowait: one try
  * only; recv: step waits for a message (fy_sock_wait). Returns step's result (> 0 success, < 0
@@ -962,24 +1046,20 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
     pthread_mutex_lock(&s->mtx);
     rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
     pthread_mutex_unlock(&s->mtx);
+    if (rc > 0 && s->opt.spin_us < 0) /* a plain load and store: a hint (spin_adaptive) */
+        atomic_store_explicit(&s->spin_streak,
+                              atomic_load_explicit(&s->spin_streak, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     if (rc != 0 || nowait)
         return rc != 0 ? rc : FERRY_EAGAIN;
     if (timeout_ms == 0)
         return FERRY_EAGAIN;
     deadline = fy_deadline_ns(timeout_ms);
-    if (s->opt.spin_us > 0) {
-        uint64_t spin_end = fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u;
-        for (unsigned i = 1;; i++) {
-            fy_cpu_relax();
-            pthread_mutex_lock(&s->mtx);
-            rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
-            pthread_mutex_unlock(&s->mtx);
-            if (rc != 0)
-                return rc;
-            if ((i & 127) == 0 && fy_now_mono_ns() >= spin_end)
-                break;
-        }
-    }
+    if (s->opt.spin_us < 0)
+        return spin_adaptive(s, step, arg, deadline, recv);
+    if (s->opt.spin_us > 0 &&
+        (rc = spin(s, step, arg, fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u, 0)) != 0)
+        return rc;
     struct run_arg ra = {step, arg};
     return fy_sock_wait(s, run_step, &ra, deadline, recv);
 }
@@ -1574,7 +1654,7 @@ int ferry_setopt(ferry_socket *s, int opt, const void *val, size_t len)
             o->ring_prefault = (int)v;
         break;
     case FERRY_OPT_SPIN:
-        if (v < 0 || v > 10000000)
+        if (v < -1 || v > 10000000)
             rc = FERRY_EINVAL;
         else
             o->spin_us = (int)v;

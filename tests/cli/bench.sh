@@ -28,7 +28,7 @@ for r in rs:
     else:
         assert r["value"] > 0, r
     if r["system"] == "ferry" and r["transport"] == "shm":
-        assert r["wait"] in ("spin", "sleep"), r
+        assert r["wait"] in ("spin", "sleep", "adaptive"), r
     if r["pattern"] == "pubsub":
         assert r["subscribers"] in (1, 4, 16) and 0 <= r["dropped_ratio"] <= 1, r
     assert r["system"] in ("ferry", "raw", "limit", "libzmq", "nng"), r

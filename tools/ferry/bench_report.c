@@ -14,7 +14,8 @@
 static const struct result *find(const char *system, const char *pattern, const char *wait)
 {
     for (int i = 0; i < bench_nresults; i++)
-        if (strcmp(bench_results[i].system, system) == 0 && strcmp(bench_results[i].pattern, pattern) == 0 &&
+        if (strcmp(bench_results[i].system, system) == 0 &&
+            strcmp(bench_results[i].pattern, pattern) == 0 &&
             (wait == NULL || (bench_results[i].wait && strcmp(bench_results[i].wait, wait) == 0)))
             return &bench_results[i];
     return NULL;
@@ -288,13 +289,15 @@ void bench_print_table(void)
                 strcmp(r->metric, "bytes_per_s") == 0 ? r->value : r->value * (double)r->size;
             const struct result *same = NULL;
             for (int k = 0; k < bench_nresults; k++)
-                if (strcmp(bench_results[k].pattern, "memcpy") == 0 && bench_results[k].size == r->size)
+                if (strcmp(bench_results[k].pattern, "memcpy") == 0 &&
+                    bench_results[k].size == r->size)
                     same = &bench_results[k];
             const struct result *copying = NULL; /* zero-copy: against copying, same size */
             for (int k = 0; k < bench_nresults; k++)
                 if (!strcmp(r->pattern, "pushpull_zerocopy") &&
-                    !strcmp(bench_results[k].pattern, "pushpull") && bench_results[k].size == r->size &&
-                    !strcmp(bench_results[k].system, "ferry") && !strcmp(bench_results[k].transport, "shm"))
+                    !strcmp(bench_results[k].pattern, "pushpull") &&
+                    bench_results[k].size == r->size && !strcmp(bench_results[k].system, "ferry") &&
+                    !strcmp(bench_results[k].transport, "shm"))
                     copying = &bench_results[k];
             if (copying && r->ratio > 0)
                 snprintf(ratio, sizeof ratio,
@@ -463,4 +466,3 @@ int bench_write_plot(const char *path)
     fclose(f);
     return 0;
 }
-

@@ -43,9 +43,10 @@ static const char bench_help[] =
     "  limit   cache-line ping-pong between two processes, memcpy bandwidth\n"
     "  raw     pipe, Unix socket, TCP loopback (NODELAY), eventfd-signalled shared\n"
     "          memory: ping-pong latency; pipe, Unix socket, TCP: streaming\n"
-    "  shm     ferry shm://: REQ/REP busy-polling (rings lazy, and prefaulted)\n"
-    "          and sleeping, PUB/SUB fan-out to 1, 4, 16 subscribers, PUSH/PULL\n"
-    "          copying and zero-copy by size\n"
+    "  shm     ferry shm://: REQ/REP busy-polling (rings lazy, and prefaulted),\n"
+    "          sleeping, and as by default (adaptive spin), PUB/SUB fan-out to\n"
+    "          1, 4, 16 subscribers, PUSH/PULL copying and zero-copy by size.\n"
+    "          Other rows set FERRY_OPT_SPIN: busy-polling, or 0 (sleep)\n"
     "  bcast   ferry shm://: PUB/SUB 64 KiB and 1 MiB to 1, 4, 8, 16 subscribers,\n"
     "          every message delivered, with the broadcast pool against copies\n"
     "          into each ring (interleaved): the publisher's CPU per message\n"
@@ -2241,12 +2242,13 @@ int cmd_bench(int argc, char **argv)
             const char *wait, *label;
         } waits[] = {{1000000, 0, "spin", "ferry shm: REQ/REP 64 B, busy-polling"},
                      {1000000, 1, "spin", "ferry shm: REQ/REP 64 B, busy, rings prefaulted"},
-                     {0, 0, "sleep", "ferry shm: REQ/REP 64 B, sleeping receiver"}};
-        for (int w = 0; w < 3; w++) {
+                     {0, 0, "sleep", "ferry shm: REQ/REP 64 B, sleeping receiver"},
+                     {-1, 0, "adaptive", "ferry shm: REQ/REP 64 B, default (adaptive)"}};
+        for (int w = 0; w < 4; w++) {
             bench_progress(waits[w].label);
             g_spin_us = waits[w].spin;
             g_prefault = waits[w].prefault;
-            g_iters = waits[w].spin ? lat_iters : sleep_iters;
+            g_iters = waits[w].spin > 0 ? lat_iters : sleep_iters;
             g_size = 64;
             struct result *r = bench_add_result();
             *r = (struct result){.system = "ferry",
@@ -2257,10 +2259,12 @@ int cmd_bench(int argc, char **argv)
                                  .prefault = waits[w].prefault,
                                  .label = waits[w].label};
             /* busy-polling against the cache-line ping-pong, sleeping
-             * against a pipe's (a wake-up each way), pair by pair */
+             * (and the default, which sleeps unless a short spin finds
+             * the answer) against a pipe's (a wake-up each way), pair by
+             * pair */
             const struct baseline b =
-                waits[w].spin ? (struct baseline){"limit", cl_once, lat_iters, 0}
-                              : (struct baseline){"pipe", raw_once, sleep_iters, RAW_PIPE};
+                waits[w].spin > 0 ? (struct baseline){"limit", cl_once, lat_iters, 0}
+                                  : (struct baseline){"pipe", raw_once, sleep_iters, RAW_PIPE};
             latency_vs(r, reps, reqrep_once, &b);
             g_prefault = 0;
         }
