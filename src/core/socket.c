@@ -951,24 +951,26 @@ static int run_step(ferry_socket *s, void *arg, int check)
 }
 
 /* Tries step until it succeeds or fails, or until the clock passes end
- * (busy-polling: FERRY_OPT_SPIN). Its result, or 0. gentle: the looks
- * grow apart (up to 32 pauses between two), so a reader that spins while
- * a stream is being written does not take the line being written from
- * the writer at every look. */
+ * (busy-polling: FERRY_OPT_SPIN). Its result, or 0. gentle: 32 pauses
+ * between two looks, and the clock read at each, so a reader that spins
+ * while a stream is being written does not take the line being written
+ * from the writer at every look. What a FERRY_BATCH send of ours owes the
+ * peers is given first: a peer left asleep would never answer a spin. */
 static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int gentle)
 {
+    pthread_mutex_lock(&s->mtx);
+    fy_sock_flush_locked(s);
+    pthread_mutex_unlock(&s->mtx);
     unsigned pauses = gentle ? 32 : 1;
     for (unsigned i = 1;; i++) {
         for (unsigned k = 0; k < pauses; k++)
             fy_cpu_relax();
-        if (gentle && pauses < 32)
-            pauses *= 2;
         pthread_mutex_lock(&s->mtx);
         int rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
         pthread_mutex_unlock(&s->mtx);
         if (rc != 0)
             return rc;
-        if ((i & (gentle ? 7 : 63)) == 0 && fy_now_mono_ns() >= end)
+        if ((gentle || (i & 63) == 0) && fy_now_mono_ns() >= end)
             return 0;
     }
 }
@@ -987,7 +989,8 @@ static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int
  *    a thousand waits);
  *  - a wait that slept and still ended within SPIN_TRY_NS (the message
  *    came soon after we slept): the next tries a full spin.
- * An idle socket does not spin: its waits are long. Nor does one that
+ * An idle socket's waits are long: it spins at most once in 1,025 waits
+ * once its spins have found nothing six times in a row. Nor does one that
  * served SPIN_STREAK calls or more without waiting since its last wait: a
  * reader that keeps up with a fast stream only now and then catches up,
  * and sleeping there lets the writer run ahead, so the reader then takes

@@ -47,6 +47,7 @@ static void bcast_sub(const char *url, struct bcast_shared *sh, int idx, long to
     if (ferry_socket_open(&s, FERRY_SUB) != 0)
         _exit(1);
     ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
+    ferry_setopt_int(s, FERRY_OPT_SPIN, 0); /* sixteen of them share a CPU: they sleep */
     ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 30000);
     ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
     if (ferry_dial(s, url) != 0 || write(ready_fd, "r", 1) != 1)

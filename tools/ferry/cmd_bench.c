@@ -898,6 +898,7 @@ static void fanout_sub(int ready_fd, int res_fd)
         ferry_setopt(s, FERRY_OPT_SUBSCRIBE, p, (size_t)n);
     }
     ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 300);
+    ferry_setopt_int(s, FERRY_OPT_SPIN, 0); /* as the other rows: sleeping, not spinning */
     ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
     if (g_fan_hwm == 0)
         ferry_setopt_int(s, FERRY_OPT_RCVHWM, 0); /* nothing dropped on the way */
