@@ -13,7 +13,10 @@
 #include <errno.h>
 #include <sys/mman.h>
 
+#include "raw_shm.h"
 #include "transport/shm/shm_int.h"
+
+#include <fcntl.h>
 
 #define NSUBS 3
 
@@ -524,6 +527,97 @@ static void test_ref_without_pool(void **state)
     ref_refused(0, 0);
 }
 
+/* What a subscriber accepts as a peer's pool, called directly: a memfd
+ * sealed against shrinking, on tmpfs, of exactly the announced size, a
+ * whole number of pages and at most SHM_POOL_MAX. */
+static void test_pool_fd_checks(void **state)
+{
+    (void)state;
+    int fd = memfd_create("t-pool", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    assert_null(shm_pool_map_peer(fd, 1 << 20)); /* not sealed yet */
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    const unsigned char *m = shm_pool_map_peer(fd, 1 << 20);
+    assert_non_null(m);
+    munmap((void *)m, 1 << 20);
+    assert_null(shm_pool_map_peer(fd, 2 << 20));           /* not its size */
+    assert_null(shm_pool_map_peer(fd, (1 << 20) - 100));   /* not whole pages */
+    assert_null(shm_pool_map_peer(fd, 0));                 /* nothing */
+    assert_null(shm_pool_map_peer(fd, (uint64_t)1 << 40)); /* past SHM_POOL_MAX */
+    close(fd);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_null(shm_pool_map_peer(p[0], 1 << 20));
+    close(p[0]);
+    close(p[1]);
+}
+
+/* A publisher whose HELLO offers a pool that is not one (a pipe) is
+ * refused with FERRY_EPROTO; the subscriber goes on serving an honest
+ * publisher. */
+static void test_pool_bad_hello(void **state)
+{
+    (void)state;
+    char n[64], u[96];
+    t_name(n, sizeof n, "poolhello");
+    snprintf(u, sizeof u, "shm://%s", n);
+    ferry_socket *sub = t_open_timed(FERRY_SUB);
+    assert_int_equal(ferry_setopt(sub, FERRY_OPT_SUBSCRIBE, "", 0), 0);
+    assert_int_equal(ferry_listen(sub, u), 0);
+    int fd = raw_shm_connect(n);
+    assert_true(fd >= 0);
+    struct shm_ctl c;
+    assert_true(raw_shm_read(fd, &c) > 0 && c.op == SHM_OP_WELCOME);
+    const uint64_t cap = 65536;
+    size_t len = SHM_CONN_HDR + 2 * fy_ring_bytes(cap);
+    int conn = memfd_create("t-conn", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_int_equal(ftruncate(conn, (off_t)len), 0);
+    struct shm_conn_hdr *h = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, conn, 0);
+    assert_true(h != MAP_FAILED);
+    memcpy(h->magic, "FERRYCON", 8);
+    h->version = 1;
+    h->ring_cap = cap;
+    munmap(h, len);
+    assert_int_equal(fcntl(conn, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    int wake = memfd_create("t-wake", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_int_equal(ftruncate(wake, FY_WAKE_SIZE), 0);
+    assert_int_equal(fcntl(wake, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    int sv[2], bad[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(pipe(bad), 0);
+    struct shm_ctl hello;
+    memset(&hello, 0, sizeof hello);
+    memcpy(hello.magic, "FERRYCTL", 8);
+    hello.version = SHM_CTL_VERSION;
+    hello.op = SHM_OP_HELLO;
+    hello.type = FERRY_PUB;
+    hello.ring_size = cap;
+    hello.pool_size = 1 << 20;
+    int fds[4] = {conn, wake, sv[1], bad[0]};
+    assert_int_equal(raw_shm_send(fd, &hello, fds, 4), (ssize_t)sizeof hello);
+    assert_true(raw_shm_read(fd, &c) > 0);
+    assert_int_equal(c.op, SHM_OP_REFUSE);
+    assert_int_equal(c.err, FERRY_EPROTO);
+    close(fd);
+    close(conn);
+    close(wake);
+    close(sv[0]);
+    close(sv[1]);
+    close(bad[0]);
+    close(bad[1]);
+    ferry_socket *pub = t_open_timed(FERRY_PUB);
+    assert_int_equal(ferry_dial(pub, u), 0);
+    assert_int_equal(ferry_wait_peers(pub, 1, 10000), 0);
+    assert_int_equal(ferry_send(pub, "ok", 2, 0), 0);
+    char b[8];
+    size_t got = 0;
+    assert_int_equal(ferry_recv(sub, b, sizeof b, &got, 0), 0);
+    assert_int_equal(got, 2);
+    ferry_close(pub);
+    ferry_close(sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_pool_held_after_close),
         cmocka_unit_test(test_ref_outside_pool),
         cmocka_unit_test(test_ref_without_pool),
+        cmocka_unit_test(test_pool_fd_checks),
+        cmocka_unit_test(test_pool_bad_hello),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
