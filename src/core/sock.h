@@ -150,6 +150,16 @@ struct fy_depth {
  *  readable 0 when recv would surely find nothing now: a cheap look (no
  *           side effects) before a call that would cost more. 1 is only
  *           "maybe". NULL: always maybe.
+ *  watch    a word in memory the pipe's peer writes that changes when
+ *           recv may have something new (shm://: the record header at the
+ *           reader's position), or NULL. A spinning receiver loads it
+ *           without mtx, holding a reference on the pipe (the word stays
+ *           mapped while one is held), and takes mtx to look only once it
+ *           changed: the message's own cache line brings the news, and
+ *           the two lines after the word are fetched at once (what recv
+ *           reads next, a record's payload). A change is only "maybe";
+ *           an unchanged word is not "nothing" (the spinner still looks
+ *           now and then). NULL: none.
  *  release  gives back an in-place message's token.
  *  send_cmd sends a control command (subscribe: 1, unsubscribe: 0).
  *  writable 1 if a message of len bytes would fit now.
@@ -190,6 +200,7 @@ struct fy_pipe_ops {
     void (*unclaim)(struct fy_pipe *p);
     int (*recv)(struct fy_pipe *p, struct fy_rxmsg *m, int check);
     int (*readable)(struct fy_pipe *p);
+    const _Atomic uint64_t *(*watch)(struct fy_pipe *p);
     void (*release)(struct fy_pipe *p, int64_t token);
     int (*send_cmd)(struct fy_pipe *p, int cmd, const void *data, size_t len);
     int (*writable)(struct fy_pipe *p, size_t len);

@@ -950,29 +950,144 @@ static int run_step(ferry_socket *s, void *arg, int check)
     return s->closing ? FERRY_ECLOSED : ra->step(s, ra->arg, check);
 }
 
+/* A receiving spinner's watch: the words of the socket's pipes (pipe op
+ * watch), each with the value it had at the last look with mtx and a
+ * reference on its pipe, so the spinner can load them without mtx. */
+#define SPIN_WATCH 4   /* a socket of more pipes is looked at with mtx */
+#define SPIN_LOOKS 256 /* loads of unchanged words between two looks anyway */
+
+struct spin_watch {
+    size_t n;
+    int stale; /* a word moved during the look: look again at once */
+    struct fy_pipe *pipe[SPIN_WATCH];
+    const _Atomic uint64_t *word[SPIN_WATCH];
+    uint64_t seen[SPIN_WATCH];
+};
+
+static int watch_has(const struct spin_watch *sw, const struct fy_pipe *p)
+{
+    for (size_t i = 0; i < sw->n; i++)
+        if (sw->pipe[i] == p)
+            return 1;
+    return 0;
+}
+
+/* mtx held, before a look: the words as they are now, so what the peer
+ * writes after it shows as a change. n = 0 when some pipe has no word or
+ * there are too many. The pipes of the old watch that this one no longer
+ * holds are left in *gone, to be let go without mtx (fy_pipe_unref may
+ * destroy). */
+static void watch_take(ferry_socket *s, struct spin_watch *sw, struct spin_watch *gone)
+{
+    struct spin_watch nw = {0};
+    if (s->npipes <= SPIN_WATCH) {
+        for (size_t i = 0; i < s->npipes; i++) {
+            struct fy_pipe *p = s->pipes[i];
+            const _Atomic uint64_t *w = p->ops->watch ? p->ops->watch(p) : NULL;
+            if (w == NULL) {
+                nw.n = 0;
+                break;
+            }
+            nw.pipe[nw.n] = p;
+            nw.word[nw.n] = w;
+            nw.seen[nw.n] = atomic_load_explicit(w, memory_order_relaxed);
+            nw.n++;
+        }
+    }
+    gone->n = 0;
+    for (size_t i = 0; i < sw->n; i++)
+        if (!watch_has(&nw, sw->pipe[i]))
+            gone->pipe[gone->n++] = sw->pipe[i];
+    for (size_t i = 0; i < nw.n; i++)
+        if (!watch_has(sw, nw.pipe[i]))
+            fy_pipe_ref(nw.pipe[i]);
+    *sw = nw;
+}
+
+/* mtx held, after a look that found nothing: a word that moved meanwhile
+ * (the look skipped a pad or took a command) is watched from where the
+ * reader is now after one more look. */
+static void watch_check(struct spin_watch *sw)
+{
+    for (size_t i = 0; i < sw->n; i++)
+        if (sw->pipe[i]->ops->watch(sw->pipe[i]) != sw->word[i])
+            sw->stale = 1;
+}
+
+static void watch_drop(struct spin_watch *sw)
+{
+    for (size_t i = 0; i < sw->n; i++)
+        fy_pipe_unref(sw->pipe[i]);
+    sw->n = 0;
+}
+
+/* 1 once a watched word changed (or there is no watch): time to look. */
+static int watch_fired(const struct spin_watch *sw)
+{
+    if (sw->n == 0 || sw->stale)
+        return 1;
+    for (size_t i = 0; i < sw->n; i++)
+        if (atomic_load_explicit(sw->word[i], memory_order_relaxed) != sw->seen[i]) {
+            /* what follows the word is read next (a ring record's payload
+             * after its header): fetched now, it travels while we take
+             * mtx rather than after (on this VM, 1.3x faster round trips) */
+            __builtin_prefetch((const char *)sw->word[i] + 64);
+            __builtin_prefetch((const char *)sw->word[i] + 128);
+            return 1;
+        }
+    return 0;
+}
+
+/* One look with mtx; with a watch (recv), its words taken first. */
+static int spin_look(ferry_socket *s, sock_step_fn step, void *arg, struct spin_watch *sw)
+{
+    struct spin_watch gone = {0};
+    pthread_mutex_lock(&s->mtx);
+    if (sw != NULL)
+        watch_take(s, sw, &gone);
+    int rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
+    if (sw != NULL) {
+        sw->stale = 0;
+        if (rc == 0)
+            watch_check(sw);
+    }
+    pthread_mutex_unlock(&s->mtx);
+    watch_drop(&gone);
+    return rc;
+}
+
 /* Tries step until it succeeds or fails, or until the clock passes end
- * (busy-polling: FERRY_OPT_SPIN). Its result, or 0. gentle: 32 pauses
- * between two looks, and the clock read at each, so a reader that spins
- * while a stream is being written does not take the line being written
- * from the writer at every look. What a FERRY_BATCH send of ours owes the
- * peers is given first: a peer left asleep would never answer a spin. */
-static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int gentle)
+ * (busy-polling: FERRY_OPT_SPIN). Its result, or 0. A receive watches its
+ * pipes' words without mtx between looks and looks only when one changed
+ * (or every SPIN_LOOKS loads: a closing, a new pipe, a peer gone): the
+ * lock and the protocol's step are paid once per message, not per poll.
+ * gentle: more pauses between two loads, and the clock read more often,
+ * so a reader that spins while a stream is being written does not take
+ * the line being written from the writer at every load. What a
+ * FERRY_BATCH send of ours owes the peers is given first: a peer left
+ * asleep would never answer a spin. */
+static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int gentle, int recv)
 {
     pthread_mutex_lock(&s->mtx);
     fy_sock_flush_locked(s);
     pthread_mutex_unlock(&s->mtx);
-    unsigned pauses = gentle ? 32 : 1;
-    for (unsigned i = 1;; i++) {
+    struct spin_watch watch = {0}, *sw = recv ? &watch : NULL;
+    unsigned pauses = gentle ? 8 : 1, clock_every = gentle ? 15 : 63;
+    int rc = 0;
+    for (unsigned i = 1, idle = 0;; i++) {
         for (unsigned k = 0; k < pauses; k++)
             fy_cpu_relax();
-        pthread_mutex_lock(&s->mtx);
-        int rc = s->closing ? FERRY_ECLOSED : step(s, arg, 0);
-        pthread_mutex_unlock(&s->mtx);
-        if (rc != 0)
-            return rc;
-        if ((gentle || (i & 63) == 0) && fy_now_mono_ns() >= end)
-            return 0;
+        if (sw == NULL || watch_fired(sw) || ++idle >= SPIN_LOOKS) {
+            idle = 0;
+            if ((rc = spin_look(s, step, arg, sw)) != 0)
+                break;
+        }
+        if ((i & clock_every) == 0 && fy_now_mono_ns() >= end)
+            break;
     }
+    if (sw != NULL)
+        watch_drop(sw);
+    return rc;
 }
 
 /* Adaptive spinning (FERRY_OPT_SPIN -1, the default). Sleeping and being
@@ -1017,7 +1132,7 @@ static int spin_adaptive(ferry_socket *s, sock_step_fn step, void *arg, uint64_t
         atomic_store_explicit(&s->spin_skip, skip - 1, memory_order_relaxed);
     } else if (budget > 0) {
         uint64_t end = t0 + budget < deadline ? t0 + budget : deadline;
-        if ((rc = spin(s, step, arg, end, 1)) != 0) {
+        if ((rc = spin(s, step, arg, end, 1, recv)) != 0) {
             uint64_t took = fy_now_mono_ns() - t0;
             uint64_t next = 2 * took < SPIN_MIN_NS ? SPIN_MIN_NS : 2 * took;
             atomic_store_explicit(&s->spin_ns, next > SPIN_MAX_NS ? SPIN_MAX_NS : (uint32_t)next,
@@ -1061,7 +1176,8 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
     if (s->opt.spin_us < 0)
         return spin_adaptive(s, step, arg, deadline, recv);
     if (s->opt.spin_us > 0 &&
-        (rc = spin(s, step, arg, fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u, 0)) != 0)
+        (rc = spin(s, step, arg, fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u, 0, recv)) !=
+            0)
         return rc;
     struct run_arg ra = {step, arg};
     return fy_sock_wait(s, run_step, &ra, deadline, recv);

@@ -4,6 +4,7 @@
 #include "../common.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 enum { COUNT = 50000 };
 
@@ -131,6 +132,107 @@ static void test_pull_two_readers(void **state)
     ferry_close(pull);
 }
 
+/* Busy-polling receivers watch their pipes' ring words without the lock
+ * (socket.c, spin): two threads spinning on one PULL whose 4 KiB rings
+ * wrap every few dozen messages (pads at every lap), fed by two PUSH
+ * threads while a third PUSH connects, sends and leaves (a watched pipe
+ * removed under the spinners). Every message arrives once, whole. */
+enum { SPIN_COUNT = 20000, SPIN_EXTRA = 2000 };
+
+static void *sized_sender(void *arg)
+{
+    struct job *j = arg;
+    unsigned char buf[4 + 300];
+    for (long i = 0; i < j->done; i++) {
+        size_t len = 4 + (size_t)(i % 300);
+        uint32_t v = (uint32_t)i;
+        memcpy(buf, &v, 4);
+        memset(buf + 4, (int)(i & 0xff), len - 4);
+        if ((j->rc = ferry_send(j->s, buf, len, 0)) != 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+struct spinner {
+    ferry_socket *s;
+    atomic_long *total;
+    long limit, got;
+    int rc;
+};
+
+static void *spin_reader(void *arg)
+{
+    struct spinner *c = arg;
+    while (atomic_load(c->total) < c->limit) {
+        unsigned char buf[512];
+        size_t n;
+        int rc = ferry_recv(c->s, buf, sizeof buf, &n, 0);
+        if (rc == FERRY_ETIMEDOUT)
+            continue;
+        uint32_t v;
+        if (rc == 0 && n >= 4)
+            memcpy(&v, buf, 4);
+        if (rc != 0 || n < 4 || n != 4 + v % 300) {
+            c->rc = rc != 0 ? rc : -1;
+            return NULL;
+        }
+        for (size_t k = 4; k < n; k++)
+            if (buf[k] != (unsigned char)(v & 0xff)) {
+                c->rc = -2;
+                return NULL;
+            }
+        atomic_fetch_add(c->total, 1);
+        c->got++;
+    }
+    return NULL;
+}
+
+static void test_busy_poll_readers(void **state)
+{
+    (void)state;
+    snprintf(g_url, sizeof g_url, "shm://t-thr-spin-%d", (int)getpid());
+    ferry_socket *pull, *p[3];
+    assert_int_equal(ferry_socket_open(&pull, FERRY_PULL), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_SPIN, 2000), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 100), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RING_SIZE, 4096), 0);
+    assert_int_equal(ferry_listen(pull, g_url), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ferry_socket_open(&p[i], FERRY_PUSH), 0);
+        assert_int_equal(ferry_setopt_int(p[i], FERRY_OPT_RING_SIZE, 4096), 0);
+    }
+    assert_int_equal(ferry_dial(p[0], g_url), 0);
+    assert_int_equal(ferry_dial(p[1], g_url), 0);
+    atomic_long total = 0;
+    long all = 2L * SPIN_COUNT + SPIN_EXTRA;
+    struct spinner c[2] = {{pull, &total, all, 0, 0}, {pull, &total, all, 0, 0}};
+    struct job senders[3] = {
+        {p[0], 1, SPIN_COUNT, 0}, {p[1], 1, SPIN_COUNT, 0}, {p[2], 1, SPIN_EXTRA, 0}};
+    pthread_t t[4];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, spin_reader, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[2 + i], NULL, sized_sender, &senders[i]), 0);
+    /* the third comes and goes while the others stream */
+    assert_int_equal(ferry_dial(p[2], g_url), 0);
+    assert_int_equal(ferry_wait_peers(p[2], 1, 5000), 0);
+    sized_sender(&senders[2]);
+    assert_int_equal(senders[2].rc, 0);
+    assert_int_equal(ferry_setopt_int(p[2], FERRY_OPT_LINGER, -1), 0);
+    assert_int_equal(ferry_close(p[2]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(senders[0].rc, 0);
+    assert_int_equal(senders[1].rc, 0);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[0].got + c[1].got, all);
+    ferry_close(p[0]);
+    ferry_close(p[1]);
+    ferry_close(pull);
+}
+
 /* Sockets opened, connected and closed while their I/O threads work. */
 static void test_open_close_churn(void **state)
 {
@@ -158,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pair_duplex),
         cmocka_unit_test(test_pull_two_readers),
+        cmocka_unit_test(test_busy_poll_readers),
         cmocka_unit_test(test_open_close_churn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

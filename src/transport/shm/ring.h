@@ -203,6 +203,14 @@ static inline int fy_ring_maybe(const struct fy_ring_reader *r)
     return (uint32_t)(word >> 32) == ((uint32_t)(r->pos >> 3) ^ FY_RING_TAG_SALT);
 }
 
+/* The header word at the reader's position: the writer's next store
+ * there is the next record (or a pad before it). For a spinning reader to
+ * watch without its lock; it changes no more than that. */
+static inline const _Atomic uint64_t *fy_ring_watch(const struct fy_ring_reader *r)
+{
+    return (const _Atomic uint64_t *)(const void *)(r->data + r->pos % r->cap);
+}
+
 /* Consumes the peeked record. In place (inplace = n > 0): the data stays
  * valid until fy_ring_release(r, returned id) has been called n times
  * (several messages may point into one record); returns -1 (nothing

@@ -826,6 +826,11 @@ static int shm_readable(struct fy_pipe *p)
     return p->dead || fy_ring_maybe(&sp->r);
 }
 
+static const _Atomic uint64_t *shm_watch(struct fy_pipe *p)
+{
+    return fy_ring_watch(&((struct shm_pipe *)p)->r);
+}
+
 static void shm_release(struct fy_pipe *p, int64_t token)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
@@ -971,6 +976,7 @@ const struct fy_pipe_ops fy_shm_pipe_ops = {
     .unclaim = shm_unclaim,
     .recv = shm_recv,
     .readable = shm_readable,
+    .watch = shm_watch,
     .release = shm_release,
     .send_cmd = shm_send_cmd,
     .writable = shm_writable,
