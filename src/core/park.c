@@ -32,6 +32,19 @@
  * where wake_seq reaches it. A write to park_fd that nobody waited for
  * leaves it readable: the next park wakes at once, drains it and looks
  * again.
+ *
+ * The loan. Parking takes the fd off the I/O thread's epoll set and
+ * giving it back puts it on again: two epoll_ctl calls per message, and a
+ * system call costs a microsecond or more on a VM. A receiver that is the
+ * socket's only waiter (no thread asleep on the wake word, no poller, the
+ * pollable fd never armed) lets the transport keep the input off the I/O
+ * thread's watch after it read (unpark's keep), so its next park costs no
+ * system call: a request/reply loop over ipc:// makes three system calls
+ * a round trip on each side (send, ppoll, recv) instead of five. Whoever
+ * would wait another way takes the input back first (fy_park_reclaim,
+ * under mtx, where the waiter counts itself); the transport takes it back
+ * itself when the receiver has not come back for a while (its timer), so
+ * the peer's heartbeats and hang-up are still read by somebody.
  */
 #include "sock.h"
 
@@ -132,8 +145,19 @@ int fy_park_sleep(ferry_socket *s, struct fy_pipe *p, int fd, uint64_t deadline)
     atomic_fetch_sub_explicit(&s->wake->sleepers, 1, memory_order_relaxed);
     fy_park_end(s);
     pthread_mutex_lock(&s->mtx);
-    p->ops->unpark(p, fds[0].revents != 0);
+    int keep = s->futex_waiters == 0 && !s->closing &&
+               !atomic_load_explicit(&s->fd_want, memory_order_relaxed) &&
+               atomic_load_explicit(&s->npollers, memory_order_relaxed) == 0;
+    p->ops->unpark(p, fds[0].revents != 0, keep);
     pthread_mutex_unlock(&s->mtx);
     fy_pipe_unref(p);
     return rc;
+}
+
+void fy_park_reclaim(ferry_socket *s)
+{
+    /* mtx held */
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i]->ops->reclaim != NULL)
+            s->pipes[i]->ops->reclaim(s->pipes[i]);
 }

@@ -188,7 +188,16 @@ struct fy_depth {
  *           closes the fd. NULL: never.
  *  unpark   the caller woke; readable: the fd polled readable, so read
  *           and decode what is there now, on the caller's thread, then
- *           give the reading back to the I/O thread.
+ *           give the reading back to the I/O thread. keep: no other
+ *           thread waits on the socket, so the transport may leave the
+ *           input off the I/O thread's watch (a loan) for the caller's
+ *           next park, which then costs no system call, until reclaim,
+ *           or until the caller has not parked for a while (the
+ *           transport's own deadline: someone must read the peer's
+ *           heartbeats and its hang-up).
+ *  reclaim  the socket is about to wait in some other way (a thread
+ *           sleeping on the wake word, a poller, the pollable fd armed):
+ *           a loaned input goes back to the I/O thread now. NULL: none.
  *  close    the pipe leaves the socket: let the peer see it now (may run
  *           while in-place messages still reference the pipe).
  *  destroy  frees the pipe; called once, when the last reference goes,
@@ -210,7 +219,8 @@ struct fy_pipe_ops {
     void (*describe)(struct fy_pipe *p, const char **transport, char *addr, size_t len);
     void (*depth)(struct fy_pipe *p, struct fy_depth *d);
     int (*park)(struct fy_pipe *p);
-    void (*unpark)(struct fy_pipe *p, int readable);
+    void (*unpark)(struct fy_pipe *p, int readable, int keep);
+    void (*reclaim)(struct fy_pipe *p);
     void (*close)(struct fy_pipe *p);
     void (*destroy)(struct fy_pipe *p);
 };
@@ -501,6 +511,7 @@ struct ferry_socket {
     _Atomic int park_fd;
     _Atomic int parked;
     _Atomic int park_kicked; /* park_fd written since the receiver parked */
+    int futex_waiters;       /* threads asleep on the wake word to receive (mtx) */
     _Atomic int npollers;    /* ferry_pollers holding it (at most one) */
 
     /* multipart assembly of outgoing parts */
@@ -660,12 +671,16 @@ int fy_sock_wait(ferry_socket *s, int (*step)(ferry_socket *s, void *arg, int ch
  * kick    a waker's part, after its seq_cst fence: writes park_fd once
  *         per park while a receiver is parked. It looks only at the
  *         socket's own memory, never at the wake block, which shm://
- *         peers share and may have written anything into. */
+ *         peers share and may have written anything into.
+ * reclaim (mtx held) the socket will be waited on in another way: input
+ *         a receiver kept for its next park (pipe op unpark's keep) goes
+ *         back to the I/O thread. */
 int fy_park_claim(ferry_socket *s);
 int fy_park_begin(ferry_socket *s, int claimed, struct fy_pipe **out);
 void fy_park_end(ferry_socket *s);
 int fy_park_sleep(ferry_socket *s, struct fy_pipe *p, int fd, uint64_t deadline);
 void fy_park_kick(ferry_socket *s);
+void fy_park_reclaim(ferry_socket *s);
 
 /* A message may be ready, or room to send: wakes the socket's waiters
  * and, if the user armed it, its pollable fd (mtx may be held). */

@@ -906,6 +906,10 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
             fy_sock_stamp_locked(s);
             if (recv)
                 pfd = fy_park_begin(s, claimed, &pp);
+            if (pfd < 0) { /* on the wake word: the I/O thread must read for us */
+                s->futex_waiters++;
+                fy_park_reclaim(s);
+            }
         }
         pthread_mutex_unlock(&s->mtx);
         if (pfd >= 0) {
@@ -926,6 +930,9 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
             rc = fy_futex_wait(&w->seq, seq, deadline < watchdog ? deadline : watchdog);
             if (rc == FERRY_ETIMEDOUT && deadline > watchdog)
                 rc = 0;
+            pthread_mutex_lock(&s->mtx);
+            s->futex_waiters--;
+            pthread_mutex_unlock(&s->mtx);
         } else {
             rc = rc > 0 ? INT_MAX : rc;
         }
@@ -1499,6 +1506,7 @@ int fy_sock_ready(ferry_socket *s, int events, int arm)
     int r = s->closing ? FERRY_POLLERR : ready_now(s, events);
     if (r == 0 && arm) {
         arm_fd(s, 1);
+        fy_park_reclaim(s);
         if (events & FERRY_POLLOUT)
             for (size_t i = 0; i < s->npipes; i++)
                 if (s->pipes[i]->ops->arm_room)
@@ -1564,6 +1572,7 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
          * is queued there may be its news (room, a peer). */
         arm_fd(s, atomic_load_explicit(&s->npollers, memory_order_relaxed) == 0);
         pthread_mutex_lock(&s->mtx);
+        fy_park_reclaim(s);
         rc = s->closing ? FERRY_ECLOSED : recv_step(s, rq, 1);
         pthread_mutex_unlock(&s->mtx);
         if (rc == 0)

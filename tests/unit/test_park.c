@@ -424,6 +424,63 @@ static void test_timeout_and_two_receivers(void **state)
     ferry_close(pull);
 }
 
+/* A receiver that read for itself keeps the input from the I/O thread
+ * for its next park (park.c, "The loan"). When it does not come back,
+ * the input returns to the I/O thread: a PING sent while nobody receives
+ * is answered, and the message after it is there for the next receive. */
+static void test_loan_returned(void **state)
+{
+    (void)state;
+    int fd, port;
+    ferry_socket *pull = warm_pull(&fd, &port);
+    unsigned char f[64];
+    struct waiter w;
+    pthread_t th;
+    start_waiter(&w, &th, pull);
+    raw_send(fd, f, msg_frame(f, "lent"));
+    join_expect(th, &w, "lent");
+    static const unsigned char ping[] = {0x04, 10, 4, 'P', 'I', 'N', 'G', 0, 0, 'c', 't', 'x'};
+    raw_send(fd, ping, sizeof ping);
+    unsigned char pong[10];
+    raw_read(fd, pong, sizeof pong, 5000);
+    assert_memory_equal(pong, "\x04\x08\x04PONGctx", 10);
+    raw_send(fd, f, msg_frame(f, "after"));
+    expect_msg(pull, "after");
+    close(fd);
+    ferry_close(pull);
+}
+
+/* A poller that waits on a socket whose input is on loan takes it back:
+ * the message sent after the loan makes the socket readable. */
+static void test_loan_and_poller(void **state)
+{
+    (void)state;
+    int fd, port;
+    ferry_socket *pull = warm_pull(&fd, &port);
+    unsigned char f[64];
+    struct waiter w;
+    pthread_t th;
+    start_waiter(&w, &th, pull);
+    raw_send(fd, f, msg_frame(f, "lent"));
+    join_expect(th, &w, "lent");
+    ferry_poller *pl;
+    assert_int_equal(ferry_poller_new(&pl), 0);
+    assert_int_equal(ferry_poller_add(pl, pull, FERRY_POLLIN, pull), 0);
+    ferry_poll_event ev;
+    assert_int_equal(ferry_poller_wait(pl, &ev, 1, 0), 0); /* nothing yet */
+    raw_send(fd, f, msg_frame(f, "polled"));
+    assert_int_equal(ferry_poller_wait(pl, &ev, 1, 10000), 1);
+    assert_ptr_equal(ev.user, pull);
+    char buf[16];
+    size_t len;
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &len, FERRY_DONTWAIT), 0);
+    assert_int_equal(len, 6);
+    assert_memory_equal(buf, "polled", 6);
+    ferry_poller_free(pl);
+    close(fd);
+    ferry_close(pull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -433,6 +490,8 @@ int main(void)
         cmocka_unit_test(test_ping_answered_while_parked),
         cmocka_unit_test(test_peer_killed_while_parked),
         cmocka_unit_test(test_timeout_and_two_receivers),
+        cmocka_unit_test(test_loan_returned),
+        cmocka_unit_test(test_loan_and_poller),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -135,6 +135,16 @@ static void on_timer(struct fy_timer *tm)
     for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
         nx = p->next;
         uint64_t due;
+        /* A receiver's loan (park.c) ends when it has not come back for
+         * ST_LOAN_NS. One parked now ends it too (its interest stays off
+         * while parked): its next unpark lends again and sets this timer,
+         * so a socket parked for hours does not wake us every tick. */
+        if (p->loaned && (p->parked || now >= p->loan_at + ST_LOAN_NS)) {
+            p->loaned = 0;
+            st_conn_interest(p);
+        } else if (p->loaned) {
+            next = min_nz(next, p->loan_at + ST_LOAN_NS);
+        }
         if (st_conn_timers(p, now, &due) == 0)
             next = min_nz(next, due);
     }

@@ -37,7 +37,7 @@ void st_conn_interest(struct st_pipe *p)
     if (p->state == C_CONNECTING)
         want = FY_IO_OUT;
     else if (p->state != C_CLOSED) {
-        if ((!p->rx_paused && !p->parked) || p->state == C_LINGER)
+        if ((!p->rx_paused && !p->parked && !p->loaned) || p->state == C_LINGER)
             want |= FY_IO_IN;
         if (p->hs_off < p->hs_len || (p->state >= C_ACTIVE && p->tx_off < p->tx_len && !p->tx_held))
             want |= FY_IO_OUT;

@@ -190,6 +190,8 @@ struct st_pipe {
     uint64_t pool_held; /* what the partial message draws from the socket's pool */
     int dying;          /* st_destroy: the transport may be gone */
     int parked;         /* a receiver reads it (park): the I/O thread waits for no input */
+    int loaned;         /* nor after it, until its next park or ST_LOAN_NS (park.c) */
+    uint64_t loan_at;   /* when the receiver last gave the input back on loan */
     int rx_fail;        /* found broken off the I/O thread: the error, torn down there */
     int rx_fail_bad;
     char rx_fail_why[200];
@@ -275,6 +277,12 @@ struct st_tran {
  * after it began to be held. */
 #define ST_BATCH_BYTES (64u << 10)
 #define ST_FLUSH_NS 200000u
+
+/* A receiver that read its connection itself may keep the input off the
+ * I/O thread's watch for its next park (park.c, "The loan"): for this long
+ * after it last did, then the transport's timer gives the input back to
+ * the I/O thread, which then reads the peer's heartbeats and hang-up. */
+#define ST_LOAN_NS 10000000u
 
 /* --- stream.c: the transport ------------------------------------------------------ */
 

@@ -308,7 +308,7 @@ static int st_park(struct fy_pipe *bp)
     return p->fd;
 }
 
-static void st_unpark(struct fy_pipe *bp, int readable)
+static void st_unpark(struct fy_pipe *bp, int readable, int keep)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
     if (!p->parked)
@@ -317,9 +317,30 @@ static void st_unpark(struct fy_pipe *bp, int readable)
     if (p->dying) /* the transport is gone (its fd with it) */
         return;
     /* the fd polled may have been closed (the I/O thread wakes us first) */
-    if (readable && p->fd >= 0 && p->state == C_ACTIVE)
-        st_conn_read(p, 0); /* gives the input back to the I/O thread too */
-    else
+    if (readable && p->fd >= 0 && p->state == C_ACTIVE) {
+        if (keep) {
+            p->loan_at = fy_now_mono_ns();
+            if (!p->loaned) { /* the timer takes it back if we do not come back */
+                p->loaned = 1;
+                st_timer_at(p->t, p->loan_at + ST_LOAN_NS);
+            }
+        } else {
+            p->loaned = 0;
+        }
+        st_conn_read(p, 0); /* gives the input back to the I/O thread, unless loaned */
+    } else {
+        p->loaned = 0;
+        st_conn_interest(p);
+    }
+}
+
+static void st_reclaim(struct fy_pipe *bp)
+{
+    struct st_pipe *p = (struct st_pipe *)bp;
+    if (!p->loaned)
+        return;
+    p->loaned = 0;
+    if (!p->dying)
         st_conn_interest(p);
 }
 
@@ -463,6 +484,7 @@ const struct fy_pipe_ops st_pipe_ops = {
     .flush = st_flush,
     .park = st_park,
     .unpark = st_unpark,
+    .reclaim = st_reclaim,
     .send_cmd = st_send_cmd,
     .writable = st_writable,
     .abort_tx = st_abort_tx,
