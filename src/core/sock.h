@@ -97,8 +97,11 @@ struct fy_txmsg {
 /* HEAP: data in the same block, after the struct. CLAIM: room claimed in
  * a peer's ring (ferry_msg_alloc). INPLACE: received, still in the ring.
  * EMPTY: a zero-length part. COPY: data in a block of its own, freed with
- * the struct (a claim given up before its multipart message was sent). */
-enum { FY_MSG_HEAP, FY_MSG_CLAIM, FY_MSG_INPLACE, FY_MSG_EMPTY, FY_MSG_COPY };
+ * the struct (a claim given up before its multipart message was sent).
+ * BRIEF: INPLACE without the references, for a receive that copies the
+ * part out and frees it before it lets mtx go (struct fy_rxmsg's brief);
+ * whatever such a receive keeps is made INPLACE first (fy_msg_pin). */
+enum { FY_MSG_HEAP, FY_MSG_CLAIM, FY_MSG_INPLACE, FY_MSG_EMPTY, FY_MSG_COPY, FY_MSG_BRIEF };
 struct ferry_msg {
     void *data;
     size_t size;
@@ -127,8 +130,18 @@ struct fy_rxmsg {
     size_t nparts, next;
     size_t cap; /* 0 while parts is few */
     struct fy_pipe *from;
+    /* Set by a receive that copies each part it hands out and frees it
+     * under the same hold of mtx (ferry_recv): a transport may then give
+     * parts in place without taking references (FY_MSG_BRIEF), two atomic
+     * increments and two decrements a part fewer; the receive pins what it
+     * keeps. Read by the transport before it fills the struct. */
+    int brief;
     ferry_msg *few[FY_RX_FEW];
 };
+
+/* Makes a BRIEF part INPLACE: takes the references it goes without. mtx
+ * held. */
+void fy_msg_pin(ferry_msg *m);
 
 /* A pipe's queues at one look (pipe op depth). */
 struct fy_depth {

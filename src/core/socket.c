@@ -13,6 +13,7 @@
 #include "sock.h"
 
 #include <fcntl.h>
+#include <assert.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -453,6 +454,13 @@ static void msg_free(ferry_msg *m, int locked)
             free(m);
         return;
     }
+    if (m->kind == FY_MSG_BRIEF) { /* freed in the receive that took it: mtx held */
+        assert(locked);
+        m->pipe->ops->release(m->pipe, m->token);
+        if (!msg_recycle(m->sock, m))
+            free(m);
+        return;
+    }
     if (m->kind == FY_MSG_INPLACE && m->pipe != NULL) {
         /* the fast path of a zero-copy receive: one hold of the lock. The
          * message holds a reference on its socket, which stays valid even
@@ -486,6 +494,15 @@ static void msg_free(ferry_msg *m, int locked)
 }
 
 void ferry_msg_free(ferry_msg *m) { msg_free(m, 0); }
+
+void fy_msg_pin(ferry_msg *m)
+{
+    if (m == NULL || m->kind != FY_MSG_BRIEF)
+        return;
+    fy_pipe_ref(m->pipe);
+    atomic_fetch_add_explicit(&m->sock->refs, 1, memory_order_relaxed);
+    m->kind = FY_MSG_INPLACE;
+}
 
 void fy_msg_free_locked(ferry_msg *m) { msg_free(m, 1); }
 
@@ -1533,15 +1550,21 @@ static int recv_step(ferry_socket *s, void *arg, int check)
         s->rx_err = 0;
         return fy_err(rc, "%s", s->rx_err_text);
     }
+    int brief = 0;
     if (s->rx.next >= s->rx.nparts) {
         fy_rxmsg_clear(&s->rx);
+        brief = s->rx.brief = rq->out == NULL;
         int rc = s->proto->recv(s, &s->rx, check);
+        s->rx.brief = 0;
         if (rc <= 0)
             return rc;
     }
     ferry_msg *m = s->rx.parts[s->rx.next++];
     m->more = s->rx.next < s->rx.nparts;
     s->rcvmore = m->more;
+    if (brief) /* the parts left for the next calls hold their references */
+        for (size_t i = s->rx.next; i < s->rx.nparts; i++)
+            fy_msg_pin(s->rx.parts[i]);
     if (!m->more) {
         fy_rxmsg_clear(&s->rx);
         tell_poller(s);

@@ -521,21 +521,24 @@ static int rx_part_check(struct shm_pipe *sp, size_t len)
 }
 
 /* A message struct for len bytes at data, in place in the ring record
- * whose token is tok (the caller holds the record for it). */
-static ferry_msg *inplace_msg(struct shm_pipe *sp, const void *data, size_t len, int64_t tok)
+ * whose token is tok (the caller holds the record for it). brief: for a
+ * receive that frees it before mtx goes (struct fy_rxmsg), so without the
+ * references on the pipe and the socket. */
+static ferry_msg *inplace_msg(struct shm_pipe *sp, const void *data, size_t len, int64_t tok,
+                              int brief)
 {
     struct fy_pipe *p = &sp->base;
     ferry_msg *msg = fy_msg_struct(p->sock);
     if (msg == NULL)
         return NULL;
-    msg->kind = FY_MSG_INPLACE;
+    msg->kind = FY_MSG_BRIEF;
     msg->data = (void *)data;
     msg->size = len;
     msg->pipe = p;
     msg->token = tok;
     msg->sock = p->sock;
-    fy_pipe_ref(p);
-    atomic_fetch_add_explicit(&p->sock->refs, 1, memory_order_relaxed);
+    if (!brief)
+        fy_msg_pin(msg);
     return msg;
 }
 
@@ -553,7 +556,7 @@ static ferry_msg *copied_msg(struct shm_pipe *sp, const void *data, size_t len)
 /* Takes a record that is a whole part: in place (the ring keeps the bytes
  * until the message is freed) while the ring has room for another
  * outstanding record, else copied. last: it ends a message. */
-static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int last,
+static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int last, int brief,
                          ferry_msg **out, int *moved)
 {
     if (rec->len > sp->own_maxmsg)
@@ -561,7 +564,7 @@ static int rx_take_whole(struct shm_pipe *sp, const struct fy_ring_rec *rec, int
     ferry_msg *msg = NULL;
     int64_t tok = rec->len == 0 ? -1 : fy_ring_take(&sp->r, rec, 1, (uint32_t)last, moved);
     if (tok >= 0) {
-        if ((msg = inplace_msg(sp, rec->data, rec->len, tok)) == NULL) {
+        if ((msg = inplace_msg(sp, rec->data, rec->len, tok, brief)) == NULL) {
             fy_ring_release(&sp->r, tok);
             return FERRY_ENOMEM;
         }
@@ -626,12 +629,14 @@ static int rx_take_pack(struct shm_pipe *sp, const struct fy_ring_rec *rec, stru
     const unsigned char *data = (const unsigned char *)rec->data + t.bytes;
     /* one hold per part in place, and ours while building */
     int64_t tok = fy_ring_take(&sp->r, rec, t.held + 1, 1, moved);
+    int brief = m->brief;
     memset(m, 0, sizeof *m);
+    m->brief = brief;
     uint32_t i = 0; /* parts made: each has its hold (or has given it back) */
     for (; i < t.n; i++) {
         uint32_t len = t.lens[i];
-        ferry_msg *f =
-            tok >= 0 && len > 0 ? inplace_msg(sp, data, len, tok) : copied_msg(sp, data, len);
+        ferry_msg *f = tok >= 0 && len > 0 ? inplace_msg(sp, data, len, tok, brief)
+                                           : copied_msg(sp, data, len);
         if (f == NULL) {
             rc = FERRY_ENOMEM;
             break;
@@ -686,7 +691,7 @@ static int rx_take_ref(struct shm_pipe *sp, const struct fy_ring_rec *rec, struc
     if (ref.parts)
         return rx_take_pack(sp, &in, m, moved);
     ferry_msg *msg = NULL;
-    int rc = rx_take_whole(sp, &in, 1, &msg, moved);
+    int rc = rx_take_whole(sp, &in, 1, m->brief, &msg, moved);
     if (rc == 0)
         fy_rxmsg_one(m, msg);
     return rc;
@@ -766,7 +771,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
         int whole = !(rec.flags & FY_RING_F_CONT) && sp->cur_len == 0; /* a part in one record */
         if (whole && last && sp->partial.nparts == 0) {                /* a single-part message */
             ferry_msg *msg = NULL;
-            rc = rx_take_whole(sp, &rec, 1, &msg, &moved);
+            rc = rx_take_whole(sp, &rec, 1, m->brief, &msg, &moved);
             if (rc < 0)
                 break;
             moved_any |= moved;
@@ -778,7 +783,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
             ferry_msg *msg = NULL;
             rc = rx_part_check(sp, rec.len);
             if (rc == 0)
-                rc = rx_take_whole(sp, &rec, last, &msg, &moved);
+                rc = rx_take_whole(sp, &rec, last, 0, &msg, &moved);
             if (rc == 0 && (rc = fy_rxmsg_push(&sp->partial, msg)) != 0)
                 fy_msg_free_locked(msg); /* taken: its bytes are gone from the ring either way */
         } else {
