@@ -34,8 +34,9 @@
 struct req_state {
     size_t cursor;
     int waiting;            /* a request is out, its reply due */
-    struct fy_pipe *target; /* the peer that got it (a reference) */
-    unsigned char *copy;    /* REQ_RESEND: the request, parts back to back */
+    struct fy_pipe *target; /* the peer that got it (see still_in) */
+    int target_id;
+    unsigned char *copy; /* REQ_RESEND: the request, parts back to back */
     struct fy_part *parts;
     size_t nparts;
     struct fy_part *framed; /* the delimiter, then the user's parts */
@@ -47,8 +48,9 @@ struct req_state {
  * request (at most REP_MAX_HOPS frames of at most MAXMSGSIZE in all). */
 struct rep_state {
     size_t cursor;
-    int replying;              /* a request was received, the reply is due */
-    struct fy_pipe *source;    /* its peer (a reference) */
+    int replying;           /* a request was received, the reply is due */
+    struct fy_pipe *source; /* its peer (see still_in) */
+    int source_id;
     unsigned char *env;        /* the envelope's bytes, back to back: */
     unsigned char env_few[64]; /* here when they fit (a REQ's: none) */
     struct fy_part *parts;     /* the envelope's frames, then the reply's parts */
@@ -68,10 +70,18 @@ static int parts_room(struct fy_part **v, size_t *cap, size_t n)
     return 0;
 }
 
+/* The pipe a request went to (or came from), if it is still the socket's.
+ * No reference is held on it between the request and its reply (two
+ * atomic operations a side each round trip): the pointer is compared
+ * with the socket's pipes before it is followed, and a pipe that took the
+ * freed one's address has another id. */
+static struct fy_pipe *still_in(ferry_socket *s, struct fy_pipe *p, int id)
+{
+    return p != NULL && fy_pipe_in(s, p) && p->id == id ? p : NULL;
+}
+
 static void req_forget(struct req_state *st)
 {
-    if (st->target)
-        fy_pipe_unref(st->target);
     st->target = NULL;
     st->waiting = 0;
     free(st->copy);
@@ -144,7 +154,7 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
     }
     st->waiting = 1;
     st->target = p;
-    fy_pipe_ref(p);
+    st->target_id = p->id;
     return 1;
 }
 
@@ -196,8 +206,8 @@ static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
     struct req_state *st = s->proto_state;
     if (!st->waiting)
         return fy_err(FERRY_ESTATE, "req recv: no request was sent");
-    struct fy_pipe *p = st->target;
-    int in = fy_pipe_in(s, p);
+    struct fy_pipe *p = still_in(s, st->target, st->target_id);
+    int in = p != NULL;
     int rc = in ? req_take(s, p, m, check) : FERRY_ECONNRESET;
     if (rc == 1) {
         req_forget(st);
@@ -214,9 +224,8 @@ static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
             again.total += st->parts[i].len;
         struct fy_pipe *np = NULL;
         if (fy_rr_send(s, &again, &st->cursor, &np) == 1) {
-            fy_pipe_unref(st->target);
             st->target = np;
-            fy_pipe_ref(np);
+            st->target_id = np->id;
             return 0; /* now wait for the new peer's reply */
         }
         if (s->npipes > 0)
@@ -237,8 +246,6 @@ static void req_fini(ferry_socket *s)
 
 static void rep_forget(struct rep_state *st)
 {
-    if (st->source)
-        fy_pipe_unref(st->source);
     st->source = NULL;
     st->replying = 0;
     if (st->env != st->env_few)
@@ -254,7 +261,8 @@ static int rep_send_ready(ferry_socket *s)
     struct rep_state *st = s->proto_state;
     if (!st->replying || fy_sock_rx_pending(s))
         return 0;
-    return !fy_pipe_live(s, st->source) || st->source->ops->writable(st->source, 0);
+    struct fy_pipe *p = still_in(s, st->source, st->source_id);
+    return p == NULL || p->dead || p->ops->writable(p, 0);
 }
 
 static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
@@ -275,9 +283,9 @@ static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
         .parts = st->parts, .nparts = st->nenv + m->nparts, .total = m->total, .whole = m->whole};
     for (size_t i = 0; i < st->nenv; i++)
         tx.total += st->parts[i].len;
-    struct fy_pipe *p = st->source;
+    struct fy_pipe *p = still_in(s, st->source, st->source_id);
     int rc = 1;
-    if (!fy_pipe_live(s, p)) {
+    if (p == NULL || p->dead) {
         fy_sock_dropped(s, FY_DROP_NOROUTE); /* the requester is gone: nobody to deliver to */
     } else {
         rc = fy_pipe_send(p, &tx);
@@ -339,7 +347,7 @@ static int rep_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
             }
             st->replying = 1;
             st->source = m->from;
-            fy_pipe_ref(m->from);
+            st->source_id = m->from->id;
             return 1;
         }
         char why[120];
