@@ -267,6 +267,10 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
         memmove(&s->pipes[i], &s->pipes[i + 1], (s->npipes - i - 1) * sizeof *s->pipes);
         s->npipes--;
         p->dead = 1;
+        if (s->wake_later == p) { /* its send's wake-up, given while it is whole */
+            s->wake_later = NULL;
+            p->ops->flush(p);
+        }
         p->ops->close(p);
         if (s->proto->pipe_rm)
             s->proto->pipe_rm(s, p);
@@ -1256,7 +1260,9 @@ static int send_step(ferry_socket *s, void *arg, int check)
     struct send_arg *sa = arg;
     if (sa->batch) /* stored only when set: the common send stores nothing here */
         s->tx_batch = 1;
+    s->tx_defer = 1;
     int rc = s->proto->send(s, sa->m);
+    s->tx_defer = 0;
     if (sa->batch)
         s->tx_batch = 0;
     if (rc == 1 && sa->m->claim != NULL)
@@ -1265,6 +1271,11 @@ static int send_step(ferry_socket *s, void *arg, int check)
         fy_sock_flush_locked(s);
     if (rc == 1)
         tell_poller(s);
+    if (s->wake_later != NULL) { /* last: see sock.h, tx_defer */
+        struct fy_pipe *p = s->wake_later;
+        s->wake_later = NULL;
+        p->ops->flush(p);
+    }
     return rc;
 }
 

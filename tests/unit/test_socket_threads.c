@@ -233,6 +233,55 @@ static void test_busy_poll_readers(void **state)
     ferry_close(pull);
 }
 
+/* Every wake-up reaches a receiver that always sleeps (FERRY_OPT_SPIN
+ * 0): a send leaves its peer's wake-up to the end of its step (sock.h,
+ * tx_defer), and one lost there would leave the receiver asleep until
+ * its watchdog, a second later; the receive timeout is shorter. */
+static void *rep_sleeper(void *arg)
+{
+    struct job *j = arg;
+    for (long i = 0; i < j->done; i++) {
+        char buf[64];
+        size_t n;
+        if ((j->rc = ferry_recv(j->s, buf, sizeof buf, &n, 0)) != 0 ||
+            (j->rc = ferry_send(j->s, buf, n, 0)) != 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+static void test_sleeping_ping_pong(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 3000 };
+    snprintf(g_url, sizeof g_url, "shm://t-thr-sleep-%d", (int)getpid());
+    ferry_socket *rep, *req;
+    assert_int_equal(ferry_socket_open(&rep, FERRY_REP), 0);
+    assert_int_equal(ferry_socket_open(&req, FERRY_REQ), 0);
+    for (int i = 0; i < 2; i++) {
+        ferry_socket *s = i ? req : rep;
+        assert_int_equal(ferry_setopt_int(s, FERRY_OPT_SPIN, 0), 0);
+        assert_int_equal(ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 500), 0);
+    }
+    assert_int_equal(ferry_listen(rep, g_url), 0);
+    assert_int_equal(ferry_dial(req, g_url), 0);
+    struct job j = {rep, 0, ROUNDS, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, rep_sleeper, &j), 0);
+    for (long i = 0; i < ROUNDS; i++) {
+        char buf[64];
+        size_t n;
+        int len = snprintf(buf, sizeof buf, "ping %ld", i);
+        assert_int_equal(ferry_send(req, buf, (size_t)len, 0), 0);
+        assert_int_equal(ferry_recv(req, buf, sizeof buf, &n, 0), 0);
+        assert_int_equal(n, (size_t)len);
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(j.rc, 0);
+    ferry_close(req);
+    ferry_close(rep);
+}
+
 /* Sockets opened, connected and closed while their I/O threads work. */
 static void test_open_close_churn(void **state)
 {
@@ -258,9 +307,8 @@ static void test_open_close_churn(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pair_duplex),
-        cmocka_unit_test(test_pull_two_readers),
-        cmocka_unit_test(test_busy_poll_readers),
+        cmocka_unit_test(test_pair_duplex),       cmocka_unit_test(test_pull_two_readers),
+        cmocka_unit_test(test_busy_poll_readers), cmocka_unit_test(test_sleeping_ping_pong),
         cmocka_unit_test(test_open_close_churn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

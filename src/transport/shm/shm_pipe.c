@@ -58,8 +58,9 @@ static void shm_wake_peer(struct shm_pipe *sp)
         sp->base.woke = 1;
 }
 
-/* Records were published: the peer is woken now, or, for a FERRY_BATCH
- * send, when the socket flushes (shm_flush). */
+/* Records were published: the peer is woken now, at the end of the send
+ * (one pipe a send: sock.h, tx_defer), or, for a FERRY_BATCH send, when
+ * the socket flushes (shm_flush). */
 static void published(struct shm_pipe *sp)
 {
     ferry_socket *s = sp->base.sock;
@@ -68,6 +69,11 @@ static void published(struct shm_pipe *sp)
     if (s && s->tx_batch && atomic_load_explicit(&s->wake->sleepers, memory_order_relaxed) == 0) {
         sp->wake_owed = 1;
         s->wake_owed = 1;
+        return;
+    }
+    if (s && s->tx_defer && (s->wake_later == NULL || s->wake_later == &sp->base)) {
+        sp->wake_owed = 1;
+        s->wake_later = &sp->base;
         return;
     }
     if (sp->wake_owed)
