@@ -37,10 +37,12 @@
  * giving it back puts it on again: two epoll_ctl calls per message, and a
  * system call costs a microsecond or more on a VM. A receiver that is the
  * socket's only waiter (no thread asleep on the wake word, no poller, the
- * pollable fd never armed) lets the transport keep the input off the I/O
- * thread's watch after it read (unpark's keep), so its next park costs no
- * system call: a request/reply loop over ipc:// makes three system calls
- * a round trip on each side (send, ppoll, recv) instead of five. Whoever
+ * pollable fd never armed, not told to busy-poll) lets the transport keep
+ * the input off the I/O thread's watch after it read (unpark's keep), so
+ * its next park costs no system call: a request/reply loop over ipc://
+ * makes three system calls a round trip on each side (send, ppoll, recv)
+ * instead of five. While the input is lent nobody else reads it, so a
+ * receive does not spin on it (pipe's `lent`) but parks at once. Whoever
  * would wait another way takes the input back first (fy_park_reclaim,
  * under mtx, where the waiter counts itself); the transport takes it back
  * itself when the receiver has not come back for a while (its timer), so
@@ -145,7 +147,8 @@ int fy_park_sleep(ferry_socket *s, struct fy_pipe *p, int fd, uint64_t deadline)
     atomic_fetch_sub_explicit(&s->wake->sleepers, 1, memory_order_relaxed);
     fy_park_end(s);
     pthread_mutex_lock(&s->mtx);
-    int keep = s->futex_waiters == 0 && !s->closing &&
+    /* (a socket told to busy-poll wants the I/O thread reading for it) */
+    int keep = s->futex_waiters == 0 && !s->closing && s->opt.spin_us <= 0 &&
                !atomic_load_explicit(&s->fd_want, memory_order_relaxed) &&
                atomic_load_explicit(&s->npollers, memory_order_relaxed) == 0;
     p->ops->unpark(p, fds[0].revents != 0, keep);

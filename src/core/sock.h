@@ -266,6 +266,9 @@ struct fy_pipe {
     int stat_heap;             /* stat is in process memory, not in the counters file */
     uint64_t stamped;          /* its message count when last_active was last written */
     int woke;                  /* the last send made a system call (see fy_pipe_stamp) */
+    int lent;                  /* its input is on loan to a receiver that parks (unpark's
+                                  keep): nobody reads it until that receiver parks again,
+                                  so a spin on it is pointless (mtx) */
     unsigned full;             /* sends that found it full */
     char *url;                 /* the endpoint it came from (heap; fy_pipe_set_url) */
     char addr[96];             /* tcp://: the peer's address, kept once known (events) */

@@ -141,6 +141,7 @@ static void on_timer(struct fy_timer *tm)
          * so a socket parked for hours does not wake us every tick. */
         if (p->loaned && (p->parked || now >= p->loan_at + ST_LOAN_NS)) {
             p->loaned = 0;
+            p->base.lent = 0;
             st_conn_interest(p);
         } else if (p->loaned) {
             next = min_nz(next, p->loan_at + ST_LOAN_NS);

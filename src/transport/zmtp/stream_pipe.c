@@ -327,9 +327,11 @@ static void st_unpark(struct fy_pipe *bp, int readable, int keep)
         } else {
             p->loaned = 0;
         }
+        bp->lent = p->loaned;
         st_conn_read(p, 0); /* gives the input back to the I/O thread, unless loaned */
     } else {
         p->loaned = 0;
+        bp->lent = 0;
         st_conn_interest(p);
     }
 }
@@ -340,6 +342,7 @@ static void st_reclaim(struct fy_pipe *bp)
     if (!p->loaned)
         return;
     p->loaned = 0;
+    bp->lent = 0;
     if (!p->dying)
         st_conn_interest(p);
 }
