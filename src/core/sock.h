@@ -436,8 +436,8 @@ int fy_send_never_waits(ferry_socket *s);
 /* 1 if p is one of s's live pipes. */
 int fy_pipe_live(ferry_socket *s, struct fy_pipe *p);
 
-/* 1 if p is one of s's pipes, live or draining. */
-int fy_pipe_in(ferry_socket *s, struct fy_pipe *p);
+/* s's pipe (live or draining) with this id, or NULL. */
+struct fy_pipe *fy_pipe_by_id(ferry_socket *s, int id);
 
 /* Round-robin choice of a pipe with room for size bytes, or NULL. */
 struct fy_pipe *fy_rr_peek(ferry_socket *s, size_t cursor, size_t size);

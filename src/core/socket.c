@@ -1094,16 +1094,20 @@ static int spin_look(ferry_socket *s, sock_step_fn step, void *arg, struct spin_
  * the line being written from the writer at every load. What a
  * FERRY_BATCH send of ours owes the peers is given first: a peer left
  * asleep would never answer a spin. */
-static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int gentle, int recv)
+static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int gentle, int recv,
+                int *lent)
 {
     pthread_mutex_lock(&s->mtx);
     fy_sock_flush_locked(s);
-    int lent = recv && s->npipes == 1 && s->pipes[0]->lent; /* nobody reads it: park at once */
+    *lent = recv && s->npipes == 1 && s->pipes[0]->lent; /* nobody reads it: park at once */
     pthread_mutex_unlock(&s->mtx);
-    if (lent)
+    if (*lent)
         return 0;
     struct spin_watch watch = {0}, *sw = recv ? &watch : NULL;
-    unsigned pauses = gentle ? 8 : 1, clock_every = gentle ? 15 : 63;
+    /* A gentle spin that looks under the lock (no watch) pauses longer
+     * between looks: each look takes the line a writer wants. */
+    unsigned pauses = !gentle ? 1 : sw != NULL ? 8 : 32;
+    unsigned clock_every = !gentle ? 63 : sw != NULL ? 15 : 0;
     int rc = 0;
     for (unsigned i = 1, idle = 0;; i++) {
         for (unsigned k = 0; k < pauses; k++)
@@ -1148,6 +1152,15 @@ static int spin(ferry_socket *s, sock_step_fn step, void *arg, uint64_t end, int
 #define SPIN_BACKOFF 16u
 #define SPIN_STREAK 8u
 
+/* A spin found nothing: the next waits sleep at once (spin_adaptive). */
+static void spin_failed(ferry_socket *s)
+{
+    uint32_t fails = atomic_load_explicit(&s->spin_fails, memory_order_relaxed);
+    atomic_store_explicit(&s->spin_fails, fails < 6 ? fails + 1 : 6, memory_order_relaxed);
+    atomic_store_explicit(&s->spin_skip, SPIN_BACKOFF << fails, memory_order_relaxed);
+    atomic_store_explicit(&s->spin_ns, SPIN_MAX_NS, memory_order_relaxed);
+}
+
 static int spin_adaptive(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline, int recv)
 {
     uint32_t budget = atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
@@ -1163,7 +1176,8 @@ static int spin_adaptive(ferry_socket *s, sock_step_fn step, void *arg, uint64_t
         atomic_store_explicit(&s->spin_skip, skip - 1, memory_order_relaxed);
     } else if (budget > 0) {
         uint64_t end = t0 + budget < deadline ? t0 + budget : deadline;
-        if ((rc = spin(s, step, arg, end, 1, recv)) != 0) {
+        int lent;
+        if ((rc = spin(s, step, arg, end, 1, recv, &lent)) != 0) {
             uint64_t took = fy_now_mono_ns() - t0;
             uint64_t next = 2 * took < SPIN_MIN_NS ? SPIN_MIN_NS : 2 * took;
             atomic_store_explicit(&s->spin_ns, next > SPIN_MAX_NS ? SPIN_MAX_NS : (uint32_t)next,
@@ -1171,10 +1185,8 @@ static int spin_adaptive(ferry_socket *s, sock_step_fn step, void *arg, uint64_t
             atomic_store_explicit(&s->spin_fails, 0, memory_order_relaxed);
             return rc;
         }
-        uint32_t fails = atomic_load_explicit(&s->spin_fails, memory_order_relaxed);
-        atomic_store_explicit(&s->spin_fails, fails < 6 ? fails + 1 : 6, memory_order_relaxed);
-        atomic_store_explicit(&s->spin_skip, SPIN_BACKOFF << fails, memory_order_relaxed);
-        atomic_store_explicit(&s->spin_ns, SPIN_MAX_NS, memory_order_relaxed);
+        if (!lent) /* a lent input was not spun on: nothing learnt */
+            spin_failed(s);
     }
     struct run_arg ra = {step, arg};
     rc = fy_sock_wait(s, run_step, &ra, deadline, recv);
@@ -1206,9 +1218,10 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
     deadline = fy_deadline_ns(timeout_ms);
     if (s->opt.spin_us < 0)
         return spin_adaptive(s, step, arg, deadline, recv);
+    int lent;
     if (s->opt.spin_us > 0 &&
-        (rc = spin(s, step, arg, fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u, 0, recv)) !=
-            0)
+        (rc = spin(s, step, arg, fy_now_mono_ns() + (uint64_t)s->opt.spin_us * 1000u, 0, recv,
+                   &lent)) != 0)
         return rc;
     struct run_arg ra = {step, arg};
     return fy_sock_wait(s, run_step, &ra, deadline, recv);
@@ -1603,7 +1616,8 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
         return fy_err(FERRY_ENOTSUP, "recv on a %s socket", s->proto->name);
     int nowait = flags & FERRY_DONTWAIT;
     int rc = sock_run(s, recv_step, rq, s->opt.rcvtimeo, nowait, 1);
-    if (rc == FERRY_EAGAIN && nowait) {
+    /* RCVTIMEO 0 is a DONTWAIT receive: it too takes a lent input back. */
+    if (rc == FERRY_EAGAIN && (nowait || s->opt.rcvtimeo == 0)) {
         /* Arm the pollable fd, then look once more so no message slips
          * between. A poller holding the socket drains the fd itself: what
          * is queued there may be its news (room, a peer). */

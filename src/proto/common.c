@@ -68,12 +68,12 @@ int fy_pipe_live(ferry_socket *s, struct fy_pipe *p)
     return 0;
 }
 
-int fy_pipe_in(ferry_socket *s, struct fy_pipe *p)
+struct fy_pipe *fy_pipe_by_id(ferry_socket *s, int id)
 {
     for (size_t i = 0; i < s->npipes; i++)
-        if (s->pipes[i] == p)
-            return 1;
-    return 0;
+        if (s->pipes[i]->id == id)
+            return s->pipes[i];
+    return NULL;
 }
 
 int fy_rr_send(ferry_socket *s, const struct fy_txmsg *m, size_t *cursor, struct fy_pipe **out)

@@ -33,9 +33,8 @@
 
 struct req_state {
     size_t cursor;
-    int waiting;            /* a request is out, its reply due */
-    struct fy_pipe *target; /* the peer that got it (see still_in) */
-    int target_id;
+    int waiting;         /* a request is out, its reply due */
+    int target_id;       /* the peer that got it (see still_in), 0: none */
     unsigned char *copy; /* REQ_RESEND: the request, parts back to back */
     struct fy_part *parts;
     size_t nparts;
@@ -48,9 +47,8 @@ struct req_state {
  * request (at most REP_MAX_HOPS frames of at most MAXMSGSIZE in all). */
 struct rep_state {
     size_t cursor;
-    int replying;           /* a request was received, the reply is due */
-    struct fy_pipe *source; /* its peer (see still_in) */
-    int source_id;
+    int replying;              /* a request was received, the reply is due */
+    int source_id;             /* its peer (see still_in), 0: none */
     unsigned char *env;        /* the envelope's bytes, back to back: */
     unsigned char env_few[64]; /* here when they fit (a REQ's: none) */
     struct fy_part *parts;     /* the envelope's frames, then the reply's parts */
@@ -72,17 +70,17 @@ static int parts_room(struct fy_part **v, size_t *cap, size_t n)
 
 /* The pipe a request went to (or came from), if it is still the socket's.
  * No reference is held on it between the request and its reply (two
- * atomic operations a side each round trip): the pointer is compared
- * with the socket's pipes before it is followed, and a pipe that took the
- * freed one's address has another id. */
-static struct fy_pipe *still_in(ferry_socket *s, struct fy_pipe *p, int id)
+ * atomic operations a side each round trip): it is found again by its id,
+ * which no other pipe of the socket ever has. The first pipe is the one
+ * to look at first: most REQ and REP sockets have one. */
+static struct fy_pipe *still_in(ferry_socket *s, int id)
 {
-    return p != NULL && fy_pipe_in(s, p) && p->id == id ? p : NULL;
+    return id != 0 ? fy_pipe_by_id(s, id) : NULL;
 }
 
 static void req_forget(struct req_state *st)
 {
-    st->target = NULL;
+    st->target_id = 0;
     st->waiting = 0;
     free(st->copy);
     free(st->parts);
@@ -153,7 +151,6 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
         req_forget(st); /* sent, but cannot resend: behave as without it */
     }
     st->waiting = 1;
-    st->target = p;
     st->target_id = p->id;
     return 1;
 }
@@ -206,7 +203,7 @@ static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
     struct req_state *st = s->proto_state;
     if (!st->waiting)
         return fy_err(FERRY_ESTATE, "req recv: no request was sent");
-    struct fy_pipe *p = still_in(s, st->target, st->target_id);
+    struct fy_pipe *p = still_in(s, st->target_id);
     int in = p != NULL;
     int rc = in ? req_take(s, p, m, check) : FERRY_ECONNRESET;
     if (rc == 1) {
@@ -224,7 +221,6 @@ static int req_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
             again.total += st->parts[i].len;
         struct fy_pipe *np = NULL;
         if (fy_rr_send(s, &again, &st->cursor, &np) == 1) {
-            st->target = np;
             st->target_id = np->id;
             return 0; /* now wait for the new peer's reply */
         }
@@ -246,7 +242,7 @@ static void req_fini(ferry_socket *s)
 
 static void rep_forget(struct rep_state *st)
 {
-    st->source = NULL;
+    st->source_id = 0;
     st->replying = 0;
     if (st->env != st->env_few)
         free(st->env);
@@ -261,7 +257,7 @@ static int rep_send_ready(ferry_socket *s)
     struct rep_state *st = s->proto_state;
     if (!st->replying || fy_sock_rx_pending(s))
         return 0;
-    struct fy_pipe *p = still_in(s, st->source, st->source_id);
+    struct fy_pipe *p = still_in(s, st->source_id);
     return p == NULL || p->dead || p->ops->writable(p, 0);
 }
 
@@ -283,7 +279,7 @@ static int rep_send(ferry_socket *s, const struct fy_txmsg *m)
         .parts = st->parts, .nparts = st->nenv + m->nparts, .total = m->total, .whole = m->whole};
     for (size_t i = 0; i < st->nenv; i++)
         tx.total += st->parts[i].len;
-    struct fy_pipe *p = still_in(s, st->source, st->source_id);
+    struct fy_pipe *p = still_in(s, st->source_id);
     int rc = 1;
     if (p == NULL || p->dead) {
         fy_sock_dropped(s, FY_DROP_NOROUTE); /* the requester is gone: nobody to deliver to */
@@ -346,7 +342,6 @@ static int rep_recv(ferry_socket *s, struct fy_rxmsg *m, int check)
                 return fy_err(FERRY_ENOMEM, "rep recv: the request's envelope");
             }
             st->replying = 1;
-            st->source = m->from;
             st->source_id = m->from->id;
             return 1;
         }

@@ -12,6 +12,7 @@
  * /proc.
  */
 #include "../common.h"
+#include "core/sock.h" /* test_loan_rcvtimeo_zero looks at the pipe's loan */
 #include "raw_zmtp.h"
 
 #include <dirent.h>
@@ -424,6 +425,18 @@ static void test_timeout_and_two_receivers(void **state)
     ferry_close(pull);
 }
 
+/* A receiver thread parks on pull and gets a message from the raw peer
+ * fd: the connection's input is now lent to it (park.c, "The loan"). */
+static void lend_input(ferry_socket *pull, int fd)
+{
+    unsigned char f[64];
+    struct waiter w;
+    pthread_t th;
+    start_waiter(&w, &th, pull);
+    raw_send(fd, f, msg_frame(f, "lent"));
+    join_expect(th, &w, "lent");
+}
+
 /* A receiver that read for itself keeps the input from the I/O thread
  * for its next park (park.c, "The loan"). When it does not come back,
  * the input returns to the I/O thread: a PING sent while nobody receives
@@ -434,11 +447,7 @@ static void test_loan_returned(void **state)
     int fd, port;
     ferry_socket *pull = warm_pull(&fd, &port);
     unsigned char f[64];
-    struct waiter w;
-    pthread_t th;
-    start_waiter(&w, &th, pull);
-    raw_send(fd, f, msg_frame(f, "lent"));
-    join_expect(th, &w, "lent");
+    lend_input(pull, fd);
     static const unsigned char ping[] = {0x04, 10, 4, 'P', 'I', 'N', 'G', 0, 0, 'c', 't', 'x'};
     raw_send(fd, ping, sizeof ping);
     unsigned char pong[10];
@@ -446,6 +455,37 @@ static void test_loan_returned(void **state)
     assert_memory_equal(pong, "\x04\x08\x04PONGctx", 10);
     raw_send(fd, f, msg_frame(f, "after"));
     expect_msg(pull, "after");
+    close(fd);
+    ferry_close(pull);
+}
+
+/* A receive with RCVTIMEO 0 that finds nothing takes a lent input back
+ * at once, as a DONTWAIT one does (else it would stay unread until the
+ * loan's timer ends it), and arms the pollable fd: the next message makes
+ * it readable. */
+static void test_loan_rcvtimeo_zero(void **state)
+{
+    (void)state;
+    int fd, port;
+    ferry_socket *pull = warm_pull(&fd, &port);
+    unsigned char f[64];
+    lend_input(pull, fd);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RCVTIMEO, 0), 0);
+    char buf[16];
+    size_t len;
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &len, 0), FERRY_EAGAIN);
+    pthread_mutex_lock(&pull->mtx);
+    assert_int_equal(pull->npipes, 1);
+    int lent = pull->pipes[0]->lent;
+    pthread_mutex_unlock(&pull->mtx);
+    assert_int_equal(lent, 0);
+    raw_send(fd, f, msg_frame(f, "armed"));
+    struct pollfd pfd = {.events = POLLIN};
+    assert_int_equal(ferry_socket_fd(pull, &pfd.fd), 0);
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(ferry_recv(pull, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "armed", 5);
     close(fd);
     ferry_close(pull);
 }
@@ -458,11 +498,7 @@ static void test_loan_and_poller(void **state)
     int fd, port;
     ferry_socket *pull = warm_pull(&fd, &port);
     unsigned char f[64];
-    struct waiter w;
-    pthread_t th;
-    start_waiter(&w, &th, pull);
-    raw_send(fd, f, msg_frame(f, "lent"));
-    join_expect(th, &w, "lent");
+    lend_input(pull, fd);
     ferry_poller *pl;
     assert_int_equal(ferry_poller_new(&pl), 0);
     assert_int_equal(ferry_poller_add(pl, pull, FERRY_POLLIN, pull), 0);
@@ -491,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_peer_killed_while_parked),
         cmocka_unit_test(test_timeout_and_two_receivers),
         cmocka_unit_test(test_loan_returned),
+        cmocka_unit_test(test_loan_rcvtimeo_zero),
         cmocka_unit_test(test_loan_and_poller),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -135,6 +135,12 @@ static void on_timer(struct fy_timer *tm)
     for (struct st_pipe *p = t->conns, *nx; p; p = nx) {
         nx = p->next;
         uint64_t due;
+        /* The timers first: a loan ended in this pass leaves its input
+         * unread until the next, which the heartbeat check must know. */
+        if (st_conn_timers(p, now, &due) == 0)
+            next = min_nz(next, due);
+        else
+            continue;
         /* A receiver's loan (park.c) ends when it has not come back for
          * ST_LOAN_NS. One parked now ends it too (its interest stays off
          * while parked): its next unpark lends again and sets this timer,
@@ -146,8 +152,6 @@ static void on_timer(struct fy_timer *tm)
         } else if (p->loaned) {
             next = min_nz(next, p->loan_at + ST_LOAN_NS);
         }
-        if (st_conn_timers(p, now, &due) == 0)
-            next = min_nz(next, due);
     }
     for (struct st_dialer *d = t->dialers; d; d = d->next) {
         int wanted = d->pipe != NULL && (!t->closing || d->pipe->lingering);

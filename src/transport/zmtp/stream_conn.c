@@ -313,6 +313,8 @@ static void conn_reset_io(struct st_pipe *p)
     p->ping_sent = 0;
     p->ttl_ns = 0;
     p->rx_fail = 0;
+    p->loaned = 0; /* no input left to lend */
+    p->base.lent = 0;
 }
 
 /* A dialer whose connection broke after its handshake starts over with a
@@ -590,7 +592,10 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
     } else if (p->state == C_ACTIVE) {
         if (p->ping_sent && p->last_rx >= p->ping_sent)
             p->ping_sent = 0; /* anything heard counts as an answer */
-        if (p->rx_paused)     /* we are the one not reading: the peer's answers wait */
+        /* We are the one not reading (paused, or the input lent to a
+         * receiver that may not have come back yet): the answers wait
+         * unread in the kernel, they are not missing. */
+        if (p->rx_paused || p->loaned)
             p->ping_sent = 0, p->last_rx = now;
         if (p->ping_sent && now >= p->ping_sent + hb_to) {
             st_conn_broken(p, 0, FERRY_ETIMEDOUT, "heartbeat: no answer within %llu ms",
