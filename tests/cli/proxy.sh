@@ -2,7 +2,7 @@
 # proxy.sh FERRY: `ferry proxy` as a user runs it: bad arguments are usage
 # errors (exit 2, one line); a pull-push proxy from shm:// to ipc:// moves
 # UTF-8, JSON and a 2 MB binary message intact; SIGUSR1 prints the
-# counters on stderr; SIGTERM stops it with exit 0.
+# counters on stderr; SIGTERM stops it with exit 0; --lazy-rings is taken.
 . "$(dirname "$0")/lib.sh"
 ferry=$1
 expect 2 "no arguments" -- "$ferry" proxy
@@ -43,4 +43,15 @@ grep -q "frontend received 3 messages" "$T/proxy.err" && pass "SIGUSR1: counters
   || { fail "SIGUSR1"; cat "$T/proxy.err"; }
 kill -TERM $px
 wait $px && pass "SIGTERM: exit 0" || fail "SIGTERM: exit $?"
+
+# --lazy-rings: the same stream, the rings left to fault in as it goes
+"$ferry" proxy --type pull-push --lazy-rings -f "$in-lazy" -b "$out-lazy" 2>"$T/lazy.err" &
+px=$!
+"$ferry" recv --connect "$out-lazy" --type pull -n 1 --timeout 10000 >"$T/lazy" &
+rv=$!
+"$ferry" send --connect "$in-lazy" --type push 'paresseux' >/dev/null
+wait $rv && grep -qx 'paresseux' "$T/lazy" && pass "--lazy-rings: the message went through" \
+  || { fail "--lazy-rings"; cat "$T/lazy" "$T/lazy.err"; }
+kill -TERM $px
+wait $px && pass "--lazy-rings: SIGTERM, exit 0" || fail "--lazy-rings: exit $?"
 finish
