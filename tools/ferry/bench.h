@@ -92,8 +92,35 @@ void bench_progress(const char *what); /* on a terminal's stderr */
 uint64_t bench_now_ns(void);           /* CLOCK_MONOTONIC */
 uint64_t bench_cpu_ns(void);           /* the process's CPU time */
 
+/* Latency samples: a log-linear histogram (about 3 % resolution). */
+#define HIST_SUB 32
+#define HIST_BUCKETS (64 + 40 * HIST_SUB)
+struct hist {
+    uint64_t n, max;
+    uint64_t b[HIST_BUCKETS];
+};
+void bench_hist_add(struct hist *h, uint64_t v);
+double bench_hist_pct(const struct hist *h, double p); /* p in [0, 1] */
+
+/* Runs once() reps times, each into a fresh histogram, and records the
+ * medians of their percentiles in r. */
+void bench_latency(struct result *r, int reps, void (*once)(struct hist *));
+
+/* What a measurement's processes share: the message count, the endpoint,
+ * and a pipe on which the children report (set before bench_spawn). */
+extern long bench_iters;
+extern char bench_url[128];
+extern int bench_pipe[2];
+pid_t bench_spawn(void (*fn)(void *), void *arg);   /* a child on CPU 1 running fn */
+int bench_full_read(int fd, char *buf, size_t len); /* 0, or -1 (end or error) */
+
 /* The shm:// broadcast pool: PUB/SUB of large messages with the pool and
  * with copies, interleaved (bench_bcast.c). */
 void bench_bcast_suite(int quick, int reps);
+
+/* DEALER/ROUTER against REQ/REP, a ROUTER's fan-in (bench_router.c); a
+ * poller over 1,000 idle sockets (bench_poller.c). */
+void bench_router_suite(int quick, int reps);
+void bench_poller_suite(int quick, int reps);
 
 #endif /* FERRY_BENCH_H */

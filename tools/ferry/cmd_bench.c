@@ -10,7 +10,8 @@
  *
  * The suites are listed in bench_help below. This file runs them and
  * holds what they share (timing, histograms, processes); the broadcast
- * pool's suite is in bench_bcast.c, the peers' backends (libzmq, nng) in
+ * pool's suite is in bench_bcast.c, the router's and the poller's in
+ * bench_router.c and bench_poller.c, the peers' backends (libzmq, nng) in
  * bench_peers.c, and the table, JSON and SVG in bench_report.c.
  */
 #include "bench.h"
@@ -94,14 +95,6 @@ uint64_t bench_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-#define HIST_SUB 32
-#define HIST_BUCKETS (64 + 40 * HIST_SUB)
-
-struct hist {
-    uint64_t n, max;
-    uint64_t b[HIST_BUCKETS];
-};
-
 static unsigned hist_index(uint64_t v)
 {
     if (v < 64)
@@ -119,7 +112,7 @@ static uint64_t hist_value(unsigned i)
     return ((uint64_t)sub << e) + ((uint64_t)1 << e) / 2; /* bucket middle */
 }
 
-static void hist_add(struct hist *h, uint64_t v)
+void bench_hist_add(struct hist *h, uint64_t v)
 {
     h->b[hist_index(v)]++;
     h->n++;
@@ -127,7 +120,7 @@ static void hist_add(struct hist *h, uint64_t v)
         h->max = v;
 }
 
-static double hist_pct(const struct hist *h, double p)
+double bench_hist_pct(const struct hist *h, double p)
 {
     uint64_t want = (uint64_t)(p * (double)h->n), seen = 0;
     for (unsigned i = 0; i < HIST_BUCKETS; i++) {
@@ -181,7 +174,7 @@ void bench_pin(int cpu)
     sched_setaffinity(0, sizeof set, &set);
 }
 
-static pid_t spawn(void (*fn)(void *), void *arg)
+pid_t bench_spawn(void (*fn)(void *), void *arg)
 {
     fflush(stdout);
     fflush(stderr);
@@ -223,7 +216,7 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static long g_iters;
+long bench_iters;
 static int g_raw;          /* raw: which kernel IPC (RAW_*) */
 static size_t g_size = 64; /* message size */
 static struct cl_shared *g_cl;
@@ -231,7 +224,7 @@ static struct cl_shared *g_cl;
 static void cl_child(void *arg)
 {
     (void)arg;
-    for (long i = 1; i <= g_iters; i++) {
+    for (long i = 1; i <= bench_iters; i++) {
         while (__atomic_load_n(&g_cl->ping, __ATOMIC_ACQUIRE) != (uint64_t)i)
             cpu_relax();
         __atomic_store_n(&g_cl->pong, (uint64_t)i, __ATOMIC_RELEASE);
@@ -242,29 +235,29 @@ static void cl_once(struct hist *h)
 {
     g_cl = mmap(NULL, sizeof *g_cl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset((void *)g_cl, 0, sizeof *g_cl);
-    pid_t pid = spawn(cl_child, NULL);
-    for (long i = 1; i <= g_iters; i++) {
+    pid_t pid = bench_spawn(cl_child, NULL);
+    for (long i = 1; i <= bench_iters; i++) {
         uint64_t t0 = bench_now_ns();
         __atomic_store_n(&g_cl->ping, (uint64_t)i, __ATOMIC_RELEASE);
         while (__atomic_load_n(&g_cl->pong, __ATOMIC_ACQUIRE) != (uint64_t)i)
             cpu_relax();
-        if (i > g_iters / 10)
-            hist_add(h, bench_now_ns() - t0);
+        if (i > bench_iters / 10)
+            bench_hist_add(h, bench_now_ns() - t0);
     }
     bench_reap(pid);
     munmap((void *)g_cl, sizeof *g_cl);
 }
 
 /* Runs a latency measurement reps times and records the medians. */
-static void latency(struct result *r, int reps, void (*once)(struct hist *))
+void bench_latency(struct result *r, int reps, void (*once)(struct hist *))
 {
     double p50[16], p99[16], p999[16], mx[16];
     for (int k = 0; k < reps; k++) {
         struct hist *h = calloc(1, sizeof *h);
         once(h);
-        p50[k] = hist_pct(h, 0.50);
-        p99[k] = hist_pct(h, 0.99);
-        p999[k] = hist_pct(h, 0.999);
+        p50[k] = bench_hist_pct(h, 0.50);
+        p99[k] = bench_hist_pct(h, 0.99);
+        p999[k] = bench_hist_pct(h, 0.999);
         mx[k] = (double)h->max;
         free(h);
     }
@@ -292,16 +285,16 @@ static void hist_run(void (*once)(struct hist *), double *p50, double *p99, doub
 {
     struct hist *h = calloc(1, sizeof *h);
     once(h);
-    *p50 = hist_pct(h, 0.50);
-    *p99 = hist_pct(h, 0.99);
+    *p50 = bench_hist_pct(h, 0.50);
+    *p99 = bench_hist_pct(h, 0.99);
     if (p999)
-        *p999 = hist_pct(h, 0.999);
+        *p999 = bench_hist_pct(h, 0.999);
     if (mx)
         *mx = (double)h->max;
     free(h);
 }
 
-/* latency(), but with the baseline run before each repetition: this VM
+/* bench_latency(), but with the baseline run before each repetition: this VM
  * moves between states that change both 2-4x, so a ratio means something
  * only between two runs of the same state. r gets its own medians and the
  * medians of the pairs' ratios (p50 to p50, p99 to p99), their spread. */
@@ -310,14 +303,14 @@ static void latency_vs(struct result *r, int reps, void (*once)(struct hist *),
 {
     double p50[16], p99[16], p999[16], mx[16], b50[16], b99[16], q50[16], q99[16];
     for (int k = 0; k < reps; k++) {
-        long iters = g_iters;
+        long iters = bench_iters;
         int raw = g_raw;
         size_t size = g_size;
-        g_iters = b->iters;
+        bench_iters = b->iters;
         g_raw = b->raw;
         g_size = 64;
         hist_run(b->once, &b50[k], &b99[k], NULL, NULL);
-        g_iters = iters;
+        bench_iters = iters;
         g_raw = raw;
         g_size = size;
         hist_run(once, &p50[k], &p99[k], &p999[k], &mx[k]);
@@ -376,7 +369,7 @@ enum { RAW_UNIX, RAW_PIPE, RAW_TCP, RAW_EVENTFD };
 static int g_rd[2], g_wr[2];
 static volatile char *g_evshm; /* eventfd kind: the message lives here */
 
-static int full_read(int fd, char *buf, size_t len)
+int bench_full_read(int fd, char *buf, size_t len)
 {
     size_t got = 0;
     while (got < len) {
@@ -392,7 +385,7 @@ static void raw_child(void *arg)
 {
     (void)arg;
     char buf[65536];
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         if (g_raw == RAW_EVENTFD) {
             uint64_t v;
             if (read(g_rd[1], &v, sizeof v) != sizeof v)
@@ -403,7 +396,8 @@ static void raw_child(void *arg)
                 _exit(1);
             continue;
         }
-        if (full_read(g_rd[1], buf, g_size) != 0 || write(g_wr[1], buf, g_size) != (ssize_t)g_size)
+        if (bench_full_read(g_rd[1], buf, g_size) != 0 ||
+            write(g_wr[1], buf, g_size) != (ssize_t)g_size)
             _exit(1);
     }
 }
@@ -468,12 +462,12 @@ static void raw_once(struct hist *h)
 {
     if (raw_setup() != 0)
         return;
-    pid_t pid = spawn(raw_child, NULL);
+    pid_t pid = bench_spawn(raw_child, NULL);
     if (g_raw != RAW_EVENTFD) /* the child's ends: its death is our end of file */
         raw_close(1);
     char buf[65536];
     memset(buf, 7, sizeof buf);
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         uint64_t t0 = bench_now_ns();
         if (g_raw == RAW_EVENTFD) {
             uint64_t v = 1;
@@ -482,11 +476,11 @@ static void raw_once(struct hist *h)
                 break;
             memcpy(buf, (const char *)g_evshm + 65536, g_size);
         } else if (write(g_wr[0], buf, g_size) != (ssize_t)g_size ||
-                   full_read(g_rd[0], buf, g_size) != 0) {
+                   bench_full_read(g_rd[0], buf, g_size) != 0) {
             break;
         }
-        if (i > g_iters / 10)
-            hist_add(h, bench_now_ns() - t0);
+        if (i > bench_iters / 10)
+            bench_hist_add(h, bench_now_ns() - t0);
     }
     raw_close(0);
     bench_reap(pid);
@@ -517,7 +511,7 @@ static void evring_child(void)
 {
     char *buf = malloc(g_size);
     long got = 0;
-    while (got < g_iters) {
+    while (got < bench_iters) {
         uint64_t n;
         if (read(g_rd[1], &n, sizeof n) != sizeof n)
             _exit(1);
@@ -539,12 +533,12 @@ static double evring_once(void)
         return 0;
     g_wr[0] = g_rd[1] = e1; /* data: producer -> consumer */
     g_wr[1] = g_rd[0] = e2; /* acks: consumer -> producer */
-    pid_t pid = spawn(raw_stream_child, NULL);
+    pid_t pid = bench_spawn(raw_stream_child, NULL);
     char *buf = malloc(g_size);
     memset(buf, 7, g_size);
     long acked = 0;
     uint64_t t0 = bench_now_ns(), one = 1;
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         while (i - acked >= (long)g_slots) { /* full: wait for the consumer */
             uint64_t n;
             if (read(g_rd[0], &n, sizeof n) != sizeof n)
@@ -555,7 +549,7 @@ static double evring_once(void)
         if (write(g_wr[0], &one, sizeof one) != sizeof one)
             break;
     }
-    while (acked < g_iters) { /* the consumer has them all */
+    while (acked < bench_iters) { /* the consumer has them all */
         uint64_t n;
         if (read(g_rd[0], &n, sizeof n) != sizeof n)
             break;
@@ -567,10 +561,10 @@ static double evring_once(void)
     close(e2);
     munmap(g_ring, g_slots * g_size);
     free(buf);
-    return (double)g_iters / secs;
+    return (double)bench_iters / secs;
 }
 
-/* Streaming: the parent writes g_iters messages of g_size bytes, the child
+/* Streaming: the parent writes bench_iters messages of g_size bytes, the child
  * reads them all (each message read whole) and answers one byte. */
 static void raw_stream_child(void *arg)
 {
@@ -581,8 +575,8 @@ static void raw_stream_child(void *arg)
     }
     char *buf = malloc(g_size);
     for (int lap = 0; lap < 2; lap++) { /* a lap to warm up, then the timed one */
-        for (long i = 0; i < g_iters; i++)
-            if (full_read(g_rd[1], buf, g_size) != 0)
+        for (long i = 0; i < bench_iters; i++)
+            if (bench_full_read(g_rd[1], buf, g_size) != 0)
                 _exit(1);
         if (write(g_wr[1], lap ? "k" : "w", 1) != 1)
             _exit(1);
@@ -590,10 +584,10 @@ static void raw_stream_child(void *arg)
     free(buf);
 }
 
-/* One lap of a raw stream: g_iters writes of g_size bytes. */
+/* One lap of a raw stream: bench_iters writes of g_size bytes. */
 static void raw_write_lap(const char *buf)
 {
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         size_t off = 0;
         while (off < g_size) {
             ssize_t n = write(g_wr[0], buf + off, g_size - off);
@@ -610,7 +604,7 @@ static double raw_stream_once(void)
         return evring_once();
     if (raw_setup() != 0)
         return 0;
-    pid_t pid = spawn(raw_stream_child, NULL);
+    pid_t pid = bench_spawn(raw_stream_child, NULL);
     raw_close(1); /* the child's ends: its death is our end of file */
     char *buf = malloc(g_size);
     memset(buf, 7, g_size);
@@ -634,14 +628,14 @@ static double raw_stream_once(void)
     raw_close(0);
     bench_reap(pid);
     free(buf);
-    return c == 'k' && secs > 0 ? (double)g_iters / secs : 0;
+    return c == 'k' && secs > 0 ? (double)bench_iters / secs : 0;
 }
 
 /* --- shm: ferry REQ/REP and PUSH/PULL -------------------------------------------------- */
 
-static char g_url[128];
+char bench_url[128];
 static int g_spin_us;
-static int g_pipe[2];
+int bench_pipe[2];
 static int g_zero_copy;
 
 /* shm://: the rings populated at connection set-up (FERRY_OPT_RING_PREFAULT) */
@@ -668,14 +662,14 @@ static void rep_child(void *arg)
 {
     (void)arg;
     ferry_socket *s = bench_open_ferry(FERRY_REP, g_spin_us);
-    if (ferry_listen(s, g_url) != 0)
+    if (ferry_listen(s, bench_url) != 0)
         _exit(2);
     char one = 'L';
-    if (write(g_pipe[1], &one, 1) != 1)
+    if (write(bench_pipe[1], &one, 1) != 1)
         _exit(3);
     char buf[65536];
     size_t n;
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         if (ferry_recv(s, buf, sizeof buf, &n, 0) != 0 || ferry_send(s, buf, n, 0) != 0)
             _exit(4);
     }
@@ -685,48 +679,48 @@ static void rep_child(void *arg)
 static void reqrep_once(struct hist *h)
 {
     static unsigned seq;
-    snprintf(g_url, sizeof g_url, "shm://bench-rr-%d-%u", (int)getpid(), seq++);
-    if (pipe(g_pipe) != 0)
+    snprintf(bench_url, sizeof bench_url, "shm://bench-rr-%d-%u", (int)getpid(), seq++);
+    if (pipe(bench_pipe) != 0)
         return;
-    pid_t pid = spawn(rep_child, NULL);
-    close(g_pipe[1]); /* only the child writes: its death is our end of file */
-    g_pipe[1] = -1;
+    pid_t pid = bench_spawn(rep_child, NULL);
+    close(bench_pipe[1]); /* only the child writes: its death is our end of file */
+    bench_pipe[1] = -1;
     char c;
-    if (read(g_pipe[0], &c, 1) != 1) {
+    if (read(bench_pipe[0], &c, 1) != 1) {
         bench_reap(pid);
-        close(g_pipe[0]);
+        close(bench_pipe[0]);
         return;
     }
     ferry_socket *s = bench_open_ferry(FERRY_REQ, g_spin_us);
-    ferry_dial(s, g_url);
+    ferry_dial(s, bench_url);
     char buf[65536];
     memset(buf, 7, g_size);
     size_t n;
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         uint64_t t0 = bench_now_ns();
         if (ferry_send(s, buf, g_size, 0) != 0 || ferry_recv(s, buf, sizeof buf, &n, 0) != 0)
             break;
-        if (i > g_iters / 10)
-            hist_add(h, bench_now_ns() - t0);
+        if (i > bench_iters / 10)
+            bench_hist_add(h, bench_now_ns() - t0);
     }
     ferry_close(s);
     bench_reap(pid);
-    close(g_pipe[0]);
-    close(g_pipe[1]);
+    close(bench_pipe[0]);
+    close(bench_pipe[1]);
 }
 
 static void pull_child(void *arg)
 {
     (void)arg;
     ferry_socket *s = bench_open_ferry(FERRY_PULL, g_spin_us);
-    if (ferry_listen(s, g_url) != 0)
+    if (ferry_listen(s, bench_url) != 0)
         _exit(2);
     char one = 'L';
-    if (write(g_pipe[1], &one, 1) != 1)
+    if (write(bench_pipe[1], &one, 1) != 1)
         _exit(3);
     volatile unsigned char sink = 0;
     unsigned char *buf = malloc(g_size ? g_size : 1);
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         if (!g_zero_copy) { /* copying: the message is copied out */
             size_t n;
             if (ferry_recv(s, buf, g_size, &n, 0) != 0)
@@ -741,7 +735,7 @@ static void pull_child(void *arg)
     }
     free(buf);
     (void)sink;
-    if (write(g_pipe[1], &one, 1) != 1)
+    if (write(bench_pipe[1], &one, 1) != 1)
         _exit(5);
     ferry_close(s);
 }
@@ -754,7 +748,7 @@ static char g_px_out[256]; /* where its backend dials (or, fan-out, listens) */
 static int g_px_peers;     /* fan-out: subscribers to wait for before starting */
 
 /* The proxy process: PULL->PUSH (g_px_peers 0) or XSUB->XPUB. It runs
- * until killed; it says 'p' on g_pipe once its backend has its peers.
+ * until killed; it says 'p' on bench_pipe once its backend has its peers.
  * Free to run on every CPU: it is a third party to the two it joins. */
 static void proxy_child(void *arg)
 {
@@ -777,9 +771,9 @@ static void proxy_child(void *arg)
             : (ferry_listen(front, g_px_in) != 0 || ferry_dial(back, g_px_out) != 0 ||
                ferry_wait_peers(back, 1, 30000) != 0))
         _exit(2);
-    if (write(g_pipe[1], "p", 1) != 1)
+    if (write(bench_pipe[1], "p", 1) != 1)
         _exit(3);
-    close(g_pipe[1]); /* the parent's EOF is the other child's death */
+    close(bench_pipe[1]); /* the parent's EOF is the other child's death */
     ferry_proxy(front, back, NULL, NULL);
     _exit(4);
 }
@@ -787,45 +781,45 @@ static void proxy_child(void *arg)
 static double pushpull_once(void)
 {
     static unsigned seq;
-    snprintf(g_url, sizeof g_url, "shm://bench-pp-%d-%u", (int)getpid(), seq++);
-    if (pipe(g_pipe) != 0)
+    snprintf(bench_url, sizeof bench_url, "shm://bench-pp-%d-%u", (int)getpid(), seq++);
+    if (pipe(bench_pipe) != 0)
         return 0;
     pid_t px = -1;
-    pid_t pid = spawn(pull_child, NULL);
+    pid_t pid = bench_spawn(pull_child, NULL);
     char c;
-    if (read(g_pipe[0], &c, 1) != 1) {
-        close(g_pipe[1]);
+    if (read(bench_pipe[0], &c, 1) != 1) {
+        close(bench_pipe[1]);
         bench_reap(pid);
-        close(g_pipe[0]);
+        close(bench_pipe[0]);
         return 0;
     }
-    /* pusher -> g_px_in: proxy -> g_url: puller. The proxy starts once the
+    /* pusher -> g_px_in: proxy -> bench_url: puller. The proxy starts once the
      * puller listens and says so once connected to it: the clock must not
      * run while its dialer waits to retry. */
     if (g_pp_proxy) {
-        snprintf(g_px_in, sizeof g_px_in, "%s-in", g_url);
-        snprintf(g_px_out, sizeof g_px_out, "%s", g_url);
+        snprintf(g_px_in, sizeof g_px_in, "%s-in", bench_url);
+        snprintf(g_px_out, sizeof g_px_out, "%s", bench_url);
         g_px_peers = 0;
-        px = spawn(proxy_child, NULL);
-        if (read(g_pipe[0], &c, 1) != 1) {
+        px = bench_spawn(proxy_child, NULL);
+        if (read(bench_pipe[0], &c, 1) != 1) {
             kill(pid, SIGKILL);
             bench_reap(pid);
             bench_reap(px);
-            close(g_pipe[0]);
-            close(g_pipe[1]);
+            close(bench_pipe[0]);
+            close(bench_pipe[1]);
             return 0;
         }
     }
-    close(g_pipe[1]); /* only the children write: the puller's death is our end of file */
-    g_pipe[1] = -1;
+    close(bench_pipe[1]); /* only the children write: the puller's death is our end of file */
+    bench_pipe[1] = -1;
     ferry_socket *s = bench_open_ferry(FERRY_PUSH, g_spin_us);
-    ferry_dial(s, g_pp_proxy ? g_px_in : g_url);
+    ferry_dial(s, g_pp_proxy ? g_px_in : bench_url);
     ferry_wait_peers(s, 1, 30000);
     unsigned char *buf = malloc(g_size);
     memset(buf, 7, g_size);
     uint64_t t0 = bench_now_ns();
     long sent = 0;
-    for (long i = 0; i < g_iters; i++, sent++) {
+    for (long i = 0; i < bench_iters; i++, sent++) {
         if (g_zero_copy) {
             ferry_msg *m;
             if (ferry_msg_alloc(s, &m, g_size) != 0)
@@ -838,7 +832,7 @@ static double pushpull_once(void)
             break;
         }
     }
-    int all = read(g_pipe[0], &c, 1) == 1; /* the puller has them all */
+    int all = read(bench_pipe[0], &c, 1) == 1; /* the puller has them all */
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     ferry_close(s);
     bench_reap(pid);
@@ -847,8 +841,8 @@ static double pushpull_once(void)
         bench_reap(px);
     }
     free(buf);
-    close(g_pipe[0]);
-    return all && sent == g_iters && secs > 0 ? (double)g_iters / secs : 0;
+    close(bench_pipe[0]);
+    return all && sent == bench_iters && secs > 0 ? (double)bench_iters / secs : 0;
 }
 
 /* shm:// PUSH/PULL at one size, copying and zero-copy (written and read in
@@ -862,11 +856,11 @@ static void shm_pushpull_size(int quick, int reps, size_t size, int i)
     g_size = size;
     g_spin_us = 1000000;
     uint64_t total = quick ? (256u << 20) : (1024u << 20);
-    g_iters = (long)(total / size);
-    if (g_iters > (quick ? 500000 : 10000000))
-        g_iters = quick ? 500000 : 10000000;
-    if (g_iters < 2000)
-        g_iters = 2000;
+    bench_iters = (long)(total / size);
+    if (bench_iters > (quick ? 500000 : 10000000))
+        bench_iters = quick ? 500000 : 10000000;
+    if (bench_iters < 2000)
+        bench_iters = 2000;
     for (int zc = 0; zc < 2; zc++) {
         snprintf(labels[zc][i], sizeof labels[zc][i], "ferry shm: PUSH/PULL %zu B%s", size,
                  zc ? ", zero-copy" : "");
@@ -895,7 +889,7 @@ static void shm_pushpull_size(int quick, int reps, size_t size, int i)
     r[1]->ratio = bench_median(ratio, reps, &sp);
 }
 
-/* PUB/SUB fan-out: one PUB sends g_iters 64-byte messages as fast as it
+/* PUB/SUB fan-out: one PUB sends bench_iters 64-byte messages as fast as it
  * can (it never blocks) to n SUBs in other processes; each SUB reports how
  * many it got and over how long. Rate is per subscriber; drops are what
  * the PUB skipped for a full subscriber (SNDHWM 1000). */
@@ -926,7 +920,7 @@ static void fanout_sub(int ready_fd, int res_fd)
     ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
     if (g_fan_hwm == 0)
         ferry_setopt_int(s, FERRY_OPT_RCVHWM, 0); /* nothing dropped on the way */
-    ferry_dial(s, g_url);
+    ferry_dial(s, bench_url);
     if (write(ready_fd, "r", 1) != 1)
         _exit(2);
     char buf[128];
@@ -971,14 +965,14 @@ static void fanout(struct result *r, int reps, int nsubs)
         static unsigned seq;
         char pub_url[128];
         if (g_fan_proxy)
-            snprintf(g_url, sizeof g_url, "shm://bench-pxf-%d-%u", (int)getpid(), seq++);
+            snprintf(bench_url, sizeof bench_url, "shm://bench-pxf-%d-%u", (int)getpid(), seq++);
         else if (strcmp(g_fan_scheme, "tcp") == 0)
-            snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:%d", cli_free_port());
+            snprintf(bench_url, sizeof bench_url, "tcp://127.0.0.1:%d", cli_free_port());
         else if (strcmp(g_fan_scheme, "ipc") == 0)
-            snprintf(g_url, sizeof g_url, "ipc:///tmp/ferry-bench-ps-%d-%u.sock", (int)getpid(),
-                     seq++);
+            snprintf(bench_url, sizeof bench_url, "ipc:///tmp/ferry-bench-ps-%d-%u.sock",
+                     (int)getpid(), seq++);
         else
-            snprintf(g_url, sizeof g_url, "shm://bench-ps-%d-%u", (int)getpid(), seq++);
+            snprintf(bench_url, sizeof bench_url, "shm://bench-ps-%d-%u", (int)getpid(), seq++);
         int ready[2], res[2];
         if (pipe(ready) != 0)
             break;
@@ -1002,19 +996,19 @@ static void fanout(struct result *r, int reps, int nsubs)
         int ok = 1;
         for (int i = 0; i < nsubs; i++)
             ok &= read(ready[0], &c, 1) == 1;
-        snprintf(pub_url, sizeof pub_url, "%s", g_url);
+        snprintf(pub_url, sizeof pub_url, "%s", bench_url);
         pid_t px = -1;
         if (g_fan_proxy && ok) { /* the subscribers wait at the proxy's XPUB */
             snprintf(pub_url, sizeof pub_url, "tcp://127.0.0.1:%d", cli_free_port());
             snprintf(g_px_in, sizeof g_px_in, "%s", pub_url);
-            snprintf(g_px_out, sizeof g_px_out, "%s", g_url);
+            snprintf(g_px_out, sizeof g_px_out, "%s", bench_url);
             g_px_peers = nsubs;
-            ok = pipe(g_pipe) == 0;
+            ok = pipe(bench_pipe) == 0;
             if (ok) {
-                px = spawn(proxy_child, NULL);
-                close(g_pipe[1]);
-                ok = read(g_pipe[0], &c, 1) == 1;
-                close(g_pipe[0]);
+                px = bench_spawn(proxy_child, NULL);
+                close(bench_pipe[1]);
+                ok = read(bench_pipe[0], &c, 1) == 1;
+                close(bench_pipe[0]);
             }
         }
         ferry_socket *pub = bench_open_ferry(FERRY_PUB, 0);
@@ -1039,7 +1033,7 @@ static void fanout(struct result *r, int reps, int nsubs)
         char msg[64];
         memset(msg, 'm', sizeof msg);
         uint64_t t0 = bench_now_ns(), c0 = bench_cpu_ns();
-        for (long i = 0; i < g_iters; i++) {
+        for (long i = 0; i < bench_iters; i++) {
             if (g_fan_prefixes > 0) { /* every message matches one of the prefixes */
                 char topic[16];
                 snprintf(topic, sizeof topic, "p%05ld", i % g_fan_prefixes);
@@ -1047,7 +1041,7 @@ static void fanout(struct result *r, int reps, int nsubs)
             }
             ferry_send(pub, msg, sizeof msg, 0);
         }
-        g_pub_rate = (double)g_iters / ((double)(bench_now_ns() - t0) / 1e9);
+        g_pub_rate = (double)bench_iters / ((double)(bench_now_ns() - t0) / 1e9);
         double rates[16], total = 0;
         for (int i = 0; i < nsubs; i++) {
             struct fan_report rep = {0, 1};
@@ -1058,10 +1052,10 @@ static void fanout(struct result *r, int reps, int nsubs)
         }
         /* the publisher's CPU until every subscriber is done: its I/O thread's
          * writes included */
-        g_pub_cpu_ns = (double)(bench_cpu_ns() - c0) / (double)g_iters;
+        g_pub_cpu_ns = (double)(bench_cpu_ns() - c0) / (double)bench_iters;
         double sp;
         rate[k] = bench_median(rates, nsubs, &sp);
-        drop[k] = 1.0 - total / ((double)g_iters * nsubs);
+        drop[k] = 1.0 - total / ((double)bench_iters * nsubs);
         ferry_close(pub);
         for (int i = 0; i < nsubs; i++)
             bench_reap(pids[i]);
@@ -1125,18 +1119,18 @@ static void net_child(void *arg)
         snprintf(url, sizeof url, "ipc:///tmp/ferry-bench-%d-%u.sock", (int)getpid(), seq++);
     if (g_be->listen(s, url, ep, sizeof ep) != 0)
         _exit(2);
-    if (write(g_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
+    if (write(bench_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
         _exit(3);
     char *buf = malloc(65536);
     /* a stream's receiver: a warm-up lap, then the timed one (raw_stream_once) */
     for (int lap = type == FERRY_PULL ? 0 : 1; lap < 2; lap++) {
-        for (long i = 0; i < g_iters; i++) {
+        for (long i = 0; i < bench_iters; i++) {
             if (g_be->recv(s, buf, 65536) != 0)
                 _exit(4);
             if (type == FERRY_REP && g_be->send(s, buf, g_size) != 0)
                 _exit(4);
         }
-        if (type == FERRY_PULL && write(g_pipe[1], lap ? "D" : "W", 1) != 1)
+        if (type == FERRY_PULL && write(bench_pipe[1], lap ? "D" : "W", 1) != 1)
             _exit(5);
     }
     free(buf);
@@ -1176,13 +1170,13 @@ static void nn_server_main(void *arg)
     close(nn_out[0]);
     struct nn_job j;
     static char tr[8];
-    while (full_read(nn_cmd[0], (char *)&j, sizeof j) == 0) {
+    while (bench_full_read(nn_cmd[0], (char *)&j, sizeof j) == 0) {
         memcpy(tr, j.tr, sizeof tr);
         g_tr = tr;
-        g_iters = j.iters;
+        bench_iters = j.iters;
         g_size = j.size;
         g_be = &bench_nng;
-        g_pipe[1] = nn_out[1];
+        bench_pipe[1] = nn_out[1];
         net_child(&j.type);
     }
 }
@@ -1191,7 +1185,7 @@ static void nn_server_start(void)
 {
     if (nn_server > 0 || pipe(nn_cmd) != 0 || pipe(nn_out) != 0)
         return;
-    nn_server = spawn(nn_server_main, NULL);
+    nn_server = bench_spawn(nn_server_main, NULL);
     close(nn_cmd[0]);
     close(nn_out[1]);
 }
@@ -1223,15 +1217,15 @@ static void *net_connect(int child_type, pid_t *pid)
 {
     static int ct;
     ct = child_type;
-    if (pipe(g_pipe) != 0)
+    if (pipe(bench_pipe) != 0)
         return NULL;
     if (g_be == &bench_nng) {
-        close(g_pipe[0]);
-        close(g_pipe[1]);
-        g_pipe[0] = dup(nn_out[0]);
-        g_pipe[1] = -1;
+        close(bench_pipe[0]);
+        close(bench_pipe[1]);
+        bench_pipe[0] = dup(nn_out[0]);
+        bench_pipe[1] = -1;
         *pid = -2;
-        struct nn_job j = {.type = ct, .iters = g_iters, .size = g_size};
+        struct nn_job j = {.type = ct, .iters = bench_iters, .size = g_size};
         snprintf(j.tr, sizeof j.tr, "%s", g_tr);
         if (write(nn_cmd[1], &j, sizeof j) != (ssize_t)sizeof j)
             return NULL;
@@ -1240,12 +1234,12 @@ static void *net_connect(int child_type, pid_t *pid)
         if (pthread_create(&g_thr, NULL, net_thread, &ct) != 0)
             return NULL;
     } else {
-        *pid = spawn(net_child, &ct);
+        *pid = bench_spawn(net_child, &ct);
         /* only the child writes: if it dies, our reads see end of file */
-        close(g_pipe[1]);
-        g_pipe[1] = -1;
+        close(bench_pipe[1]);
+        bench_pipe[1] = -1;
     }
-    if (full_read(g_pipe[0], g_ep, sizeof g_ep) != 0) {
+    if (bench_full_read(bench_pipe[0], g_ep, sizeof g_ep) != 0) {
         fprintf(stderr, "ferry: bench: %s %s: the listening side failed\n", g_be->name, g_tr);
         net_reap(*pid);
         return NULL;
@@ -1264,17 +1258,17 @@ static void net_reqrep_once(struct hist *h)
         return;
     char buf[65536];
     memset(buf, 7, g_size);
-    for (long i = 0; i < g_iters; i++) {
+    for (long i = 0; i < bench_iters; i++) {
         uint64_t t0 = bench_now_ns();
         if (g_be->send(s, buf, g_size) != 0 || g_be->recv(s, buf, sizeof buf) != 0)
             break;
-        if (i > g_iters / 10)
-            hist_add(h, bench_now_ns() - t0);
+        if (i > bench_iters / 10)
+            bench_hist_add(h, bench_now_ns() - t0);
     }
     g_be->close(s);
     net_reap(pid);
-    close(g_pipe[0]);
-    close(g_pipe[1]);
+    close(bench_pipe[0]);
+    close(bench_pipe[1]);
 }
 
 static double net_pushpull_once(void)
@@ -1290,19 +1284,19 @@ static double net_pushpull_once(void)
     for (int lap = 0; lap < 2; lap++) { /* untimed warm-up, then timed (raw_stream_once) */
         if (lap == 1)
             t0 = bench_now_ns();
-        for (long i = 0; i < g_iters; i++)
+        for (long i = 0; i < bench_iters; i++)
             if (g_be->send(s, buf, g_size) != 0)
                 break;
-        if (read(g_pipe[0], &c, 1) != 1) /* the puller has them all */
+        if (read(bench_pipe[0], &c, 1) != 1) /* the puller has them all */
             c = 0;
     }
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     g_be->close(s);
     net_reap(pid);
     free(buf);
-    close(g_pipe[0]);
-    close(g_pipe[1]);
-    return (double)g_iters / secs;
+    close(bench_pipe[0]);
+    close(bench_pipe[1]);
+    return (double)bench_iters / secs;
 }
 
 /* Sizes a throughput run by time, not by count: a short pilot gives the
@@ -1312,16 +1306,16 @@ static long g_budget_ms = 500;
 static void size_by_time(double (*once)(void), long cap)
 {
     long pilot = cap < 2000 ? cap : 2000;
-    g_iters = pilot;
+    bench_iters = pilot;
     double rate = once();
     double want = rate * (double)g_budget_ms / 1000.0;
-    g_iters = want > (double)cap ? cap : want < 200 ? 200 : (long)want;
+    bench_iters = want > (double)cap ? cap : want < 200 ? 200 : (long)want;
 }
 
 static void net_throughput(struct result *r, int reps)
 {
     double v[16];
-    size_by_time(net_pushpull_once, g_iters);
+    size_by_time(net_pushpull_once, bench_iters);
     for (int k = 0; k < reps; k++)
         v[k] = net_pushpull_once();
     r->value = bench_median(v, reps, &r->spread);
@@ -1345,11 +1339,11 @@ static void curve_throughput(int quick, int reps, int nb, size_t size, char (*la
         snprintf(labels[b][1 + i], 80, "%s tcp CURVE: PUSH/PULL %zu B", sys[b], size);
         bench_progress(labels[b][1 + i]);
         g_be = bes[b];
-        g_iters = (long)((quick ? (64u << 20) : (256u << 20)) / size);
-        if (g_iters > (quick ? 300000 : 2000000))
-            g_iters = quick ? 300000 : 2000000;
-        size_by_time(net_pushpull_once, g_iters);
-        iters[b] = g_iters;
+        bench_iters = (long)((quick ? (64u << 20) : (256u << 20)) / size);
+        if (bench_iters > (quick ? 300000 : 2000000))
+            bench_iters = quick ? 300000 : 2000000;
+        size_by_time(net_pushpull_once, bench_iters);
+        iters[b] = bench_iters;
         r[b] = bench_add_result();
         *r[b] = (struct result){.system = sys[b],
                                 .transport = "curve",
@@ -1360,7 +1354,7 @@ static void curve_throughput(int quick, int reps, int nb, size_t size, char (*la
     for (int k = 0; k < reps; k++)
         for (int b = 0; b < nb; b++) {
             g_be = bes[b];
-            g_iters = iters[b];
+            bench_iters = iters[b];
             v[b][k] = net_pushpull_once();
         }
     for (int b = 0; b < nb; b++) {
@@ -1385,7 +1379,7 @@ static void curve_suite(int quick, int reps, long lat_iters)
         g_be = bes[b];
         snprintf(labels[b][0], 80, "%s tcp CURVE: REQ/REP 64 B round trip", sys[b]);
         bench_progress(labels[b][0]);
-        g_iters = lat_iters / 10;
+        bench_iters = lat_iters / 10;
         g_size = 64;
         struct result *r = bench_add_result();
         *r = (struct result){.system = sys[b],
@@ -1423,7 +1417,7 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
         bench_zmq_inproc = t == 2;
         snprintf(labels[t][b][0], 80, "%s %s: REQ/REP 64 B round trip", sysname[b], tr);
         bench_progress(labels[t][b][0]);
-        g_iters = lat_iters / 10;
+        bench_iters = lat_iters / 10;
         g_size = 64;
         struct result *r = bench_add_result();
         *r = (struct result){.system = sysname[b],
@@ -1436,16 +1430,16 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
                                           t == 0 ? RAW_TCP : RAW_UNIX};
             latency_vs(r, reps, net_reqrep_once, &base);
         } else {
-            latency(r, reps, net_reqrep_once);
+            bench_latency(r, reps, net_reqrep_once);
         }
         for (int i = 0; i < nsizes && i < 8; i++) {
             g_size = sizes[i];
             uint64_t total = quick ? (64u << 20) : (256u << 20);
-            g_iters = (long)(total / sizes[i]);
-            if (g_iters > (quick ? 300000 : 2000000))
-                g_iters = quick ? 300000 : 2000000;
-            if (g_iters < 200)
-                g_iters = 200;
+            bench_iters = (long)(total / sizes[i]);
+            if (bench_iters > (quick ? 300000 : 2000000))
+                bench_iters = quick ? 300000 : 2000000;
+            if (bench_iters < 200)
+                bench_iters = 200;
             snprintf(labels[t][b][1 + i], 80, "%s %s: PUSH/PULL %zu B", sysname[b], tr, sizes[i]);
             bench_progress(labels[t][b][1 + i]);
             r = bench_add_result();
@@ -1464,7 +1458,7 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
                          fans[i], fans[i] > 1 ? "s" : "");
                 bench_progress(flabels[t][i]);
                 g_fan_scheme = tr;
-                g_iters = quick ? 20000 : 200000;
+                bench_iters = quick ? 20000 : 200000;
                 r = bench_add_result();
                 *r = (struct result){.system = "ferry",
                                      .transport = tr,
@@ -1479,389 +1473,12 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
     bench_zmq_inproc = 0;
 }
 
-/* --- router: DEALER/ROUTER against REQ/REP; a ROUTER serving many ------------------ */
-
-/* On ipc:// and tcp:// through a backend (ferry, libzmq); on shm:// ferry
- * itself, busy-polling as the shm:// REQ/REP figure does. */
-static const struct backend *g_rbe;
-static char g_rurl[128];
-static int g_rspin; /* shm://: busy-poll this long (round trips), 0 for the fan-in */
-
-static void *rt_open(int type)
-{
-    return strcmp(g_tr, "shm") == 0 ? bench_open_ferry(type, g_rspin) : g_rbe->open(type);
-}
-
-/* Binds the serving side; its endpoint (port resolved) into ep. */
-static int rt_listen(void *s, char *ep, size_t len)
-{
-    static unsigned seq;
-    if (strcmp(g_tr, "shm") == 0) {
-        snprintf(ep, len, "shm://bench-rt-%d-%u", (int)getpid(), seq++);
-        return ferry_listen(s, ep);
-    }
-    if (strcmp(g_tr, "tcp") == 0)
-        snprintf(g_rurl, sizeof g_rurl, "tcp://127.0.0.1:*");
-    else
-        snprintf(g_rurl, sizeof g_rurl, "ipc:///tmp/ferry-bench-rt-%d-%u.sock", (int)getpid(),
-                 seq++);
-    return g_rbe->listen(s, g_rurl, ep, len);
-}
-
-/* The serving side, a child: REP echoes; ROUTER echoes each message to
- * its sender, [id][body]. It serves g_iters messages, then reports. */
-static void rt_server(void *arg)
-{
-    int type = *(int *)arg;
-    void *s = rt_open(type);
-    char ep[256] = "";
-    if (rt_listen(s, ep, sizeof ep) != 0)
-        _exit(2);
-    if (write(g_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
-        _exit(3);
-    char id[256], *buf = malloc(65536);
-    for (long i = 0; i < g_iters; i++) {
-        size_t idl = 0, n = 0;
-        int more = 0;
-        if (type == FERRY_REP) {
-            if (g_rbe->recv_part(s, buf, 65536, &n, &more) != 0 ||
-                g_rbe->send_part(s, buf, n, 0) != 0)
-                _exit(4);
-            continue;
-        }
-        if (g_rbe->recv_part(s, id, sizeof id, &idl, &more) != 0 || !more ||
-            g_rbe->recv_part(s, buf, 65536, &n, &more) != 0 ||
-            g_rbe->send_part(s, id, idl, 1) != 0 || g_rbe->send_part(s, buf, n, 0) != 0)
-            _exit(4);
-    }
-    free(buf);
-    g_rbe->close(s);
-    if (strcmp(g_tr, "ipc") == 0)
-        unlink(g_rurl + 6);
-}
-
-/* Starts the server of `type` serving `total` messages; its endpoint. */
-static pid_t rt_start(int type, long total, char *ep)
-{
-    static int t;
-    t = type;
-    if (pipe(g_pipe) != 0)
-        return -1;
-    long keep = g_iters;
-    g_iters = total;
-    pid_t pid = spawn(rt_server, &t);
-    g_iters = keep;
-    close(g_pipe[1]);
-    g_pipe[1] = -1;
-    if (full_read(g_pipe[0], ep, 256) != 0) {
-        bench_reap(pid);
-        close(g_pipe[0]);
-        return -1;
-    }
-    close(g_pipe[0]);
-    return pid;
-}
-
-/* One latency run: a REQ (against a REP) or a DEALER (against a ROUTER). */
-static void rt_roundtrip(struct hist *h, int client)
-{
-    char ep[256];
-    pid_t pid = rt_start(client == FERRY_REQ ? FERRY_REP : FERRY_ROUTER, g_iters, ep);
-    if (pid < 0)
-        return;
-    void *s = rt_open(client);
-    g_rbe->dial(s, ep);
-    char buf[64];
-    memset(buf, 7, sizeof buf);
-    for (long i = 0; i < g_iters; i++) {
-        uint64_t t0 = bench_now_ns();
-        size_t n;
-        int more;
-        if (g_rbe->send_part(s, buf, sizeof buf, 0) != 0 ||
-            g_rbe->recv_part(s, buf, sizeof buf, &n, &more) != 0)
-            break;
-        if (i > g_iters / 10)
-            hist_add(h, bench_now_ns() - t0);
-    }
-    g_rbe->close(s);
-    bench_reap(pid);
-}
-
-/* DEALER/ROUTER and REQ/REP round trips, interleaved rep by rep: r gets
- * DEALER/ROUTER's figures, its REQ/REP baseline and the median ratio. */
-static void rt_versus(struct result *r, int reps)
-{
-    double p50[16], p99[16], p999[16], mx[16], base[16], ratio[16], sp;
-    for (int k = 0; k < reps; k++) {
-        struct hist *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
-        rt_roundtrip(a, FERRY_REQ);
-        rt_roundtrip(b, FERRY_DEALER);
-        base[k] = hist_pct(a, 0.50);
-        p50[k] = hist_pct(b, 0.50);
-        p99[k] = hist_pct(b, 0.99);
-        p999[k] = hist_pct(b, 0.999);
-        mx[k] = (double)b->max;
-        ratio[k] = base[k] > 0 ? p50[k] / base[k] : 0;
-        free(a);
-        free(b);
-    }
-    r->p50 = bench_median(p50, reps, &r->spread);
-    r->p99 = bench_median(p99, reps, &sp);
-    r->p999 = bench_median(p999, reps, &sp);
-    r->max = bench_median(mx, reps, &sp);
-    r->base = bench_median(base, reps, &sp);
-    r->ratio = bench_median(ratio, reps, &sp);
-    r->reps = reps;
-    r->metric = "latency_ns";
-    r->latency = "round_trip";
-}
-
-/* A ROUTER serving `clients` DEALER processes, each making g_iters round
- * trips one at a time: aggregate requests per second, from the moment all
- * are connected until the last is done. Every process may run on every
- * CPU (each library's I/O threads included). */
-static double rt_fanin_once(int clients)
-{
-    char ep[256];
-    pid_t srv = rt_start(FERRY_ROUTER, g_iters * clients, ep);
-    if (srv < 0)
-        return 0;
-    int ready[2], go[2];
-    if (pipe(ready) != 0 || pipe(go) != 0)
-        return 0;
-    pid_t pid[64];
-    for (int c = 0; c < clients; c++) {
-        fflush(stdout);
-        pid[c] = fork();
-        if (pid[c] == 0) {
-            cpu_set_t all;
-            CPU_ZERO(&all);
-            for (int i = 0; i < bench_ncpus; i++)
-                CPU_SET(i, &all);
-            sched_setaffinity(0, sizeof all, &all);
-            void *s = rt_open(FERRY_DEALER);
-            g_rbe->dial(s, ep);
-            char b[64], one = 'r';
-            memset(b, 7, sizeof b);
-            size_t n;
-            int more;
-            /* one round trip first: connected */
-            if (g_rbe->send_part(s, b, sizeof b, 0) != 0 ||
-                g_rbe->recv_part(s, b, sizeof b, &n, &more) != 0 || write(ready[1], &one, 1) != 1 ||
-                read(go[0], &one, 1) != 1)
-                _exit(4);
-            for (long i = 1; i < g_iters; i++)
-                if (g_rbe->send_part(s, b, sizeof b, 0) != 0 ||
-                    g_rbe->recv_part(s, b, sizeof b, &n, &more) != 0)
-                    _exit(4);
-            g_rbe->close(s);
-            _exit(0);
-        }
-    }
-    char c;
-    for (int k = 0; k < clients; k++)
-        if (read(ready[0], &c, 1) != 1)
-            break;
-    uint64_t t0 = bench_now_ns();
-    for (int k = 0; k < clients; k++)
-        if (write(go[1], "g", 1) != 1)
-            break;
-    int ok = 1;
-    for (int k = 0; k < clients; k++)
-        ok &= bench_reap(pid[k]) == 0;
-    double secs = (double)(bench_now_ns() - t0) / 1e9;
-    ok &= bench_reap(srv) == 0;
-    close(ready[0]);
-    close(ready[1]);
-    close(go[0]);
-    close(go[1]);
-    return ok && secs > 0 ? (double)clients * (double)(g_iters - 1) / secs : 0;
-}
-
-static void router_suite(int quick, int reps)
-{
-    static const char *trs[] = {"shm", "ipc", "tcp"};
-    static char labels[3][3][80];
-    for (int t = 0; t < 3; t++) {
-        g_tr = trs[t];
-        g_rbe = &bench_ferry;
-        snprintf(labels[t][0], 80, "ferry %s: DEALER/ROUTER 64 B round trip", trs[t]);
-        bench_progress(labels[t][0]);
-        g_iters = quick ? 5000 : 20000;
-        g_rspin = 1000000;
-        struct result *r = bench_add_result();
-        *r = (struct result){.system = "ferry",
-                             .transport = trs[t],
-                             .pattern = "dealer_router",
-                             .size = 64,
-                             .wait = t == 0 ? "spin" : NULL,
-                             .label = labels[t][0]};
-        rt_versus(r, reps);
-        /* the fan-in, ferry and libzmq interleaved rep by rep */
-        int nb = t > 0 && bench_zmq_load() ? 2 : 1;
-        double v[2][16];
-        g_iters = quick ? 1000 : 5000;
-        g_rspin = 0; /* 17 processes on the machine's CPUs: nobody may spin */
-        snprintf(labels[t][1], 80, "ferry %s: ROUTER, 16 DEALER processes", trs[t]);
-        snprintf(labels[t][2], 80, "libzmq %s: ROUTER, 16 DEALER processes", trs[t]);
-        bench_progress(labels[t][1]);
-        for (int k = 0; k < reps; k++)
-            for (int b = 0; b < nb; b++) {
-                g_rbe = b == 0 ? &bench_ferry : &bench_zmq;
-                v[b][k] = rt_fanin_once(16);
-            }
-        for (int b = 0; b < nb; b++) {
-            r = bench_add_result();
-            *r = (struct result){.system = b == 0 ? "ferry" : "libzmq",
-                                 .transport = trs[t],
-                                 .pattern = "router_fanin",
-                                 .size = 64,
-                                 .wait = t == 0 ? "sleep" : NULL,
-                                 .clients = 16,
-                                 .label = labels[t][1 + b]};
-            r->value = bench_median(v[b], reps, &r->spread);
-            r->reps = reps;
-            r->metric = "msgs_per_s";
-        }
-    }
-    g_rbe = NULL;
-}
-
-/* --- a poller over many sockets ---------------------------------------------------- */
-
-static int g_pidle; /* idle sockets in the server's poller beside its REP */
-
-/* The serving side, a child: a REP in a poller with g_pidle idle PULL
- * sockets (never written to); each request is waited for in the poller,
- * then received and answered. */
-static void poll_server(void *arg)
-{
-    (void)arg;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max; /* each idle socket holds 3 fds */
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    ferry_poller *p;
-    if (ferry_poller_new(&p) != 0)
-        _exit(2);
-    ferry_socket **idle = calloc((size_t)g_pidle + 1, sizeof *idle);
-    for (int i = 0; i < g_pidle; i++)
-        if (ferry_socket_open(&idle[i], FERRY_PULL) != 0 ||
-            ferry_poller_add(p, idle[i], FERRY_POLLIN, NULL) != 0)
-            _exit(2);
-    ferry_socket *s = bench_open_ferry(FERRY_REP, 0);
-    char ep[256] = "";
-    if (ferry_listen(s, g_url) != 0 || ferry_socket_addr(s, ep, sizeof ep) != 0 ||
-        ferry_poller_add(p, s, FERRY_POLLIN, NULL) != 0)
-        _exit(2);
-    if (write(g_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
-        _exit(3);
-    char buf[256];
-    size_t n;
-    for (long i = 0; i < g_iters; i++) {
-        ferry_poll_event ev[4];
-        if (ferry_poller_wait(p, ev, 4, 30000) != 1 || ev[0].socket != s ||
-            ferry_recv(s, buf, sizeof buf, &n, FERRY_DONTWAIT) != 0 ||
-            ferry_send(s, buf, n, 0) != 0)
-            _exit(4);
-    }
-    ferry_poller_free(p);
-    ferry_close(s);
-    for (int i = 0; i < g_pidle; i++)
-        ferry_close(idle[i]);
-    free(idle);
-}
-
-/* One latency run against a poll_server with `idle` idle sockets. */
-static void poll_roundtrip(struct hist *h, int idle)
-{
-    if (pipe(g_pipe) != 0)
-        return;
-    g_pidle = idle;
-    pid_t pid = spawn(poll_server, NULL);
-    close(g_pipe[1]);
-    char ep[256];
-    int ok = full_read(g_pipe[0], ep, sizeof ep) == 0;
-    close(g_pipe[0]);
-    if (!ok) {
-        bench_reap(pid);
-        return;
-    }
-    ferry_socket *s = bench_open_ferry(FERRY_REQ, 0);
-    ferry_dial(s, ep);
-    char buf[64];
-    memset(buf, 7, sizeof buf);
-    for (long i = 0; i < g_iters; i++) {
-        uint64_t t0 = bench_now_ns();
-        size_t n;
-        if (ferry_send(s, buf, sizeof buf, 0) != 0 || ferry_recv(s, buf, sizeof buf, &n, 0) != 0)
-            break;
-        if (i > g_iters / 10)
-            hist_add(h, bench_now_ns() - t0);
-    }
-    ferry_close(s);
-    bench_reap(pid);
-}
-
-/* The server's poller holding 1,000 idle sockets beside its REP against
- * holding the REP alone, interleaved rep by rep; r gets the former's
- * figures, the latter's p50 as base and the median ratio. */
-static void poller_suite(int quick, int reps)
-{
-    static const char *trs[] = {"shm", "tcp"};
-    static char labels[2][80];
-    g_iters = quick ? 3000 : 20000;
-    for (int t = 0; t < 2; t++) {
-        if (t == 0) {
-            char name[64];
-            snprintf(name, sizeof name, "ferry-bench-poll-%d", (int)getpid());
-            snprintf(g_url, sizeof g_url, "shm://%s", name);
-        } else {
-            snprintf(g_url, sizeof g_url, "tcp://127.0.0.1:0");
-        }
-        snprintf(labels[t], sizeof labels[t], "ferry %s: REQ/REP, REP in a poller of 1,001",
-                 trs[t]);
-        bench_progress(labels[t]);
-        double p50[16], p99[16], p999[16], mx[16], base[16], ratio[16], sp;
-        for (int k = 0; k < reps; k++) {
-            struct hist *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
-            poll_roundtrip(a, 0);
-            poll_roundtrip(b, 1000);
-            base[k] = hist_pct(a, 0.50);
-            p50[k] = hist_pct(b, 0.50);
-            p99[k] = hist_pct(b, 0.99);
-            p999[k] = hist_pct(b, 0.999);
-            mx[k] = (double)b->max;
-            ratio[k] = base[k] > 0 ? p50[k] / base[k] : 0;
-            free(a);
-            free(b);
-        }
-        struct result *r = bench_add_result();
-        *r = (struct result){.system = "ferry",
-                             .transport = trs[t],
-                             .pattern = "poller_idle",
-                             .size = 64,
-                             .wait = t == 0 ? "sleep" : NULL, /* in the poller's epoll */
-                             .label = labels[t]};
-        r->p50 = bench_median(p50, reps, &r->spread);
-        r->p99 = bench_median(p99, reps, &sp);
-        r->p999 = bench_median(p999, reps, &sp);
-        r->max = bench_median(mx, reps, &sp);
-        r->base = bench_median(base, reps, &sp);
-        r->ratio = bench_median(ratio, reps, &sp);
-        r->reps = reps;
-        r->metric = "latency_ns";
-        r->latency = "round_trip";
-    }
-}
-
 /* --- the proxy: fan-out of a network stream, and forwarding cost ------------------- */
 
 static const struct backend *g_xbe; /* the chain's library: every socket and the proxy */
 static int g_xpipe[2];
 
-/* The chain's PULL: listens, says where, takes g_iters messages, says so. */
+/* The chain's PULL: listens, says where, takes bench_iters messages, says so. */
 static void chain_pull(void *arg)
 {
     (void)arg;
@@ -1871,7 +1488,7 @@ static void chain_pull(void *arg)
         write(g_xpipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
         _exit(2);
     char buf[256];
-    for (long i = 0; i < g_iters; i++)
+    for (long i = 0; i < bench_iters; i++)
         if (g_xbe->recv(s, buf, sizeof buf) != 0)
             _exit(3);
     if (write(g_xpipe[1], ep, 1) != 1)
@@ -1906,24 +1523,24 @@ static double chain_once(const struct backend *be)
     if (pipe(g_xpipe) != 0)
         return 0;
     char ep[256], pep[256];
-    pid_t puller = spawn(chain_pull, NULL), px = -1;
+    pid_t puller = bench_spawn(chain_pull, NULL), px = -1;
     double rate = 0;
-    if (full_read(g_xpipe[0], ep, sizeof ep) == 0) {
+    if (bench_full_read(g_xpipe[0], ep, sizeof ep) == 0) {
         snprintf(g_px_out, sizeof g_px_out, "%s", ep);
-        px = spawn(chain_proxy, NULL);
-        if (full_read(g_xpipe[0], pep, sizeof pep) == 0) {
+        px = bench_spawn(chain_proxy, NULL);
+        if (bench_full_read(g_xpipe[0], pep, sizeof pep) == 0) {
             void *s = be->open(FERRY_PUSH);
             be->dial(s, pep);
             char msg[64];
             memset(msg, 7, sizeof msg);
             uint64_t t0 = bench_now_ns();
             long sent = 0;
-            while (sent < g_iters && be->send(s, msg, sizeof msg) == 0)
+            while (sent < bench_iters && be->send(s, msg, sizeof msg) == 0)
                 sent++;
             char c;
             int all = read(g_xpipe[0], &c, 1) == 1;
             double secs = (double)(bench_now_ns() - t0) / 1e9;
-            rate = all && sent == g_iters && secs > 0 ? (double)g_iters / secs : 0;
+            rate = all && sent == bench_iters && secs > 0 ? (double)bench_iters / secs : 0;
             be->close(s);
         }
     }
@@ -1950,7 +1567,7 @@ static void proxy_fanout_suite(int quick, int reps)
     snprintf(labels[1], 80, "ferry tcp: PUB/SUB 64 B to 8 subscribers");
     snprintf(labels[2], 80, "ferry proxy: publisher CPU, 8 local subs vs 1");
     bench_progress(labels[0]);
-    g_iters = quick ? 100000 : 400000;
+    bench_iters = quick ? 100000 : 400000;
     g_fan_prefixes = 0;
     /* No message limit; the publisher's byte limit on tcp:// (SNDHWM_BYTES)
      * stays, as a user's would: what it drops is in the drop column. */
@@ -2030,7 +1647,7 @@ static void proxy_forward_suite(int quick, int reps)
     g_size = 64;
     g_zero_copy = 0;
     g_spin_us = 0;
-    g_iters = quick ? 200000 : 1000000;
+    bench_iters = quick ? 200000 : 1000000;
     for (int k = 0; k < reps; k++) {
         g_pp_proxy = 1;
         a[k] = pushpull_once();
@@ -2059,7 +1676,7 @@ static void proxy_forward_suite(int quick, int reps)
     snprintf(zl[0], 80, "ferry tcp: PUSH->proxy->PULL 64 B");
     snprintf(zl[1], 80, "libzmq tcp: PUSH->zmq_proxy->PULL 64 B");
     bench_progress(zl[0]);
-    g_iters = quick ? 100000 : 500000;
+    bench_iters = quick ? 100000 : 500000;
     for (int k = 0; k < reps; k++) {
         a[k] = chain_once(&bench_ferry);
         b[k] = chain_once(&bench_zmq);
@@ -2177,14 +1794,14 @@ int cmd_bench(int argc, char **argv)
 
     if (want(suites, nsuites, "limit")) {
         bench_progress("limit: cache-line ping-pong");
-        g_iters = lat_iters * 5;
+        bench_iters = lat_iters * 5;
         struct result *r = bench_add_result();
         *r = (struct result){.system = "limit",
                              .transport = "shm",
                              .pattern = "pingpong",
                              .size = 8,
                              .label = "limit: cache-line ping-pong (2 processes)"};
-        latency(r, reps, cl_once);
+        bench_latency(r, reps, cl_once);
         bench_progress("limit: memcpy");
         r = bench_add_result();
         *r = (struct result){.system = "limit",
@@ -2221,7 +1838,7 @@ int cmd_bench(int argc, char **argv)
         };
         for (size_t k = 0; k < sizeof raws / sizeof raws[0]; k++) {
             bench_progress(raws[k].label);
-            g_iters = lat_iters / 10;
+            bench_iters = lat_iters / 10;
             g_size = 64;
             g_raw = raws[k].kind;
             struct result *r = bench_add_result();
@@ -2231,7 +1848,7 @@ int cmd_bench(int argc, char **argv)
                                      raws[k].kind == RAW_EVENTFD ? "pingpong_eventfd" : "pingpong",
                                  .size = 64,
                                  .label = raws[k].label};
-            latency(r, reps, raw_once);
+            bench_latency(r, reps, raw_once);
         }
         static const struct {
             int kind;
@@ -2248,11 +1865,11 @@ int cmd_bench(int argc, char **argv)
                 g_raw = streams[k].kind;
                 g_size = sizes[i];
                 uint64_t total = quick ? (64u << 20) : (256u << 20);
-                g_iters = (long)(total / sizes[i]);
-                if (g_iters > (quick ? 300000 : 2000000))
-                    g_iters = quick ? 300000 : 2000000;
-                if (g_iters < 200)
-                    g_iters = 200;
+                bench_iters = (long)(total / sizes[i]);
+                if (bench_iters > (quick ? 300000 : 2000000))
+                    bench_iters = quick ? 300000 : 2000000;
+                if (bench_iters < 200)
+                    bench_iters = 200;
                 struct result *r = bench_add_result();
                 *r = (struct result){.system = "raw",
                                      .transport = streams[k].transport,
@@ -2260,7 +1877,7 @@ int cmd_bench(int argc, char **argv)
                                      .size = sizes[i],
                                      .label = slabels[k][i]};
                 double v[16];
-                size_by_time(raw_stream_once, g_iters);
+                size_by_time(raw_stream_once, bench_iters);
                 for (int q = 0; q < reps; q++)
                     v[q] = raw_stream_once();
                 r->value = bench_median(v, reps, &r->spread);
@@ -2281,7 +1898,7 @@ int cmd_bench(int argc, char **argv)
             bench_progress(waits[w].label);
             g_spin_us = waits[w].spin;
             g_prefault = waits[w].prefault;
-            g_iters = waits[w].spin > 0 ? lat_iters : sleep_iters;
+            bench_iters = waits[w].spin > 0 ? lat_iters : sleep_iters;
             g_size = 64;
             struct result *r = bench_add_result();
             *r = (struct result){.system = "ferry",
@@ -2307,7 +1924,7 @@ int cmd_bench(int argc, char **argv)
             snprintf(flabels[i], sizeof flabels[i], "ferry shm: PUB/SUB 64 B to %d subscriber%s",
                      fans[i], fans[i] > 1 ? "s" : "");
             bench_progress(flabels[i]);
-            g_iters = quick ? 50000 : 300000;
+            bench_iters = quick ? 50000 : 300000;
             struct result *r = bench_add_result();
             *r = (struct result){.system = "ferry",
                                  .transport = "shm",
@@ -2318,7 +1935,7 @@ int cmd_bench(int argc, char **argv)
             fanout(r, reps > 3 ? 3 : reps, fans[i]);
         }
         bench_progress("ferry shm: PUB matching 10,000 prefixes against 1");
-        g_iters = quick ? 100000 : 500000;
+        bench_iters = quick ? 100000 : 500000;
         struct result *pr = bench_add_result();
         *pr = (struct result){.system = "ferry",
                               .transport = "shm",
@@ -2333,9 +1950,9 @@ int cmd_bench(int argc, char **argv)
     if (want(suites, nsuites, "bcast"))
         bench_bcast_suite(quick, reps);
     if (want(suites, nsuites, "router"))
-        router_suite(quick, reps);
+        bench_router_suite(quick, reps);
     if (want(suites, nsuites, "poller"))
-        poller_suite(quick, reps);
+        bench_poller_suite(quick, reps);
     if (want(suites, nsuites, "proxy")) {
         proxy_fanout_suite(quick, reps);
         proxy_forward_suite(quick, reps);
