@@ -11,7 +11,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-
 static int g_pidle; /* idle sockets in the server's poller beside its REP */
 
 /* The serving side, a child: a REP in a poller with g_pidle idle PULL

@@ -1709,7 +1709,193 @@ static int want(char **suites, int n, const char *s)
     return 0;
 }
 
-int cmd_bench(int argc, char **argv)
+/* What the command line asked for. */
+struct bench_args {
+    int quick, reps;
+    const char *json, *plot;
+    size_t sizes[8];
+    int nsizes;
+    char **suites;
+    int nsuites;
+    long lat_iters, sleep_iters; /* round trips a latency repetition times */
+};
+
+/* The cache-line ping-pong and memcpy bandwidth: what the machine allows. */
+static void limit_suite(const struct bench_args *a)
+{
+    int quick = a->quick, reps = a->reps, nsizes = a->nsizes;
+    const size_t *sizes = a->sizes;
+    long lat_iters = a->lat_iters;
+    bench_progress("limit: cache-line ping-pong");
+    bench_iters = lat_iters * 5;
+    struct result *r = bench_add_result();
+    *r = (struct result){.system = "limit",
+                         .transport = "shm",
+                         .pattern = "pingpong",
+                         .size = 8,
+                         .label = "limit: cache-line ping-pong (2 processes)"};
+    bench_latency(r, reps, cl_once);
+    bench_progress("limit: memcpy");
+    r = bench_add_result();
+    *r = (struct result){.system = "limit",
+                         .transport = "memory",
+                         .pattern = "memcpy",
+                         .size = 64u << 20,
+                         .label = "limit: memcpy 64 MiB blocks (DRAM)"};
+    memcpy_bw(r, reps, quick, 64u << 20, 64u << 20);
+    static char mlabels[8][80];
+    for (int i = 0; i < nsizes; i++) {
+        snprintf(mlabels[i], sizeof mlabels[i], "limit: memcpy %zu B blocks, 4 MiB span", sizes[i]);
+        bench_progress(mlabels[i]);
+        r = bench_add_result();
+        *r = (struct result){.system = "limit",
+                             .transport = "memory",
+                             .pattern = "memcpy",
+                             .size = sizes[i],
+                             .label = mlabels[i]};
+        memcpy_bw(r, reps, quick, sizes[i], sizes[i] > (4u << 20) ? sizes[i] : 4u << 20);
+    }
+}
+
+/* Kernel IPC: ping-pong latency and streaming, the baselines of the
+ * transports. */
+static void raw_suite(const struct bench_args *a)
+{
+    int quick = a->quick, reps = a->reps, nsizes = a->nsizes;
+    const size_t *sizes = a->sizes;
+    long lat_iters = a->lat_iters;
+    static const struct {
+        int kind;
+        const char *transport, *label;
+    } raws[] = {
+        /* transports named by URL scheme (CONVENTIONS.md): a Unix socket is
+         * what ipc:// uses, eventfd-signalled shared memory is shm */
+        {RAW_UNIX, "ipc", "raw: unix stream socket ping-pong 64 B"},
+        {RAW_PIPE, "pipe", "raw: pipe ping-pong 64 B"},
+        {RAW_TCP, "tcp", "raw: tcp loopback ping-pong 64 B (NODELAY)"},
+        {RAW_EVENTFD, "shm", "raw: eventfd-signalled shm ping-pong 64 B"},
+    };
+    for (size_t k = 0; k < sizeof raws / sizeof raws[0]; k++) {
+        bench_progress(raws[k].label);
+        bench_iters = lat_iters / 10;
+        g_size = 64;
+        g_raw = raws[k].kind;
+        struct result *r = bench_add_result();
+        *r = (struct result){.system = "raw",
+                             .transport = raws[k].transport,
+                             .pattern =
+                                 raws[k].kind == RAW_EVENTFD ? "pingpong_eventfd" : "pingpong",
+                             .size = 64,
+                             .label = raws[k].label};
+        bench_latency(r, reps, raw_once);
+    }
+    static const struct {
+        int kind;
+        const char *transport, *name;
+    } streams[] = {{RAW_UNIX, "ipc", "unix stream socket"},
+                   {RAW_PIPE, "pipe", "pipe"},
+                   {RAW_TCP, "tcp", "tcp loopback"},
+                   {RAW_EVENTFD, "shm", "eventfd-signalled shm"}};
+    static char slabels[4][8][80];
+    for (size_t k = 0; k < 4; k++) {
+        for (int i = 0; i < nsizes; i++) {
+            snprintf(slabels[k][i], 80, "raw: %s streaming %zu B", streams[k].name, sizes[i]);
+            bench_progress(slabels[k][i]);
+            g_raw = streams[k].kind;
+            g_size = sizes[i];
+            uint64_t total = quick ? (64u << 20) : (256u << 20);
+            bench_iters = (long)(total / sizes[i]);
+            if (bench_iters > (quick ? 300000 : 2000000))
+                bench_iters = quick ? 300000 : 2000000;
+            if (bench_iters < 200)
+                bench_iters = 200;
+            struct result *r = bench_add_result();
+            *r = (struct result){.system = "raw",
+                                 .transport = streams[k].transport,
+                                 .pattern = "stream",
+                                 .size = sizes[i],
+                                 .label = slabels[k][i]};
+            double v[16];
+            size_by_time(raw_stream_once, bench_iters);
+            for (int q = 0; q < reps; q++)
+                v[q] = raw_stream_once();
+            r->value = bench_median(v, reps, &r->spread);
+            r->reps = reps;
+            r->metric = "msgs_per_s";
+        }
+    }
+}
+
+/* ferry over shm://: REQ/REP by way of waiting, PUB/SUB fan-out, a PUB's
+ * prefix matching, PUSH/PULL copying and zero-copy by size. */
+static void shm_suite(const struct bench_args *a)
+{
+    int quick = a->quick, reps = a->reps, nsizes = a->nsizes;
+    const size_t *sizes = a->sizes;
+    long lat_iters = a->lat_iters, sleep_iters = a->sleep_iters;
+    static const struct {
+        int spin, prefault;
+        const char *wait, *label;
+    } waits[] = {{1000000, 0, "spin", "ferry shm: REQ/REP 64 B, busy-polling"},
+                 {1000000, 1, "spin", "ferry shm: REQ/REP 64 B, busy, rings prefaulted"},
+                 {0, 0, "sleep", "ferry shm: REQ/REP 64 B, sleeping receiver"},
+                 {-1, 0, "adaptive", "ferry shm: REQ/REP 64 B, default (adaptive)"}};
+    for (int w = 0; w < 4; w++) {
+        bench_progress(waits[w].label);
+        g_spin_us = waits[w].spin;
+        g_prefault = waits[w].prefault;
+        bench_iters = waits[w].spin > 0 ? lat_iters : sleep_iters;
+        g_size = 64;
+        struct result *r = bench_add_result();
+        *r = (struct result){.system = "ferry",
+                             .transport = "shm",
+                             .pattern = "reqrep",
+                             .size = 64,
+                             .wait = waits[w].wait,
+                             .prefault = waits[w].prefault,
+                             .label = waits[w].label};
+        /* busy-polling against the cache-line ping-pong, sleeping
+         * (and the default, which sleeps unless a short spin finds
+         * the answer) against a pipe's (a wake-up each way), pair by
+         * pair */
+        const struct baseline b = waits[w].spin > 0
+                                      ? (struct baseline){"limit", cl_once, lat_iters, 0}
+                                      : (struct baseline){"pipe", raw_once, sleep_iters, RAW_PIPE};
+        latency_vs(r, reps, reqrep_once, &b);
+        g_prefault = 0;
+    }
+    static const int fans[] = {1, 4, 16};
+    static char flabels[3][80];
+    for (int i = 0; i < 3; i++) {
+        snprintf(flabels[i], sizeof flabels[i], "ferry shm: PUB/SUB 64 B to %d subscriber%s",
+                 fans[i], fans[i] > 1 ? "s" : "");
+        bench_progress(flabels[i]);
+        bench_iters = quick ? 50000 : 300000;
+        struct result *r = bench_add_result();
+        *r = (struct result){.system = "ferry",
+                             .transport = "shm",
+                             .pattern = "pubsub",
+                             .size = 64,
+                             .wait = "sleep",
+                             .label = flabels[i]};
+        fanout(r, reps > 3 ? 3 : reps, fans[i]);
+    }
+    bench_progress("ferry shm: PUB matching 10,000 prefixes against 1");
+    bench_iters = quick ? 100000 : 500000;
+    struct result *pr = bench_add_result();
+    *pr = (struct result){.system = "ferry",
+                          .transport = "shm",
+                          .pattern = "pub_prefixes",
+                          .size = 64,
+                          .wait = "sleep",
+                          .label = "ferry shm: PUB, 1 sub with 10,000 prefixes"};
+    prefix_cost(pr, reps > 3 ? 3 : reps, 10000);
+    for (int i = 0; i < nsizes; i++)
+        shm_pushpull_size(quick, reps, sizes[i], i);
+}
+
+/* The command line into *a: -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, struct bench_args *a)
 {
     enum { O_QUICK = 1000, O_JSON, O_SIZE, O_REPS, O_PLOT };
     static const struct option opts[] = {{"quick", no_argument, 0, O_QUICK},
@@ -1786,186 +1972,24 @@ int cmd_bench(int argc, char **argv)
         sizes[1] = 65536;
         nsizes = 2;
     }
-    long lat_iters = quick ? 20000 : 100000, sleep_iters = quick ? 5000 : 20000;
-    g_budget_ms = quick ? 100 : 400;
-    bench_ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    bench_pin(0);
-    signal(SIGPIPE, SIG_IGN); /* a peer process that dies is a failed figure, not our end */
+    *a = (struct bench_args){.quick = quick,
+                             .reps = reps,
+                             .json = json,
+                             .plot = plot,
+                             .nsizes = nsizes,
+                             .suites = suites,
+                             .nsuites = nsuites,
+                             .lat_iters = quick ? 20000 : 100000,
+                             .sleep_iters = quick ? 5000 : 20000};
+    memcpy(a->sizes, sizes, sizeof a->sizes);
+    return -1;
+}
 
-    if (want(suites, nsuites, "limit")) {
-        bench_progress("limit: cache-line ping-pong");
-        bench_iters = lat_iters * 5;
-        struct result *r = bench_add_result();
-        *r = (struct result){.system = "limit",
-                             .transport = "shm",
-                             .pattern = "pingpong",
-                             .size = 8,
-                             .label = "limit: cache-line ping-pong (2 processes)"};
-        bench_latency(r, reps, cl_once);
-        bench_progress("limit: memcpy");
-        r = bench_add_result();
-        *r = (struct result){.system = "limit",
-                             .transport = "memory",
-                             .pattern = "memcpy",
-                             .size = 64u << 20,
-                             .label = "limit: memcpy 64 MiB blocks (DRAM)"};
-        memcpy_bw(r, reps, quick, 64u << 20, 64u << 20);
-        static char mlabels[8][80];
-        for (int i = 0; i < nsizes; i++) {
-            snprintf(mlabels[i], sizeof mlabels[i], "limit: memcpy %zu B blocks, 4 MiB span",
-                     sizes[i]);
-            bench_progress(mlabels[i]);
-            r = bench_add_result();
-            *r = (struct result){.system = "limit",
-                                 .transport = "memory",
-                                 .pattern = "memcpy",
-                                 .size = sizes[i],
-                                 .label = mlabels[i]};
-            memcpy_bw(r, reps, quick, sizes[i], sizes[i] > (4u << 20) ? sizes[i] : 4u << 20);
-        }
-    }
-    if (want(suites, nsuites, "raw")) {
-        static const struct {
-            int kind;
-            const char *transport, *label;
-        } raws[] = {
-            /* transports named by URL scheme (CONVENTIONS.md): a Unix socket is
-             * what ipc:// uses, eventfd-signalled shared memory is shm */
-            {RAW_UNIX, "ipc", "raw: unix stream socket ping-pong 64 B"},
-            {RAW_PIPE, "pipe", "raw: pipe ping-pong 64 B"},
-            {RAW_TCP, "tcp", "raw: tcp loopback ping-pong 64 B (NODELAY)"},
-            {RAW_EVENTFD, "shm", "raw: eventfd-signalled shm ping-pong 64 B"},
-        };
-        for (size_t k = 0; k < sizeof raws / sizeof raws[0]; k++) {
-            bench_progress(raws[k].label);
-            bench_iters = lat_iters / 10;
-            g_size = 64;
-            g_raw = raws[k].kind;
-            struct result *r = bench_add_result();
-            *r = (struct result){.system = "raw",
-                                 .transport = raws[k].transport,
-                                 .pattern =
-                                     raws[k].kind == RAW_EVENTFD ? "pingpong_eventfd" : "pingpong",
-                                 .size = 64,
-                                 .label = raws[k].label};
-            bench_latency(r, reps, raw_once);
-        }
-        static const struct {
-            int kind;
-            const char *transport, *name;
-        } streams[] = {{RAW_UNIX, "ipc", "unix stream socket"},
-                       {RAW_PIPE, "pipe", "pipe"},
-                       {RAW_TCP, "tcp", "tcp loopback"},
-                       {RAW_EVENTFD, "shm", "eventfd-signalled shm"}};
-        static char slabels[4][8][80];
-        for (size_t k = 0; k < 4; k++) {
-            for (int i = 0; i < nsizes; i++) {
-                snprintf(slabels[k][i], 80, "raw: %s streaming %zu B", streams[k].name, sizes[i]);
-                bench_progress(slabels[k][i]);
-                g_raw = streams[k].kind;
-                g_size = sizes[i];
-                uint64_t total = quick ? (64u << 20) : (256u << 20);
-                bench_iters = (long)(total / sizes[i]);
-                if (bench_iters > (quick ? 300000 : 2000000))
-                    bench_iters = quick ? 300000 : 2000000;
-                if (bench_iters < 200)
-                    bench_iters = 200;
-                struct result *r = bench_add_result();
-                *r = (struct result){.system = "raw",
-                                     .transport = streams[k].transport,
-                                     .pattern = "stream",
-                                     .size = sizes[i],
-                                     .label = slabels[k][i]};
-                double v[16];
-                size_by_time(raw_stream_once, bench_iters);
-                for (int q = 0; q < reps; q++)
-                    v[q] = raw_stream_once();
-                r->value = bench_median(v, reps, &r->spread);
-                r->reps = reps;
-                r->metric = "msgs_per_s";
-            }
-        }
-    }
-    if (want(suites, nsuites, "shm")) {
-        static const struct {
-            int spin, prefault;
-            const char *wait, *label;
-        } waits[] = {{1000000, 0, "spin", "ferry shm: REQ/REP 64 B, busy-polling"},
-                     {1000000, 1, "spin", "ferry shm: REQ/REP 64 B, busy, rings prefaulted"},
-                     {0, 0, "sleep", "ferry shm: REQ/REP 64 B, sleeping receiver"},
-                     {-1, 0, "adaptive", "ferry shm: REQ/REP 64 B, default (adaptive)"}};
-        for (int w = 0; w < 4; w++) {
-            bench_progress(waits[w].label);
-            g_spin_us = waits[w].spin;
-            g_prefault = waits[w].prefault;
-            bench_iters = waits[w].spin > 0 ? lat_iters : sleep_iters;
-            g_size = 64;
-            struct result *r = bench_add_result();
-            *r = (struct result){.system = "ferry",
-                                 .transport = "shm",
-                                 .pattern = "reqrep",
-                                 .size = 64,
-                                 .wait = waits[w].wait,
-                                 .prefault = waits[w].prefault,
-                                 .label = waits[w].label};
-            /* busy-polling against the cache-line ping-pong, sleeping
-             * (and the default, which sleeps unless a short spin finds
-             * the answer) against a pipe's (a wake-up each way), pair by
-             * pair */
-            const struct baseline b =
-                waits[w].spin > 0 ? (struct baseline){"limit", cl_once, lat_iters, 0}
-                                  : (struct baseline){"pipe", raw_once, sleep_iters, RAW_PIPE};
-            latency_vs(r, reps, reqrep_once, &b);
-            g_prefault = 0;
-        }
-        static const int fans[] = {1, 4, 16};
-        static char flabels[3][80];
-        for (int i = 0; i < 3; i++) {
-            snprintf(flabels[i], sizeof flabels[i], "ferry shm: PUB/SUB 64 B to %d subscriber%s",
-                     fans[i], fans[i] > 1 ? "s" : "");
-            bench_progress(flabels[i]);
-            bench_iters = quick ? 50000 : 300000;
-            struct result *r = bench_add_result();
-            *r = (struct result){.system = "ferry",
-                                 .transport = "shm",
-                                 .pattern = "pubsub",
-                                 .size = 64,
-                                 .wait = "sleep",
-                                 .label = flabels[i]};
-            fanout(r, reps > 3 ? 3 : reps, fans[i]);
-        }
-        bench_progress("ferry shm: PUB matching 10,000 prefixes against 1");
-        bench_iters = quick ? 100000 : 500000;
-        struct result *pr = bench_add_result();
-        *pr = (struct result){.system = "ferry",
-                              .transport = "shm",
-                              .pattern = "pub_prefixes",
-                              .size = 64,
-                              .wait = "sleep",
-                              .label = "ferry shm: PUB, 1 sub with 10,000 prefixes"};
-        prefix_cost(pr, reps > 3 ? 3 : reps, 10000);
-        for (int i = 0; i < nsizes; i++)
-            shm_pushpull_size(quick, reps, sizes[i], i);
-    }
-    if (want(suites, nsuites, "bcast"))
-        bench_bcast_suite(quick, reps);
-    if (want(suites, nsuites, "router"))
-        bench_router_suite(quick, reps);
-    if (want(suites, nsuites, "poller"))
-        bench_poller_suite(quick, reps);
-    if (want(suites, nsuites, "proxy")) {
-        proxy_fanout_suite(quick, reps);
-        proxy_forward_suite(quick, reps);
-    }
-    if (want(suites, nsuites, "ipc"))
-        net_suite("ipc", quick, reps, lat_iters, sizes, nsizes);
-    if (want(suites, nsuites, "tcp"))
-        net_suite("tcp", quick, reps, lat_iters, sizes, nsizes);
-    if (want(suites, nsuites, "curve"))
-        curve_suite(quick, reps, lat_iters);
-    if (want(suites, nsuites, "inproc"))
-        net_suite("inproc", quick, reps, lat_iters, sizes, nsizes);
-    nn_server_stop();
+/* The table on stdout (stderr with --json -), then the plot and the JSON. */
+static int report(const struct bench_args *a)
+{
+    const char *json = a->json, *plot = a->plot;
+    int reps = a->reps;
     if (isatty(2))
         fprintf(stderr, "\r%70s\r", "");
     /* with --json -, stdout carries the JSON alone and the table goes to stderr */
@@ -1997,4 +2021,44 @@ int cmd_bench(int argc, char **argv)
             fclose(f);
     }
     return CLI_OK;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    char **suites = a.suites;
+    int nsuites = a.nsuites, quick = a.quick, reps = a.reps;
+    g_budget_ms = quick ? 100 : 400;
+    bench_ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    bench_pin(0);
+    signal(SIGPIPE, SIG_IGN); /* a peer process that dies is a failed figure, not our end */
+    if (want(suites, nsuites, "limit"))
+        limit_suite(&a);
+    if (want(suites, nsuites, "raw"))
+        raw_suite(&a);
+    if (want(suites, nsuites, "shm"))
+        shm_suite(&a);
+    if (want(suites, nsuites, "bcast"))
+        bench_bcast_suite(quick, reps);
+    if (want(suites, nsuites, "router"))
+        bench_router_suite(quick, reps);
+    if (want(suites, nsuites, "poller"))
+        bench_poller_suite(quick, reps);
+    if (want(suites, nsuites, "proxy")) {
+        proxy_fanout_suite(quick, reps);
+        proxy_forward_suite(quick, reps);
+    }
+    if (want(suites, nsuites, "ipc"))
+        net_suite("ipc", quick, reps, a.lat_iters, a.sizes, a.nsizes);
+    if (want(suites, nsuites, "tcp"))
+        net_suite("tcp", quick, reps, a.lat_iters, a.sizes, a.nsizes);
+    if (want(suites, nsuites, "curve"))
+        curve_suite(quick, reps, a.lat_iters);
+    if (want(suites, nsuites, "inproc"))
+        net_suite("inproc", quick, reps, a.lat_iters, a.sizes, a.nsizes);
+    nn_server_stop();
+    return report(&a);
 }
