@@ -523,6 +523,9 @@ enum ferry_option {
                                         with 1 MiB rings on the same VM (0.5 ms
                                         without), on the listener's I/O thread for its
                                         side, and the rings' memory committed at once.
+                                        A listener populates a dialer's ring only when
+                                        it is no larger than its own RING_SIZE, within
+                                        a rate budget (docs/security.md).
                                         0 = pages as the traffic reaches them (default) */
     ,
     FERRY_OPT_SNDHWM_BYTES = 61, /* tcp/ipc: bytes of output one connection queues

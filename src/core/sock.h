@@ -507,7 +507,7 @@ struct ferry_socket {
 
     struct fy_pipe **pipes; /* live and draining pipes */
     size_t npipes, cap_pipes;
-    int next_pipe_id;
+    unsigned next_pipe_id; /* the last id given (pipe_id_next) */
 
     /* wake block (shared with shm:// peers) and the pollable fd */
     int wake_fd; /* memfd of the wake block */

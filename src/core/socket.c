@@ -199,6 +199,20 @@ void fy_sock_stamp_locked(ferry_socket *s)
             fy_pipe_stamp(p);
     }
 }
+/* A new pipe's id: positive, and not the id of a pipe the socket still
+ * has, even after 2^31 connections (REQ and REP find a request's pipe
+ * again by its id alone, reqrep.c). mtx held. */
+static int pipe_id_next(ferry_socket *s)
+{
+    for (;;) {
+        s->next_pipe_id = s->next_pipe_id >= (unsigned)INT_MAX ? 1u : s->next_pipe_id + 1u;
+        int id = (int)s->next_pipe_id, taken = 0;
+        for (size_t i = 0; i < s->npipes && !taken; i++)
+            taken = s->pipes[i]->id == id;
+        if (!taken)
+            return id;
+    }
+}
 
 int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
 {
@@ -232,7 +246,7 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
     }
     if (rc == 0) {
         p->sock = s;
-        p->id = ++s->next_pipe_id;
+        p->id = pipe_id_next(s);
         fy_stat_peer_id(p->stat, (uint32_t)p->id);
         s->pipes[s->npipes++] = p;
         fy_pipe_ref(p);
@@ -1614,14 +1628,17 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
 {
     if (!s->proto->can_recv)
         return fy_err(FERRY_ENOTSUP, "recv on a %s socket", s->proto->name);
-    int nowait = flags & FERRY_DONTWAIT;
-    int rc = sock_run(s, recv_step, rq, s->opt.rcvtimeo, nowait, 1);
-    /* RCVTIMEO 0 is a DONTWAIT receive: it too takes a lent input back. */
-    if (rc == FERRY_EAGAIN && (nowait || s->opt.rcvtimeo == 0)) {
-        /* Arm the pollable fd, then look once more so no message slips
-         * between. A poller holding the socket drains the fd itself: what
-         * is queued there may be its news (room, a peer). */
-        arm_fd(s, atomic_load_explicit(&s->npollers, memory_order_relaxed) == 0);
+    int nowait = flags & FERRY_DONTWAIT, timeout = s->opt.rcvtimeo;
+    int rc = sock_run(s, recv_step, rq, timeout, nowait, 1);
+    if (rc == FERRY_EAGAIN && (nowait || timeout == 0)) {
+        /* DONTWAIT arms the pollable fd (ferry_socket_fd), then looks once
+         * more so no message slips between. A poller holding the socket
+         * drains the fd itself: what is queued there may be its news
+         * (room, a peer). Both DONTWAIT and a receive timeout of 0 take a
+         * lent input back (park.c), or it would stay unread until the
+         * loan's timer ends it. */
+        if (nowait)
+            arm_fd(s, atomic_load_explicit(&s->npollers, memory_order_relaxed) == 0);
         pthread_mutex_lock(&s->mtx);
         fy_park_reclaim(s);
         rc = s->closing ? FERRY_ECLOSED : recv_step(s, rq, 1);

@@ -1,7 +1,9 @@
 /* test_socket.c - messaging sockets over shm://, across processes: every
  * pattern, multipart, timeouts, HWM, zero-copy, the pollable fd, refusals. */
 #include "../common.h"
+#include "core/sock.h" /* test_pipe_ids_wrap sets the id counter */
 
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/resource.h>
@@ -832,6 +834,105 @@ static void test_ring_prefault(void **state)
     assert_true(off >= 256); /* a 1 MiB ring is 256 pages, each end faults its own */
 }
 
+/* The receiving side of writer_lap_faults: takes n messages. */
+struct lap_reader {
+    ferry_socket *s;
+    int n, rc;
+};
+
+static void *lap_read(void *arg)
+{
+    struct lap_reader *r = arg;
+    static char in[1000];
+    size_t n;
+    for (int i = 0; i < r->n && r->rc == 0; i++)
+        r->rc = ferry_recv(r->s, in, sizeof in, &n, 0);
+    return NULL;
+}
+
+/* A PUSH listening with FERRY_OPT_RING_PREFAULT and RING_SIZE own_ring, a
+ * PULL dialing with a ring of dial_ring bytes (lazy itself): the page
+ * faults the writing thread takes over the ring's first lap. */
+static long writer_lap_faults(int own_ring, int dial_ring)
+{
+    char u[96];
+    t_url(u, sizeof u, "popbudget");
+    ferry_socket *push = sock(FERRY_PUSH), *pull = sock(FERRY_PULL);
+    ferry_setopt_int(push, FERRY_OPT_SNDHWM, 0);
+    ferry_setopt_int(pull, FERRY_OPT_RCVHWM, 0);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_RING_PREFAULT, 1), 0);
+    assert_int_equal(ferry_setopt_int(push, FERRY_OPT_RING_SIZE, own_ring), 0);
+    assert_int_equal(ferry_setopt_int(pull, FERRY_OPT_RING_SIZE, dial_ring), 0);
+    assert_int_equal(ferry_listen(push, u), 0);
+    assert_int_equal(ferry_dial(pull, u), 0);
+    assert_int_equal(ferry_wait_peers(push, 1, 10000), 0);
+    static char buf[1000];
+    int n = dial_ring / (int)sizeof buf;
+    struct lap_reader r = {pull, n, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, lap_read, &r), 0);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_THREAD, &r0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(ferry_send(push, buf, sizeof buf, 0), 0);
+    getrusage(RUSAGE_THREAD, &r1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(r.rc, 0);
+    ferry_close(pull);
+    ferry_close(push);
+    return r1.ru_minflt - r0.ru_minflt;
+}
+
+/* A listener populates a dialer's ring only if it is no larger than its
+ * own FERRY_OPT_RING_SIZE (the dialer chooses the size; populating costs
+ * the listener's I/O thread and memory, docs/security.md). */
+static void test_ring_prefault_listener_bound(void **state)
+{
+    (void)state;
+    long fits = writer_lap_faults(2 << 20, 2 << 20), over = writer_lap_faults(1 << 20, 2 << 20);
+    fprintf(stderr,
+            "note: writer's faults on a 2 MiB first lap: %ld populated, %ld over the bound\n", fits,
+            over);
+    assert_true(fits < 32);
+    assert_true(over >= 256); /* 512 pages, each faulted as the lap reaches it */
+}
+
+/* Pipe ids stay positive and unique among a socket's pipes when the
+ * counter wraps (REQ and REP find a request's pipe again by its id). */
+static void test_pipe_ids_wrap(void **state)
+{
+    (void)state;
+    char u[96];
+    t_url(u, sizeof u, "idwrap");
+    ferry_socket *pull = sock(FERRY_PULL), *push[3];
+    assert_int_equal(ferry_listen(pull, u), 0);
+    push[0] = sock(FERRY_PUSH);
+    assert_int_equal(ferry_dial(push[0], u), 0);
+    assert_int_equal(ferry_wait_peers(pull, 1, 10000), 0);
+    pthread_mutex_lock(&pull->mtx);
+    int first = pull->pipes[0]->id;
+    pull->next_pipe_id = (unsigned)INT_MAX - 1u; /* the next is INT_MAX, then 1, 2... */
+    if (first <= 2)
+        pull->next_pipe_id = (unsigned)INT_MAX; /* the one after wraps onto `first` */
+    pthread_mutex_unlock(&pull->mtx);
+    for (int i = 1; i < 3; i++) {
+        push[i] = sock(FERRY_PUSH);
+        assert_int_equal(ferry_dial(push[i], u), 0);
+        assert_int_equal(ferry_wait_peers(pull, i + 1, 10000), 0);
+    }
+    pthread_mutex_lock(&pull->mtx);
+    assert_int_equal(pull->npipes, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_true(pull->pipes[i]->id > 0);
+        for (size_t j = 0; j < i; j++)
+            assert_int_not_equal(pull->pipes[i]->id, pull->pipes[j]->id);
+    }
+    pthread_mutex_unlock(&pull->mtx);
+    for (int i = 0; i < 3; i++)
+        ferry_close(push[i]);
+    ferry_close(pull);
+}
+
 /* A REQ that waits for its reply in poll() hears of the peer's death. */
 static void test_socket_fd_peer_death(void **state)
 {
@@ -1240,6 +1341,8 @@ int main(void)
         cmocka_unit_test(test_zero_copy),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_ring_prefault),
+        cmocka_unit_test(test_ring_prefault_listener_bound),
+        cmocka_unit_test(test_pipe_ids_wrap),
         cmocka_unit_test(test_zero_copy_multipart),
         cmocka_unit_test(test_zero_copy_elsewhere),
         cmocka_unit_test(test_max_msg_size),

@@ -2025,7 +2025,7 @@ static int report(const struct bench_args *a)
 
 int cmd_bench(int argc, char **argv)
 {
-    struct bench_args a;
+    struct bench_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
         return rc;

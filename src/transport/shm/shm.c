@@ -84,9 +84,43 @@ struct shm_tran {
     size_t nwatched, cap_watched;
     struct shm_pool *pool; /* the broadcast pool, once a connection needed it (s->mtx) */
     int pool_failed;       /* making it failed (an old kernel): copies from then on */
+    uint64_t pop_credit;   /* bytes the listener may still populate (populate_allowed) */
+    uint64_t pop_at;       /* when the credit was last topped up; 0: never */
 };
 
 static void on_timer(struct fy_timer *tm);
+
+/* What a listener populates for its dialers (FERRY_OPT_RING_PREFAULT).
+ * The dialer chooses its ring's size and a connection costs it a memfd,
+ * while populating costs the listener's I/O thread about 9 us a page on a
+ * VM and commits the memory at once. So a listener populates a ring only
+ * if it is no larger than its own FERRY_OPT_RING_SIZE, and the rings it
+ * writes (whose pages it allocates) at most SHM_POP_BURST bytes at once
+ * and SHM_POP_RATE bytes a second on average: dialers connecting in a loop
+ * get lazy rings beyond that, and the I/O thread spends at most about a
+ * seventh of its time populating. (The ring it reads is populated only
+ * when the dialer already made every page of it: no allocation of ours.) */
+#define SHM_POP_BURST (64u << 20)
+#define SHM_POP_RATE 16u /* bytes a microsecond: about 15 MiB a second */
+
+static int populate_allowed(struct shm_tran *t, uint64_t cap, uint64_t bytes)
+{
+    if (cap > t->s->opt.ring_size)
+        return 0;
+    uint64_t now = fy_now_mono_ns();
+    if (t->pop_at == 0) {
+        t->pop_credit = SHM_POP_BURST;
+    } else {
+        uint64_t us = (now - t->pop_at) / 1000u;
+        uint64_t add = us > 10000000u ? SHM_POP_BURST : us * SHM_POP_RATE; /* no overflow */
+        t->pop_credit = t->pop_credit + add > SHM_POP_BURST ? SHM_POP_BURST : t->pop_credit + add;
+    }
+    t->pop_at = now;
+    if (bytes > t->pop_credit)
+        return 0;
+    t->pop_credit -= bytes;
+    return 1;
+}
 
 struct shm_pool *shm_tran_pool(ferry_socket *s)
 {
@@ -637,8 +671,9 @@ static int on_hello(struct shm_tran *t, struct shm_pending *pd, struct shm_ctl *
     /* Once all is checked, our page tables, before the first message: the
      * ring we write (we would touch all of it on its first lap), and the
      * one we read only if the dialer made all of its pages (else it stays
-     * lazy: a dialer cannot make us allocate its side). */
-    if (rc == 0 && s->opt.ring_prefault) {
+     * lazy: a dialer cannot make us allocate its side); within the budget
+     * above. */
+    if (rc == 0 && s->opt.ring_prefault && populate_allowed(t, cap, fy_ring_bytes(cap))) {
         shm_populate((char *)sp->map + SHM_CONN_HDR + fy_ring_bytes(cap), fy_ring_bytes(cap), 0);
         shm_populate((char *)sp->map + SHM_CONN_HDR, fy_ring_bytes(cap), 1);
     }

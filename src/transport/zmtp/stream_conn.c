@@ -593,9 +593,10 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
         if (p->ping_sent && p->last_rx >= p->ping_sent)
             p->ping_sent = 0; /* anything heard counts as an answer */
         /* We are the one not reading (paused, or the input lent to a
-         * receiver that may not have come back yet): the answers wait
-         * unread in the kernel, they are not missing. */
-        if (p->rx_paused || p->loaned)
+         * receiver that has not come back to read it): the answers wait
+         * unread in the kernel, they are not missing. A receiver parked
+         * on it reads for itself, so its loan does not count. */
+        if (p->rx_paused || (p->loaned && !p->parked))
             p->ping_sent = 0, p->last_rx = now;
         if (p->ping_sent && now >= p->ping_sent + hb_to) {
             st_conn_broken(p, 0, FERRY_ETIMEDOUT, "heartbeat: no answer within %llu ms",
