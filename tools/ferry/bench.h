@@ -105,6 +105,15 @@ double bench_hist_pct(const struct hist *h, double p); /* p in [0, 1] */
 /* Runs once() reps times, each into a fresh histogram, and records the
  * medians of their percentiles in r. */
 void bench_latency(struct result *r, int reps, void (*once)(struct hist *));
+/* r is a round trip: the medians of its repetitions' p50, p99, p99.9 and
+ * max (each array reps long; sorted in place). */
+void bench_set_round_trip(struct result *r, int reps, double *p50, double *p99, double *p999,
+                          double *mx);
+/* run(h, base_arg) then run(h, arg), rep by rep (interleaved, so the
+ * machine's drift falls on both): r gets the second's round trips, the
+ * first's p50 as its base, and the median of the pairs' p50 ratios. */
+void bench_versus(struct result *r, int reps, void (*run)(struct hist *, int), int base_arg,
+                  int arg);
 
 /* What a measurement's processes share: the message count, the endpoint,
  * and a pipe on which the children report (set before bench_spawn). */

@@ -105,20 +105,6 @@ void bench_poller_suite(int quick, int reps)
         snprintf(labels[t], sizeof labels[t], "ferry %s: REQ/REP, REP in a poller of 1,001",
                  trs[t]);
         bench_progress(labels[t]);
-        double p50[16], p99[16], p999[16], mx[16], base[16], ratio[16], sp;
-        for (int k = 0; k < reps; k++) {
-            struct hist *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
-            poll_roundtrip(a, 0);
-            poll_roundtrip(b, 1000);
-            base[k] = bench_hist_pct(a, 0.50);
-            p50[k] = bench_hist_pct(b, 0.50);
-            p99[k] = bench_hist_pct(b, 0.99);
-            p999[k] = bench_hist_pct(b, 0.999);
-            mx[k] = (double)b->max;
-            ratio[k] = base[k] > 0 ? p50[k] / base[k] : 0;
-            free(a);
-            free(b);
-        }
         struct result *r = bench_add_result();
         *r = (struct result){.system = "ferry",
                              .transport = trs[t],
@@ -126,14 +112,6 @@ void bench_poller_suite(int quick, int reps)
                              .size = 64,
                              .wait = t == 0 ? "sleep" : NULL, /* in the poller's epoll */
                              .label = labels[t]};
-        r->p50 = bench_median(p50, reps, &r->spread);
-        r->p99 = bench_median(p99, reps, &sp);
-        r->p999 = bench_median(p999, reps, &sp);
-        r->max = bench_median(mx, reps, &sp);
-        r->base = bench_median(base, reps, &sp);
-        r->ratio = bench_median(ratio, reps, &sp);
-        r->reps = reps;
-        r->metric = "latency_ns";
-        r->latency = "round_trip";
+        bench_versus(r, reps, poll_roundtrip, 0, 1000);
     }
 }

@@ -118,35 +118,6 @@ static void rt_roundtrip(struct hist *h, int client)
     bench_reap(pid);
 }
 
-/* DEALER/ROUTER and REQ/REP round trips, interleaved rep by rep: r gets
- * DEALER/ROUTER's figures, its REQ/REP baseline and the median ratio. */
-static void rt_versus(struct result *r, int reps)
-{
-    double p50[16], p99[16], p999[16], mx[16], base[16], ratio[16], sp;
-    for (int k = 0; k < reps; k++) {
-        struct hist *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
-        rt_roundtrip(a, FERRY_REQ);
-        rt_roundtrip(b, FERRY_DEALER);
-        base[k] = bench_hist_pct(a, 0.50);
-        p50[k] = bench_hist_pct(b, 0.50);
-        p99[k] = bench_hist_pct(b, 0.99);
-        p999[k] = bench_hist_pct(b, 0.999);
-        mx[k] = (double)b->max;
-        ratio[k] = base[k] > 0 ? p50[k] / base[k] : 0;
-        free(a);
-        free(b);
-    }
-    r->p50 = bench_median(p50, reps, &r->spread);
-    r->p99 = bench_median(p99, reps, &sp);
-    r->p999 = bench_median(p999, reps, &sp);
-    r->max = bench_median(mx, reps, &sp);
-    r->base = bench_median(base, reps, &sp);
-    r->ratio = bench_median(ratio, reps, &sp);
-    r->reps = reps;
-    r->metric = "latency_ns";
-    r->latency = "round_trip";
-}
-
 /* A ROUTER serving `clients` DEALER processes, each making bench_iters round
  * trips one at a time: aggregate requests per second, from the moment all
  * are connected until the last is done. Every process may run on every
@@ -227,7 +198,8 @@ void bench_router_suite(int quick, int reps)
                              .size = 64,
                              .wait = t == 0 ? "spin" : NULL,
                              .label = labels[t][0]};
-        rt_versus(r, reps);
+        /* DEALER/ROUTER against REQ/REP, interleaved rep by rep */
+        bench_versus(r, reps, rt_roundtrip, FERRY_REQ, FERRY_DEALER);
         /* the fan-in, ferry and libzmq interleaved rep by rep */
         int nb = t > 0 && bench_zmq_load() ? 2 : 1;
         double v[2][16];

@@ -248,6 +248,19 @@ static void cl_once(struct hist *h)
     munmap((void *)g_cl, sizeof *g_cl);
 }
 
+void bench_set_round_trip(struct result *r, int reps, double *p50, double *p99, double *p999,
+                          double *mx)
+{
+    double sp;
+    r->p50 = bench_median(p50, reps, &r->spread);
+    r->p99 = bench_median(p99, reps, &sp);
+    r->p999 = bench_median(p999, reps, &sp);
+    r->max = bench_median(mx, reps, &sp);
+    r->reps = reps;
+    r->metric = "latency_ns";
+    r->latency = "round_trip";
+}
+
 /* Runs a latency measurement reps times and records the medians. */
 void bench_latency(struct result *r, int reps, void (*once)(struct hist *))
 {
@@ -261,14 +274,7 @@ void bench_latency(struct result *r, int reps, void (*once)(struct hist *))
         mx[k] = (double)h->max;
         free(h);
     }
-    double sp;
-    r->p50 = bench_median(p50, reps, &r->spread);
-    r->p99 = bench_median(p99, reps, &sp);
-    r->p999 = bench_median(p999, reps, &sp);
-    r->max = bench_median(mx, reps, &sp);
-    r->reps = reps;
-    r->metric = "latency_ns";
-    r->latency = "round_trip";
+    bench_set_round_trip(r, reps, p50, p99, p999, mx);
 }
 
 /* A baseline a latency row is measured against, rep by rep: its own run
@@ -318,18 +324,34 @@ static void latency_vs(struct result *r, int reps, void (*once)(struct hist *),
         q99[k] = b99[k] > 0 ? p99[k] / b99[k] : 0;
     }
     double sp;
-    r->p50 = bench_median(p50, reps, &r->spread);
-    r->p99 = bench_median(p99, reps, &sp);
-    r->p999 = bench_median(p999, reps, &sp);
-    r->max = bench_median(mx, reps, &sp);
+    bench_set_round_trip(r, reps, p50, p99, p999, mx);
     r->vs = b->name;
     r->vs_p50 = bench_median(b50, reps, &sp);
     r->vs_p99 = bench_median(b99, reps, &sp);
     r->vs_ratio = bench_median(q50, reps, &r->vs_spread);
     r->vs_ratio_p99 = bench_median(q99, reps, &sp);
-    r->reps = reps;
-    r->metric = "latency_ns";
-    r->latency = "round_trip";
+}
+
+void bench_versus(struct result *r, int reps, void (*run)(struct hist *, int), int base_arg,
+                  int arg)
+{
+    double p50[16], p99[16], p999[16], mx[16], base[16], ratio[16], sp;
+    for (int k = 0; k < reps; k++) {
+        struct hist *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+        run(a, base_arg);
+        run(b, arg);
+        base[k] = bench_hist_pct(a, 0.50);
+        p50[k] = bench_hist_pct(b, 0.50);
+        p99[k] = bench_hist_pct(b, 0.99);
+        p999[k] = bench_hist_pct(b, 0.999);
+        mx[k] = (double)b->max;
+        ratio[k] = base[k] > 0 ? p50[k] / base[k] : 0;
+        free(a);
+        free(b);
+    }
+    bench_set_round_trip(r, reps, p50, p99, p999, mx);
+    r->base = bench_median(base, reps, &sp);
+    r->ratio = bench_median(ratio, reps, &sp);
 }
 
 /* memcpy of blocks of `block` bytes, walking through a `span`-byte source
@@ -596,6 +618,15 @@ static void raw_write_lap(const char *buf)
             off += (size_t)n;
         }
     }
+}
+
+/* Messages in one lap of a stream row: 64 MiB (quick) or 256 MiB of them,
+ * within 200 and 300,000 (2,000,000). */
+static long stream_iters(int quick, size_t size)
+{
+    uint64_t total = quick ? (64u << 20) : (256u << 20);
+    long n = (long)(total / size), most = quick ? 300000 : 2000000;
+    return n > most ? most : n < 200 ? 200 : n;
 }
 
 static double raw_stream_once(void)
@@ -1434,12 +1465,7 @@ static void net_suite(const char *tr, int quick, int reps, long lat_iters, const
         }
         for (int i = 0; i < nsizes && i < 8; i++) {
             g_size = sizes[i];
-            uint64_t total = quick ? (64u << 20) : (256u << 20);
-            bench_iters = (long)(total / sizes[i]);
-            if (bench_iters > (quick ? 300000 : 2000000))
-                bench_iters = quick ? 300000 : 2000000;
-            if (bench_iters < 200)
-                bench_iters = 200;
+            bench_iters = stream_iters(quick, sizes[i]);
             snprintf(labels[t][b][1 + i], 80, "%s %s: PUSH/PULL %zu B", sysname[b], tr, sizes[i]);
             bench_progress(labels[t][b][1 + i]);
             r = bench_add_result();
@@ -1803,12 +1829,7 @@ static void raw_suite(const struct bench_args *a)
             bench_progress(slabels[k][i]);
             g_raw = streams[k].kind;
             g_size = sizes[i];
-            uint64_t total = quick ? (64u << 20) : (256u << 20);
-            bench_iters = (long)(total / sizes[i]);
-            if (bench_iters > (quick ? 300000 : 2000000))
-                bench_iters = quick ? 300000 : 2000000;
-            if (bench_iters < 200)
-                bench_iters = 200;
+            bench_iters = stream_iters(quick, sizes[i]);
             struct result *r = bench_add_result();
             *r = (struct result){.system = "raw",
                                  .transport = streams[k].transport,
