@@ -2,7 +2,8 @@
 # proxy.sh FERRY: `ferry proxy` as a user runs it: bad arguments are usage
 # errors (exit 2, one line); a pull-push proxy from shm:// to ipc:// moves
 # UTF-8, JSON and a 2 MB binary message intact; SIGUSR1 prints the
-# counters on stderr; SIGTERM stops it with exit 0; --lazy-rings is taken.
+# counters on stderr; SIGTERM stops it with exit 0; --lazy-rings and
+# --ring-size are taken.
 . "$(dirname "$0")/lib.sh"
 ferry=$1
 expect 2 "no arguments" -- "$ferry" proxy
@@ -15,6 +16,10 @@ expect 2 "bad --stats" -- "$ferry" proxy --type pull-push -f shm://a -b shm://b 
 one_line_error "bad --stats"
 expect 2 "bad URL" -- "$ferry" proxy --type pull-push -f nowhere -b shm://b
 one_line_error "bad URL"
+expect 2 "bad --ring-size" -- "$ferry" proxy --type pull-push -f shm://a -b shm://b --ring-size 4Kx
+one_line_error "bad --ring-size"
+expect 2 "--ring-size too large" -- "$ferry" proxy --type pull-push -f shm://a -b shm://b \
+  --ring-size 257M
 expect 2 "unknown option" -- "$ferry" proxy --frobnicate
 one_line_error "unknown option"
 expect 0 "--help" -- "$ferry" proxy --help
@@ -44,9 +49,20 @@ grep -q "frontend received 3 messages" "$T/proxy.err" && pass "SIGUSR1: counters
 kill -TERM $px
 wait $px && pass "SIGTERM: exit 0" || fail "SIGTERM: exit $?"
 
-# --lazy-rings: the same stream, the rings left to fault in as it goes
-"$ferry" proxy --type pull-push --lazy-rings -f "$in-lazy" -b "$out-lazy" 2>"$T/lazy.err" &
+# --lazy-rings and --ring-size: the same stream, 64 KiB rings left to
+# fault in as it goes
+"$ferry" proxy --type pull-push --lazy-rings --ring-size 64K -f "$in-lazy" -b "$out-lazy" \
+  2>"$T/lazy.err" &
 px=$!
+for i in $(seq 100); do "$ferry" ls --json >"$T/ls.json" && grep -q "$in-lazy" "$T/ls.json" && break
+  sleep 0.05; done
+/usr/bin/python3 -c '
+import json, sys
+objs = json.load(open(sys.argv[1]))
+objs = objs if isinstance(objs, list) else objs.get("objects", [])
+sizes = [o.get("ring_size") for o in objs if o.get("name") == sys.argv[2]]
+sys.exit(0 if sizes == [65536] else 1)' "$T/ls.json" "$in-lazy" \
+  && pass "--ring-size: the listener's rings are 64 KiB" || { fail "--ring-size"; cat "$T/ls.json"; }
 "$ferry" recv --connect "$out-lazy" --type pull -n 1 --timeout 10000 >"$T/lazy" &
 rv=$!
 "$ferry" send --connect "$in-lazy" --type push 'paresseux' >/dev/null

@@ -28,7 +28,8 @@
 static const char proxy_help[] =
     "usage: ferry proxy --type KIND (--frontend URL | --frontend-connect URL)...\n"
     "                   (--backend URL | --backend-connect URL)...\n"
-    "                   [--capture URL] [--stats SECONDS] [--lazy-rings]\n"
+    "                   [--capture URL] [--stats SECONDS] [--ring-size BYTES]\n"
+    "                   [--lazy-rings]\n"
     "\n"
     "Move messages between a frontend and a backend socket, both ways where the\n"
     "types allow, until SIGINT or SIGTERM (then what the proxy holds is\n"
@@ -50,6 +51,10 @@ static const char proxy_help[] =
     "      --capture URL           also publish every message, both ways, on a\n"
     "                              PUB listening at URL\n"
     "      --stats SECONDS         print the statistics on stderr this often\n"
+    "      --ring-size BYTES       shm:// rings of this size each way (4 KiB to\n"
+    "                              256 MiB; a K or M suffix is KiB or MiB): those\n"
+    "                              the proxy dials, and the largest a subscriber's\n"
+    "                              it populates; default 1M\n"
     "      --lazy-rings            leave a new shm:// connection's rings to fault\n"
     "                              in as traffic reaches them (by default the\n"
     "                              proxy populates them when the peer connects,\n"
@@ -99,7 +104,7 @@ static int networked(const struct endpoints *e)
 }
 
 static int open_side(const char *what, int type, const struct endpoints *e,
-                     const struct cli_curve *curve, int lazy, ferry_socket **out)
+                     const struct cli_curve *curve, int lazy, int64_t ring, ferry_socket **out)
 {
     ferry_socket *s;
     int rc = ferry_socket_open(&s, type);
@@ -116,6 +121,8 @@ static int open_side(const char *what, int type, const struct endpoints *e,
     /* A proxy is long-lived and streams: its rings' pages are paid for
      * once at set-up, not as faults in the middle of the traffic. */
     ferry_setopt_int(s, FERRY_OPT_RING_PREFAULT, !lazy);
+    if (ring > 0)
+        ferry_setopt_int(s, FERRY_OPT_RING_SIZE, ring); /* checked by parse_args */
     for (int i = 0; i < e->n; i++) {
         rc = e->dial[i] ? ferry_dial(s, e->url[i]) : ferry_listen(s, e->url[i]);
         if (rc != 0) {
@@ -224,7 +231,8 @@ struct args {
     struct cli_curve curve;
     const char *capture;
     int ft, bt;
-    int lazy; /* --lazy-rings */
+    int lazy;     /* --lazy-rings */
+    int64_t ring; /* --ring-size, 0: the default */
     long stats_s;
 };
 
@@ -234,10 +242,29 @@ static void endpoints_free(struct endpoints *e)
     free(e->dial);
 }
 
+/* A ring size: digits, then K (KiB) or M (MiB) or nothing, 4 KiB to
+ * 256 MiB. 0, or -1. */
+static int parse_bytes(const char *arg, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno || end == arg || v <= 0)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        v = v > (256LL << 10) ? -1 : v << 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        v = v > 256 ? -1 : v << 20, end++;
+    if (*end != '\0' || v < 4096 || v > (256LL << 20))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* The command line into *a. -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
-    enum { O_FCONNECT = 1000, O_BCONNECT, O_CAPTURE, O_STATS, O_LAZY };
+    enum { O_FCONNECT = 1000, O_BCONNECT, O_CAPTURE, O_STATS, O_LAZY, O_RING };
     static const struct option opts[] = {{"type", required_argument, 0, 't'},
                                          {"frontend", required_argument, 0, 'f'},
                                          {"frontend-connect", required_argument, 0, O_FCONNECT},
@@ -246,6 +273,7 @@ static int parse_args(int argc, char **argv, struct args *a)
                                          {"capture", required_argument, 0, O_CAPTURE},
                                          {"stats", required_argument, 0, O_STATS},
                                          {"lazy-rings", no_argument, 0, O_LAZY},
+                                         {"ring-size", required_argument, 0, O_RING},
                                          {"help", no_argument, 0, 'h'},
                                          CLI_CURVE_OPTIONS,
                                          {0, 0, 0, 0}};
@@ -279,6 +307,11 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case O_LAZY:
             a->lazy = 1;
+            break;
+        case O_RING:
+            if (parse_bytes(optarg, &a->ring) != 0)
+                return cli_usage("proxy", "--ring-size: bytes from 4096 to 268435456 (or 4K to "
+                                          "256M)");
             break;
         case 'h':
             fputs(proxy_help, stdout);
@@ -314,13 +347,13 @@ static int run_proxy(const struct args *a)
 
     struct run r = {0};
     ferry_socket *ctl = NULL;
-    int rc = open_side("frontend", a->ft, &a->fe, &a->curve, a->lazy, &r.front);
+    int rc = open_side("frontend", a->ft, &a->fe, &a->curve, a->lazy, a->ring, &r.front);
     if (rc == 0)
-        rc = open_side("backend", a->bt, &a->be, &a->curve, a->lazy, &r.back);
+        rc = open_side("backend", a->bt, &a->be, &a->curve, a->lazy, a->ring, &r.back);
     if (rc == 0 && a->capture != NULL) {
         struct endpoints ce = {0};
         add(&ce, a->capture, 0);
-        rc = open_side("capture", FERRY_PUB, &ce, &a->curve, a->lazy, &r.capture);
+        rc = open_side("capture", FERRY_PUB, &ce, &a->curve, a->lazy, a->ring, &r.capture);
         endpoints_free(&ce);
     }
     if (rc == 0)
