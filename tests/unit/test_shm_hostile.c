@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -505,6 +506,67 @@ static void test_handshake_version_refused(void **state)
     ferry_close(rep);
 }
 
+/* --- 13: the word a busy-polling reader watches --------------------------- */
+
+struct flipper {
+    _Atomic uint64_t *word; /* the next record's header in the evil ring */
+    uint64_t wrong;         /* its tag's complement, in the high half */
+    atomic_int stop;
+    atomic_long flips;
+};
+
+/* Rewrites the watched word as fast as it can, never with the right tag:
+ * each change wakes the spinner, which must find no record there. */
+static void *flip_loop(void *arg)
+{
+    struct flipper *f = arg;
+    for (uint64_t v = 1; !atomic_load(&f->stop); v++) {
+        atomic_store_explicit(f->word, f->wrong | (v * 0x9e3779b97f4a7c15u >> 32),
+                              memory_order_release);
+        atomic_fetch_add(&f->flips, 1);
+    }
+    return NULL;
+}
+
+/* 13. A peer that keeps rewriting the header word a busy-polling reader
+ * watches in its ring (socket.c, spin: a change means "look") gets nothing
+ * through and keeps nobody waiting: an honest peer's 2,000 messages all
+ * arrive, in order, and the evil connection delivers none. */
+static void test_watched_word_flipped(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_open(&r, "flip", 1 << 16);
+    assert_int_equal(ferry_setopt_int(r.pull, FERRY_OPT_SPIN, 200000), 0);
+    assert_int_equal(ferry_setopt_int(r.pull, FERRY_OPT_RCVTIMEO, 10000), 0);
+    ferry_socket *good;
+    assert_int_equal(ferry_socket_open(&good, FERRY_PUSH), 0);
+    assert_int_equal(ferry_dial(good, r.url), 0);
+    assert_int_equal(ferry_wait_peers(r.pull, 2, 10000), 0);
+    uint64_t pos = r.sp->w.tail; /* the evil side sends nothing: it stays */
+    uint32_t tag = (uint32_t)(pos >> 3) ^ FY_RING_TAG_SALT;
+    struct flipper f = {.word = (_Atomic uint64_t *)(void *)(r.sp->w.data + pos % r.sp->w.cap),
+                        .wrong = (uint64_t)(~tag) << 32};
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, flip_loop, &f), 0);
+    for (uint32_t i = 0; i < 2000; i++) {
+        uint32_t got = ~i;
+        size_t n;
+        assert_int_equal(ferry_send(good, &i, sizeof i, 0), 0);
+        assert_int_equal(ferry_recv(r.pull, &got, sizeof got, &n, 0), 0);
+        assert_int_equal(n, sizeof got);
+        assert_int_equal(got, i);
+    }
+    atomic_store(&f.stop, 1);
+    pthread_join(thr, NULL);
+    assert_true(atomic_load(&f.flips) > 0);
+    uint32_t extra;
+    size_t n;
+    assert_int_equal(ferry_recv(r.pull, &extra, sizeof extra, &n, FERRY_DONTWAIT), FERRY_EAGAIN);
+    ferry_close(good);
+    rig_close(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_command_flood_timeout),
         cmocka_unit_test(test_fd_not_silenced),
         cmocka_unit_test(test_handshake_version_refused),
+        cmocka_unit_test(test_watched_word_flipped),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
