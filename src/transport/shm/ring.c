@@ -139,9 +139,7 @@ void fy_ring_commit(struct fy_ring_writer *w, uint32_t flags)
         atomic_store_explicit(rec_word(w->data, pos % w->cap), hdr, memory_order_release);
     }
     w->tail = pos + ALIGN8(FY_RING_REC_HDR + len);
-    /* a message ends here (a REF carries CONT but is a whole message) */
-    if (!(flags & (FY_RING_F_MORE | FY_RING_F_CONT | FY_RING_F_CMD)) ||
-        (flags & FY_RING_F_REF) == FY_RING_F_REF)
+    if (fy_ring_ends_msg(flags))
         w->produced++;
     w->claim_pos = UINT64_MAX;
     if (!w->batching)

@@ -70,6 +70,16 @@
 /* PACK with CONT (never otherwise together): a REF record, a whole message
  * lying in the writer's broadcast pool (pool.h) */
 #define FY_RING_F_REF (FY_RING_F_PACK | FY_RING_F_CONT)
+
+/* 1 if a record of these flags ends a message (the writer's and the
+ * reader's message counts, which flow control compares): not a part with
+ * more to come, a continued part or a command; a REF carries CONT but is a
+ * whole message. */
+static inline int fy_ring_ends_msg(uint32_t flags)
+{
+    return !(flags & (FY_RING_F_MORE | FY_RING_F_CONT | FY_RING_F_CMD)) ||
+           (flags & FY_RING_F_REF) == FY_RING_F_REF;
+}
 #define FY_RING_TAG_SALT 0x9e3779b9u
 #define FY_RING_MIN 4096u
 #define FY_RING_MAX (256u << 20)

@@ -758,9 +758,7 @@ static int shm_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check)
         if ((rec.flags & FY_RING_F_CMD) || !takes_data) {
             if (rec.flags & FY_RING_F_CMD)
                 rx_command(sp, &rec);
-            int msgs = !(rec.flags & (FY_RING_F_CMD | FY_RING_F_MORE | FY_RING_F_CONT)) ||
-                       (rec.flags & FY_RING_F_REF) == FY_RING_F_REF;
-            fy_ring_take(&sp->r, &rec, 0, (uint32_t)msgs, &moved);
+            fy_ring_take(&sp->r, &rec, 0, (uint32_t)fy_ring_ends_msg(rec.flags), &moved);
             moved_any |= moved;
             continue;
         }
