@@ -267,8 +267,9 @@ struct fy_pipe {
     uint64_t stamped;          /* its message count when last_active was last written */
     int woke;                  /* the last send made a system call (see fy_pipe_stamp) */
     int lent;                  /* its input is on loan to a receiver that parks (unpark's
-                                  keep): nobody reads it until that receiver parks again,
-                                  so a spin on it is pointless (mtx) */
+                                  keep): nobody reads it until that receiver parks again
+                                  or the transport's timer ends the loan, so a spin on
+                                  it is pointless; set and cleared by the transport (mtx) */
     unsigned full;             /* sends that found it full */
     char *url;                 /* the endpoint it came from (heap; fy_pipe_set_url) */
     char addr[96];             /* tcp://: the peer's address, kept once known (events) */

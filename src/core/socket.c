@@ -199,6 +199,15 @@ void fy_sock_stamp_locked(ferry_socket *s)
             fy_pipe_stamp(p);
     }
 }
+
+struct fy_pipe *fy_pipe_by_id(ferry_socket *s, int id)
+{
+    for (size_t i = 0; i < s->npipes; i++)
+        if (s->pipes[i]->id == id)
+            return s->pipes[i];
+    return NULL;
+}
+
 /* A new pipe's id: positive, and not the id of a pipe the socket still
  * has, even after 2^31 connections (REQ and REP find a request's pipe
  * again by its id alone, reqrep.c). mtx held. */
@@ -206,11 +215,8 @@ static int pipe_id_next(ferry_socket *s)
 {
     for (;;) {
         s->next_pipe_id = s->next_pipe_id >= (unsigned)INT_MAX ? 1u : s->next_pipe_id + 1u;
-        int id = (int)s->next_pipe_id, taken = 0;
-        for (size_t i = 0; i < s->npipes && !taken; i++)
-            taken = s->pipes[i]->id == id;
-        if (!taken)
-            return id;
+        if (fy_pipe_by_id(s, (int)s->next_pipe_id) == NULL)
+            return (int)s->next_pipe_id;
     }
 }
 

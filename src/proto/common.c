@@ -68,14 +68,6 @@ int fy_pipe_live(ferry_socket *s, struct fy_pipe *p)
     return 0;
 }
 
-struct fy_pipe *fy_pipe_by_id(ferry_socket *s, int id)
-{
-    for (size_t i = 0; i < s->npipes; i++)
-        if (s->pipes[i]->id == id)
-            return s->pipes[i];
-    return NULL;
-}
-
 int fy_rr_send(ferry_socket *s, const struct fy_txmsg *m, size_t *cursor, struct fy_pipe **out)
 {
     /* A message already half-written into a pipe is finished there. */

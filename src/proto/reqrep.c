@@ -71,8 +71,8 @@ static int parts_room(struct fy_part **v, size_t *cap, size_t n)
 /* The pipe a request went to (or came from), if it is still the socket's.
  * No reference is held on it between the request and its reply (two
  * atomic operations a side each round trip): it is found again by its id,
- * which no other pipe of the socket ever has. The first pipe is the one
- * to look at first: most REQ and REP sockets have one. */
+ * which no other pipe of the socket has while it lives (pipe_id_next,
+ * socket.c; an id comes back only after 2^31 more connections). */
 static struct fy_pipe *still_in(ferry_socket *s, int id)
 {
     return id != 0 ? fy_pipe_by_id(s, id) : NULL;

@@ -145,11 +145,10 @@ static void on_timer(struct fy_timer *tm)
          * ST_LOAN_NS. One parked now ends it too (its interest stays off
          * while parked): its next unpark lends again and sets this timer,
          * so a socket parked for hours does not wake us every tick. */
-        if (p->loaned && (p->parked || now >= p->loan_at + ST_LOAN_NS)) {
-            p->loaned = 0;
+        if (p->base.lent && (p->parked || now >= p->loan_at + ST_LOAN_NS)) {
             p->base.lent = 0;
             st_conn_interest(p);
-        } else if (p->loaned) {
+        } else if (p->base.lent) {
             next = min_nz(next, p->loan_at + ST_LOAN_NS);
         }
     }

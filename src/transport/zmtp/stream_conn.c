@@ -37,7 +37,7 @@ void st_conn_interest(struct st_pipe *p)
     if (p->state == C_CONNECTING)
         want = FY_IO_OUT;
     else if (p->state != C_CLOSED) {
-        if ((!p->rx_paused && !p->parked && !p->loaned) || p->state == C_LINGER)
+        if ((!p->rx_paused && !p->parked && !p->base.lent) || p->state == C_LINGER)
             want |= FY_IO_IN;
         if (p->hs_off < p->hs_len || (p->state >= C_ACTIVE && p->tx_off < p->tx_len && !p->tx_held))
             want |= FY_IO_OUT;
@@ -313,8 +313,7 @@ static void conn_reset_io(struct st_pipe *p)
     p->ping_sent = 0;
     p->ttl_ns = 0;
     p->rx_fail = 0;
-    p->loaned = 0; /* no input left to lend */
-    p->base.lent = 0;
+    p->base.lent = 0; /* no input left to lend */
 }
 
 /* A dialer whose connection broke after its handshake starts over with a
@@ -596,7 +595,7 @@ int st_conn_timers(struct st_pipe *p, uint64_t now, uint64_t *next)
          * receiver that has not come back to read it): the answers wait
          * unread in the kernel, they are not missing. A receiver parked
          * on it reads for itself, so its loan does not count. */
-        if (p->rx_paused || (p->loaned && !p->parked))
+        if (p->rx_paused || (p->base.lent && !p->parked))
             p->ping_sent = 0, p->last_rx = now;
         if (p->ping_sent && now >= p->ping_sent + hb_to) {
             st_conn_broken(p, 0, FERRY_ETIMEDOUT, "heartbeat: no answer within %llu ms",

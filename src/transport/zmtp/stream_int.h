@@ -190,7 +190,6 @@ struct st_pipe {
     uint64_t pool_held; /* what the partial message draws from the socket's pool */
     int dying;          /* st_destroy: the transport may be gone */
     int parked;         /* a receiver reads it (park): the I/O thread waits for no input */
-    int loaned;         /* nor after it, until its next park or ST_LOAN_NS (park.c) */
     uint64_t loan_at;   /* when the receiver last gave the input back on loan */
     int rx_fail;        /* found broken off the I/O thread: the error, torn down there */
     int rx_fail_bad;

@@ -320,17 +320,15 @@ static void st_unpark(struct fy_pipe *bp, int readable, int keep)
     if (readable && p->fd >= 0 && p->state == C_ACTIVE) {
         if (keep) {
             p->loan_at = fy_now_mono_ns();
-            if (!p->loaned) { /* the timer takes it back if we do not come back */
-                p->loaned = 1;
+            if (!bp->lent) { /* the timer takes it back if we do not come back */
+                bp->lent = 1;
                 st_timer_at(p->t, p->loan_at + ST_LOAN_NS);
             }
         } else {
-            p->loaned = 0;
+            bp->lent = 0;
         }
-        bp->lent = p->loaned;
         st_conn_read(p, 0); /* gives the input back to the I/O thread, unless loaned */
     } else {
-        p->loaned = 0;
         bp->lent = 0;
         st_conn_interest(p);
     }
@@ -339,9 +337,8 @@ static void st_unpark(struct fy_pipe *bp, int readable, int keep)
 static void st_reclaim(struct fy_pipe *bp)
 {
     struct st_pipe *p = (struct st_pipe *)bp;
-    if (!p->loaned)
+    if (!bp->lent)
         return;
-    p->loaned = 0;
     bp->lent = 0;
     if (!p->dying)
         st_conn_interest(p);
