@@ -53,7 +53,7 @@ static const char proxy_help[] =
     "      --stats SECONDS         print the statistics on stderr this often\n"
     "      --ring-size BYTES       shm:// rings of this size each way (4 KiB to\n"
     "                              256 MiB; a K or M suffix is KiB or MiB): those\n"
-    "                              the proxy dials, and the largest a subscriber's\n"
+    "                              the proxy dials, and the largest of a peer's\n"
     "                              it populates; default 1M\n"
     "      --lazy-rings            leave a new shm:// connection's rings to fault\n"
     "                              in as traffic reaches them (by default the\n"
@@ -103,14 +103,27 @@ static int networked(const struct endpoints *e)
     return 0;
 }
 
-static int open_side(const char *what, int type, const struct endpoints *e,
-                     const struct cli_curve *curve, int lazy, int64_t ring, ferry_socket **out)
+/* The command line, parsed (parse_args). */
+struct args {
+    struct endpoints fe, be;
+    struct cli_curve curve;
+    const char *capture;
+    int ft, bt;
+    int lazy;     /* --lazy-rings */
+    int64_t ring; /* --ring-size, 0: the default */
+    long stats_s;
+};
+
+/* One side's socket, with the command line's options, listening and
+ * dialing where it says. 0, or the exit code. */
+static int open_side(const char *what, int type, const struct endpoints *e, const struct args *a,
+                     ferry_socket **out)
 {
     ferry_socket *s;
     int rc = ferry_socket_open(&s, type);
     if (rc != 0)
         return cli_fail(rc, "proxy: %s socket", what);
-    if (networked(e) && (rc = cli_curve_apply(curve, s, "proxy")) >= 0) {
+    if (networked(e) && (rc = cli_curve_apply(&a->curve, s, "proxy")) >= 0) {
         ferry_close(s);
         return rc;
     }
@@ -120,9 +133,9 @@ static int open_side(const char *what, int type, const struct endpoints *e,
     ferry_setopt_int(s, FERRY_OPT_LINGER, PROXY_STOP_MS);
     /* A proxy is long-lived and streams: its rings' pages are paid for
      * once at set-up, not as faults in the middle of the traffic. */
-    ferry_setopt_int(s, FERRY_OPT_RING_PREFAULT, !lazy);
-    if (ring > 0)
-        ferry_setopt_int(s, FERRY_OPT_RING_SIZE, ring); /* checked by parse_args */
+    ferry_setopt_int(s, FERRY_OPT_RING_PREFAULT, !a->lazy);
+    if (a->ring > 0)
+        ferry_setopt_int(s, FERRY_OPT_RING_SIZE, a->ring); /* checked by parse_args */
     for (int i = 0; i < e->n; i++) {
         rc = e->dial[i] ? ferry_dial(s, e->url[i]) : ferry_listen(s, e->url[i]);
         if (rc != 0) {
@@ -225,16 +238,6 @@ static void steer(struct run *r, ferry_socket *ctl, const sigset_t *set, long st
             print_stats(ctl);
     }
 }
-
-struct args {
-    struct endpoints fe, be;
-    struct cli_curve curve;
-    const char *capture;
-    int ft, bt;
-    int lazy;     /* --lazy-rings */
-    int64_t ring; /* --ring-size, 0: the default */
-    long stats_s;
-};
 
 static void endpoints_free(struct endpoints *e)
 {
@@ -347,13 +350,13 @@ static int run_proxy(const struct args *a)
 
     struct run r = {0};
     ferry_socket *ctl = NULL;
-    int rc = open_side("frontend", a->ft, &a->fe, &a->curve, a->lazy, a->ring, &r.front);
+    int rc = open_side("frontend", a->ft, &a->fe, a, &r.front);
     if (rc == 0)
-        rc = open_side("backend", a->bt, &a->be, &a->curve, a->lazy, a->ring, &r.back);
+        rc = open_side("backend", a->bt, &a->be, a, &r.back);
     if (rc == 0 && a->capture != NULL) {
         struct endpoints ce = {0};
         add(&ce, a->capture, 0);
-        rc = open_side("capture", FERRY_PUB, &ce, &a->curve, a->lazy, a->ring, &r.capture);
+        rc = open_side("capture", FERRY_PUB, &ce, a, &r.capture);
         endpoints_free(&ce);
     }
     if (rc == 0)
