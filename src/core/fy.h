@@ -79,6 +79,20 @@ int fy_proc_alive(pid_t pid, uint64_t starttime);
  * futexes: the word may live in memory mapped by several processes. */
 int fy_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_ns);
 
+/* One word of a wait on several (fy_futex_waitv). */
+struct fy_futex_word {
+    const _Atomic uint32_t *word;
+    uint32_t expected;
+};
+#define FY_FUTEX_WAITV_MAX 128 /* the kernel's limit */
+
+/* Sleeps while every w[i].word == w[i].expected (1 <= n <=
+ * FY_FUTEX_WAITV_MAX), until one is woken, differs, or the deadline
+ * passes; returns as fy_futex_wait. The words may be in read-only
+ * mappings. Needs Linux 5.16: check fy_futex_waitv_works() first. */
+int fy_futex_waitv(const struct fy_futex_word *w, int n, uint64_t deadline_ns);
+int fy_futex_waitv_works(void);
+
 /* Wakes up to n waiters on word. */
 void fy_futex_wake(_Atomic uint32_t *word, int n);
 

@@ -55,6 +55,23 @@ struct fy_wake {
  * shares it cannot make the write block. */
 int fy_wake(struct fy_wake *w, int efd); /* 1 when it made a system call */
 
+/* Bells. A sleeping socket is woken through its own wake block; when one
+ * send of a publisher finds several of its readers asleep, that is one
+ * FUTEX_WAKE per reader, and a wake-up costs the waker several
+ * microseconds on a VM (the kernel's, and the hypervisor's interrupt to the
+ * other CPU). So a publisher owns a bell, a word its readers map but cannot
+ * write (in the shm:// broadcast pool), and each reader that agreed to
+ * (fy_pipe_ops.bell) sleeps on its own word and on the bells of its
+ * publishers at once. While the socket gathers (a fan-out send, a flush),
+ * fy_wake_peer claims each sleeping reader's wake-up as fy_wake does but
+ * only counts it; fy_bell_ring then wakes one reader through its own word,
+ * or several with one FUTEX_WAKE on the bell. A reader counts its
+ * publishers' bells against FY_BELLS_MAX; past that its peers wake it one
+ * by one, as before. */
+#define FY_BELLS_MAX 32
+int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *bell);
+void fy_bell_ring(ferry_socket *s); /* mtx held */
+
 /* Parts per message, zero-length ones included, on every transport (the
  * same limit as ZMTP's): a peer's parts cost us memory and time whatever
  * their length. */
@@ -173,6 +190,14 @@ struct fy_depth {
  *           reads next, a record's payload). A change is only "maybe";
  *           an unchanged word is not "nothing" (the spinner still looks
  *           now and then). NULL: none.
+ *  bell     the word the pipe's peer rings once for all its readers when
+ *           one send of its woke several (a PUB's fan-out); the caller
+ *           will include it in every sleep from now on, and the peer is
+ *           told so here (it may then wake us through the bell alone).
+ *           NULL: the peer has none, or this kernel cannot wait on two
+ *           words at once. Called once, when the pipe joins a socket
+ *           that receives, while the socket listens to fewer than
+ *           FY_BELLS_MAX bells. NULL op: never.
  *  release  gives back an in-place message's token.
  *  send_cmd sends a control command (subscribe: 1, unsubscribe: 0).
  *  writable 1 if a message of len bytes would fit now.
@@ -223,6 +248,7 @@ struct fy_pipe_ops {
     int (*recv)(struct fy_pipe *p, struct fy_rxmsg *m, int check);
     int (*readable)(struct fy_pipe *p);
     const _Atomic uint64_t *(*watch)(struct fy_pipe *p);
+    const _Atomic uint32_t *(*bell)(struct fy_pipe *p);
     void (*release)(struct fy_pipe *p, int64_t token);
     int (*send_cmd)(struct fy_pipe *p, int cmd, const void *data, size_t len);
     int (*writable)(struct fy_pipe *p, size_t len);
@@ -258,21 +284,22 @@ struct fy_pipe {
      * pipe starts (pipe_start), read by the protocol (a ROUTER). */
     unsigned char peer_rid[FY_RID_MAX];
     size_t peer_rid_len;
-    void *proto_data;          /* the protocol's state for this pipe (pipe_size bytes,
-                                  from joining the socket until pipe_rm) */
-    void *tran;                /* transport state                  */
-    void *dialer;              /* the dialer that made it, if any  */
-    struct fy_stat_peer *stat; /* its counters (stats.h), while in the socket */
-    int stat_heap;             /* stat is in process memory, not in the counters file */
-    uint64_t stamped;          /* its message count when last_active was last written */
-    int woke;                  /* the last send made a system call (see fy_pipe_stamp) */
-    int lent;                  /* its input is on loan to a receiver that parks (unpark's
-                                  keep): nobody reads it until that receiver parks again
-                                  or the transport's timer ends the loan, so a spin on
-                                  it is pointless; set and cleared by the transport (mtx) */
-    unsigned full;             /* sends that found it full */
-    char *url;                 /* the endpoint it came from (heap; fy_pipe_set_url) */
-    char addr[96];             /* tcp://: the peer's address, kept once known (events) */
+    void *proto_data;             /* the protocol's state for this pipe (pipe_size bytes,
+                                     from joining the socket until pipe_rm) */
+    void *tran;                   /* transport state                  */
+    void *dialer;                 /* the dialer that made it, if any  */
+    struct fy_stat_peer *stat;    /* its counters (stats.h), while in the socket */
+    int stat_heap;                /* stat is in process memory, not in the counters file */
+    uint64_t stamped;             /* its message count when last_active was last written */
+    int woke;                     /* the last send made a system call (see fy_pipe_stamp) */
+    int lent;                     /* its input is on loan to a receiver that parks (unpark's
+                                     keep): nobody reads it until that receiver parks again
+                                     or the transport's timer ends the loan, so a spin on
+                                     it is pointless; set and cleared by the transport (mtx) */
+    unsigned full;                /* sends that found it full */
+    const _Atomic uint32_t *bell; /* the peer's bell we sleep on too (ops->bell), or NULL */
+    char *url;                    /* the endpoint it came from (heap; fy_pipe_set_url) */
+    char addr[96];                /* tcp://: the peer's address, kept once known (events) */
 };
 
 /* Names the endpoint a pipe came from (a listener's or dialer's URL, from
@@ -353,7 +380,8 @@ struct fy_wire {
     enum fy_wire_in in;
     int fanout; /* sends the same message to many peers (PUB, XPUB): a transport
                    that can write it once for all of them prepares for that at
-                   connection set-up (the shm:// broadcast pool) */
+                   connection set-up (the shm:// broadcast pool), and a send's
+                   wake-ups of sleeping readers are gathered (fy_wake_peer) */
 };
 
 /* Protocol operations, called with mtx held; never block (setopt below
@@ -527,9 +555,14 @@ struct ferry_socket {
      * (fy_sock_signal, fy_sock_wake) write while `parked` is set. */
     _Atomic int park_fd;
     _Atomic int parked;
-    _Atomic int park_kicked; /* park_fd written since the receiver parked */
-    int futex_waiters;       /* threads asleep on the wake word to receive (mtx) */
-    _Atomic int npollers;    /* ferry_pollers holding it (at most one) */
+    _Atomic int park_kicked;     /* park_fd written since the receiver parked */
+    int futex_waiters;           /* threads asleep on the wake word to receive (mtx) */
+    int nbells;                  /* pipes whose peer's bell we sleep on (mtx) */
+    int bell_gather;             /* wake-ups are being gathered (mtx; fy_wake_peer) */
+    int bell_n;                  /* readers whose wake-up was claimed meanwhile */
+    struct fy_wake *bell_first;  /* the first of them */
+    _Atomic uint32_t *bell_word; /* the bell that wakes them all */
+    _Atomic int npollers;        /* ferry_pollers holding it (at most one) */
 
     /* multipart assembly of outgoing parts */
     struct fy_part *tx_parts;

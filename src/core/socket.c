@@ -29,21 +29,31 @@ static const struct fy_tran_ops *const transports[] = {&fy_shm_tran, &fy_tcp_tra
 
 /* --- wake-ups ------------------------------------------------------------ */
 
-static int wake_seq(struct fy_wake *w)
+/* 1 if w's owner sleeps and we are the first waker since it armed: the
+ * others need not (FUTEX_WAKE wakes all its threads, and each re-arms
+ * before sleeping). */
+static int wake_claim(struct fy_wake *w)
 {
     /* Pairs with the waiter's seq_cst increment of sleepers before its
      * last check: either it sees our progress, or we see it sleeping. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0 &&
-        atomic_load_explicit(&w->woken, memory_order_relaxed) == 0 &&
-        atomic_exchange_explicit(&w->woken, 1, memory_order_seq_cst) == 0) {
-        /* the first waker since the sleepers armed: the others need not
-         * (FUTEX_WAKE wakes them all, and each re-arms before sleeping) */
-        atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
-        fy_futex_wake(&w->seq, INT_MAX);
-        return 1;
-    }
-    return 0;
+    return atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0 &&
+           atomic_load_explicit(&w->woken, memory_order_relaxed) == 0 &&
+           atomic_exchange_explicit(&w->woken, 1, memory_order_seq_cst) == 0;
+}
+
+static void wake_word(_Atomic uint32_t *word)
+{
+    atomic_fetch_add_explicit(word, 1, memory_order_release);
+    fy_futex_wake(word, INT_MAX);
+}
+
+static int wake_seq(struct fy_wake *w)
+{
+    if (!wake_claim(w))
+        return 0;
+    wake_word(&w->seq);
+    return 1;
 }
 
 /* 1 if the pollable fd is armed and we are the one to write it. */
@@ -53,15 +63,44 @@ static int wake_fd_claim(struct fy_wake *w)
            atomic_exchange_explicit(&w->fd_armed, 0, memory_order_acq_rel);
 }
 
+static int wake_fd(struct fy_wake *w, int efd)
+{
+    if (efd < 0 || !wake_fd_claim(w))
+        return 0;
+    ssize_t n = send(efd, "m", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    FY_UNUSED(n); /* EAGAIN: the fd is readable already */
+    return 1;
+}
+
 int fy_wake(struct fy_wake *w, int efd)
 {
     int sys = wake_seq(w);
-    if (efd >= 0 && wake_fd_claim(w)) {
-        ssize_t n = send(efd, "m", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-        FY_UNUSED(n); /* EAGAIN: the fd is readable already */
-        sys = 1;
+    return wake_fd(w, efd) | sys;
+}
+
+int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *bell)
+{
+    if (bell == NULL || s == NULL || !s->bell_gather)
+        return fy_wake(w, efd);
+    if (s->bell_word != NULL && s->bell_word != bell)
+        fy_bell_ring(s); /* another bell (none today has two): its readers first */
+    if (wake_claim(w)) {
+        if (s->bell_n++ == 0)
+            s->bell_first = w;
+        s->bell_word = bell;
     }
-    return sys;
+    return wake_fd(w, efd);
+}
+
+void fy_bell_ring(ferry_socket *s)
+{
+    if (s->bell_n == 1)
+        wake_word(&s->bell_first->seq);
+    else if (s->bell_n > 1)
+        wake_word(s->bell_word);
+    s->bell_n = 0;
+    s->bell_first = NULL;
+    s->bell_word = NULL;
 }
 
 /* A datagram from the socket to its own pollable fd: the read end sends
@@ -256,6 +295,9 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
         fy_stat_peer_id(p->stat, (uint32_t)p->id);
         s->pipes[s->npipes++] = p;
         fy_pipe_ref(p);
+        if (p->ops->bell && s->proto->can_recv && s->nbells < FY_BELLS_MAX &&
+            (p->bell = p->ops->bell(p)) != NULL)
+            s->nbells++;
         fy_sock_wake(s);
         tell_poller(s); /* a peer to send to: a poller's POLLOUT */
         if (!p->pending)
@@ -287,6 +329,8 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
         memmove(&s->pipes[i], &s->pipes[i + 1], (s->npipes - i - 1) * sizeof *s->pipes);
         s->npipes--;
         p->dead = 1;
+        if (p->bell != NULL) /* still mapped: a sleep may hold it (fy_sock_wait) */
+            s->nbells--;
         if (s->wake_later == p) { /* its send's wake-up, given while it is whole */
             s->wake_later = NULL;
             p->ops->flush(p);
@@ -927,6 +971,55 @@ static int last_look(ferry_socket *s, sock_step_fn step, void *arg)
     return rc != 0 ? rc : FERRY_ETIMEDOUT;
 }
 
+/* The bells a receive sleeps on besides its own word (sock.h, bells),
+ * with their values now, before the step's last look: a bell rung after
+ * this makes the wait return. Each pipe is held until bells_drop, so its
+ * mapping of the bell outlives the sleep. mtx held. */
+static int bells_take(ferry_socket *s, struct fy_futex_word *v, struct fy_pipe **held)
+{
+    int n = 0;
+    for (size_t i = 0; i < s->npipes && n < FY_BELLS_MAX; i++) {
+        struct fy_pipe *p = s->pipes[i];
+        if (p->bell == NULL)
+            continue;
+        fy_pipe_ref(p);
+        held[n] = p;
+        v[1 + n] =
+            (struct fy_futex_word){p->bell, atomic_load_explicit(p->bell, memory_order_acquire)};
+        n++;
+    }
+    return n;
+}
+
+static void bells_drop(struct fy_pipe **held, int n)
+{
+    for (int i = 0; i < n; i++)
+        fy_pipe_unref(held[i]);
+}
+
+/* Sleeps while the wake word is still seq, and the bells in v[1..nbells]
+ * (if any) unrung. */
+static int wake_sleep(struct fy_wake *w, uint32_t seq, struct fy_futex_word *v, int nbells,
+                      uint64_t deadline)
+{
+    /* Sleep at most a second at a time: the wake block is shared with
+     * peers, and one that scribbles over it could otherwise keep us
+     * asleep. A re-check a second costs nothing. */
+    uint64_t watchdog = fy_now_mono_ns() + 1000000000u;
+    uint64_t until = deadline < watchdog ? deadline : watchdog;
+    int rc;
+    rc = FERRY_EINVAL;
+    if (nbells > 0) {
+        v[0] = (struct fy_futex_word){&w->seq, seq};
+        rc = fy_futex_waitv(v, 1 + nbells, until);
+    }
+    if (nbells == 0 || (rc < 0 && rc != FERRY_ETIMEDOUT && rc != FERRY_EINTR))
+        rc = fy_futex_wait(&w->seq, seq, until); /* (the bells cannot fail: held, aligned) */
+    if (rc == FERRY_ETIMEDOUT && deadline > watchdog)
+        rc = 0;
+    return rc;
+}
+
 /* The one arm-and-sleep sequence (sock.h, struct fy_wake). */
 int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadline, int recv)
 {
@@ -939,6 +1032,9 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
          * any progress after the check finds it clear) */
         atomic_store_explicit(&w->woken, 0, memory_order_seq_cst);
         pthread_mutex_lock(&s->mtx);
+        struct fy_futex_word v[1 + FY_BELLS_MAX];
+        struct fy_pipe *held[FY_BELLS_MAX];
+        int nbells = recv && s->nbells > 0 ? bells_take(s, v, held) : 0;
         int rc = step(s, arg, 1);
         struct fy_pipe *pp = NULL;
         int pfd = -1;
@@ -954,6 +1050,7 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         }
         pthread_mutex_unlock(&s->mtx);
         if (pfd >= 0) {
+            bells_drop(held, nbells);
             rc = fy_park_sleep(s, pp, pfd, deadline); /* sleepers given back there */
             if (rc == FERRY_ETIMEDOUT)
                 return last_look(s, step, arg);
@@ -964,19 +1061,14 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         if (claimed)
             fy_park_end(s);
         if (rc == 0) {
-            /* Sleep at most a second at a time: the wake block is shared
-             * with peers, and one that scribbles over it could otherwise
-             * keep us asleep. A re-check a second costs nothing. */
-            uint64_t watchdog = fy_now_mono_ns() + 1000000000u;
-            rc = fy_futex_wait(&w->seq, seq, deadline < watchdog ? deadline : watchdog);
-            if (rc == FERRY_ETIMEDOUT && deadline > watchdog)
-                rc = 0;
+            rc = wake_sleep(w, seq, v, nbells, deadline);
             pthread_mutex_lock(&s->mtx);
             s->futex_waiters--;
             pthread_mutex_unlock(&s->mtx);
         } else {
             rc = rc > 0 ? INT_MAX : rc;
         }
+        bells_drop(held, nbells);
         atomic_fetch_sub_explicit(&w->sleepers, 1, memory_order_relaxed);
         if (rc == INT_MAX)
             return 1;
@@ -1255,9 +1347,15 @@ void fy_sock_flush_locked(ferry_socket *s)
         return;
     s->wake_owed = 0;
     s->out_owed = 0;
+    int outer = s->bell_gather; /* a fan-out send's: it rings at its end */
+    s->bell_gather = 1;
     for (size_t i = 0; i < s->npipes; i++)
         if (s->pipes[i]->ops->flush)
             s->pipes[i]->ops->flush(s->pipes[i]);
+    if (!outer) {
+        s->bell_gather = 0;
+        fy_bell_ring(s);
+    }
 }
 
 int ferry_flush(ferry_socket *s)
@@ -1296,6 +1394,9 @@ static int send_step(ferry_socket *s, void *arg, int check)
     struct send_arg *sa = arg;
     if (sa->batch) /* stored only when set: the common send stores nothing here */
         s->tx_batch = 1;
+    int fan = s->proto->wire->fanout; /* its readers' wake-ups rung at once, below */
+    if (fan)
+        s->bell_gather = 1;
     s->tx_defer = 1;
     int rc = s->proto->send(s, sa->m);
     s->tx_defer = 0;
@@ -1311,6 +1412,10 @@ static int send_step(ferry_socket *s, void *arg, int check)
         struct fy_pipe *p = s->wake_later;
         s->wake_later = NULL;
         p->ops->flush(p);
+    }
+    if (fan) {
+        s->bell_gather = 0;
+        fy_bell_ring(s);
     }
     return rc;
 }

@@ -6,7 +6,9 @@
  * subscribers cannot write the pool; a subscriber that lies about its ring
  * head is cut off while the others are served; a slow one costs copies and
  * its own drops, never a stall; a SIGKILLed one gives back what it held;
- * and a publisher that points outside its pool is refused by the reader.
+ * subscribers asleep together are woken with one ring of the bell; and a
+ * publisher that points outside its pool, or into its bell, is refused by
+ * the reader.
  */
 #include "common.h"
 
@@ -489,6 +491,105 @@ static void test_pool_killed_reader(void **state)
     t_pipe_close(&held);
 }
 
+/* The bell (sock.h, bells): a message that finds several subscribers
+ * asleep wakes them all with one ring of the publisher's bell, which
+ * lives in the pool's first line; one that finds a single subscriber
+ * asleep wakes it through its own word and leaves the bell alone. */
+#define BELL_SUBS 4
+
+struct bell_sub {
+    ferry_socket *s;
+    _Atomic int got;
+};
+
+static void *bell_reader(void *arg)
+{
+    struct bell_sub *b = arg;
+    char buf[64];
+    size_t len;
+    while (ferry_recv(b->s, buf, sizeof buf, &len, 0) == 0 && memcmp(buf, "all: stop", 9) != 0)
+        atomic_fetch_add(&b->got, 1);
+    return NULL;
+}
+
+static int bells_of(ferry_socket *s)
+{
+    pthread_mutex_lock(&s->mtx);
+    int n = s->nbells;
+    pthread_mutex_unlock(&s->mtx);
+    return n;
+}
+
+/* Until every subscriber is asleep on its wake word, and so on the bell. */
+static void bell_all_asleep(struct bell_sub *b)
+{
+    for (int k = 0; k < BELL_SUBS; k++) {
+        assert_int_equal(bells_of(b[k].s), 1);
+        uint64_t deadline = t_now_ms() + 10000;
+        while (atomic_load(&b[k].s->wake->sleepers) == 0 && t_now_ms() < deadline)
+            usleep(200);
+        assert_int_not_equal(atomic_load(&b[k].s->wake->sleepers), 0);
+    }
+}
+
+static void bell_all_got(struct bell_sub *b, const int *want)
+{
+    for (int k = 0; k < BELL_SUBS; k++) {
+        uint64_t deadline = t_now_ms() + 10000;
+        while (atomic_load(&b[k].got) < want[k] && t_now_ms() < deadline)
+            usleep(200);
+        assert_int_equal(atomic_load(&b[k].got), want[k]);
+    }
+}
+
+static void test_pool_bell(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *pub = pub_open(url, sizeof url, 1 << 20, -1);
+    struct bell_sub b[BELL_SUBS];
+    pthread_t th[BELL_SUBS];
+    for (int k = 0; k < BELL_SUBS; k++) {
+        char only[16];
+        snprintf(only, sizeof only, "only%d", k);
+        b[k].s = t_open_timed(FERRY_SUB);
+        atomic_init(&b[k].got, 0);
+        assert_int_equal(ferry_setopt_int(b[k].s, FERRY_OPT_SPIN, 0), 0); /* sleep at once */
+        assert_int_equal(ferry_setopt(b[k].s, FERRY_OPT_SUBSCRIBE, "all", 3), 0);
+        assert_int_equal(ferry_setopt(b[k].s, FERRY_OPT_SUBSCRIBE, only, strlen(only)), 0);
+        assert_int_equal(ferry_dial(b[k].s, url), 0);
+    }
+    assert_int_equal(ferry_wait_peers(pub, BELL_SUBS, 10000), 0);
+    for (int k = 0; k < BELL_SUBS; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, bell_reader, &b[k]), 0);
+    struct shm_pool *pl = pool_of(pub);
+    assert_non_null(pl);
+    const _Atomic uint32_t *bell = (const _Atomic uint32_t *)(const void *)pl->map;
+    int want[BELL_SUBS] = {0};
+    for (int round = 0; round < 3; round++) {
+        bell_all_asleep(b);
+        uint32_t rung = atomic_load(bell);
+        assert_int_equal(ferry_send(pub, "all: to everyone", 16, 0), 0);
+        for (int k = 0; k < BELL_SUBS; k++)
+            want[k]++;
+        bell_all_got(b, want);
+        assert_int_equal(atomic_load(bell), rung + 1); /* one wake-up for four */
+
+        bell_all_asleep(b);
+        rung = atomic_load(bell);
+        assert_int_equal(ferry_send(pub, "only2: to one", 13, 0), 0);
+        want[2]++;
+        bell_all_got(b, want);
+        assert_int_equal(atomic_load(bell), rung); /* its own word */
+    }
+    assert_int_equal(ferry_send(pub, "all: stop", 9, 0), 0);
+    for (int k = 0; k < BELL_SUBS; k++) {
+        pthread_join(th[k], NULL);
+        ferry_close(b[k].s);
+    }
+    ferry_close(pub);
+}
+
 /* A publisher whose REF points outside its pool, or that sends a REF
  * without having offered a pool, is dropped by the reader as corrupt. */
 static void ref_refused(int64_t pool_bytes, uint64_t off)
@@ -519,6 +620,12 @@ static void test_ref_outside_pool(void **state)
 {
     (void)state;
     ref_refused(1 << 20, (1 << 20) - 100);
+}
+
+static void test_ref_into_bell(void **state)
+{
+    (void)state;
+    ref_refused(1 << 20, 0); /* the bell's line is no message's */
 }
 
 static void test_ref_without_pool(void **state)
@@ -630,7 +737,9 @@ int main(void)
         cmocka_unit_test(test_pool_kept_message),
         cmocka_unit_test(test_pool_hwm),
         cmocka_unit_test(test_pool_held_after_close),
+        cmocka_unit_test(test_pool_bell),
         cmocka_unit_test(test_ref_outside_pool),
+        cmocka_unit_test(test_ref_into_bell),
         cmocka_unit_test(test_ref_without_pool),
         cmocka_unit_test(test_pool_fd_checks),
         cmocka_unit_test(test_pool_bad_hello),

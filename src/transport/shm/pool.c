@@ -45,7 +45,7 @@ struct shm_pool *shm_pool_new(uint64_t size)
               F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0)
         goto fail;
     pl->size = size;
-    pl->free[0] = (struct shm_pool_extent){0, size};
+    pl->free[0] = (struct shm_pool_extent){SHM_POOL_BELL, size - SHM_POOL_BELL};
     pl->nfree = 1;
     pl->refs = 1;
     pthread_mutex_init(&pl->lk, NULL);

@@ -31,6 +31,11 @@
  *  - A peer that dies, or is dropped, gives back everything it held when
  *    its pipe is destroyed (shm_pool_unlink).
  *
+ * The pool's first SHM_POOL_BELL bytes are no message's: they hold the
+ * publisher's bell (sock.h, bells), a word its subscribers sleep on and
+ * cannot write, so that one FUTEX_WAKE wakes all of them and no peer can
+ * ring it for the others.
+ *
  * The publisher never waits for the pool: when it has no room (slow
  * subscribers hold most of it, or the pool is too small for the message),
  * the message goes into each ring as a copy, exactly as without a pool,
@@ -59,6 +64,8 @@
 /* A pool a peer announces may be at most this large (it costs us address
  * space, and page-table memory as we read it): the largest ring. */
 #define SHM_POOL_MAX (256u << 20)
+/* The bell's line at the pool's start; references into it are refused. */
+#define SHM_POOL_BELL 64u
 /* Chunks in use at once, and REFs outstanding per peer; past either the
  * message is copied instead. */
 #define SHM_POOL_CHUNKS 4096u

@@ -52,10 +52,34 @@ static int peer_closed(const struct shm_pipe *sp)
                                 memory_order_relaxed) != 0;
 }
 
+/* Our bell, when the peer sleeps on it (a fan-out's wake-ups, rung once
+ * for all its readers: sock.h, bells), else NULL. */
+static _Atomic uint32_t *peer_bell(struct shm_pipe *sp)
+{
+    const struct shm_conn_hdr *h = sp->map;
+    if (sp->pool.pool == NULL ||
+        !atomic_load_explicit(&((struct shm_conn_hdr *)h)->bell_wait[!sp->side],
+                              memory_order_relaxed))
+        return NULL;
+    return (_Atomic uint32_t *)(void *)sp->pool.pool->map;
+}
+
 static void shm_wake_peer(struct shm_pipe *sp)
 {
-    if (fy_wake(sp->peer_wake, sp->peer_efd))
+    if (fy_wake_peer(sp->base.sock, sp->peer_wake, sp->peer_efd, peer_bell(sp)))
         sp->base.woke = 1;
+}
+
+/* Sleeps of ours include the peer's bell from now on (the core counts
+ * them): the peer may ring it instead of waking us alone. */
+static const _Atomic uint32_t *shm_bell(struct fy_pipe *p)
+{
+    struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (sp->rx_pool == NULL || sp->map == NULL || !fy_futex_waitv_works())
+        return NULL;
+    atomic_store_explicit(&((struct shm_conn_hdr *)sp->map)->bell_wait[sp->side], 1,
+                          memory_order_relaxed);
+    return (const _Atomic uint32_t *)(const void *)sp->rx_pool;
 }
 
 /* Records were published: the peer is woken now, at the end of the send
@@ -683,8 +707,8 @@ static int rx_take_ref(struct shm_pipe *sp, const struct fy_ring_rec *rec, struc
         return fy_err(FERRY_ECORRUPT, "shm pipe %d (peer pid %d): a pool reference %s", sp->base.id,
                       sp->base.peer_pid, sp->rx_pool == NULL ? "without a pool" : "out of place");
     memcpy(&ref, rec->data, sizeof ref);
-    if (ref.off > sp->rx_pool_len || ref.len > sp->rx_pool_len - ref.off || ref.len == 0 ||
-        ref.parts > SHM_PACK_PARTS)
+    if (ref.off < SHM_POOL_BELL || ref.off > sp->rx_pool_len ||
+        ref.len > sp->rx_pool_len - ref.off || ref.len == 0 || ref.parts > SHM_PACK_PARTS)
         return fy_err(FERRY_ECORRUPT,
                       "shm pipe %d (peer pid %d): a pool reference outside the pool (%llu bytes "
                       "at %llu)",
@@ -986,6 +1010,7 @@ const struct fy_pipe_ops fy_shm_pipe_ops = {
     .recv = shm_recv,
     .readable = shm_readable,
     .watch = shm_watch,
+    .bell = shm_bell,
     .release = shm_release,
     .send_cmd = shm_send_cmd,
     .writable = shm_writable,
