@@ -78,28 +78,42 @@ int fy_wake(struct fy_wake *w, int efd)
     return wake_fd(w, efd) | sys;
 }
 
-int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *bell)
+int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *bell,
+                 const _Atomic uint32_t *listening)
 {
     if (bell == NULL || s == NULL || !s->bell_gather)
         return fy_wake(w, efd);
-    if (s->bell_word != NULL && s->bell_word != bell)
-        fy_bell_ring(s); /* another bell (none today has two): its readers first */
+    int sys = 0;
     if (wake_claim(w)) {
-        if (s->bell_n++ == 0)
-            s->bell_first = w;
-        s->bell_word = bell;
+        sys = 1; /* now or at the ring */
+        /* Read after the claim: a reader that stops listening clears the
+         * flag before it next arms, so a claim of that arming sees it. */
+        if (!atomic_load_explicit(listening, memory_order_relaxed)) {
+            wake_word(&w->seq);
+        } else {
+            if (s->bell_word != NULL && s->bell_word != bell)
+                fy_bell_ring(s); /* another bell (none today has two): its readers first */
+            if (s->bell_n < FY_BELL_BATCH)
+                s->bell_woken[s->bell_n] = w;
+            s->bell_n++;
+            s->bell_word = bell;
+        }
     }
-    return wake_fd(w, efd);
+    return wake_fd(w, efd) | sys;
 }
 
 void fy_bell_ring(ferry_socket *s)
 {
-    if (s->bell_n == 1)
-        wake_word(&s->bell_first->seq);
-    else if (s->bell_n > 1)
+    int n = s->bell_n;
+    /* The bell wakes every reader asleep on it, those this send had
+     * nothing for too: rung for a majority of the peers, else each is
+     * woken through its own word. */
+    if (n > 1 && (n > FY_BELL_BATCH || 2u * (size_t)n >= s->npipes))
         wake_word(s->bell_word);
+    else
+        for (int i = 0; i < n; i++)
+            wake_word(&s->bell_woken[i]->seq);
     s->bell_n = 0;
-    s->bell_first = NULL;
     s->bell_word = NULL;
 }
 
@@ -296,8 +310,13 @@ int fy_sock_add_pipe_locked(ferry_socket *s, struct fy_pipe *p)
         s->pipes[s->npipes++] = p;
         fy_pipe_ref(p);
         if (p->ops->bell && s->proto->can_recv && s->nbells < FY_BELLS_MAX &&
-            (p->bell = p->ops->bell(p)) != NULL)
+            (p->bell = p->ops->bell(p)) != NULL) {
             s->nbells++;
+            /* A sleep begun before does not hear this bell, yet the peer
+             * may ring it for us already (and so claim our wake-up): that
+             * sleep ends now, whatever woken says. */
+            wake_word(&s->wake->seq);
+        }
         fy_sock_wake(s);
         tell_poller(s); /* a peer to send to: a poller's POLLOUT */
         if (!p->pending)
@@ -329,19 +348,28 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
         memmove(&s->pipes[i], &s->pipes[i + 1], (s->npipes - i - 1) * sizeof *s->pipes);
         s->npipes--;
         p->dead = 1;
-        if (p->bell != NULL) /* still mapped: a sleep may hold it (fy_sock_wait) */
+        int belled = p->bell != NULL; /* still mapped: a sleep may hold it (fy_sock_wait) */
+        if (belled) {
             s->nbells--;
+            p->bell = NULL;
+        }
         if (s->wake_later == p) { /* its send's wake-up, given while it is whole */
             s->wake_later = NULL;
             p->ops->flush(p);
         }
         p->ops->close(p);
+        if (belled) /* the peer may have claimed our wake-up for a bell we no
+                       longer hear (it stopped that when close cleared its flag) */
+            wake_word(&s->wake->seq);
         if (s->proto->pipe_rm)
             s->proto->pipe_rm(s, p);
         free(p->proto_data);
         p->proto_data = NULL;
         fy_stat_peer_close(s->stat, p->stat, p->stat_heap);
         p->stat = NULL;
+        if (s->bell_n >
+            0) /* a gather (this pipe's flush too) rings while its wake blocks are mapped */
+            fy_bell_ring(s);
         fy_pipe_unref(p);
         fy_sock_wake(s);
         tell_poller(s); /* what it waits for may have changed (a REP's requester) */
@@ -1034,7 +1062,7 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         pthread_mutex_lock(&s->mtx);
         struct fy_futex_word v[1 + FY_BELLS_MAX];
         struct fy_pipe *held[FY_BELLS_MAX];
-        int nbells = recv && s->nbells > 0 ? bells_take(s, v, held) : 0;
+        int nbells = s->nbells > 0 ? bells_take(s, v, held) : 0;
         int rc = step(s, arg, 1);
         struct fy_pipe *pp = NULL;
         int pfd = -1;

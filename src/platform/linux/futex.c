@@ -77,9 +77,13 @@ int fy_futex_waitv_works(void)
     static _Atomic int known;
     int k = atomic_load_explicit(&known, memory_order_relaxed);
     if (k == 0) {
-        /* an empty vector: EINVAL where the call exists, ENOSYS where not */
-        long rc = syscall(SYS_futex_waitv, NULL, 0u, 0u, NULL, CLOCK_MONOTONIC);
-        k = rc < 0 && errno == ENOSYS ? 2 : 1;
+        /* A real wait that must return at once: the word differs from
+         * what it expects (EAGAIN). Anything else (ENOSYS on an old
+         * kernel, EPERM from a seccomp filter) and no sleep uses it. */
+        static _Atomic uint32_t probe = 1;
+        struct futex_waitv v = {.val = 0, .uaddr = (uint64_t)(uintptr_t)&probe, .flags = FUTEX_32};
+        long rc = syscall(SYS_futex_waitv, &v, 1u, 0u, NULL, CLOCK_MONOTONIC);
+        k = rc < 0 && errno == EAGAIN ? 1 : 2;
         atomic_store_explicit(&known, k, memory_order_relaxed);
     }
     return k == 1;

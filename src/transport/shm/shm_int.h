@@ -52,10 +52,10 @@
  * peer of another version is told so (FERRY_EVERSION, with both
  * versions), whichever side it is. 5: the broadcast pool (pool.h): a
  * WELCOME or HELLO may carry the sender's pool, and a ring may carry REF
- * records into it. 6: the pool's first line is the publisher's bell,
- * and a reader that sleeps on it says so in the connection header
- * (bell_wait), after which the publisher may wake it through the bell
- * alone: a version-5 reader would then sleep through its messages. */
+ * records into it. 6: the pool's first line is the publisher's bell
+ * (a version-5 publisher places messages there, which a version-6 reader
+ * refuses), and a reader that sleeps on it says so in the connection
+ * header (bell_wait). */
 #define SHM_CTL_VERSION 6
 
 struct shm_conn_hdr {
@@ -68,10 +68,10 @@ struct shm_conn_hdr {
      * nobody will read. [0]: the dialer closed, [1]: the listener. */
     _Alignas(64) _Atomic uint32_t closed[2];
     /* Set by a side whose sleeps include the other side's bell (sock.h,
-     * bells), once, before the pipe joins its socket: [0] the dialer, [1]
-     * the listener. The other side may then wake it by ringing the bell.
-     * A side that sets it and does not listen only sleeps through its own
-     * messages. */
+     * bells) while the pipe is in its socket (set as it joins, cleared as
+     * it leaves): [0] the dialer, [1] the listener. The other side may then
+     * wake it by ringing the bell. A side that sets it and does not listen
+     * only sleeps through its own messages. */
     _Atomic uint32_t bell_wait[2];
 };
 

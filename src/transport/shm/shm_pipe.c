@@ -52,21 +52,17 @@ static int peer_closed(const struct shm_pipe *sp)
                                 memory_order_relaxed) != 0;
 }
 
-/* Our bell, when the peer sleeps on it (a fan-out's wake-ups, rung once
- * for all its readers: sock.h, bells), else NULL. */
-static _Atomic uint32_t *peer_bell(struct shm_pipe *sp)
+/* Our bell, if we have one (the pool's first line: sock.h, bells). */
+static _Atomic uint32_t *own_bell(struct shm_pipe *sp)
 {
-    const struct shm_conn_hdr *h = sp->map;
-    if (sp->pool.pool == NULL ||
-        !atomic_load_explicit(&((struct shm_conn_hdr *)h)->bell_wait[!sp->side],
-                              memory_order_relaxed))
-        return NULL;
-    return (_Atomic uint32_t *)(void *)sp->pool.pool->map;
+    return sp->pool.pool != NULL ? (_Atomic uint32_t *)(void *)sp->pool.pool->map : NULL;
 }
 
 static void shm_wake_peer(struct shm_pipe *sp)
 {
-    if (fy_wake_peer(sp->base.sock, sp->peer_wake, sp->peer_efd, peer_bell(sp)))
+    struct shm_conn_hdr *h = sp->map;
+    if (fy_wake_peer(sp->base.sock, sp->peer_wake, sp->peer_efd, own_bell(sp),
+                     &h->bell_wait[!sp->side]))
         sp->base.woke = 1;
 }
 
@@ -905,6 +901,9 @@ static int shm_send_cmd_try(struct fy_pipe *p, int cmd, const void *data, size_t
 static void shm_close(struct fy_pipe *p)
 {
     struct shm_pipe *sp = (struct shm_pipe *)p;
+    if (sp->map != NULL) /* our sleeps no longer hear its bell (fy_sock_remove_pipe) */
+        atomic_store_explicit(&((struct shm_conn_hdr *)sp->map)->bell_wait[sp->side], 0,
+                              memory_order_relaxed);
     /* A message still arriving can no longer complete. Its parts may be
      * in place, each holding a reference on this pipe: dropped now (mtx is
      * held, as their release needs), not at destroy, which they would
