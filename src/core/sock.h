@@ -65,8 +65,8 @@ int fy_wake(struct fy_wake *w, int efd); /* 1 when it made a system call */
  * publishers at once. While the socket gathers (a fan-out send, a flush),
  * fy_wake_peer claims each sleeping reader's wake-up as fy_wake does but
  * only counts it; fy_bell_ring then wakes them with one FUTEX_WAKE on the
- * bell when they are most of its peers, else one by one (the bell wakes
- * every reader asleep on it, those the send had nothing for too). A
+ * bell when the send went to most of its peers, else one by one (the bell
+ * wakes every reader asleep on it, those the send had nothing for too). A
  * reader that starts or stops hearing a bell ends its current sleep
  * unconditionally, since a peer may have claimed that sleep's wake-up
  * for a bell it did not hear. A reader counts its publishers' bells
@@ -76,13 +76,13 @@ int fy_wake(struct fy_wake *w, int efd); /* 1 when it made a system call */
 /* Wakes w's owner, as fy_wake, unless s gathers and bell is the bell
  * that owner sleeps on: then its wake-up is claimed and counted for
  * fy_bell_ring. listening: the flag by which the owner says it sleeps on
- * bell, read after the claim. mtx held; 1 when a system call is made or
- * owed. */
+ * bell, read after the claim. mtx held; 1 when it made a system call
+ * (one owed to the ring is not this pipe's: fy_pipe_stamp). */
 int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *bell,
                  const _Atomic uint32_t *listening);
-/* Wakes what the gather claimed: through the bell when a majority of the
- * socket's peers (or more than FY_BELL_BATCH) were claimed, else each
- * through its own word. mtx held. */
+/* Wakes what the gather claimed: through the bell when the gather was
+ * asked to wake a majority of the socket's peers (or claimed more than
+ * FY_BELL_BATCH), else each through its own word. mtx held. */
 void fy_bell_ring(ferry_socket *s);
 
 /* Parts per message, zero-length ones included, on every transport (the
@@ -572,7 +572,8 @@ struct ferry_socket {
     int futex_waiters;       /* threads asleep on the wake word to receive (mtx) */
     int nbells;              /* pipes whose peer's bell we sleep on (mtx) */
     int bell_gather;         /* wake-ups are being gathered (mtx; fy_wake_peer) */
-    int bell_n;              /* readers whose wake-up was claimed meanwhile */
+    int bell_seen;           /* readers the gather was asked to wake */
+    int bell_n;              /* those whose wake-up it claimed */
     struct fy_wake *bell_woken[FY_BELL_BATCH]; /* the first of them */
     _Atomic uint32_t *bell_word;               /* the bell that wakes them all */
     _Atomic int npollers;                      /* ferry_pollers holding it (at most one) */

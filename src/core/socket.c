@@ -84,13 +84,14 @@ int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *
     if (bell == NULL || s == NULL || !s->bell_gather)
         return fy_wake(w, efd);
     int sys = 0;
+    s->bell_seen++;
     if (wake_claim(w)) {
-        sys = 1; /* now or at the ring */
         /* Read after the claim: a reader that stops listening clears the
          * flag before it next arms, so a claim of that arming sees it. */
         if (!atomic_load_explicit(listening, memory_order_relaxed)) {
             wake_word(&w->seq);
-        } else {
+            sys = 1;
+        } else { /* one system call for all at the ring: not this pipe's (fy_pipe_stamp) */
             if (s->bell_word != NULL && s->bell_word != bell)
                 fy_bell_ring(s); /* another bell (none today has two): its readers first */
             if (s->bell_n < FY_BELL_BATCH)
@@ -106,14 +107,15 @@ void fy_bell_ring(ferry_socket *s)
 {
     int n = s->bell_n;
     /* The bell wakes every reader asleep on it, those this send had
-     * nothing for too: rung for a majority of the peers, else each is
-     * woken through its own word. */
-    if (n > 1 && (n > FY_BELL_BATCH || 2u * (size_t)n >= s->npipes))
+     * nothing for too: rung when the send went to most of the peers,
+     * else each reader is woken through its own word. */
+    if (n > 1 && (n > FY_BELL_BATCH || 2u * (size_t)s->bell_seen >= s->npipes))
         wake_word(s->bell_word);
     else
         for (int i = 0; i < n; i++)
             wake_word(&s->bell_woken[i]->seq);
     s->bell_n = 0;
+    s->bell_seen = 0;
     s->bell_word = NULL;
 }
 
