@@ -602,6 +602,100 @@ static void test_pool_bell(void **state)
     ferry_close(pub);
 }
 
+/* A subscriber whose pipe to a publisher is cut off (here: the publisher
+ * wrote a corrupt REF) while it still holds a message from it no longer
+ * hears that publisher's bell, yet the publisher, which does not know,
+ * goes on sending and waking it. Such a wake-up must come through the
+ * subscriber's own word: a ring of the bell it no longer hears would use
+ * its wake-up up, and its other publishers' messages would wait for its
+ * once-a-second re-check. */
+static void test_pool_bell_cut_off(void **state)
+{
+    (void)state;
+    if (!fy_futex_waitv_works())
+        skip();
+    char url1[96], url2[96];
+    ferry_socket *p1 = pub_open(url1, sizeof url1, 1 << 20, -1);
+    ferry_socket *p2 = pub_open(url2, sizeof url2, 1 << 20, -1);
+    struct bell_sub b[2]; /* [0] the subscriber cut off from p1, [1] another of p1's */
+    for (int k = 0; k < 2; k++) {
+        b[k].s = t_open_timed(FERRY_SUB);
+        atomic_init(&b[k].got, 0);
+        assert_int_equal(ferry_setopt_int(b[k].s, FERRY_OPT_SPIN, 0), 0);
+        assert_int_equal(ferry_setopt(b[k].s, FERRY_OPT_SUBSCRIBE, "", 0), 0);
+        /* cut off, b[0] does not dial p1 again during the test (it would
+         * hear p1's bell again through the new pipe) */
+        assert_int_equal(ferry_setopt_int(b[k].s, FERRY_OPT_RECONNECT_IVL, 600000), 0);
+        assert_int_equal(ferry_setopt_int(b[k].s, FERRY_OPT_RECONNECT_IVL_MAX, 600000), 0);
+        assert_int_equal(ferry_dial(b[k].s, url1), 0);
+        assert_int_equal(ferry_wait_peers(p1, k + 1, 10000), 0); /* p1's pipes[0] is b[0]'s */
+    }
+    assert_int_equal(ferry_dial(b[0].s, url2), 0);
+    assert_int_equal(ferry_wait_peers(p2, 1, 10000), 0);
+    assert_int_equal(ferry_wait_peers(b[0].s, 2, 10000), 0);
+
+    unsigned char big[4096];
+    fill(big, sizeof big, 7);
+    assert_int_equal(ferry_send(p1, big, sizeof big, 0), 0);
+    ferry_msg *held = NULL; /* in place in p1's pool: keeps the cut pipe's memory */
+    assert_int_equal(ferry_msg_recv(b[0].s, &held, 0), 0);
+    assert_int_equal(recv_check_len(b[1].s, 7, sizeof big), 1);
+
+    struct shm_pipe *w = first_pipe(p1);
+    struct shm_ref ref = {.off = 0, .len = 64};
+    int err = 0;
+    void *dst = fy_ring_claim(&w->w, sizeof ref, &err);
+    assert_non_null(dst);
+    memcpy(dst, &ref, sizeof ref);
+    fy_ring_commit(&w->w, FY_RING_F_REF);
+    assert_int_equal(ferry_send(p1, "x", 1, 0), 0);
+    char c[16];
+    size_t n = 0;
+    assert_int_equal(ferry_setopt_int(b[0].s, FERRY_OPT_RCVTIMEO, 300), 0);
+    assert_int_equal(ferry_recv(b[0].s, c, sizeof c, &n, 0), FERRY_ETIMEDOUT);
+    int64_t errors = 0;
+    assert_int_equal(ferry_getopt_int(b[0].s, FERRY_OPT_ERRORS, &errors), 0);
+    assert_int_equal(errors, 1);
+    assert_int_equal(bells_of(b[0].s), 1); /* p2's alone */
+    assert_int_equal(ferry_recv(b[1].s, c, sizeof c, &n, 0), 0);
+    assert_int_equal(ferry_setopt_int(b[0].s, FERRY_OPT_RCVTIMEO, -1), 0);
+
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, bell_reader, &b[k]), 0);
+    for (int k = 0; k < 2; k++) { /* both asleep, armed */
+        struct fy_wake *wk = b[k].s->wake;
+        uint64_t deadline = t_now_ms() + 10000;
+        while ((atomic_load(&wk->sleepers) == 0 || atomic_load(&wk->woken) != 0) &&
+               t_now_ms() < deadline)
+            usleep(200);
+        assert_int_equal(atomic_load(&wk->woken), 0);
+    }
+    uint32_t seq = atomic_load(&b[0].s->wake->seq);
+    assert_int_equal(ferry_send(p1, "y", 1, 0), 0); /* to both: p1 still has two peers */
+    uint64_t deadline = t_now_ms() + 10000;
+    while (atomic_load(&b[0].s->wake->seq) == seq && t_now_ms() < deadline)
+        usleep(200);
+    assert_int_not_equal(atomic_load(&b[0].s->wake->seq), seq); /* woken alone, not by the bell */
+    assert_int_equal(ferry_send(p2, "z", 1, 0), 0);
+    int want[2] = {1, 1}; /* b[0]: p2's z; b[1]: p1's y */
+    for (int k = 0; k < 2; k++) {
+        deadline = t_now_ms() + 10000;
+        while (atomic_load(&b[k].got) < want[k] && t_now_ms() < deadline)
+            usleep(200);
+        assert_int_equal(atomic_load(&b[k].got), want[k]);
+    }
+    assert_int_equal(ferry_send(p2, "all: stop", 9, 0), 0);
+    assert_int_equal(ferry_send(p1, "all: stop", 9, 0), 0);
+    for (int k = 0; k < 2; k++)
+        pthread_join(th[k], NULL);
+    ferry_msg_free(held);
+    for (int k = 0; k < 2; k++)
+        ferry_close(b[k].s);
+    ferry_close(p1);
+    ferry_close(p2);
+}
+
 /* A publisher whose REF points outside its pool, or that sends a REF
  * without having offered a pool, is dropped by the reader as corrupt. */
 static void ref_refused(int64_t pool_bytes, uint64_t off)
@@ -750,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_pool_hwm),
         cmocka_unit_test(test_pool_held_after_close),
         cmocka_unit_test(test_pool_bell),
+        cmocka_unit_test(test_pool_bell_cut_off),
         cmocka_unit_test(test_ref_outside_pool),
         cmocka_unit_test(test_ref_into_bell),
         cmocka_unit_test(test_ref_without_pool),
