@@ -8,17 +8,19 @@
  * The two processes of a measurement are pinned to two different CPUs when
  * the machine has two or more.
  *
- * The suites are listed in bench_help below. This file runs them and
- * holds what they share (timing, histograms, processes); the broadcast
- * pool's suite is in bench_bcast.c, the router's and the poller's in
+ * The suites are listed in bench_help below. This file parses the command
+ * line, runs the suites asked for and holds what they share (timing,
+ * histograms, processes, the baselines); it measures the limit and raw
+ * suites itself. The shm:// suite is in bench_shm.c, the ipc, tcp, inproc
+ * and curve suites in bench_net.c, the proxy's in bench_proxy.c, the
+ * broadcast pool's in bench_bcast.c, the router's and the poller's in
  * bench_router.c and bench_poller.c, the peers' backends (libzmq, nng) in
  * bench_peers.c, and the table, JSON and SVG in bench_report.c.
  */
-#include "bench.h"
+#include "bench_flow.h"
 #include "cli.h"
 
 #include <getopt.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -92,6 +94,13 @@ uint64_t bench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -217,8 +226,8 @@ static inline void cpu_relax(void)
 }
 
 long bench_iters;
-static int g_raw;          /* raw: which kernel IPC (RAW_*) */
-static size_t g_size = 64; /* message size */
+static int g_raw;   /* raw: which kernel IPC (RAW_*) */
+size_t g_size = 64; /* message size */
 static struct cl_shared *g_cl;
 
 static void cl_child(void *arg)
@@ -231,7 +240,7 @@ static void cl_child(void *arg)
     }
 }
 
-static void cl_once(struct hist *h)
+void cl_once(struct hist *h)
 {
     g_cl = mmap(NULL, sizeof *g_cl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset((void *)g_cl, 0, sizeof *g_cl);
@@ -277,15 +286,6 @@ void bench_latency(struct result *r, int reps, void (*once)(struct hist *))
     bench_set_round_trip(r, reps, p50, p99, p999, mx);
 }
 
-/* A baseline a latency row is measured against, rep by rep: its own run
- * (once), with its own iterations and raw kind (the globals once reads). */
-struct baseline {
-    const char *name; /* "limit", "pipe", "unix", "tcp" */
-    void (*once)(struct hist *);
-    long iters;
-    int raw;
-};
-
 static void hist_run(void (*once)(struct hist *), double *p50, double *p99, double *p999,
                      double *mx)
 {
@@ -304,8 +304,7 @@ static void hist_run(void (*once)(struct hist *), double *p50, double *p99, doub
  * moves between states that change both 2-4x, so a ratio means something
  * only between two runs of the same state. r gets its own medians and the
  * medians of the pairs' ratios (p50 to p50, p99 to p99), their spread. */
-static void latency_vs(struct result *r, int reps, void (*once)(struct hist *),
-                       const struct baseline *b)
+void latency_vs(struct result *r, int reps, void (*once)(struct hist *), const struct baseline *b)
 {
     double p50[16], p99[16], p999[16], mx[16], b50[16], b99[16], q50[16], q99[16];
     for (int k = 0; k < reps; k++) {
@@ -387,7 +386,6 @@ static void memcpy_bw(struct result *r, int reps, int quick, size_t block, size_
  * writes wr[0]; the child reads rd[1] and writes wr[1]); the child echoes
  * g_size bytes. */
 
-enum { RAW_UNIX, RAW_PIPE, RAW_TCP, RAW_EVENTFD };
 static int g_rd[2], g_wr[2];
 static volatile char *g_evshm; /* eventfd kind: the message lives here */
 
@@ -480,7 +478,7 @@ static void raw_close(int side)
         close(g_wr[side]);
 }
 
-static void raw_once(struct hist *h)
+void raw_once(struct hist *h)
 {
     if (raw_setup() != 0)
         return;
@@ -622,7 +620,7 @@ static void raw_write_lap(const char *buf)
 
 /* Messages in one lap of a stream row: 64 MiB (quick) or 256 MiB of them,
  * within 200 and 300,000 (2,000,000). */
-static long stream_iters(int quick, size_t size)
+long stream_iters(int quick, size_t size)
 {
     uint64_t total = quick ? (64u << 20) : (256u << 20);
     long n = (long)(total / size), most = quick ? 300000 : 2000000;
@@ -662,15 +660,26 @@ static double raw_stream_once(void)
     return c == 'k' && secs > 0 ? (double)bench_iters / secs : 0;
 }
 
-/* --- shm: ferry REQ/REP and PUSH/PULL -------------------------------------------------- */
+/* Sizes a throughput run by time, not by count: a short pilot gives the
+ * rate, and each repetition then lasts about `budget` seconds (between
+ * 200 messages and the cap), so a slow peer does not stretch the run. */
+static long g_budget_ms = 500;
+void size_by_time(double (*once)(void), long cap)
+{
+    long pilot = cap < 2000 ? cap : 2000;
+    bench_iters = pilot;
+    double rate = once();
+    double want = rate * (double)g_budget_ms / 1000.0;
+    bench_iters = want > (double)cap ? cap : want < 200 ? 200 : (long)want;
+}
+
+/* --- a measurement's ferry sockets, endpoint and report pipe -------------------------- */
 
 char bench_url[128];
-static int g_spin_us;
 int bench_pipe[2];
-static int g_zero_copy;
 
 /* shm://: the rings populated at connection set-up (FERRY_OPT_RING_PREFAULT) */
-static int g_prefault;
+int g_prefault;
 
 ferry_socket *bench_open_ferry(int type, int spin)
 {
@@ -689,1042 +698,6 @@ ferry_socket *bench_open_ferry(int type, int spin)
     return s;
 }
 
-static void rep_child(void *arg)
-{
-    (void)arg;
-    ferry_socket *s = bench_open_ferry(FERRY_REP, g_spin_us);
-    if (ferry_listen(s, bench_url) != 0)
-        _exit(2);
-    char one = 'L';
-    if (write(bench_pipe[1], &one, 1) != 1)
-        _exit(3);
-    char buf[65536];
-    size_t n;
-    for (long i = 0; i < bench_iters; i++) {
-        if (ferry_recv(s, buf, sizeof buf, &n, 0) != 0 || ferry_send(s, buf, n, 0) != 0)
-            _exit(4);
-    }
-    ferry_close(s);
-}
-
-static void reqrep_once(struct hist *h)
-{
-    static unsigned seq;
-    snprintf(bench_url, sizeof bench_url, "shm://bench-rr-%d-%u", (int)getpid(), seq++);
-    if (pipe(bench_pipe) != 0)
-        return;
-    pid_t pid = bench_spawn(rep_child, NULL);
-    close(bench_pipe[1]); /* only the child writes: its death is our end of file */
-    bench_pipe[1] = -1;
-    char c;
-    if (read(bench_pipe[0], &c, 1) != 1) {
-        bench_reap(pid);
-        close(bench_pipe[0]);
-        return;
-    }
-    ferry_socket *s = bench_open_ferry(FERRY_REQ, g_spin_us);
-    ferry_dial(s, bench_url);
-    char buf[65536];
-    memset(buf, 7, g_size);
-    size_t n;
-    for (long i = 0; i < bench_iters; i++) {
-        uint64_t t0 = bench_now_ns();
-        if (ferry_send(s, buf, g_size, 0) != 0 || ferry_recv(s, buf, sizeof buf, &n, 0) != 0)
-            break;
-        if (i > bench_iters / 10)
-            bench_hist_add(h, bench_now_ns() - t0);
-    }
-    ferry_close(s);
-    bench_reap(pid);
-    close(bench_pipe[0]);
-    close(bench_pipe[1]);
-}
-
-static void pull_child(void *arg)
-{
-    (void)arg;
-    ferry_socket *s = bench_open_ferry(FERRY_PULL, g_spin_us);
-    if (ferry_listen(s, bench_url) != 0)
-        _exit(2);
-    char one = 'L';
-    if (write(bench_pipe[1], &one, 1) != 1)
-        _exit(3);
-    volatile unsigned char sink = 0;
-    unsigned char *buf = malloc(g_size ? g_size : 1);
-    for (long i = 0; i < bench_iters; i++) {
-        if (!g_zero_copy) { /* copying: the message is copied out */
-            size_t n;
-            if (ferry_recv(s, buf, g_size, &n, 0) != 0)
-                _exit(4);
-            continue;
-        }
-        ferry_msg *m;
-        if (ferry_msg_recv(s, &m, 0) != 0)
-            _exit(4);
-        sink ^= *(unsigned char *)ferry_msg_data(m); /* read in place */
-        ferry_msg_free(m);
-    }
-    free(buf);
-    (void)sink;
-    if (write(bench_pipe[1], &one, 1) != 1)
-        _exit(5);
-    ferry_close(s);
-}
-
-/* --- a proxy in between -------------------------------------------------- */
-
-static int g_pp_proxy;     /* pushpull_once: through a ferry_proxy process */
-static char g_px_in[256];  /* where the proxy's frontend listens */
-static char g_px_out[256]; /* where its backend dials (or, fan-out, listens) */
-static int g_px_peers;     /* fan-out: subscribers to wait for before starting */
-
-/* The proxy process: PULL->PUSH (g_px_peers 0) or XSUB->XPUB. It runs
- * until killed; it says 'p' on bench_pipe once its backend has its peers.
- * Free to run on every CPU: it is a third party to the two it joins. */
-static void proxy_child(void *arg)
-{
-    (void)arg;
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    for (int i = 0; i < bench_ncpus; i++)
-        CPU_SET(i, &all);
-    sched_setaffinity(0, sizeof all, &all);
-    int fan = g_px_peers > 0;
-    ferry_socket *front = bench_open_ferry(fan ? FERRY_XSUB : FERRY_PULL, 0);
-    ferry_socket *back = bench_open_ferry(fan ? FERRY_XPUB : FERRY_PUSH, 0);
-    /* The fan-out's proxy populates its rings at set-up, as `ferry proxy`
-     * does by default (cmd_proxy.c): its baseline, tcp:// directly, takes
-     * no page faults either. The chain's is lazy, as the direct shm://
-     * pair it is measured against. */
-    ferry_setopt_int(back, FERRY_OPT_RING_PREFAULT, fan);
-    if (fan ? (ferry_dial(front, g_px_in) != 0 || ferry_listen(back, g_px_out) != 0 ||
-               ferry_wait_peers(back, g_px_peers, 30000) != 0)
-            : (ferry_listen(front, g_px_in) != 0 || ferry_dial(back, g_px_out) != 0 ||
-               ferry_wait_peers(back, 1, 30000) != 0))
-        _exit(2);
-    if (write(bench_pipe[1], "p", 1) != 1)
-        _exit(3);
-    close(bench_pipe[1]); /* the parent's EOF is the other child's death */
-    ferry_proxy(front, back, NULL, NULL);
-    _exit(4);
-}
-
-static double pushpull_once(void)
-{
-    static unsigned seq;
-    snprintf(bench_url, sizeof bench_url, "shm://bench-pp-%d-%u", (int)getpid(), seq++);
-    if (pipe(bench_pipe) != 0)
-        return 0;
-    pid_t px = -1;
-    pid_t pid = bench_spawn(pull_child, NULL);
-    char c;
-    if (read(bench_pipe[0], &c, 1) != 1) {
-        close(bench_pipe[1]);
-        bench_reap(pid);
-        close(bench_pipe[0]);
-        return 0;
-    }
-    /* pusher -> g_px_in: proxy -> bench_url: puller. The proxy starts once the
-     * puller listens and says so once connected to it: the clock must not
-     * run while its dialer waits to retry. */
-    if (g_pp_proxy) {
-        snprintf(g_px_in, sizeof g_px_in, "%s-in", bench_url);
-        snprintf(g_px_out, sizeof g_px_out, "%s", bench_url);
-        g_px_peers = 0;
-        px = bench_spawn(proxy_child, NULL);
-        if (read(bench_pipe[0], &c, 1) != 1) {
-            kill(pid, SIGKILL);
-            bench_reap(pid);
-            bench_reap(px);
-            close(bench_pipe[0]);
-            close(bench_pipe[1]);
-            return 0;
-        }
-    }
-    close(bench_pipe[1]); /* only the children write: the puller's death is our end of file */
-    bench_pipe[1] = -1;
-    ferry_socket *s = bench_open_ferry(FERRY_PUSH, g_spin_us);
-    ferry_dial(s, g_pp_proxy ? g_px_in : bench_url);
-    ferry_wait_peers(s, 1, 30000);
-    unsigned char *buf = malloc(g_size);
-    memset(buf, 7, g_size);
-    uint64_t t0 = bench_now_ns();
-    long sent = 0;
-    for (long i = 0; i < bench_iters; i++, sent++) {
-        if (g_zero_copy) {
-            ferry_msg *m;
-            if (ferry_msg_alloc(s, &m, g_size) != 0)
-                break;
-            /* a producer that writes its data in place: here only a header */
-            memcpy(ferry_msg_data(m), &i, g_size < sizeof i ? g_size : sizeof i);
-            if (ferry_msg_send(s, m, 0) != 0)
-                break;
-        } else if (ferry_send(s, buf, g_size, 0) != 0) {
-            break;
-        }
-    }
-    int all = read(bench_pipe[0], &c, 1) == 1; /* the puller has them all */
-    double secs = (double)(bench_now_ns() - t0) / 1e9;
-    ferry_close(s);
-    bench_reap(pid);
-    if (px > 0) {
-        kill(px, SIGKILL); /* a proxy runs until stopped; ferry survives a kill */
-        bench_reap(px);
-    }
-    free(buf);
-    close(bench_pipe[0]);
-    return all && sent == bench_iters && secs > 0 ? (double)bench_iters / secs : 0;
-}
-
-/* shm:// PUSH/PULL at one size, copying and zero-copy (written and read in
- * place), repetition by repetition: the zero-copy row's ratio is the
- * median of the pairs'. The receiver busy-polls. */
-static void shm_pushpull_size(int quick, int reps, size_t size, int i)
-{
-    static char labels[2][8][80];
-    struct result *r[2];
-    double v[2][16], ratio[16], sp;
-    g_size = size;
-    g_spin_us = 1000000;
-    uint64_t total = quick ? (256u << 20) : (1024u << 20);
-    bench_iters = (long)(total / size);
-    if (bench_iters > (quick ? 500000 : 10000000))
-        bench_iters = quick ? 500000 : 10000000;
-    if (bench_iters < 2000)
-        bench_iters = 2000;
-    for (int zc = 0; zc < 2; zc++) {
-        snprintf(labels[zc][i], sizeof labels[zc][i], "ferry shm: PUSH/PULL %zu B%s", size,
-                 zc ? ", zero-copy" : "");
-        r[zc] = bench_add_result();
-        *r[zc] = (struct result){.system = "ferry",
-                                 .transport = "shm",
-                                 .pattern = zc ? "pushpull_zerocopy" : "pushpull",
-                                 .size = size,
-                                 .wait = "spin",
-                                 .metric = "msgs_per_s",
-                                 .reps = reps,
-                                 .label = labels[zc][i]};
-    }
-    bench_progress(labels[0][i]);
-    for (int k = 0; k < reps; k++) {
-        for (int zc = 0; zc < 2; zc++) {
-            g_zero_copy = zc;
-            v[zc][k] = pushpull_once();
-        }
-        ratio[k] = v[0][k] > 0 ? v[1][k] / v[0][k] : 0;
-    }
-    g_zero_copy = 0;
-    for (int zc = 0; zc < 2; zc++)
-        r[zc]->value = bench_median(v[zc], reps, &r[zc]->spread);
-    r[1]->base = r[0]->value;
-    r[1]->ratio = bench_median(ratio, reps, &sp);
-}
-
-/* PUB/SUB fan-out: one PUB sends bench_iters 64-byte messages as fast as it
- * can (it never blocks) to n SUBs in other processes; each SUB reports how
- * many it got and over how long. Rate is per subscriber; drops are what
- * the PUB skipped for a full subscriber (SNDHWM 1000). */
-struct fan_report {
-    long got;
-    uint64_t ns;
-};
-
-static int g_fan_prefixes; /* 0: subscribe to everything; else "p00000"... */
-static double g_pub_rate;  /* the publisher's own rate in the last fanout() */
-
-static int g_fan_hwm = 1000; /* the PUB's SNDHWM (0: nothing dropped, all delivered) */
-
-static void fanout_sub(int ready_fd, int res_fd)
-{
-    ferry_socket *s;
-    if (ferry_socket_open(&s, FERRY_SUB) != 0)
-        _exit(1);
-    if (g_fan_prefixes == 0)
-        ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
-    for (int i = 0; i < g_fan_prefixes; i++) {
-        char p[16];
-        int n = snprintf(p, sizeof p, "p%05d", i);
-        ferry_setopt(s, FERRY_OPT_SUBSCRIBE, p, (size_t)n);
-    }
-    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 300);
-    ferry_setopt_int(s, FERRY_OPT_SPIN, 0); /* as the other rows: sleeping, not spinning */
-    ferry_setopt_int(s, FERRY_OPT_RING_SIZE, 4 << 20);
-    if (g_fan_hwm == 0)
-        ferry_setopt_int(s, FERRY_OPT_RCVHWM, 0); /* nothing dropped on the way */
-    ferry_dial(s, bench_url);
-    if (write(ready_fd, "r", 1) != 1)
-        _exit(2);
-    char buf[128];
-    size_t n;
-    struct fan_report rep = {0, 0};
-    uint64_t first = 0, last = 0;
-    int idle = 0;
-    for (;;) {
-        int rc = ferry_recv(s, buf, sizeof buf, &n, 0);
-        if (rc == FERRY_ETIMEDOUT && (rep.got > 0 || ++idle >= 100))
-            break; /* the stream ended, or never came (30 s) */
-        if (rc != 0)
-            continue;
-        last = bench_now_ns();
-        if (rep.got++ == 0)
-            first = last;
-    }
-    rep.ns = last - first;
-    if (write(res_fd, &rep, sizeof rep) != sizeof rep)
-        _exit(3);
-    ferry_close(s);
-}
-
-static const char *g_fan_scheme = "shm";
-static int g_fan_proxy;     /* fanout: a tcp:// PUB, a proxy, the SUBs on shm:// */
-static double g_pub_cpu_ns; /* the publisher process's CPU per message, last fanout() */
-
-uint64_t bench_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void fanout(struct result *r, int reps, int nsubs)
-{
-    double rate[16], drop[16];
-    r->metric = "msgs_per_s"; /* set before anything can fail */
-    r->subscribers = nsubs;
-    for (int k = 0; k < reps; k++) {
-        rate[k] = drop[k] = 0;
-        static unsigned seq;
-        char pub_url[128];
-        if (g_fan_proxy)
-            snprintf(bench_url, sizeof bench_url, "shm://bench-pxf-%d-%u", (int)getpid(), seq++);
-        else if (strcmp(g_fan_scheme, "tcp") == 0)
-            snprintf(bench_url, sizeof bench_url, "tcp://127.0.0.1:%d", cli_free_port());
-        else if (strcmp(g_fan_scheme, "ipc") == 0)
-            snprintf(bench_url, sizeof bench_url, "ipc:///tmp/ferry-bench-ps-%d-%u.sock",
-                     (int)getpid(), seq++);
-        else
-            snprintf(bench_url, sizeof bench_url, "shm://bench-ps-%d-%u", (int)getpid(), seq++);
-        int ready[2], res[2];
-        if (pipe(ready) != 0)
-            break;
-        if (pipe(res) != 0) {
-            close(ready[0]);
-            close(ready[1]);
-            break;
-        }
-        pid_t pids[16];
-        fflush(stdout);
-        for (int i = 0; i < nsubs; i++) { /* forked before the PUB exists */
-            if ((pids[i] = fork()) == 0) {
-                bench_pin(1 + i % (bench_ncpus > 1 ? bench_ncpus - 1 : 1));
-                fanout_sub(ready[1], res[1]);
-                _exit(0);
-            }
-        }
-        close(ready[1]); /* only the subscribers write: their deaths end our reads */
-        close(res[1]);
-        char c;
-        int ok = 1;
-        for (int i = 0; i < nsubs; i++)
-            ok &= read(ready[0], &c, 1) == 1;
-        snprintf(pub_url, sizeof pub_url, "%s", bench_url);
-        pid_t px = -1;
-        if (g_fan_proxy && ok) { /* the subscribers wait at the proxy's XPUB */
-            snprintf(pub_url, sizeof pub_url, "tcp://127.0.0.1:%d", cli_free_port());
-            snprintf(g_px_in, sizeof g_px_in, "%s", pub_url);
-            snprintf(g_px_out, sizeof g_px_out, "%s", bench_url);
-            g_px_peers = nsubs;
-            ok = pipe(bench_pipe) == 0;
-            if (ok) {
-                px = bench_spawn(proxy_child, NULL);
-                close(bench_pipe[1]);
-                ok = read(bench_pipe[0], &c, 1) == 1;
-                close(bench_pipe[0]);
-            }
-        }
-        ferry_socket *pub = bench_open_ferry(FERRY_PUB, 0);
-        ferry_setopt_int(pub, FERRY_OPT_SNDHWM, g_fan_hwm);
-        ferry_setopt_int(pub, FERRY_OPT_SUB_MAX, g_fan_prefixes + 1);
-        ok = ok && ferry_listen(pub, pub_url) == 0 &&
-             ferry_wait_peers(pub, g_fan_proxy ? 1 : nsubs, 30000) == 0;
-        if (!ok) { /* the subscribers give up on their own (fanout_sub) */
-            fprintf(stderr, "ferry: bench: PUB/SUB over %s: the subscribers never all joined\n",
-                    g_fan_scheme);
-            ferry_close(pub);
-            for (int i = 0; i < nsubs; i++)
-                bench_reap(pids[i]);
-            if (px > 0) {
-                kill(px, SIGKILL);
-                bench_reap(px);
-            }
-            close(ready[0]);
-            close(res[0]);
-            continue;
-        }
-        char msg[64];
-        memset(msg, 'm', sizeof msg);
-        uint64_t t0 = bench_now_ns(), c0 = bench_cpu_ns();
-        for (long i = 0; i < bench_iters; i++) {
-            if (g_fan_prefixes > 0) { /* every message matches one of the prefixes */
-                char topic[16];
-                snprintf(topic, sizeof topic, "p%05ld", i % g_fan_prefixes);
-                memcpy(msg, topic, 6);
-            }
-            ferry_send(pub, msg, sizeof msg, 0);
-        }
-        g_pub_rate = (double)bench_iters / ((double)(bench_now_ns() - t0) / 1e9);
-        double rates[16], total = 0;
-        for (int i = 0; i < nsubs; i++) {
-            struct fan_report rep = {0, 1};
-            if (read(res[0], &rep, sizeof rep) != sizeof rep)
-                rep.got = 0;
-            rates[i] = rep.ns ? (double)rep.got / ((double)rep.ns / 1e9) : 0;
-            total += (double)rep.got;
-        }
-        /* the publisher's CPU until every subscriber is done: its I/O thread's
-         * writes included */
-        g_pub_cpu_ns = (double)(bench_cpu_ns() - c0) / (double)bench_iters;
-        double sp;
-        rate[k] = bench_median(rates, nsubs, &sp);
-        drop[k] = 1.0 - total / ((double)bench_iters * nsubs);
-        ferry_close(pub);
-        for (int i = 0; i < nsubs; i++)
-            bench_reap(pids[i]);
-        if (px > 0) {
-            kill(px, SIGKILL);
-            bench_reap(px);
-        }
-        close(ready[0]);
-        close(res[0]);
-    }
-    double sp;
-    r->value = bench_median(rate, reps, &r->spread);
-    r->dropped = bench_median(drop, reps, &sp);
-    r->reps = reps;
-}
-
-/* A PUB's cost of matching: one subscriber holding 10,000 prefixes against
- * the same with one, the publisher's own rate, interleaved (one, many, one,
- * many...) so that drift of the machine falls on both; the ratio is the
- * median of the pairs' ratios. */
-static void prefix_cost(struct result *r, int reps, int many)
-{
-    double one[16], lots[16], ratio[16], sp;
-    for (int k = 0; k < reps; k++) {
-        struct result tmp;
-        g_fan_prefixes = 1;
-        fanout(&tmp, 1, 1);
-        one[k] = g_pub_rate;
-        g_fan_prefixes = many;
-        fanout(&tmp, 1, 1);
-        lots[k] = g_pub_rate;
-        ratio[k] = one[k] > 0 ? lots[k] / one[k] : 0;
-    }
-    g_fan_prefixes = 0;
-    r->metric = "msgs_per_s";
-    r->value = bench_median(lots, reps, &r->spread);
-    r->base = bench_median(one, reps, &sp);
-    r->ratio = bench_median(ratio, reps, &sp);
-    r->reps = reps;
-}
-
-/* --- tcp/ipc: ferry and its peers (bench_peers.c) ------------------------------------ */
-
-static const struct backend *g_be; /* bench_ferry, bench_zmq or bench_nng */
-static const char *g_tr;           /* "tcp", "ipc" or "inproc" */
-static char g_ep[256];
-
-/* The listening side (a child): binds, hands its endpoint to the parent
- * through the pipe, then echoes (REP) or drains (PULL). */
-static void net_child(void *arg)
-{
-    int type = *(int *)arg;
-    void *s = g_be->open(type);
-    char url[128], ep[256] = "";
-    static unsigned seq;
-    if (strcmp(g_tr, "tcp") == 0)
-        snprintf(url, sizeof url, "tcp://127.0.0.1:*");
-    else if (strcmp(g_tr, "inproc") == 0)
-        snprintf(url, sizeof url, "inproc://bench-%u", seq++);
-    else
-        snprintf(url, sizeof url, "ipc:///tmp/ferry-bench-%d-%u.sock", (int)getpid(), seq++);
-    if (g_be->listen(s, url, ep, sizeof ep) != 0)
-        _exit(2);
-    if (write(bench_pipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
-        _exit(3);
-    char *buf = malloc(65536);
-    /* a stream's receiver: a warm-up lap, then the timed one (raw_stream_once) */
-    for (int lap = type == FERRY_PULL ? 0 : 1; lap < 2; lap++) {
-        for (long i = 0; i < bench_iters; i++) {
-            if (g_be->recv(s, buf, 65536) != 0)
-                _exit(4);
-            if (type == FERRY_REP && g_be->send(s, buf, g_size) != 0)
-                _exit(4);
-        }
-        if (type == FERRY_PULL && write(bench_pipe[1], lap ? "D" : "W", 1) != 1)
-            _exit(5);
-    }
-    free(buf);
-    g_be->close(s);
-    if (strcmp(g_tr, "ipc") == 0)
-        unlink(url + 6);
-}
-
-/* inproc: the listening side is a thread of this process, not a child */
-static pthread_t g_thr;
-static void *net_thread(void *arg)
-{
-    bench_pin(1);
-    net_child(arg);
-    bench_pin(0);
-    return NULL;
-}
-
-/* nng refuses to run in a child forked after the parent used it ("not
- * fork-reentrant safe"), so its listening side is one process forked
- * before this process first touches nng, serving one job after another. */
-struct nn_job {
-    int type;
-    long iters;
-    size_t size;
-    char tr[8];
-};
-static int nn_cmd[2] = {-1, -1}, nn_out[2] = {-1, -1};
-static pid_t nn_server;
-
-static void net_child(void *arg);
-
-static void nn_server_main(void *arg)
-{
-    (void)arg;
-    close(nn_cmd[1]);
-    close(nn_out[0]);
-    struct nn_job j;
-    static char tr[8];
-    while (bench_full_read(nn_cmd[0], (char *)&j, sizeof j) == 0) {
-        memcpy(tr, j.tr, sizeof tr);
-        g_tr = tr;
-        bench_iters = j.iters;
-        g_size = j.size;
-        g_be = &bench_nng;
-        bench_pipe[1] = nn_out[1];
-        net_child(&j.type);
-    }
-}
-
-static void nn_server_start(void)
-{
-    if (nn_server > 0 || pipe(nn_cmd) != 0 || pipe(nn_out) != 0)
-        return;
-    nn_server = bench_spawn(nn_server_main, NULL);
-    close(nn_cmd[0]);
-    close(nn_out[1]);
-}
-
-static void nn_server_stop(void)
-{
-    if (nn_server <= 0)
-        return;
-    close(nn_cmd[1]);
-    close(nn_out[0]);
-    bench_reap(nn_server);
-    nn_server = 0;
-}
-
-static void net_reap(pid_t pid)
-{
-    if (pid == -2) /* the nng server: nothing to reap per job */
-        return;
-    if (pid > 0) {
-        bench_reap(pid);
-        return;
-    }
-    pthread_join(g_thr, NULL);
-    if (bench_zmq_inproc)
-        bench_zmq_term();
-}
-
-static void *net_connect(int child_type, pid_t *pid)
-{
-    static int ct;
-    ct = child_type;
-    if (pipe(bench_pipe) != 0)
-        return NULL;
-    if (g_be == &bench_nng) {
-        close(bench_pipe[0]);
-        close(bench_pipe[1]);
-        bench_pipe[0] = dup(nn_out[0]);
-        bench_pipe[1] = -1;
-        *pid = -2;
-        struct nn_job j = {.type = ct, .iters = bench_iters, .size = g_size};
-        snprintf(j.tr, sizeof j.tr, "%s", g_tr);
-        if (write(nn_cmd[1], &j, sizeof j) != (ssize_t)sizeof j)
-            return NULL;
-    } else if (strcmp(g_tr, "inproc") == 0) {
-        *pid = -1;
-        if (pthread_create(&g_thr, NULL, net_thread, &ct) != 0)
-            return NULL;
-    } else {
-        *pid = bench_spawn(net_child, &ct);
-        /* only the child writes: if it dies, our reads see end of file */
-        close(bench_pipe[1]);
-        bench_pipe[1] = -1;
-    }
-    if (bench_full_read(bench_pipe[0], g_ep, sizeof g_ep) != 0) {
-        fprintf(stderr, "ferry: bench: %s %s: the listening side failed\n", g_be->name, g_tr);
-        net_reap(*pid);
-        return NULL;
-    }
-    void *s = g_be->open(child_type == FERRY_REP ? FERRY_REQ : FERRY_PUSH);
-    if (g_be->dial(s, g_ep) != 0)
-        return NULL;
-    return s;
-}
-
-static void net_reqrep_once(struct hist *h)
-{
-    pid_t pid;
-    void *s = net_connect(FERRY_REP, &pid);
-    if (s == NULL)
-        return;
-    char buf[65536];
-    memset(buf, 7, g_size);
-    for (long i = 0; i < bench_iters; i++) {
-        uint64_t t0 = bench_now_ns();
-        if (g_be->send(s, buf, g_size) != 0 || g_be->recv(s, buf, sizeof buf) != 0)
-            break;
-        if (i > bench_iters / 10)
-            bench_hist_add(h, bench_now_ns() - t0);
-    }
-    g_be->close(s);
-    net_reap(pid);
-    close(bench_pipe[0]);
-    close(bench_pipe[1]);
-}
-
-static double net_pushpull_once(void)
-{
-    pid_t pid;
-    void *s = net_connect(FERRY_PULL, &pid);
-    if (s == NULL)
-        return 0;
-    unsigned char *buf = malloc(g_size);
-    memset(buf, 7, g_size);
-    uint64_t t0 = 0;
-    char c = 0;
-    for (int lap = 0; lap < 2; lap++) { /* untimed warm-up, then timed (raw_stream_once) */
-        if (lap == 1)
-            t0 = bench_now_ns();
-        for (long i = 0; i < bench_iters; i++)
-            if (g_be->send(s, buf, g_size) != 0)
-                break;
-        if (read(bench_pipe[0], &c, 1) != 1) /* the puller has them all */
-            c = 0;
-    }
-    double secs = (double)(bench_now_ns() - t0) / 1e9;
-    g_be->close(s);
-    net_reap(pid);
-    free(buf);
-    close(bench_pipe[0]);
-    close(bench_pipe[1]);
-    return (double)bench_iters / secs;
-}
-
-/* Sizes a throughput run by time, not by count: a short pilot gives the
- * rate, and each repetition then lasts about `budget` seconds (between
- * 200 messages and the cap), so a slow peer does not stretch the run. */
-static long g_budget_ms = 500;
-static void size_by_time(double (*once)(void), long cap)
-{
-    long pilot = cap < 2000 ? cap : 2000;
-    bench_iters = pilot;
-    double rate = once();
-    double want = rate * (double)g_budget_ms / 1000.0;
-    bench_iters = want > (double)cap ? cap : want < 200 ? 200 : (long)want;
-}
-
-static void net_throughput(struct result *r, int reps)
-{
-    double v[16];
-    size_by_time(net_pushpull_once, bench_iters);
-    for (int k = 0; k < reps; k++)
-        v[k] = net_pushpull_once();
-    r->value = bench_median(v, reps, &r->spread);
-    r->reps = reps;
-    r->metric = "msgs_per_s";
-}
-
-/* The curve suite's two libraries, in the order their rows are printed. */
-static const struct backend *const bes[2] = {&bench_ferry, &bench_zmq};
-static const char *const sys[2] = {"ferry", "libzmq"};
-
-/* One PUSH/PULL size, ferry and libzmq repetition by repetition, so a
- * change of the VM's state between them moves both alike. */
-static void curve_throughput(int quick, int reps, int nb, size_t size, char (*labels)[3][80], int i)
-{
-    struct result *r[2];
-    long iters[2];
-    double v[2][16];
-    g_size = size;
-    for (int b = 0; b < nb; b++) {
-        snprintf(labels[b][1 + i], 80, "%s tcp CURVE: PUSH/PULL %zu B", sys[b], size);
-        bench_progress(labels[b][1 + i]);
-        g_be = bes[b];
-        bench_iters = (long)((quick ? (64u << 20) : (256u << 20)) / size);
-        if (bench_iters > (quick ? 300000 : 2000000))
-            bench_iters = quick ? 300000 : 2000000;
-        size_by_time(net_pushpull_once, bench_iters);
-        iters[b] = bench_iters;
-        r[b] = bench_add_result();
-        *r[b] = (struct result){.system = sys[b],
-                                .transport = "curve",
-                                .pattern = "pushpull",
-                                .size = size,
-                                .label = labels[b][1 + i]};
-    }
-    for (int k = 0; k < reps; k++)
-        for (int b = 0; b < nb; b++) {
-            g_be = bes[b];
-            bench_iters = iters[b];
-            v[b][k] = net_pushpull_once();
-        }
-    for (int b = 0; b < nb; b++) {
-        r[b]->value = bench_median(v[b], reps, &r[b]->spread);
-        r[b]->reps = reps;
-        r[b]->metric = "msgs_per_s";
-    }
-}
-
-/* CURVE on tcp://, ferry and libzmq: the REQ/REP round trip against the
- * raw TCP ping-pong (interleaved), PUSH/PULL 64 B and 64 KiB. Their
- * transport reads "curve", so each ferry row is set against libzmq's, and
- * against ferry's plain tcp rows of the same run in docs/benchmarks.md. */
-static void curve_suite(int quick, int reps, long lat_iters)
-{
-    static char labels[2][3][80];
-    static const size_t sizes[] = {64, 65536};
-    bench_curve_on(1); /* the keys, made before any peer process is forked */
-    g_tr = "tcp";
-    int nb = bench_zmq_load() ? 2 : 1;
-    for (int b = 0; b < nb; b++) {
-        g_be = bes[b];
-        snprintf(labels[b][0], 80, "%s tcp CURVE: REQ/REP 64 B round trip", sys[b]);
-        bench_progress(labels[b][0]);
-        bench_iters = lat_iters / 10;
-        g_size = 64;
-        struct result *r = bench_add_result();
-        *r = (struct result){.system = sys[b],
-                             .transport = "curve",
-                             .pattern = "reqrep",
-                             .size = 64,
-                             .label = labels[b][0]};
-        const struct baseline base = {"tcp", raw_once, lat_iters / 10, RAW_TCP};
-        latency_vs(r, reps, net_reqrep_once, &base);
-    }
-    for (int i = 0; i < 2; i++)
-        curve_throughput(quick, reps, nb, sizes[i], labels, i);
-    bench_curve_on(0);
-}
-
-/* One transport: ferry and the peers that speak it (libzmq, nng; loaded
- * when installed), REQ/REP round trip and PUSH/PULL by message size. */
-static void net_suite(const char *tr, int quick, int reps, long lat_iters, const size_t *sizes,
-                      int nsizes)
-{
-    static char labels[3][3][10][80];
-    static const char *sysname[3] = {"ferry", "libzmq", "nng"};
-    int t = strcmp(tr, "tcp") == 0 ? 0 : strcmp(tr, "ipc") == 0 ? 1 : 2;
-    for (int b = 0; b < 3; b++) {
-        if (b == 0 && t == 2)
-            continue; /* ferry has no inproc:// (shm:// is its in-host transport) */
-        if (b == 1 && !bench_zmq_load())
-            continue;
-        if (b == 2 && (t == 2 || !bench_nng_load()))
-            continue;
-        if (b == 2)
-            nn_server_start();
-        g_be = b == 0 ? &bench_ferry : b == 1 ? &bench_zmq : &bench_nng;
-        g_tr = tr;
-        bench_zmq_inproc = t == 2;
-        snprintf(labels[t][b][0], 80, "%s %s: REQ/REP 64 B round trip", sysname[b], tr);
-        bench_progress(labels[t][b][0]);
-        bench_iters = lat_iters / 10;
-        g_size = 64;
-        struct result *r = bench_add_result();
-        *r = (struct result){.system = sysname[b],
-                             .transport = tr,
-                             .pattern = "reqrep",
-                             .size = 64,
-                             .label = labels[t][b][0]};
-        if (t < 2) { /* against the raw socket of the transport, pair by pair */
-            const struct baseline base = {t == 0 ? "tcp" : "unix", raw_once, lat_iters / 10,
-                                          t == 0 ? RAW_TCP : RAW_UNIX};
-            latency_vs(r, reps, net_reqrep_once, &base);
-        } else {
-            bench_latency(r, reps, net_reqrep_once);
-        }
-        for (int i = 0; i < nsizes && i < 8; i++) {
-            g_size = sizes[i];
-            bench_iters = stream_iters(quick, sizes[i]);
-            snprintf(labels[t][b][1 + i], 80, "%s %s: PUSH/PULL %zu B", sysname[b], tr, sizes[i]);
-            bench_progress(labels[t][b][1 + i]);
-            r = bench_add_result();
-            *r = (struct result){.system = sysname[b],
-                                 .transport = tr,
-                                 .pattern = "pushpull",
-                                 .size = sizes[i],
-                                 .label = labels[t][b][1 + i]};
-            net_throughput(r, reps);
-        }
-        if (b == 0) { /* PUB/SUB fan-out, as on shm:// */
-            static const int fans[] = {1, 4, 16};
-            static char flabels[2][3][80];
-            for (int i = 0; i < 3; i++) {
-                snprintf(flabels[t][i], 80, "ferry %s: PUB/SUB 64 B to %d subscriber%s", tr,
-                         fans[i], fans[i] > 1 ? "s" : "");
-                bench_progress(flabels[t][i]);
-                g_fan_scheme = tr;
-                bench_iters = quick ? 20000 : 200000;
-                r = bench_add_result();
-                *r = (struct result){.system = "ferry",
-                                     .transport = tr,
-                                     .pattern = "pubsub",
-                                     .size = 64,
-                                     .label = flabels[t][i]};
-                fanout(r, quick ? 1 : reps > 3 ? 3 : reps, fans[i]);
-                g_fan_scheme = "shm";
-            }
-        }
-    }
-    bench_zmq_inproc = 0;
-}
-
-/* --- the proxy: fan-out of a network stream, and forwarding cost ------------------- */
-
-static const struct backend *g_xbe; /* the chain's library: every socket and the proxy */
-static int g_xpipe[2];
-
-/* The chain's PULL: listens, says where, takes bench_iters messages, says so. */
-static void chain_pull(void *arg)
-{
-    (void)arg;
-    void *s = g_xbe->open(FERRY_PULL);
-    char ep[256] = "";
-    if (g_xbe->listen(s, "tcp://127.0.0.1:0", ep, sizeof ep) != 0 ||
-        write(g_xpipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
-        _exit(2);
-    char buf[256];
-    for (long i = 0; i < bench_iters; i++)
-        if (g_xbe->recv(s, buf, sizeof buf) != 0)
-            _exit(3);
-    if (write(g_xpipe[1], ep, 1) != 1)
-        _exit(4);
-    g_xbe->close(s);
-}
-
-/* The chain's proxy: PULL listening (it says where), PUSH dialling the
- * puller at g_px_out; runs until killed, free to run on every CPU. */
-static void chain_proxy(void *arg)
-{
-    (void)arg;
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    for (int i = 0; i < bench_ncpus; i++)
-        CPU_SET(i, &all);
-    sched_setaffinity(0, sizeof all, &all);
-    void *front = g_xbe->open(FERRY_PULL), *back = g_xbe->open(FERRY_PUSH);
-    char ep[256] = "";
-    if (g_xbe->listen(front, "tcp://127.0.0.1:0", ep, sizeof ep) != 0 ||
-        g_xbe->dial(back, g_px_out) != 0 || write(g_xpipe[1], ep, sizeof ep) != (ssize_t)sizeof ep)
-        _exit(2);
-    g_xbe->proxy(front, back);
-    _exit(0);
-}
-
-/* PUSH -> proxy -> PULL over tcp://, every socket and the proxy of one
- * library: messages per second until the puller has them all. */
-static double chain_once(const struct backend *be)
-{
-    g_xbe = be;
-    if (pipe(g_xpipe) != 0)
-        return 0;
-    char ep[256], pep[256];
-    pid_t puller = bench_spawn(chain_pull, NULL), px = -1;
-    double rate = 0;
-    if (bench_full_read(g_xpipe[0], ep, sizeof ep) == 0) {
-        snprintf(g_px_out, sizeof g_px_out, "%s", ep);
-        px = bench_spawn(chain_proxy, NULL);
-        if (bench_full_read(g_xpipe[0], pep, sizeof pep) == 0) {
-            void *s = be->open(FERRY_PUSH);
-            be->dial(s, pep);
-            char msg[64];
-            memset(msg, 7, sizeof msg);
-            uint64_t t0 = bench_now_ns();
-            long sent = 0;
-            while (sent < bench_iters && be->send(s, msg, sizeof msg) == 0)
-                sent++;
-            char c;
-            int all = read(g_xpipe[0], &c, 1) == 1;
-            double secs = (double)(bench_now_ns() - t0) / 1e9;
-            rate = all && sent == bench_iters && secs > 0 ? (double)bench_iters / secs : 0;
-            be->close(s);
-        }
-    }
-    close(g_xpipe[0]);
-    close(g_xpipe[1]);
-    if (px > 0) {
-        kill(px, SIGKILL);
-        bench_reap(px);
-    }
-    kill(puller, SIGKILL); /* done, or stuck: either way it ends here */
-    bench_reap(puller);
-    return rate;
-}
-
-/* A tcp:// stream fanned out to 8 local subscribers through the proxy,
- * against 8 subscribers on tcp:// directly; and the publisher's cost with
- * 8 local subscribers against 1. */
-static void proxy_fanout_suite(int quick, int reps)
-{
-    static char labels[3][80];
-    struct result tmp;
-    double via[16], direct[16], ratio[16], cv[16], cd[16], c1[16], dv[16], dd[16], flat[16], sp;
-    snprintf(labels[0], 80, "ferry tcp->proxy->shm: PUB/SUB 64 B to 8");
-    snprintf(labels[1], 80, "ferry tcp: PUB/SUB 64 B to 8 subscribers");
-    snprintf(labels[2], 80, "ferry proxy: publisher CPU, 8 local subs vs 1");
-    bench_progress(labels[0]);
-    bench_iters = quick ? 100000 : 400000;
-    g_fan_prefixes = 0;
-    /* No message limit; the publisher's byte limit on tcp:// (SNDHWM_BYTES)
-     * stays, as a user's would: what it drops is in the drop column. */
-    g_fan_hwm = 0;
-    for (int k = 0; k < reps; k++) { /* interleaved: through the proxy, direct, one subscriber */
-        g_fan_proxy = 1;
-        fanout(&tmp, 1, 8);
-        via[k] = tmp.value;
-        dv[k] = tmp.dropped;
-        cv[k] = g_pub_cpu_ns;
-        g_fan_proxy = 0;
-        g_fan_scheme = "tcp";
-        fanout(&tmp, 1, 8);
-        direct[k] = tmp.value;
-        dd[k] = tmp.dropped;
-        cd[k] = g_pub_cpu_ns;
-        g_fan_proxy = 1;
-        fanout(&tmp, 1, 1);
-        c1[k] = g_pub_cpu_ns;
-        g_fan_proxy = 0;
-        g_fan_scheme = "shm";
-        ratio[k] = direct[k] > 0 ? via[k] / direct[k] : 0;
-        flat[k] = c1[k] > 0 ? cv[k] / c1[k] : 0;
-    }
-    g_fan_hwm = 1000;
-    struct result *r = bench_add_result();
-    *r = (struct result){.system = "ferry",
-                         .transport = "tcp",
-                         .pattern = "proxy_fanout",
-                         .size = 64,
-                         .wait = NULL,
-                         .subscribers = 8,
-                         .label = labels[0],
-                         .metric = "msgs_per_s",
-                         .reps = reps};
-    r->value = bench_median(via, reps, &r->spread);
-    r->dropped = bench_median(dv, reps, &sp);
-    r->cpu_ns = bench_median(cv, reps, &sp);
-    r->base = bench_median(direct, reps, &sp);
-    r->ratio = bench_median(ratio, reps, &sp);
-    r = bench_add_result();
-    *r = (struct result){.system = "ferry",
-                         .transport = "tcp",
-                         .pattern = "pubsub_direct",
-                         .size = 64,
-                         .subscribers = 8,
-                         .label = labels[1],
-                         .metric = "msgs_per_s",
-                         .reps = reps};
-    r->value = bench_median(direct, reps, &r->spread);
-    r->dropped = bench_median(dd, reps, &sp);
-    r->cpu_ns = bench_median(cd, reps, &sp);
-    r = bench_add_result();
-    *r = (struct result){.system = "ferry",
-                         .transport = "tcp",
-                         .pattern = "proxy_pub_cpu",
-                         .size = 64,
-                         .subscribers = 8,
-                         .label = labels[2],
-                         .metric = "cpu_ns_per_msg",
-                         .reps = reps};
-    r->value = bench_median(cv, reps, &r->spread);
-    r->base = bench_median(c1, reps, &sp);
-    r->ratio = bench_median(flat, reps, &sp);
-}
-
-/* The proxy's forwarding cost: PUSH -> proxy -> PULL on shm://, against
- * PUSH -> PULL, interleaved (nobody spins: three processes on the
- * machine's CPUs); then the chain over tcp://, ferry against libzmq. */
-static void proxy_forward_suite(int quick, int reps)
-{
-    static char label[80];
-    double a[16], b[16], ratio[16], sp;
-    struct result *r;
-    snprintf(label, 80, "ferry shm: PUSH->proxy->PULL 64 B");
-    bench_progress(label);
-    g_size = 64;
-    g_zero_copy = 0;
-    g_spin_us = 0;
-    bench_iters = quick ? 200000 : 1000000;
-    for (int k = 0; k < reps; k++) {
-        g_pp_proxy = 1;
-        a[k] = pushpull_once();
-        g_pp_proxy = 0;
-        b[k] = pushpull_once();
-        ratio[k] = b[k] > 0 ? a[k] / b[k] : 0;
-    }
-    r = bench_add_result();
-    *r = (struct result){.system = "ferry",
-                         .transport = "shm",
-                         .pattern = "proxy_pushpull",
-                         .size = 64,
-                         .wait = "sleep",
-                         .label = label,
-                         .metric = "msgs_per_s",
-                         .reps = reps};
-    r->value = bench_median(a, reps, &r->spread);
-    r->base = bench_median(b, reps, &sp);
-    r->ratio = bench_median(ratio, reps, &sp);
-
-    /* the same chain over tcp://: ferry's sockets and ferry_proxy against
-     * libzmq's sockets and zmq_proxy, interleaved */
-    if (!bench_zmq_load())
-        return;
-    static char zl[2][80];
-    snprintf(zl[0], 80, "ferry tcp: PUSH->proxy->PULL 64 B");
-    snprintf(zl[1], 80, "libzmq tcp: PUSH->zmq_proxy->PULL 64 B");
-    bench_progress(zl[0]);
-    bench_iters = quick ? 100000 : 500000;
-    for (int k = 0; k < reps; k++) {
-        a[k] = chain_once(&bench_ferry);
-        b[k] = chain_once(&bench_zmq);
-        ratio[k] = b[k] > 0 ? a[k] / b[k] : 0;
-    }
-    for (int z = 0; z < 2; z++) {
-        r = bench_add_result();
-        *r = (struct result){.system = z ? "libzmq" : "ferry",
-                             .transport = "tcp",
-                             .pattern = "proxy_chain",
-                             .size = 64,
-                             .label = zl[z],
-                             .metric = "msgs_per_s",
-                             .reps = reps};
-        r->value = bench_median(z ? b : a, reps, &r->spread);
-        if (z == 0) {
-            r->base = bench_median(b, reps, &sp);
-            r->ratio = bench_median(ratio, reps, &sp);
-        }
-    }
-}
-
 static int want(char **suites, int n, const char *s)
 {
     if (n == 0)
@@ -1734,17 +707,6 @@ static int want(char **suites, int n, const char *s)
             return 1;
     return 0;
 }
-
-/* What the command line asked for. */
-struct bench_args {
-    int quick, reps;
-    const char *json, *plot;
-    size_t sizes[8];
-    int nsizes;
-    char **suites;
-    int nsuites;
-    long lat_iters, sleep_iters; /* round trips a latency repetition times */
-};
 
 /* The cache-line ping-pong and memcpy bandwidth: what the machine allows. */
 static void limit_suite(const struct bench_args *a)
@@ -1845,74 +807,6 @@ static void raw_suite(const struct bench_args *a)
             r->metric = "msgs_per_s";
         }
     }
-}
-
-/* ferry over shm://: REQ/REP by way of waiting, PUB/SUB fan-out, a PUB's
- * prefix matching, PUSH/PULL copying and zero-copy by size. */
-static void shm_suite(const struct bench_args *a)
-{
-    int quick = a->quick, reps = a->reps, nsizes = a->nsizes;
-    const size_t *sizes = a->sizes;
-    long lat_iters = a->lat_iters, sleep_iters = a->sleep_iters;
-    static const struct {
-        int spin, prefault;
-        const char *wait, *label;
-    } waits[] = {{1000000, 0, "spin", "ferry shm: REQ/REP 64 B, busy-polling"},
-                 {1000000, 1, "spin", "ferry shm: REQ/REP 64 B, busy, rings prefaulted"},
-                 {0, 0, "sleep", "ferry shm: REQ/REP 64 B, sleeping receiver"},
-                 {-1, 0, "adaptive", "ferry shm: REQ/REP 64 B, default (adaptive)"}};
-    for (int w = 0; w < 4; w++) {
-        bench_progress(waits[w].label);
-        g_spin_us = waits[w].spin;
-        g_prefault = waits[w].prefault;
-        bench_iters = waits[w].spin > 0 ? lat_iters : sleep_iters;
-        g_size = 64;
-        struct result *r = bench_add_result();
-        *r = (struct result){.system = "ferry",
-                             .transport = "shm",
-                             .pattern = "reqrep",
-                             .size = 64,
-                             .wait = waits[w].wait,
-                             .prefault = waits[w].prefault,
-                             .label = waits[w].label};
-        /* busy-polling against the cache-line ping-pong, sleeping
-         * (and the default, which sleeps unless a short spin finds
-         * the answer) against a pipe's (a wake-up each way), pair by
-         * pair */
-        const struct baseline b = waits[w].spin > 0
-                                      ? (struct baseline){"limit", cl_once, lat_iters, 0}
-                                      : (struct baseline){"pipe", raw_once, sleep_iters, RAW_PIPE};
-        latency_vs(r, reps, reqrep_once, &b);
-        g_prefault = 0;
-    }
-    static const int fans[] = {1, 4, 16};
-    static char flabels[3][80];
-    for (int i = 0; i < 3; i++) {
-        snprintf(flabels[i], sizeof flabels[i], "ferry shm: PUB/SUB 64 B to %d subscriber%s",
-                 fans[i], fans[i] > 1 ? "s" : "");
-        bench_progress(flabels[i]);
-        bench_iters = quick ? 50000 : 300000;
-        struct result *r = bench_add_result();
-        *r = (struct result){.system = "ferry",
-                             .transport = "shm",
-                             .pattern = "pubsub",
-                             .size = 64,
-                             .wait = "sleep",
-                             .label = flabels[i]};
-        fanout(r, reps > 3 ? 3 : reps, fans[i]);
-    }
-    bench_progress("ferry shm: PUB matching 10,000 prefixes against 1");
-    bench_iters = quick ? 100000 : 500000;
-    struct result *pr = bench_add_result();
-    *pr = (struct result){.system = "ferry",
-                          .transport = "shm",
-                          .pattern = "pub_prefixes",
-                          .size = 64,
-                          .wait = "sleep",
-                          .label = "ferry shm: PUB, 1 sub with 10,000 prefixes"};
-    prefix_cost(pr, reps > 3 ? 3 : reps, 10000);
-    for (int i = 0; i < nsizes; i++)
-        shm_pushpull_size(quick, reps, sizes[i], i);
 }
 
 /* The command line into *a: -1 to go on, else the exit code. */
