@@ -543,9 +543,14 @@ enum ferry_option {
                                     (one copy, not one per subscriber). When it has
                                     no room (a slow subscriber holds the oldest
                                     message) messages are copied into each ring as
-                                    without it. Rounded up to the page size, at most
+                                    without it. Its first 64 bytes are the bell:
+                                    a send that wakes most of the subscribers
+                                    (asleep in a receive) wakes them with one
+                                    system call, not one each (Linux 5.16).
+                                    Rounded up to the page size, at most
                                     256 MiB; set before the first shm:// connection
-                                    (later ones share the pool). 0 = off. 16 MiB   */
+                                    (later ones share the pool). 0 = off (no pool,
+                                    no bell). 16 MiB                               */
     /* CURVE (RFC 26) on tcp:// and ipc:// (docs/security.md). A key is 32
      * bytes, or 40 characters of Z85 (41 with a NUL). A socket speaks CURVE
      * once it is a server with its secret key, or a client with its secret
