@@ -369,8 +369,8 @@ void fy_sock_remove_pipe(ferry_socket *s, struct fy_pipe *p)
         p->proto_data = NULL;
         fy_stat_peer_close(s->stat, p->stat, p->stat_heap);
         p->stat = NULL;
-        if (s->bell_n >
-            0) /* a gather (this pipe's flush too) rings while its wake blocks are mapped */
+        /* a gather (this pipe's flush's too) rings while its wake blocks are mapped */
+        if (s->bell_n > 0)
             fy_bell_ring(s);
         fy_pipe_unref(p);
         fy_sock_wake(s);
@@ -1037,8 +1037,7 @@ static int wake_sleep(struct fy_wake *w, uint32_t seq, struct fy_futex_word *v, 
      * asleep. A re-check a second costs nothing. */
     uint64_t watchdog = fy_now_mono_ns() + 1000000000u;
     uint64_t until = deadline < watchdog ? deadline : watchdog;
-    int rc;
-    rc = FERRY_EINVAL;
+    int rc = FERRY_EINVAL;
     if (nbells > 0) {
         v[0] = (struct fy_futex_word){&w->seq, seq};
         rc = fy_futex_waitv(v, 1 + nbells, until);

@@ -520,19 +520,24 @@ static int bells_of(ferry_socket *s)
     return n;
 }
 
+/* Until s is armed to sleep: counted asleep, and woken cleared for the
+ * next waker. */
+static void wait_armed(ferry_socket *s)
+{
+    struct fy_wake *w = s->wake;
+    uint64_t deadline = t_now_ms() + 10000;
+    while ((atomic_load(&w->sleepers) == 0 || atomic_load(&w->woken) != 0) && t_now_ms() < deadline)
+        usleep(200);
+    assert_int_not_equal(atomic_load(&w->sleepers), 0);
+    assert_int_equal(atomic_load(&w->woken), 0);
+}
+
 /* Until every subscriber is asleep on its wake word, and so on the bell. */
 static void bell_all_asleep(struct bell_sub *b)
 {
     for (int k = 0; k < BELL_SUBS; k++) {
         assert_int_equal(bells_of(b[k].s), 1);
-        /* armed: counted asleep, and woken cleared for the next waker */
-        struct fy_wake *w = b[k].s->wake;
-        uint64_t deadline = t_now_ms() + 10000;
-        while ((atomic_load(&w->sleepers) == 0 || atomic_load(&w->woken) != 0) &&
-               t_now_ms() < deadline)
-            usleep(200);
-        assert_int_not_equal(atomic_load(&w->sleepers), 0);
-        assert_int_equal(atomic_load(&w->woken), 0);
+        wait_armed(b[k].s);
     }
 }
 
@@ -663,14 +668,8 @@ static void test_pool_bell_cut_off(void **state)
     pthread_t th[2];
     for (int k = 0; k < 2; k++)
         assert_int_equal(pthread_create(&th[k], NULL, bell_reader, &b[k]), 0);
-    for (int k = 0; k < 2; k++) { /* both asleep, armed */
-        struct fy_wake *wk = b[k].s->wake;
-        uint64_t deadline = t_now_ms() + 10000;
-        while ((atomic_load(&wk->sleepers) == 0 || atomic_load(&wk->woken) != 0) &&
-               t_now_ms() < deadline)
-            usleep(200);
-        assert_int_equal(atomic_load(&wk->woken), 0);
-    }
+    for (int k = 0; k < 2; k++)
+        wait_armed(b[k].s);
     uint32_t seq = atomic_load(&b[0].s->wake->seq);
     assert_int_equal(ferry_send(p1, "y", 1, 0), 0); /* to both: p1 still has two peers */
     uint64_t deadline = t_now_ms() + 10000;
