@@ -545,7 +545,7 @@ enum ferry_option {
                                     message) messages are copied into each ring as
                                     without it. Its first 64 bytes are the bell:
                                     a send that wakes most of the subscribers
-                                    (asleep in a receive) wakes them with one
+                                    (asleep in a receive or a wait) wakes them with one
                                     system call, not one each (Linux 5.16).
                                     Rounded up to the page size, at most
                                     256 MiB; set before the first shm:// connection

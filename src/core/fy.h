@@ -88,9 +88,10 @@ struct fy_futex_word {
 
 /* Sleeps while every w[i].word == w[i].expected (1 <= n <=
  * FY_FUTEX_WAITV_MAX), until one is woken, differs, or the deadline
- * passes; returns as fy_futex_wait. The words may be in read-only
+ * passes; returns as fy_futex_wait, and *woke is the index of the word a
+ * FUTEX_WAKE woke (-1: none did). The words may be in read-only
  * mappings. Needs Linux 5.16: check fy_futex_waitv_works() first. */
-int fy_futex_waitv(const struct fy_futex_word *w, int n, uint64_t deadline_ns);
+int fy_futex_waitv(const struct fy_futex_word *w, int n, uint64_t deadline_ns, int *woke);
 int fy_futex_waitv_works(void);
 
 /* Wakes up to n waiters on word. */

@@ -80,9 +80,10 @@ int fy_wake(struct fy_wake *w, int efd); /* 1 when it made a system call */
  * (one owed to the ring is not this pipe's: fy_pipe_stamp). */
 int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *bell,
                  const _Atomic uint32_t *listening);
-/* Wakes what the gather claimed: through the bell when the gather was
- * asked to wake a majority of the socket's peers (or claimed more than
- * FY_BELL_BATCH), else each through its own word. mtx held. */
+/* Wakes what the gather claimed: through the bell when it claimed two
+ * or more and was asked to wake a majority of the socket's peers, or
+ * claimed more than FY_BELL_BATCH; else each through its own word. mtx
+ * held. */
 void fy_bell_ring(ferry_socket *s);
 
 /* Parts per message, zero-length ones included, on every transport (the
@@ -572,6 +573,7 @@ struct ferry_socket {
     int futex_waiters;       /* threads asleep on the wake word to receive (mtx) */
     int nbells;              /* pipes whose peer's bell we sleep on (mtx) */
     int bell_gather;         /* wake-ups are being gathered (mtx; fy_wake_peer) */
+    unsigned bell_wakes;     /* sleeps a bell's ring ended (mtx; for tests) */
     int bell_seen;           /* readers the gather was asked to wake */
     int bell_n;              /* those whose wake-up it claimed */
     struct fy_wake *bell_woken[FY_BELL_BATCH]; /* the first of them */

@@ -1028,22 +1028,25 @@ static void bells_drop(struct fy_pipe **held, int n)
 }
 
 /* Sleeps while the wake word is still seq, and the bells in v[1..nbells]
- * (if any) unrung. */
+ * (if any) unrung. *bell: a bell's ring ended the sleep. */
 static int wake_sleep(struct fy_wake *w, uint32_t seq, struct fy_futex_word *v, int nbells,
-                      uint64_t deadline)
+                      uint64_t deadline, int *bell)
 {
     /* Sleep at most a second at a time: the wake block is shared with
      * peers, and one that scribbles over it could otherwise keep us
      * asleep. A re-check a second costs nothing. */
     uint64_t watchdog = fy_now_mono_ns() + 1000000000u;
     uint64_t until = deadline < watchdog ? deadline : watchdog;
-    int rc = FERRY_EINVAL;
+    int rc = FERRY_EINVAL, woke = -1;
     if (nbells > 0) {
         v[0] = (struct fy_futex_word){&w->seq, seq};
-        rc = fy_futex_waitv(v, 1 + nbells, until);
+        rc = fy_futex_waitv(v, 1 + nbells, until, &woke);
     }
+    /* (the bells cannot fail: held, aligned, and the probe passed; were
+     * one to, this sleep ends at its watchdog and the next is the same) */
     if (nbells == 0 || (rc < 0 && rc != FERRY_ETIMEDOUT && rc != FERRY_EINTR))
-        rc = fy_futex_wait(&w->seq, seq, until); /* (the bells cannot fail: held, aligned) */
+        rc = fy_futex_wait(&w->seq, seq, until);
+    *bell = woke >= 1;
     if (rc == FERRY_ETIMEDOUT && deadline > watchdog)
         rc = 0;
     return rc;
@@ -1090,9 +1093,11 @@ int fy_sock_wait(ferry_socket *s, sock_step_fn step, void *arg, uint64_t deadlin
         if (claimed)
             fy_park_end(s);
         if (rc == 0) {
-            rc = wake_sleep(w, seq, v, nbells, deadline);
+            int bell;
+            rc = wake_sleep(w, seq, v, nbells, deadline, &bell);
             pthread_mutex_lock(&s->mtx);
             s->futex_waiters--;
+            s->bell_wakes += (unsigned)bell;
             pthread_mutex_unlock(&s->mtx);
         } else {
             rc = rc > 0 ? INT_MAX : rc;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <linux/futex.h>
+#include <linux/time_types.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,9 +58,10 @@ int fy_futex_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline_n
                                FUTEX_BITSET_MATCH_ANY));
 }
 
-int fy_futex_waitv(const struct fy_futex_word *w, int n, uint64_t deadline_ns)
+int fy_futex_waitv(const struct fy_futex_word *w, int n, uint64_t deadline_ns, int *woke)
 {
     struct futex_waitv v[FY_FUTEX_WAITV_MAX];
+    *woke = -1;
     if (n < 1 || n > FY_FUTEX_WAITV_MAX)
         return FERRY_EINVAL;
     for (int i = 0; i < n; i++)
@@ -68,7 +70,16 @@ int fy_futex_waitv(const struct fy_futex_word *w, int n, uint64_t deadline_ns)
     struct timespec ts, *tsp;
     if (deadline_ts(deadline_ns, &ts, &tsp))
         return FERRY_ETIMEDOUT;
-    return wait_result(syscall(SYS_futex_waitv, v, (unsigned)n, 0u, tsp, CLOCK_MONOTONIC));
+    /* the kernel's timespec: 64-bit fields whatever the C library's */
+    struct __kernel_timespec kts, *ktsp = NULL;
+    if (tsp != NULL) {
+        kts = (struct __kernel_timespec){.tv_sec = ts.tv_sec, .tv_nsec = ts.tv_nsec};
+        ktsp = &kts;
+    }
+    long rc = syscall(SYS_futex_waitv, v, (unsigned)n, 0u, ktsp, CLOCK_MONOTONIC);
+    if (rc >= 0)
+        *woke = (int)rc; /* the index of the word a FUTEX_WAKE woke */
+    return wait_result(rc);
 }
 
 int fy_futex_waitv_works(void)
