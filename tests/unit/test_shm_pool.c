@@ -5,7 +5,8 @@
  * order, through the pool (in place) and through the copying fallback; the
  * subscribers cannot write the pool; a subscriber that lies about its ring
  * head is cut off while the others are served; a slow one costs copies and
- * its own drops, never a stall; a SIGKILLed one gives back what it held;
+ * its own drops, never a stall; a SIGKILLed one gives back what it held
+ * (killed asleep on the bell, the survivors still wake to it);
  * subscribers asleep together are woken with one ring of the bell; and a
  * publisher that points outside its pool, or into its bell, is refused by
  * the reader.
@@ -425,6 +426,9 @@ static void test_pool_held_after_close(void **state)
 /* A subscriber SIGKILLed while it holds messages in place in the pool
  * gives them back: afterwards the pool serves the survivor without a
  * single copy. */
+static void peer_armed(ferry_socket *pub, pid_t pid);
+static void survivors_hear_bell(ferry_socket *pub, ferry_socket **subs, int n);
+
 static void test_pool_killed_reader(void **state)
 {
     (void)state;
@@ -448,6 +452,10 @@ static void test_pool_killed_reader(void **state)
         for (int k = 0; k < 8; k++) /* held, in place, until killed */
             CHILD_CHECK(ferry_msg_recv(sub, &keep[k], 0) == 0, 5);
         t_pipe_send(&held, 'h');
+        ferry_setopt_int(sub, FERRY_OPT_SPIN, 0);
+        char c;
+        size_t n;
+        ferry_recv(sub, &c, 1, &n, 0); /* asleep, on the bell too, until killed */
         pause();
         _exit(0);
     }
@@ -468,8 +476,10 @@ static void test_pool_killed_reader(void **state)
             assert_int_equal(recv_check_len(subs[k], i, sizeof buf), 1);
     }
     assert_int_equal(t_pipe_recv(&held), 'h');
+    peer_armed(pub, kid);
     kill(kid, SIGKILL);
     assert_int_equal(t_wait(kid), 128 + SIGKILL);
+    survivors_hear_bell(pub, subs, 2);
     struct shm_pool *pl = pool_of(pub);
     assert_non_null(pl);
     /* the publisher learns of the death from its I/O thread; the pipe's
@@ -593,6 +603,59 @@ static int bell_round_one(ferry_socket *pub, struct bell_sub *b, int *want,
     bell_all_got(b, want);
     assert_int_equal(atomic_load(bell), rung); /* whatever else: never the bell for one */
     return atomic_load(&b[2].s->wake->seq) != seq2;
+}
+
+/* Until pub's subscriber in process pid is armed to sleep, as seen in
+ * its wake block, which pub maps. */
+static void peer_armed(ferry_socket *pub, pid_t pid)
+{
+    struct fy_wake *w = NULL;
+    pthread_mutex_lock(&pub->mtx);
+    for (size_t i = 0; i < pub->npipes; i++)
+        if (pub->pipes[i]->peer_pid == pid)
+            w = ((struct shm_pipe *)pub->pipes[i])->peer_wake;
+    pthread_mutex_unlock(&pub->mtx);
+    assert_non_null(w);
+    uint64_t deadline = t_now_ms() + 10000;
+    while ((atomic_load(&w->sleepers) == 0 || atomic_load(&w->woken) != 0) && t_now_ms() < deadline)
+        usleep(200);
+    assert_int_not_equal(atomic_load(&w->sleepers), 0);
+}
+
+/* A subscriber was SIGKILLed asleep on the bell: the survivors, asleep
+ * too, are still woken by it, and get the message. */
+static void survivors_hear_bell(ferry_socket *pub, ferry_socket **subs, int n)
+{
+    struct bell_sub sv[2];
+    pthread_t th[2];
+    assert_true(n <= 2);
+    for (int k = 0; k < n; k++) {
+        sv[k].s = subs[k];
+        atomic_init(&sv[k].got, 0);
+        assert_int_equal(ferry_setopt_int(subs[k], FERRY_OPT_SPIN, 0), 0);
+        assert_int_equal(pthread_create(&th[k], NULL, bell_reader, &sv[k]), 0);
+    }
+    int ok = 0; /* tried again when a survivor was between two sleeps (test_pool_bell) */
+    for (int attempt = 1; attempt <= 3 && !ok; attempt++) {
+        unsigned heard[2];
+        for (int k = 0; k < n; k++) {
+            wait_armed(subs[k]);
+            heard[k] = bell_wakes_of(subs[k]);
+        }
+        assert_int_equal(ferry_send(pub, "all: after the kill", 19, 0), 0);
+        ok = 1;
+        for (int k = 0; k < n; k++) {
+            uint64_t deadline = t_now_ms() + 10000;
+            while (atomic_load(&sv[k].got) < attempt && t_now_ms() < deadline)
+                usleep(200);
+            assert_int_equal(atomic_load(&sv[k].got), attempt);
+            ok &= bell_wakes_of(subs[k]) > heard[k];
+        }
+    }
+    assert_true(ok);
+    assert_int_equal(ferry_send(pub, "all: stop", 9, 0), 0);
+    for (int k = 0; k < n; k++)
+        pthread_join(th[k], NULL);
 }
 
 static void test_pool_bell(void **state)
