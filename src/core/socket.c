@@ -92,8 +92,8 @@ int fy_wake_peer(ferry_socket *s, struct fy_wake *w, int efd, _Atomic uint32_t *
             wake_word(&w->seq);
             sys = 1;
         } else { /* one system call for all at the ring: not this pipe's (fy_pipe_stamp) */
-            if (s->bell_word != NULL && s->bell_word != bell)
-                fy_bell_ring(s); /* another bell (none today has two): its readers first */
+            /* a socket has one bell: its one shm:// transport's pool */
+            assert(s->bell_word == NULL || s->bell_word == bell);
             if (s->bell_n < FY_BELL_BATCH)
                 s->bell_woken[s->bell_n] = w;
             s->bell_n++;

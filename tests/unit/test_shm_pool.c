@@ -20,6 +20,10 @@
 #include "transport/shm/shm_int.h"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
 
 #define NSUBS 3
 
@@ -801,6 +805,106 @@ static void test_pool_bell_cut_off(void **state)
     ferry_close(p2);
 }
 
+/* The bell is the publisher's to write; one that rings it without end (a
+ * bug, or a hostile publisher) only wakes its subscribers for nothing:
+ * every message still arrives, whole and in order. */
+struct hammer {
+    _Atomic uint32_t *bell;
+    _Atomic int stop, rung;
+};
+
+static void *bell_hammer(void *arg)
+{
+    struct hammer *h = arg;
+    while (!atomic_load(&h->stop)) {
+        atomic_fetch_add(h->bell, 1);
+        syscall(SYS_futex, (uint32_t *)h->bell, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+        atomic_store(&h->rung, 1);
+    }
+    return NULL;
+}
+
+struct checker {
+    ferry_socket *s;
+    int bad;          /* messages missing, out of order or damaged */
+    _Atomic int done; /* messages taken */
+};
+
+/* Receives messages 0..299 asleep between them (assertions stay on the
+ * main thread: this one counts). */
+static void *hammered_reader(void *arg)
+{
+    struct checker *c = arg;
+    for (uint64_t i = 0; i < 300; i++) {
+        ferry_msg *m = NULL;
+        if (ferry_msg_recv(c->s, &m, 0) != 0) {
+            c->bad++;
+            break;
+        }
+        if (ferry_msg_size(m) != size_of(i) || !check(ferry_msg_data(m), size_of(i), i))
+            c->bad++;
+        ferry_msg_free(m);
+        atomic_fetch_add(&c->done, 1);
+    }
+    return NULL;
+}
+
+static void test_pool_bell_hammered(void **state)
+{
+    (void)state;
+    char url[96];
+    ferry_socket *subs[2];
+    ferry_socket *pub = pub_with_subs(url, sizeof url, 1 << 20, subs, 2);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(ferry_setopt_int(subs[k], FERRY_OPT_SPIN, 0), 0);
+    struct shm_pool *pl = pool_of(pub);
+    assert_non_null(pl);
+    struct hammer h = {.bell = (_Atomic uint32_t *)(void *)pl->map};
+    atomic_init(&h.stop, 0);
+    atomic_init(&h.rung, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bell_hammer, &h), 0);
+    while (!atomic_load(&h.rung))
+        sched_yield();
+    struct checker c[2] = {{subs[0], 0, 0}, {subs[1], 0, 0}};
+    pthread_t rd[2];
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ferry_setopt_int(subs[k], FERRY_OPT_RCVTIMEO, 10000), 0);
+        assert_int_equal(pthread_create(&rd[k], NULL, hammered_reader, &c[k]), 0);
+    }
+    /* one message at a time (a PUB drops what a full ring cannot take),
+     * each most likely finding the readers asleep */
+    static unsigned char buf[300000]; /* size_of's largest */
+    int sent = 0, taken = 1;
+    for (uint64_t i = 0; i < 300 && taken; i++) {
+        size_t len = size_of(i);
+        fill(buf, len, i);
+        if (ferry_send(pub, buf, len, 0) != 0)
+            break;
+        sent++;
+        uint64_t until = t_now_ms() + 10000;
+        for (int k = 0; k < 2; k++)
+            while (atomic_load(&c[k].done) < sent && t_now_ms() < until)
+                sched_yield();
+        taken = atomic_load(&c[0].done) == sent && atomic_load(&c[1].done) == sent;
+    }
+    atomic_store(&h.stop, 1); /* before any assertion: nothing left running */
+    pthread_join(th, NULL);
+    for (int k = 0; k < 2; k++)
+        pthread_join(rd[k], NULL);
+    assert_int_equal(sent, 300);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(atomic_load(&c[k].done), 300);
+        assert_int_equal(c[k].bad, 0);
+    }
+    int64_t errors = 0;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ferry_getopt_int(subs[k], FERRY_OPT_ERRORS, &errors), 0);
+        assert_int_equal(errors, 0);
+    }
+    close_all(pub, subs, 2);
+}
+
 /* A publisher whose REF points outside its pool, or that sends a REF
  * without having offered a pool, is dropped by the reader as corrupt. */
 static void ref_refused(int64_t pool_bytes, uint64_t off)
@@ -950,6 +1054,7 @@ int main(void)
         cmocka_unit_test(test_pool_held_after_close),
         cmocka_unit_test(test_pool_bell),
         cmocka_unit_test(test_pool_bell_cut_off),
+        cmocka_unit_test(test_pool_bell_hammered),
         cmocka_unit_test(test_ref_outside_pool),
         cmocka_unit_test(test_ref_into_bell),
         cmocka_unit_test(test_ref_without_pool),
