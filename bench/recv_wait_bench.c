@@ -16,7 +16,13 @@
  * ...), each round a fresh pair of processes; every way's p50 is divided
  * by the read round's beside it, and the medians of those ratios are
  * printed with the p50s.
- * Usage: ferry_recv_wait_bench [unix|tcp] [round trips (10000)] [rounds (5)]
+ *
+ * With "stream" the same four ways wait in a receiver that one writer
+ * streams 64 KiB messages to (blocking writes): a receiver that finds
+ * nothing waits, then reads; the figure is GB/s over the second half of
+ * 2n messages (the first warms the connection), the ratio against the
+ * blocking read's round beside it.
+ * Usage: ferry_recv_wait_bench [unix|tcp] [n (10000)] [rounds (5)] [stream]
  */
 #include <arpa/inet.h>
 #include <linux/io_uring.h>
@@ -276,6 +282,62 @@ static double round_p50(int tcp, int way, long n)
     return p50;
 }
 
+#define BIG (64u << 10)
+
+/* One round of a stream of 2n messages of BIG bytes: GB/s over the second n. */
+static double stream_round(int tcp, int way, long n)
+{
+    int sv[2];
+    make_pair(tcp, sv);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    unsigned char *buf = malloc(BIG);
+    if (buf == NULL)
+        die("malloc");
+    memset(buf, 7, BIG);
+    if (pid == 0) { /* the writer */
+        close(sv[0]);
+        pin(1);
+        for (long i = 0; i < 2 * n; i++)
+            for (size_t off = 0; off < BIG;) {
+                ssize_t k = write(sv[1], buf + off, BIG - off);
+                if (k <= 0)
+                    die("write");
+                off += (size_t)k;
+            }
+        exit(0);
+    }
+    close(sv[1]);
+    pin(0);
+    struct side s;
+    side_init(&s, way, sv[0]);
+    uint64_t half = (uint64_t)n * BIG, all = 2 * half, got = 0, t0 = 0;
+    while (got < all) {
+        /* data first, as a receiver that only waits when nothing is there */
+        ssize_t k = way == WAY_READ ? read(sv[0], buf, BIG) : recv(sv[0], buf, BIG, MSG_DONTWAIT);
+        if (k < 0 && way != WAY_READ)
+            k = wait_once(&s, buf, BIG);
+        if (k == 0)
+            die("stream: early end of file");
+        if (k < 0)
+            continue; /* woken, nothing yet (or EINTR) */
+        if (got < half && got + (uint64_t)k >= half)
+            t0 = now_ns();
+        got += (uint64_t)k;
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    waitpid(pid, NULL, 0);
+    close(sv[0]);
+    if (s.way == WAY_EPOLL)
+        close(s.ep);
+    if (s.way == WAY_URING)
+        close(s.u.fd);
+    close(s.kick);
+    free(buf);
+    return (double)half / secs / 1e9;
+}
+
 /* io_uring may be off (kernel.io_uring_disabled, a seccomp filter): its
  * row is then left out. */
 static int uring_works(void)
@@ -295,27 +357,33 @@ int main(int argc, char **argv)
     int bad = argc > 1 && !tcp && strcmp(argv[1], "unix") != 0;
     long n = argc > 2 ? atol(argv[2]) : 10000;
     int rounds = argc > 3 ? atoi(argv[3]) : 5;
+    int stream = argc > 4 && strcmp(argv[4], "stream") == 0;
+    bad |= argc > 4 && !stream;
     if (bad || n < 100 || rounds < 1 || rounds > MAX_ROUNDS) {
         fprintf(stderr,
-                "usage: ferry_recv_wait_bench [unix|tcp] [round trips >= 100] [rounds 1-%d]\n",
+                "usage: ferry_recv_wait_bench [unix|tcp] [n >= 100] [rounds 1-%d] [stream]\n",
                 MAX_ROUNDS);
         return 2;
     }
     int nways = uring_works() ? NWAYS : WAY_URING;
-    double p50[NWAYS][MAX_ROUNDS], ratio[NWAYS][MAX_ROUNDS];
+    double fig[NWAYS][MAX_ROUNDS], ratio[NWAYS][MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)
         for (int w = 0; w < nways; w++) {
-            p50[w][r] = round_p50(tcp, w, n);
-            ratio[w][r] = p50[w][r] / p50[WAY_READ][r];
+            fig[w][r] = stream ? stream_round(tcp, w, n) : round_p50(tcp, w, n);
+            ratio[w][r] = fig[w][r] / fig[WAY_READ][r];
         }
-    printf("%s ping-pong, 64 B, %ld round trips a round, median of %d rounds\n",
-           tcp ? "TCP loopback" : "Unix socket", n, rounds);
-    printf("%-18s %10s %10s\n", "receiver waits in", "p50 (us)", "vs read");
+    if (stream)
+        printf("%s stream, 64 KiB messages, %ld timed a round, median of %d rounds\n",
+               tcp ? "TCP loopback" : "Unix socket", n, rounds);
+    else
+        printf("%s ping-pong, 64 B, %ld round trips a round, median of %d rounds\n",
+               tcp ? "TCP loopback" : "Unix socket", n, rounds);
+    printf("%-18s %10s %10s\n", "receiver waits in", stream ? "GB/s" : "p50 (us)", "vs read");
     for (int w = 0; w < nways; w++) {
-        qsort(p50[w], (size_t)rounds, sizeof p50[w][0], cmp_dbl);
+        qsort(fig[w], (size_t)rounds, sizeof fig[w][0], cmp_dbl);
         qsort(ratio[w], (size_t)rounds, sizeof ratio[w][0], cmp_dbl);
-        printf("%-18s %10.1f %9.2fx\n", way_name[w], p50[w][rounds / 2] / 1e3,
-               ratio[w][rounds / 2]);
+        printf(stream ? "%-18s %10.2f %9.2fx\n" : "%-18s %10.1f %9.2fx\n", way_name[w],
+               fig[w][rounds / 2] / (stream ? 1 : 1e3), ratio[w][rounds / 2]);
     }
     if (nways < NWAYS)
         printf("(io_uring is not available here: no row)\n");
