@@ -11,11 +11,16 @@
  *           a parked ferry_recv does (src/core/park.c), since another
  *           thread must be able to end its wait without a signal;
  *   epoll   epoll_wait(2) on a set holding both, made once, then recv(2);
+ *   peek    a blocking recv(2) of one byte with MSG_PEEK, then recv(2):
+ *           the socket's own wait, as read's, leaving the bytes in place;
  *   uring   one io_uring_enter(2) that submits a recv and waits for it.
  * The ways are interleaved round by round (read, ppoll, epoll, uring, read,
  * ...), each round a fresh pair of processes; every way's p50 is divided
  * by the read round's beside it, and the medians of those ratios are
- * printed with the p50s.
+ * printed with the p50s, and how often the timing side fell asleep per
+ * round trip (its voluntary context switches): a wait in the socket's
+ * own queue is also woken when the peer reads what we sent (room to
+ * write), a poll for input is not.
  *
  * With "stream" the same four ways wait in a receiver that one writer
  * streams 64 KiB messages to (blocking writes): a receiver that finds
@@ -38,14 +43,15 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-enum { WAY_READ, WAY_PPOLL, WAY_EPOLL, WAY_URING, NWAYS };
-static const char *const way_name[NWAYS] = {"read", "ppoll+recv", "epoll_wait+recv",
+enum { WAY_READ, WAY_PPOLL, WAY_EPOLL, WAY_PEEK, WAY_URING, NWAYS };
+static const char *const way_name[NWAYS] = {"read", "ppoll+recv", "epoll_wait+recv", "peek+recv",
                                             "io_uring recv"};
 
 #define MSG 64
@@ -175,6 +181,12 @@ static ssize_t wait_once(struct side *s, unsigned char *buf, size_t len)
             return -1;
         return recv(s->fd, buf, len, MSG_DONTWAIT);
     }
+    case WAY_PEEK: {
+        unsigned char c;
+        if (recv(s->fd, &c, 1, MSG_PEEK) < 0)
+            return -1;
+        return recv(s->fd, buf, len, MSG_DONTWAIT);
+    }
     default:
         return uring_recv(&s->u, s->fd, buf, len);
     }
@@ -236,6 +248,15 @@ static int cmp_dbl(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static long sleeps(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_nvcsw;
+}
+
+static double g_sleeps; /* the last round's, per round trip or per message */
+
 /* One round of n round trips waited for `way`: the p50 in ns. */
 static double round_p50(int tcp, int way, long n)
 {
@@ -263,12 +284,14 @@ static double round_p50(int tcp, int way, long n)
     uint64_t *lat = malloc((size_t)n * sizeof *lat);
     if (lat == NULL)
         die("malloc");
+    long z0 = sleeps();
     for (long i = 0; i < n; i++) {
         uint64_t t0 = now_ns();
         give(sv[0], buf);
         take(&s, buf);
         lat[i] = now_ns() - t0;
     }
+    g_sleeps = (double)(sleeps() - z0) / (double)n;
     close(sv[0]); /* the echo reads its end of file and exits */
     waitpid(pid, NULL, 0);
     if (s.way == WAY_EPOLL)
@@ -313,6 +336,7 @@ static double stream_round(int tcp, int way, long n)
     struct side s;
     side_init(&s, way, sv[0]);
     uint64_t half = (uint64_t)n * BIG, all = 2 * half, got = 0, t0 = 0;
+    long z0 = 0;
     while (got < all) {
         /* data first, as a receiver that only waits when nothing is there */
         ssize_t k = way == WAY_READ ? read(sv[0], buf, BIG) : recv(sv[0], buf, BIG, MSG_DONTWAIT);
@@ -322,11 +346,14 @@ static double stream_round(int tcp, int way, long n)
             die("stream: early end of file");
         if (k < 0)
             continue; /* woken, nothing yet (or EINTR) */
-        if (got < half && got + (uint64_t)k >= half)
+        if (got < half && got + (uint64_t)k >= half) {
             t0 = now_ns();
+            z0 = sleeps();
+        }
         got += (uint64_t)k;
     }
     double secs = (double)(now_ns() - t0) / 1e9;
+    g_sleeps = (double)(sleeps() - z0) / (double)n;
     waitpid(pid, NULL, 0);
     close(sv[0]);
     if (s.way == WAY_EPOLL)
@@ -366,11 +393,12 @@ int main(int argc, char **argv)
         return 2;
     }
     int nways = uring_works() ? NWAYS : WAY_URING;
-    double fig[NWAYS][MAX_ROUNDS], ratio[NWAYS][MAX_ROUNDS];
+    double fig[NWAYS][MAX_ROUNDS], ratio[NWAYS][MAX_ROUNDS], slept[NWAYS][MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)
         for (int w = 0; w < nways; w++) {
             fig[w][r] = stream ? stream_round(tcp, w, n) : round_p50(tcp, w, n);
             ratio[w][r] = fig[w][r] / fig[WAY_READ][r];
+            slept[w][r] = g_sleeps;
         }
     if (stream)
         printf("%s stream, 64 KiB messages, %ld timed a round, median of %d rounds\n",
@@ -378,12 +406,15 @@ int main(int argc, char **argv)
     else
         printf("%s ping-pong, 64 B, %ld round trips a round, median of %d rounds\n",
                tcp ? "TCP loopback" : "Unix socket", n, rounds);
-    printf("%-18s %10s %10s\n", "receiver waits in", stream ? "GB/s" : "p50 (us)", "vs read");
+    printf("%-18s %10s %10s %10s\n", "receiver waits in", stream ? "GB/s" : "p50 (us)", "vs read",
+           stream ? "sleeps/msg" : "sleeps/rt");
     for (int w = 0; w < nways; w++) {
         qsort(fig[w], (size_t)rounds, sizeof fig[w][0], cmp_dbl);
         qsort(ratio[w], (size_t)rounds, sizeof ratio[w][0], cmp_dbl);
-        printf(stream ? "%-18s %10.2f %9.2fx\n" : "%-18s %10.1f %9.2fx\n", way_name[w],
-               fig[w][rounds / 2] / (stream ? 1 : 1e3), ratio[w][rounds / 2]);
+        qsort(slept[w], (size_t)rounds, sizeof slept[w][0], cmp_dbl);
+        printf(stream ? "%-18s %10.2f %9.2fx %10.2f\n" : "%-18s %10.1f %9.2fx %10.2f\n",
+               way_name[w], fig[w][rounds / 2] / (stream ? 1 : 1e3), ratio[w][rounds / 2],
+               slept[w][rounds / 2]);
     }
     if (nways < NWAYS)
         printf("(io_uring is not available here: no row)\n");
