@@ -115,16 +115,22 @@ static int g_px_peers;     /* fan-out: subscribers to wait for before starting *
 
 /* The proxy process: PULL->PUSH (g_px_peers 0) or XSUB->XPUB. It runs
  * until killed; it says 'p' on bench_pipe once its backend has its peers.
- * Free to run on every CPU: it is a third party to the two it joins. */
+ * The chain's is free to run on every CPU: it is a third party to the two
+ * it joins. The fan-out's runs on the publisher's CPU, where the direct
+ * arm's fan-out (the publisher's writes to its 8 connections) runs too:
+ * the subscribers have the other CPUs to themselves in both arms. */
 static void proxy_child(void *arg)
 {
     (void)arg;
+    int fan = g_px_peers > 0;
     cpu_set_t all;
     CPU_ZERO(&all);
     for (int i = 0; i < bench_ncpus; i++)
         CPU_SET(i, &all);
-    sched_setaffinity(0, sizeof all, &all);
-    int fan = g_px_peers > 0;
+    if (fan)
+        bench_pin(0);
+    else
+        sched_setaffinity(0, sizeof all, &all);
     ferry_socket *front = bench_open_ferry(fan ? FERRY_XSUB : FERRY_PULL, 0);
     ferry_socket *back = bench_open_ferry(fan ? FERRY_XPUB : FERRY_PUSH, 0);
     /* The fan-out's proxy populates its rings at set-up, as `ferry proxy`
