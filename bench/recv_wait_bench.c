@@ -386,9 +386,9 @@ int main(int argc, char **argv)
     int rounds = argc > 3 ? atoi(argv[3]) : 5;
     int stream = argc > 4 && strcmp(argv[4], "stream") == 0;
     bad |= argc > 4 && !stream;
-    if (bad || n < 100 || rounds < 1 || rounds > MAX_ROUNDS) {
+    if (bad || n < 100 || n > 10000000 || rounds < 1 || rounds > MAX_ROUNDS) {
         fprintf(stderr,
-                "usage: ferry_recv_wait_bench [unix|tcp] [n >= 100] [rounds 1-%d] [stream]\n",
+                "usage: ferry_recv_wait_bench [unix|tcp] [n 100-10000000] [rounds 1-%d] [stream]\n",
                 MAX_ROUNDS);
         return 2;
     }
