@@ -5,7 +5,7 @@
  *
  * A ping-pong of 64-byte messages between two processes pinned to CPUs 0
  * and 1, over a Unix stream socket pair or TCP loopback (TCP_NODELAY).
- * Both sides wait for the peer's message one of four ways:
+ * Both sides wait for the peer's message one of five ways:
  *   read    a blocking read(2): the raw ping-pong, the baseline;
  *   ppoll   ppoll(2) on the socket and an eventfd, then a recv(2): what
  *           a parked ferry_recv does (src/core/park.c), since another
@@ -14,15 +14,15 @@
  *   peek    a blocking recv(2) of one byte with MSG_PEEK, then recv(2):
  *           the socket's own wait, as read's, leaving the bytes in place;
  *   uring   one io_uring_enter(2) that submits a recv and waits for it.
- * The ways are interleaved round by round (read, ppoll, epoll, uring, read,
- * ...), each round a fresh pair of processes; every way's p50 is divided
+ * The ways are interleaved round by round (read, ppoll, epoll, peek, uring,
+ * read, ...), each round a fresh pair of processes; every way's p50 is divided
  * by the read round's beside it, and the medians of those ratios are
  * printed with the p50s, and how often the timing side fell asleep per
  * round trip (its voluntary context switches): a wait in the socket's
  * own queue is also woken when the peer reads what we sent (room to
  * write), a poll for input is not.
  *
- * With "stream" the same four ways wait in a receiver that one writer
+ * With "stream" the same five ways wait in a receiver that one writer
  * streams 64 KiB messages to (blocking writes): a receiver that finds
  * nothing waits, then reads; the figure is GB/s over the second half of
  * 2n messages (the first warms the connection), the ratio against the
