@@ -87,6 +87,7 @@ struct result *bench_add_result(void);
 /* The median of n values; *spread: (max - min) / median. Sorts v. */
 double bench_median(double *v, int n, double *spread);
 void bench_pin(int cpu);               /* to that CPU, when there are several */
+void bench_unpin(void);                /* free to run on every CPU again */
 int bench_reap(pid_t pid);             /* waits for pid; its exit code */
 void bench_progress(const char *what); /* on a terminal's stderr */
 uint64_t bench_now_ns(void);           /* CLOCK_MONOTONIC */

@@ -49,11 +49,7 @@ static void chain_pull(void *arg)
 static void chain_proxy(void *arg)
 {
     const char *puller = arg;
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    for (int i = 0; i < bench_ncpus; i++)
-        CPU_SET(i, &all);
-    sched_setaffinity(0, sizeof all, &all);
+    bench_unpin();
     void *front = g_xbe->open(FERRY_PULL), *back = g_xbe->open(FERRY_PUSH);
     char ep[256] = "";
     if (g_xbe->listen(front, "tcp://127.0.0.1:0", ep, sizeof ep) != 0 ||

@@ -136,11 +136,7 @@ static double rt_fanin_once(int clients)
         fflush(stdout);
         pid[c] = fork();
         if (pid[c] == 0) {
-            cpu_set_t all;
-            CPU_ZERO(&all);
-            for (int i = 0; i < bench_ncpus; i++)
-                CPU_SET(i, &all);
-            sched_setaffinity(0, sizeof all, &all);
+            bench_unpin();
             void *s = rt_open(FERRY_DEALER);
             g_rbe->dial(s, ep);
             char b[64], one = 'r';

@@ -24,15 +24,23 @@
 int g_spin_us;   /* the sockets' FERRY_OPT_SPIN */
 int g_zero_copy; /* PUSH/PULL in place (ferry_msg), not copied */
 
-static void rep_child(void *arg)
+/* A child's socket of type, listening at bench_url; says 'L' on
+ * bench_pipe once it does. */
+static ferry_socket *listen_ready(int type)
 {
-    (void)arg;
-    ferry_socket *s = bench_open_ferry(FERRY_REP, g_spin_us);
+    ferry_socket *s = bench_open_ferry(type, g_spin_us);
     if (ferry_listen(s, bench_url) != 0)
         _exit(2);
     char one = 'L';
     if (write(bench_pipe[1], &one, 1) != 1)
         _exit(3);
+    return s;
+}
+
+static void rep_child(void *arg)
+{
+    (void)arg;
+    ferry_socket *s = listen_ready(FERRY_REP);
     char buf[65536];
     size_t n;
     for (long i = 0; i < bench_iters; i++) {
@@ -78,12 +86,8 @@ static void reqrep_once(struct hist *h)
 static void pull_child(void *arg)
 {
     (void)arg;
-    ferry_socket *s = bench_open_ferry(FERRY_PULL, g_spin_us);
-    if (ferry_listen(s, bench_url) != 0)
-        _exit(2);
+    ferry_socket *s = listen_ready(FERRY_PULL);
     char one = 'L';
-    if (write(bench_pipe[1], &one, 1) != 1)
-        _exit(3);
     volatile unsigned char sink = 0;
     unsigned char *buf = malloc(g_size ? g_size : 1);
     for (long i = 0; i < bench_iters; i++) {
@@ -123,14 +127,10 @@ static void proxy_child(void *arg)
 {
     (void)arg;
     int fan = g_px_peers > 0;
-    cpu_set_t all;
-    CPU_ZERO(&all);
-    for (int i = 0; i < bench_ncpus; i++)
-        CPU_SET(i, &all);
     if (fan)
         bench_pin(0);
     else
-        sched_setaffinity(0, sizeof all, &all);
+        bench_unpin();
     ferry_socket *front = bench_open_ferry(fan ? FERRY_XSUB : FERRY_PULL, 0);
     ferry_socket *back = bench_open_ferry(fan ? FERRY_XPUB : FERRY_PUSH, 0);
     /* The fan-out's proxy populates its rings at set-up, as `ferry proxy`

@@ -183,6 +183,15 @@ void bench_pin(int cpu)
     sched_setaffinity(0, sizeof set, &set);
 }
 
+void bench_unpin(void)
+{
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int i = 0; i < bench_ncpus; i++)
+        CPU_SET(i, &all);
+    sched_setaffinity(0, sizeof all, &all);
+}
+
 pid_t bench_spawn(void (*fn)(void *), void *arg)
 {
     fflush(stdout);
