@@ -67,7 +67,9 @@ struct result {
     double vs_p50, vs_p99, vs_ratio, vs_ratio_p99, vs_spread;
     int reps, subscribers;
     int clients;   /* router_fanin: DEALER processes served at once */
-    double cpu_ns; /* proxy_fanout, pubsub_tcp8: the publisher's CPU per message */
+    double cpu_ns;     /* proxy_fanout, pubsub_tcp8: the publisher's CPU per message */
+    double sub_cpu_ns; /* proxy_fanout, pubsub_direct: a subscriber's CPU per message
+                          received (its I/O thread included), the median */
 };
 
 /* The results of the run, in the order measured (cmd_bench.c). */

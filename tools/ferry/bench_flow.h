@@ -98,6 +98,7 @@ extern int g_fan_proxy;
 /* The publisher process's CPU per message in fanout()'s last repetition,
  * up to when every subscriber was done (its I/O thread's work included). */
 extern double g_pub_cpu_ns;
+extern double g_sub_cpu_ns;
 
 /* shm:// PUSH/PULL, bench_iters messages of g_size bytes to a PULL process:
  * messages per second until it has them all, 0 on a failure. */

@@ -106,6 +106,7 @@ void proxy_fanout_suite(int quick, int reps)
     static char labels[3][80];
     struct result tmp;
     double via[16], direct[16], ratio[16], cv[16], cd[16], c1[16], dv[16], dd[16], flat[16], sp;
+    double sv[16], sd[16]; /* the subscribers' CPU per message */
     snprintf(labels[0], 80, "ferry tcp->proxy->shm: PUB/SUB 64 B to 8");
     snprintf(labels[1], 80, "ferry tcp: PUB/SUB 64 B to 8 subscribers");
     snprintf(labels[2], 80, "ferry proxy: publisher CPU, 8 local subs vs 1");
@@ -121,12 +122,14 @@ void proxy_fanout_suite(int quick, int reps)
         via[k] = tmp.value;
         dv[k] = tmp.dropped;
         cv[k] = g_pub_cpu_ns;
+        sv[k] = g_sub_cpu_ns;
         g_fan_proxy = 0;
         g_fan_scheme = "tcp";
         fanout(&tmp, 1, 8);
         direct[k] = tmp.value;
         dd[k] = tmp.dropped;
         cd[k] = g_pub_cpu_ns;
+        sd[k] = g_sub_cpu_ns;
         g_fan_proxy = 1;
         fanout(&tmp, 1, 1);
         c1[k] = g_pub_cpu_ns;
@@ -149,6 +152,7 @@ void proxy_fanout_suite(int quick, int reps)
     r->value = bench_median(via, reps, &r->spread);
     r->dropped = bench_median(dv, reps, &sp);
     r->cpu_ns = bench_median(cv, reps, &sp);
+    r->sub_cpu_ns = bench_median(sv, reps, &sp);
     r->base = bench_median(direct, reps, &sp);
     r->ratio = bench_median(ratio, reps, &sp);
     r = bench_add_result();
@@ -163,6 +167,7 @@ void proxy_fanout_suite(int quick, int reps)
     r->value = bench_median(direct, reps, &r->spread);
     r->dropped = bench_median(dd, reps, &sp);
     r->cpu_ns = bench_median(cd, reps, &sp);
+    r->sub_cpu_ns = bench_median(sd, reps, &sp);
     r = bench_add_result();
     *r = (struct result){.system = "ferry",
                          .transport = "tcp",

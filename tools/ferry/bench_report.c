@@ -106,6 +106,8 @@ void bench_write_json(FILE *f)
             fprintf(f, ", \"baseline_reqrep_p50\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
         if (r->cpu_ns > 0 && strcmp(r->metric, "msgs_per_s") == 0)
             fprintf(f, ", \"publisher_cpu_ns_per_msg\": %.1f", r->cpu_ns);
+        if (r->sub_cpu_ns > 0)
+            fprintf(f, ", \"subscriber_cpu_ns_per_msg\": %.1f", r->sub_cpu_ns);
         if (strcmp(r->pattern, "proxy_fanout") == 0)
             fprintf(f, ", \"baseline_direct_tcp\": %.1f, \"ratio\": %.3f", r->base, r->ratio);
         if (strcmp(r->pattern, "pubsub_copy") == 0 || strcmp(r->pattern, "pubsub_pool") == 0) {
@@ -167,9 +169,9 @@ void bench_print_table(void)
             if (strcmp(r->pattern, "proxy_fanout") == 0)
                 snprintf(extra, sizeof extra, "; %.2fx direct tcp (interleaved)", r->ratio);
             printf("%-44s %8.2fM msg/s %26s %6.0f%%  per subscriber; %.1f%% dropped; publisher "
-                   "%.0f ns CPU/msg%s\n",
+                   "%.0f ns CPU/msg, a subscriber %.0f%s\n",
                    r->label, r->value / 1e6, "", r->spread * 100, r->dropped * 100, r->cpu_ns,
-                   extra);
+                   r->sub_cpu_ns, extra);
             continue;
         }
         if (strcmp(r->pattern, "pubsub_copy") == 0 || strcmp(r->pattern, "pubsub_pool") == 0) {

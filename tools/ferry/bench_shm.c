@@ -269,6 +269,7 @@ struct fan_report {
     long got;   /* messages received */
     long timed; /* the messages after the first up to the last stamp */
     uint64_t ns;
+    uint64_t cpu_ns; /* the process's CPU from the first message to the end */
 };
 
 /* A subscriber reads the clock once every FAN_STAMP messages, not on each:
@@ -304,8 +305,8 @@ static void fanout_sub(int ready_fd, int res_fd)
         _exit(2);
     char buf[128];
     size_t n;
-    struct fan_report rep = {0, 0, 0};
-    uint64_t first = 0, last = 0;
+    struct fan_report rep = {0, 0, 0, 0};
+    uint64_t first = 0, last = 0, cpu0 = 0;
     int idle = 0;
     for (;;) {
         int rc = ferry_recv(s, buf, sizeof buf, &n, 0);
@@ -315,12 +316,14 @@ static void fanout_sub(int ready_fd, int res_fd)
             continue;
         if (rep.got++ == 0) {
             first = last = bench_now_ns();
+            cpu0 = bench_cpu_ns();
         } else if (rep.got % FAN_STAMP == 0) {
             last = bench_now_ns();
             rep.timed = rep.got - 1;
         }
     }
     rep.ns = last - first;
+    rep.cpu_ns = rep.got > 0 ? bench_cpu_ns() - cpu0 : 0; /* a wake-up at the end, no more */
     if (write(res_fd, &rep, sizeof rep) != sizeof rep)
         _exit(3);
     ferry_close(s);
@@ -329,6 +332,7 @@ static void fanout_sub(int ready_fd, int res_fd)
 const char *g_fan_scheme = "shm";
 int g_fan_proxy;     /* fanout: a tcp:// PUB, a proxy, the SUBs on shm:// */
 double g_pub_cpu_ns; /* the publisher process's CPU per message, last fanout() */
+double g_sub_cpu_ns; /* a subscriber's CPU per message received (median), last fanout() */
 
 void fanout(struct result *r, int reps, int nsubs)
 {
@@ -417,12 +421,13 @@ void fanout(struct result *r, int reps, int nsubs)
             ferry_send(pub, msg, sizeof msg, 0);
         }
         g_pub_rate = (double)bench_iters / ((double)(bench_now_ns() - t0) / 1e9);
-        double rates[16], total = 0;
+        double rates[16], cpus[16], total = 0;
         for (int i = 0; i < nsubs; i++) {
-            struct fan_report rep = {0, 0, 1};
+            struct fan_report rep = {0, 0, 1, 0};
             if (read(res[0], &rep, sizeof rep) != sizeof rep)
                 rep.got = rep.timed = 0;
             rates[i] = rep.ns ? (double)rep.timed / ((double)rep.ns / 1e9) : 0;
+            cpus[i] = rep.got > 1 ? (double)rep.cpu_ns / (double)(rep.got - 1) : 0;
             total += (double)rep.got;
         }
         /* the publisher's CPU until every subscriber is done: its I/O thread's
@@ -430,6 +435,7 @@ void fanout(struct result *r, int reps, int nsubs)
         g_pub_cpu_ns = (double)(bench_cpu_ns() - c0) / (double)bench_iters;
         double sp;
         rate[k] = bench_median(rates, nsubs, &sp);
+        g_sub_cpu_ns = bench_median(cpus, nsubs, &sp);
         drop[k] = 1.0 - total / ((double)bench_iters * nsubs);
         ferry_close(pub);
         for (int i = 0; i < nsubs; i++)
