@@ -1,0 +1,180 @@
+/*
+ * fan_probe.c - a tcp:// PUB's stream to SUB processes, through a proxy
+ * onto shm:// or straight over tcp://, with what each subscriber's receive
+ * costs: the layout of `ferry bench proxy`'s fan-out, cut down so that one
+ * arm can be run alone under perf (docs/benchmarks.md, "Where issue 13
+ * ends").
+ *
+ *   ./build/ferry_fan_probe proxy|direct [SUBSCRIBERS] [MESSAGES] [RING]
+ *
+ * The publisher and, for "proxy", a process running ferry_proxy (XSUB on
+ * tcp://, XPUB on shm://, rings populated) run on CPU 0; the subscribers
+ * (default 8) all on CPU 1, sleeping when idle (FERRY_OPT_SPIN 0), with
+ * shm:// rings of RING bytes (default 4 MiB). The publisher sends MESSAGES
+ * (default 400,000) 64-byte messages as fast as it can; past its tcp://
+ * byte limit it drops, as `ferry bench` does. Each subscriber reports its
+ * rate (first message to its last clock read, one every 64 messages) and
+ * its process's CPU per message received, from the first message on.
+ */
+#include <ferry.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct report {
+    long got, timed;
+    double secs, cpu_ns;
+};
+
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set); /* fails on a one-CPU machine: then anywhere */
+}
+
+static double clock_s(clockid_t c)
+{
+    struct timespec t;
+    clock_gettime(c, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static ferry_socket *open_or_die(int type)
+{
+    ferry_socket *s;
+    if (ferry_socket_open(&s, type) != 0) {
+        fprintf(stderr, "ferry_fan_probe: %s\n", ferry_errdetail());
+        _exit(1);
+    }
+    ferry_setopt_int(s, FERRY_OPT_SPIN, 0);
+    ferry_setopt_int(s, FERRY_OPT_SNDHWM, 0);
+    ferry_setopt_int(s, FERRY_OPT_RCVHWM, 0);
+    return s;
+}
+
+static void subscriber(const char *url, long ring, int out)
+{
+    ferry_socket *s = open_or_die(FERRY_SUB);
+    ferry_setopt(s, FERRY_OPT_SUBSCRIBE, "", 0);
+    ferry_setopt_int(s, FERRY_OPT_RCVTIMEO, 300);
+    ferry_setopt_int(s, FERRY_OPT_RING_SIZE, ring);
+    for (int i = 0; ferry_dial(s, url) != 0; i++)
+        if (i == 3000) /* 3 s: the listener never came */
+            _exit(2);
+        else
+            usleep(1000);
+    char buf[128];
+    size_t n;
+    struct report r = {0, 0, 0, 0};
+    double first = 0, last = 0, cpu0 = 0;
+    for (int idle = 0;;) {
+        int rc = ferry_recv(s, buf, sizeof buf, &n, 0);
+        if (rc == FERRY_ETIMEDOUT && (r.got > 0 || ++idle >= 100))
+            break;
+        if (rc != 0)
+            continue;
+        if (r.got++ == 0) {
+            first = last = clock_s(CLOCK_MONOTONIC);
+            cpu0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        } else if (r.got % 64 == 0) {
+            last = clock_s(CLOCK_MONOTONIC);
+            r.timed = r.got - 1;
+        }
+    }
+    r.secs = last - first;
+    if (r.got > 1)
+        r.cpu_ns = (clock_s(CLOCK_PROCESS_CPUTIME_ID) - cpu0) * 1e9 / (double)(r.got - 1);
+    if (write(out, &r, sizeof r) != (ssize_t)sizeof r)
+        _exit(3);
+    ferry_close(s);
+}
+
+static void proxy(const char *in, const char *out, int nsubs, long ring)
+{
+    ferry_socket *front = open_or_die(FERRY_XSUB), *back = open_or_die(FERRY_XPUB);
+    ferry_setopt_int(back, FERRY_OPT_RING_PREFAULT, 1);
+    ferry_setopt_int(back, FERRY_OPT_RING_SIZE, ring); /* a ring is the smaller side's */
+    if (ferry_dial(front, in) != 0 || ferry_listen(back, out) != 0 ||
+        ferry_wait_peers(back, nsubs, 30000) != 0)
+        _exit(2);
+    ferry_proxy(front, back, NULL, NULL); /* until killed */
+}
+
+int main(int argc, char **argv)
+{
+    int direct = argc > 1 && strcmp(argv[1], "direct") == 0;
+    int nsubs = argc > 2 ? atoi(argv[2]) : 8;
+    long msgs = argc > 3 ? atol(argv[3]) : 400000;
+    long ring = argc > 4 ? atol(argv[4]) : 4 << 20;
+    if (argc < 2 || (!direct && strcmp(argv[1], "proxy") != 0) || nsubs < 1 || nsubs > 64 ||
+        msgs < 1000 || msgs > 100000000 || ring < 4096 || ring > (256 << 20)) {
+        fprintf(stderr, "usage: ferry_fan_probe proxy|direct [SUBSCRIBERS 1-64] "
+                        "[MESSAGES 1000-100000000] [RING 4096-268435456]\n");
+        return 2;
+    }
+    char tcp[64], shm[64];
+    snprintf(shm, sizeof shm, "shm://fan-probe-%d", (int)getpid());
+    ferry_socket *pub = open_or_die(FERRY_PUB);
+    if (ferry_listen(pub, "tcp://127.0.0.1:0") != 0 || ferry_socket_addr(pub, tcp, sizeof tcp))
+        return 1;
+    int res[2];
+    if (pipe(res) != 0)
+        return 1;
+    fflush(stdout);
+    for (int i = 0; i < nsubs; i++)
+        if (fork() == 0) {
+            close(res[0]);
+            pin(1);
+            subscriber(direct ? tcp : shm, ring, res[1]);
+            _exit(0);
+        }
+    close(res[1]);
+    pid_t px = -1;
+    if (!direct && (px = fork()) == 0) {
+        close(res[0]);
+        pin(0);
+        proxy(tcp, shm, nsubs, ring);
+        _exit(0);
+    }
+    pin(0);
+    /* Every connection is up. A subscription may still be on its way, and
+     * the first messages then go to fewer subscribers: each one's rate is
+     * timed from its own first message, so that is counted only as drops. */
+    if (ferry_wait_peers(pub, direct ? nsubs : 1, 30000) != 0)
+        return 1;
+    char msg[64];
+    memset(msg, 'm', sizeof msg);
+    for (long i = 0; i < msgs; i++)
+        ferry_send(pub, msg, sizeof msg, 0);
+    struct report r;
+    double rate = 0, cpu = 0;
+    long got = 0;
+    int n = 0;
+    while (read(res[0], &r, sizeof r) == (ssize_t)sizeof r) {
+        double one = r.secs > 0 ? (double)r.timed / r.secs / 1e6 : 0;
+        printf("subscriber %d: %ld messages, %.3f M msg/s, %.1f ns CPU a message\n", n, r.got, one,
+               r.cpu_ns);
+        rate += one;
+        cpu += r.cpu_ns;
+        got += r.got;
+        n++;
+    }
+    if (n > 0)
+        printf("%s, %d subscribers: mean %.3f M msg/s, %.1f ns CPU a message, %.1f %% dropped\n",
+               direct ? "direct" : "proxy", n, rate / n, cpu / n,
+               100.0 * (1.0 - (double)got / ((double)msgs * nsubs)));
+    ferry_close(pub);
+    if (px > 0)
+        kill(px, SIGKILL);
+    while (wait(NULL) > 0)
+        ;
+    return n == nsubs ? 0 : 1;
+}
