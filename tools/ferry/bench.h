@@ -66,7 +66,7 @@ struct result {
     int prefault; /* shm://: FERRY_OPT_RING_PREFAULT set */
     double vs_p50, vs_p99, vs_ratio, vs_ratio_p99, vs_spread;
     int reps, subscribers;
-    int clients;   /* router_fanin: DEALER processes served at once */
+    int clients;       /* router_fanin: DEALER processes served at once */
     double cpu_ns;     /* proxy_fanout, pubsub_tcp8: the publisher's CPU per message */
     double sub_cpu_ns; /* proxy_fanout, pubsub_direct: a subscriber's CPU per message
                           received (its I/O thread included), the median */
