@@ -634,9 +634,10 @@ struct ferry_socket {
      * thread may update them, relaxed. */
     _Atomic uint32_t spin_ns;
     _Atomic uint32_t spin_skip;
-    _Atomic uint32_t spin_fails;  /* spins in a row that found nothing */
-    _Atomic uint32_t spin_streak; /* calls served without a wait since the last */
-    void *stream_tran;            /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
+    _Atomic uint32_t spin_fails;       /* spins in a row that found nothing */
+    _Atomic uint32_t spin_streak;      /* calls served without a wait since the last */
+    ferry_socket *_Atomic flush_first; /* flushed before a call here waits (ferry_flush_on_wait) */
+    void *stream_tran;                 /* tcp:// and ipc:// state (src/transport/zmtp/stream.c) */
     /* events (monitor.c, monitor.h) */
     pthread_mutex_t mon_lk;     /* a leaf lock: guards mon and mon_gone */
     struct ferry_monitor *mon;  /* the monitor, if one is open */

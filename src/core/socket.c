@@ -1362,6 +1362,9 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
     if (timeout_ms == 0)
         return FERRY_EAGAIN;
     deadline = fy_deadline_ns(timeout_ms);
+    ferry_socket *dst = atomic_load_explicit(&s->flush_first, memory_order_relaxed);
+    if (dst != NULL) /* a forwarder's burst ends here (ferry_flush_on_wait) */
+        ferry_flush(dst);
     if (s->opt.spin_us < 0)
         return spin_adaptive(s, step, arg, deadline, recv);
     int lent;
@@ -1371,6 +1374,14 @@ static int sock_run(ferry_socket *s, sock_step_fn step, void *arg, int timeout_m
         return rc;
     struct run_arg ra = {step, arg};
     return fy_sock_wait(s, run_step, &ra, deadline, recv);
+}
+
+int ferry_flush_on_wait(ferry_socket *s, ferry_socket *dst)
+{
+    if (s == NULL || s == dst)
+        return FERRY_EINVAL;
+    atomic_store_explicit(&s->flush_first, dst, memory_order_relaxed);
+    return 0;
 }
 
 /* --- send ------------------------------------------------------------------ */

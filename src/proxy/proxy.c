@@ -18,6 +18,14 @@
  * the control socket is heard, so the proxy never spins on a promise of
  * room. A single-part message received in place in an shm:// ring is
  * copied once, into the destination.
+ *
+ * One way only (PULL to PUSH, without capture), the source is not polled
+ * but read with blocking receives (run_one_way): over tcp:// and ipc://
+ * such a receive reads the connection on this thread (park.c), where a
+ * poller's wake-up would hand over every message the I/O thread decoded,
+ * its bytes written on one CPU and read on the other. The source's
+ * receive flushes the destination's batch before it waits
+ * (ferry_flush_on_wait).
  */
 #include "ferry.h"
 
@@ -60,6 +68,11 @@ struct proxy {
  * reader frees it: streamed, which needs a waiting send): long enough for
  * that, short enough that the control socket is heard. */
 #define PROXY_SLICE_MS 200
+
+/* A one-way proxy's longest blocking receive: how late the control socket
+ * is heard while no message comes (between messages it is heard every
+ * PROXY_BURST). */
+#define PROXY_HEAR_MS 50
 
 static int type_of(ferry_socket *s)
 {
@@ -158,15 +171,16 @@ static int flow_keep(struct flow *f, ferry_msg *m)
 }
 
 /* Takes one whole message from f's source and tries to hand it over.
- * 1 taken, 0 nothing waiting, < 0 the source is gone. */
-static int flow_move(struct proxy *px, struct flow *f)
+ * wait: 0 takes only a message there now, 1 waits within the source's
+ * FERRY_OPT_RCVTIMEO. 1 taken, 0 nothing waiting, < 0 the source is gone. */
+static int flow_move(struct proxy *px, struct flow *f, int wait)
 {
     int first = 1, copy_ok = 1, kept = 1;
     f->bytes = 0;
     for (;;) {
         ferry_msg *m;
         /* a message arrives whole: its later parts are there already */
-        int rc = ferry_msg_recv(f->src->s, &m, first ? FERRY_DONTWAIT : 0);
+        int rc = ferry_msg_recv(f->src->s, &m, first && !wait ? FERRY_DONTWAIT : 0);
         if (rc == FERRY_EAGAIN && first)
             return 0;
         if (rc == FERRY_ECLOSED)
@@ -282,7 +296,7 @@ static int on_ready(struct proxy *px, const ferry_poll_event *ev)
             f->stuck = 1; /* room for a small message, not for this one */
         if (f->src == d && (ev->events & FERRY_POLLIN))
             for (int k = 0; k < PROXY_BURST && f->nparts == 0 && !px->paused; k++) {
-                int rc = flow_move(px, f);
+                int rc = flow_move(px, f, 0);
                 if (rc < 0)
                     return rc;
                 if (rc == 0)
@@ -293,6 +307,87 @@ static int on_ready(struct proxy *px, const ferry_poll_event *ev)
     if (px->capture != NULL)
         ferry_flush(px->capture);
     return 0;
+}
+
+/* Both ways, or with a capture: every socket in the poller. 1 after
+ * TERMINATE, < 0 an error. */
+static int run_polled(struct proxy *px, ferry_poller *p)
+{
+    int rc = 0;
+    while (rc == 0) {
+        want(px, p);
+        ferry_poll_event ev[4];
+        int n = ferry_poller_wait(p, ev, 4, -1);
+        if (n == FERRY_EINTR)
+            continue; /* signals are the caller's; TERMINATE stops us */
+        if (n < 0)
+            rc = n;
+        for (int i = 0; i < n && rc == 0; i++)
+            rc = on_ready(px, &ev[i]);
+    }
+    return rc;
+}
+
+/* The commands waiting on the control socket (only it is in the poller),
+ * waiting up to timeout_ms for the first. 1 after TERMINATE, else 0. */
+static int hear(struct proxy *px, ferry_poller *p, int timeout_ms)
+{
+    for (int k = 0; px->control != NULL && k < 16; k++) {
+        ferry_poll_event ev;
+        int n = ferry_poller_wait(p, &ev, 1, k == 0 ? timeout_ms : 0);
+        if (n <= 0)
+            return 0; /* none (or interrupted: the next turn hears it) */
+        if (on_ready(px, &ev) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* One way, without capture: the source read with blocking receives of at
+ * most PROXY_HEAR_MS when there is a control socket (see the top of the
+ * file), each message sent on with
+ * FERRY_BATCH, the destination flushed by the source's receive before it
+ * waits (ferry_flush_on_wait) and every PROXY_BURST messages, when the control
+ * socket is heard too. A message the destination has no room for is held,
+ * and sent with waits of PROXY_SLICE_MS between which commands are heard,
+ * as in the polled loop. 1 after TERMINATE, < 0 an error. */
+static int run_one_way(struct proxy *px, ferry_poller *p)
+{
+    struct flow *f = &px->flows[0];
+    ferry_socket *src = f->src->s, *dst = f->dst->s;
+    int64_t rcvtimeo = -1;
+    ferry_getopt_int(src, FERRY_OPT_RCVTIMEO, &rcvtimeo);
+    /* without a control socket nothing is to be heard between messages */
+    ferry_setopt_int(src, FERRY_OPT_RCVTIMEO, px->control != NULL ? PROXY_HEAR_MS : -1);
+    ferry_flush_on_wait(src, dst);
+    int rc = 0;
+    for (unsigned n = 1; rc == 0; n++) {
+        if (px->paused) { /* only commands, until RESUME; held messages go */
+            if (f->nparts > 0)
+                flow_flush(px, f, FLUSH_SLICE);
+            ferry_flush(dst);
+            rc = hear(px, p, f->nparts > 0 ? 0 : PROXY_SLICE_MS);
+            continue;
+        }
+        if (n % PROXY_BURST == 0) {
+            ferry_flush(dst);
+            if ((rc = hear(px, p, 0)) != 0)
+                break;
+        }
+        if (f->nparts > 0) { /* no room for it: wait a slice, then hear */
+            if (flow_flush(px, f, FLUSH_SLICE) == 0)
+                rc = hear(px, p, 0);
+            continue;
+        }
+        int moved = flow_move(px, f, 1);
+        if (moved < 0)
+            rc = moved;
+        else if (moved == 0) /* PROXY_HEAR_MS without a message */
+            rc = hear(px, p, 0);
+    }
+    ferry_flush_on_wait(src, NULL);
+    ferry_setopt_int(src, FERRY_OPT_RCVTIMEO, rcvtimeo);
+    return rc;
 }
 
 int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *capture,
@@ -316,23 +411,16 @@ int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *cap
     int rc = ferry_poller_new(&p);
     if (rc != 0)
         return rc;
-    if ((rc = ferry_poller_add(p, frontend, 0, &px.front)) != 0 ||
-        (rc = ferry_poller_add(p, backend, 0, &px.back)) != 0 ||
+    /* a one-way proxy's sockets stay out of the poller: a socket a poller
+     * holds is not lent to a receiver that reads for itself (park.c) */
+    int one_way = px.nflows == 1 && capture == NULL;
+    if ((!one_way && ((rc = ferry_poller_add(p, frontend, 0, &px.front)) != 0 ||
+                      (rc = ferry_poller_add(p, backend, 0, &px.back)) != 0)) ||
         (control != NULL && (rc = ferry_poller_add(p, control, FERRY_POLLIN, NULL)) != 0)) {
         ferry_poller_free(p);
         return rc;
     }
-    for (rc = 0; rc == 0;) {
-        want(&px, p);
-        ferry_poll_event ev[4];
-        int n = ferry_poller_wait(p, ev, 4, -1);
-        if (n == FERRY_EINTR)
-            continue; /* signals are the caller's; TERMINATE stops us */
-        if (n < 0)
-            rc = n;
-        for (int i = 0; i < n && rc == 0; i++)
-            rc = on_ready(&px, &ev[i]);
-    }
+    rc = one_way ? run_one_way(&px, p) : run_polled(&px, p);
     /* what a burst wrote is announced, whatever ended the loop */
     ferry_flush(frontend);
     ferry_flush(backend);

@@ -1,7 +1,7 @@
 /* test_proxy.c - ferry_proxy: pull-push, xsub-xpub and router-dealer
  * through a proxy thread; nothing lost to a full destination; capture;
  * PAUSE, RESUME, STATISTICS and TERMINATE on PAIR and REP control
- * sockets; a side closed under it. */
+ * sockets; a side closed under it; one way from tcp:// to shm://. */
 #include "../common.h"
 
 #include <poll.h>
@@ -543,7 +543,99 @@ static void test_held_without_spinning(void **state)
     ferry_close(b2);
 }
 
-/* Pairs that cannot be proxied, and sockets given twice. */
+/* One way from tcp:// to shm:// (the proxy reads its source with blocking
+ * receives, on its own thread): a lone message wakes a reader waiting in a
+ * poller on the destination (the source's wait flushes the batch; without
+ * that the reader is not woken at all); 3,000
+ * messages of one to three parts arrive whole and in order; commands are
+ * heard while no message comes; the source's receive timeout is the
+ * caller's again afterwards. */
+static void test_one_way_tcp(void **state)
+{
+    (void)state;
+    char in[96], out[96];
+    t_url(out, sizeof out, "proxy1way");
+    ferry_socket *front = sock(FERRY_PULL), *back = sock(FERRY_PUSH);
+    assert_int_equal(ferry_listen(front, "tcp://127.0.0.1:*"), 0);
+    assert_int_equal(ferry_socket_addr(front, in, sizeof in), 0);
+    assert_int_equal(ferry_listen(back, out), 0);
+    ferry_socket *src = sock(FERRY_PUSH), *dst = sock(FERRY_PULL);
+    assert_int_equal(ferry_setopt_int(dst, FERRY_OPT_SPIN, 0), 0); /* asleep when idle */
+    assert_int_equal(ferry_dial(src, in), 0);
+    assert_int_equal(ferry_dial(dst, out), 0);
+    struct run r;
+    ferry_socket *ctl;
+    start(&r, front, back, NULL, &ctl, FERRY_PAIR);
+    char b[32];
+    size_t n;
+    assert_int_equal(ferry_setopt_int(dst, FERRY_OPT_RCVTIMEO, 10000), 0);
+    assert_int_equal(ferry_send(src, "first", 5, 0), 0); /* the connections are up */
+    assert_int_equal(ferry_recv(dst, b, sizeof b, &n, 0), 0);
+    /* A reader waiting in a poller is woken by nothing but the flush: 5 s
+     * without one is a failure, not a slow pass. */
+    ferry_poller *pl;
+    assert_int_equal(ferry_poller_new(&pl), 0);
+    assert_int_equal(ferry_poller_add(pl, dst, FERRY_POLLIN, NULL), 0);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(ferry_send(src, "one", 3, 0), 0);
+        ferry_poll_event ev;
+        assert_int_equal(ferry_poller_wait(pl, &ev, 1, 5000), 1);
+        assert_int_equal(ferry_recv(dst, b, sizeof b, &n, FERRY_DONTWAIT), 0);
+        assert_int_equal(n, 3);
+    }
+    ferry_poller_free(pl);
+    enum { N = 3000 };
+    for (int i = 0; i < N; i++) {
+        int parts = 1 + i % 3;
+        for (int k = 0; k < parts; k++) {
+            int len = snprintf(b, sizeof b, "m%d.%d", i, k);
+            assert_int_equal(ferry_send(src, b, (size_t)len, k < parts - 1 ? FERRY_MORE : 0), 0);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        int parts = 1 + i % 3;
+        for (int k = 0; k < parts; k++) {
+            char want[32];
+            int64_t more;
+            int len = snprintf(want, sizeof want, "m%d.%d", i, k);
+            assert_int_equal(ferry_recv(dst, b, sizeof b, &n, 0), 0);
+            assert_int_equal(n, (size_t)len);
+            assert_memory_equal(b, want, n);
+            assert_int_equal(ferry_getopt_int(dst, FERRY_OPT_RCVMORE, &more), 0);
+            assert_int_equal(more, k < parts - 1);
+        }
+    }
+    uint64_t v[9];
+    assert_int_equal(ferry_send(ctl, "PAUSE", 5, 0), 0);
+    stats(ctl, v); /* answered: PAUSE was heard before it */
+    assert_int_equal(v[0], N + 21);
+    assert_int_equal(v[6], N + 21);
+    assert_int_equal(v[8], 0);
+    assert_int_equal(ferry_send(src, "held", 4, 0), 0);
+    assert_int_equal(ferry_setopt_int(dst, FERRY_OPT_RCVTIMEO, 200), 0);
+    assert_int_equal(ferry_recv(dst, b, sizeof b, &n, 0), FERRY_ETIMEDOUT);
+    assert_int_equal(ferry_send(ctl, "RESUME", 6, 0), 0);
+    assert_int_equal(ferry_setopt_int(dst, FERRY_OPT_RCVTIMEO, 10000), 0);
+    assert_int_equal(ferry_recv(dst, b, sizeof b, &n, 0), 0);
+    assert_memory_equal(b, "held", 4);
+    /* idle, it waits for its source and hears commands: a window of 300 ms
+     * to see what that costs it (a measurement, not a hand-off) */
+    uint64_t cpu0 = thread_cpu_ms(r.thr), t0 = t_now_ms();
+    while (t_now_ms() - t0 < 300)
+        poll(NULL, 0, (int)(300 - (t_now_ms() - t0)));
+    assert_true(thread_cpu_ms(r.thr) - cpu0 < 150);
+    stop(&r, ctl);
+    int64_t t = 0;
+    assert_int_equal(ferry_getopt_int(front, FERRY_OPT_RCVTIMEO, &t), 0);
+    assert_int_equal(t, -1);
+    ferry_close(src);
+    ferry_close(dst);
+    ferry_close(front);
+    ferry_close(back);
+}
+
+/* Pairs that cannot be proxied, sockets given twice, and a forwarder's
+ * link to itself. */
 static void test_invalid(void **state)
 {
     (void)state;
@@ -553,6 +645,10 @@ static void test_invalid(void **state)
     assert_int_equal(ferry_proxy(NULL, b, NULL, NULL), FERRY_EINVAL);
     assert_int_equal(ferry_proxy(d, b, b, NULL), FERRY_EINVAL);
     assert_int_equal(ferry_proxy(d, b, NULL, d), FERRY_EINVAL);
+    assert_int_equal(ferry_flush_on_wait(NULL, b), FERRY_EINVAL);
+    assert_int_equal(ferry_flush_on_wait(d, d), FERRY_EINVAL);
+    assert_int_equal(ferry_flush_on_wait(d, b), 0);
+    assert_int_equal(ferry_flush_on_wait(d, NULL), 0);
     ferry_close(b);
     ferry_close(c);
     ferry_close(d);
@@ -564,7 +660,7 @@ int main(void)
         cmocka_unit_test(test_pull_push),    cmocka_unit_test(test_nothing_lost_when_full),
         cmocka_unit_test(test_xsub_xpub),    cmocka_unit_test(test_router_dealer),
         cmocka_unit_test(test_pause_resume), cmocka_unit_test(test_held_without_spinning),
-        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_one_way_tcp),  cmocka_unit_test(test_invalid),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
