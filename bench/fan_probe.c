@@ -16,6 +16,7 @@
  * rate (first message to its last clock read, one every 64 messages) and
  * its process's CPU per message received, from the first message on.
  */
+#include <errno.h>
 #include <ferry.h>
 #include <sched.h>
 #include <signal.h>
@@ -79,6 +80,8 @@ static void subscriber(const char *url, long ring, int out)
         int rc = ferry_recv(s, buf, sizeof buf, &n, 0);
         if (rc == FERRY_ETIMEDOUT && (r.got > 0 || ++idle >= 100))
             break;
+        if (rc != 0 && rc != FERRY_ETIMEDOUT && rc != FERRY_EINTR)
+            _exit(4); /* broken: its report is missing, and main says so */
         if (rc != 0)
             continue;
         if (r.got++ == 0) {
@@ -108,14 +111,39 @@ static void proxy(const char *in, const char *out, int nsubs, long ring)
     ferry_proxy(front, back, NULL, NULL); /* until killed */
 }
 
+/* argv[i] as a whole decimal number in [lo, hi], or dflt when absent; -1
+ * when it is not one. */
+static long arg(int argc, char **argv, int i, long dflt, long lo, long hi)
+{
+    if (i >= argc)
+        return dflt;
+    char *end;
+    errno = 0;
+    long v = strtol(argv[i], &end, 10);
+    return errno == 0 && end != argv[i] && *end == '\0' && v >= lo && v <= hi ? v : -1;
+}
+
+static pid_t kids[65];
+static int nkids;
+
+static int give_up(const char *why)
+{
+    fprintf(stderr, "ferry_fan_probe: %s\n", why);
+    for (int i = 0; i < nkids; i++)
+        kill(kids[i], SIGKILL);
+    while (wait(NULL) > 0)
+        ;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int direct = argc > 1 && strcmp(argv[1], "direct") == 0;
-    int nsubs = argc > 2 ? atoi(argv[2]) : 8;
-    long msgs = argc > 3 ? atol(argv[3]) : 400000;
-    long ring = argc > 4 ? atol(argv[4]) : 4 << 20;
-    if (argc < 2 || (!direct && strcmp(argv[1], "proxy") != 0) || nsubs < 1 || nsubs > 64 ||
-        msgs < 1000 || msgs > 100000000 || ring < 4096 || ring > (256 << 20)) {
+    long nsubs = arg(argc, argv, 2, 8, 1, 64);
+    long msgs = arg(argc, argv, 3, 400000, 1000, 100000000);
+    long ring = arg(argc, argv, 4, 4 << 20, 4096, 256 << 20);
+    if (argc < 2 || argc > 5 || (!direct && strcmp(argv[1], "proxy") != 0) || nsubs < 0 ||
+        msgs < 0 || ring < 0) {
         fprintf(stderr, "usage: ferry_fan_probe proxy|direct [SUBSCRIBERS 1-64] "
                         "[MESSAGES 1000-100000000] [RING 4096-268435456]\n");
         return 2;
@@ -129,27 +157,36 @@ int main(int argc, char **argv)
     if (pipe(res) != 0)
         return 1;
     fflush(stdout);
-    for (int i = 0; i < nsubs; i++)
-        if (fork() == 0) {
+    for (int i = 0; i < nsubs; i++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return give_up("fork failed");
+        if (pid == 0) {
             close(res[0]);
             pin(1);
             subscriber(direct ? tcp : shm, ring, res[1]);
             _exit(0);
         }
+        kids[nkids++] = pid;
+    }
     close(res[1]);
     pid_t px = -1;
     if (!direct && (px = fork()) == 0) {
         close(res[0]);
         pin(0);
-        proxy(tcp, shm, nsubs, ring);
+        proxy(tcp, shm, (int)nsubs, ring);
         _exit(0);
     }
+    if (!direct && px < 0)
+        return give_up("fork failed");
+    if (px > 0)
+        kids[nkids++] = px;
     pin(0);
     /* Every connection is up. A subscription may still be on its way, and
      * the first messages then go to fewer subscribers: each one's rate is
      * timed from its own first message, so that is counted only as drops. */
-    if (ferry_wait_peers(pub, direct ? nsubs : 1, 30000) != 0)
-        return 1;
+    if (ferry_wait_peers(pub, direct ? (int)nsubs : 1, 30000) != 0)
+        return give_up("the subscribers never joined");
     char msg[64];
     memset(msg, 'm', sizeof msg);
     for (long i = 0; i < msgs; i++)

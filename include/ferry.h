@@ -840,15 +840,16 @@ FERRY_API int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, 
  * PAIR only to STATISTICS. Answers are sent without waiting: a controller
  * that does not read them loses them, and never stalls the proxy.
  *
- * A proxy that moves messages one way only (PULL-PUSH) and has no capture
- * does not poll its source: it receives with blocking calls, so that over
- * tcp:// and ipc:// the calling thread reads the connection itself
- * instead of taking each message from the I/O thread (about twice the
- * throughput, docs/benchmarks.md), and sends with FERRY_BATCH, its
- * destination flushed whenever the source runs dry (ferry_flush_on_wait).
- * It hears control between messages, at least every 256, and within 50 ms
- * while none come; it sets the source's FERRY_OPT_RCVTIMEO while it runs
- * and gives the caller's back when it returns.
+ * A proxy that moves messages one way only from a PULL, SUB or XSUB (to a
+ * PUSH or a PUB) and has no capture does not poll its source: it receives
+ * with blocking calls, so that over tcp:// and ipc:// a source with one
+ * connection is read by the calling thread itself instead of handing each
+ * message over from the I/O thread (about twice the throughput,
+ * docs/benchmarks.md), and sends with FERRY_BATCH, the destination flushed
+ * whenever the source runs dry (ferry_flush_on_wait, which it sets on the
+ * source and clears when it returns). It hears control every 256 messages
+ * and at least every 50 ms; it sets the source's FERRY_OPT_RCVTIMEO while
+ * it runs and gives the caller's back when it returns.
  *
  * Returns 0 after TERMINATE, FERRY_EINVAL when no message could move (two
  * senders, two receivers, one socket given twice). Signals do not stop it:

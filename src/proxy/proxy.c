@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Messages one flow moves per wake-up before the other flow and the
  * control socket get their turn. */
@@ -329,28 +330,42 @@ static int run_polled(struct proxy *px, ferry_poller *p)
 }
 
 /* The commands waiting on the control socket (only it is in the poller),
- * waiting up to timeout_ms for the first. 1 after TERMINATE, else 0. */
+ * waiting up to timeout_ms for the first. 1 after TERMINATE, 0 to go on,
+ * < 0 the poller failed. */
 static int hear(struct proxy *px, ferry_poller *p, int timeout_ms)
 {
     for (int k = 0; px->control != NULL && k < 16; k++) {
         ferry_poll_event ev;
         int n = ferry_poller_wait(p, &ev, 1, k == 0 ? timeout_ms : 0);
-        if (n <= 0)
-            return 0; /* none (or interrupted: the next turn hears it) */
+        if (n == 0 || n == FERRY_EINTR)
+            return 0; /* none now (a signal's: the next turn hears it) */
+        if (n < 0)
+            return n;
         if (on_ready(px, &ev) != 0)
             return 1;
     }
     return 0;
 }
 
+/* A coarse clock (the kernel's tick, read without a system call or the
+ * TSC): enough to hear commands every PROXY_HEAR_MS, and a few
+ * nanoseconds a message where the precise one costs twenty-five. */
+static uint64_t coarse_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
 /* One way, without capture: the source read with blocking receives of at
  * most PROXY_HEAR_MS when there is a control socket (see the top of the
- * file), each message sent on with
- * FERRY_BATCH, the destination flushed by the source's receive before it
- * waits (ferry_flush_on_wait) and every PROXY_BURST messages, when the control
- * socket is heard too. A message the destination has no room for is held,
- * and sent with waits of PROXY_SLICE_MS between which commands are heard,
- * as in the polled loop. 1 after TERMINATE, < 0 an error. */
+ * file), each message sent on with FERRY_BATCH, the destination flushed
+ * by the source's receive before it waits (ferry_flush_on_wait) and every
+ * PROXY_BURST messages. Commands are heard every PROXY_BURST messages and
+ * PROXY_HEAR_MS after they were last heard, whatever comes: a message
+ * every 40 ms never lets a receive time out. A message the destination
+ * has no room for is held and sent with waits of PROXY_SLICE_MS, between
+ * which commands are heard. 1 after TERMINATE, < 0 an error. */
 static int run_one_way(struct proxy *px, ferry_poller *p)
 {
     struct flow *f = &px->flows[0];
@@ -361,6 +376,7 @@ static int run_one_way(struct proxy *px, ferry_poller *p)
     ferry_setopt_int(src, FERRY_OPT_RCVTIMEO, px->control != NULL ? PROXY_HEAR_MS : -1);
     ferry_flush_on_wait(src, dst);
     int rc = 0;
+    uint64_t heard = coarse_ms();
     for (unsigned n = 1; rc == 0; n++) {
         if (px->paused) { /* only commands, until RESUME; held messages go */
             if (f->nparts > 0)
@@ -369,21 +385,22 @@ static int run_one_way(struct proxy *px, ferry_poller *p)
             rc = hear(px, p, f->nparts > 0 ? 0 : PROXY_SLICE_MS);
             continue;
         }
-        if (n % PROXY_BURST == 0) {
+        if (n % PROXY_BURST == 0 || coarse_ms() - heard >= PROXY_HEAR_MS) {
             ferry_flush(dst);
-            if ((rc = hear(px, p, 0)) != 0)
-                break;
+            rc = hear(px, p, 0);
+            heard = coarse_ms();
+            continue; /* a PAUSE heard now moves nothing more */
         }
-        if (f->nparts > 0) { /* no room for it: wait a slice, then hear */
+        if (f->nparts > 0) { /* no room for it: a wait of a slice, then commands */
             if (flow_flush(px, f, FLUSH_SLICE) == 0)
-                rc = hear(px, p, 0);
+                heard = 0;
             continue;
         }
         int moved = flow_move(px, f, 1);
         if (moved < 0)
             rc = moved;
         else if (moved == 0) /* PROXY_HEAR_MS without a message */
-            rc = hear(px, p, 0);
+            heard = 0;
     }
     ferry_flush_on_wait(src, NULL);
     ferry_setopt_int(src, FERRY_OPT_RCVTIMEO, rcvtimeo);
@@ -413,7 +430,11 @@ int ferry_proxy(ferry_socket *frontend, ferry_socket *backend, ferry_socket *cap
         return rc;
     /* a one-way proxy's sockets stay out of the poller: a socket a poller
      * holds is not lent to a receiver that reads for itself (park.c) */
-    int one_way = px.nflows == 1 && capture == NULL;
+    /* its sources' receives fail only when the socket does (a REQ's or a
+     * REP's would fail at once, out of turn, and be retried without end) */
+    int st = type_of(px.flows[0].src->s);
+    int one_way = px.nflows == 1 && capture == NULL &&
+                  (st == FERRY_PULL || st == FERRY_SUB || st == FERRY_XSUB);
     if ((!one_way && ((rc = ferry_poller_add(p, frontend, 0, &px.front)) != 0 ||
                       (rc = ferry_poller_add(p, backend, 0, &px.back)) != 0)) ||
         (control != NULL && (rc = ferry_poller_add(p, control, FERRY_POLLIN, NULL)) != 0)) {
