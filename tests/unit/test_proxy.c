@@ -67,6 +67,41 @@ static void stats(ferry_socket *ctl, uint64_t v[9])
     }
 }
 
+/* Sends n messages of one to three parts ("m<i>.<k>"); their bytes. */
+static uint64_t send_numbered(ferry_socket *s, int n)
+{
+    uint64_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        int parts = 1 + i % 3;
+        for (int k = 0; k < parts; k++) {
+            char b[32];
+            int len = snprintf(b, sizeof b, "m%d.%d", i, k);
+            bytes += (uint64_t)len;
+            assert_int_equal(ferry_send(s, b, (size_t)len, k < parts - 1 ? FERRY_MORE : 0), 0);
+        }
+    }
+    return bytes;
+}
+
+/* Receives what send_numbered sent: every message whole, in order. */
+static void recv_numbered(ferry_socket *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int parts = 1 + i % 3;
+        for (int k = 0; k < parts; k++) {
+            char b[32], want[32];
+            size_t len;
+            int64_t more;
+            int wlen = snprintf(want, sizeof want, "m%d.%d", i, k);
+            assert_int_equal(ferry_recv(s, b, sizeof b, &len, 0), 0);
+            assert_int_equal(len, (size_t)wlen);
+            assert_memory_equal(b, want, len);
+            assert_int_equal(ferry_getopt_int(s, FERRY_OPT_RCVMORE, &more), 0);
+            assert_int_equal(more, k < parts - 1);
+        }
+    }
+}
+
 /* PUSH -> [PULL proxy PUSH] -> PULL over shm://: 5,000 messages of one to
  * three parts arrive whole and in order; the counters add up; a capture
  * PULL gets a copy of each. */
@@ -98,33 +133,9 @@ static void test_pull_push(void **state)
     ferry_socket *ctl;
     start(&r, front, back, capture, &ctl, FERRY_PAIR);
     enum { N = 5000 };
-    uint64_t bytes = 0;
-    for (int i = 0; i < N; i++) {
-        int parts = 1 + i % 3;
-        for (int k = 0; k < parts; k++) {
-            char b[32];
-            int len = snprintf(b, sizeof b, "m%d.%d", i, k);
-            bytes += (uint64_t)len;
-            assert_int_equal(ferry_send(src, b, (size_t)len, k < parts - 1 ? FERRY_MORE : 0), 0);
-        }
-    }
-    for (int pass = 0; pass < 2; pass++) {
-        ferry_socket *from = pass == 0 ? dst : copies;
-        for (int i = 0; i < N; i++) {
-            int parts = 1 + i % 3;
-            for (int k = 0; k < parts; k++) {
-                char b[32], want[32];
-                size_t n;
-                int64_t more;
-                int len = snprintf(want, sizeof want, "m%d.%d", i, k);
-                assert_int_equal(ferry_recv(from, b, sizeof b, &n, 0), 0);
-                assert_int_equal(n, (size_t)len);
-                assert_memory_equal(b, want, n);
-                assert_int_equal(ferry_getopt_int(from, FERRY_OPT_RCVMORE, &more), 0);
-                assert_int_equal(more, k < parts - 1);
-            }
-        }
-    }
+    uint64_t bytes = send_numbered(src, N);
+    recv_numbered(dst, N);
+    recv_numbered(copies, N);
     uint64_t v[9];
     stats(ctl, v);
     assert_int_equal(v[0], N);     /* frontend received */
@@ -585,26 +596,8 @@ static void test_one_way_tcp(void **state)
     }
     ferry_poller_free(pl);
     enum { N = 3000 };
-    for (int i = 0; i < N; i++) {
-        int parts = 1 + i % 3;
-        for (int k = 0; k < parts; k++) {
-            int len = snprintf(b, sizeof b, "m%d.%d", i, k);
-            assert_int_equal(ferry_send(src, b, (size_t)len, k < parts - 1 ? FERRY_MORE : 0), 0);
-        }
-    }
-    for (int i = 0; i < N; i++) {
-        int parts = 1 + i % 3;
-        for (int k = 0; k < parts; k++) {
-            char want[32];
-            int64_t more;
-            int len = snprintf(want, sizeof want, "m%d.%d", i, k);
-            assert_int_equal(ferry_recv(dst, b, sizeof b, &n, 0), 0);
-            assert_int_equal(n, (size_t)len);
-            assert_memory_equal(b, want, n);
-            assert_int_equal(ferry_getopt_int(dst, FERRY_OPT_RCVMORE, &more), 0);
-            assert_int_equal(more, k < parts - 1);
-        }
-    }
+    send_numbered(src, N);
+    recv_numbered(dst, N);
     uint64_t v[9];
     assert_int_equal(ferry_send(ctl, "PAUSE", 5, 0), 0);
     stats(ctl, v); /* answered: PAUSE was heard before it */
