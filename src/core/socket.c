@@ -797,7 +797,9 @@ void fy_sock_fd_watchdog(ferry_socket *s)
         atomic_load_explicit(&s->wake->fd_armed, memory_order_seq_cst))
         return;
     struct pollfd pfd = {.fd = s->event_fd, .events = POLLIN};
-    if (poll(&pfd, 1, 0) == 0) {
+    /* armed again since the first look: the user drained it (arm_fd arms
+     * first), it is not stuck */
+    if (poll(&pfd, 1, 0) == 0 && !atomic_load_explicit(&s->wake->fd_armed, memory_order_seq_cst)) {
         /* armed by the user, disarmed by somebody who did not write: a
          * peer, or a waker between its two steps (then one spare datagram) */
         self_signal(s);
@@ -1650,19 +1652,22 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
 
 /* --- receive --------------------------------------------------------------- */
 
-/* Arms the pollable fd: clears it (drain_it) and asks peers (and our own
- * transports) to write it on the next change. The caller then looks once
- * more. */
+/* Arms the pollable fd: asks peers (and our own transports) to write it on
+ * the next change, then clears it (drain_it). The caller then looks once
+ * more. Armed before the drain, so the watchdog (fy_sock_fd_watchdog)
+ * never finds the fd empty and unarmed in between and writes it: a
+ * datagram the drain takes from a writer that claimed this arming was
+ * sent after its message, which the caller's look then sees. */
 static void arm_fd(ferry_socket *s, int drain_it)
 {
     char drain[64];
+    atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
     /* bounded: anyone on the machine can send to the fd's address, and
      * what is left only makes it readable again (a spurious wake-up) */
     for (int k = 0; drain_it && k < 256 && recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0;
          k++) {
     }
-    atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
-    atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
     /* the flag before the caller's last look at the rings (their loads are
      * acquire only): a writer that did not see it armed is seen there */
     atomic_thread_fence(memory_order_seq_cst);
