@@ -5,17 +5,24 @@
  * arm can be run alone under perf (docs/benchmarks.md, "Where issue 13
  * ends").
  *
- *   ./build/ferry_fan_probe proxy|direct [SUBSCRIBERS] [MESSAGES] [RING]
+ *   ./build/ferry_fan_probe proxy|direct [SUBSCRIBERS] [MESSAGES] [RING] [RATE]
  *
  * The publisher and, for "proxy", a process running ferry_proxy (XSUB on
  * tcp://, XPUB on shm://, rings populated) run on CPU 0; the subscribers
  * (default 8) all on CPU 1, sleeping when idle (FERRY_OPT_SPIN 0), with
  * shm:// rings of RING bytes (default 4 MiB). The publisher sends MESSAGES
- * (default 400,000) 64-byte messages as fast as it can; past its tcp://
- * byte limit it drops, as `ferry bench` does. Each subscriber reports its
- * rate (first message to its last clock read, one every 64 messages) and
- * its process's CPU per message received, from the first message on.
+ * (default 400,000) 64-byte messages as fast as it can, or at RATE
+ * messages a second (64 at a time, sleeping in between, so that it leaves
+ * its CPU to the proxy as a remote publisher would); past its tcp:// byte
+ * limit it drops, as `ferry bench` does. Each subscriber reports its rate
+ * (first message to its last clock read, one every 64 messages) and its
+ * process's CPU per message received, from the first message on; the
+ * publisher and the proxy, their threads' CPU from the first message
+ * published to the last subscriber's end: the publisher's per message
+ * published, the proxy's per message forwarded (a subscriber's mean
+ * count: a message the publisher dropped never reached it).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <ferry.h>
 #include <sched.h>
@@ -123,6 +130,52 @@ static long arg(int argc, char **argv, int i, long dflt, long lo, long hi)
     return errno == 0 && end != argv[i] && *end == '\0' && v >= lo && v <= hi ? v : -1;
 }
 
+/* The CPU time of every thread of process pid so far, in ns (the
+ * scheduler's own count, /proc/PID/task/TID/schedstat); 0 if unreadable. */
+static double process_cpu_ns(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    double ns = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[128];
+        unsigned long long v;
+        if (e->d_name[0] == '.' ||
+            snprintf(path, sizeof path, "%s/%.32s/schedstat", dir, e->d_name) >= (int)sizeof path)
+            continue;
+        FILE *f = fopen(path, "r");
+        if (f != NULL && fscanf(f, "%llu", &v) == 1)
+            ns += (double)v;
+        if (f != NULL)
+            fclose(f);
+    }
+    closedir(d);
+    return ns;
+}
+
+/* Sends msgs 64-byte messages, at rate a second (64 at a time, sleeping
+ * until each group is due) or, rate 0, as fast as it can. */
+static void publish(ferry_socket *pub, long msgs, long rate)
+{
+    char msg[64];
+    memset(msg, 'm', sizeof msg);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < msgs; i++) {
+        if (rate > 0 && i % 64 == 0) {
+            long long due = (long long)t0.tv_nsec + (long long)((double)i * 1e9 / (double)rate);
+            struct timespec t = {t0.tv_sec + (time_t)(due / 1000000000), (long)(due % 1000000000)};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
+                ;
+        }
+        ferry_send(pub, msg, sizeof msg, 0);
+    }
+}
+
 static pid_t kids[65];
 static int nkids;
 
@@ -142,10 +195,12 @@ int main(int argc, char **argv)
     long nsubs = arg(argc, argv, 2, 8, 1, 64);
     long msgs = arg(argc, argv, 3, 400000, 1000, 100000000);
     long ring = arg(argc, argv, 4, 4 << 20, 4096, 256 << 20);
-    if (argc < 2 || argc > 5 || (!direct && strcmp(argv[1], "proxy") != 0) || nsubs < 0 ||
-        msgs < 0 || ring < 0) {
+    long rate = arg(argc, argv, 5, 0, 0, 100000000);
+    if (argc < 2 || argc > 6 || (!direct && strcmp(argv[1], "proxy") != 0) || nsubs < 0 ||
+        msgs < 0 || ring < 0 || rate < 0) {
         fprintf(stderr, "usage: ferry_fan_probe proxy|direct [SUBSCRIBERS 1-64] "
-                        "[MESSAGES 1000-100000000] [RING 4096-268435456]\n");
+                        "[MESSAGES 1000-100000000] [RING 4096-268435456] "
+                        "[RATE 0-100000000, 0: as fast as it can]\n");
         return 2;
     }
     char tcp[64], shm[64];
@@ -187,26 +242,30 @@ int main(int argc, char **argv)
      * timed from its own first message, so that is counted only as drops. */
     if (ferry_wait_peers(pub, direct ? (int)nsubs : 1, 30000) != 0)
         return give_up("the subscribers never joined");
-    char msg[64];
-    memset(msg, 'm', sizeof msg);
-    for (long i = 0; i < msgs; i++)
-        ferry_send(pub, msg, sizeof msg, 0);
+    double pub0 = process_cpu_ns(getpid()), px0 = px > 0 ? process_cpu_ns(px) : 0;
+    publish(pub, msgs, rate);
     struct report r;
-    double rate = 0, cpu = 0;
+    double sum = 0, cpu = 0;
     long got = 0;
     int n = 0;
     while (read(res[0], &r, sizeof r) == (ssize_t)sizeof r) {
         double one = r.secs > 0 ? (double)r.timed / r.secs / 1e6 : 0;
         printf("subscriber %d: %ld messages, %.3f M msg/s, %.1f ns CPU a message\n", n, r.got, one,
                r.cpu_ns);
-        rate += one;
+        sum += one;
         cpu += r.cpu_ns;
         got += r.got;
         n++;
     }
+    /* every subscriber is done: neither has anything more to do */
+    printf("publisher: %.1f ns CPU a message published\n",
+           (process_cpu_ns(getpid()) - pub0) / (double)msgs);
+    if (px > 0 && got > 0) /* what it forwarded: a subscriber's mean (the rest it dropped) */
+        printf("proxy: %.1f ns CPU a message forwarded\n",
+               (process_cpu_ns(px) - px0) * n / (double)got);
     if (n > 0)
         printf("%s, %d subscribers: mean %.3f M msg/s, %.1f ns CPU a message, %.1f %% dropped\n",
-               direct ? "direct" : "proxy", n, rate / n, cpu / n,
+               direct ? "direct" : "proxy", n, sum / n, cpu / n,
                100.0 * (1.0 - (double)got / ((double)msgs * nsubs)));
     ferry_close(pub);
     if (px > 0)
