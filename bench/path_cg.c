@@ -10,8 +10,9 @@
  * The difference of the two totals divided by 10,000 is one message's
  * cost without the set-up. MODE: pp (PUSH -> PULL, ferry_send and
  * ferry_recv), rr (a REQ/REP round trip), zc (PUSH -> PULL zero-copy:
- * ferry_msg_alloc/_send, ferry_msg_recv/_free), ps (PUB -> SUB). 64-byte
- * messages. Run without valgrind it takes the same loop's time.
+ * ferry_msg_alloc/_send, ferry_msg_recv/_free), ps (PUB -> SUB), fan (PUB
+ * -> 8 SUBs, each message received by all 8). 64-byte messages. Run
+ * without valgrind it takes the same loop's time.
  */
 #include <ferry.h>
 #include <stdio.h>
@@ -19,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define FAN_MORE 7
 
 static int one_zero_copy(ferry_socket *tx, ferry_socket *rx)
 {
@@ -40,9 +43,10 @@ int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
     long n = argc > 2 ? atol(argv[2]) : 0;
-    int rr = !strcmp(mode, "rr"), zc = !strcmp(mode, "zc"), ps = !strcmp(mode, "ps");
+    int rr = !strcmp(mode, "rr"), zc = !strcmp(mode, "zc"), fan = !strcmp(mode, "fan");
+    int ps = fan || !strcmp(mode, "ps");
     if ((!rr && !zc && !ps && strcmp(mode, "pp") != 0) || n < 1 || n > 100000000) {
-        fprintf(stderr, "usage: ferry_path_cg pp|rr|zc|ps MESSAGES (1-100000000)\n");
+        fprintf(stderr, "usage: ferry_path_cg pp|rr|zc|ps|fan MESSAGES (1-100000000)\n");
         return 2;
     }
     char url[64];
@@ -58,8 +62,16 @@ int main(int argc, char **argv)
     if (ps)
         ferry_setopt(rx, FERRY_OPT_SUBSCRIBE, "", 0);
     ferry_socket *lis = ps ? tx : rx, *dia = ps ? rx : tx;
-    if (ferry_listen(lis, url) != 0 || ferry_dial(dia, url) != 0 ||
-        ferry_wait_peers(tx, 1, 5000) != 0 || ferry_wait_peers(rx, 1, 5000) != 0) {
+    ferry_socket *more[FAN_MORE]; /* fan: the other 7 subscribers */
+    int nmore = fan ? FAN_MORE : 0;
+    for (int i = 0; i < nmore; i++)
+        if (ferry_socket_open(&more[i], FERRY_SUB) != 0 ||
+            ferry_setopt(more[i], FERRY_OPT_SUBSCRIBE, "", 0) != 0)
+            return 1;
+    int ok = ferry_listen(lis, url) == 0 && ferry_dial(dia, url) == 0;
+    for (int i = 0; i < nmore && ok; i++)
+        ok = ferry_dial(more[i], url) == 0 && ferry_wait_peers(more[i], 1, 5000) == 0;
+    if (!ok || ferry_wait_peers(tx, 1 + nmore, 5000) != 0 || ferry_wait_peers(rx, 1, 5000) != 0) {
         fprintf(stderr, "ferry_path_cg: set-up: %s\n", ferry_errdetail());
         return 1;
     }
@@ -72,6 +84,8 @@ int main(int argc, char **argv)
             zc ? one_zero_copy(tx, rx)
                : ferry_send(tx, out, sizeof out, 0) || ferry_recv(rx, in, sizeof in, &len, 0) ||
                      (rr && (ferry_send(rx, in, len, 0) || ferry_recv(tx, in, sizeof in, &len, 0)));
+        for (int k = 0; k < nmore && rc == 0; k++)
+            rc = ferry_recv(more[k], in, sizeof in, &len, 0);
         if (rc != 0) {
             fprintf(stderr, "ferry_path_cg: message %ld: %s\n", i, ferry_errdetail());
             return 1;
@@ -82,5 +96,7 @@ int main(int argc, char **argv)
     printf("%s: %ld messages, %.0f ns each\n", mode, n, ns / (double)n);
     ferry_close(tx);
     ferry_close(rx);
+    for (int i = 0; i < nmore; i++)
+        ferry_close(more[i]);
     return 0;
 }

@@ -191,9 +191,10 @@ struct fy_depth {
  *  recv     the next whole message: 1 and *m filled, 0 none yet, < 0
  *           broken (FERRY_ECORRUPT, FERRY_ECONNRESET, FERRY_EMSGSIZE).
  *           check: confirm "none" thoroughly (the caller will sleep).
- *  readable 0 when recv would surely find nothing now: a cheap look (no
- *           side effects) before a call that would cost more. 1 is only
- *           "maybe". NULL: always maybe.
+ *  readable 0 when recv would surely find nothing now and do nothing: a
+ *           cheap look before a call that would cost more (it may count
+ *           the look as recv's own). 1 is only "maybe". NULL: always
+ *           maybe. fy_pipe_maybe() calls it.
  *  watch    a word in memory the pipe's peer writes that changes when
  *           recv may have something new (shm://: the record header at the
  *           reader's position), or NULL. A spinning receiver loads it
@@ -691,6 +692,12 @@ static inline void fy_sock_dropped(ferry_socket *s, int why)
 
 /* Receives through a pipe, counting what arrived (mtx held). */
 int fy_pipe_recv(struct fy_pipe *p, struct fy_rxmsg *m, int check);
+
+/* 0 when p's recv would surely find nothing now (pipe op readable). */
+static inline int fy_pipe_maybe(struct fy_pipe *p)
+{
+    return p->ops->readable == NULL || p->ops->readable(p);
+}
 
 /* Writes last_active of the pipes that moved messages since it was last
  * written (mtx held; before the socket sleeps). */

@@ -121,6 +121,8 @@ static int pub_send(ferry_socket *s, const struct fy_txmsg *m)
         struct fy_rxmsg junk = {0};
         struct fy_pipe *p = s->pipes[i];
         int rc;
+        if (!fy_pipe_maybe(p)) /* the usual case: a look of a load or two */
+            continue;
         while ((rc = fy_pipe_recv(p, &junk, 0)) == 1)
             fy_rxmsg_clear(&junk);
         if (rc < 0) { /* garbage from a subscriber, or it left */

@@ -128,7 +128,7 @@ static int req_send(ferry_socket *s, const struct fy_txmsg *m)
     for (size_t i = 0; i < s->npipes; i++) {
         struct fy_pipe *p = s->pipes[i];
         struct fy_rxmsg junk = {0};
-        int maybe = p->ops->readable == NULL || p->ops->readable(p);
+        int maybe = fy_pipe_maybe(p);
         for (size_t spent = 0;
              maybe && spent < FY_DROP_TURN && !p->dead && fy_pipe_recv(p, &junk, 0) == 1;) {
             fy_rxmsg_drop(&junk, &spent);

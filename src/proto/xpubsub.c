@@ -163,6 +163,8 @@ static void xpub_take(ferry_socket *s, struct xpub_state *st, int check)
         struct fy_pipe *p = s->pipes[i];
         int rc = 0, share = XPUB_TAKE_PIPE;
         struct fy_rxmsg m = {0};
+        if (!check && !fy_pipe_maybe(p)) /* the usual case: a look of a load or two */
+            continue;
         while (!q_full(st) && share-- > 0 && budget-- > 0 &&
                (rc = fy_pipe_recv(p, &m, check || p->dead)) == 1) {
             if (is_subscription(&m)) {

@@ -144,7 +144,8 @@ struct fy_ring_reader {
     } q[FY_RING_QUEUE];
     uint64_t q_first; /* sequence number of q's first entry */
     unsigned q_count;
-    unsigned inplace; /* outstanding in-place records */
+    unsigned inplace;            /* outstanding in-place records */
+    uint64_t look_pos, look_off; /* fy_ring_idle's pos % cap, kept while pos stays */
 };
 
 /* Bytes a ring of capacity cap occupies, header included. */
@@ -211,6 +212,24 @@ static inline int fy_ring_maybe(const struct fy_ring_reader *r)
     const _Atomic uint64_t *w = (const _Atomic uint64_t *)(const void *)(r->data + r->pos % r->cap);
     uint64_t word = atomic_load_explicit((_Atomic uint64_t *)w, memory_order_relaxed);
     return (uint32_t)(word >> 32) == ((uint32_t)(r->pos >> 3) ^ FY_RING_TAG_SALT);
+}
+
+/* 1 when a look would find nothing and owe the writer nothing: no record
+ * at the reader's position (by its tag alone, as fy_ring_maybe) and head
+ * published. For a caller that looks at many rings that are nearly always
+ * empty (a publisher's subscribers' rings, on every send): one load, and
+ * the division of the position by the capacity only when it moved. */
+static inline int fy_ring_idle(struct fy_ring_reader *r)
+{
+    if (r->head != r->published)
+        return 0;
+    if (r->look_pos != r->pos) {
+        r->look_pos = r->pos;
+        r->look_off = r->pos % r->cap;
+    }
+    const _Atomic uint64_t *w = (const _Atomic uint64_t *)(const void *)(r->data + r->look_off);
+    uint64_t word = atomic_load_explicit((_Atomic uint64_t *)w, memory_order_relaxed);
+    return (uint32_t)(word >> 32) != ((uint32_t)(r->pos >> 3) ^ FY_RING_TAG_SALT);
 }
 
 /* The header word at the reader's position: the writer's next store
