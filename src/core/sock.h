@@ -730,8 +730,9 @@ int fy_sock_event_sender(ferry_socket *s);
 
 /* The pollable fd's watchdog: a peer shares the wake block and may clear
  * fd_armed without writing the fd. Called about once a second by the I/O
- * thread; writes the fd if the user armed it, nobody holds it armed and it
- * is not readable. */
+ * thread, without mtx (it only tries to take it, and skips a socket that
+ * is busy); writes the fd if the user armed it, nobody holds it armed and
+ * it is not readable. */
 void fy_sock_fd_watchdog(ferry_socket *s);
 
 /* Waits on the socket's wake word until step (called with mtx held; check

@@ -796,14 +796,19 @@ void fy_sock_fd_watchdog(ferry_socket *s)
     if (!atomic_load_explicit(&s->fd_want, memory_order_relaxed) ||
         atomic_load_explicit(&s->wake->fd_armed, memory_order_seq_cst))
         return;
+    /* Under mtx, as arm_fd is: between its drain and its arming the fd is
+     * empty and unarmed, and a write then would be a wake-up for nothing
+     * in the user's fresh arming. Only tried: the caller holds its
+     * transport's lock, and a socket busy now is looked at next time. */
+    if (pthread_mutex_trylock(&s->mtx) != 0)
+        return;
     struct pollfd pfd = {.fd = s->event_fd, .events = POLLIN};
-    /* armed again since the first look: the user drained it (arm_fd arms
-     * first), it is not stuck */
-    if (poll(&pfd, 1, 0) == 0 && !atomic_load_explicit(&s->wake->fd_armed, memory_order_seq_cst)) {
+    if (!atomic_load_explicit(&s->wake->fd_armed, memory_order_seq_cst) && poll(&pfd, 1, 0) == 0) {
         /* armed by the user, disarmed by somebody who did not write: a
          * peer, or a waker between its two steps (then one spare datagram) */
         self_signal(s);
     }
+    pthread_mutex_unlock(&s->mtx);
 }
 
 int ferry_socket_open(ferry_socket **out, int type)
@@ -1652,22 +1657,22 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
 
 /* --- receive --------------------------------------------------------------- */
 
-/* Arms the pollable fd: asks peers (and our own transports) to write it on
- * the next change, then clears it (drain_it). The caller then looks once
- * more. Armed before the drain, so the watchdog (fy_sock_fd_watchdog)
- * never finds the fd empty and unarmed in between and writes it: a
- * datagram the drain takes from a writer that claimed this arming was
- * sent after its message, which the caller's look then sees. */
+/* Arms the pollable fd: clears it (drain_it) and asks peers (and our own
+ * transports) to write it on the next change. The caller then looks once
+ * more. Drained first: a datagram drained after the arming could be the
+ * claim of a writer whose message an earlier receive already took, and
+ * the writer of the next one would then find the fd claimed and stay
+ * silent. mtx held, so the watchdog cannot write in between. */
 static void arm_fd(ferry_socket *s, int drain_it)
 {
     char drain[64];
-    atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
-    atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
     /* bounded: anyone on the machine can send to the fd's address, and
      * what is left only makes it readable again (a spurious wake-up) */
     for (int k = 0; drain_it && k < 256 && recv(s->event_fd, drain, sizeof drain, MSG_DONTWAIT) > 0;
          k++) {
     }
+    atomic_store_explicit(&s->fd_want, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->wake->fd_armed, 1, memory_order_seq_cst);
     /* the flag before the caller's last look at the rings (their loads are
      * acquire only): a writer that did not see it armed is seen there */
     atomic_thread_fence(memory_order_seq_cst);
@@ -1798,9 +1803,9 @@ static int sock_recv_part(ferry_socket *s, struct recv_req *rq, int flags)
          * (room, a peer). Both DONTWAIT and a receive timeout of 0 take a
          * lent input back (park.c), or it would stay unread until the
          * loan's timer ends it. */
+        pthread_mutex_lock(&s->mtx);
         if (nowait)
             arm_fd(s, atomic_load_explicit(&s->npollers, memory_order_relaxed) == 0);
-        pthread_mutex_lock(&s->mtx);
         fy_park_reclaim(s);
         rc = s->closing ? FERRY_ECLOSED : recv_step(s, rq, 1);
         pthread_mutex_unlock(&s->mtx);

@@ -672,7 +672,8 @@ static void test_socket_fd(void **state)
     struct t_pipe go;
     t_pipe_open(&go);
     pid_t pid = fork();
-    if (pid == 0) { /* a message from another process */
+    if (pid == 0) {  /* a message from another process */
+        close(go.w); /* a parent that fails before 'c' ends the read with EOF */
         ferry_socket *c = child_sock(FERRY_PUSH, u, 1);
         CHILD_CHECK(ferry_send(c, "hi", 2, 0) == 0, 1);
         CHILD_CHECK(t_pipe_recv(&go) == 'c', 2);
