@@ -17,12 +17,11 @@
  * limit it drops, as `ferry bench` does. Each subscriber reports its rate
  * (first message to its last clock read, one every 64 messages) and its
  * process's CPU per message received, from the first message on; the
- * publisher and the proxy, their threads' CPU from the first message
+ * publisher and the proxy, their processes' CPU from the first message
  * published to the last subscriber's end: the publisher's per message
  * published, the proxy's per message forwarded (a subscriber's mean
  * count: a message the publisher dropped never reached it).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <ferry.h>
 #include <sched.h>
@@ -130,31 +129,15 @@ static long arg(int argc, char **argv, int i, long dflt, long lo, long hi)
     return errno == 0 && end != argv[i] && *end == '\0' && v >= lo && v <= hi ? v : -1;
 }
 
-/* The CPU time of every thread of process pid so far, in ns (the
- * scheduler's own count, /proc/PID/task/TID/schedstat); 0 if unreadable. */
+/* The CPU time of process pid so far (all its threads, those that ended
+ * too), in ns; -1 when it cannot be read. */
 static double process_cpu_ns(pid_t pid)
 {
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return 0;
-    double ns = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[128];
-        unsigned long long v;
-        if (e->d_name[0] == '.' ||
-            snprintf(path, sizeof path, "%s/%.32s/schedstat", dir, e->d_name) >= (int)sizeof path)
-            continue;
-        FILE *f = fopen(path, "r");
-        if (f != NULL && fscanf(f, "%llu", &v) == 1)
-            ns += (double)v;
-        if (f != NULL)
-            fclose(f);
-    }
-    closedir(d);
-    return ns;
+    clockid_t c;
+    struct timespec t;
+    if (clock_getcpuclockid(pid, &c) != 0 || clock_gettime(c, &t) != 0)
+        return -1;
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
 
 /* Sends msgs 64-byte messages, at rate a second (64 at a time, sleeping
@@ -242,7 +225,7 @@ int main(int argc, char **argv)
      * timed from its own first message, so that is counted only as drops. */
     if (ferry_wait_peers(pub, direct ? (int)nsubs : 1, 30000) != 0)
         return give_up("the subscribers never joined");
-    double pub0 = process_cpu_ns(getpid()), px0 = px > 0 ? process_cpu_ns(px) : 0;
+    double pub0 = process_cpu_ns(getpid()), px0 = px > 0 ? process_cpu_ns(px) : -1;
     publish(pub, msgs, rate);
     struct report r;
     double sum = 0, cpu = 0;
@@ -258,11 +241,11 @@ int main(int argc, char **argv)
         n++;
     }
     /* every subscriber is done: neither has anything more to do */
-    printf("publisher: %.1f ns CPU a message published\n",
-           (process_cpu_ns(getpid()) - pub0) / (double)msgs);
-    if (px > 0 && got > 0) /* what it forwarded: a subscriber's mean (the rest it dropped) */
-        printf("proxy: %.1f ns CPU a message forwarded\n",
-               (process_cpu_ns(px) - px0) * n / (double)got);
+    double pub1 = process_cpu_ns(getpid()), px1 = px > 0 ? process_cpu_ns(px) : -1;
+    if (pub0 >= 0 && pub1 >= 0)
+        printf("publisher: %.1f ns CPU a message published\n", (pub1 - pub0) / (double)msgs);
+    if (px0 >= 0 && px1 >= 0 && got > 0) /* a subscriber's mean: the rest was dropped */
+        printf("proxy: %.1f ns CPU a message forwarded\n", (px1 - px0) * n / (double)got);
     if (n > 0)
         printf("%s, %d subscribers: mean %.3f M msg/s, %.1f ns CPU a message, %.1f %% dropped\n",
                direct ? "direct" : "proxy", n, sum / n, cpu / n,
