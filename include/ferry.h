@@ -680,8 +680,10 @@ FERRY_API int ferry_recv(ferry_socket *s, void *buf, size_t cap, size_t *len, in
  * message goes to (PAIR, PUSH), else ordinary memory (REQ and REP messages
  * carry ZeroMQ's envelope in front, so they are multipart and copied).
  * ferry_msg_send() sends it, or a message received (forwarding it: the
- * data is copied once); ownership passes on success, on failure the
- * message is still yours. ferry_msg_recv() returns the next part; on
+ * data is copied once, into the pipe; a part sent with FERRY_MORE is kept
+ * as it is until its message goes, and a part received in place keeps its
+ * room in its ring until then); ownership passes on success, on failure
+ * the message is still yours. ferry_msg_recv() returns the next part; on
  * shm:// its data is read in place, in the ring, until ferry_msg_free()
  * (every part that fits one ring record, multipart messages included;
  * parts larger than that arrive in ordinary memory). A received message's
@@ -809,8 +811,8 @@ FERRY_API int ferry_poller_wait(ferry_poller *p, ferry_poll_event *ev, int max, 
  * and replies; PULL-PUSH: one way), in the calling thread, until TERMINATE
  * comes on control. Messages move whole (every part), in order per
  * direction. A single-part message received in place in an shm:// ring is
- * copied once, from the ring into its destination; the parts of a
- * multipart one are also copied into the destination's part buffer.
+ * copied once, from the ring into its destination, and so is each part of
+ * a multipart one (held in place until its last part goes).
  *
  * Nothing taken is lost to a full destination: a direction takes the next
  * message from its source only once the last one went out, so a full

@@ -581,10 +581,17 @@ struct ferry_socket {
     _Atomic uint32_t *bell_word;               /* the bell that wakes them all */
     _Atomic int npollers;                      /* ferry_pollers holding it (at most one) */
 
-    /* multipart assembly of outgoing parts */
+    /* multipart assembly of outgoing parts: each part's bytes are a copy
+     * of the caller's (tx_own[i].copy) or a message given with
+     * ferry_msg_send, kept as it is and freed once sent (tx_own[i].msg):
+     * a forwarded part is copied once, into the pipe. Both are freed
+     * without mtx (a message of another socket takes that one's). */
     struct fy_part *tx_parts;
     size_t tx_nparts, tx_cap;
-    unsigned char **tx_bufs;
+    struct fy_txown {
+        unsigned char *copy;
+        ferry_msg *msg;
+    } * tx_own;
     size_t tx_total;
     /* the message being received, part by part */
     struct fy_rxmsg rx;

@@ -872,12 +872,45 @@ int ferry_socket_open(ferry_socket **out, int type)
     return 0;
 }
 
+static void tx_free(struct fy_txown *own, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(own[i].copy);
+        ferry_msg_free(own[i].msg);
+    }
+}
+
+/* Drops the parts gathered so far. Without mtx: a forwarded part of
+ * another socket takes that socket's to be freed, and two threads
+ * forwarding each other's messages must not hold one lock each. */
 static void tx_reset(ferry_socket *s)
 {
-    for (size_t i = 0; i < s->tx_nparts; i++)
-        free(s->tx_bufs[i]);
+    tx_free(s->tx_own, s->tx_nparts);
     s->tx_nparts = 0;
     s->tx_total = 0;
+}
+
+/* tx_reset for a caller that holds mtx: the parts are taken out (the
+ * arrays with them) for tx_free_taken once mtx is let go. */
+struct tx_taken {
+    struct fy_txown *own;
+    size_t n;
+};
+
+static struct tx_taken tx_take_locked(ferry_socket *s)
+{
+    struct tx_taken t = {s->tx_own, s->tx_nparts};
+    s->tx_own = NULL;
+    free(s->tx_parts);
+    s->tx_parts = NULL;
+    s->tx_cap = s->tx_nparts = s->tx_total = 0;
+    return t;
+}
+
+static void tx_free_taken(struct tx_taken t)
+{
+    tx_free(t.own, t.n);
+    free(t.own);
 }
 
 /* ferry_close in a forked child on a socket it inherited: the connections
@@ -942,7 +975,7 @@ int ferry_close(ferry_socket *s)
     fy_stat_sock_close(s->stat, s->stat_heap);
     tx_reset(s);
     free(s->tx_parts);
-    free(s->tx_bufs);
+    free(s->tx_own);
     free(s->pipes);
     free(s->proto_state);
     release_own_fds(s);
@@ -1472,31 +1505,35 @@ static int send_step(ferry_socket *s, void *arg, int check)
     return rc;
 }
 
-static int tx_append(ferry_socket *s, const void *buf, size_t len)
+/* Adds a part: a copy of buf, or msg itself (not NULL: buf and len are
+ * its bytes, and on success it is the socket's). On failure nothing was
+ * added (the caller drops the message whole). */
+static int tx_append(ferry_socket *s, const void *buf, size_t len, ferry_msg *msg)
 {
-    if (s->tx_nparts >= FY_MAX_PARTS) {
-        tx_reset(s);
+    if (s->tx_nparts >= FY_MAX_PARTS)
         return fy_err(FERRY_EMSGSIZE, "send: more than %d parts", FY_MAX_PARTS);
-    }
     if (s->tx_nparts == s->tx_cap) {
         size_t cap = s->tx_cap ? s->tx_cap * 2 : 4;
         struct fy_part *p = realloc(s->tx_parts, cap * sizeof *p);
         if (p == NULL)
             return FERRY_ENOMEM;
         s->tx_parts = p;
-        unsigned char **b = realloc(s->tx_bufs, cap * sizeof *b);
-        if (b == NULL)
+        struct fy_txown *o = realloc(s->tx_own, cap * sizeof *o);
+        if (o == NULL)
             return FERRY_ENOMEM;
-        s->tx_bufs = b;
+        s->tx_own = o;
         s->tx_cap = cap;
     }
-    unsigned char *copy = malloc(len ? len : 1);
-    if (copy == NULL)
-        return FERRY_ENOMEM;
-    if (len)
-        memcpy(copy, buf, len);
-    s->tx_bufs[s->tx_nparts] = copy;
-    s->tx_parts[s->tx_nparts].data = copy;
+    unsigned char *copy = NULL;
+    if (msg == NULL) {
+        if ((copy = malloc(len ? len : 1)) == NULL)
+            return FERRY_ENOMEM;
+        if (len)
+            memcpy(copy, buf, len);
+        buf = copy;
+    }
+    s->tx_own[s->tx_nparts] = (struct fy_txown){copy, msg};
+    s->tx_parts[s->tx_nparts].data = buf;
     s->tx_parts[s->tx_nparts].len = len;
     s->tx_nparts++;
     s->tx_total += len;
@@ -1526,15 +1563,16 @@ void ferry_send_discard(ferry_socket *s)
     if (s == NULL)
         return;
     pthread_mutex_lock(&s->mtx);
-    tx_reset(s);
+    struct tx_taken t = tx_take_locked(s);
     pthread_mutex_unlock(&s->mtx);
+    tx_free_taken(t);
 }
 
-int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
+/* ferry_send, and ferry_msg_send of a part it forwards (msg: the part's
+ * message, which becomes the socket's when the call succeeds; the last
+ * part stays the caller's if the send fails). */
+static int send_part(ferry_socket *s, const void *buf, size_t len, int flags, ferry_msg *msg)
 {
-    if (s == NULL || (buf == NULL && len > 0))
-        return FERRY_EINVAL;
-    fy_err_clear();
     if (!s->proto->can_send)
         return fy_err(FERRY_ENOTSUP, "send on a %s socket", s->proto->name);
     if (s->claim)
@@ -1546,16 +1584,18 @@ int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
     }
     if (flags & FERRY_MORE) {
         pthread_mutex_lock(&s->mtx);
-        int rc = tx_append(s, buf, len);
+        int rc = tx_append(s, buf, len, msg);
+        struct tx_taken t = {NULL, 0};
         if (rc != 0)
-            tx_reset(s); /* the message can no longer be whole: dropped */
+            t = tx_take_locked(s); /* the message can no longer be whole: dropped */
         pthread_mutex_unlock(&s->mtx);
+        tx_free_taken(t);
         return rc;
     }
     struct fy_part one = {buf, len};
     struct fy_txmsg m = {.parts = &one, .nparts = 1, .total = len};
     if (s->tx_nparts > 0) {
-        int rc = tx_append(s, buf, len);
+        int rc = tx_append(s, buf, len, msg);
         if (rc != 0) {
             tx_reset(s); /* out of memory: the message is dropped whole */
             return rc;
@@ -1565,16 +1605,24 @@ int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
         m.total = s->tx_total;
     }
     int rc = sock_send_msg(s, &m, flags);
-    if (s->tx_nparts > 0) {
-        if (rc == 0 || (rc != FERRY_EAGAIN && rc != FERRY_ETIMEDOUT && rc != FERRY_EINTR))
-            tx_reset(s); /* sent, or never will be (no route to the peer): drop it whole */
-        else {           /* not now: forget the last part's copy, keep the rest for a retry */
-            s->tx_nparts--;
-            s->tx_total -= len;
-            free(s->tx_bufs[s->tx_nparts]);
-        }
+    if (s->tx_nparts > 0 && rc != 0) { /* the last part stays the caller's */
+        s->tx_nparts--;
+        s->tx_total -= len;
+        free(s->tx_own[s->tx_nparts].copy);
     }
+    /* sent, or never will be (no route to the peer): dropped whole; not
+     * now: the rest is kept for a retry */
+    if (rc == 0 || (rc != FERRY_EAGAIN && rc != FERRY_ETIMEDOUT && rc != FERRY_EINTR))
+        tx_reset(s);
     return rc;
+}
+
+int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
+{
+    if (s == NULL || (buf == NULL && len > 0))
+        return FERRY_EINVAL;
+    fy_err_clear();
+    return send_part(s, buf, len, flags, NULL);
 }
 
 int ferry_msg_alloc(ferry_socket *s, ferry_msg **out, size_t size)
@@ -1647,10 +1695,15 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
         if (rc != 0)
             return rc;
     }
-    /* heap, a claim, or received (in place in a ring: copied once, the
-     * ring's room given back at once): a proxy forwards what it received */
-    int rc = ferry_send(s, m->data, m->size, flags);
-    if (rc == 0)
+    /* A received message (in place in a ring, or in memory of its own)
+     * that is a part of a multipart message is kept as it is until the
+     * message goes, then copied once, into the pipe: a proxy forwards what
+     * it received. A claim, or a single part, is copied now (a single part
+     * straight into the pipe, the ring's room given back at once). */
+    int keep = (flags & FERRY_MORE || s->tx_nparts > 0) && m->size > 0 &&
+               (m->kind == FY_MSG_INPLACE || m->kind == FY_MSG_HEAP);
+    int rc = send_part(s, m->data, m->size, flags, keep ? m : NULL);
+    if (rc == 0 && !keep) /* kept: the socket's now, freed with its message */
         ferry_msg_free(m);
     return rc;
 }

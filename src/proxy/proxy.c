@@ -16,8 +16,9 @@
  * (a message larger than a ring's free room, streamed as the reader frees
  * it) is then sent with a wait of PROXY_SLICE_MS at a time, between which
  * the control socket is heard, so the proxy never spins on a promise of
- * room. A single-part message received in place in an shm:// ring is
- * copied once, into the destination.
+ * room. A message received in place in an shm:// ring is copied once,
+ * into the destination (ferry_msg_send keeps a multipart message's parts
+ * in place until its last one goes).
  *
  * One way only (PULL to PUSH, without capture), the source is not polled
  * but read with blocking receives (run_one_way): over tcp:// and ipc://

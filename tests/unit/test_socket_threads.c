@@ -304,12 +304,106 @@ static void test_open_close_churn(void **state)
     ferry_close(pull);
 }
 
+/* A forwarder thread: each message from `from`, part by part in place, on
+ * to `to` with ferry_msg_send (its parts are held by `to` until the last),
+ * until a one-part message, which it forwards and stops at. */
+struct fwd {
+    ferry_socket *from, *to;
+    int rc;
+};
+
+static void *forwarder(void *arg)
+{
+    struct fwd *f = arg;
+    for (int parts = 0;;) {
+        ferry_msg *m;
+        int rc = ferry_msg_recv(f->from, &m, 0);
+        if (rc != 0) {
+            f->rc = rc;
+            return NULL;
+        }
+        int more = ferry_msg_more(m);
+        parts++;
+        if ((rc = ferry_msg_send(f->to, m, more ? FERRY_MORE : 0)) != 0) {
+            ferry_msg_free(m);
+            f->rc = rc;
+            return NULL;
+        }
+        if (!more && parts == 1)
+            return NULL;
+        if (!more)
+            parts = 0;
+    }
+}
+
+/* Two forwarders at once in opposite directions between two sockets (the
+ * parts of each one's source held by the other's socket and freed there):
+ * no lock taken in one order here and in the other there (TSan). */
+static void test_cross_forward(void **state)
+{
+    (void)state;
+    char ua[96], ub[96];
+    t_url(ua, sizeof ua, "xfwd-a");
+    t_url(ub, sizeof ub, "xfwd-b");
+    ferry_socket *a1, *a2, *b1, *b2;
+    assert_int_equal(ferry_socket_open(&a1, FERRY_PAIR), 0);
+    assert_int_equal(ferry_socket_open(&a2, FERRY_PAIR), 0);
+    assert_int_equal(ferry_socket_open(&b1, FERRY_PAIR), 0);
+    assert_int_equal(ferry_socket_open(&b2, FERRY_PAIR), 0);
+    ferry_socket *all[] = {a1, a2, b1, b2};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ferry_setopt_int(all[i], FERRY_OPT_RCVTIMEO, 20000), 0);
+        assert_int_equal(ferry_setopt_int(all[i], FERRY_OPT_SNDTIMEO, 20000), 0);
+    }
+    assert_int_equal(ferry_listen(a1, ua), 0);
+    assert_int_equal(ferry_dial(a2, ua), 0);
+    assert_int_equal(ferry_listen(b1, ub), 0);
+    assert_int_equal(ferry_dial(b2, ub), 0);
+    struct fwd x = {a1, b1, 0}, y = {b1, a1, 0};
+    pthread_t tx, ty;
+    assert_int_equal(pthread_create(&tx, NULL, forwarder, &x), 0);
+    assert_int_equal(pthread_create(&ty, NULL, forwarder, &y), 0);
+    enum { ROUNDS = 2000 };
+    char body[200], got[200];
+    size_t n;
+    for (int r = 0; r < ROUNDS; r++) {
+        memset(body, 'a' + r % 26, sizeof body);
+        /* a message into each forwarder, then what each let out */
+        ferry_socket *in[2] = {a2, b2}, *out[2] = {b2, a2};
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(ferry_send(in[k], &r, sizeof r, FERRY_MORE), 0);
+            assert_int_equal(ferry_send(in[k], "", 0, FERRY_MORE), 0);
+            assert_int_equal(ferry_send(in[k], body, sizeof body, 0), 0);
+        }
+        for (int k = 0; k < 2; k++) {
+            int v = -1;
+            assert_int_equal(ferry_recv(out[k], &v, sizeof v, &n, 0), 0);
+            assert_int_equal(v, r);
+            assert_int_equal(ferry_recv(out[k], got, sizeof got, &n, 0), 0);
+            assert_int_equal(n, 0);
+            assert_int_equal(ferry_recv(out[k], got, sizeof got, &n, 0), 0);
+            assert_int_equal(n, sizeof body);
+            assert_memory_equal(got, body, sizeof body);
+        }
+    }
+    assert_int_equal(ferry_send(a2, ".", 1, 0), 0);
+    assert_int_equal(ferry_send(b2, ".", 1, 0), 0);
+    assert_int_equal(pthread_join(tx, NULL), 0);
+    assert_int_equal(pthread_join(ty, NULL), 0);
+    assert_int_equal(x.rc, 0);
+    assert_int_equal(y.rc, 0);
+    for (int k = 0; k < 2; k++) /* the stop messages, forwarded too */
+        assert_int_equal(ferry_recv(k ? a2 : b2, got, sizeof got, &n, 0), 0);
+    for (int i = 0; i < 4; i++)
+        ferry_close(all[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pair_duplex),       cmocka_unit_test(test_pull_two_readers),
         cmocka_unit_test(test_busy_poll_readers), cmocka_unit_test(test_sleeping_ping_pong),
-        cmocka_unit_test(test_open_close_churn),
+        cmocka_unit_test(test_open_close_churn),  cmocka_unit_test(test_cross_forward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
