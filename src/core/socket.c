@@ -1569,10 +1569,13 @@ void ferry_send_discard(ferry_socket *s)
 }
 
 /* ferry_send, and ferry_msg_send of a part it forwards (msg: the part's
- * message, which becomes the socket's when the call succeeds; the last
- * part stays the caller's if the send fails). */
-static int send_part(ferry_socket *s, const void *buf, size_t len, int flags, ferry_msg *msg)
+ * message, or NULL). *kept: msg went into the message's list of parts and
+ * is the socket's now (only when the call succeeded; a single part is
+ * never kept: its bytes go at once, and msg stays the caller's to free). */
+static int send_part(ferry_socket *s, const void *buf, size_t len, int flags, ferry_msg *msg,
+                     int *kept)
 {
+    *kept = 0;
     if (!s->proto->can_send)
         return fy_err(FERRY_ENOTSUP, "send on a %s socket", s->proto->name);
     if (s->claim)
@@ -1590,11 +1593,13 @@ static int send_part(ferry_socket *s, const void *buf, size_t len, int flags, fe
             t = tx_take_locked(s); /* the message can no longer be whole: dropped */
         pthread_mutex_unlock(&s->mtx);
         tx_free_taken(t);
+        *kept = rc == 0 && msg != NULL;
         return rc;
     }
     struct fy_part one = {buf, len};
     struct fy_txmsg m = {.parts = &one, .nparts = 1, .total = len};
-    if (s->tx_nparts > 0) {
+    int multi = s->tx_nparts > 0;
+    if (multi) {
         int rc = tx_append(s, buf, len, msg);
         if (rc != 0) {
             tx_reset(s); /* out of memory: the message is dropped whole */
@@ -1605,11 +1610,12 @@ static int send_part(ferry_socket *s, const void *buf, size_t len, int flags, fe
         m.total = s->tx_total;
     }
     int rc = sock_send_msg(s, &m, flags);
-    if (s->tx_nparts > 0 && rc != 0) { /* the last part stays the caller's */
+    if (multi && rc != 0) { /* the last part stays the caller's */
         s->tx_nparts--;
         s->tx_total -= len;
         free(s->tx_own[s->tx_nparts].copy);
     }
+    *kept = multi && rc == 0 && msg != NULL; /* freed with the others, just below */
     /* sent, or never will be (no route to the peer): dropped whole; not
      * now: the rest is kept for a retry */
     if (rc == 0 || (rc != FERRY_EAGAIN && rc != FERRY_ETIMEDOUT && rc != FERRY_EINTR))
@@ -1622,7 +1628,8 @@ int ferry_send(ferry_socket *s, const void *buf, size_t len, int flags)
     if (s == NULL || (buf == NULL && len > 0))
         return FERRY_EINVAL;
     fy_err_clear();
-    return send_part(s, buf, len, flags, NULL);
+    int kept;
+    return send_part(s, buf, len, flags, NULL, &kept);
 }
 
 int ferry_msg_alloc(ferry_socket *s, ferry_msg **out, size_t size)
@@ -1700,10 +1707,10 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags)
      * message goes, then copied once, into the pipe: a proxy forwards what
      * it received. A claim, or a single part, is copied now (a single part
      * straight into the pipe, the ring's room given back at once). */
-    int keep = (flags & FERRY_MORE || s->tx_nparts > 0) && m->size > 0 &&
-               (m->kind == FY_MSG_INPLACE || m->kind == FY_MSG_HEAP);
-    int rc = send_part(s, m->data, m->size, flags, keep ? m : NULL);
-    if (rc == 0 && !keep) /* kept: the socket's now, freed with its message */
+    int keep = m->size > 0 && (m->kind == FY_MSG_INPLACE || m->kind == FY_MSG_HEAP);
+    int kept;
+    int rc = send_part(s, m->data, m->size, flags, keep ? m : NULL, &kept);
+    if (rc == 0 && !kept) /* kept: the socket's now, freed with its message */
         ferry_msg_free(m);
     return rc;
 }
