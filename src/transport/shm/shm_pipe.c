@@ -492,6 +492,27 @@ static int rx_too_big(const struct shm_pipe *sp)
                   sp->base.id, sp->base.peer_pid);
 }
 
+static ferry_msg *copied_msg(struct shm_pipe *sp, const void *data, size_t len);
+
+/* A part that comes in pieces (CONT records: larger than a record) may
+ * pass through the whole ring, which the message's earlier parts, held in
+ * place, keep from turning over: the writer would wait for room that
+ * never comes. They are copied out before the first piece is taken. */
+static int rx_unpin_partial(struct shm_pipe *sp)
+{
+    for (size_t i = 0; i < sp->partial.nparts; i++) {
+        ferry_msg *m = sp->partial.parts[i];
+        if (m->kind != FY_MSG_INPLACE && m->kind != FY_MSG_BRIEF)
+            continue;
+        ferry_msg *c = copied_msg(sp, m->data, m->size);
+        if (c == NULL)
+            return FERRY_ENOMEM;
+        sp->partial.parts[i] = c;
+        fy_msg_free_locked(m);
+    }
+    return 0;
+}
+
 /* Appends a record to the part being assembled. Parts are counted, empty
  * ones included, against FY_MAX_PARTS: an 8-byte record carrying MORE
  * costs us a part's memory and time. A CONT record is always a full one
@@ -502,6 +523,11 @@ static int rx_append(struct shm_pipe *sp, const struct fy_ring_rec *rec)
     if ((rec->flags & FY_RING_F_CONT) && rec->len != sp->max_rec)
         return fy_err(FERRY_ECORRUPT, "shm pipe %d (peer pid %d): a short CONT record", sp->base.id,
                       sp->base.peer_pid);
+    if (sp->cur_len == 0 && sp->partial.nparts > 0) {
+        int rc = rx_unpin_partial(sp);
+        if (rc != 0)
+            return rc;
+    }
     if (!(rec->flags & FY_RING_F_CONT) && sp->partial.nparts >= FY_MAX_PARTS)
         return fy_err(FERRY_EMSGSIZE, "shm pipe %d (peer pid %d): more than %d parts", sp->base.id,
                       sp->base.peer_pid, FY_MAX_PARTS);
