@@ -568,6 +568,61 @@ static void test_watched_word_flipped(void **state)
     rig_close(&r);
 }
 
+/* 14. A subscriber that writes garbage into its ring toward a PUB, behind
+ * a header word whose tag never matches (so the publisher's one-load look
+ * before each send, shm_readable, sees "nothing"): the look's periodic
+ * full receive checks the ring against its tail, finds the garbage and
+ * drops that subscriber, counted, within a few thousand sends, while an
+ * honest subscriber gets every message. */
+static void test_pub_hidden_garbage(void **state)
+{
+    (void)state;
+    char url[96];
+    t_url(url, sizeof url, "pubgarbage");
+    ferry_socket *pub, *evil, *good;
+    assert_int_equal(ferry_socket_open(&pub, FERRY_PUB), 0);
+    assert_int_equal(ferry_socket_open(&evil, FERRY_SUB), 0);
+    assert_int_equal(ferry_socket_open(&good, FERRY_SUB), 0);
+    assert_int_equal(ferry_setopt(evil, FERRY_OPT_SUBSCRIBE, "", 0), 0);
+    assert_int_equal(ferry_setopt(good, FERRY_OPT_SUBSCRIBE, "", 0), 0);
+    assert_int_equal(ferry_setopt_int(good, FERRY_OPT_RCVHWM, 0), 0);
+    assert_int_equal(ferry_setopt_int(good, FERRY_OPT_RCVTIMEO, 10000), 0);
+    assert_int_equal(ferry_listen(pub, url), 0);
+    assert_int_equal(ferry_dial(evil, url), 0);
+    assert_int_equal(ferry_dial(good, url), 0);
+    assert_int_equal(ferry_wait_peers(pub, 2, 10000), 0);
+    pthread_mutex_lock(&evil->mtx);
+    assert_int_equal(evil->npipes, 1);
+    struct shm_pipe *sp = (struct shm_pipe *)evil->pipes[0];
+    uint64_t pos = sp->w.tail;
+    uint32_t tag = (uint32_t)(pos >> 3) ^ FY_RING_TAG_SALT;
+    atomic_store_explicit((_Atomic uint64_t *)(void *)(sp->w.data + pos % sp->w.cap),
+                          ((uint64_t)(~tag) << 32) | 8u, memory_order_release);
+    atomic_store_explicit(&sp->w.sh->tail, pos + 16, memory_order_release);
+    pthread_mutex_unlock(&evil->mtx);
+    int64_t before = errors_of(pub);
+    uint32_t i = 0;
+    for (; i < 5000 && errors_of(pub) == before; i++) {
+        uint32_t got = ~i;
+        size_t n;
+        assert_int_equal(ferry_send(pub, &i, sizeof i, 0), 0);
+        assert_int_equal(ferry_recv(good, &got, sizeof got, &n, 0), 0);
+        assert_int_equal(got, i);
+    }
+    assert_true(errors_of(pub) > before); /* found, and the connection dropped */
+    assert_int_equal(ferry_wait_peers(pub, 1, 10000), 0);
+    for (uint32_t k = i; k < i + 100; k++) { /* the honest one is still served */
+        uint32_t got = ~k;
+        size_t n;
+        assert_int_equal(ferry_send(pub, &k, sizeof k, 0), 0);
+        assert_int_equal(ferry_recv(good, &got, sizeof got, &n, 0), 0);
+        assert_int_equal(got, k);
+    }
+    ferry_close(good);
+    ferry_close(evil);
+    ferry_close(pub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_fd_not_silenced),
         cmocka_unit_test(test_handshake_version_refused),
         cmocka_unit_test(test_watched_word_flipped),
+        cmocka_unit_test(test_pub_hidden_garbage),
     };
     if (getenv("TEST_FILTER"))
         cmocka_set_test_filter(getenv("TEST_FILTER"));
