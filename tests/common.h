@@ -131,6 +131,26 @@ static inline int t_wait(pid_t pid)
     return 128 + WTERMSIG(st);
 }
 
+/* A receive on a thread of its own (run with pthread_create): one message
+ * into got (cap bytes); with reply, its size is then sent back as the
+ * answer (a REP worker). rc: the first call that failed, or 0. */
+struct t_recv_job {
+    ferry_socket *s;
+    unsigned char *got;
+    size_t cap, n;
+    int reply;
+    int rc;
+};
+
+static inline void *t_recv_thread(void *arg)
+{
+    struct t_recv_job *j = arg;
+    j->rc = ferry_recv(j->s, j->got, j->cap, &j->n, 0);
+    if (j->rc == 0 && j->reply)
+        j->rc = ferry_send(j->s, &j->n, sizeof j->n, 0);
+    return NULL;
+}
+
 /* A one-shot signal between processes: the writer says "ready" (or sends
  * a byte), the reader blocks until it comes. */
 struct t_pipe {

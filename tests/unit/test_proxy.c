@@ -554,23 +554,6 @@ static void test_held_without_spinning(void **state)
     ferry_close(b2);
 }
 
-struct rep_job {
-    ferry_socket *rep;
-    unsigned char *got;
-    size_t cap, n;
-    int rc;
-};
-
-/* A worker: one request, answered with its size. */
-static void *rep_once(void *arg)
-{
-    struct rep_job *j = arg;
-    j->rc = ferry_recv(j->rep, j->got, j->cap, &j->n, 0);
-    if (j->rc == 0)
-        j->rc = ferry_send(j->rep, &j->n, sizeof j->n, 0);
-    return NULL;
-}
-
 /* A broker's request larger than the rings on both sides (REQ -> [ROUTER
  * proxy DEALER] -> REP over shm://, 1 MiB rings, 3 MiB): it streams in and
  * out, its envelope before it, and the reply comes back. */
@@ -595,13 +578,13 @@ static void test_router_dealer_large(void **state)
     assert_int_equal(ferry_dial(req, fu), 0);
     size_t big = 3u << 20;
     unsigned char *msg = malloc(big);
-    struct rep_job j = {.rep = rep, .got = malloc(big), .cap = big, .rc = -1};
+    struct t_recv_job j = {.s = rep, .got = malloc(big), .cap = big, .reply = 1, .rc = -1};
     assert_non_null(msg);
     assert_non_null(j.got);
     for (size_t i = 0; i < big; i++)
         msg[i] = (unsigned char)(i * 11);
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, rep_once, &j), 0);
+    assert_int_equal(pthread_create(&t, NULL, t_recv_thread, &j), 0);
     assert_int_equal(ferry_send(req, msg, big, 0), 0);
     size_t answer = 0, n;
     assert_int_equal(ferry_recv(req, &answer, sizeof answer, &n, 0), 0);

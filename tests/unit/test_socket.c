@@ -1075,20 +1075,6 @@ static void test_zero_copy(void **state)
     ferry_close(b);
 }
 
-struct big_reader {
-    ferry_socket *s;
-    unsigned char *got;
-    size_t cap, n;
-    int rc;
-};
-
-static void *big_recv_thread(void *arg)
-{
-    struct big_reader *r = arg;
-    r->rc = ferry_recv(r->s, r->got, r->cap, &r->n, 0);
-    return NULL;
-}
-
 /* A part larger than the ring after parts the reader takes in place (a
  * DEALER's routing id before a REP's request, as a broker sends it): the
  * earlier parts must not hold the ring's room the large one streams
@@ -1106,13 +1092,13 @@ static void test_streamed_after_inplace(void **state)
     assert_int_equal(ferry_wait_peers(d, 1, 10000), 0);
     size_t big = 200000;
     unsigned char *msg = malloc(big);
-    struct big_reader r = {.s = rep, .got = malloc(big), .cap = big, .rc = -1};
+    struct t_recv_job r = {.s = rep, .got = malloc(big), .cap = big, .rc = -1};
     assert_non_null(msg);
     assert_non_null(r.got);
     for (size_t i = 0; i < big; i++)
         msg[i] = (unsigned char)(i * 13);
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, big_recv_thread, &r), 0);
+    assert_int_equal(pthread_create(&t, NULL, t_recv_thread, &r), 0);
     assert_int_equal(ferry_send(d, "client-7", 8, FERRY_MORE), 0);
     assert_int_equal(ferry_send(d, "", 0, FERRY_MORE), 0);
     assert_int_equal(ferry_send(d, msg, big, 0), 0);
